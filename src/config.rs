@@ -1,0 +1,398 @@
+//! Configuration: one TOML file, validated completely at start.
+//!
+//! Every error names the file, the line and the key (`deploy/mailroom.toml:42: limits.max_recipients:
+//! must be at least 1`), because an operator fixing a config at 3 a.m. should not have to guess.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::intake::regnum::RegFormat;
+
+/// The demo configuration doubles as the embedded default, so the two never drift apart.
+pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mailroom.toml");
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded deploy/mailroom.toml>";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default = "ListenerConfig::default_smtp")]
+    pub smtp: ListenerConfig,
+    #[serde(default = "ListenerConfig::default_lmtp")]
+    pub lmtp: ListenerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub hostname: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { hostname: "localhost".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// An empty list disables the protocol.
+    pub listen: Vec<SocketAddr>,
+}
+
+impl ListenerConfig {
+    fn default_smtp() -> Self {
+        Self { listen: vec![([127, 0, 0, 1], 2525).into()] }
+    }
+    fn default_lmtp() -> Self {
+        Self { listen: vec![([127, 0, 0, 1], 2424).into()] }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_command_line: usize,
+    pub max_data_line: usize,
+    pub max_connections: usize,
+    pub max_errors: u32,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_command_line: 2048,
+            max_data_line: 65536,
+            max_connections: 10_000,
+            max_errors: 20,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub format: String,
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self { format: "MR-{year}-{seq:06}-{check}".into(), duplicate_window: Duration::from_secs(48 * 3600) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub database: PathBuf,
+    pub master_key_file: PathBuf,
+    pub max_batch: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub domains: Vec<String>,
+    pub recipient_delimiter: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// A config error that points at the offending place.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}: {reason}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub reason: String,
+}
+
+/// The loaded configuration plus what was derived from it once, at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub source: String,
+    pub data_dir: PathBuf,
+    pub reg_format: RegFormat,
+    /// Lower-cased accepted domains.
+    pub domains: BTreeSet<String>,
+    /// Lower-cased address → queue name.
+    pub addresses: HashMap<String, String>,
+}
+
+impl Settings {
+    pub fn load(config_file: Option<&Path>, data_dir: &Path) -> Result<Settings, ConfigError> {
+        let (name, text) = match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    key: "-".into(),
+                    reason: format!("cannot read: {e}"),
+                })?;
+                (path.display().to_string(), text)
+            }
+            None => (DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()),
+        };
+        Self::from_str(&name, &text, data_dir)
+    }
+
+    pub fn from_str(name: &str, text: &str, data_dir: &Path) -> Result<Settings, ConfigError> {
+        let config = parse(name, text)?;
+        validate(name, text, config, data_dir)
+    }
+
+    /// Where mail without a more specific queue goes (postmaster): the first configured queue.
+    pub fn default_queue(&self) -> &str {
+        self.config.queues.first().map_or("inbox", |q| q.name.as_str())
+    }
+
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.data_dir.join(path) }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.resolve(&self.config.storage.database)
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.resolve(&self.config.storage.master_key_file)
+    }
+}
+
+fn parse(name: &str, text: &str) -> Result<Config, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| toml_error(name, text, "-", &e))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        toml_error(name, text, &key, e.inner())
+    })
+}
+
+fn toml_error(name: &str, text: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+    // toml's message is the reason; its own rendering repeats the location, so keep the first line.
+    let reason = e.message().lines().next().unwrap_or("invalid").to_string();
+    ConfigError { file: name.into(), line, key: if key == "." { "-".into() } else { key.into() }, reason }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Finds the line of a dotted key path such as `queues[1].addresses[0]` (best effort: the deepest
+/// part of the path that exists), so semantic errors point at the same place as syntax errors.
+fn locate(text: &str, path: &str) -> usize {
+    let Ok(doc) = toml_edit::Document::parse(text) else { return 0 };
+    let mut item = doc.as_item();
+    let mut line = 0;
+    for part in path.split(['.', '[']).map(|p| p.trim_end_matches(']')).filter(|p| !p.is_empty()) {
+        let next = match part.parse::<usize>() {
+            Ok(index) => item.get(index),
+            Err(_) => item.get(part),
+        };
+        let Some(next) = next else { break };
+        item = next;
+        if let Some(span) = item.span() {
+            line = line_of(text, span.start);
+        }
+    }
+    line
+}
+
+fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<Settings, ConfigError> {
+    let err = |key: &str, reason: String| ConfigError { file: name.into(), line: locate(text, key), key: key.into(), reason };
+
+    let hostname = &config.server.hostname;
+    if hostname.is_empty() || hostname.len() > 255 || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(err("server.hostname", "must be a domain name (letters, digits, '.', '-')".into()));
+    }
+    let limits = &config.limits;
+    let checks: [(&str, bool, &str); 7] = [
+        ("limits.max_message_size", limits.max_message_size >= 1024, "must be at least 1024 bytes"),
+        ("limits.max_recipients", limits.max_recipients >= 1, "must be at least 1"),
+        ("limits.max_command_line", limits.max_command_line >= 512, "must be at least 512 (RFC 5321 §4.5.3.1.4)"),
+        ("limits.max_data_line", limits.max_data_line >= 1000, "must be at least 1000 (RFC 5321 §4.5.3.1.6)"),
+        ("limits.max_connections", limits.max_connections >= 1, "must be at least 1"),
+        ("limits.max_errors", limits.max_errors >= 1, "must be at least 1"),
+        ("storage.max_batch", config.storage.max_batch >= 1 && config.storage.max_batch <= 1000, "must be between 1 and 1000"),
+    ];
+    for (key, ok, reason) in checks {
+        if !ok {
+            return Err(err(key, reason.into()));
+        }
+    }
+    for (key, value) in [("limits.command_timeout", limits.command_timeout), ("limits.data_timeout", limits.data_timeout)] {
+        if value < Duration::from_secs(1) {
+            return Err(err(key, "must be at least 1s".into()));
+        }
+    }
+    if config.tls.cert.is_some() != config.tls.key.is_some() {
+        let key = if config.tls.cert.is_some() { "tls.key" } else { "tls.cert" };
+        return Err(err(key, "tls.cert and tls.key must be given together".into()));
+    }
+    for addr in config.lmtp.listen.iter() {
+        if addr.port() == 25 {
+            return Err(err("lmtp.listen", "LMTP must never listen on port 25 (RFC 2033 §5)".into()));
+        }
+    }
+    let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
+
+    let mut domains = BTreeSet::new();
+    for (i, domain) in config.mail.domains.iter().enumerate() {
+        let d = domain.trim().to_ascii_lowercase();
+        if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+            return Err(err(&format!("mail.domains[{i}]"), format!("not a domain name: {domain:?}")));
+        }
+        domains.insert(d);
+    }
+    if let Some(delimiter) = &config.mail.recipient_delimiter
+        && (delimiter.chars().count() != 1 || delimiter == "@")
+    {
+        return Err(err("mail.recipient_delimiter", "must be a single character other than '@'".into()));
+    }
+
+    let mut addresses = HashMap::new();
+    let mut queue_names = BTreeSet::new();
+    for (qi, queue) in config.queues.iter().enumerate() {
+        if queue.name.is_empty() || !queue.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(err(&format!("queues[{qi}].name"), "must be letters, digits, '-' or '_'".into()));
+        }
+        if !queue_names.insert(queue.name.clone()) {
+            return Err(err(&format!("queues[{qi}].name"), format!("queue {:?} is defined twice", queue.name)));
+        }
+        for (ai, address) in queue.addresses.iter().enumerate() {
+            let key = format!("queues[{qi}].addresses[{ai}]");
+            let lower = address.trim().to_lowercase();
+            let Some((_, domain)) = lower.rsplit_once('@') else {
+                return Err(err(&key, format!("not an address: {address:?}")));
+            };
+            if !domains.contains(domain) {
+                return Err(err(&key, format!("domain {domain:?} is not in mail.domains")));
+            }
+            if let Some(other) = addresses.insert(lower.clone(), queue.name.clone()) {
+                return Err(err(&key, format!("address {address:?} already feeds queue {other:?}")));
+            }
+        }
+    }
+
+    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), reg_format, domains, addresses, config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigError> {
+        Settings::from_str("test.toml", text, Path::new("/tmp"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let s = load(DEFAULT_CONFIG).expect("deploy/mailroom.toml must be valid");
+        assert!(s.domains.contains("example.com"));
+        for a in ["support@example.com", "sales@example.com", "complaints@example.com"] {
+            assert!(s.addresses.contains_key(a), "{a} must be accepted by the demo config");
+        }
+        assert_eq!(s.config.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(s.config.lmtp.listen, vec!["127.0.0.1:2424".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = load("[server]\nhostname = \"a.b\"\n\n[limits]\nmax_recipients = 5\nmax_bogus = 3\n").unwrap_err();
+        assert_eq!(e.file, "test.toml");
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.reason.contains("max_bogus"), "{e}");
+        assert!(e.key.starts_with("limits"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let e = load("[limits]\nmax_recipients = \"many\"\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(e.key, "limits.max_recipients", "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = load("[server]\nhostname = \n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_key() {
+        let e = load("[limits]\nmax_recipients = 0\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "limits.max_recipients"), "{e}");
+
+        let text = "[mail]\ndomains = [\"example.com\"]\n\n[[queues]]\nname = \"a\"\naddresses = [\"a@example.com\"]\n\n[[queues]]\nname = \"b\"\naddresses = [\"b@example.com\",\n  \"b@foreign.org\"]\n";
+        let e = load(text).unwrap_err();
+        assert_eq!(e.key, "queues[1].addresses[1]", "{e}");
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.reason.contains("foreign.org"), "{e}");
+
+        let e = load("[registration]\nformat = \"MR-{year}\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "registration.format"), "{e}");
+
+        let e = load("[lmtp]\nlisten = [\"127.0.0.1:25\"]\n").unwrap_err();
+        assert_eq!(e.key, "lmtp.listen", "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let e = load("[limits]\ncommand_timeout = \"five minutes\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "limits.command_timeout"), "{e}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Intake: everything between "the client sent the final dot" and "hand it to the writer".
+//!
+//! Parse (mail-parser), extract the basic record, compute the blind indexes and the retry
+//! fingerprint, encrypt under a fresh data key. All of this runs in the session's task, so it is
+//! spread over every core; only the numbering and the commit are serialised (`store::writer`).
+//! Classification, threading and routing rules (issue #3) will slot in here, before the commit.
+
+pub mod record;
+pub mod regnum;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::digest;
+
+use crate::config::Settings;
+
+use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
+use crate::store::writer::{Outcome, Submission, Trace, WriterHandle};
+use crate::store::StoreError;
+
+/// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
+/// cannot stall the sessions that share its worker thread.
+const BLOCKING_THRESHOLD: usize = 512 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_checks() {
+        let s = Settings::from_str("t", crate::config::DEFAULT_CONFIG, std::path::Path::new("/tmp")).unwrap();
+        let accept = |q: &str| RecipientCheck::Accept(q.to_string());
+        assert_eq!(check_recipient(&s, "support@example.com"), accept("support"));
+        assert_eq!(check_recipient(&s, "Sales@Example.COM"), accept("sales"));
+        assert_eq!(check_recipient(&s, "support+order42@example.com"), accept("support"));
+        assert_eq!(check_recipient(&s, "postmaster"), accept("support"));
+        assert_eq!(check_recipient(&s, "PostMaster@example.com"), accept("support"));
+        assert_eq!(check_recipient(&s, "nobody@example.com"), RecipientCheck::UnknownMailbox);
+        assert_eq!(check_recipient(&s, "nobody+support@example.com"), RecipientCheck::UnknownMailbox);
+        assert_eq!(check_recipient(&s, "support@example.com.evil.org"), RecipientCheck::ForeignDomain);
+        assert_eq!(check_recipient(&s, "support@other.org"), RecipientCheck::ForeignDomain);
+        assert_eq!(check_recipient(&s, "\"support@example.com\"@other.org"), RecipientCheck::ForeignDomain);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Smtp,
+    Lmtp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Lmtp => "lmtp",
+        }
+    }
+}
+
+/// The envelope of one transaction, as accepted by the session.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub mail_from: String,
+    /// Accepted recipients in RCPT order, with the queue each one feeds.
+    pub recipients: Vec<(String, String)>,
+    pub helo: String,
+    pub client_ip: IpAddr,
+    pub protocol: Protocol,
+    /// "TLSv1.3 TLS13_AES_256_GCM_SHA384" when the session is encrypted.
+    pub tls: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("intake task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Clone)]
+pub struct Intake {
+    keys: Arc<KeyRing>,
+    writer: WriterHandle,
+    hostname: Arc<str>,
+}
+
+impl Intake {
+    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, hostname: &str) -> Intake {
+        Intake { keys, writer, hostname: hostname.into() }
+    }
+
+    /// Registers one message: returns only after it is durably committed.
+    pub async fn register(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Outcome, IntakeError> {
+        let received_at = chrono::Utc::now();
+        let submission = if data.len() > BLOCKING_THRESHOLD {
+            let (keys, envelope, hostname) = (self.keys.clone(), envelope.clone(), self.hostname.clone());
+            tokio::task::spawn_blocking(move || prepare(&keys, &envelope, &data, received_at, &hostname))
+                .await
+                .map_err(|e| IntakeError::Task(e.to_string()))??
+        } else {
+            prepare(&self.keys, envelope, &data, received_at, &self.hostname)?
+        };
+        Ok(self.writer.submit(submission).await?)
+    }
+}
+
+/// The verdict on one RCPT, made while the envelope is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// One of our addresses: the queue it feeds.
+    Accept(String),
+    /// Our domain, but no such address: 550 5.1.1.
+    UnknownMailbox,
+    /// Not our domain: 550 5.7.1 (we are never a relay).
+    ForeignDomain,
+}
+
+/// Checks a recipient against the configured domains and queue addresses. `postmaster` (bare or
+/// at any of our domains) is always accepted (RFC 5321 §4.5.1); `local+tag@domain` is
+/// `local@domain` when a recipient delimiter is configured.
+pub fn check_recipient(settings: &Settings, address: &str) -> RecipientCheck {
+    let address = normalize_address(address);
+    if address == "postmaster" {
+        return RecipientCheck::Accept(settings.default_queue().to_string());
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else { return RecipientCheck::UnknownMailbox };
+    if !settings.domains.contains(domain) {
+        return RecipientCheck::ForeignDomain;
+    }
+    if let Some(queue) = settings.addresses.get(&address) {
+        return RecipientCheck::Accept(queue.clone());
+    }
+    if let Some(delimiter) = settings.config.mail.recipient_delimiter.as_deref()
+        && let Some((base, _tag)) = local.split_once(delimiter)
+        && let Some(queue) = settings.addresses.get(&format!("{base}@{domain}"))
+    {
+        return RecipientCheck::Accept(queue.clone());
+    }
+    if local == "postmaster" {
+        return RecipientCheck::Accept(settings.default_queue().to_string());
+    }
+    RecipientCheck::UnknownMailbox
+}
+
+/// Lower-cases the domain of an address (local parts are case-sensitive in theory, but every
+/// real mail system treats them case-insensitively, and so do look-ups here).
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>, hostname: &str) -> Result<Submission, CryptoError> {
+    let mut uid = [0u8; 16];
+    // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
+    uid[..8].copy_from_slice(&received_at.timestamp_micros().to_be_bytes());
+    aws_lc_rs::rand::fill(&mut uid[8..]).map_err(|_| CryptoError::Random)?;
+
+    let mut record = record::extract(data);
+    record.envelope_from = envelope.mail_from.clone();
+    record.envelope_to = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
+    record.helo = envelope.helo.clone();
+    record.client_ip = envelope.client_ip.to_string();
+
+    let data_key = DataKey::generate()?;
+    let raw_ct = data_key.seal(&aad("raw", &uid), data)?;
+    let fields = serde_json::to_vec(&record).expect("a record always serialises");
+    let fields_ct = data_key.seal(&aad("fields", &uid), &fields)?;
+    let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;
+
+    let sender = normalize_address(&envelope.mail_from);
+    let sender_idx = (!sender.is_empty()).then(|| keys.blind_index("address", sender.as_bytes()));
+    let msgid_idx = record.message_id.as_ref().map(|id| keys.blind_index("message-id", id.as_bytes()));
+    let dedupe_idx = retry_fingerprint(keys, envelope, record.message_id.as_deref(), data);
+
+    let tls = envelope.tls.is_some();
+    let with = match (envelope.protocol, tls) {
+        (Protocol::Smtp, false) => "ESMTP",
+        (Protocol::Smtp, true) => "ESMTPS",
+        (Protocol::Lmtp, false) => "LMTP",
+        (Protocol::Lmtp, true) => "LMTPS",
+    };
+    Ok(Submission {
+        uid,
+        received_at,
+        size: data.len(),
+        protocol: envelope.protocol.name(),
+        tls: envelope.tls.clone(),
+        parsed: record.parsed,
+        queue: envelope.recipients.first().map(|(_, q)| q.clone()).unwrap_or_default(),
+        data_key,
+        key_id,
+        wrapped_key,
+        raw_ct,
+        fields_ct,
+        sender_idx,
+        msgid_idx,
+        dedupe_idx,
+        trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
+    })
+}
+
+/// Same sender, same recipients (in any order), same Message-ID and same bytes: the same message,
+/// sent again because the client never saw our 250.
+fn retry_fingerprint(keys: &KeyRing, envelope: &Envelope, message_id: Option<&str>, data: &[u8]) -> Vec<u8> {
+    let mut recipients: Vec<String> = envelope.recipients.iter().map(|(a, _)| normalize_address(a)).collect();
+    recipients.sort();
+    recipients.dedup();
+    let body = digest::digest(&digest::SHA256, data);
+    let mut material = Vec::with_capacity(256);
+    for part in [normalize_address(&envelope.mail_from).as_bytes(), recipients.join("\n").as_bytes(), message_id.unwrap_or("").as_bytes(), body.as_ref()] {
+        material.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        material.extend_from_slice(part);
+    }
+    keys.blind_index("retry", &material)
+}

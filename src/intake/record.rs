@@ -1,0 +1,120 @@
+//! The basic record extracted from a message: who, to whom, about what, in reply to what, with
+//! which attachments. Stored encrypted next to the raw message; later stages (threading,
+//! classification, the staff views) read it instead of re-parsing the message.
+
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub envelope_from: String,
+    pub envelope_to: Vec<String>,
+    pub helo: String,
+    pub client_ip: String,
+    /// False when the MIME parser found no message at all; the raw bytes are stored regardless.
+    pub parsed: bool,
+    pub from: Vec<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: Option<String>,
+    pub date: Option<String>,
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+fn mailboxes(address: Option<&Address>) -> Vec<Mailbox> {
+    address
+        .map(|a| a.iter().map(|m| Mailbox { name: m.name().map(str::to_string), address: m.address().map(str::to_string) }).collect())
+        .unwrap_or_default()
+}
+
+fn ids(value: &HeaderValue) -> Vec<String> {
+    match value {
+        HeaderValue::Text(t) => vec![t.to_string()],
+        HeaderValue::TextList(list) => list.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Fills the message-derived part of a record. The envelope part is set by the caller.
+pub fn extract(raw: &[u8]) -> Record {
+    match MessageParser::default().parse(raw) {
+        Some(message) => from_message(&message),
+        None => Record::default(),
+    }
+}
+
+fn from_message(m: &Message) -> Record {
+    Record {
+        parsed: true,
+        from: mailboxes(m.from()),
+        to: mailboxes(m.to()),
+        cc: mailboxes(m.cc()),
+        reply_to: mailboxes(m.reply_to()),
+        subject: m.subject().map(str::to_string),
+        date: m.date().map(|d| d.to_rfc3339()),
+        message_id: m.message_id().map(str::to_string),
+        in_reply_to: ids(m.in_reply_to()),
+        references: ids(m.references()),
+        attachments: m
+            .attachments()
+            .map(|part| Attachment {
+                name: part.attachment_name().map(str::to_string),
+                content_type: part.content_type().map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                }),
+                size: part.contents().len(),
+            })
+            .collect(),
+        ..Record::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_the_basic_record() {
+        let raw = b"From: Ana Customer <ana@customer.org>\r\nTo: support@example.com\r\nCc: boss@customer.org, other@customer.org\r\n\
+Subject: =?utf-8?q?Caf=C3=A9?= order\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\nMessage-ID: <abc@customer.org>\r\n\
+In-Reply-To: <prev@example.com>\r\nReferences: <first@example.com> <prev@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nHello\r\n--XX\r\n\
+Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--XX--\r\n";
+        let r = extract(raw);
+        assert!(r.parsed);
+        assert_eq!(r.from, vec![Mailbox { name: Some("Ana Customer".into()), address: Some("ana@customer.org".into()) }]);
+        assert_eq!(r.to[0].address.as_deref(), Some("support@example.com"));
+        assert_eq!(r.cc.len(), 2);
+        assert_eq!(r.subject.as_deref(), Some("Café order"));
+        assert_eq!(r.message_id.as_deref(), Some("abc@customer.org"));
+        assert_eq!(r.in_reply_to, vec!["prev@example.com"]);
+        assert_eq!(r.references, vec!["first@example.com", "prev@example.com"]);
+        assert!(r.date.as_deref().unwrap().starts_with("2026-11-23T10:00:00"));
+        assert_eq!(r.attachments, vec![Attachment { name: Some("invoice.pdf".into()), content_type: Some("application/pdf".into()), size: 9 }]);
+    }
+
+    #[test]
+    fn garbage_is_recorded_as_unparsed() {
+        let r = extract(b"");
+        assert!(!r.parsed);
+        assert_eq!(r.subject, None);
+    }
+}

@@ -1,0 +1,14 @@
+//! mailroom: an SMTP-native front door for an organisation's customer mail.
+//!
+//! The data path reads straight down: `smtp` (receive) → `intake` (parse, extract, encrypt) →
+//! `store::writer` (number, commit). `store` holds the database and the keys; `config`, `tls` and
+//! `shutdown` serve everything; `server` wires it together and `cli` is the command line.
+
+pub mod cli;
+pub mod config;
+pub mod intake;
+pub mod server;
+pub mod shutdown;
+pub mod smtp;
+pub mod store;
+pub mod tls;

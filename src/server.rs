@@ -1,0 +1,131 @@
+//! `mailroom serve`: opens the store, binds every listener, runs until SIGTERM/SIGINT, then shuts
+//! down in order: stop accepting → let transactions finish (up to `limits.shutdown_grace`) → 421
+//! to the rest → drain the writer → checkpoint the WAL.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Settings;
+use crate::intake::{Intake, Protocol};
+use crate::shutdown::{self, Phase};
+use crate::smtp::{self, SmtpContext};
+use crate::store::{Store, writer};
+
+/// How often committed WAL pages are moved into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
+    raise_fd_limit(settings.config.limits.max_connections);
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let store = Store::open(settings.clone()).await.context("opening the store")?;
+    let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
+    let writer_conn = store.writer_connection().await.context("opening the writer connection")?;
+    let (writer, writer_task) = writer::spawn(store.clone(), writer_conn);
+
+    let (trigger, shutdown) = shutdown::channel();
+    let ctx = Arc::new(SmtpContext {
+        settings: settings.clone(),
+        intake: Intake::new(store.keys.clone(), writer, &settings.config.server.hostname),
+        tls: TlsAcceptor::from(tls),
+        shutdown: shutdown.clone(),
+    });
+
+    // Bind everything before announcing anything: a port conflict fails the start, not half of it.
+    let mut bound: BTreeMap<&str, Vec<SocketAddr>> = BTreeMap::new();
+    let mut listeners = Vec::new();
+    for (name, protocol, addrs) in [("smtp", Protocol::Smtp, &settings.config.smtp.listen), ("lmtp", Protocol::Lmtp, &settings.config.lmtp.listen)] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(protocol = name, addr = %local, "listening");
+            bound.entry(name).or_default().push(local);
+            listeners.push((listener, protocol));
+        }
+    }
+    let max_connections = settings.config.limits.max_connections;
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let mut accept_tasks = Vec::new();
+    for (listener, protocol) in listeners {
+        accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
+    }
+    let listeners_file = settings.data_dir.join("listeners.json");
+    write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
+
+    let checkpointer = {
+        let (store, mut shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                    _ = shutdown.reached(Phase::Draining) => break,
+                }
+                if let Err(e) = store.checkpoint().await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        })
+    };
+    tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; open transactions may finish");
+    trigger.set(Phase::Draining);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    let all = max_connections as u32;
+    let grace = settings.config.limits.shutdown_grace;
+    if tokio::time::timeout(grace, connections.acquire_many(all)).await.is_err() {
+        tracing::warn!("shutdown grace period over: closing remaining sessions with 421");
+        trigger.set(Phase::Forced);
+        let _ = tokio::time::timeout(Duration::from_secs(10), connections.acquire_many(all)).await;
+    }
+    // The last Intake (and with it the writer's channel) goes with the context.
+    drop(ctx);
+    let _ = checkpointer.await;
+    let _ = writer_task.await;
+    let _ = std::fs::remove_file(&listeners_file);
+    tracing::info!("mailroom stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+/// Each connection is a file descriptor: make sure `max_connections` of them can be open.
+fn raise_fd_limit(max_connections: usize) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = (max_connections as libc::rlim_t + 256).min(limit.rlim_max);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        if (limit.rlim_cur as usize) < max_connections + 64 {
+            tracing::warn!(open_files = limit.rlim_cur, max_connections, "the open-file limit is below limits.max_connections");
+        }
+    }
+}

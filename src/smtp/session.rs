@@ -1,0 +1,599 @@
+//! One SMTP or LMTP connection: the command state machine.
+//!
+//! Input is read into one buffer; every complete command in it is handled in order and the
+//! replies are queued, then flushed before the next blocking read (RFC 2920 pipelining: nothing
+//! buffered is dropped, replies stay in order). DATA and BDAT take their bytes from the same
+//! buffer, so a pipelined command after the data is never lost. STARTTLS throws the buffer away,
+//! so nothing sent before the handshake is ever run inside TLS (CVE-2011-0411).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use smtp_proto::{Error as ParseError, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::SmtpContext;
+use super::data::DataReceiver;
+use super::stream::Stream;
+use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient};
+use crate::shutdown::Phase;
+use crate::store::writer::Outcome;
+
+/// Initial buffer: small, because most connections are idle most of the time.
+const INITIAL_BUFFER: usize = 1024;
+/// Read granularity during DATA/BDAT.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub async fn run(ctx: Arc<SmtpContext>, socket: TcpStream, peer: SocketAddr, protocol: Protocol) {
+    let mut session = Session::new(ctx, Stream::Plain(socket), peer, protocol);
+    if let Err(e) = session.serve().await {
+        tracing::debug!(error = %e, "session ended with an I/O error");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), session.stream.shutdown()).await;
+}
+
+struct Transaction {
+    mail_from: String,
+    smtputf8: bool,
+    /// Accepted recipients (address, queue) in RCPT order.
+    recipients: Vec<(String, String)>,
+    /// The data received by BDAT so far; `Some` once the first BDAT arrived.
+    bdat: Option<Vec<u8>>,
+}
+
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+enum Input {
+    Data,
+    Eof,
+    Timeout,
+    Shutdown,
+}
+
+enum Line {
+    Command(BytesMut),
+    TooLong,
+}
+
+struct Session {
+    ctx: Arc<SmtpContext>,
+    stream: Stream,
+    peer: SocketAddr,
+    protocol: Protocol,
+    buf: BytesMut,
+    out: Vec<u8>,
+    helo: Option<String>,
+    tls: Option<String>,
+    tx: Option<Transaction>,
+    errors: u32,
+    /// Skipping the rest of a command line that was too long.
+    discarding: bool,
+}
+
+impl Session {
+    fn new(ctx: Arc<SmtpContext>, stream: Stream, peer: SocketAddr, protocol: Protocol) -> Session {
+        Session {
+            ctx,
+            stream,
+            peer,
+            protocol,
+            buf: BytesMut::with_capacity(INITIAL_BUFFER),
+            out: Vec::with_capacity(256),
+            helo: None,
+            tls: None,
+            tx: None,
+            errors: 0,
+            discarding: false,
+        }
+    }
+
+    fn hostname(&self) -> &str {
+        &self.ctx.settings.config.server.hostname
+    }
+
+    fn reply(&mut self, line: impl AsRef<str>) {
+        self.out.extend_from_slice(line.as_ref().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// A reply that counts against `limits.max_errors`.
+    fn error(&mut self, line: impl AsRef<str>) -> Flow {
+        self.reply(line);
+        self.errors += 1;
+        if self.errors >= self.ctx.settings.config.limits.max_errors {
+            let closing = format!("421 4.7.0 {} Too many errors, closing connection", self.hostname());
+            self.reply(closing);
+            tracing::info!(peer = %self.peer.ip(), errors = self.errors, "too many errors; disconnected");
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.ctx.settings.config.limits.command_timeout;
+        let Session { stream, out, .. } = self;
+        let write = async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        };
+        let result = tokio::time::timeout(timeout, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+        out.clear();
+        result
+    }
+
+    /// Reads more input. Returns early when shutdown reaches `interrupt_at`.
+    async fn read_more(&mut self, timeout: Duration, interrupt_at: Phase) -> io::Result<Input> {
+        if self.buf.capacity() - self.buf.len() < 512 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let mut shutdown = self.ctx.shutdown.clone();
+        let Session { stream, buf, .. } = self;
+        tokio::select! {
+            read = tokio::time::timeout(timeout, stream.read_buf(buf)) => match read {
+                Err(_) => Ok(Input::Timeout),
+                Ok(Ok(0)) => Ok(Input::Eof),
+                Ok(Ok(_)) => Ok(Input::Data),
+                Ok(Err(e)) => Err(e),
+            },
+            _ = shutdown.reached(interrupt_at) => Ok(Input::Shutdown),
+        }
+    }
+
+    /// Sends the 421 that must precede any close we initiate, for timeouts and shutdown.
+    async fn close_with(&mut self, input: Input) -> io::Result<Flow> {
+        let line = match input {
+            Input::Timeout => format!("421 4.4.2 {} Timeout, closing connection", self.hostname()),
+            Input::Shutdown => format!("421 4.3.2 {} Service shutting down", self.hostname()),
+            Input::Eof | Input::Data => return Ok(Flow::Close),
+        };
+        self.reply(line);
+        self.flush().await?;
+        Ok(Flow::Close)
+    }
+
+    async fn serve(&mut self) -> io::Result<()> {
+        let banner = match self.protocol {
+            Protocol::Smtp => format!("220 {} ESMTP mailroom", self.hostname()),
+            Protocol::Lmtp => format!("220 {} LMTP mailroom", self.hostname()),
+        };
+        self.reply(banner);
+        loop {
+            while let Some(line) = self.next_line() {
+                let flow = match line {
+                    Line::TooLong => self.error("500 5.5.2 Line too long"),
+                    Line::Command(bytes) => self.command(&bytes).await?,
+                };
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Close => return self.flush().await,
+                    Flow::StartTls => {
+                        self.flush().await?;
+                        self.start_tls().await?;
+                        break;
+                    }
+                }
+            }
+            self.flush().await?;
+            if self.ctx.shutdown.is(Phase::Draining) && self.tx.is_none() {
+                self.close_with(Input::Shutdown).await?;
+                return Ok(());
+            }
+            let timeout = self.ctx.settings.config.limits.command_timeout;
+            // Between transactions shutdown interrupts at once; inside one (MAIL given, the
+            // client is about to send data) only when forced.
+            let interrupt_at = if self.tx.is_some() { Phase::Forced } else { Phase::Draining };
+            match self.read_more(timeout, interrupt_at).await? {
+                Input::Data => {}
+                Input::Eof => return Ok(()),
+                other => {
+                    self.close_with(other).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Takes the next complete command line off the buffer.
+    fn next_line(&mut self) -> Option<Line> {
+        let max = self.ctx.settings.config.limits.max_command_line;
+        if self.discarding {
+            match memchr::memchr(b'\n', &self.buf) {
+                Some(pos) => {
+                    self.buf.advance(pos + 1);
+                    self.discarding = false;
+                }
+                None => {
+                    self.buf.clear();
+                    return None;
+                }
+            }
+        }
+        match memchr::memchr(b'\n', &self.buf) {
+            Some(pos) if pos < max => Some(Line::Command(self.buf.split_to(pos + 1))),
+            Some(pos) => {
+                self.buf.advance(pos + 1);
+                Some(Line::TooLong)
+            }
+            None if self.buf.len() >= max => {
+                self.buf.clear();
+                self.discarding = true;
+                Some(Line::TooLong)
+            }
+            None => None,
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(request) => request,
+            Err(e) => return Ok(self.parse_error(e, line)),
+        };
+        let lmtp = self.protocol == Protocol::Lmtp;
+        Ok(match request {
+            Request::Ehlo { .. } | Request::Helo { .. } if lmtp => self.error("500 5.5.1 Use LHLO in LMTP"),
+            Request::Lhlo { .. } if !lmtp => self.error("500 5.5.1 Command unrecognized"),
+            Request::Ehlo { host } | Request::Lhlo { host } => {
+                self.greet(host.into_owned(), true);
+                Flow::Continue
+            }
+            Request::Helo { host } => {
+                self.greet(host.into_owned(), false);
+                Flow::Continue
+            }
+            Request::Mail { from } => self.mail(from.address.into_owned(), from.flags, from.size),
+            Request::Rcpt { to } => {
+                let postmaster = to.address.is_empty() && contains_ignore_case(line, b"<postmaster>");
+                self.rcpt(to.address.into_owned(), postmaster)
+            }
+            Request::Data if has_arguments(line) => self.error("501 5.5.4 Syntax: DATA"),
+            Request::Data => return self.data().await,
+            Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last).await,
+            Request::Rset if has_arguments(line) => self.error("501 5.5.4 Syntax: RSET"),
+            Request::Rset => {
+                self.tx = None;
+                self.reply("250 2.0.0 OK");
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply("250 2.0.0 OK");
+                Flow::Continue
+            }
+            Request::Quit if has_arguments(line) => self.error("501 5.5.4 Syntax: QUIT"),
+            Request::Quit => {
+                let bye = format!("221 2.0.0 {} closing connection", self.hostname());
+                self.reply(bye);
+                Flow::Close
+            }
+            Request::Vrfy { .. } => {
+                self.reply("252 2.5.0 Cannot verify user; will accept message and attempt delivery");
+                Flow::Continue
+            }
+            Request::Expn { .. } => self.error("502 5.5.1 EXPN not supported"),
+            Request::Help { .. } => {
+                self.reply("214 2.0.0 mailroom: see https://www.rfc-editor.org/rfc/rfc5321");
+                Flow::Continue
+            }
+            Request::StartTls if self.tls.is_some() => self.error("503 5.5.1 TLS already active"),
+            Request::StartTls if has_arguments(line) => self.error("501 5.5.4 Syntax: STARTTLS"),
+            Request::StartTls => {
+                self.reply("220 2.0.0 Ready to start TLS");
+                Flow::StartTls
+            }
+            Request::Auth { .. } => self.error("502 5.5.1 AUTH not supported"),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => self.error("502 5.5.1 Command not implemented"),
+        })
+    }
+
+    fn parse_error(&mut self, error: ParseError, line: &[u8]) -> Flow {
+        let verb = line.iter().take_while(|b| b.is_ascii_alphabetic()).map(u8::to_ascii_uppercase).collect::<Vec<u8>>();
+        match error {
+            ParseError::UnknownCommand => self.error("500 5.5.1 Command unrecognized"),
+            ParseError::InvalidSenderAddress => self.error("553 5.1.7 Invalid sender address"),
+            ParseError::InvalidRecipientAddress => self.error("501 5.1.3 Invalid recipient address"),
+            ParseError::SyntaxError { syntax } => self.error(format!("501 5.5.4 Syntax: {syntax}")),
+            ParseError::InvalidParameter { .. } => self.error("501 5.5.4 Invalid value for parameter"),
+            ParseError::UnsupportedParameter { .. } => self.error("555 5.5.4 Unsupported parameter"),
+            _ if verb == b"MAIL" => self.error("501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]"),
+            _ if verb == b"RCPT" => self.error("501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]"),
+            _ => self.error("501 5.5.4 Syntax error"),
+        }
+    }
+
+    fn greet(&mut self, host: String, extended: bool) {
+        // EHLO/HELO/LHLO resets any transaction (RFC 5321 §4.1.4).
+        self.tx = None;
+        self.helo = Some(sanitize_helo(&host));
+        let hostname = self.hostname().to_string();
+        if !extended {
+            self.reply(format!("250 {hostname}"));
+            return;
+        }
+        let mut lines = vec![
+            hostname,
+            "PIPELINING".into(),
+            format!("SIZE {}", self.ctx.settings.config.limits.max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+        ];
+        if self.tls.is_none() {
+            lines.push("STARTTLS".into());
+        }
+        lines.push("HELP".into());
+        let last = lines.len() - 1;
+        for (i, line) in lines.into_iter().enumerate() {
+            self.reply(format!("250{}{line}", if i == last { ' ' } else { '-' }));
+        }
+    }
+
+    fn mail(&mut self, address: String, flags: u64, size: usize) -> Flow {
+        if self.helo.is_none() {
+            return self.error(self.hello_first());
+        }
+        if self.tx.is_some() {
+            return self.error("503 5.5.1 Sender already specified");
+        }
+        if flags & MAIL_BODY_BINARYMIME != 0 {
+            return self.error("555 5.5.4 Unsupported parameter");
+        }
+        let smtputf8 = flags & MAIL_SMTPUTF8 != 0;
+        if !address.is_ascii() && !smtputf8 {
+            return self.error("553 5.6.7 Non-ASCII address requires SMTPUTF8");
+        }
+        let max = self.ctx.settings.config.limits.max_message_size;
+        if size > max {
+            return self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"));
+        }
+        self.tx = Some(Transaction { mail_from: address, smtputf8, recipients: Vec::new(), bdat: None });
+        self.reply("250 2.1.0 Sender OK");
+        Flow::Continue
+    }
+
+    fn hello_first(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Smtp => "503 5.5.1 Send EHLO first",
+            Protocol::Lmtp => "503 5.5.1 Send LHLO first",
+        }
+    }
+
+    fn rcpt(&mut self, address: String, postmaster: bool) -> Flow {
+        if self.helo.is_none() {
+            return self.error(self.hello_first());
+        }
+        let Some(tx) = &self.tx else { return self.error("503 5.5.1 Send MAIL first") };
+        if address.is_empty() && !postmaster {
+            return self.error("501 5.1.3 Invalid recipient address");
+        }
+        if !address.is_ascii() && !tx.smtputf8 {
+            return self.error("553 5.6.7 Non-ASCII address requires SMTPUTF8");
+        }
+        if tx.recipients.len() >= self.ctx.settings.config.limits.max_recipients {
+            // Not an error: the client sends the rest in another transaction (RFC 5321 §4.5.3.1.10).
+            self.reply("452 4.5.3 Too many recipients");
+            return Flow::Continue;
+        }
+        let address = if postmaster { "postmaster".to_string() } else { address };
+        match check_recipient(&self.ctx.settings, &address) {
+            RecipientCheck::Accept(queue) => {
+                self.tx.as_mut().expect("checked above").recipients.push((address, queue));
+                self.reply("250 2.1.5 Recipient OK");
+                Flow::Continue
+            }
+            RecipientCheck::UnknownMailbox => self.error("550 5.1.1 Mailbox unknown"),
+            RecipientCheck::ForeignDomain => self.error("550 5.7.1 Relay access denied"),
+        }
+    }
+
+    /// Why a DATA or BDAT cannot start now, if it cannot.
+    fn data_refusal(&self) -> Option<&'static str> {
+        match &self.tx {
+            _ if self.helo.is_none() => Some(self.hello_first()),
+            None => Some("503 5.5.1 Send MAIL first"),
+            Some(tx) if tx.recipients.is_empty() => Some("503 5.5.1 Send RCPT first"),
+            Some(_) => None,
+        }
+    }
+
+    async fn data(&mut self) -> io::Result<Flow> {
+        if let Some(refusal) = self.data_refusal() {
+            return Ok(self.error(refusal));
+        }
+        if self.tx.as_ref().is_some_and(|tx| tx.bdat.is_some()) {
+            self.tx = None;
+            return Ok(self.error("503 5.5.1 DATA not allowed after BDAT"));
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>");
+        self.flush().await?;
+        let limits = &self.ctx.settings.config.limits;
+        let (timeout, mut receiver) = (limits.data_timeout, DataReceiver::new(limits.max_message_size, limits.max_data_line));
+        loop {
+            if let Some(consumed) = receiver.feed(&self.buf) {
+                self.buf.advance(consumed);
+                break;
+            }
+            self.buf.clear();
+            match self.read_more(timeout, Phase::Forced).await? {
+                Input::Data => {}
+                Input::Eof => return Ok(Flow::Close),
+                other => return self.close_with(other).await,
+            }
+        }
+        let end_of_data = Instant::now();
+        let max_line = self.ctx.settings.config.limits.max_data_line;
+        let verdict = if receiver.too_big {
+            Err(self.too_big_reply())
+        } else if receiver.line_too_long {
+            Err(format!("554 5.6.0 Message contains a line longer than {max_line} bytes"))
+        } else {
+            Ok(receiver.into_message())
+        };
+        self.finish(verdict, end_of_data).await
+    }
+
+    fn too_big_reply(&self) -> String {
+        format!("552 5.3.4 Message size exceeds fixed limit of {} bytes", self.ctx.settings.config.limits.max_message_size)
+    }
+
+    async fn bdat(&mut self, size: usize, last: bool) -> io::Result<Flow> {
+        // The chunk is always read in full first, whatever the verdict, so the next command
+        // is found where the client put it (RFC 3030 §4.2).
+        let refusal = self.data_refusal();
+        let max = self.ctx.settings.config.limits.max_message_size;
+        let so_far = self.tx.as_ref().and_then(|tx| tx.bdat.as_ref()).map_or(0, Vec::len);
+        let overflow = refusal.is_none() && so_far.saturating_add(size) > max;
+        let keep = refusal.is_none() && !overflow;
+        let mut chunk = Vec::with_capacity(if keep { size.min(READ_CHUNK * 64) } else { 0 });
+        let mut remaining = size;
+        let timeout = self.ctx.settings.config.limits.data_timeout;
+        loop {
+            let take = remaining.min(self.buf.len());
+            if keep {
+                chunk.extend_from_slice(&self.buf[..take]);
+            }
+            self.buf.advance(take);
+            remaining -= take;
+            if remaining == 0 {
+                break;
+            }
+            match self.read_more(timeout, Phase::Forced).await? {
+                Input::Data => {}
+                Input::Eof => return Ok(Flow::Close),
+                other => return self.close_with(other).await,
+            }
+        }
+        if let Some(refusal) = refusal {
+            return Ok(self.error(refusal));
+        }
+        let end_of_data = Instant::now();
+        if overflow {
+            let reply = self.too_big_reply();
+            if last {
+                return self.finish(Err(reply), end_of_data).await;
+            }
+            self.tx = None;
+            self.reply(reply);
+            return Ok(Flow::Continue);
+        }
+        let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
+        tx.bdat.get_or_insert_with(Vec::new).extend_from_slice(&chunk);
+        if !last {
+            self.reply(format!("250 2.0.0 {size} octets received"));
+            return Ok(Flow::Continue);
+        }
+        let data = tx.bdat.take().unwrap_or_default();
+        self.finish(Ok(data), end_of_data).await
+    }
+
+    /// Ends a transaction: registers the message (or refuses it) and replies, once for SMTP and
+    /// once per accepted recipient for LMTP.
+    async fn finish(&mut self, verdict: Result<Vec<u8>, String>, end_of_data: Instant) -> io::Result<Flow> {
+        let tx = self.tx.take().expect("a transaction is open");
+        let size = verdict.as_ref().map_or(0, Vec::len);
+        let (result, number, replies): (&str, Option<String>, Vec<String>) = match verdict {
+            Err(reply) => ("refused", None, vec![reply]),
+            Ok(data) => {
+                let envelope = Envelope {
+                    mail_from: tx.mail_from.clone(),
+                    recipients: tx.recipients.clone(),
+                    helo: self.helo.clone().unwrap_or_default(),
+                    client_ip: self.peer.ip(),
+                    protocol: self.protocol,
+                    tls: self.tls.clone(),
+                };
+                match self.ctx.intake.register(&envelope, data).await {
+                    Ok(Outcome::Registered(n)) => ("registered", Some(n.clone()), vec![format!("250 2.0.0 Registered {n}")]),
+                    Ok(Outcome::Duplicate(n)) => ("duplicate", Some(n.clone()), vec![format!("250 2.0.0 Registered {n} (duplicate, not stored again)")]),
+                    Err(e) => {
+                        tracing::error!(error = %e, "registration failed; replied 451");
+                        ("tempfail", None, vec!["451 4.3.0 Temporary failure, message not stored; try again later".to_string()])
+                    }
+                }
+            }
+        };
+        let reply = &replies[0];
+        match self.protocol {
+            Protocol::Smtp => self.reply(reply.clone()),
+            Protocol::Lmtp => {
+                // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+                for (address, _) in &tx.recipients {
+                    let line = match reply.split_once(' ').and_then(|(code, rest)| rest.split_once(' ').map(|(enh, text)| (code, enh, text))) {
+                        Some((code, enh, text)) if code == "250" => format!("{code} {enh} <{address}> {text}"),
+                        _ => reply.clone(),
+                    };
+                    self.reply(line);
+                }
+            }
+        }
+        self.flush().await?;
+        tracing::info!(
+            reg = number.as_deref().unwrap_or("-"),
+            size,
+            protocol = self.protocol.name(),
+            tls = self.tls.is_some(),
+            recipients = tx.recipients.len(),
+            result,
+            latency_us = end_of_data.elapsed().as_micros() as u64,
+            "transaction"
+        );
+        Ok(Flow::Continue)
+    }
+
+    async fn start_tls(&mut self) -> io::Result<()> {
+        // Anything pipelined after STARTTLS was sent in clear text: it must never be executed.
+        self.buf.clear();
+        self.discarding = false;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(io::Error::other("STARTTLS on a stream that is not plain"));
+        };
+        let timeout = self.ctx.settings.config.limits.command_timeout;
+        let tls = tokio::time::timeout(timeout, self.ctx.tls.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        self.stream = Stream::Tls(Box::new(tls));
+        // RFC 3207 §4.2: forget everything learnt before the handshake.
+        self.tls = self.stream.tls_description();
+        self.helo = None;
+        self.tx = None;
+        Ok(())
+    }
+}
+
+/// DATA, RSET, QUIT and STARTTLS take no arguments; smtp-proto ignores any, we refuse them.
+fn has_arguments(line: &[u8]) -> bool {
+    let rest = line.iter().skip_while(|b| b.is_ascii_alphabetic());
+    rest.copied().any(|b| !b.is_ascii_whitespace())
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The HELO name goes into our Received header: keep it printable and short.
+fn sanitize_helo(host: &str) -> String {
+    host.chars().filter(|c| !c.is_control()).take(255).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_detection() {
+        assert!(!has_arguments(b"DATA\r\n"));
+        assert!(!has_arguments(b"data  \r\n"));
+        assert!(has_arguments(b"STARTTLS x\r\n"));
+        assert!(has_arguments(b"QUIT now\n"));
+    }
+}

@@ -1,0 +1,321 @@
+//! Envelope encryption of customer data at rest.
+//!
+//! Every message gets a fresh random 256-bit data key. Its parts (raw bytes, extracted fields, our
+//! trace header) are sealed with AES-256-GCM under that key, with the message's row identity as
+//! associated data, so a ciphertext copied into another row fails to open. The data key is itself
+//! sealed ("wrapped") by a master key that lives in a file outside the database; rotating the
+//! master key re-wraps data keys only. Look-ups by address or Message-ID use a keyed blind index
+//! (HMAC-SHA-256), never the clear text.
+//!
+//! Everything comes from aws-lc-rs, the same provider rustls uses, so there is one crypto library
+//! to audit and patch.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+/// First byte of every ciphertext we write, so the layout can evolve.
+const FORMAT_V1: u8 = 1;
+const TAG_LEN: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("decryption failed: ciphertext or its associated data was altered (authentication tag mismatch)")]
+    Authentication,
+    #[error("ciphertext is truncated or has an unknown format")]
+    Format,
+    #[error("master key {0} is not in the key file")]
+    UnknownKey(u32),
+    #[error("master key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("random number generator failed")]
+    Random,
+}
+
+/// A per-message data key. Wiped from memory when dropped.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    pub fn generate() -> Result<DataKey, CryptoError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(key.as_mut()).map_err(|_| CryptoError::Random)?;
+        Ok(DataKey(key))
+    }
+
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        seal_with(self.0.as_ref(), aad, plaintext)
+    }
+
+    pub fn open(&self, aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        open_with(self.0.as_ref(), aad, ciphertext)
+    }
+}
+
+fn seal_with(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let key = RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?;
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&[0u8; NONCE_LEN]);
+    let mut body = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    body.extend_from_slice(plaintext);
+    let nonce = key.seal_in_place_append_tag(Aad::from(aad), &mut body).map_err(|_| CryptoError::Random)?;
+    out[1..1 + NONCE_LEN].copy_from_slice(nonce.as_ref());
+    out.extend_from_slice(&body);
+    body.zeroize();
+    Ok(out)
+}
+
+fn open_with(key: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if ciphertext.len() < 1 + NONCE_LEN + TAG_LEN || ciphertext[0] != FORMAT_V1 {
+        return Err(CryptoError::Format);
+    }
+    let key = RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?;
+    let nonce = Nonce::try_assume_unique_for_key(&ciphertext[1..1 + NONCE_LEN]).map_err(|_| CryptoError::Format)?;
+    let mut body = ciphertext[1 + NONCE_LEN..].to_vec();
+    let len = key.open_in_place(nonce, Aad::from(aad), &mut body).map_err(|_| CryptoError::Authentication)?.len();
+    body.truncate(len);
+    Ok(body)
+}
+
+/// Associated data for each kind of sealed value, bound to the row identity (`uid`).
+pub fn aad(kind: &str, uid: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(kind.len() + 24 + uid.len());
+    aad.extend_from_slice(b"mailroom/");
+    aad.extend_from_slice(kind.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(uid);
+    aad
+}
+
+/// The master keys (current and older versions) and the blind-index key.
+pub struct KeyRing {
+    current: u32,
+    masters: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    index_key: hmac::Key,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    /// HMAC key for blind indexes (never rotated with the master keys: the index would change).
+    index_key: String,
+    keys: Vec<KeyFileEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFileEntry {
+    id: u32,
+    created: String,
+    key: String,
+}
+
+impl KeyRing {
+    /// Loads the key file, creating it (mode 0600, never overwriting) when it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<KeyRing, CryptoError> {
+        if !path.exists() {
+            Self::create(path)?;
+        }
+        Self::load(path)
+    }
+
+    pub fn load(path: &Path) -> Result<KeyRing, CryptoError> {
+        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(fail(format!("is accessible by group or others (mode {mode:o}); run chmod 600")));
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?);
+        let file: KeyFile = toml::from_str(&text).map_err(|e| fail(format!("malformed: {}", e.message())))?;
+        let decode = |what: &str, b64: &str| -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            let bytes = Zeroizing::new(B64.decode(b64).map_err(|_| fail(format!("{what} is not base64")))?);
+            let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| fail(format!("{what} must be 32 bytes")))?;
+            Ok(Zeroizing::new(array))
+        };
+        let index = decode("index_key", &file.index_key)?;
+        let mut masters = BTreeMap::new();
+        for entry in &file.keys {
+            masters.insert(entry.id, decode(&format!("key {}", entry.id), &entry.key)?);
+        }
+        let current = *masters.keys().next_back().ok_or_else(|| fail("contains no master key".into()))?;
+        Ok(KeyRing { current, masters, index_key: hmac::Key::new(hmac::HMAC_SHA256, index.as_ref()) })
+    }
+
+    fn create(path: &Path) -> Result<(), CryptoError> {
+        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+        let index = DataKey::generate()?;
+        let master = DataKey::generate()?;
+        let file = KeyFile {
+            index_key: B64.encode(index.0.as_ref()),
+            keys: vec![KeyFileEntry { id: 1, created: chrono::Utc::now().to_rfc3339(), key: B64.encode(master.0.as_ref()) }],
+        };
+        write_key_file(path, &file).map_err(|e| fail(format!("cannot create: {e}")))
+    }
+
+    /// Adds a new master key version that wraps all new data keys from now on.
+    pub fn add_version(path: &Path) -> Result<u32, CryptoError> {
+        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+        let ring = Self::load(path)?;
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?);
+        let mut file: KeyFile = toml::from_str(&text).map_err(|e| fail(format!("malformed: {}", e.message())))?;
+        let id = ring.current + 1;
+        let master = DataKey::generate()?;
+        file.keys.push(KeyFileEntry { id, created: chrono::Utc::now().to_rfc3339(), key: B64.encode(master.0.as_ref()) });
+        let tmp = path.with_extension("new");
+        let _ = std::fs::remove_file(&tmp);
+        write_key_file(&tmp, &file).map_err(|e| fail(format!("cannot write: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| fail(format!("cannot replace: {e}")))?;
+        Ok(id)
+    }
+
+    pub fn current_id(&self) -> u32 {
+        self.current
+    }
+
+    /// Wraps a data key under the current master key; `aad` binds it to its row.
+    pub fn wrap(&self, data_key: &DataKey, aad: &[u8]) -> Result<(u32, Vec<u8>), CryptoError> {
+        let master = &self.masters[&self.current];
+        Ok((self.current, seal_with(master.as_ref(), &wrap_aad(self.current, aad), data_key.0.as_ref())?))
+    }
+
+    pub fn unwrap(&self, key_id: u32, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, CryptoError> {
+        let master = self.masters.get(&key_id).ok_or(CryptoError::UnknownKey(key_id))?;
+        let plain = Zeroizing::new(open_with(master.as_ref(), &wrap_aad(key_id, aad), wrapped)?);
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Format)?;
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+
+    /// A keyed, deterministic 16-byte token for equality look-ups without clear text.
+    /// `kind` separates domains so an address and a Message-ID never collide.
+    pub fn blind_index(&self, kind: &str, value: &[u8]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.index_key);
+        ctx.update(kind.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value);
+        ctx.sign().as_ref()[..16].to_vec()
+    }
+}
+
+fn wrap_aad(key_id: u32, aad: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(aad.len() + 8);
+    out.extend_from_slice(&key_id.to_be_bytes());
+    out.extend_from_slice(aad);
+    out
+}
+
+fn write_key_file(path: &Path, file: &KeyFile) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = Zeroizing::new(toml::to_string(file).map_err(std::io::Error::other)?);
+    // create_new: never clobber an existing key, which would make every stored message unreadable.
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(b"# mailroom master key file: wraps every message's data key.\n# Losing it loses all stored mail; back it up separately from the database. Mode must stay 0600.\n")?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> (tempfile::TempDir, KeyRing) {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::load_or_create(&dir.path().join("master.key")).unwrap();
+        (dir, ring)
+    }
+
+    #[test]
+    fn seal_open_round_trip_and_key_wrapping() {
+        let (_dir, ring) = ring();
+        let dk = DataKey::generate().unwrap();
+        let ct = dk.seal(&aad("raw", b"uid-1"), b"hello customer").unwrap();
+        assert!(!ct.windows(5).any(|w| w == b"hello"));
+        let (id, wrapped) = ring.wrap(&dk, &aad("dek", b"uid-1")).unwrap();
+        let dk2 = ring.unwrap(id, &wrapped, &aad("dek", b"uid-1")).unwrap();
+        assert_eq!(dk2.open(&aad("raw", b"uid-1"), &ct).unwrap(), b"hello customer");
+    }
+
+    #[test]
+    fn tampered_ciphertext_fails() {
+        let dk = DataKey::generate().unwrap();
+        let ct = dk.seal(&aad("raw", b"u"), b"payload").unwrap();
+        for i in 1..ct.len() {
+            let mut bad = ct.clone();
+            bad[i] ^= 0x01;
+            assert!(matches!(dk.open(&aad("raw", b"u"), &bad), Err(CryptoError::Authentication)), "byte {i}");
+        }
+        assert!(matches!(dk.open(&aad("raw", b"u"), &ct[..10]), Err(CryptoError::Format)));
+    }
+
+    #[test]
+    fn ciphertext_moved_to_another_row_fails() {
+        let (_dir, ring) = ring();
+        let dk = DataKey::generate().unwrap();
+        let ct = dk.seal(&aad("raw", b"row-a"), b"payload").unwrap();
+        assert!(matches!(dk.open(&aad("raw", b"row-b"), &ct), Err(CryptoError::Authentication)));
+        assert!(matches!(dk.open(&aad("fields", b"row-a"), &ct), Err(CryptoError::Authentication)));
+        let (id, wrapped) = ring.wrap(&dk, &aad("dek", b"row-a")).unwrap();
+        assert!(matches!(ring.unwrap(id, &wrapped, &aad("dek", b"row-b")), Err(CryptoError::Authentication)));
+    }
+
+    #[test]
+    fn wrong_master_key_fails() {
+        let (_d1, ring1) = ring();
+        let (_d2, ring2) = ring();
+        let dk = DataKey::generate().unwrap();
+        let (id, wrapped) = ring1.wrap(&dk, b"x").unwrap();
+        assert!(matches!(ring2.unwrap(id, &wrapped, b"x"), Err(CryptoError::Authentication)));
+        assert!(matches!(ring1.unwrap(id + 1, &wrapped, b"x"), Err(CryptoError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn key_file_is_private_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let ring = KeyRing::load_or_create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let again = KeyRing::load_or_create(&path).unwrap();
+        assert_eq!(ring.blind_index("addr", b"a@b"), again.blind_index("addr", b"a@b"));
+        assert!(KeyRing::create(&path).is_err(), "an existing key file must never be replaced");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(KeyRing::load(&path), Err(CryptoError::KeyFile { .. })));
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let ring = KeyRing::load_or_create(&path).unwrap();
+        let dk = DataKey::generate().unwrap();
+        let (old_id, wrapped) = ring.wrap(&dk, b"row").unwrap();
+        let new_id = KeyRing::add_version(&path).unwrap();
+        assert_eq!(new_id, old_id + 1);
+        let ring = KeyRing::load(&path).unwrap();
+        assert_eq!(ring.current_id(), new_id);
+        assert!(ring.unwrap(old_id, &wrapped, b"row").is_ok());
+        assert_eq!(ring.blind_index("addr", b"a"), KeyRing::load(&path).unwrap().blind_index("addr", b"a"));
+    }
+
+    #[test]
+    fn blind_index_is_keyed_and_domain_separated() {
+        let (_d1, r1) = ring();
+        let (_d2, r2) = ring();
+        assert_eq!(r1.blind_index("addr", b"x@y"), r1.blind_index("addr", b"x@y"));
+        assert_ne!(r1.blind_index("addr", b"x@y"), r2.blind_index("addr", b"x@y"));
+        assert_ne!(r1.blind_index("addr", b"x@y"), r1.blind_index("msgid", b"x@y"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The store: SQLite through sqlx, with every piece of customer data sealed by `crypto`.
+//!
+//! Writes of new messages go through one writer task (`writer`) that commits them in batches:
+//! SQLite has one writer at a time anyway, and sharing each fsync between all the messages that
+//! arrived while the previous commit was being made is what lets durability keep up with the
+//! network. Reads (admin commands, later the staff views) use the pool.
+
+pub mod audit;
+pub mod crypto;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, SqliteConnection};
+
+use crate::config::Settings;
+use crate::intake::regnum::RegNumError;
+use crypto::{CryptoError, KeyRing, aad};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}: {1}")]
+    BadNumber(String, RegNumError),
+    #[error("no message is registered as {0}")]
+    NotFound(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Shared handle to the database and the keys.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: SqlitePool,
+    pub keys: Arc<KeyRing>,
+    pub settings: Arc<Settings>,
+}
+
+/// One registration as listed for operators (no customer data).
+#[derive(Debug, serde::Serialize)]
+pub struct MessageSummary {
+    pub number: String,
+    pub received_at: String,
+    pub size: i64,
+    pub protocol: String,
+    pub tls: Option<String>,
+    pub parsed: bool,
+    pub duplicate_count: i64,
+    pub queue: String,
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30))
+        // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
+        .pragma("temp_store", "MEMORY")
+        .disable_statement_logging()
+}
+
+impl Store {
+    /// Opens (creating when missing) the database and the key file, and runs migrations.
+    pub async fn open(settings: Arc<Settings>) -> Result<Store, StoreError> {
+        let db_path = settings.database_path();
+        if let Some(dir) = db_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+        }
+        let keys = Arc::new(KeyRing::load_or_create(&settings.master_key_path())?);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(connect_options(&db_path)).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, keys, settings })
+    }
+
+    /// A dedicated connection for the group-commit writer.
+    pub async fn writer_connection(&self) -> Result<SqliteConnection, StoreError> {
+        let mut conn = connect_options(&self.settings.database_path()).connect().await?;
+        // Checkpoints are run by a background task, not inside the commit path of the writer.
+        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Moves committed WAL pages into the database file without blocking the writer (PASSIVE),
+    /// and truncates the WAL when it has grown large and could be fully checkpointed.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
+        let (log, done): (i64, i64) = (row.get(1), row.get(2));
+        if log > 0 && log == done && log > 16 * 1024 {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue
+             FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MessageSummary {
+                number: r.get(0),
+                received_at: millis_to_rfc3339(r.get(1)),
+                size: r.get(2),
+                protocol: r.get(3),
+                tls: r.get(4),
+                parsed: r.get::<i64, _>(5) != 0,
+                duplicate_count: r.get(6),
+                queue: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Decrypts a stored message (our trace header + the bytes received) and audits the read.
+    pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
+        let format = &self.settings.reg_format;
+        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+        let row = sqlx::query(
+            "SELECT m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, b.raw_ct
+             FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.reg_year = ? AND m.reg_seq = ?",
+        )
+        .bind(format.counter_year(year))
+        .bind(seq as i64)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
+        let number: String = row.get(0);
+        let uid: Vec<u8> = row.get(1);
+        let key_id: i64 = row.get(2);
+        let data_key = self.keys.unwrap(key_id as u32, row.get::<&[u8], _>(3), &aad("dek", &uid))?;
+        let mut raw = data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(4))?;
+        raw.extend_from_slice(&data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?);
+
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        audit::append(&mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
+        tx.commit().await?;
+        Ok(raw)
+    }
+}
+
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn millis_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
