@@ -127,11 +127,14 @@ pub struct StorageConfig {
     pub database: PathBuf,
     pub master_key_file: PathBuf,
     pub max_batch: usize,
+    /// Refuse new mail (451, senders retry) once the database file would exceed this many bytes,
+    /// instead of filling the disk.
+    pub max_database_size: Option<u64>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256 }
+        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256, max_database_size: None }
     }
 }
 
@@ -273,6 +276,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         if !ok {
             return Err(err(key, reason.into()));
         }
+    }
+    if config.storage.max_database_size.is_some_and(|size| size < 64 * 1024) {
+        return Err(err("storage.max_database_size", "must be at least 65536 bytes".into()));
     }
     for (key, value) in [("limits.command_timeout", limits.command_timeout), ("limits.data_timeout", limits.data_timeout)] {
         if value < Duration::from_secs(1) {

@@ -36,6 +36,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("commit failed, batch rolled back: {0}")]
+    BatchFailed(String),
 }
 
 /// Shared handle to the database and the keys.
@@ -91,6 +93,13 @@ impl Store {
         let mut conn = connect_options(&self.settings.database_path()).connect().await?;
         // Checkpoints are run by a background task, not inside the commit path of the writer.
         sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
+        if let Some(max_bytes) = self.settings.config.storage.max_database_size {
+            // Past this size commits fail with SQLITE_FULL, which the sessions turn into 451.
+            let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut conn).await?;
+            let pages = (max_bytes as i64 / page_size).max(1);
+            // PRAGMA takes no bound parameters; `pages` is an integer we computed.
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"))).execute(&mut conn).await?;
+        }
         Ok(conn)
     }
 

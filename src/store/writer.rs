@@ -103,7 +103,7 @@ async fn run(store: Store, mut conn: SqliteConnection, mut rx: mpsc::Receiver<Jo
                 tracing::error!(error = %e, messages = batch.len(), "commit failed; batch rolled back, senders get 451");
                 let message = e.to_string();
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Db(sqlx::Error::Protocol(message.clone()))));
+                    let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
                 }
             }
         }
