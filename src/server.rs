@@ -24,6 +24,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     raise_fd_limit(settings.config.limits.max_connections);
     std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    // A file left by a killed predecessor names ports that are no longer ours.
+    let listeners_file = settings.data_dir.join("listeners.json");
+    let _ = std::fs::remove_file(&listeners_file);
     let store = Store::open(settings.clone()).await.context("opening the store")?;
     let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
     let writer_conn = store.writer_connection().await.context("opening the writer connection")?;
@@ -55,7 +58,6 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for (listener, protocol) in listeners {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
-    let listeners_file = settings.data_dir.join("listeners.json");
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 
     let checkpointer = {

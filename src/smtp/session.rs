@@ -235,6 +235,17 @@ impl Session {
     }
 
     async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
+        // smtp-proto wraps SIZE values of 21+ digits around and rejects 20-digit ones as invalid;
+        // RFC 1870 says any size over our limit is a 552, so look at the digits ourselves.
+        let max = self.ctx.settings.config.limits.max_message_size;
+        if let Some(size) = declared_size(line)
+            && size > max as u128
+        {
+            return Ok(match self.mail_refusal() {
+                Some(refusal) => self.error(refusal),
+                None => self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes")),
+            });
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
             Err(e) => return Ok(self.parse_error(e, line)),
@@ -338,12 +349,20 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, address: String, flags: u64, size: usize) -> Flow {
+    /// Why MAIL cannot be given now, if it cannot.
+    fn mail_refusal(&self) -> Option<&'static str> {
         if self.helo.is_none() {
-            return self.error(self.hello_first());
+            Some(self.hello_first())
+        } else if self.tx.is_some() {
+            Some("503 5.5.1 Sender already specified")
+        } else {
+            None
         }
-        if self.tx.is_some() {
-            return self.error("503 5.5.1 Sender already specified");
+    }
+
+    fn mail(&mut self, address: String, flags: u64, size: usize) -> Flow {
+        if let Some(refusal) = self.mail_refusal() {
+            return self.error(refusal);
         }
         if flags & MAIL_BODY_BINARYMIME != 0 {
             return self.error("555 5.5.4 Unsupported parameter");
@@ -570,6 +589,25 @@ impl Session {
     }
 }
 
+/// The value of a MAIL command's `SIZE=` parameter, saturating (None for other commands, or when
+/// the value is not a plain number, which the parser then reports).
+fn declared_size(line: &[u8]) -> Option<u128> {
+    if line.len() < 5 || !line[..5].eq_ignore_ascii_case(b"MAIL ") {
+        return None;
+    }
+    let close = memchr::memrchr(b'>', line)?;
+    let params = &line[close + 1..];
+    let start = params.windows(5).position(|w| w.eq_ignore_ascii_case(b"SIZE="))? + 5;
+    if start > 5 && !params[start - 6].is_ascii_whitespace() {
+        return None;
+    }
+    let digits: Vec<u8> = params[start..].iter().copied().take_while(u8::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    Some(digits.iter().fold(0u128, |v, d| v.saturating_mul(10).saturating_add((d - b'0') as u128)))
+}
+
 /// DATA, RSET, QUIT and STARTTLS take no arguments; smtp-proto ignores any, we refuse them.
 fn has_arguments(line: &[u8]) -> bool {
     let rest = line.iter().skip_while(|b| b.is_ascii_alphabetic());
@@ -595,5 +633,15 @@ mod tests {
         assert!(!has_arguments(b"data  \r\n"));
         assert!(has_arguments(b"STARTTLS x\r\n"));
         assert!(has_arguments(b"QUIT now\n"));
+    }
+
+    #[test]
+    fn declared_size_saturates() {
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=1000\r\n"), Some(1000));
+        assert_eq!(declared_size(b"mail from:<a@b> BODY=8BITMIME size=99999999999999999999999\r\n"), Some(u128::MAX.min(99999999999999999999999)));
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=999999999999999999999999999999999999999999\r\n"), Some(u128::MAX));
+        assert_eq!(declared_size(b"MAIL FROM:<size=5@b>\r\n"), None);
+        assert_eq!(declared_size(b"MAIL FROM:<a@b> XSIZE=5\r\n"), None);
+        assert_eq!(declared_size(b"RCPT TO:<a@b> SIZE=5\r\n"), None);
     }
 }
