@@ -29,8 +29,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     let store = Store::open(settings.clone()).await.context("opening the store")?;
     let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
-    let writer_conn = store.writer_connection().await.context("opening the writer connection")?;
-    let (writer, writer_task) = writer::spawn(store.clone(), writer_conn);
+    let (writer, writer_thread) = writer::spawn(store.clone()).context("starting the writer")?;
 
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
@@ -92,7 +91,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;
-    let _ = writer_task.await;
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("mailroom stopped");
     Ok(())

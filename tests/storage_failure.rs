@@ -42,12 +42,16 @@ fn full_store_gets_451_and_stays_consistent() {
     }
     assert!(tempfailed, "a 256 KiB database cap never produced {TEMPFAIL:?}");
     eprintln!("{} messages stored before the cap was reached", stored.len());
-    // The session survives, and refuses again (the cap is still reached).
+    // The session survives, and refuses a message of the same size again (the cap is still
+    // reached; a much smaller message might legitimately still fit under it).
     c.expect("NOOP", "250 2.0.0 OK");
     c.expect("RCPT TO:<support@example.com>", "503 5.5.1 Send MAIL first");
     c.expect("MAIL FROM:<a@client.example.org>", "250 2.1.0 Sender OK");
     c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
-    c.send(b"BDAT 5 LAST\r\nhello");
+    let again = filler(999);
+    let mut bdat = format!("BDAT {} LAST\r\n", again.len()).into_bytes();
+    bdat.extend_from_slice(&again);
+    c.send(&bdat);
     c.expect_line(TEMPFAIL);
 
     // LMTP: one 451 per accepted recipient.

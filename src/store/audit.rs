@@ -2,6 +2,7 @@
 //! (`mailroom audit verify`, issue #4). Details never contain customer content or addresses.
 
 use aws_lc_rs::digest;
+use rusqlite::OptionalExtension;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 /// The hash of the (empty) chain's predecessor.
@@ -55,6 +56,22 @@ pub async fn append(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Resu
             b.push_bind(e.at).push_bind(&e.actor).push_bind(&e.action).push_bind(&e.object).push_bind(&e.detail).push_bind(prev).push_bind(hash);
         });
         q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The same append for the writer thread's synchronous connection.
+pub fn append_sync(tx: &rusqlite::Transaction, entries: &[AuditEntry]) -> rusqlite::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last: Option<Vec<u8>> = tx.prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?.query_row([], |r| r.get(0)).optional()?;
+    let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
+    let mut insert = tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+    for e in entries {
+        let hash = chain_hash(&prev, e);
+        insert.execute(rusqlite::params![e.at, e.actor, e.action, e.object, e.detail, prev, hash])?;
+        prev = hash;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqliteConnection};
+use sqlx::{ConnectOptions, Row};
 
 use crate::config::Settings;
 use crate::intake::regnum::RegNumError;
@@ -26,6 +26,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -88,29 +90,10 @@ impl Store {
         Ok(Store { pool, keys, settings })
     }
 
-    /// A dedicated connection for the group-commit writer.
-    pub async fn writer_connection(&self) -> Result<SqliteConnection, StoreError> {
-        let mut conn = connect_options(&self.settings.database_path()).connect().await?;
-        // Checkpoints are run by a background task, not inside the commit path of the writer.
-        sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut conn).await?;
-        if let Some(max_bytes) = self.settings.config.storage.max_database_size {
-            // Past this size commits fail with SQLITE_FULL, which the sessions turn into 451.
-            let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut conn).await?;
-            let pages = (max_bytes as i64 / page_size).max(1);
-            // PRAGMA takes no bound parameters; `pages` is an integer we computed.
-            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"))).execute(&mut conn).await?;
-        }
-        Ok(conn)
-    }
-
-    /// Moves committed WAL pages into the database file without blocking the writer (PASSIVE),
-    /// and truncates the WAL when it has grown large and could be fully checkpointed.
+    /// Moves committed WAL pages into the database file without ever blocking the writer
+    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
-        let (log, done): (i64, i64) = (row.get(1), row.get(2));
-        if log > 0 && log == done && log > 16 * 1024 {
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
-        }
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
         Ok(())
     }
 

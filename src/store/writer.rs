@@ -13,8 +13,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use chrono::Datelike;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEntry};
@@ -79,19 +81,59 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer. It runs until every `WriterHandle` is dropped and the queue is drained.
-pub fn spawn(store: Store, conn: SqliteConnection) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+/// Starts the writer thread. It runs until every `WriterHandle` is dropped and the queue is
+/// drained; join the returned handle to wait for the last commit.
+///
+/// The writer owns a synchronous SQLite connection on a thread of its own (rusqlite, over the
+/// same libsqlite3 that sqlx uses). sqlx's SQLite driver sends every statement to a worker thread
+/// and back; on the commit path that hand-off, repeated for every statement of every batch, cost
+/// more than the fsync itself, and the commit path is what every sender waits for.
+pub fn spawn(store: Store) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
+    let conn = open_connection(&store)?;
     let max_batch = store.settings.config.storage.max_batch;
     let (tx, rx) = mpsc::channel(max_batch * 4);
-    let task = tokio::spawn(run(store, conn, rx, max_batch));
-    (WriterHandle { tx }, task)
+    let thread = std::thread::Builder::new()
+        .name("mailroom-writer".into())
+        .spawn(move || run(store, conn, rx, max_batch))
+        .map_err(|e| StoreError::BatchFailed(format!("starting the writer thread: {e}")))?;
+    Ok((WriterHandle { tx }, thread))
 }
 
-async fn run(store: Store, mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+fn open_connection(store: &Store) -> Result<Connection, StoreError> {
+    let conn = Connection::open(store.settings.database_path())?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
+    conn.pragma_update(None, "temp_store", "memory")?;
+    // Checkpoints run in a background task, never inside a commit that senders wait for; once a
+    // checkpoint has caught up, the WAL restarts and is cut back to this size.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    if let Some(max_bytes) = store.settings.config.storage.max_database_size {
+        // Past this size commits fail with SQLITE_FULL, which the sessions turn into 451.
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        conn.pragma_update(None, "max_page_count", (max_bytes as i64 / page_size).max(1))?;
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn run(store: Store, mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    while let Some(first) = rx.blocking_recv() {
+        // Everything that queued up during the previous commit shares this one.
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let started = Instant::now();
-        let result = commit_batch(&store, &mut conn, &batch).await;
+        let result = commit_batch(&store, &mut conn, &batch);
         tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(outcomes) => {
@@ -108,38 +150,28 @@ async fn run(store: Store, mut conn: SqliteConnection, mut rx: mpsc::Receiver<Jo
             }
         }
     }
-    let _ = store.checkpoint().await;
+    // Last one out moves the WAL into the database file, so a clean stop leaves one file.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
 }
 
 /// Allocates `count` consecutive values of a counter; returns the first.
-async fn allocate(conn: &mut SqliteConnection, name: &str, count: i64) -> Result<i64, sqlx::Error> {
-    let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = ? RETURNING value").bind(count).bind(name).fetch_one(&mut *conn).await?;
+fn allocate(tx: &Transaction, name: &str, count: i64) -> rusqlite::Result<i64> {
+    let last: i64 = tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = ?2 RETURNING value")?.query_row(params![count, name], |r| r.get(0))?;
     Ok(last - count + 1)
 }
 
-async fn commit_batch(store: &Store, conn: &mut SqliteConnection, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
     let settings = &store.settings;
     let now = chrono::Utc::now();
     let window_start = now.timestamp_millis() - settings.config.registration.duplicate_window.as_millis() as i64;
     let year = settings.reg_format.counter_year(now.year());
 
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
 
-    // Retries of messages committed earlier (their sender timed out before our 250 arrived).
-    let mut known: HashMap<Vec<u8>, String> = HashMap::new();
-    {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT dedupe_idx, number FROM messages WHERE received_at >= ");
-        q.push_bind(window_start).push(" AND dedupe_idx IN (");
-        let mut list = q.separated(", ");
-        for job in batch {
-            list.push_bind(&job.submission.dedupe_idx);
-        }
-        q.push(")");
-        let rows: Vec<(Vec<u8>, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-        known.extend(rows);
-    }
-
-    // Decide each job's fate; duplicates inside the batch point at the first copy.
+    // Decide each job's fate: new, a retry of a message committed earlier (its sender timed out
+    // before our 250 arrived), or a second copy within this batch.
     enum Plan {
         New { index: i64 },
         Duplicate(String),
@@ -148,16 +180,19 @@ async fn commit_batch(store: &Store, conn: &mut SqliteConnection, batch: &[Job])
     let mut plans = Vec::with_capacity(batch.len());
     let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
     let mut fresh = 0i64;
-    for (i, job) in batch.iter().enumerate() {
-        let key = job.submission.dedupe_idx.as_slice();
-        if let Some(number) = known.get(key) {
-            plans.push(Plan::Duplicate(number.clone()));
-        } else if let Some(&first) = first_in_batch.get(key) {
-            plans.push(Plan::DuplicateInBatch(first));
-        } else {
-            first_in_batch.insert(key, i);
-            plans.push(Plan::New { index: fresh });
-            fresh += 1;
+    {
+        let mut known = tx.prepare_cached("SELECT number FROM messages WHERE dedupe_idx = ?1 AND received_at >= ?2 ORDER BY id LIMIT 1")?;
+        for (i, job) in batch.iter().enumerate() {
+            let key = job.submission.dedupe_idx.as_slice();
+            if let Some(&first) = first_in_batch.get(key) {
+                plans.push(Plan::DuplicateInBatch(first));
+            } else if let Some(number) = known.query_row(params![key, window_start], |r| r.get::<_, String>(0)).optional()? {
+                plans.push(Plan::Duplicate(number));
+            } else {
+                first_in_batch.insert(key, i);
+                plans.push(Plan::New { index: fresh });
+                fresh += 1;
+            }
         }
     }
 
@@ -166,84 +201,60 @@ async fn commit_batch(store: &Store, conn: &mut SqliteConnection, batch: &[Job])
     let mut audit_entries = Vec::with_capacity(batch.len());
     let at = now.timestamp_millis();
     if fresh > 0 {
-        let last_seq: i64 = sqlx::query_scalar(
-            "INSERT INTO reg_counters (year, last_seq) VALUES (?, ?)
-             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq",
-        )
-        .bind(year)
-        .bind(fresh)
-        .fetch_one(&mut *tx)
-        .await?;
+        // Numbers are taken inside this transaction: if it rolls back, none is consumed.
+        let last_seq: i64 = tx
+            .prepare_cached(
+                "INSERT INTO reg_counters (year, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq",
+            )?
+            .query_row(params![year, fresh], |r| r.get(0))?;
         let first_seq = last_seq - fresh + 1;
-        let first_message = allocate(&mut tx, "message", fresh).await?;
-        let first_case = allocate(&mut tx, "case", fresh).await?;
+        let first_message = allocate(&tx, "message", fresh)?;
+        let first_case = allocate(&tx, "case", fresh)?;
 
-        struct Row<'a> {
-            s: &'a Submission,
-            id: i64,
-            case_id: i64,
-            seq: i64,
-            number: String,
-            trace_ct: Vec<u8>,
-        }
-        let mut rows = Vec::with_capacity(fresh as usize);
+        let mut insert_case = tx.prepare_cached("INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at) VALUES (?1, ?2, ?3, 'new', ?4, ?4)")?;
+        let mut insert_message = tx.prepare_cached(
+            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )?;
+        let mut insert_blob = tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES (?1, ?2)")?;
         for (i, (job, plan)) in batch.iter().zip(&plans).enumerate() {
-            if let Plan::New { index } = plan {
-                let s = &job.submission;
-                let seq = first_seq + index;
-                let number = settings.reg_format.format(year, seq as u64);
-                let trace_ct = s.data_key.seal(&aad("trace", &s.uid), received_header(s, &number).as_bytes())?;
-                audit_entries.push(AuditEntry {
-                    at,
-                    actor: s.protocol.into(),
-                    action: "message.registered".into(),
-                    object: Some(number.clone()),
-                    detail: Some(format!("size={} queue={} tls={}", s.size, s.queue, s.tls.is_some())),
-                });
-                numbers[i] = Some(number.clone());
-                rows.push(Row { s, id: first_message + index, case_id: first_case + index, seq, number, trace_ct });
-            }
-        }
-        // Each statement inserts at most 100 rows: well inside SQLite's parameter limit.
-        for chunk in rows.chunks(100) {
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at) ");
-            q.push_values(chunk, |mut b, r| {
-                let t = r.s.received_at.timestamp_millis();
-                b.push_bind(r.case_id).push_bind(&r.number).push_bind(&r.s.queue).push_bind("new").push_bind(t).push_bind(t);
+            let Plan::New { index } = plan else { continue };
+            let s = &job.submission;
+            let (seq, id, case_id) = (first_seq + index, first_message + index, first_case + index);
+            let number = settings.reg_format.format(year, seq as u64);
+            let trace_ct = s.data_key.seal(&aad("trace", &s.uid), received_header(s, &number).as_bytes())?;
+            let received = s.received_at.timestamp_millis();
+            insert_case.execute(params![case_id, number, s.queue, received])?;
+            insert_message.execute(params![
+                id,
+                &s.uid[..],
+                number,
+                year,
+                seq,
+                received,
+                s.size as i64,
+                s.protocol,
+                s.tls,
+                s.parsed,
+                case_id,
+                s.key_id,
+                s.wrapped_key,
+                trace_ct,
+                s.fields_ct,
+                s.sender_idx,
+                s.msgid_idx,
+                s.dedupe_idx
+            ])?;
+            insert_blob.execute(params![id, s.raw_ct])?;
+            audit_entries.push(AuditEntry {
+                at,
+                actor: s.protocol.into(),
+                action: "message.registered".into(),
+                object: Some(number.clone()),
+                detail: Some(format!("size={} queue={} tls={}", s.size, s.queue, s.tls.is_some())),
             });
-            q.build().execute(&mut *tx).await?;
-
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                let s = r.s;
-                b.push_bind(r.id)
-                    .push_bind(&s.uid[..])
-                    .push_bind(&r.number)
-                    .push_bind(year)
-                    .push_bind(r.seq)
-                    .push_bind(s.received_at.timestamp_millis())
-                    .push_bind(s.size as i64)
-                    .push_bind(s.protocol)
-                    .push_bind(&s.tls)
-                    .push_bind(s.parsed)
-                    .push_bind(r.case_id)
-                    .push_bind(s.key_id as i64)
-                    .push_bind(&s.wrapped_key)
-                    .push_bind(&r.trace_ct)
-                    .push_bind(&s.fields_ct)
-                    .push_bind(&s.sender_idx)
-                    .push_bind(&s.msgid_idx)
-                    .push_bind(&s.dedupe_idx);
-            });
-            q.build().execute(&mut *tx).await?;
-
-            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO message_blobs (message_id, raw_ct) ");
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id).push_bind(&r.s.raw_ct);
-            });
-            q.build().execute(&mut *tx).await?;
+            numbers[i] = Some(number);
         }
     }
     let outcomes: Vec<Outcome> = plans
@@ -255,20 +266,23 @@ async fn commit_batch(store: &Store, conn: &mut SqliteConnection, batch: &[Job])
             Plan::DuplicateInBatch(first) => Outcome::Duplicate(numbers[*first].clone().expect("first copy numbered above")),
         })
         .collect();
-    for (job, outcome) in batch.iter().zip(&outcomes) {
-        if let Outcome::Duplicate(number) = outcome {
-            sqlx::query("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE number = ?").bind(number).execute(&mut *tx).await?;
-            audit_entries.push(AuditEntry {
-                at,
-                actor: job.submission.protocol.into(),
-                action: "message.duplicate".into(),
-                object: Some(number.clone()),
-                detail: Some(format!("size={}", job.submission.size)),
-            });
+    {
+        let mut count_retry = tx.prepare_cached("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE number = ?1")?;
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            if let Outcome::Duplicate(number) = outcome {
+                count_retry.execute(params![number])?;
+                audit_entries.push(AuditEntry {
+                    at,
+                    actor: job.submission.protocol.into(),
+                    action: "message.duplicate".into(),
+                    object: Some(number.clone()),
+                    detail: Some(format!("size={}", job.submission.size)),
+                });
+            }
         }
     }
-    audit::append(&mut tx, &audit_entries).await?;
-    tx.commit().await?;
+    audit::append_sync(&tx, &audit_entries)?;
+    tx.commit()?;
     Ok(outcomes)
 }
 
