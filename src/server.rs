@@ -18,8 +18,9 @@ use crate::shutdown::{self, Phase};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{Store, writer};
 
-/// How often committed WAL pages are moved into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often committed WAL pages are moved into the database file: often, so that each
+/// checkpoint's fsync of the database file is small and never stalls a commit for long.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     raise_fd_limit(settings.config.limits.max_connections);
