@@ -130,11 +130,13 @@ pub struct StorageConfig {
     /// Refuse new mail (451, senders retry) once the database file would exceed this many bytes,
     /// instead of filling the disk.
     pub max_database_size: Option<u64>,
+    /// "lz4" (default) or "none": compress each message before encrypting it.
+    pub compression: crate::store::codec::Compression,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256, max_database_size: None }
+        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256, max_database_size: None, compression: Default::default() }
     }
 }
 

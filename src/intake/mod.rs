@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
 use crate::store::writer::{Outcome, Submission, Trace, WriterHandle};
 use crate::store::StoreError;
+use crate::store::codec::{self, Compression};
 
 /// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
 /// cannot stall the sessions that share its worker thread.
@@ -87,23 +88,24 @@ pub struct Intake {
     keys: Arc<KeyRing>,
     writer: WriterHandle,
     hostname: Arc<str>,
+    compression: Compression,
 }
 
 impl Intake {
-    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, hostname: &str) -> Intake {
-        Intake { keys, writer, hostname: hostname.into() }
+    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, hostname: &str, compression: Compression) -> Intake {
+        Intake { keys, writer, hostname: hostname.into(), compression }
     }
 
     /// Registers one message: returns only after it is durably committed.
     pub async fn register(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Outcome, IntakeError> {
         let received_at = chrono::Utc::now();
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, hostname) = (self.keys.clone(), envelope.clone(), self.hostname.clone());
-            tokio::task::spawn_blocking(move || prepare(&keys, &envelope, &data, received_at, &hostname))
+            let (keys, envelope, hostname, compression) = (self.keys.clone(), envelope.clone(), self.hostname.clone(), self.compression);
+            tokio::task::spawn_blocking(move || prepare(&keys, &envelope, &data, received_at, &hostname, compression))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, envelope, &data, received_at, &self.hostname)?
+            prepare(&self.keys, envelope, &data, received_at, &self.hostname, self.compression)?
         };
         Ok(self.writer.submit(submission).await?)
     }
@@ -153,7 +155,7 @@ pub fn normalize_address(address: &str) -> String {
     address.trim().to_lowercase()
 }
 
-fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>, hostname: &str) -> Result<Submission, CryptoError> {
+fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>, hostname: &str, compression: Compression) -> Result<Submission, CryptoError> {
     let mut uid = [0u8; 16];
     // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
     uid[..8].copy_from_slice(&received_at.timestamp_micros().to_be_bytes());
@@ -166,7 +168,7 @@ fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono
     record.client_ip = envelope.client_ip.to_string();
 
     let data_key = DataKey::generate()?;
-    let raw_ct = data_key.seal(&aad("raw", &uid), data)?;
+    let raw_ct = data_key.seal(&aad("raw", &uid), &codec::pack(data, compression))?;
     let fields = serde_json::to_vec(&record).expect("a record always serialises");
     let fields_ct = data_key.seal(&aad("fields", &uid), &fields)?;
     let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;

@@ -6,6 +6,7 @@
 //! network. Reads (admin commands, later the staff views) use the pool.
 
 pub mod audit;
+pub mod codec;
 pub mod crypto;
 pub mod writer;
 
@@ -32,6 +33,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
     #[error("{0}: {1}")]
     BadNumber(String, RegNumError),
     #[error("no message is registered as {0}")]
@@ -138,7 +141,7 @@ impl Store {
         let key_id: i64 = row.get(2);
         let data_key = self.keys.unwrap(key_id as u32, row.get::<&[u8], _>(3), &aad("dek", &uid))?;
         let mut raw = data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(4))?;
-        raw.extend_from_slice(&data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?);
+        raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?)?);
 
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         audit::append(&mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;

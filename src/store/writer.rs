@@ -187,20 +187,34 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
     // before our 250 arrived), or a second copy within this batch.
     enum Plan {
         New { index: i64 },
-        Duplicate(String),
+        Duplicate { id: i64, number: String },
         DuplicateInBatch(usize),
     }
     let mut plans = Vec::with_capacity(batch.len());
     let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
     let mut fresh = 0i64;
     {
-        let mut known = tx.prepare_cached("SELECT number FROM messages WHERE dedupe_idx = ?1 AND received_at >= ?2 ORDER BY id LIMIT 1")?;
+        // A retry has the same Message-ID, so the Message-ID index finds it; the fingerprint
+        // (envelope + Message-ID + body) decides. Without a Message-ID, the partial index on the
+        // fingerprint does.
+        let mut by_msgid = tx.prepare_cached(
+            "SELECT id, number FROM messages WHERE msgid_idx = ?1 AND dedupe_idx = ?2 AND received_at >= ?3 ORDER BY id LIMIT 1",
+        )?;
+        let mut by_fingerprint = tx.prepare_cached(
+            "SELECT id, number FROM messages WHERE msgid_idx IS NULL AND dedupe_idx = ?1 AND received_at >= ?2 ORDER BY id LIMIT 1",
+        )?;
         for (i, job) in batch.iter().enumerate() {
-            let key = job.submission.dedupe_idx.as_slice();
+            let s = &job.submission;
+            let key = s.dedupe_idx.as_slice();
+            let known = match &s.msgid_idx {
+                _ if first_in_batch.contains_key(key) => None,
+                Some(msgid) => by_msgid.query_row(params![msgid, key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
+                None => by_fingerprint.query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
+            };
             if let Some(&first) = first_in_batch.get(key) {
                 plans.push(Plan::DuplicateInBatch(first));
-            } else if let Some(number) = known.query_row(params![key, window_start], |r| r.get::<_, String>(0)).optional()? {
-                plans.push(Plan::Duplicate(number));
+            } else if let Some((id, number)) = known {
+                plans.push(Plan::Duplicate { id, number });
             } else {
                 first_in_batch.insert(key, i);
                 plans.push(Plan::New { index: fresh });
@@ -211,6 +225,7 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
 
     // The number each new message gets, by batch position.
     let mut numbers: Vec<Option<String>> = vec![None; batch.len()];
+    let mut ids: Vec<Option<i64>> = vec![None; batch.len()];
     let mut audit_entries = Vec::with_capacity(batch.len());
     let at = now.timestamp_millis();
     if fresh > 0 {
@@ -268,6 +283,7 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
                 detail: Some(format!("size={} queue={} tls={}", s.size, s.queue, s.tls.is_some())),
             });
             numbers[i] = Some(number);
+            ids[i] = Some(id);
         }
     }
     let outcomes: Vec<Outcome> = plans
@@ -275,15 +291,20 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
         .enumerate()
         .map(|(i, plan)| match plan {
             Plan::New { .. } => Outcome::Registered(numbers[i].clone().expect("numbered above")),
-            Plan::Duplicate(n) => Outcome::Duplicate(n.clone()),
+            Plan::Duplicate { number, .. } => Outcome::Duplicate(number.clone()),
             Plan::DuplicateInBatch(first) => Outcome::Duplicate(numbers[*first].clone().expect("first copy numbered above")),
         })
         .collect();
     {
-        let mut count_retry = tx.prepare_cached("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE number = ?1")?;
-        for (job, outcome) in batch.iter().zip(&outcomes) {
+        let mut count_retry = tx.prepare_cached("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE id = ?1")?;
+        for (i, (job, outcome)) in batch.iter().zip(&outcomes).enumerate() {
             if let Outcome::Duplicate(number) = outcome {
-                count_retry.execute(params![number])?;
+                let id = match &plans[i] {
+                    Plan::Duplicate { id, .. } => *id,
+                    Plan::DuplicateInBatch(first) => ids[*first].expect("first copy inserted above"),
+                    Plan::New { .. } => unreachable!("a new message is not a duplicate"),
+                };
+                count_retry.execute(params![id])?;
                 audit_entries.push(AuditEntry {
                     at,
                     actor: job.submission.protocol.into(),

@@ -1,0 +1,93 @@
+//! How a raw message is laid out inside its ciphertext: one codec byte, then the bytes.
+//!
+//! Compression happens before encryption (ciphertext does not compress). LZ4 is chosen for speed:
+//! it costs a few microseconds per 10 KB, while every byte saved is a byte not written twice
+//! (WAL, then checkpoint) and not fsynced. A message that does not shrink is stored as is.
+//! Compressing before encrypting means the stored length reflects compressibility; that is
+//! visible only to someone who can already read the database file, and who would also need to
+//! inject chosen text into the same message to learn anything from it.
+
+use serde::Deserialize;
+
+const RAW: u8 = 0;
+const LZ4: u8 = 1;
+/// A stored message never claims to be larger than this when decompressed.
+const MAX_UNPACKED: usize = 1 << 31;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    #[default]
+    Lz4,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("stored message has an unknown codec {0}")]
+    UnknownCodec(u8),
+    #[error("stored message does not decompress: {0}")]
+    Corrupt(String),
+}
+
+pub fn pack(raw: &[u8], compression: Compression) -> Vec<u8> {
+    if compression == Compression::Lz4 {
+        let compressed = lz4_flex::compress_prepend_size(raw);
+        if compressed.len() < raw.len() {
+            let mut out = Vec::with_capacity(1 + compressed.len());
+            out.push(LZ4);
+            out.extend_from_slice(&compressed);
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(1 + raw.len());
+    out.push(RAW);
+    out.extend_from_slice(raw);
+    out
+}
+
+pub fn unpack(mut packed: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+    match packed.first().copied() {
+        Some(RAW) => {
+            packed.remove(0);
+            Ok(packed)
+        }
+        Some(LZ4) => {
+            let body = &packed[1..];
+            let claimed = body.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize).unwrap_or(usize::MAX);
+            if claimed > MAX_UNPACKED {
+                return Err(CodecError::Corrupt("implausible size".into()));
+            }
+            lz4_flex::decompress_size_prepended(body).map_err(|e| CodecError::Corrupt(e.to_string()))
+        }
+        Some(other) => Err(CodecError::UnknownCodec(other)),
+        None => Err(CodecError::Corrupt("empty".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_both_ways() {
+        let text = b"Subject: hello\r\n\r\n".iter().chain(b"the same line again\r\n".repeat(200).iter()).copied().collect::<Vec<u8>>();
+        let mut random = vec![0u8; 5000];
+        aws_lc_rs::rand::fill(&mut random).unwrap();
+        for (data, compression) in [(&text, Compression::Lz4), (&random, Compression::Lz4), (&text, Compression::None), (&Vec::new(), Compression::Lz4)] {
+            let packed = pack(data, compression);
+            assert_eq!(&unpack(packed).unwrap(), data);
+        }
+        assert!(pack(&text, Compression::Lz4).len() < text.len() / 4, "repetitive text must shrink");
+        assert_eq!(pack(&random, Compression::Lz4)[0], RAW, "incompressible data is stored as is");
+        assert_eq!(pack(&text, Compression::None).len(), text.len() + 1);
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        assert!(matches!(unpack(vec![9, 1, 2]), Err(CodecError::UnknownCodec(9))));
+        assert!(unpack(vec![LZ4, 0xff, 0xff, 0xff, 0xff, 1]).is_err());
+        assert!(unpack(vec![LZ4, 10, 0, 0, 0, 0x50]).is_err());
+        assert!(unpack(Vec::new()).is_err());
+    }
+}
