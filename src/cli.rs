@@ -78,6 +78,14 @@ pub enum ConfigCommand {
     },
 }
 
+/// The settings `serve` will run with, loaded before the runtime exists (None for other commands).
+pub fn serve_settings(cli: &Cli) -> anyhow::Result<Option<Arc<Settings>>> {
+    match &cli.command {
+        Command::Serve { location } => load(location).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn load(location: &Location) -> anyhow::Result<Arc<Settings>> {
     Ok(Arc::new(Settings::load(location.config.as_deref(), &location.data_dir)?))
 }

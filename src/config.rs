@@ -43,11 +43,20 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub hostname: String,
+    /// Threads running the sessions. Default: one per core but one, which is left to the
+    /// group-commit writer (the serial step every message waits for) and the kernel.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { hostname: "localhost".into() }
+        Self { hostname: "localhost".into(), worker_threads: None }
+    }
+}
+
+impl ServerConfig {
+    pub fn session_threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1))
     }
 }
 
@@ -263,6 +272,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     let hostname = &config.server.hostname;
     if hostname.is_empty() || hostname.len() > 255 || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
         return Err(err("server.hostname", "must be a domain name (letters, digits, '.', '-')".into()));
+    }
+    if config.server.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
+        return Err(err("server.worker_threads", "must be between 1 and 1024".into()));
     }
     let limits = &config.limits;
     let checks: [(&str, bool, &str); 7] = [

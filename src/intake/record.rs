@@ -53,11 +53,23 @@ fn ids(value: &HeaderValue) -> Vec<String> {
 }
 
 /// Fills the message-derived part of a record. The envelope part is set by the caller.
+///
+/// The record needs the headers; only a message that can carry attachments (multipart, an
+/// enclosed message, a non-text body or one marked as an attachment) is parsed in full, which
+/// also decodes every text part and costs several times more.
 pub fn extract(raw: &[u8]) -> Record {
-    match MessageParser::default().parse(raw) {
-        Some(message) => from_message(&message),
-        None => Record::default(),
+    let parser = MessageParser::default();
+    let Some(headers) = parser.parse_headers(raw) else { return Record::default() };
+    if may_have_attachments(&headers) {
+        return parser.parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(&headers));
     }
+    from_message(&headers)
+}
+
+fn may_have_attachments(m: &Message) -> bool {
+    let text = m.content_type().is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
+    let inline = m.content_disposition().is_none_or(|cd| !cd.ctype().eq_ignore_ascii_case("attachment"));
+    !(text && inline)
 }
 
 fn from_message(m: &Message) -> Record {
@@ -109,6 +121,20 @@ Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv
         assert_eq!(r.references, vec!["first@example.com", "prev@example.com"]);
         assert!(r.date.as_deref().unwrap().starts_with("2026-11-23T10:00:00"));
         assert_eq!(r.attachments, vec![Attachment { name: Some("invoice.pdf".into()), content_type: Some("application/pdf".into()), size: 9 }]);
+    }
+
+    #[test]
+    fn header_only_path_matches_the_full_parse() {
+        let plain = b"From: a@b.org\r\nTo: <support@example.com>\r\nSubject: plain\r\nMessage-ID: <x@y>\r\nReferences: <r1@y> <r2@y>\r\n\r\nBody\r\n";
+        let typed = b"From: a@b.org\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBody\r\n";
+        let pdf = b"From: a@b.org\r\nSubject: p\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Disposition: attachment; filename=x.pdf\r\n\r\nJVBERi0=\r\n";
+        let text_attachment = b"From: a@b.org\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=notes.txt\r\n\r\nhello\r\n";
+        for raw in [&plain[..], &typed[..], &pdf[..], &text_attachment[..]] {
+            let full = from_message(&MessageParser::default().parse(raw).unwrap());
+            assert_eq!(extract(raw), full, "{}", String::from_utf8_lossy(raw));
+        }
+        assert!(!extract(pdf).attachments.is_empty(), "a whole-message attachment is still listed");
+        assert!(!extract(text_attachment).attachments.is_empty());
     }
 
     #[test]
