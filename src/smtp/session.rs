@@ -45,6 +45,9 @@ struct Transaction {
     bdat: Option<Vec<u8>>,
 }
 
+/// A final reply that refuses the message: status ("552 5.3.4") and text.
+type Refusal = (&'static str, String);
+
 enum Flow {
     Continue,
     Close,
@@ -452,17 +455,17 @@ impl Session {
         let end_of_data = Instant::now();
         let max_line = self.ctx.settings.config.limits.max_data_line;
         let verdict = if receiver.too_big {
-            Err(self.too_big_reply())
+            Err(self.too_big())
         } else if receiver.line_too_long {
-            Err(format!("554 5.6.0 Message contains a line longer than {max_line} bytes"))
+            Err(("554 5.6.0", format!("Message contains a line longer than {max_line} bytes")))
         } else {
             Ok(receiver.into_message())
         };
         self.finish(verdict, end_of_data).await
     }
 
-    fn too_big_reply(&self) -> String {
-        format!("552 5.3.4 Message size exceeds fixed limit of {} bytes", self.ctx.settings.config.limits.max_message_size)
+    fn too_big(&self) -> Refusal {
+        ("552 5.3.4", format!("Message size exceeds fixed limit of {} bytes", self.ctx.settings.config.limits.max_message_size))
     }
 
     async fn bdat(&mut self, size: usize, last: bool) -> io::Result<Flow> {
@@ -497,12 +500,12 @@ impl Session {
         }
         let end_of_data = Instant::now();
         if overflow {
-            let reply = self.too_big_reply();
             if last {
-                return self.finish(Err(reply), end_of_data).await;
+                return self.finish(Err(self.too_big()), end_of_data).await;
             }
+            let (status, text) = self.too_big();
             self.tx = None;
-            self.reply(reply);
+            self.reply(format!("{status} {text}"));
             return Ok(Flow::Continue);
         }
         let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
@@ -517,11 +520,11 @@ impl Session {
 
     /// Ends a transaction: registers the message (or refuses it) and replies, once for SMTP and
     /// once per accepted recipient for LMTP.
-    async fn finish(&mut self, verdict: Result<Vec<u8>, String>, end_of_data: Instant) -> io::Result<Flow> {
+    async fn finish(&mut self, verdict: Result<Vec<u8>, Refusal>, end_of_data: Instant) -> io::Result<Flow> {
         let tx = self.tx.take().expect("a transaction is open");
         let size = verdict.as_ref().map_or(0, Vec::len);
-        let (result, number, replies): (&str, Option<String>, Vec<String>) = match verdict {
-            Err(reply) => ("refused", None, vec![reply]),
+        let (result, number, (status, text)) = match verdict {
+            Err(refusal) => ("refused", None, refusal),
             Ok(data) => {
                 let envelope = Envelope {
                     mail_from: tx.mail_from.clone(),
@@ -532,25 +535,21 @@ impl Session {
                     tls: self.tls.clone(),
                 };
                 match self.ctx.intake.register(&envelope, data).await {
-                    Ok(Outcome::Registered(n)) => ("registered", Some(n.clone()), vec![format!("250 2.0.0 Registered {n}")]),
-                    Ok(Outcome::Duplicate(n)) => ("duplicate", Some(n.clone()), vec![format!("250 2.0.0 Registered {n} (duplicate, not stored again)")]),
+                    Ok(Outcome::Registered(n)) => ("registered", Some(n.clone()), ("250 2.0.0", format!("Registered {n}"))),
+                    Ok(Outcome::Duplicate(n)) => ("duplicate", Some(n.clone()), ("250 2.0.0", format!("Registered {n} (duplicate, not stored again)"))),
                     Err(e) => {
                         tracing::error!(error = %e, "registration failed; replied 451");
-                        ("tempfail", None, vec!["451 4.3.0 Temporary failure, message not stored; try again later".to_string()])
+                        ("tempfail", None, ("451 4.3.0", "Temporary failure, message not stored; try again later".to_string()))
                     }
                 }
             }
         };
-        let reply = &replies[0];
         match self.protocol {
-            Protocol::Smtp => self.reply(reply.clone()),
+            Protocol::Smtp => self.reply(format!("{status} {text}")),
+            // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order; a success names it.
             Protocol::Lmtp => {
-                // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
                 for (address, _) in &tx.recipients {
-                    let line = match reply.split_once(' ').and_then(|(code, rest)| rest.split_once(' ').map(|(enh, text)| (code, enh, text))) {
-                        Some((code, enh, text)) if code == "250" => format!("{code} {enh} <{address}> {text}"),
-                        _ => reply.clone(),
-                    };
+                    let line = if status.starts_with('2') { format!("{status} <{address}> {text}") } else { format!("{status} {text}") };
                     self.reply(line);
                 }
             }
