@@ -364,7 +364,8 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
     //    catch this.
     let mut cols = vec![raw.clone()];
     cols.extend(others.iter().cloned());
-    for name in ["fields_ct"] {
+    {
+        let name = "fields_ct";
         cols.extend(find_column(&db, name));
     }
     let saved: Vec<(Col, Vec<(i64, String, String)>)> = cols.iter().map(|c| (c.clone(), cells(&db, c))).collect();

@@ -637,7 +637,7 @@ mod tests {
     #[test]
     fn declared_size_saturates() {
         assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=1000\r\n"), Some(1000));
-        assert_eq!(declared_size(b"mail from:<a@b> BODY=8BITMIME size=99999999999999999999999\r\n"), Some(u128::MAX.min(99999999999999999999999)));
+        assert_eq!(declared_size(b"mail from:<a@b> BODY=8BITMIME size=99999999999999999999999\r\n"), Some(99999999999999999999999));
         assert_eq!(declared_size(b"MAIL FROM:<a@b> SIZE=999999999999999999999999999999999999999999\r\n"), Some(u128::MAX));
         assert_eq!(declared_size(b"MAIL FROM:<size=5@b>\r\n"), None);
         assert_eq!(declared_size(b"MAIL FROM:<a@b> XSIZE=5\r\n"), None);

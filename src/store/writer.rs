@@ -11,14 +11,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
-
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::sync::mpsc;
-
 use tokio::sync::oneshot;
 
 use super::audit::{self, AuditEntry};

@@ -268,8 +268,8 @@ impl Server {
                     self.log_text()
                 );
             }
-            if let Ok(text) = fs::read_to_string(&path) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Ok(text) = fs::read_to_string(&path)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                     let parse = |key: &str| -> Vec<SocketAddr> {
                         v.get(key)
                             .and_then(|a| a.as_array())
@@ -292,7 +292,6 @@ impl Server {
                         return;
                     }
                 }
-            }
             if Instant::now() > deadline {
                 panic!(
                     "no usable {} after {limit:?}\n--- server log ---\n{}",
@@ -455,11 +454,10 @@ impl Drop for Server {
                 log
             };
             eprintln!("--- server log (tail) ---\n{tail}\n--- end of server log ---");
-            if std::env::var_os("MAILROOM_TEST_KEEP").is_some() {
-                if let Some(root) = self.root.take() {
+            if std::env::var_os("MAILROOM_TEST_KEEP").is_some()
+                && let Some(root) = self.root.take() {
                     eprintln!("keeping test dir {}", root.keep().display());
                 }
-            }
         }
     }
 }
