@@ -44,6 +44,33 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Try the classification rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Dry run: print the extracted record, which rules matched and why, and the resulting
+    /// category, tags, priority, queues, due time and acknowledgement. Nothing is stored.
+    Test {
+        /// The message, as a .eml file (RFC 5322).
+        message: PathBuf,
+        /// Configuration file (default: the built-in demo configuration).
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Envelope sender (default: the first From: address).
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipient(s) (default: the To: and Cc: addresses that are ours).
+        #[arg(long)]
+        to: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,10 +147,81 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdout().lock().write_all(&raw)?;
             Ok(())
         }
+        Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => rules_test(&message, config.as_deref(), from, to, json),
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
             println!("{}: OK ({} domains, {} queue addresses)", settings.source, settings.domains.len(), settings.addresses.len());
             Ok(())
         }
     }
+}
+
+/// `mailroom rules test`: the intake decision for one message, without storing anything.
+fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Option<String>, to: Vec<String>, json: bool) -> anyhow::Result<()> {
+    use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient, classify, record};
+    let settings = Settings::load(config, std::path::Path::new("."))?;
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let record = record::extract(&raw);
+    let mail_from = from.or_else(|| record.from.iter().find_map(|m| m.address.clone())).unwrap_or_default();
+    let candidates: Vec<String> = if to.is_empty() { record.to.iter().chain(&record.cc).filter_map(|m| m.address.clone()).collect() } else { to };
+    let mut recipients = Vec::new();
+    let mut not_ours = Vec::new();
+    for address in candidates {
+        match check_recipient(&settings, &address) {
+            RecipientCheck::Accept(queue) => recipients.push((address, queue)),
+            _ => not_ours.push(address),
+        }
+    }
+    anyhow::ensure!(!recipients.is_empty(), "no recipient of this message is one of our addresses; give one with --to");
+    let envelope = Envelope { mail_from, recipients, helo: "rules-test".into(), client_ip: [127, 0, 0, 1].into(), protocol: Protocol::Smtp, tls: None };
+    let received = chrono::Utc::now();
+    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received);
+    let due = settings.calendar.due(received, decision.priority);
+    let categories: std::collections::HashMap<&str, &str> = settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
+    if json {
+        let out = serde_json::json!({
+            "record": record,
+            "recipients": envelope.recipients,
+            "matched": decision.matched.iter().map(|(rule, why)| serde_json::json!({"rule": rule, "because": why})).collect::<Vec<_>>(),
+            "category": decision.category,
+            "tags": decision.tags,
+            "priority": decision.priority.as_str(),
+            "queues": decision.queues,
+            "due": due.to_rfc3339(),
+            "acknowledge": decision.acknowledge,
+            "spam": decision.spam,
+            "registration_tags": tags.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("message     {}", path.display());
+    println!("from        {}", record.from.iter().filter_map(|m| m.address.as_deref()).collect::<Vec<_>>().join(", "));
+    println!("subject     {}", record.subject.as_deref().unwrap_or(""));
+    println!("message-id  {}", record.message_id.as_deref().unwrap_or("-"));
+    println!("recipients  {}", envelope.recipients.iter().map(|(a, q)| format!("{a} → {q}")).collect::<Vec<_>>().join(", "));
+    if !not_ours.is_empty() {
+        println!("not ours    {}", not_ours.join(", "));
+    }
+    println!("attachments {}", record.attachments.len());
+    println!("automatic   {}", record.automatic);
+    println!();
+    if decision.matched.is_empty() {
+        println!("no rule matched: routed by recipient");
+    }
+    for (rule, why) in &decision.matched {
+        println!("rule {rule:?} matched: {}", why.join("; "));
+    }
+    println!();
+    let category = decision.category.as_deref().map(|c| format!("{c} ({})", categories.get(c).unwrap_or(&"?"))).unwrap_or_else(|| "-".into());
+    println!("category    {category}");
+    println!("tags        {}", if decision.tags.is_empty() { "-".to_string() } else { decision.tags.join(", ") });
+    println!("priority    {}", decision.priority.as_str());
+    println!("queues      {}", decision.queues.join(", "));
+    println!("due         {} (if received now)", due.with_timezone(&chrono::Local).to_rfc2822());
+    println!("acknowledge {}", if decision.spam { "no (spam)".to_string() } else { decision.acknowledge.to_string() });
+    for tag in tags {
+        println!("thread      {tag:?}");
+    }
+    Ok(())
 }

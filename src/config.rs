@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::intake::regnum::RegFormat;
+use crate::intake::rules::{CategoryConfig, RuleConfig, RuleSet};
+use crate::intake::sla::{Calendar, SlaConfig};
 
 /// The demo configuration doubles as the embedded default, so the two never drift apart.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mailroom.toml");
@@ -37,6 +39,27 @@ pub struct Config {
     pub mail: MailConfig,
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
+    #[serde(default)]
+    pub categories: Vec<CategoryConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub sla: SlaConfig,
+    #[serde(default)]
+    pub intake: IntakeConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Acknowledge new messages unless a rule says otherwise (loop-safety rules always apply).
+    pub acknowledge: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self { acknowledge: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +185,10 @@ pub struct QueueConfig {
     pub name: String,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Mail that no address routes more specifically (postmaster) goes here; at most one queue
+    /// is the default, otherwise the first queue is.
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// A config error that points at the offending place.
@@ -175,7 +202,7 @@ pub struct ConfigError {
 }
 
 /// The loaded configuration plus what was derived from it once, at start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub config: Config,
     pub source: String,
@@ -185,6 +212,14 @@ pub struct Settings {
     pub domains: BTreeSet<String>,
     /// Lower-cased address → queue name.
     pub addresses: HashMap<String, String>,
+    pub rules: std::sync::Arc<RuleSet>,
+    pub calendar: std::sync::Arc<Calendar>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").field("source", &self.source).field("data_dir", &self.data_dir).field("rules", &self.rules.len()).finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -209,9 +244,16 @@ impl Settings {
         validate(name, text, config, data_dir)
     }
 
-    /// Where mail without a more specific queue goes (postmaster): the first configured queue.
+    /// Where mail without a more specific queue goes (postmaster): the queue marked `default`,
+    /// else the first configured queue.
     pub fn default_queue(&self) -> &str {
-        self.config.queues.first().map_or("inbox", |q| q.name.as_str())
+        let queues = &self.config.queues;
+        queues.iter().find(|q| q.default).or(queues.first()).map_or("inbox", |q| q.name.as_str())
+    }
+
+    /// The address a queue is reached at (its first), for the From: of acknowledgements.
+    pub fn queue_address(&self, queue: &str) -> Option<&str> {
+        self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.addresses.first()).map(String::as_str)
     }
 
     pub fn resolve(&self, path: &Path) -> PathBuf {
@@ -348,7 +390,35 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         }
     }
 
-    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), reg_format, domains, addresses, config })
+    if config.queues.iter().filter(|q| q.default).count() > 1 {
+        let i = config.queues.iter().enumerate().filter(|(_, q)| q.default).nth(1).map(|(i, _)| i).unwrap_or(0);
+        return Err(err(&format!("queues[{i}].default"), "only one queue can be the default".into()));
+    }
+    let mut codes = BTreeSet::new();
+    for (ci, category) in config.categories.iter().enumerate() {
+        if category.code.is_empty() || !category.code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err(&format!("categories[{ci}].code"), "must be letters and digits, e.g. BZZX".into()));
+        }
+        if !codes.insert(category.code.clone()) {
+            return Err(err(&format!("categories[{ci}].code"), format!("category {:?} is defined twice", category.code)));
+        }
+    }
+    let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
+    let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
+        let key = if e.key.is_empty() { format!("rules[{}]", e.index) } else { format!("rules[{}].{}", e.index, e.key) };
+        err(&key, e.reason)
+    })?;
+
+    Ok(Settings {
+        source: name.to_string(),
+        data_dir: data_dir.to_path_buf(),
+        reg_format,
+        domains,
+        addresses,
+        rules: std::sync::Arc::new(rules),
+        calendar: std::sync::Arc::new(calendar),
+        config,
+    })
 }
 
 #[cfg(test)]

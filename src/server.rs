@@ -35,7 +35,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
         settings: settings.clone(),
-        intake: Intake::new(store.keys.clone(), writer, &settings.config.server.hostname, settings.config.storage.compression),
+        intake: Intake::new(store.keys.clone(), writer, settings.clone()),
         tls: TlsAcceptor::from(tls),
         shutdown: shutdown.clone(),
     });

@@ -331,7 +331,8 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
     // 2. The same for every other ciphertext / wrapped key column of a message.
     let mut others = Vec::new();
     for name in ["trace_ct", "wrapped_key"] {
-        others.extend(find_column(&db, name));
+        // Other tables (outbox, customers) hold columns of the same names; these are the message's.
+        others.extend(find_column(&db, name).into_iter().filter(|c| c.table == "messages"));
     }
     for col in &others {
         let cur = cells(&db, col);

@@ -7,6 +7,8 @@
 
 pub mod record;
 pub mod regnum;
+pub mod rules;
+pub mod sla;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,9 +18,10 @@ use aws_lc_rs::digest;
 use crate::config::Settings;
 
 use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
-use crate::store::writer::{Outcome, Submission, Trace, WriterHandle};
+use crate::store::writer::{Outcome, Routing, Submission, Trace, WriterHandle};
+use regnum::SubjectTag;
 use crate::store::StoreError;
-use crate::store::codec::{self, Compression};
+use crate::store::codec;
 
 /// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
 /// cannot stall the sessions that share its worker thread.
@@ -87,25 +90,24 @@ pub enum IntakeError {
 pub struct Intake {
     keys: Arc<KeyRing>,
     writer: WriterHandle,
-    hostname: Arc<str>,
-    compression: Compression,
+    settings: Arc<Settings>,
 }
 
 impl Intake {
-    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, hostname: &str, compression: Compression) -> Intake {
-        Intake { keys, writer, hostname: hostname.into(), compression }
+    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>) -> Intake {
+        Intake { keys, writer, settings }
     }
 
     /// Registers one message: returns only after it is durably committed.
     pub async fn register(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Outcome, IntakeError> {
         let received_at = chrono::Utc::now();
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, hostname, compression) = (self.keys.clone(), envelope.clone(), self.hostname.clone(), self.compression);
-            tokio::task::spawn_blocking(move || prepare(&keys, &envelope, &data, received_at, &hostname, compression))
+            let (keys, envelope, settings) = (self.keys.clone(), envelope.clone(), self.settings.clone());
+            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &envelope, &data, received_at))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, envelope, &data, received_at, &self.hostname, self.compression)?
+            prepare(&self.keys, &self.settings, envelope, &data, received_at)?
         };
         Ok(self.writer.submit(submission).await?)
     }
@@ -155,7 +157,26 @@ pub fn normalize_address(address: &str) -> String {
     address.trim().to_lowercase()
 }
 
-fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>, hostname: &str, compression: Compression) -> Result<Submission, CryptoError> {
+/// Classification and threading keys for one message (no clear customer data leaves here
+/// except inside ciphertexts).
+pub fn classify(settings: &Settings, envelope: &Envelope, record: &record::Record, data: &[u8], received_at: chrono::DateTime<chrono::Utc>) -> (rules::Decision, Vec<SubjectTag>) {
+    let mut routed: Vec<String> = Vec::new();
+    for (_, queue) in &envelope.recipients {
+        if !routed.contains(queue) {
+            routed.push(queue.clone());
+        }
+    }
+    let from: Vec<String> = record.from.iter().filter_map(|m| m.address.as_deref()).map(str::to_lowercase).collect();
+    let recipients: Vec<String> = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
+    let subject = record.subject.as_deref().unwrap_or("");
+    let auth = rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false };
+    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, None, &auth, data.len(), !record.attachments.is_empty(), received_at);
+    let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
+    (decision, settings.reg_format.find_tags(subject))
+}
+
+fn prepare(keys: &KeyRing, settings: &Settings, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>) -> Result<Submission, CryptoError> {
+    let (hostname, compression) = (settings.config.server.hostname.as_str(), settings.config.storage.compression);
     let mut uid = [0u8; 16];
     // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
     uid[..8].copy_from_slice(&received_at.timestamp_micros().to_be_bytes());
@@ -166,6 +187,25 @@ fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono
     record.envelope_to = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
     record.helo = envelope.helo.clone();
     record.client_ip = envelope.client_ip.to_string();
+
+    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at);
+    let mut message_tags = Vec::new();
+    let mut thread_numbers = Vec::new();
+    for tag in subject_tags {
+        match tag {
+            SubjectTag::Valid { year, seq, .. } => thread_numbers.push((settings.reg_format.counter_year(year), seq)),
+            SubjectTag::Invalid { .. } if !message_tags.iter().any(|t| t == "invalid-registration-tag") => message_tags.push("invalid-registration-tag".to_string()),
+            SubjectTag::Invalid { .. } => {}
+        }
+    }
+    let mut reference_idx: Vec<Vec<u8>> = Vec::new();
+    for id in record.in_reply_to.iter().chain(&record.references) {
+        let idx = keys.blind_index("message-id", id.as_bytes());
+        if !reference_idx.contains(&idx) {
+            reference_idx.push(idx);
+        }
+    }
+    let due_at = settings.calendar.due(received_at, decision.priority).timestamp_millis();
 
     let data_key = DataKey::generate()?;
     let raw_ct = data_key.seal(&aad("raw", &uid), &codec::pack(data, compression))?;
@@ -192,7 +232,7 @@ fn prepare(keys: &KeyRing, envelope: &Envelope, data: &[u8], received_at: chrono
         protocol: envelope.protocol.name(),
         tls: envelope.tls.clone(),
         parsed: record.parsed,
-        queue: envelope.recipients.first().map(|(_, q)| q.clone()).unwrap_or_default(),
+        routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
         data_key,
         key_id,
         wrapped_key,

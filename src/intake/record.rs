@@ -36,6 +36,9 @@ pub struct Record {
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
     pub attachments: Vec<Attachment>,
+    /// An out-of-office, delivery report or other machine-sent message (RFC 3834 and friends):
+    /// it joins its case but never re-opens it.
+    pub automatic: bool,
 }
 
 fn mailboxes(address: Option<&Address>) -> Vec<Mailbox> {
@@ -95,8 +98,18 @@ fn from_message(m: &Message) -> Record {
                 size: part.contents().len(),
             })
             .collect(),
+        automatic: is_automatic(m),
         ..Record::default()
     }
+}
+
+fn is_automatic(m: &Message) -> bool {
+    let header = |name: &str| m.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
+    let bulk = header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"));
+    let autoreply = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"].iter().any(|h| m.header_raw(*h).is_some());
+    let report = m.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+    auto_submitted || bulk || autoreply || report
 }
 
 #[cfg(test)]
@@ -135,6 +148,21 @@ Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv
         }
         assert!(!extract(pdf).attachments.is_empty(), "a whole-message attachment is still listed");
         assert!(!extract(text_attachment).attachments.is_empty());
+    }
+
+    #[test]
+    fn automatic_messages_are_recognised() {
+        for (headers, automatic) in [
+            ("Auto-Submitted: auto-replied\r\n", true),
+            ("Auto-Submitted: no\r\n", false),
+            ("Precedence: bulk\r\n", true),
+            ("X-Autoreply: yes\r\n", true),
+            ("Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n", true),
+            ("", false),
+        ] {
+            let raw = format!("From: a@b.org\r\nSubject: s\r\n{headers}\r\nbody\r\n");
+            assert_eq!(extract(raw.as_bytes()).automatic, automatic, "{headers}");
+        }
     }
 
     #[test]

@@ -186,6 +186,48 @@ impl RegFormat {
     }
 }
 
+/// A bracketed token in a subject that looks like one of our registration numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectTag {
+    /// A valid number: (counter year, sequence) and the number as written.
+    Valid { year: i32, seq: u64, text: String },
+    /// Shaped like ours (same literal prefix) but not valid — typically a mistyped or forged
+    /// check digit. Never threads; the message gets a tag so staff see it.
+    Invalid { text: String },
+}
+
+impl RegFormat {
+    /// The literal text every number starts with ("MR-" by default), if any.
+    fn prefix(&self) -> Option<&str> {
+        match self.parts.first() {
+            Some(Part::Literal(l)) if !l.is_empty() => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Registration tags in a subject: `[MR-2026-000123-4]`, as replies to our acknowledgements
+    /// and staff replies carry them. Only bracketed tokens count, so a number merely mentioned in
+    /// the text does not thread a message.
+    pub fn find_tags(&self, subject: &str) -> Vec<SubjectTag> {
+        let mut tags = Vec::new();
+        let mut rest = subject;
+        while let Some(open) = rest.find('[') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find(']') else { break };
+            let token = after[..close].trim();
+            match self.parse_number(token, false) {
+                Ok((year, seq)) => tags.push(SubjectTag::Valid { year, seq, text: token.to_string() }),
+                Err(_) if self.prefix().is_some_and(|p| token.len() >= p.len() && token[..p.len()].eq_ignore_ascii_case(p)) => {
+                    tags.push(SubjectTag::Invalid { text: token.to_string() })
+                }
+                Err(_) => {}
+            }
+            rest = &after[close + 1..];
+        }
+        tags
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +291,27 @@ mod tests {
         assert_eq!(f.parse_number(&n, false), Ok((0, 77)));
         assert!(!f.is_yearly());
         assert_eq!(f.counter_year(2026), 0);
+    }
+
+    #[test]
+    fn tags_in_subjects() {
+        let f = RegFormat::parse("MR-{year}-{seq:06}-{check}").unwrap();
+        let good = f.format(2026, 123);
+        let mut bad = good.clone();
+        let last = bad.pop().unwrap();
+        bad.push(if last == '0' { '1' } else { '0' });
+        let subject = format!("Re: [{good}] order, see also {good} and [{bad}] and [URGENT] [mr-2026-x]");
+        assert_eq!(
+            f.find_tags(&subject),
+            vec![
+                SubjectTag::Valid { year: 2026, seq: 123, text: good.clone() },
+                SubjectTag::Invalid { text: bad.clone() },
+                SubjectTag::Invalid { text: "mr-2026-x".into() },
+            ]
+        );
+        assert_eq!(f.find_tags("AW: [ MR-2026-000123-0 ]").len(), 1);
+        assert!(f.find_tags("no tags [here]").is_empty());
+        assert!(f.find_tags("unclosed [MR-2026").is_empty());
     }
 
     #[test]

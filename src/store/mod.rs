@@ -63,7 +63,26 @@ pub struct MessageSummary {
     pub tls: Option<String>,
     pub parsed: bool,
     pub duplicate_count: i64,
+    /// Queue of the message's first case.
     pub queue: String,
+    /// Tags on the message (e.g. new-participant, invalid-registration-tag).
+    pub tags: Vec<String>,
+    /// Every case the message opened or joined.
+    pub cases: Vec<CaseSummary>,
+}
+
+/// A case as listed for operators: routing and SLA, no customer data.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CaseSummary {
+    pub case: i64,
+    pub opening: String,
+    pub queue: String,
+    pub status: String,
+    pub category: Option<String>,
+    pub priority: String,
+    pub due_at: Option<String>,
+    pub tags: Vec<String>,
+    pub spam: bool,
 }
 
 fn connect_options(path: &Path) -> SqliteConnectOptions {
@@ -102,7 +121,10 @@ impl Store {
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue
+            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags,
+                    (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
+                             'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'tags', json(k.tags), 'spam', k.spam))
+                     FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
              FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT ?",
         )
         .bind(limit)
@@ -119,6 +141,8 @@ impl Store {
                 parsed: r.get::<i64, _>(5) != 0,
                 duplicate_count: r.get(6),
                 queue: r.get(7),
+                tags: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
+                cases: parse_cases(r.get::<Option<&str>, _>(9).unwrap_or("[]")),
             })
             .collect())
     }
@@ -148,6 +172,35 @@ impl Store {
         tx.commit().await?;
         Ok(raw)
     }
+}
+
+fn parse_cases(json: &str) -> Vec<CaseSummary> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        case: i64,
+        opening: String,
+        queue: String,
+        status: String,
+        category: Option<String>,
+        priority: String,
+        due_at: Option<i64>,
+        tags: Vec<String>,
+        spam: i64,
+    }
+    let raw: Vec<Raw> = serde_json::from_str(json).unwrap_or_default();
+    raw.into_iter()
+        .map(|r| CaseSummary {
+            case: r.case,
+            opening: r.opening,
+            queue: r.queue,
+            status: r.status,
+            category: r.category,
+            priority: r.priority,
+            due_at: r.due_at.map(millis_to_rfc3339),
+            tags: r.tags,
+            spam: r.spam != 0,
+        })
+        .collect()
 }
 
 pub fn now_millis() -> i64 {

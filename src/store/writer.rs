@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::oneshot;
 
 use super::audit::{self, AuditEntry};
+use crate::intake::rules::Decision;
 use super::crypto::{DataKey, aad};
 use super::{Store, StoreError};
 
@@ -32,7 +33,8 @@ pub struct Submission {
     pub protocol: &'static str,
     pub tls: Option<String>,
     pub parsed: bool,
-    pub queue: String,
+    /// Classification and threading, decided by intake.
+    pub routing: Routing,
     /// Kept so the writer can seal the trace header, which needs the registration number.
     pub data_key: DataKey,
     pub key_id: u32,
@@ -43,6 +45,23 @@ pub struct Submission {
     pub msgid_idx: Option<Vec<u8>>,
     pub dedupe_idx: Vec<u8>,
     pub trace: Trace,
+}
+
+/// Where a message goes: the classification decision and the keys that may join it to an
+/// existing case. The writer resolves the keys inside the transaction, so two messages of one
+/// thread committed together still end up in the same case.
+pub struct Routing {
+    pub decision: Decision,
+    /// SLA due time for a new case (unix ms).
+    pub due_at: i64,
+    /// Valid registration tags from the subject: (counter year, sequence).
+    pub thread_numbers: Vec<(i32, u64)>,
+    /// Blind indexes of the In-Reply-To and References Message-IDs.
+    pub reference_idx: Vec<Vec<u8>>,
+    /// Auto-replies and reports join a case but never re-open it.
+    pub automatic: bool,
+    /// Tags on the message itself (invalid-registration-tag, …; new-participant is added here).
+    pub message_tags: Vec<String>,
 }
 
 /// What goes into our `Received:` header.
@@ -238,22 +257,23 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             .query_row(params![year, fresh], |r| r.get(0))?;
         let first_seq = last_seq - fresh + 1;
         let first_message = allocate(&tx, "message", fresh)?;
-        let first_case = allocate(&tx, "case", fresh)?;
 
-        let mut insert_case = tx.prepare_cached("INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at) VALUES (?1, ?2, ?3, 'new', ?4, ?4)")?;
         let mut insert_message = tx.prepare_cached(
-            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
+        let mut link = tx.prepare_cached("INSERT OR IGNORE INTO message_cases (message_id, case_id) VALUES (?1, ?2)")?;
         let mut insert_blob = tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES (?1, ?2)")?;
         for (i, (job, plan)) in batch.iter().zip(&plans).enumerate() {
             let Plan::New { index } = plan else { continue };
             let s = &job.submission;
-            let (seq, id, case_id) = (first_seq + index, first_message + index, first_case + index);
+            let (seq, id) = (first_seq + index, first_message + index);
             let number = settings.reg_format.format(year, seq as u64);
             let trace_ct = s.data_key.seal(&aad("trace", &s.uid), received_header(s, &number).as_bytes())?;
             let received = s.received_at.timestamp_millis();
-            insert_case.execute(params![case_id, number, s.queue, received])?;
+            let mut tags = s.routing.message_tags.clone();
+            let placement = place(&tx, s, &number, received, &mut tags)?;
+            let case_id = placement.cases[0];
             insert_message.execute(params![
                 id,
                 &s.uid[..],
@@ -272,15 +292,20 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
                 s.fields_ct,
                 s.sender_idx,
                 s.msgid_idx,
-                s.dedupe_idx
+                s.dedupe_idx,
+                serde_json::to_string(&tags).expect("tags serialise"),
+                s.routing.automatic
             ])?;
             insert_blob.execute(params![id, s.raw_ct])?;
+            for case in &placement.cases {
+                link.execute(params![id, case])?;
+            }
             audit_entries.push(AuditEntry {
                 at,
                 actor: s.protocol.into(),
                 action: "message.registered".into(),
                 object: Some(number.clone()),
-                detail: Some(format!("size={} queue={} tls={}", s.size, s.queue, s.tls.is_some())),
+                detail: Some(format!("size={} cases={:?} joined={} tls={}", s.size, placement.cases, placement.joined, s.tls.is_some())),
             });
             numbers[i] = Some(number);
             ids[i] = Some(id);
@@ -318,6 +343,81 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
     audit::append_sync(&tx, &audit_entries)?;
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// Which cases a new message belongs to.
+struct Placement {
+    cases: Vec<i64>,
+    /// True when it joined existing cases (a reply), false when it opened new ones.
+    joined: bool,
+}
+
+/// Joins the message to the cases its subject tag or references point at, or opens one case per
+/// queue it was routed to. Records the sender as a participant; a sender new to a case is tagged
+/// `new-participant`; a human reply re-opens a resolved or closed case, an automatic one does not.
+fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_tags: &mut Vec<String>) -> rusqlite::Result<Placement> {
+    let r = &s.routing;
+    let mut existing: Vec<(i64, String)> = Vec::new();
+    {
+        let mut by_number = tx.prepare_cached(
+            "SELECT c.id, c.status FROM messages m JOIN message_cases mc ON mc.message_id = m.id JOIN cases c ON c.id = mc.case_id WHERE m.reg_year = ?1 AND m.reg_seq = ?2",
+        )?;
+        for (year, seq) in &r.thread_numbers {
+            for row in by_number.query_map(params![year, *seq as i64], |row| Ok((row.get(0)?, row.get(1)?)))? {
+                let row = row?;
+                if !existing.iter().any(|(id, _)| *id == row.0) {
+                    existing.push(row);
+                }
+            }
+        }
+        let mut by_reference = tx.prepare_cached(
+            "SELECT c.id, c.status FROM messages m JOIN message_cases mc ON mc.message_id = m.id JOIN cases c ON c.id = mc.case_id WHERE m.msgid_idx = ?1",
+        )?;
+        for idx in &r.reference_idx {
+            for row in by_reference.query_map(params![idx], |row| Ok((row.get(0)?, row.get(1)?)))? {
+                let row = row?;
+                if !existing.iter().any(|(id, _)| *id == row.0) {
+                    existing.push(row);
+                }
+            }
+        }
+    }
+    let mut add_participant = tx.prepare_cached("INSERT OR IGNORE INTO case_participants (case_id, address_idx) VALUES (?1, ?2)")?;
+    if !existing.is_empty() {
+        let mut touch = tx.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?;
+        let mut reopen = tx.prepare_cached("UPDATE cases SET status = 'open', updated_at = ?2 WHERE id = ?1")?;
+        for (case_id, status) in &existing {
+            let closed = status == "resolved" || status == "closed";
+            if closed && !r.automatic {
+                reopen.execute(params![case_id, received])?;
+            } else {
+                touch.execute(params![case_id, received])?;
+            }
+            if let Some(sender) = &s.sender_idx
+                && add_participant.execute(params![case_id, sender])? > 0
+                && !message_tags.iter().any(|t| t == "new-participant")
+            {
+                message_tags.push("new-participant".into());
+            }
+        }
+        return Ok(Placement { cases: existing.into_iter().map(|(id, _)| id).collect(), joined: true });
+    }
+    let d = &r.decision;
+    let tags = serde_json::to_string(&d.tags).expect("tags serialise");
+    let mut insert_case = tx.prepare_cached(
+        "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, tags, spam)
+         VALUES (?1, ?2, ?3, 'new', ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut cases = Vec::with_capacity(d.queues.len());
+    for queue in &d.queues {
+        let case_id = allocate(tx, "case", 1)?;
+        insert_case.execute(params![case_id, number, queue, received, d.category, d.priority.as_str(), r.due_at, tags, d.spam])?;
+        if let Some(sender) = &s.sender_idx {
+            add_participant.execute(params![case_id, sender])?;
+        }
+        cases.push(case_id);
+    }
+    Ok(Placement { cases, joined: false })
 }
 
 /// Our trace header (RFC 5321 §4.4), naming the registration number as the message id.
