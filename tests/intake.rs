@@ -1,0 +1,226 @@
+//! Intake end to end (issue #3): messages sent over SMTP land in the expected queue with the
+//! expected category, priority, tags and due time; replies thread by registration tag and by
+//! References; a reply re-opens a resolved case unless it is automatic; a message addressed to two
+//! queues is registered once and opens a case in each.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const RULES: &str = r#"
+[[categories]]
+code = "BZZX"
+name = "Business enquiry"
+
+[[categories]]
+code = "TSJJ"
+name = "Complaint or suggestion"
+
+[sla]
+timezone = "UTC"
+working_days = ["mon", "tue", "wed", "thu", "fri"]
+hours = "09:00-17:00"
+urgent = "24h"
+normal = "3 working days"
+low = "5 working days"
+
+[[rules]]
+name = "complaint"
+subject_contains = ["complaint"]
+category = "TSJJ"
+queue = "complaints"
+priority = "urgent"
+tags = ["complaint"]
+
+[[rules]]
+name = "sales"
+to = ["sales@example.com"]
+category = "BZZX"
+priority = "low"
+"#;
+
+fn server() -> Server {
+    Server::start(Opts { extra_toml: RULES.into(), ..Opts::default() })
+}
+
+fn message(from: &str, subject: &str, extra_headers: &str) -> Vec<u8> {
+    format!("From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n{extra_headers}\r\nHello,\r\nthis is the body.\r\n").into_bytes()
+}
+
+/// The cases of a registration, as `message list --json` shows them.
+fn cases(s: &Server, number: &str) -> Vec<Value> {
+    let listed = s.list_messages();
+    let m = listed.iter().find(|m| m.number == number).unwrap_or_else(|| panic!("{number} not listed"));
+    m.raw["cases"].as_array().cloned().unwrap_or_default()
+}
+
+fn message_tags(s: &Server, number: &str) -> Vec<String> {
+    let listed = s.list_messages();
+    let m = listed.iter().find(|m| m.number == number).unwrap();
+    m.raw["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
+}
+
+fn case_ids(s: &Server, number: &str) -> Vec<i64> {
+    cases(s, number).iter().map(|c| c["case"].as_i64().unwrap()).collect()
+}
+
+fn received_at(s: &Server, number: &str) -> chrono::DateTime<chrono::Utc> {
+    let listed = s.list_messages();
+    let m = listed.iter().find(|m| m.number == number).unwrap();
+    m.raw["received_at"].as_str().unwrap().parse().unwrap()
+}
+
+fn set_status(s: &Server, opening: &str, status: &str) {
+    let db = s.data_dir.join("mailroom.db");
+    let out = Command::new("sqlite3").arg(&db).arg(format!("UPDATE cases SET status = '{status}' WHERE opening_number = '{opening}';")).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn classification_routes_with_category_priority_tags_and_due_time() {
+    let s = server();
+    let mut c = s.smtp_session();
+
+    let complaint = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "A complaint about my order", ""));
+    let cs = cases(&s, &complaint);
+    assert_eq!(cs.len(), 1, "{cs:?}");
+    assert_eq!(cs[0]["queue"], "complaints", "the rule's queue wins over the recipient's");
+    assert_eq!(cs[0]["category"], "TSJJ");
+    assert_eq!(cs[0]["priority"], "urgent");
+    assert_eq!(cs[0]["tags"], serde_json::json!(["complaint"]));
+    assert_eq!(cs[0]["status"], "new");
+    let due: chrono::DateTime<chrono::Utc> = cs[0]["due_at"].as_str().unwrap().parse().unwrap();
+    let received = received_at(&s, &complaint);
+    let urgent = due - received;
+    assert!((urgent - chrono::Duration::hours(24)).num_seconds().abs() <= 1, "urgent = 24 h from acceptance, got {urgent}");
+
+    let order = c.send_message("bob@client.org", &["sales@example.com"], &message("bob@client.org", "Quote please", ""));
+    let cs = cases(&s, &order);
+    assert_eq!((cs[0]["queue"].as_str(), cs[0]["category"].as_str(), cs[0]["priority"].as_str()), (Some("sales"), Some("BZZX"), Some("low")));
+    let due: chrono::DateTime<chrono::Utc> = cs[0]["due_at"].as_str().unwrap().parse().unwrap();
+    let low = due - received_at(&s, &order);
+    // 5 working days of 8 hours can never take less than 40 elapsed hours, nor more than two weeks.
+    assert!(low >= chrono::Duration::hours(40) && low <= chrono::Duration::days(14), "low priority due after {low}");
+
+    // No rule: routed by recipient, normal priority, no category.
+    let plain = c.send_message("cy@client.org", &["help@example.com"], &message("cy@client.org", "Hello", ""));
+    let cs = cases(&s, &plain);
+    assert_eq!((cs[0]["queue"].as_str(), cs[0]["priority"].as_str()), (Some("support"), Some("normal")));
+    assert!(cs[0]["category"].is_null());
+}
+
+#[test]
+fn two_queues_addressed_one_registration_two_cases() {
+    let s = server();
+    let mut c = s.smtp_session();
+    let n = c.send_message("ana@customer.org", &["support@example.com", "sales@example.com"], &message("ana@customer.org", "For both teams", ""));
+    let listed = s.list_messages();
+    assert_eq!(listed.len(), 1, "registered and stored once");
+    let mut queues: Vec<String> = cases(&s, &n).iter().map(|c| c["queue"].as_str().unwrap().to_string()).collect();
+    queues.sort();
+    assert_eq!(queues, vec!["sales".to_string(), "support".to_string()], "a case in each queue");
+    assert!(cases(&s, &n).iter().all(|c| c["opening"] == n.as_str()));
+}
+
+#[test]
+fn replies_thread_by_tag_and_by_references() {
+    let s = server();
+    let mut c = s.smtp_session();
+    let first = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Broken widget", "Message-ID: <first-1@customer.org>\r\n"));
+    let original = case_ids(&s, &first);
+
+    // A reply carrying the registration tag joins the case; it still gets its own number.
+    let reply = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", &format!("Re: [{first}] Broken widget"), ""));
+    assert_ne!(reply, first);
+    assert_eq!(case_ids(&s, &reply), original, "tagged reply joins the case");
+    assert!(message_tags(&s, &reply).is_empty(), "the same sender is not a new participant");
+
+    // A reply by References only (no tag), from someone new on the case.
+    let by_reference = c.send_message(
+        "boss@customer.org",
+        &["support@example.com"],
+        &message("boss@customer.org", "Re: Broken widget", "In-Reply-To: <first-1@customer.org>\r\nReferences: <first-1@customer.org>\r\n"),
+    );
+    assert_eq!(case_ids(&s, &by_reference), original, "References join the case");
+    assert_eq!(message_tags(&s, &by_reference), vec!["new-participant".to_string()]);
+
+    // A tag with a wrong check digit threads nothing and is flagged.
+    let forged = c.send_message("eve@elsewhere.org", &["support@example.com"], &message("eve@elsewhere.org", &format!("Re: [{}] hello", with_wrong_check(&first)), ""));
+    assert_ne!(case_ids(&s, &forged), original, "an invalid tag must not join the case");
+    assert_eq!(message_tags(&s, &forged), vec!["invalid-registration-tag".to_string()]);
+}
+
+#[test]
+fn human_reply_reopens_automatic_reply_does_not() {
+    let s = server();
+    let mut c = s.smtp_session();
+    let first = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Invoice question", ""));
+    let case = case_ids(&s, &first)[0];
+    let status = |s: &Server| {
+        let cs = cases(s, &first);
+        cs.iter().find(|c| c["case"].as_i64() == Some(case)).unwrap()["status"].as_str().unwrap().to_string()
+    };
+
+    set_status(&s, &first, "closed");
+    let auto = c.send_message(
+        "ana@customer.org",
+        &["support@example.com"],
+        &message("ana@customer.org", &format!("Out of office: [{first}] Invoice question"), "Auto-Submitted: auto-replied\r\n"),
+    );
+    assert_eq!(case_ids(&s, &auto), vec![case], "an auto-reply is attached to the case");
+    assert_eq!(status(&s), "closed", "an auto-reply re-opens nothing");
+
+    set_status(&s, &first, "resolved");
+    let human = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", &format!("Re: [{first}] Invoice question"), ""));
+    assert_eq!(case_ids(&s, &human), vec![case]);
+    assert_eq!(status(&s), "open", "a human reply re-opens a resolved case");
+}
+
+fn mailroom(args: &[&str]) -> CliOutput {
+    run_bin(args, Duration::from_secs(30))
+}
+
+#[test]
+fn rules_test_dry_run_explains_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailroom.toml");
+    std::fs::write(&config, Opts { extra_toml: RULES.into(), ..Opts::default() }.config_toml()).unwrap();
+    let eml = dir.path().join("complaint.eml");
+    std::fs::write(&eml, message("ana@customer.org", "Formal complaint", "Message-ID: <c1@customer.org>\r\n")).unwrap();
+
+    let out = mailroom(&["rules", "test", eml.to_str().unwrap(), "--config", config.to_str().unwrap()]);
+    let text = out.stdout_str();
+    assert!(out.status.success(), "{text}\n{}", out.stderr);
+    for needle in ["rule \"complaint\" matched: subject contains \"complaint\"", "category    TSJJ (Complaint or suggestion)", "priority    urgent", "queues      complaints", "tags        complaint", "acknowledge true"] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let json = mailroom(&["rules", "test", eml.to_str().unwrap(), "--config", config.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["queues"], serde_json::json!(["complaints"]));
+    assert_eq!(v["record"]["message_id"], "c1@customer.org");
+    assert!(!Path::new(&dir.path().join("mailroom.db")).exists(), "a dry run stores nothing");
+}
+
+#[test]
+fn bad_rules_stop_the_start_naming_file_line_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailroom.toml");
+    let bad = format!("{RULES}\n[[rules]]\nname = \"broken\"\nsubject_regex = \"(unclosed\"\n");
+    let text = Opts { extra_toml: bad, ..Opts::default() }.config_toml();
+    let line = text.lines().position(|l| l.starts_with("subject_regex = \"(unclosed")).unwrap() + 1;
+    std::fs::write(&config, &text).unwrap();
+    let out = mailroom(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let expected = format!("{}:{line}: rules[2].subject_regex: rule \"broken\": bad regex", config.display());
+    assert!(out.stderr.contains(&expected), "expected {expected:?} in {:?}", out.stderr);
+
+    let missing_queue = format!("{RULES}\n[[rules]]\nname = \"lost\"\nqueue = \"marketing\"\n");
+    std::fs::write(&config, Opts { extra_toml: missing_queue, ..Opts::default() }.config_toml()).unwrap();
+    let out = mailroom(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success() && out.stderr.contains("rules[2].queue: rule \"lost\": no queue named \"marketing\""), "{}", out.stderr);
+}
