@@ -5,6 +5,7 @@
 //! spread over every core; only the numbering and the commit are serialised (`store::writer`).
 //! Classification, threading and routing rules (issue #3) will slot in here, before the commit.
 
+pub mod auth;
 pub mod record;
 pub mod regnum;
 pub mod rules;
