@@ -47,6 +47,27 @@ pub struct Config {
     pub sla: SlaConfig,
     #[serde(default)]
     pub intake: IntakeConfig,
+    #[serde(default)]
+    pub authentication: AuthenticationConfig,
+}
+
+/// SPF/DKIM/DMARC checks of incoming mail (the customer tier counts only for authenticated senders).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthenticationConfig {
+    /// "dns": check with the system resolver; "off": no checks (every sender counts as unverified).
+    pub verify: String,
+    /// A file of recorded DNS answers to use instead of the network (tests, air-gapped sites).
+    pub records: Option<PathBuf>,
+    /// Upper bound for the checks of one message; past it the results are temperror.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AuthenticationConfig {
+    fn default() -> Self {
+        Self { verify: "dns".into(), records: None, timeout: Duration::from_secs(5) }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -402,6 +423,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         if !codes.insert(category.code.clone()) {
             return Err(err(&format!("categories[{ci}].code"), format!("category {:?} is defined twice", category.code)));
         }
+    }
+    if !matches!(config.authentication.verify.as_str(), "dns" | "off") {
+        return Err(err("authentication.verify", format!("{:?} is not \"dns\" or \"off\"", config.authentication.verify)));
     }
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {

@@ -35,7 +35,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
         settings: settings.clone(),
-        intake: Intake::new(store.keys.clone(), writer, settings.clone()),
+        intake: Intake::new(store.keys.clone(), writer, settings.clone(), crate::intake::authenticator(&settings).context("setting up SPF/DKIM/DMARC checks")?),
         tls: TlsAcceptor::from(tls),
         shutdown: shutdown.clone(),
     });

@@ -224,3 +224,38 @@ fn bad_rules_stop_the_start_naming_file_line_and_rule() {
     let out = mailroom(&["config", "check", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success() && out.stderr.contains("rules[2].queue: rule \"lost\": no queue named \"marketing\""), "{}", out.stderr);
 }
+
+#[test]
+fn spf_dmarc_from_recorded_dns_decide_authenticated_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("dns.toml");
+    std::fs::write(
+        &records,
+        "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:127.0.0.1 -all\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "{RULES}\n[[rules]]\nname = \"verified\"\nauthenticated = true\ntags = [\"verified\"]\n\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n",
+        records.display()
+    );
+    // The harness turns checks off; this test's own [authentication] section must win, so drop it.
+    let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
+    let s = Server::start(Opts { raw_config: Some(config), ..Opts::default() });
+    let mut c = s.smtp_session();
+
+    // Envelope and From: at customer.org, sent from the SPF-authorised address: DMARC passes.
+    let good = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Hello", ""));
+    let listed = s.list_messages();
+    let m = listed.iter().find(|m| m.number == good).unwrap();
+    assert_eq!(m.raw["auth"], "spf=pass dkim=none dmarc=pass", "{:?}", m.raw);
+    assert_eq!(cases(&s, &good)[0]["tags"], serde_json::json!(["verified"]));
+    let shown = String::from_utf8_lossy(&s.show_message(&good)).to_string();
+    assert!(shown.contains("Authentication-Results: mx.example.com;") && shown.contains("dmarc=pass"), "{shown}");
+
+    // A spoofed From: customer.org with a foreign envelope sender: DMARC fails, no "verified".
+    let spoof = c.send_message("mallory@attacker.example", &["support@example.com"], &message("ceo@customer.org", "Pay this invoice", ""));
+    let listed = s.list_messages();
+    let m = listed.iter().find(|m| m.number == spoof).unwrap();
+    assert!(m.raw["auth"].as_str().unwrap().contains("dmarc=fail"), "{:?}", m.raw);
+    assert_eq!(cases(&s, &spoof)[0]["tags"], serde_json::json!([]));
+}

@@ -92,23 +92,41 @@ pub struct Intake {
     keys: Arc<KeyRing>,
     writer: WriterHandle,
     settings: Arc<Settings>,
+    /// None when `authentication.verify = "off"`.
+    authenticator: Option<auth::Authenticator>,
+}
+
+/// The authenticator the configuration asks for.
+pub fn authenticator(settings: &Settings) -> Result<Option<auth::Authenticator>, auth::AuthError> {
+    let cfg = &settings.config.authentication;
+    let hostname = &settings.config.server.hostname;
+    let authenticator = match (&cfg.records, cfg.verify.as_str()) {
+        (_, "off") => return Ok(None),
+        (Some(path), _) => auth::Authenticator::with_records(hostname, auth::StaticRecords::from_toml_file(settings.resolve(path))?),
+        (None, _) => auth::Authenticator::system(hostname)?,
+    };
+    Ok(Some(authenticator.with_timeout(cfg.timeout)))
 }
 
 impl Intake {
-    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>) -> Intake {
-        Intake { keys, writer, settings }
+    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>, authenticator: Option<auth::Authenticator>) -> Intake {
+        Intake { keys, writer, settings, authenticator }
     }
 
     /// Registers one message: returns only after it is durably committed.
     pub async fn register(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Outcome, IntakeError> {
         let received_at = chrono::Utc::now();
+        let auth = match &self.authenticator {
+            Some(a) => Some(a.verify(envelope.client_ip, &envelope.helo, &envelope.mail_from, &data).await),
+            None => None,
+        };
         let submission = if data.len() > BLOCKING_THRESHOLD {
             let (keys, envelope, settings) = (self.keys.clone(), envelope.clone(), self.settings.clone());
-            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &envelope, &data, received_at))
+            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &envelope, &data, received_at, auth.as_ref()))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, &self.settings, envelope, &data, received_at)?
+            prepare(&self.keys, &self.settings, envelope, &data, received_at, auth.as_ref())?
         };
         Ok(self.writer.submit(submission).await?)
     }
@@ -160,7 +178,14 @@ pub fn normalize_address(address: &str) -> String {
 
 /// Classification and threading keys for one message (no clear customer data leaves here
 /// except inside ciphertexts).
-pub fn classify(settings: &Settings, envelope: &Envelope, record: &record::Record, data: &[u8], received_at: chrono::DateTime<chrono::Utc>) -> (rules::Decision, Vec<SubjectTag>) {
+pub fn classify(
+    settings: &Settings,
+    envelope: &Envelope,
+    record: &record::Record,
+    data: &[u8],
+    received_at: chrono::DateTime<chrono::Utc>,
+    auth: Option<&auth::AuthResults>,
+) -> (rules::Decision, Vec<SubjectTag>) {
     let mut routed: Vec<String> = Vec::new();
     for (_, queue) in &envelope.recipients {
         if !routed.contains(queue) {
@@ -170,13 +195,23 @@ pub fn classify(settings: &Settings, envelope: &Envelope, record: &record::Recor
     let from: Vec<String> = record.from.iter().filter_map(|m| m.address.as_deref()).map(str::to_lowercase).collect();
     let recipients: Vec<String> = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
     let subject = record.subject.as_deref().unwrap_or("");
-    let auth = rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false };
+    let auth = match auth {
+        Some(a) => rules::AuthFacts { spf: a.spf.as_str().into(), dkim: a.dkim.as_str().into(), dmarc: a.dmarc.as_str().into(), authenticated: a.sender_authenticated() },
+        None => rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false },
+    };
     let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, None, &auth, data.len(), !record.attachments.is_empty(), received_at);
     let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
     (decision, settings.reg_format.find_tags(subject))
 }
 
-fn prepare(keys: &KeyRing, settings: &Settings, envelope: &Envelope, data: &[u8], received_at: chrono::DateTime<chrono::Utc>) -> Result<Submission, CryptoError> {
+fn prepare(
+    keys: &KeyRing,
+    settings: &Settings,
+    envelope: &Envelope,
+    data: &[u8],
+    received_at: chrono::DateTime<chrono::Utc>,
+    auth: Option<&auth::AuthResults>,
+) -> Result<Submission, CryptoError> {
     let (hostname, compression) = (settings.config.server.hostname.as_str(), settings.config.storage.compression);
     let mut uid = [0u8; 16];
     // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
@@ -189,7 +224,7 @@ fn prepare(keys: &KeyRing, settings: &Settings, envelope: &Envelope, data: &[u8]
     record.helo = envelope.helo.clone();
     record.client_ip = envelope.client_ip.to_string();
 
-    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at);
+    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth);
     let mut message_tags = Vec::new();
     let mut thread_numbers = Vec::new();
     for tag in subject_tags {
@@ -234,6 +269,8 @@ fn prepare(keys: &KeyRing, settings: &Settings, envelope: &Envelope, data: &[u8]
         tls: envelope.tls.clone(),
         parsed: record.parsed,
         routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
+        auth_summary: auth.map(|a| a.summary()),
+        auth_header: auth.map(|a| a.header.clone()),
         data_key,
         key_id,
         wrapped_key,

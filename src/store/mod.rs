@@ -67,6 +67,8 @@ pub struct MessageSummary {
     pub queue: String,
     /// Tags on the message (e.g. new-participant, invalid-registration-tag).
     pub tags: Vec<String>,
+    /// SPF/DKIM/DMARC summary ("spf=pass dkim=none dmarc=pass"), when checks ran.
+    pub auth: Option<String>,
     /// Every case the message opened or joined.
     pub cases: Vec<CaseSummary>,
 }
@@ -121,7 +123,7 @@ impl Store {
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags,
+            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
                     (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
                              'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'tags', json(k.tags), 'spam', k.spam))
                      FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
@@ -142,7 +144,8 @@ impl Store {
                 duplicate_count: r.get(6),
                 queue: r.get(7),
                 tags: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
-                cases: parse_cases(r.get::<Option<&str>, _>(9).unwrap_or("[]")),
+                auth: r.get(9),
+                cases: parse_cases(r.get::<Option<&str>, _>(10).unwrap_or("[]")),
             })
             .collect())
     }

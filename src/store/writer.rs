@@ -35,6 +35,10 @@ pub struct Submission {
     pub parsed: bool,
     /// Classification and threading, decided by intake.
     pub routing: Routing,
+    /// "spf=pass dkim=pass dmarc=pass" (no addresses), when checks ran.
+    pub auth_summary: Option<String>,
+    /// Our Authentication-Results header, stored (encrypted) with our Received header.
+    pub auth_header: Option<String>,
     /// Kept so the writer can seal the trace header, which needs the registration number.
     pub data_key: DataKey,
     pub key_id: u32,
@@ -259,8 +263,8 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
         let first_message = allocate(&tx, "message", fresh)?;
 
         let mut insert_message = tx.prepare_cached(
-            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic, auth)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         )?;
         let mut link = tx.prepare_cached("INSERT OR IGNORE INTO message_cases (message_id, case_id) VALUES (?1, ?2)")?;
         let mut insert_blob = tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES (?1, ?2)")?;
@@ -269,7 +273,11 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             let s = &job.submission;
             let (seq, id) = (first_seq + index, first_message + index);
             let number = settings.reg_format.format(year, seq as u64);
-            let trace_ct = s.data_key.seal(&aad("trace", &s.uid), received_header(s, &number).as_bytes())?;
+            let mut trace = received_header(s, &number);
+            if let Some(header) = &s.auth_header {
+                trace.push_str(header);
+            }
+            let trace_ct = s.data_key.seal(&aad("trace", &s.uid), trace.as_bytes())?;
             let received = s.received_at.timestamp_millis();
             let mut tags = s.routing.message_tags.clone();
             let placement = place(&tx, s, &number, received, &mut tags)?;
@@ -294,7 +302,8 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
                 s.msgid_idx,
                 s.dedupe_idx,
                 serde_json::to_string(&tags).expect("tags serialise"),
-                s.routing.automatic
+                s.routing.automatic,
+                s.auth_summary
             ])?;
             insert_blob.execute(params![id, s.raw_ct])?;
             for case in &placement.cases {
