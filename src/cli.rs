@@ -44,10 +44,30 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The customer directory (tiers: vip, long-term, prospect).
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
     /// Try the classification rules.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CustomersCommand {
+    /// Add or replace entries from a CSV file: address_or_domain,name,tier,tags (tags split by ';').
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Write the directory as CSV to stdout (decrypted; the export is audited).
+    Export {
+        #[command(flatten)]
+        location: Location,
     },
 }
 
@@ -113,6 +133,11 @@ pub fn serve_settings(cli: &Cli) -> anyhow::Result<Option<Arc<Settings>>> {
     }
 }
 
+/// Who an admin command acts as, for the audit log.
+fn actor() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
 fn load(location: &Location) -> anyhow::Result<Arc<Settings>> {
     Ok(Arc::new(Settings::load(location.config.as_deref(), &location.data_dir)?))
 }
@@ -142,9 +167,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Message { command: MessageCommand::Show { number, location } } => {
             let store = open_existing(&location).await?;
-            let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-            let raw = store.read_raw(&number, &actor).await?;
+            let raw = store.read_raw(&number, &actor()).await?;
             std::io::stdout().lock().write_all(&raw)?;
+            Ok(())
+        }
+        Command::Customers { command: CustomersCommand::Import { file, location } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let customers = crate::store::directory::parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = open_existing(&location).await?;
+            let n = store.import_customers(&customers, &actor()).await?;
+            println!("imported {n} directory entries (a running server picks them up within seconds)");
+            Ok(())
+        }
+        Command::Customers { command: CustomersCommand::Export { location } } => {
+            let store = open_existing(&location).await?;
+            print!("{}", crate::store::directory::to_csv(&store.export_customers(&actor()).await?));
             Ok(())
         }
         Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => rules_test(&message, config.as_deref(), from, to, json),
@@ -175,7 +212,7 @@ fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Op
     anyhow::ensure!(!recipients.is_empty(), "no recipient of this message is one of our addresses; give one with --to");
     let envelope = Envelope { mail_from, recipients, helo: "rules-test".into(), client_ip: [127, 0, 0, 1].into(), protocol: Protocol::Smtp, tls: None };
     let received = chrono::Utc::now();
-    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None);
+    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None);
     let due = settings.calendar.due(received, decision.priority);
     let categories: std::collections::HashMap<&str, &str> = settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
     if json {

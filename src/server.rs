@@ -21,6 +21,8 @@ use crate::store::{Store, writer};
 /// How often committed WAL pages are moved into the database file: often, so that each
 /// checkpoint's fsync of the database file is small and never stalls a commit for long.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The customer directory is re-read every this many checkpoint ticks (2 s).
+const DIRECTORY_REFRESH_TICKS: u64 = 10;
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     raise_fd_limit(settings.config.limits.max_connections);
@@ -32,10 +34,18 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
     let (writer, writer_thread) = writer::spawn(store.clone()).context("starting the writer")?;
 
+    let directory = crate::intake::Directory::default();
+    directory.replace(store.customer_tiers().await.context("loading the customer directory")?);
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
         settings: settings.clone(),
-        intake: Intake::new(store.keys.clone(), writer, settings.clone(), crate::intake::authenticator(&settings).context("setting up SPF/DKIM/DMARC checks")?),
+        intake: Intake::new(
+            store.keys.clone(),
+            writer,
+            settings.clone(),
+            crate::intake::authenticator(&settings).context("setting up SPF/DKIM/DMARC checks")?,
+            directory.clone(),
+        ),
         tls: TlsAcceptor::from(tls),
         shutdown: shutdown.clone(),
     });
@@ -61,8 +71,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 
     let checkpointer = {
-        let (store, mut shutdown) = (store.clone(), shutdown.clone());
+        let (store, mut shutdown, directory) = (store.clone(), shutdown.clone(), directory.clone());
         tokio::spawn(async move {
+            let mut ticks = 0u64;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
@@ -70,6 +81,14 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                 }
                 if let Err(e) = store.checkpoint().await {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+                // The directory is small and changes by admin import: re-read it now and then.
+                ticks += 1;
+                if ticks % DIRECTORY_REFRESH_TICKS == 0 {
+                    match store.customer_tiers().await {
+                        Ok(tiers) => directory.replace(tiers),
+                        Err(e) => tracing::warn!(error = %e, "reloading the customer directory failed"),
+                    }
                 }
             }
         })

@@ -225,22 +225,25 @@ fn bad_rules_stop_the_start_naming_file_line_and_rule() {
     assert!(!out.status.success() && out.stderr.contains("rules[2].queue: rule \"lost\": no queue named \"marketing\""), "{}", out.stderr);
 }
 
-#[test]
-fn spf_dmarc_from_recorded_dns_decide_authenticated_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let records = dir.path().join("dns.toml");
+/// A server that checks SPF/DKIM/DMARC against recorded DNS: customer.org publishes SPF for
+/// 127.0.0.1 and a DMARC reject policy. `rules` are appended to RULES.
+fn server_with_recorded_dns(dir: &Path, rules: &str) -> Server {
+    let records = dir.join("dns.toml");
     std::fs::write(
         &records,
         "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:127.0.0.1 -all\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n",
     )
     .unwrap();
-    let extra = format!(
-        "{RULES}\n[[rules]]\nname = \"verified\"\nauthenticated = true\ntags = [\"verified\"]\n\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n",
-        records.display()
-    );
+    let extra = format!("{rules}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", records.display());
     // The harness turns checks off; this test's own [authentication] section must win, so drop it.
     let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
-    let s = Server::start(Opts { raw_config: Some(config), ..Opts::default() });
+    Server::start(Opts { raw_config: Some(config), ..Opts::default() })
+}
+
+#[test]
+fn spf_dmarc_from_recorded_dns_decide_authenticated_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with_recorded_dns(dir.path(), "[[rules]]\nname = \"verified\"\nauthenticated = true\ntags = [\"verified\"]\ncontinue = true\n");
     let mut c = s.smtp_session();
 
     // Envelope and From: at customer.org, sent from the SPF-authorised address: DMARC passes.
@@ -258,4 +261,42 @@ fn spf_dmarc_from_recorded_dns_decide_authenticated_rules() {
     let m = listed.iter().find(|m| m.number == spoof).unwrap();
     assert!(m.raw["auth"].as_str().unwrap().contains("dmarc=fail"), "{:?}", m.raw);
     assert_eq!(cases(&s, &spoof)[0]["tags"], serde_json::json!([]));
+}
+
+#[test]
+fn vip_tier_counts_only_for_an_authenticated_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server_with_recorded_dns(dir.path(), "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n");
+    let csv = dir.path().join("customers.csv");
+    std::fs::write(&csv, "address_or_domain,name,tier,tags\nana@customer.org,Ana Examplewoman,vip,key account\nbigcorp.example,Big Corp,long-term,\n").unwrap();
+    let out = s.cli(&["customers", "import", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // The server re-reads the directory every 2 s.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut c = s.smtp_session();
+
+    let real = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Hello from a VIP", ""));
+    let case = &cases(&s, &real)[0];
+    assert_eq!((case["priority"].as_str(), case["tags"].clone()), (Some("urgent"), serde_json::json!(["vip"])), "{case:?}");
+    assert!(message_tags(&s, &real).is_empty());
+
+    // Same From:, but sent by someone else: DMARC fails, so no VIP treatment, and a warning tag.
+    let spoof = c.send_message("mallory@attacker.example", &["support@example.com"], &message("ana@customer.org", "Urgent wire transfer", ""));
+    let case = &cases(&s, &spoof)[0];
+    assert_eq!(case["priority"], "normal", "{case:?}");
+    assert!(!case["tags"].as_array().unwrap().contains(&serde_json::json!("vip")));
+    assert_eq!(message_tags(&s, &spoof), vec!["unverified-sender".to_string()]);
+
+    // Export gives the directory back; the database holds no name or address of it in clear.
+    let out = s.cli(&["customers", "export"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout_str().contains("ana@customer.org,Ana Examplewoman,vip,key account"), "{}", out.stdout_str());
+    for file in ["mailroom.db", "mailroom.db-wal"] {
+        let bytes = std::fs::read(s.data_dir.join(file)).unwrap_or_default();
+        assert!(find(&bytes, b"Examplewoman").is_none() && find(&bytes, b"bigcorp.example").is_none(), "directory in clear in {file}");
+    }
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "address_or_domain,name,tier,tags\nx@y.org,X,gold,\n").unwrap();
+    let out = s.cli(&["customers", "import", bad.to_str().unwrap()]);
+    assert!(!out.status.success() && out.stderr.contains("line 2: tier \"gold\""), "{}", out.stderr);
 }

@@ -94,6 +94,29 @@ pub struct Intake {
     settings: Arc<Settings>,
     /// None when `authentication.verify = "off"`.
     authenticator: Option<auth::Authenticator>,
+    directory: Directory,
+}
+
+/// The customer directory as routing needs it: blind index of an address or domain → tier.
+/// Refreshed from the store in the background, so no message waits for a directory query.
+#[derive(Clone, Default)]
+pub struct Directory(Arc<std::sync::RwLock<std::collections::HashMap<Vec<u8>, String>>>);
+
+impl Directory {
+    pub fn replace(&self, tiers: std::collections::HashMap<Vec<u8>, String>) {
+        *self.0.write().expect("directory lock") = tiers;
+    }
+
+    /// The tier of an address: its own entry, else its domain's.
+    pub fn tier(&self, keys: &KeyRing, address: &str) -> Option<String> {
+        let map = self.0.read().expect("directory lock");
+        if map.is_empty() {
+            return None;
+        }
+        let address = address.trim().to_lowercase();
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_string())?;
+        map.get(&crate::store::directory::entry_key(keys, &address)).or_else(|| map.get(&crate::store::directory::entry_key(keys, &domain))).cloned()
+    }
 }
 
 /// The authenticator the configuration asks for.
@@ -109,8 +132,8 @@ pub fn authenticator(settings: &Settings) -> Result<Option<auth::Authenticator>,
 }
 
 impl Intake {
-    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>, authenticator: Option<auth::Authenticator>) -> Intake {
-        Intake { keys, writer, settings, authenticator }
+    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>, authenticator: Option<auth::Authenticator>, directory: Directory) -> Intake {
+        Intake { keys, writer, settings, authenticator, directory }
     }
 
     /// Registers one message: returns only after it is durably committed.
@@ -121,12 +144,12 @@ impl Intake {
             None => None,
         };
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, settings) = (self.keys.clone(), envelope.clone(), self.settings.clone());
-            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &envelope, &data, received_at, auth.as_ref()))
+            let (keys, envelope, settings, directory) = (self.keys.clone(), envelope.clone(), self.settings.clone(), self.directory.clone());
+            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &directory, &envelope, &data, received_at, auth.as_ref()))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, &self.settings, envelope, &data, received_at, auth.as_ref())?
+            prepare(&self.keys, &self.settings, &self.directory, envelope, &data, received_at, auth.as_ref())?
         };
         Ok(self.writer.submit(submission).await?)
     }
@@ -185,6 +208,7 @@ pub fn classify(
     data: &[u8],
     received_at: chrono::DateTime<chrono::Utc>,
     auth: Option<&auth::AuthResults>,
+    tier: Option<&str>,
 ) -> (rules::Decision, Vec<SubjectTag>) {
     let mut routed: Vec<String> = Vec::new();
     for (_, queue) in &envelope.recipients {
@@ -199,7 +223,7 @@ pub fn classify(
         Some(a) => rules::AuthFacts { spf: a.spf.as_str().into(), dkim: a.dkim.as_str().into(), dmarc: a.dmarc.as_str().into(), authenticated: a.sender_authenticated() },
         None => rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false },
     };
-    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, None, &auth, data.len(), !record.attachments.is_empty(), received_at);
+    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, tier, &auth, data.len(), !record.attachments.is_empty(), received_at);
     let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
     (decision, settings.reg_format.find_tags(subject))
 }
@@ -207,6 +231,7 @@ pub fn classify(
 fn prepare(
     keys: &KeyRing,
     settings: &Settings,
+    directory: &Directory,
     envelope: &Envelope,
     data: &[u8],
     received_at: chrono::DateTime<chrono::Utc>,
@@ -224,8 +249,17 @@ fn prepare(
     record.helo = envelope.helo.clone();
     record.client_ip = envelope.client_ip.to_string();
 
-    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth);
+    // The customer is who the From: header says; a tier counts only if that is authenticated.
     let mut message_tags = Vec::new();
+    let customer = record.from.iter().find_map(|m| m.address.as_deref()).unwrap_or(&envelope.mail_from);
+    let tier = directory.tier(keys, customer).filter(|_| {
+        let authenticated = auth.is_some_and(|a| a.sender_authenticated());
+        if !authenticated {
+            message_tags.push("unverified-sender".to_string());
+        }
+        authenticated
+    });
+    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth, tier.as_deref());
     let mut thread_numbers = Vec::new();
     for tag in subject_tags {
         match tag {

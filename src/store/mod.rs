@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod codec;
 pub mod crypto;
+pub mod directory;
 pub mod writer;
 
 use std::path::Path;
