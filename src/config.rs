@@ -49,6 +49,12 @@ pub struct Config {
     pub intake: IntakeConfig,
     #[serde(default)]
     pub authentication: AuthenticationConfig,
+    /// Outgoing mail through a smarthost. Without this section nothing is sent, so nothing is
+    /// acknowledged.
+    pub outbox: Option<crate::outbox::OutboxConfig>,
+    /// The acknowledgement text ({number}, {subject}, {due}, {queue}).
+    #[serde(default)]
+    pub acknowledgement: crate::outbox::AckTemplate,
 }
 
 /// SPF/DKIM/DMARC checks of incoming mail (the customer tier counts only for authenticated senders).
@@ -235,6 +241,8 @@ pub struct Settings {
     pub addresses: HashMap<String, String>,
     pub rules: std::sync::Arc<RuleSet>,
     pub calendar: std::sync::Arc<Calendar>,
+    /// Every address of ours, lower-cased: never acknowledged (no loops between our own queues).
+    pub own_addresses: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -427,12 +435,17 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if !matches!(config.authentication.verify.as_str(), "dns" | "off") {
         return Err(err("authentication.verify", format!("{:?} is not \"dns\" or \"off\"", config.authentication.verify)));
     }
+    if let Some(outbox) = &config.outbox {
+        outbox.validate().map_err(|(key, reason)| err(key, reason))?;
+    }
+    config.acknowledgement.validate().map_err(|reason| err("acknowledgement", reason))?;
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
         let key = if e.key.is_empty() { format!("rules[{}]", e.index) } else { format!("rules[{}].{}", e.index, e.key) };
         err(&key, e.reason)
     })?;
 
+    let own_addresses = addresses.keys().cloned().collect();
     Ok(Settings {
         source: name.to_string(),
         data_dir: data_dir.to_path_buf(),
@@ -441,6 +454,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         addresses,
         rules: std::sync::Arc::new(rules),
         calendar: std::sync::Arc::new(calendar),
+        own_addresses,
         config,
     })
 }

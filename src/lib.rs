@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod intake;
+pub mod outbox;
 pub mod server;
 pub mod shutdown;
 pub mod smtp;

@@ -93,6 +93,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             }
         })
     };
+    let outbox = settings.config.outbox.clone().map(|config| tokio::spawn(crate::outbox::run(store.clone(), config, shutdown.clone())));
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;
@@ -111,6 +112,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;
+    if let Some(outbox) = outbox {
+        let _ = outbox.await;
+    }
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("mailroom stopped");

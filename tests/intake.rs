@@ -300,3 +300,71 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
     let out = s.cli(&["customers", "import", bad.to_str().unwrap()]);
     assert!(!out.status.success() && out.stderr.contains("line 2: tier \"gold\""), "{}", out.stderr);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Postfix's smtp-sink, dumping every transaction into `dir` (one file each).
+fn smtp_sink(port: u16, dir: &Path) -> Option<std::process::Child> {
+    let sink = Path::new("/usr/sbin/smtp-sink");
+    if !sink.exists() {
+        eprintln!("SKIPPED: /usr/sbin/smtp-sink not installed (Debian package postfix)");
+        return None;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cmd = Command::new(sink);
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.arg("-d").arg(format!("{}/%M.", dir.display())).arg(format!("127.0.0.1:{port}")).arg("16");
+    Some(cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("smtp-sink"))
+}
+
+fn dumped(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).to_string()).collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
+    let port = free_port();
+    let extra = format!("{RULES}\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nack_window = \"1h\"\n");
+    let s = Server::start(Opts { extra_toml: extra, ..Opts::default() });
+    let mut c = s.smtp_session();
+
+    let first = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Where is my parcel?", "Message-ID: <parcel-1@customer.org>\r\n"));
+    let _again = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "And another thing", ""));
+    let _bounce = c.send_message("", &["support@example.com"], &message("MAILER-DAEMON@customer.org", "Undelivered Mail", ""));
+    let _ooo = c.send_message("bob@client.org", &["support@example.com"], &message("bob@client.org", "Out of office", "Auto-Submitted: auto-replied\r\n"));
+    let _list = c.send_message("news@lists.example.org", &["support@example.com"], &message("news@lists.example.org", "Weekly digest", "List-Id: <digest.lists.example.org>\r\n"));
+    let _ours = c.send_message("sales@example.com", &["support@example.com"], &message("sales@example.com", "Internal note", ""));
+    let second = c.send_message("dave@client.org", &["sales@example.com"], &message("dave@client.org", "Quote request", ""));
+
+    // Only now does the smarthost come up: the queued acknowledgements must still arrive.
+    std::thread::sleep(Duration::from_millis(800));
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut sink) = smtp_sink(port, dir.path()) else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while dumped(dir.path()).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mails = dumped(dir.path());
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    assert_eq!(mails.len(), 2, "exactly two acknowledgements (ana once, dave once), got:\n{}", mails.join("\n-----\n"));
+    let to_ana = mails.iter().find(|m| m.contains("ana@customer.org")).expect("ana acknowledged");
+    let to_dave = mails.iter().find(|m| m.contains("dave@client.org")).expect("dave acknowledged");
+    for (mail, number) in [(to_ana, &first), (to_dave, &second)] {
+        assert!(mail.contains(&format!("Subject: [{number}]")), "tag first in the subject:\n{mail}");
+        assert!(mail.contains("Auto-Submitted: auto-replied"), "{mail}");
+        assert!(mail.contains(number.as_str()), "{mail}");
+    }
+    assert!(to_ana.contains("In-Reply-To: <parcel-1@customer.org>"), "{to_ana}");
+    assert!(to_ana.contains("From: support@example.com") || to_ana.contains("From: <support@example.com>"), "{to_ana}");
+    assert!(to_dave.contains("sales@example.com"), "from the queue the customer wrote to:\n{to_dave}");
+}

@@ -276,6 +276,7 @@ fn prepare(
         }
     }
     let due_at = settings.calendar.due(received_at, decision.priority).timestamp_millis();
+    let decision_ack = decision.acknowledge && !decision.spam && settings.config.outbox.is_some();
 
     let data_key = DataKey::generate()?;
     let raw_ct = data_key.seal(&aad("raw", &uid), &codec::pack(data, compression))?;
@@ -303,6 +304,7 @@ fn prepare(
         tls: envelope.tls.clone(),
         parsed: record.parsed,
         routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
+        ack: acknowledgement(settings, envelope, &record, data, &decision_ack),
         auth_summary: auth.map(|a| a.summary()),
         auth_header: auth.map(|a| a.header.clone()),
         data_key,
@@ -315,6 +317,19 @@ fn prepare(
         dedupe_idx,
         trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
     })
+}
+
+/// An acknowledgement request, if rules allow one and RFC 3834 loop safety does too.
+fn acknowledgement(settings: &Settings, envelope: &Envelope, record: &record::Record, data: &[u8], allowed: &bool) -> Option<crate::store::writer::AckRequest> {
+    if !allowed {
+        return None;
+    }
+    let headers = mail_parser::MessageParser::default().parse_headers(data)?;
+    if let Some(reason) = crate::outbox::skip_reason(&envelope.mail_from, &headers, &settings.own_addresses) {
+        tracing::debug!(reason, "no acknowledgement");
+        return None;
+    }
+    Some(crate::store::writer::AckRequest { to: envelope.mail_from.clone(), subject: record.subject.clone().unwrap_or_default(), message_id: record.message_id.clone() })
 }
 
 /// Same sender, same recipients (in any order), same Message-ID and same bytes: the same message,

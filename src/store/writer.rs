@@ -39,6 +39,9 @@ pub struct Submission {
     pub auth_summary: Option<String>,
     /// Our Authentication-Results header, stored (encrypted) with our Received header.
     pub auth_header: Option<String>,
+    /// Set when the message may be acknowledged (rules allow it, loop-safe, not spam). The writer
+    /// sends one only if the message opens a new case and the sender had none within the window.
+    pub ack: Option<AckRequest>,
     /// Kept so the writer can seal the trace header, which needs the registration number.
     pub data_key: DataKey,
     pub key_id: u32,
@@ -66,6 +69,14 @@ pub struct Routing {
     pub automatic: bool,
     /// Tags on the message itself (invalid-registration-tag, …; new-participant is added here).
     pub message_tags: Vec<String>,
+}
+
+/// What an acknowledgement needs from the original message (in memory only; the rendered
+/// acknowledgement is stored encrypted in the outbox).
+pub struct AckRequest {
+    pub to: String,
+    pub subject: String,
+    pub message_id: Option<String>,
 }
 
 /// What goes into our `Received:` header.
@@ -309,6 +320,11 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             for case in &placement.cases {
                 link.execute(params![id, case])?;
             }
+            if !placement.joined
+                && let Some(ack) = &s.ack
+            {
+                enqueue_ack(store, &tx, s, ack, id, &number, &placement, now)?;
+            }
             audit_entries.push(AuditEntry {
                 at,
                 actor: s.protocol.into(),
@@ -354,9 +370,42 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
     Ok(outcomes)
 }
 
+/// Writes the acknowledgement of a new case into the outbox, in the registration's transaction
+/// (so no acknowledgement is lost by a crash), at most one per sender within `ack_window`.
+#[allow(clippy::too_many_arguments)]
+fn enqueue_ack(store: &Store, tx: &Transaction, s: &Submission, ack: &AckRequest, message_id: i64, number: &str, placement: &Placement, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+    let settings = &store.settings;
+    let Some(outbox) = &settings.config.outbox else { return Ok(()) };
+    let rcpt_idx = crate::outbox::rcpt_index(&store.keys, &ack.to);
+    let window_start = now.timestamp_millis() - outbox.ack_window.as_millis() as i64;
+    let recent: Option<i64> = tx
+        .prepare_cached("SELECT id FROM outbox WHERE rcpt_idx = ?1 AND kind = 'ack' AND created_at >= ?2 LIMIT 1")?
+        .query_row(params![rcpt_idx, window_start], |r| r.get(0))
+        .optional()?;
+    if recent.is_some() {
+        return Ok(());
+    }
+    let queue = &placement.queues[0];
+    let from = settings.queue_address(queue).unwrap_or(queue);
+    let due = chrono::DateTime::from_timestamp_millis(s.routing.due_at).unwrap_or(now).with_timezone(&settings.calendar.timezone());
+    let hostname = &settings.config.server.hostname;
+    let data = crate::outbox::render(&settings.config.acknowledgement, number, &ack.subject, due, queue, from, &ack.to, ack.message_id.as_deref(), hostname);
+    let uid = crate::outbox::new_uid()?;
+    // RFC 3834: automatic replies go out with the null sender, so nothing bounces back at us.
+    let (key_id, wrapped_key, mail_ct) = crate::outbox::seal_mail(&store.keys, &uid, "", &[ack.to.as_str()], &data)?;
+    let at = now.timestamp_millis();
+    tx.prepare_cached(
+        "INSERT INTO outbox (message_id, kind, rcpt_idx, created_at, next_attempt_at, uid, key_id, wrapped_key, mail_ct) VALUES (?1, 'ack', ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![message_id, rcpt_idx, at, &uid[..], key_id, wrapped_key, mail_ct])?;
+    Ok(())
+}
+
 /// Which cases a new message belongs to.
 struct Placement {
     cases: Vec<i64>,
+    /// The queue of each case, in the same order.
+    queues: Vec<String>,
     /// True when it joined existing cases (a reply), false when it opened new ones.
     joined: bool,
 }
@@ -409,7 +458,7 @@ fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_
                 message_tags.push("new-participant".into());
             }
         }
-        return Ok(Placement { cases: existing.into_iter().map(|(id, _)| id).collect(), joined: true });
+        return Ok(Placement { cases: existing.into_iter().map(|(id, _)| id).collect(), queues: Vec::new(), joined: true });
     }
     let d = &r.decision;
     let tags = serde_json::to_string(&d.tags).expect("tags serialise");
@@ -426,7 +475,7 @@ fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_
         }
         cases.push(case_id);
     }
-    Ok(Placement { cases, joined: false })
+    Ok(Placement { cases, queues: d.queues.clone(), joined: false })
 }
 
 /// Our trace header (RFC 5321 §4.4), naming the registration number as the message id.
