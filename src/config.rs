@@ -216,6 +216,8 @@ pub struct QueueConfig {
     /// is the default, otherwise the first queue is.
     #[serde(default)]
     pub default: bool,
+    /// Acknowledgement text for this queue (wins over the global one).
+    pub acknowledgement: Option<crate::outbox::AckTemplate>,
 }
 
 /// A config error that points at the offending place.
@@ -278,6 +280,13 @@ impl Settings {
     pub fn default_queue(&self) -> &str {
         let queues = &self.config.queues;
         queues.iter().find(|q| q.default).or(queues.first()).map_or("inbox", |q| q.name.as_str())
+    }
+
+    /// The acknowledgement text for a case: its category's, else its queue's, else the global one.
+    pub fn acknowledgement_for(&self, queue: &str, category: Option<&str>) -> &crate::outbox::AckTemplate {
+        let by_category = category.and_then(|code| self.config.categories.iter().find(|c| c.code == code)).and_then(|c| c.acknowledgement.as_ref());
+        let by_queue = self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.acknowledgement.as_ref());
+        by_category.or(by_queue).unwrap_or(&self.config.acknowledgement)
     }
 
     /// The address a queue is reached at (its first), for the From: of acknowledgements.
@@ -439,6 +448,16 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         outbox.validate().map_err(|(key, reason)| err(key, reason))?;
     }
     config.acknowledgement.validate().map_err(|reason| err("acknowledgement", reason))?;
+    for (qi, queue) in config.queues.iter().enumerate() {
+        if let Some(template) = &queue.acknowledgement {
+            template.validate().map_err(|reason| err(&format!("queues[{qi}].acknowledgement"), reason))?;
+        }
+    }
+    for (ci, category) in config.categories.iter().enumerate() {
+        if let Some(template) = &category.acknowledgement {
+            template.validate().map_err(|reason| err(&format!("categories[{ci}].acknowledgement"), reason))?;
+        }
+    }
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
         let key = if e.key.is_empty() { format!("rules[{}]", e.index) } else { format!("rules[{}].{}", e.index, e.key) };

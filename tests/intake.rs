@@ -331,7 +331,9 @@ fn dumped(dir: &Path) -> Vec<String> {
 #[test]
 fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
     let port = free_port();
-    let extra = format!("{RULES}\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nack_window = \"1h\"\n");
+    // Sales mail is categorised BZZX, whose own acknowledgement text wins over the global one.
+    let rules = RULES.replace("code = \"BZZX\"\nname = \"Business enquiry\"\n", "code = \"BZZX\"\nname = \"Business enquiry\"\nacknowledgement = { subject = \"Your enquiry: {subject}\", body = \"Our sales team has your enquiry {number} and answers by {due}.\" }\n");
+    let extra = format!("{rules}\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nack_window = \"1h\"\n");
     let s = Server::start(Opts { extra_toml: extra, ..Opts::default() });
     let mut c = s.smtp_session();
 
@@ -367,4 +369,6 @@ fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
     assert!(to_ana.contains("In-Reply-To: <parcel-1@customer.org>"), "{to_ana}");
     assert!(to_ana.contains("From: support@example.com") || to_ana.contains("From: <support@example.com>"), "{to_ana}");
     assert!(to_dave.contains("sales@example.com"), "from the queue the customer wrote to:\n{to_dave}");
+    assert!(to_dave.contains("Your enquiry: Quote request") && to_dave.contains("Our sales team has your enquiry"), "the category's own text:\n{to_dave}");
+    assert!(!to_ana.contains("Our sales team"), "the global text for other mail:\n{to_ana}");
 }

@@ -85,6 +85,8 @@ pub struct HeaderCondition {
 pub struct CategoryConfig {
     pub code: String,
     pub name: String,
+    /// Acknowledgement text for this category (wins over the queue's and the global one).
+    pub acknowledgement: Option<crate::outbox::AckTemplate>,
 }
 
 /// A rule problem, located by the config loader: `key` is relative to `rules[i]`.

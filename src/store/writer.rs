@@ -389,7 +389,8 @@ fn enqueue_ack(store: &Store, tx: &Transaction, s: &Submission, ack: &AckRequest
     let from = settings.queue_address(queue).unwrap_or(queue);
     let due = chrono::DateTime::from_timestamp_millis(s.routing.due_at).unwrap_or(now).with_timezone(&settings.calendar.timezone());
     let hostname = &settings.config.server.hostname;
-    let data = crate::outbox::render(&settings.config.acknowledgement, number, &ack.subject, due, queue, from, &ack.to, ack.message_id.as_deref(), hostname);
+    let template = settings.acknowledgement_for(queue, s.routing.decision.category.as_deref());
+    let data = crate::outbox::render(template, number, &ack.subject, due, queue, from, &ack.to, ack.message_id.as_deref(), hostname);
     let uid = crate::outbox::new_uid()?;
     // RFC 3834: automatic replies go out with the null sender, so nothing bounces back at us.
     let (key_id, wrapped_key, mail_ct) = crate::outbox::seal_mail(&store.keys, &uid, "", &[ack.to.as_str()], &data)?;
