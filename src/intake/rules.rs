@@ -147,6 +147,7 @@ pub struct Facts<'a> {
     pub has_attachment: bool,
     pub received: DateTime<Utc>,
     parsed: OnceCell<Option<Message<'a>>>,
+    headers: OnceCell<Option<Message<'a>>>,
     body: OnceCell<String>,
 }
 
@@ -164,7 +165,7 @@ impl<'a> Facts<'a> {
         has_attachment: bool,
         received: DateTime<Utc>,
     ) -> Facts<'a> {
-        Facts { raw, envelope_from, from_addresses, recipients, subject, tier, auth, size, has_attachment, received, parsed: OnceCell::new(), body: OnceCell::new() }
+        Facts { raw, envelope_from, from_addresses, recipients, subject, tier, auth, size, has_attachment, received, parsed: OnceCell::new(), headers: OnceCell::new(), body: OnceCell::new() }
     }
 
     fn message(&self) -> Option<&Message<'a>> {
@@ -175,8 +176,9 @@ impl<'a> Facts<'a> {
         self.body.get_or_init(|| self.message().and_then(|m| m.body_text(0).map(|b| b.into_owned())).unwrap_or_default())
     }
 
+    /// Header conditions need only the header block: no body decoding for them.
     fn header<'s>(&'s self, name: &'s str) -> Option<&'s str> {
-        self.message().and_then(|m| m.header_raw(name)).map(str::trim)
+        self.headers.get_or_init(|| MessageParser::default().parse_headers(self.raw)).as_ref().and_then(|m| m.header_raw(name)).map(str::trim)
     }
 }
 
