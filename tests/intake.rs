@@ -372,3 +372,56 @@ fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
     assert!(to_dave.contains("Your enquiry: Quote request") && to_dave.contains("Our sales team has your enquiry"), "the category's own text:\n{to_dave}");
     assert!(!to_ana.contains("Our sales team"), "the global text for other mail:\n{to_ana}");
 }
+
+#[test]
+fn dkim_signed_vip_is_trusted_tampered_copy_is_not() {
+    use base64::Engine;
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::common::headers::HeaderWriter;
+    use mail_auth::dkim::DkimSigner;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
+    // customer.org publishes its DKIM key and DMARC, but its SPF does not cover us (a relay sends).
+    let records = dir.path().join("dns.toml");
+    std::fs::write(
+        &records,
+        format!(
+            "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:192.0.2.1 -all\"\n\n[[txt]]\nname = \"mr2026._domainkey.customer.org\"\nvalue = \"v=DKIM1; k=ed25519; p={public}\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n"
+        ),
+    )
+    .unwrap();
+    let vip = "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n";
+    let extra = format!("{vip}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", records.display());
+    let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
+    let s = Server::start(Opts { raw_config: Some(config), ..Opts::default() });
+    let csv = dir.path().join("customers.csv");
+    std::fs::write(&csv, "address_or_domain,name,tier,tags\ncustomer.org,Customer Org,vip,\n").unwrap();
+    assert!(s.cli(&["customers", "import", csv.to_str().unwrap()]).status.success());
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let unsigned = b"From: Ana <ana@customer.org>\r\nTo: support@example.com\r\nSubject: Signed hello\r\nMessage-ID: <signed-1@customer.org>\r\n\r\nHello, signed body.\r\n".to_vec();
+    let signature = DkimSigner::from_key(key).domain("customer.org").selector("mr2026").headers(["From", "To", "Subject", "Message-ID"]).sign(&unsigned).unwrap();
+    let mut signed = signature.to_header().into_bytes();
+    signed.extend_from_slice(&unsigned);
+
+    let mut c = s.smtp_session();
+    let good = c.send_message("bounces@relay.example", &["support@example.com"], &signed);
+    let listed = s.list_messages();
+    let auth = listed.iter().find(|m| m.number == good).unwrap().raw["auth"].as_str().unwrap().to_string();
+    assert!(auth.contains("dkim=pass") && auth.contains("dmarc=pass"), "{auth}");
+    let case = &cases(&s, &good)[0];
+    assert_eq!(case["priority"], "urgent", "{case:?}");
+    assert!(message_tags(&s, &good).is_empty());
+
+    // The same signature over a body changed in transit: DKIM fails, so no VIP and a warning.
+    let tampered = String::from_utf8(signed.clone()).unwrap().replace("Hello, signed body.", "Hello, please pay invoice 666.").into_bytes();
+    let bad = c.send_message("bounces@relay.example", &["support@example.com"], &tampered);
+    let listed = s.list_messages();
+    let auth = listed.iter().find(|m| m.number == bad).unwrap().raw["auth"].as_str().unwrap().to_string();
+    assert!(auth.contains("dkim=fail") && auth.contains("dmarc=fail"), "{auth}");
+    assert_eq!(cases(&s, &bad)[0]["priority"], "normal");
+    assert_eq!(message_tags(&s, &bad), vec!["unverified-sender".to_string()]);
+}
