@@ -225,19 +225,21 @@ fn bad_rules_stop_the_start_naming_file_line_and_rule() {
     assert!(!out.status.success() && out.stderr.contains("rules[2].queue: rule \"lost\": no queue named \"marketing\""), "{}", out.stderr);
 }
 
-/// A server that checks SPF/DKIM/DMARC against recorded DNS: customer.org publishes SPF for
-/// 127.0.0.1 and a DMARC reject policy. `rules` are appended to RULES.
-fn server_with_recorded_dns(dir: &Path, rules: &str) -> Server {
-    let records = dir.join("dns.toml");
-    std::fs::write(
-        &records,
-        "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:127.0.0.1 -all\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n",
-    )
-    .unwrap();
-    let extra = format!("{rules}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", records.display());
+/// A server that checks SPF/DKIM/DMARC against the recorded DNS answers `records` (TOML);
+/// `rules` come before RULES.
+fn server_with_records(dir: &Path, records: &str, rules: &str) -> Server {
+    let path = dir.join("dns.toml");
+    std::fs::write(&path, records).unwrap();
+    let extra = format!("{rules}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", path.display());
     // The harness turns checks off; this test's own [authentication] section must win, so drop it.
     let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
     Server::start(Opts { raw_config: Some(config), ..Opts::default() })
+}
+
+/// customer.org publishes SPF for 127.0.0.1 and a DMARC reject policy.
+fn server_with_recorded_dns(dir: &Path, rules: &str) -> Server {
+    let records = "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:127.0.0.1 -all\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n";
+    server_with_records(dir, records, rules)
 }
 
 #[test]
@@ -385,18 +387,10 @@ fn dkim_signed_vip_is_trusted_tampered_copy_is_not() {
     let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
     let public = base64::engine::general_purpose::STANDARD.encode(key.public_key());
     // customer.org publishes its DKIM key and DMARC, but its SPF does not cover us (a relay sends).
-    let records = dir.path().join("dns.toml");
-    std::fs::write(
-        &records,
-        format!(
-            "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:192.0.2.1 -all\"\n\n[[txt]]\nname = \"mr2026._domainkey.customer.org\"\nvalue = \"v=DKIM1; k=ed25519; p={public}\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n"
-        ),
-    )
-    .unwrap();
-    let vip = "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n";
-    let extra = format!("{vip}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", records.display());
-    let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
-    let s = Server::start(Opts { raw_config: Some(config), ..Opts::default() });
+    let records = format!(
+        "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:192.0.2.1 -all\"\n\n[[txt]]\nname = \"mr2026._domainkey.customer.org\"\nvalue = \"v=DKIM1; k=ed25519; p={public}\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n"
+    );
+    let s = server_with_records(dir.path(), &records, "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n");
     let csv = dir.path().join("customers.csv");
     std::fs::write(&csv, "address_or_domain,name,tier,tags\ncustomer.org,Customer Org,vip,\n").unwrap();
     assert!(s.cli(&["customers", "import", csv.to_str().unwrap()]).status.success());
