@@ -3,7 +3,9 @@
 //! Parse (mail-parser), extract the basic record, compute the blind indexes and the retry
 //! fingerprint, encrypt under a fresh data key. All of this runs in the session's task, so it is
 //! spread over every core; only the numbering and the commit are serialised (`store::writer`).
-//! Classification, threading and routing rules (issue #3) will slot in here, before the commit.
+//! Here too: SPF/DKIM/DMARC (`auth`), the customer tier (`Directory`), classification (`rules`),
+//! the SLA due time (`sla`), threading keys and the acknowledgement decision; the writer resolves
+//! threading against the store and writes any acknowledgement in the same transaction.
 
 pub mod auth;
 pub mod record;
