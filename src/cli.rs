@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The customer directory (tiers: vip, long-term, prospect).
     Customers {
         #[command(subcommand)]
@@ -53,6 +58,16 @@ pub enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Re-compute the hash chain: exit 0 and print the head hash if intact, exit 1 naming the
+    /// first altered or missing entry otherwise.
+    Verify {
+        #[command(flatten)]
+        location: Location,
     },
 }
 
@@ -133,6 +148,10 @@ pub fn serve_settings(cli: &Cli) -> anyhow::Result<Option<Arc<Settings>>> {
     }
 }
 
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Who an admin command acts as, for the audit log.
 fn actor() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
@@ -171,6 +190,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdout().lock().write_all(&raw)?;
             Ok(())
         }
+        Command::Audit { command: AuditCommand::Verify { location } } => match open_existing(&location).await?.verify_audit().await? {
+            crate::store::audit::ChainCheck::Intact { entries, head } => {
+                println!("audit chain intact: {entries} entries, head {}", hex_string(&head));
+                Ok(())
+            }
+            crate::store::audit::ChainCheck::Broken { id, reason } => anyhow::bail!("audit chain broken at entry {id}: {reason}"),
+        },
         Command::Customers { command: CustomersCommand::Import { file, location } } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let customers = crate::store::directory::parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

@@ -1,7 +1,9 @@
-//! The audit trail: append-only rows chained by SHA-256, so an edited or deleted row is detected
-//! (`mailroom audit verify`, issue #4). Details never contain customer content or addresses.
+//! The audit trail: append-only rows, each chained to the previous one by an HMAC-SHA-256 under a
+//! key from the key file (not in the database), so an edited, inserted or deleted row is detected
+//! by `mailroom audit verify`, and the chain cannot be recomputed with database access alone.
+//! Details never contain customer content or addresses.
 
-use aws_lc_rs::digest;
+use super::crypto::KeyRing;
 use rusqlite::OptionalExtension;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
@@ -17,28 +19,28 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
-/// SHA-256 over the previous hash and every field, each length-prefixed so no two different
+/// HMAC over the previous hash and every field, each length-prefixed so no two different
 /// entries can serialise to the same bytes.
-pub fn chain_hash(prev: &[u8], e: &AuditEntry) -> Vec<u8> {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(prev);
-    ctx.update(&e.at.to_be_bytes());
+pub fn chain_hash(keys: &KeyRing, prev: &[u8], e: &AuditEntry) -> Vec<u8> {
+    let mut material = Vec::with_capacity(128);
+    material.extend_from_slice(prev);
+    material.extend_from_slice(&e.at.to_be_bytes());
     for field in [Some(e.actor.as_str()), Some(e.action.as_str()), e.object.as_deref(), e.detail.as_deref()] {
         match field {
             Some(s) => {
-                ctx.update(&[1]);
-                ctx.update(&(s.len() as u64).to_be_bytes());
-                ctx.update(s.as_bytes());
+                material.push(1);
+                material.extend_from_slice(&(s.len() as u64).to_be_bytes());
+                material.extend_from_slice(s.as_bytes());
             }
-            None => ctx.update(&[0]),
+            None => material.push(0),
         }
     }
-    ctx.finish().as_ref().to_vec()
+    keys.mac("audit-chain", &[&material])
 }
 
 /// Appends entries inside the caller's write transaction (which serialises all appenders, the
 /// server's writer and admin commands alike, so the chain never forks).
-pub async fn append(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
+pub async fn append(keys: &KeyRing, conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -46,7 +48,7 @@ pub async fn append(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Resu
     let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
-        let hash = chain_hash(&prev, e);
+        let hash = chain_hash(keys, &prev, e);
         rows.push((e, std::mem::replace(&mut prev, hash.clone()), hash));
     }
     // Stay well below SQLite's bound-parameter limit.
@@ -60,8 +62,57 @@ pub async fn append(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Resu
     Ok(())
 }
 
+/// The outcome of checking the whole chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// Every entry links to its predecessor and hashes to what is stored. `head` is the last
+    /// hash: write it down elsewhere, since only an outside copy reveals a truncated tail.
+    Intact { entries: u64, head: Vec<u8> },
+    /// The first entry that does not fit, and why.
+    Broken { id: i64, reason: String },
+}
+
+/// Re-computes the chain from the first entry to the last, a page at a time (the log grows by
+/// at least one entry per message).
+pub async fn verify(keys: &KeyRing, conn: &mut SqliteConnection) -> Result<ChainCheck, sqlx::Error> {
+    use sqlx::Row;
+    const PAGE: i64 = 10_000;
+    let mut prev = GENESIS.to_vec();
+    let mut last_id: Option<i64> = None;
+    let mut entries = 0u64;
+    loop {
+        let rows = sqlx::query("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(last_id.unwrap_or(i64::MIN))
+            .bind(PAGE)
+            .fetch_all(&mut *conn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(ChainCheck::Intact { entries, head: prev });
+        }
+        for row in rows {
+            let id: i64 = row.get(0);
+            let entry = AuditEntry { at: row.get(1), actor: row.get(2), action: row.get(3), object: row.get(4), detail: row.get(5) };
+            let (stored_prev, stored_hash): (Vec<u8>, Vec<u8>) = (row.get(6), row.get(7));
+            let expected_id = last_id.map_or(1, |last| last + 1);
+            if id != expected_id {
+                return Ok(ChainCheck::Broken { id, reason: format!("entries {expected_id} to {} are missing", id - 1) });
+            }
+            if stored_prev != prev {
+                return Ok(ChainCheck::Broken { id, reason: "does not link to the entry before it (an entry was removed or altered)".into() });
+            }
+            let hash = chain_hash(keys, &prev, &entry);
+            if hash != stored_hash {
+                return Ok(ChainCheck::Broken { id, reason: "its content does not match its hash (the entry was altered)".into() });
+            }
+            prev = hash;
+            last_id = Some(id);
+            entries += 1;
+        }
+    }
+}
+
 /// The same append for the writer thread's synchronous connection.
-pub fn append_sync(tx: &rusqlite::Transaction, entries: &[AuditEntry]) -> rusqlite::Result<()> {
+pub fn append_sync(keys: &KeyRing, tx: &rusqlite::Transaction, entries: &[AuditEntry]) -> rusqlite::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -69,7 +120,7 @@ pub fn append_sync(tx: &rusqlite::Transaction, entries: &[AuditEntry]) -> rusqli
     let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
     let mut insert = tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
     for e in entries {
-        let hash = chain_hash(&prev, e);
+        let hash = chain_hash(keys, &prev, e);
         insert.execute(rusqlite::params![e.at, e.actor, e.action, e.object, e.detail, prev, hash])?;
         prev = hash;
     }
@@ -82,8 +133,13 @@ mod tests {
 
     #[test]
     fn any_field_change_changes_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyRing::load_or_create(&dir.path().join("k")).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let other_keys = KeyRing::load_or_create(&other_dir.path().join("k")).unwrap();
         let e = AuditEntry { at: 1, actor: "smtp".into(), action: "message.registered".into(), object: Some("MR-1".into()), detail: None };
-        let h = chain_hash(&GENESIS, &e);
+        let h = chain_hash(&keys, &GENESIS, &e);
+        assert_ne!(chain_hash(&other_keys, &GENESIS, &e), h, "another key gives another chain");
         let mut variants = vec![];
         let mut v = e.clone();
         v.at = 2;
@@ -98,8 +154,8 @@ mod tests {
         v.detail = Some(String::new());
         variants.push(v);
         for v in variants {
-            assert_ne!(chain_hash(&GENESIS, &v), h);
+            assert_ne!(chain_hash(&keys, &GENESIS, &v), h);
         }
-        assert_ne!(chain_hash(&[1u8; 32], &e), h);
+        assert_ne!(chain_hash(&keys, &[1u8; 32], &e), h);
     }
 }

@@ -194,6 +194,18 @@ impl KeyRing {
         Ok(DataKey(Zeroizing::new(key)))
     }
 
+    /// A full HMAC-SHA-256 under the index key, domain-separated by `kind`: for the audit chain,
+    /// so that rewriting it takes the key file as well as write access to the database.
+    pub fn mac(&self, kind: &str, parts: &[&[u8]]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.index_key);
+        ctx.update(kind.as_bytes());
+        ctx.update(&[0]);
+        for part in parts {
+            ctx.update(part);
+        }
+        ctx.sign().as_ref().to_vec()
+    }
+
     /// A keyed, deterministic 16-byte token for equality look-ups without clear text.
     /// `kind` separates domains so an address and a Message-ID never collide.
     pub fn blind_index(&self, kind: &str, value: &[u8]) -> Vec<u8> {

@@ -93,7 +93,7 @@ impl Store {
             .await?;
         }
         let entry = audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "customers.import".into(), object: None, detail: Some(format!("entries={}", customers.len())) };
-        audit::append(&mut tx, &[entry]).await?;
+        audit::append(&self.keys, &mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(customers.len())
     }
@@ -110,7 +110,7 @@ impl Store {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let entry = audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "customers.export".into(), object: None, detail: Some(format!("entries={}", out.len())) };
-        audit::append(&mut tx, &[entry]).await?;
+        audit::append(&self.keys, &mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(out)
     }

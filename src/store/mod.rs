@@ -172,7 +172,7 @@ impl Store {
         raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?)?);
 
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(&mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
+        audit::append(&self.keys, &mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
         tx.commit().await?;
         Ok(raw)
     }
@@ -205,6 +205,14 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
             spam: r.spam != 0,
         })
         .collect()
+}
+
+impl Store {
+    /// Checks the audit chain (read-only).
+    pub async fn verify_audit(&self) -> Result<audit::ChainCheck, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(audit::verify(&self.keys, &mut conn).await?)
+    }
 }
 
 pub fn now_millis() -> i64 {

@@ -365,7 +365,7 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             }
         }
     }
-    audit::append_sync(&tx, &audit_entries)?;
+    audit::append_sync(&store.keys, &tx, &audit_entries)?;
     tx.commit()?;
     Ok(outcomes)
 }
