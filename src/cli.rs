@@ -238,7 +238,7 @@ fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Op
     anyhow::ensure!(!recipients.is_empty(), "no recipient of this message is one of our addresses; give one with --to");
     let envelope = Envelope { mail_from, recipients, helo: "rules-test".into(), client_ip: [127, 0, 0, 1].into(), protocol: Protocol::Smtp, tls: None };
     let received = chrono::Utc::now();
-    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None);
+    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None, None);
     let due = settings.calendar.due(received, decision.priority);
     let categories: std::collections::HashMap<&str, &str> = settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
     if json {

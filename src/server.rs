@@ -84,7 +84,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                 }
                 // The directory is small and changes by admin import: re-read it now and then.
                 ticks += 1;
-                if ticks % DIRECTORY_REFRESH_TICKS == 0 {
+                if ticks.is_multiple_of(DIRECTORY_REFRESH_TICKS) {
                     match store.customer_tiers().await {
                         Ok(tiers) => directory.replace(tiers),
                         Err(e) => tracing::warn!(error = %e, "reloading the customer directory failed"),

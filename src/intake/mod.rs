@@ -203,6 +203,7 @@ pub fn normalize_address(address: &str) -> String {
 
 /// Classification and threading keys for one message (no clear customer data leaves here
 /// except inside ciphertexts).
+#[allow(clippy::too_many_arguments)]
 pub fn classify(
     settings: &Settings,
     envelope: &Envelope,
@@ -211,6 +212,7 @@ pub fn classify(
     received_at: chrono::DateTime<chrono::Utc>,
     auth: Option<&auth::AuthResults>,
     tier: Option<&str>,
+    headers: Option<&mail_parser::Message>,
 ) -> (rules::Decision, Vec<SubjectTag>) {
     let mut routed: Vec<String> = Vec::new();
     for (_, queue) in &envelope.recipients {
@@ -225,7 +227,7 @@ pub fn classify(
         Some(a) => rules::AuthFacts { spf: a.spf.as_str().into(), dkim: a.dkim.as_str().into(), dmarc: a.dmarc.as_str().into(), authenticated: a.sender_authenticated() },
         None => rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false },
     };
-    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, tier, &auth, data.len(), !record.attachments.is_empty(), received_at);
+    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, tier, &auth, data.len(), !record.attachments.is_empty(), received_at).with_headers(headers);
     let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
     (decision, settings.reg_format.find_tags(subject))
 }
@@ -245,7 +247,10 @@ fn prepare(
     uid[..8].copy_from_slice(&received_at.timestamp_micros().to_be_bytes());
     aws_lc_rs::rand::fill(&mut uid[8..]).map_err(|_| CryptoError::Random)?;
 
-    let mut record = record::extract(data);
+    // The header block is parsed once here and serves the record, the rules and the
+    // acknowledgement decision.
+    let headers = mail_parser::MessageParser::default().parse_headers(data);
+    let mut record = record::extract_with_headers(data, headers.as_ref());
     record.envelope_from = envelope.mail_from.clone();
     record.envelope_to = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
     record.helo = envelope.helo.clone();
@@ -261,7 +266,7 @@ fn prepare(
         }
         authenticated
     });
-    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth, tier.as_deref());
+    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth, tier.as_deref(), headers.as_ref());
     let mut thread_numbers = Vec::new();
     for tag in subject_tags {
         match tag {
@@ -306,7 +311,7 @@ fn prepare(
         tls: envelope.tls.clone(),
         parsed: record.parsed,
         routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
-        ack: acknowledgement(settings, envelope, &record, data, &decision_ack),
+        ack: acknowledgement(settings, envelope, &record, headers.as_ref(), decision_ack),
         auth_summary: auth.map(|a| a.summary()),
         auth_header: auth.map(|a| a.header.clone()),
         data_key,
@@ -322,12 +327,11 @@ fn prepare(
 }
 
 /// An acknowledgement request, if rules allow one and RFC 3834 loop safety does too.
-fn acknowledgement(settings: &Settings, envelope: &Envelope, record: &record::Record, data: &[u8], allowed: &bool) -> Option<crate::store::writer::AckRequest> {
+fn acknowledgement(settings: &Settings, envelope: &Envelope, record: &record::Record, headers: Option<&mail_parser::Message>, allowed: bool) -> Option<crate::store::writer::AckRequest> {
     if !allowed {
         return None;
     }
-    let headers = mail_parser::MessageParser::default().parse_headers(data)?;
-    if let Some(reason) = crate::outbox::skip_reason(&envelope.mail_from, &headers, &settings.own_addresses) {
+    if let Some(reason) = crate::outbox::skip_reason(&envelope.mail_from, headers?, &settings.own_addresses) {
         tracing::debug!(reason, "no acknowledgement");
         return None;
     }

@@ -61,12 +61,16 @@ fn ids(value: &HeaderValue) -> Vec<String> {
 /// enclosed message, a non-text body or one marked as an attachment) is parsed in full, which
 /// also decodes every text part and costs several times more.
 pub fn extract(raw: &[u8]) -> Record {
-    let parser = MessageParser::default();
-    let Some(headers) = parser.parse_headers(raw) else { return Record::default() };
-    if may_have_attachments(&headers) {
-        return parser.parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(&headers));
+    extract_with_headers(raw, MessageParser::default().parse_headers(raw).as_ref())
+}
+
+/// The same, for a caller that already parsed the header block (and uses it for more).
+pub fn extract_with_headers(raw: &[u8], headers: Option<&Message>) -> Record {
+    let Some(headers) = headers else { return Record::default() };
+    if may_have_attachments(headers) {
+        return MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(headers));
     }
-    from_message(&headers)
+    from_message(headers)
 }
 
 fn may_have_attachments(m: &Message) -> bool {

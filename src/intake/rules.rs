@@ -147,6 +147,8 @@ pub struct Facts<'a> {
     pub has_attachment: bool,
     pub received: DateTime<Utc>,
     parsed: OnceCell<Option<Message<'a>>>,
+    /// The header block, when the caller parsed it already.
+    given_headers: Option<&'a Message<'a>>,
     headers: OnceCell<Option<Message<'a>>>,
     body: OnceCell<String>,
 }
@@ -165,7 +167,13 @@ impl<'a> Facts<'a> {
         has_attachment: bool,
         received: DateTime<Utc>,
     ) -> Facts<'a> {
-        Facts { raw, envelope_from, from_addresses, recipients, subject, tier, auth, size, has_attachment, received, parsed: OnceCell::new(), headers: OnceCell::new(), body: OnceCell::new() }
+        Facts { raw, envelope_from, from_addresses, recipients, subject, tier, auth, size, has_attachment, received, parsed: OnceCell::new(), given_headers: None, headers: OnceCell::new(), body: OnceCell::new() }
+    }
+
+    /// Uses an already parsed header block instead of parsing it again.
+    pub fn with_headers(mut self, headers: Option<&'a Message<'a>>) -> Facts<'a> {
+        self.given_headers = headers;
+        self
     }
 
     fn message(&self) -> Option<&Message<'a>> {
@@ -178,7 +186,11 @@ impl<'a> Facts<'a> {
 
     /// Header conditions need only the header block: no body decoding for them.
     fn header<'s>(&'s self, name: &'s str) -> Option<&'s str> {
-        self.headers.get_or_init(|| MessageParser::default().parse_headers(self.raw)).as_ref().and_then(|m| m.header_raw(name)).map(str::trim)
+        let headers = match self.given_headers {
+            Some(given) => Some(given),
+            None => self.headers.get_or_init(|| MessageParser::default().parse_headers(self.raw)).as_ref(),
+        };
+        headers.and_then(|m| m.header_raw(name)).map(str::trim)
     }
 }
 
