@@ -240,19 +240,21 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
         for (i, job) in batch.iter().enumerate() {
             let s = &job.submission;
             let key = s.dedupe_idx.as_slice();
-            let known = match &s.msgid_idx {
-                _ if first_in_batch.contains_key(key) => None,
+            if let Some(&first) = first_in_batch.get(key) {
+                plans.push(Plan::DuplicateInBatch(first));
+                continue;
+            }
+            let known: Option<(i64, String)> = match &s.msgid_idx {
                 Some(msgid) => by_msgid.query_row(params![msgid, key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
                 None => by_fingerprint.query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
             };
-            if let Some(&first) = first_in_batch.get(key) {
-                plans.push(Plan::DuplicateInBatch(first));
-            } else if let Some((id, number)) = known {
-                plans.push(Plan::Duplicate { id, number });
-            } else {
-                first_in_batch.insert(key, i);
-                plans.push(Plan::New { index: fresh });
-                fresh += 1;
+            match known {
+                Some((id, number)) => plans.push(Plan::Duplicate { id, number }),
+                None => {
+                    first_in_batch.insert(key, i);
+                    plans.push(Plan::New { index: fresh });
+                    fresh += 1;
+                }
             }
         }
     }
