@@ -55,6 +55,117 @@ pub struct Config {
     /// The acknowledgement text ({number}, {subject}, {due}, {queue}).
     #[serde(default)]
     pub acknowledgement: crate::outbox::AckTemplate,
+    /// The staff IMAP view. Without this section there is no IMAP listener.
+    #[serde(default)]
+    pub imap: ImapConfig,
+    /// The staff HTTP API. Without this section there is no HTTP listener.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Logins, sessions and throttling (IMAP and HTTP alike).
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// Roles created on first start when the database does not have them yet (afterwards the
+    /// database, managed with `mailroom role …`, is what counts).
+    #[serde(default)]
+    pub roles: Vec<RoleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    /// Plain listeners that offer STARTTLS (LOGIN is refused until TLS is up). Port 143/1143.
+    pub listen_starttls: Vec<SocketAddr>,
+    /// Implicit-TLS listeners. Port 993/1993.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Largest literal a client may send (passwords, search strings); larger: BAD/NO.
+    pub max_literal: u32,
+    /// Idle time before an unauthenticated session is closed.
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+    /// Idle time before an authenticated session is closed (RFC 9051 §5.4: at least 30 minutes).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Concurrent IMAP sessions over all IMAP listeners.
+    pub max_connections: usize,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            listen_starttls: vec![],
+            listen_tls: vec![],
+            max_literal: 64 * 1024,
+            login_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_connections: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Serve HTTPS with the [tls] certificate. Plain HTTP is only allowed on loopback addresses
+    /// (passwords never cross a network in clear).
+    pub tls: bool,
+    /// Largest request body (JSON actions, replies).
+    pub max_body: usize,
+    /// Per-request time limit.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: vec![], tls: false, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// A session (cookie or bearer token) ends this long after login, whatever happens.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+    /// … or after this long without use.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// Delay before answering a failed login; doubles with each further failure (per user and
+    /// per source address) up to `max_failure_delay`.
+    #[serde(with = "humantime_serde")]
+    pub failure_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_failure_delay: Duration,
+    /// After this many consecutive failures the user (or the source address) is locked out …
+    pub max_failures: u32,
+    /// … for this long. An officer can unlock earlier with `mailroom user unlock`.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            session_lifetime: Duration::from_secs(12 * 3600),
+            session_idle: Duration::from_secs(3600),
+            failure_delay: Duration::from_millis(250),
+            max_failure_delay: Duration::from_secs(4),
+            max_failures: 5,
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A role seeded from the config: `grants = { support = ["read", "act"] }`, queue `*` = all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub grants: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// SPF/DKIM/DMARC checks of incoming mail (the customer tier counts only for authenticated senders).
@@ -383,6 +494,17 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         let key = if config.tls.cert.is_some() { "tls.key" } else { "tls.cert" };
         return Err(err(key, "tls.cert and tls.key must be given together".into()));
     }
+    if !config.http.tls
+        && let Some(addr) = config.http.listen.iter().find(|a| !a.ip().is_loopback())
+    {
+        return Err(err("http.listen", format!("{addr} is not a loopback address: set http.tls = true (passwords never cross a network in clear)")));
+    }
+    if config.imap.max_literal < 1024 {
+        return Err(err("imap.max_literal", "must be at least 1024 bytes".into()));
+    }
+    if config.access.max_failures == 0 {
+        return Err(err("access.max_failures", "must be at least 1".into()));
+    }
     for addr in config.lmtp.listen.iter() {
         if addr.port() == 25 {
             return Err(err("lmtp.listen", "LMTP must never listen on port 25 (RFC 2033 §5)".into()));
@@ -459,6 +581,21 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         }
     }
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
+    for (ri, role) in config.roles.iter().enumerate() {
+        crate::access::check_role_name(&role.name).map_err(|reason| err(&format!("roles[{ri}].name"), reason))?;
+        for (queue, permissions) in &role.grants {
+            let key = format!("roles[{ri}].grants.{queue}");
+            if queue != "*" && !queue_names.contains(queue) {
+                return Err(err(&key, format!("role {:?}: no queue is named {queue:?}", role.name)));
+            }
+            if role.name == crate::access::SECURITY_OFFICER {
+                return Err(err(&key, "the security-officer role gets no queue permissions (separation of duties): give the user a second role".into()));
+            }
+            for p in permissions {
+                p.parse::<crate::access::Permission>().map_err(|reason| err(&key, format!("role {:?}: {reason}", role.name)))?;
+            }
+        }
+    }
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
         let key = if e.key.is_empty() { format!("rules[{}]", e.index) } else { format!("rules[{}].{}", e.index, e.key) };
         err(&key, e.reason)

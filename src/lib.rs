@@ -4,8 +4,11 @@
 //! `store::writer` (number, commit). `store` holds the database and the keys; `config`, `tls` and
 //! `shutdown` serve everything; `server` wires it together and `cli` is the command line.
 
+pub mod access;
 pub mod cli;
 pub mod config;
+pub mod http;
+pub mod imap;
 pub mod intake;
 pub mod outbox;
 pub mod server;

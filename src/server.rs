@@ -23,6 +23,8 @@ use crate::store::{Store, writer};
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The customer directory is re-read every this many checkpoint ticks (2 s).
 const DIRECTORY_REFRESH_TICKS: u64 = 10;
+/// Expired HTTP sessions are deleted every this many ticks (1 min).
+const SESSION_PURGE_TICKS: u64 = 300;
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     raise_fd_limit(settings.config.limits.max_connections);
@@ -62,16 +64,53 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             listeners.push((listener, protocol));
         }
     }
+    // Staff views: IMAP (STARTTLS and implicit TLS) and HTTP.
+    let access = crate::access::Access::new(store.clone());
+    access.seed_roles().await.context("creating the roles named in the configuration")?;
+    let mut imap_listeners = Vec::new();
+    for (name, implicit_tls, addrs) in [("imap", false, &settings.config.imap.listen_starttls), ("imaps", true, &settings.config.imap.listen_tls)] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(protocol = name, addr = %local, "listening");
+            bound.entry(name).or_default().push(local);
+            imap_listeners.push((listener, implicit_tls));
+        }
+    }
+    let mut http_listeners = Vec::new();
+    for addr in &settings.config.http.listen {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding http listener {addr}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!(protocol = if settings.config.http.tls { "https" } else { "http" }, addr = %local, "listening");
+        bound.entry("http").or_default().push(local);
+        http_listeners.push(listener);
+    }
+
     let max_connections = settings.config.limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
     let mut accept_tasks = Vec::new();
     for (listener, protocol) in listeners {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
+    let imap_ctx = Arc::new(crate::imap::ImapContext { settings: settings.clone(), access: access.clone(), tls: ctx.tls.clone(), shutdown: shutdown.clone() });
+    let imap_connections = Arc::new(Semaphore::new(settings.config.imap.max_connections));
+    let mut staff_tasks = Vec::new();
+    for (listener, implicit_tls) in imap_listeners {
+        staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_connections.clone())));
+    }
+    let http_ctx = Arc::new(crate::http::HttpContext {
+        settings: settings.clone(),
+        access: access.clone(),
+        tls: settings.config.http.tls.then(|| ctx.tls.clone()),
+        shutdown: shutdown.clone(),
+    });
+    for listener in http_listeners {
+        staff_tasks.push(tokio::spawn(crate::http::serve(listener, http_ctx.clone())));
+    }
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 
     let checkpointer = {
-        let (store, mut shutdown, directory) = (store.clone(), shutdown.clone(), directory.clone());
+        let (store, mut shutdown, directory, access) = (store.clone(), shutdown.clone(), directory.clone(), access.clone());
         tokio::spawn(async move {
             let mut ticks = 0u64;
             loop {
@@ -84,6 +123,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                 }
                 // The directory is small and changes by admin import: re-read it now and then.
                 ticks += 1;
+                if ticks.is_multiple_of(SESSION_PURGE_TICKS)
+                    && let Err(e) = access.purge_sessions().await
+                {
+                    tracing::warn!(error = %e, "purging expired sessions failed");
+                }
                 if ticks.is_multiple_of(DIRECTORY_REFRESH_TICKS) {
                     match store.customer_tiers().await {
                         Ok(tiers) => directory.replace(tiers),
@@ -109,6 +153,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         trigger.set(Phase::Forced);
         let _ = tokio::time::timeout(Duration::from_secs(10), connections.acquire_many(all)).await;
     }
+    // Staff sessions end with the server (IMAP clients get BYE, HTTP stops accepting).
+    for task in staff_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    drop((imap_ctx, http_ctx));
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;

@@ -52,6 +52,9 @@ pub struct Store {
     pub pool: SqlitePool,
     pub keys: Arc<KeyRing>,
     pub settings: Arc<Settings>,
+    /// Bumped after every commit that changes what staff see (new mail, case actions), so
+    /// IMAP sessions in IDLE and other watchers re-read at once instead of polling blindly.
+    pub changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// One registration as listed for operators (no customer data).
@@ -112,11 +115,16 @@ impl Store {
         let keys = Arc::new(KeyRing::load_or_create(&settings.master_key_path())?);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(connect_options(&db_path)).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, keys, settings })
+        Ok(Store { pool, keys, settings, changes: Arc::new(tokio::sync::watch::channel(0).0) })
     }
 
     /// Moves committed WAL pages into the database file without ever blocking the writer
     /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
+    /// Tells watchers that staff-visible data changed (callable from any thread).
+    pub fn changed(&self) {
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
         Ok(())
@@ -155,26 +163,52 @@ impl Store {
     pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
         let format = &self.settings.reg_format;
         let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
+            .bind(format.counter_year(year))
+            .bind(seq as i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
+        let (number, raw) = self.open_message(id).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        audit::append(&self.keys, &mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
+        tx.commit().await?;
+        Ok(raw)
+    }
+
+    /// Decrypts message `id` (by row id): its registration number and the bytes as stored (our
+    /// trace header + the bytes received). Does NOT audit: every caller that shows the content
+    /// to a person must authorise and audit the read itself.
+    pub async fn open_message(&self, id: i64) -> Result<(String, Vec<u8>), StoreError> {
         let row = sqlx::query(
             "SELECT m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, b.raw_ct
-             FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.reg_year = ? AND m.reg_seq = ?",
+             FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.id = ?",
         )
-        .bind(format.counter_year(year))
-        .bind(seq as i64)
+        .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
+        .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         let number: String = row.get(0);
         let uid: Vec<u8> = row.get(1);
         let key_id: i64 = row.get(2);
         let data_key = self.keys.unwrap(key_id as u32, row.get::<&[u8], _>(3), &aad("dek", &uid))?;
         let mut raw = data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(4))?;
         raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?)?);
+        Ok((number, raw))
+    }
 
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(&self.keys, &mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
-        tx.commit().await?;
-        Ok(raw)
+    /// The extracted record of message `id` (from, to, subject, dates …), decrypted. Not audited
+    /// (see `open_message`).
+    pub async fn open_fields(&self, id: i64) -> Result<crate::intake::record::Record, StoreError> {
+        let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let uid: Vec<u8> = row.get(0);
+        let data_key = self.keys.unwrap(row.get::<i64, _>(1) as u32, row.get::<&[u8], _>(2), &aad("dek", &uid))?;
+        let fields = data_key.open(&aad("fields", &uid), row.get::<&[u8], _>(3))?;
+        serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
     }
 }
 

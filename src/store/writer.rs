@@ -279,7 +279,7 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic, auth)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         )?;
-        let mut link = tx.prepare_cached("INSERT OR IGNORE INTO message_cases (message_id, case_id) VALUES (?1, ?2)")?;
+        let mut link = tx.prepare_cached("INSERT OR IGNORE INTO message_cases (message_id, case_id, uid) VALUES (?1, ?2, ?1)")?;
         let mut insert_blob = tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES (?1, ?2)")?;
         for (i, (job, plan)) in batch.iter().zip(&plans).enumerate() {
             let Plan::New { index } = plan else { continue };
@@ -369,6 +369,8 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
     }
     audit::append_sync(&store.keys, &tx, &audit_entries)?;
     tx.commit()?;
+    // Wakes IMAP sessions in IDLE (a new registration is an EXISTS in its queue's mailbox).
+    store.changed();
     Ok(outcomes)
 }
 

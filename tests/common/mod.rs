@@ -88,6 +88,13 @@ listen = ["127.0.0.1:0"]
 [lmtp]
 listen = ["127.0.0.1:0"]
 
+[imap]
+listen_starttls = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
+
+[http]
+listen = ["127.0.0.1:0"]
+
 [limits]
 max_message_size = {max_message_size}
 max_recipients = {max_recipients}
@@ -185,6 +192,10 @@ pub struct Server {
     child: Option<Child>,
     smtp: Vec<SocketAddr>,
     lmtp: Vec<SocketAddr>,
+    /// Staff listeners (empty when the config has none): IMAP with STARTTLS, IMAP over TLS, HTTP.
+    imap: Vec<SocketAddr>,
+    imaps: Vec<SocketAddr>,
+    http: Vec<SocketAddr>,
 }
 
 impl Server {
@@ -207,6 +218,9 @@ impl Server {
             child: None,
             smtp: vec![],
             lmtp: vec![],
+            imap: vec![],
+            imaps: vec![],
+            http: vec![],
         };
         s.spawn();
         s
@@ -226,6 +240,52 @@ impl Server {
 
     pub fn lmtp_addr(&self) -> SocketAddr {
         self.lmtp[0]
+    }
+
+    /// IMAP with STARTTLS (the 143-style listener).
+    pub fn imap_addr(&self) -> SocketAddr {
+        *self.imap.first().expect("the config has no imap.listen_starttls")
+    }
+
+    /// IMAP over TLS (the 993-style listener).
+    pub fn imaps_addr(&self) -> SocketAddr {
+        *self.imaps.first().expect("the config has no imap.listen_tls")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        *self.http.first().expect("the config has no http.listen")
+    }
+
+    /// Base URL of the HTTP API, e.g. `http://127.0.0.1:41234`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr())
+    }
+
+    /// The generated self-signed certificate (PEM) that clients must trust.
+    pub fn cert_path(&self) -> PathBuf {
+        self.data_dir.join("certs").join("cert.pem")
+    }
+
+    /// Runs an admin command with `stdin` fed to it (e.g. `--password-stdin`).
+    pub fn cli_stdin(&self, args: &[&str], stdin: &[u8]) -> CliOutput {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir).arg("--config").arg(&self.config);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        CliOutput { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    }
+
+    /// Creates a staff user with the given roles (password through --password-stdin).
+    pub fn add_user(&self, name: &str, password: &str, roles: &[&str]) {
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        for role in roles {
+            args.push("--role");
+            args.push(role);
+        }
+        let out = self.cli_stdin(&args, format!("{password}\n").as_bytes());
+        assert!(out.status.success(), "user add {name}: {}", out.stderr);
     }
 
     fn spawn(&mut self) {
@@ -299,6 +359,9 @@ impl Server {
                         );
                         self.smtp = smtp;
                         self.lmtp = lmtp;
+                        self.imap = parse("imap");
+                        self.imaps = parse("imaps");
+                        self.http = parse("http");
                         return;
                     }
                 }

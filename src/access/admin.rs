@@ -1,0 +1,287 @@
+//! User and role management: what `mailroom user …` / `mailroom role …` and the security
+//! officer's HTTP endpoints do. Every change is audited in the transaction that makes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::{Row, SqliteConnection};
+
+use super::{Access, Permission, SECURITY_OFFICER, check_role_name, check_user_name, password};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::{StoreError, millis_to_rfc3339, now_millis};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no user is named {0:?}")]
+    NoSuchUser(String),
+    #[error("no role is named {0:?}")]
+    NoSuchRole(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AdminError {
+    fn from(e: sqlx::Error) -> Self {
+        AdminError::Store(e.into())
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserInfo {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Locked by an officer.
+    pub locked: bool,
+    /// Temporarily locked out after failed logins, until this time.
+    pub locked_out_until: Option<String>,
+    pub failed_logins: i64,
+    pub created_at: String,
+    pub password_changed_at: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub description: String,
+    /// Queue (or "*") → permissions.
+    pub grants: BTreeMap<String, BTreeSet<Permission>>,
+    pub members: Vec<String>,
+}
+
+async fn audit_in(access: &Access, conn: &mut SqliteConnection, actor: &str, action: &str, object: String, detail: Option<String>) -> Result<(), sqlx::Error> {
+    audit::append(&access.store.keys, conn, &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some(object), detail }]).await
+}
+
+async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminError> {
+    sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(name).fetch_optional(&mut *conn).await?.ok_or_else(|| AdminError::NoSuchUser(name.into()))
+}
+
+async fn role_exists(conn: &mut SqliteConnection, role: &str) -> Result<(), AdminError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE name = ?").bind(role).fetch_optional(&mut *conn).await?;
+    found.map(|_| ()).ok_or_else(|| AdminError::NoSuchRole(role.into()))
+}
+
+impl Access {
+    fn known_queue(&self, queue: &str) -> Result<(), AdminError> {
+        if queue == "*" || self.store.settings.config.queues.iter().any(|q| q.name == queue) {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.store.settings.config.queues.iter().map(|q| q.name.as_str()).collect();
+        Err(AdminError::Invalid(format!("no queue is named {queue:?} (queues: {}, or * for all)", names.join(", "))))
+    }
+
+    pub async fn add_user(&self, name: &str, password: &str, roles: &[String], actor: &str) -> Result<(), AdminError> {
+        check_user_name(name).map_err(AdminError::Invalid)?;
+        password::check_strength(password).map_err(AdminError::Invalid)?;
+        let hash = password::hash(password).map_err(AdminError::Invalid)?;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for role in roles {
+            role_exists(&mut tx, role).await?;
+        }
+        let now = now_millis();
+        let inserted = sqlx::query("INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id")
+            .bind(name)
+            .bind(&hash)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = inserted else { return Err(AdminError::Exists(format!("user {name:?}"))) };
+        let id: i64 = row.get(0);
+        for role in roles {
+            sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *tx).await?;
+        }
+        audit_in(self, &mut tx, actor, "user.add", format!("user:{name}"), (!roles.is_empty()).then(|| format!("roles={}", roles.join(",")))).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, AdminError> {
+        let rows = sqlx::query(
+            "SELECT u.name, u.locked, u.locked_until, u.failed_logins, u.created_at, u.password_changed_at,
+                    (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role))
+             FROM users u ORDER BY u.name",
+        )
+        .fetch_all(&self.store.pool)
+        .await?;
+        let now = now_millis();
+        Ok(rows
+            .into_iter()
+            .map(|r| UserInfo {
+                name: r.get(0),
+                locked: r.get::<i64, _>(1) != 0,
+                locked_out_until: r.get::<Option<i64>, _>(2).filter(|t| *t > now).map(millis_to_rfc3339),
+                failed_logins: r.get(3),
+                created_at: millis_to_rfc3339(r.get(4)),
+                password_changed_at: millis_to_rfc3339(r.get(5)),
+                roles: r.get::<Option<String>, _>(6).map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// New password; every session of the user ends and any lockout is lifted.
+    pub async fn set_password(&self, name: &str, password: &str, actor: &str) -> Result<(), AdminError> {
+        password::check_strength(password).map_err(AdminError::Invalid)?;
+        let hash = password::hash(password).map_err(AdminError::Invalid)?;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?").bind(&hash).bind(now_millis()).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lock: no login, and every open session stops working at once.
+    pub async fn lock_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE users SET locked = 1 WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "user.lock", format!("user:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Unlock: lifts both an officer's lock and a temporary lockout after failed logins.
+    pub async fn unlock_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE users SET locked = 0, failed_logins = 0, locked_until = NULL WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "user.unlock", format!("user:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remove: the user's sessions, roles and reading state go; cases assigned to them become
+    /// unassigned; the audit log keeps every entry about them.
+    pub async fn remove_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = user_id(&mut tx, name).await?;
+        sqlx::query("UPDATE cases SET assignee = NULL WHERE assignee = ?").bind(id).execute(&mut *tx).await?;
+        for delete in ["DELETE FROM sessions WHERE user_id = ?", "DELETE FROM user_roles WHERE user_id = ?", "DELETE FROM mailbox_flags WHERE user_id = ?"] {
+            sqlx::query(delete).bind(id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "user.remove", format!("user:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn add_role(&self, name: &str, description: &str, actor: &str) -> Result<(), AdminError> {
+        check_role_name(name).map_err(AdminError::Invalid)?;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").bind(name).bind(description).bind(now_millis()).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(AdminError::Exists(format!("role {name:?}")));
+        }
+        audit_in(self, &mut tx, actor, "role.add", format!("role:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Grants permissions on a queue (or "*") to a role.
+    pub async fn grant(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
+        self.known_queue(queue)?;
+        if role == SECURITY_OFFICER {
+            return Err(AdminError::Invalid("the security-officer role gets no queue permissions (separation of duties): give the user a second role".into()));
+        }
+        if permissions.is_empty() {
+            return Err(AdminError::Invalid("name at least one permission (read, act, assign, supervise)".into()));
+        }
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        for p in permissions {
+            sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)").bind(role).bind(queue).bind(p.as_str()).execute(&mut *tx).await?;
+        }
+        let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+        audit_in(self, &mut tx, actor, "role.grant", format!("role:{role}"), Some(format!("queue={queue} permissions={}", list.join(",")))).await?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(())
+    }
+
+    /// Revokes permissions (all of them on the queue when `permissions` is empty).
+    pub async fn revoke(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        if permissions.is_empty() {
+            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ?").bind(role).bind(queue).execute(&mut *tx).await?;
+        }
+        for p in permissions {
+            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ? AND permission = ?").bind(role).bind(queue).bind(p.as_str()).execute(&mut *tx).await?;
+        }
+        let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+        let detail = if list.is_empty() { format!("queue={queue} permissions=all") } else { format!("queue={queue} permissions={}", list.join(",")) };
+        audit_in(self, &mut tx, actor, "role.revoke", format!("role:{role}"), Some(detail)).await?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(())
+    }
+
+    /// Gives a user a role.
+    pub async fn assign_role(&self, role: &str, user: &str, actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        let id = user_id(&mut tx, user).await?;
+        sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "role.assign", format!("role:{role}"), Some(format!("user={user}"))).await?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(())
+    }
+
+    /// Takes a role away from a user.
+    pub async fn unassign_role(&self, role: &str, user: &str, actor: &str) -> Result<(), AdminError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        let id = user_id(&mut tx, user).await?;
+        sqlx::query("DELETE FROM user_roles WHERE user_id = ? AND role = ?").bind(id).bind(role).execute(&mut *tx).await?;
+        audit_in(self, &mut tx, actor, "role.unassign", format!("role:{role}"), Some(format!("user={user}"))).await?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(())
+    }
+
+    pub async fn list_roles(&self) -> Result<Vec<RoleInfo>, AdminError> {
+        let mut roles: BTreeMap<String, RoleInfo> = BTreeMap::new();
+        for r in sqlx::query("SELECT name, description FROM roles ORDER BY name").fetch_all(&self.store.pool).await? {
+            let name: String = r.get(0);
+            roles.insert(name.clone(), RoleInfo { name, description: r.get(1), grants: BTreeMap::new(), members: vec![] });
+        }
+        for r in sqlx::query("SELECT role, queue, permission FROM role_grants").fetch_all(&self.store.pool).await? {
+            if let (Some(role), Ok(p)) = (roles.get_mut(r.get::<&str, _>(0)), r.get::<&str, _>(2).parse()) {
+                role.grants.entry(r.get(1)).or_default().insert(p);
+            }
+        }
+        for r in sqlx::query("SELECT ur.role, u.name FROM user_roles ur JOIN users u ON u.id = ur.user_id ORDER BY u.name").fetch_all(&self.store.pool).await? {
+            if let Some(role) = roles.get_mut(r.get::<&str, _>(0)) {
+                role.members.push(r.get(1));
+            }
+        }
+        Ok(roles.into_values().collect())
+    }
+
+    /// Creates the roles named in the config that the database does not have yet (first start).
+    /// Roles that exist are left alone: after the first start, the officer's changes count.
+    pub async fn seed_roles(&self) -> Result<(), AdminError> {
+        for role in &self.store.settings.config.roles {
+            let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let created = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").bind(&role.name).bind(&role.description).bind(now_millis()).execute(&mut *tx).await?;
+            if created.rows_affected() == 0 {
+                continue;
+            }
+            for (queue, permissions) in &role.grants {
+                for p in permissions {
+                    sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)").bind(&role.name).bind(queue).bind(p).execute(&mut *tx).await?;
+                }
+            }
+            audit_in(self, &mut tx, "config", "role.add", format!("role:{}", role.name), Some("seeded from the configuration".into())).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}

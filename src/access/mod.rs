@@ -1,0 +1,286 @@
+//! Staff access: who may see and do what, and the record of it.
+//!
+//! * `password` hashes with argon2id; `throttle` slows down and locks out guessing.
+//! * `admin` manages users and roles (the CLI and the officer's HTTP endpoints both call it).
+//! * `sessions` keeps HTTP sessions and bearer tokens (only their hashes are stored).
+//!
+//! A [`Principal`] is the logged-in user with the permissions of all their roles; the IMAP view
+//! and the HTTP API ask it `can(queue, permission)` before every read or action, and write an
+//! audit entry for every read of customer data. The `security-officer` role manages users and
+//! roles and reads the audit log, but it carries no queue permission: an officer reads customer
+//! mail only when also given a queue role (separation of duties).
+
+pub mod admin;
+pub mod password;
+pub mod sessions;
+pub mod throttle;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::store::audit::{self, AuditEntry};
+use crate::store::{Store, StoreError, now_millis};
+use throttle::Throttle;
+
+/// The built-in role that manages access (and nothing else).
+pub const SECURITY_OFFICER: &str = "security-officer";
+
+/// What a role may do on a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// See the queue and read its messages and cases (IMAP mailbox, HTTP listing, case view).
+    Read,
+    /// Work cases: claim, status, priority, category, tags, notes, replies, follow-ups, escalate.
+    Act,
+    /// Assign cases to other people.
+    Assign,
+    /// Statistics and reassignment: transfer cases to other queues, assign.
+    Supervise,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 4] = [Permission::Read, Permission::Act, Permission::Assign, Permission::Supervise];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Act => "act",
+            Permission::Assign => "assign",
+            Permission::Supervise => "supervise",
+        }
+    }
+}
+
+impl FromStr for Permission {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| format!("unknown permission {s:?} (read, act, assign, supervise)"))
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Role and user names: short, printable, usable in IMAP and URLs without quoting.
+pub fn check_role_name(name: &str) -> Result<(), String> {
+    check_name("role", name)
+}
+
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    check_name("user", name)
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(ok_char) {
+        return Err(format!("{what} name {name:?} must be 1 to 64 characters: letters, digits, '.', '-', '_', '@'"));
+    }
+    Ok(())
+}
+
+/// A logged-in user with the combined permissions of their roles.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Principal {
+    pub user_id: i64,
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Member of `security-officer`: user and role management, audit log.
+    pub officer: bool,
+    /// Queue name (or "*" for every queue) → permissions.
+    pub grants: BTreeMap<String, BTreeSet<Permission>>,
+}
+
+impl Principal {
+    pub fn can(&self, queue: &str, permission: Permission) -> bool {
+        [queue, "*"].iter().any(|q| self.grants.get(*q).is_some_and(|set| set.contains(&permission)))
+    }
+
+    /// The configured queues this user may read, in configuration order.
+    pub fn readable_queues<'a>(&self, queues: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        queues.into_iter().filter(|q| self.can(q, Permission::Read)).map(str::to_string).collect()
+    }
+
+    /// The actor written into audit entries.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.name)
+    }
+}
+
+/// Why a login failed. Clients are told only "invalid credentials" for every case but
+/// `Throttled`, so a guesser learns nothing about which names exist or which are locked;
+/// the audit log records the real reason.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid user name or password")]
+    Invalid,
+    #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Login, principals and sessions over the shared store; one per server, cheap to clone.
+#[derive(Clone)]
+pub struct Access {
+    pub store: Store,
+    throttle: std::sync::Arc<Throttle>,
+}
+
+impl Access {
+    pub fn new(store: Store) -> Access {
+        let throttle = std::sync::Arc::new(Throttle::new(store.settings.config.access.clone()));
+        Access { store, throttle }
+    }
+
+    fn config(&self) -> &crate::config::AccessConfig {
+        &self.store.settings.config.access
+    }
+
+    /// Checks a user name and password from `source` for protocol `via` ("imap", "http").
+    /// Every failure is delayed (growing with repeated failures per user and per source),
+    /// counted towards a temporary lockout, and audited.
+    pub async fn login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+        let now = now_millis();
+        if let Some(retry_after) = self.throttle.source_locked(source) {
+            self.audit_failure(name, source, via, "source-locked").await?;
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let row = sqlx::query("SELECT id, password_hash, locked, failed_logins, locked_until FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(StoreError::from)?;
+        let Some(row) = row else {
+            // Spend the same time as for a real user, so timing does not reveal which names exist.
+            password::verify_dummy(password).await;
+            self.fail(None, 0, name, source, via, "unknown-user").await?;
+            return Err(LoginError::Invalid);
+        };
+        let (user_id, hash, locked, failed, locked_until): (i64, String, i64, i64, Option<i64>) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        if let Some(until) = locked_until.filter(|until| *until > now) {
+            self.audit_failure(name, source, via, "user-locked-out").await?;
+            self.throttle.delay(self.throttle.source_failure(source)).await;
+            return Err(LoginError::Throttled { retry_after: Duration::from_millis((until - now) as u64) });
+        }
+        if !password::verify(password, &hash).await {
+            self.fail(Some(user_id), failed, name, source, via, "wrong-password").await?;
+            return Err(LoginError::Invalid);
+        }
+        if locked != 0 {
+            // Checked after the password, so only someone who knows it learns the account is locked
+            // (and the client still hears "invalid").
+            self.fail(Some(user_id), failed, name, source, via, "user-locked").await?;
+            return Err(LoginError::Invalid);
+        }
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?").bind(user_id).execute(&mut *tx).await.map_err(StoreError::from)?;
+        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now, actor: format!("user:{name}"), action: "login".into(), object: Some(format!("user:{name}")), detail: Some(format!("via={via} source={source}")) }])
+            .await
+            .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.throttle.source_success(source);
+        self.principal(user_id).await?.ok_or(LoginError::Invalid)
+    }
+
+    /// Records a failure: the user's counter (and lockout once it reaches `max_failures`), the
+    /// source's counter, the audit entry; then waits the growing delay.
+    async fn fail(&self, user_id: Option<i64>, previous_failures: i64, name: &str, source: IpAddr, via: &str, reason: &str) -> Result<(), StoreError> {
+        let source_failures = self.throttle.source_failure(source);
+        let mut user_failures = 0;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(id) = user_id {
+            user_failures = previous_failures + 1;
+            let lock_until = (user_failures >= self.config().max_failures as i64).then(|| now_millis() + self.config().lockout.as_millis() as i64);
+            // The counter restarts after a lockout, so the next lockout again takes max_failures tries.
+            let stored_failures = if lock_until.is_some() { 0 } else { user_failures };
+            sqlx::query("UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until) WHERE id = ?").bind(stored_failures).bind(lock_until).bind(id).execute(&mut *tx).await?;
+            if lock_until.is_some() {
+                audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: "access".into(), action: "user.locked-out".into(), object: Some(format!("user:{name}")), detail: Some(format!("after {user_failures} failed logins")) }]).await?;
+            }
+        }
+        let detail = format!("via={via} source={source} reason={reason}");
+        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: format!("user:{name}"), action: "login.failed".into(), object: Some(format!("user:{name}")), detail: Some(detail) }]).await?;
+        tx.commit().await?;
+        self.throttle.delay(source_failures.max(user_failures as u32)).await;
+        Ok(())
+    }
+
+    async fn audit_failure(&self, name: &str, source: IpAddr, via: &str, reason: &str) -> Result<(), StoreError> {
+        self.audit(&format!("user:{name}"), "login.failed", Some(format!("user:{name}")), Some(format!("via={via} source={source} reason={reason}"))).await
+    }
+
+    /// The user with their current roles, or None when removed or locked (a session of a user
+    /// locked meanwhile stops working at once).
+    pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>, StoreError> {
+        let Some(row) = sqlx::query("SELECT name, locked FROM users WHERE id = ?").bind(user_id).fetch_optional(&self.store.pool).await? else {
+            return Ok(None);
+        };
+        if row.get::<i64, _>(1) != 0 {
+            return Ok(None);
+        }
+        let name: String = row.get(0);
+        let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role").bind(user_id).fetch_all(&self.store.pool).await?;
+        let mut grants: BTreeMap<String, BTreeSet<Permission>> = BTreeMap::new();
+        let rows = sqlx::query("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = ?").bind(user_id).fetch_all(&self.store.pool).await?;
+        for row in rows {
+            if let Ok(p) = row.get::<&str, _>(1).parse() {
+                grants.entry(row.get(0)).or_default().insert(p);
+            }
+        }
+        Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
+    }
+
+    /// One audit entry in its own transaction.
+    pub async fn audit(&self, actor: &str, action: &str, object: Option<String>, detail: Option<String>) -> Result<(), StoreError> {
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(grants: &[(&str, &[Permission])]) -> Principal {
+        Principal {
+            user_id: 1,
+            name: "a".into(),
+            roles: vec![],
+            officer: false,
+            grants: grants.iter().map(|(q, ps)| (q.to_string(), ps.iter().copied().collect())).collect(),
+        }
+    }
+
+    #[test]
+    fn permissions_are_per_queue_and_explicit() {
+        let p = principal(&[("support", &[Permission::Read]), ("sales", &[Permission::Act])]);
+        assert!(p.can("support", Permission::Read));
+        assert!(!p.can("support", Permission::Act));
+        assert!(!p.can("sales", Permission::Read), "act does not imply read");
+        assert!(!p.can("complaints", Permission::Read));
+        assert_eq!(p.readable_queues(["support", "sales", "complaints"]), vec!["support"]);
+        let all = principal(&[("*", &[Permission::Read])]);
+        assert!(all.can("complaints", Permission::Read));
+        assert!(!all.can("complaints", Permission::Assign));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_user_name("anna.schmidt@example.com").is_ok());
+        for bad in ["", "a b", "a\"b", "ä", &"x".repeat(65), "a/b"] {
+            assert!(check_user_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!("act".parse::<Permission>(), Ok(Permission::Act));
+        assert!("write".parse::<Permission>().is_err());
+    }
+}
