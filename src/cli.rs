@@ -59,6 +59,119 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Staff accounts (IMAP and HTTP logins). Passwords are read from a prompt or stdin, never argv.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Roles and what they may do on which queue (read, act, assign, supervise).
+    Role {
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user (argon2id password hash) with the given roles.
+    Add {
+        name: String,
+        /// A role to give the user (repeatable), e.g. --role support-agent --role security-officer.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List users with their roles and lock state.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Set a new password (ends the user's sessions and lifts a lockout).
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Lock a user: no login, open sessions stop working at once.
+    Lock {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Unlock a user (also lifts a temporary lockout after failed logins).
+    Unlock {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Remove a user (their cases become unassigned; the audit log keeps their history).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// Create a role (with no permissions yet).
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Grant permissions on a queue to a role (--queue Q --permission P…), or give the role to a user (--user NAME).
+    Grant {
+        role: String,
+        #[command(flatten)]
+        target: GrantTarget,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Revoke permissions on a queue (all of them without --permission), or take the role from a user.
+    Revoke {
+        role: String,
+        #[command(flatten)]
+        target: GrantTarget,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List roles with their permissions and members.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct GrantTarget {
+    /// A queue name, or * for every queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// A user name.
+    #[arg(long, conflicts_with_all = ["queue", "permission_list"])]
+    pub user: Option<String>,
+    /// read, act, assign or supervise (repeatable; comma-separated lists work too).
+    #[arg(long = "permission", id = "permission_list", value_delimiter = ',')]
+    pub permissions: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +179,26 @@ pub enum AuditCommand {
     /// Re-compute the hash chain: exit 0 and print the head hash if intact, exit 1 naming the
     /// first altered or missing entry otherwise.
     Verify {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Print audit entries, oldest first (who read which message, every action, login, admin change).
+    List {
+        /// Only entries with an id above this.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Only this action (e.g. message.read, login.failed, user.lock).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor (e.g. user:anna, cli:root, smtp).
+        #[arg(long)]
+        actor: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -197,6 +330,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             crate::store::audit::ChainCheck::Broken { id, reason } => anyhow::bail!("audit chain broken at entry {id}: {reason}"),
         },
+        Command::Audit { command: AuditCommand::List { after, limit, action, actor, json, location } } => {
+            let store = open_existing(&location).await?;
+            let entries = crate::store::audit::list(&store.pool, after, limit, action.as_deref(), actor.as_deref()).await?;
+            let mut out = std::io::stdout().lock();
+            for e in entries {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                } else {
+                    writeln!(out, "{:>8}  {}  {:<18} {:<22} {:<24} {}", e.id, e.at, e.actor, e.action, e.object.as_deref().unwrap_or("-"), e.detail.as_deref().unwrap_or(""))?;
+                }
+            }
+            Ok(())
+        }
         Command::Customers { command: CustomersCommand::Import { file, location } } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             let customers = crate::store::directory::parse_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -210,6 +356,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crate::store::directory::to_csv(&store.export_customers(&actor()).await?));
             Ok(())
         }
+        Command::User { command } => user_command(command).await,
+        Command::Role { command } => role_command(command).await,
         Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => rules_test(&message, config.as_deref(), from, to, json),
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
@@ -285,6 +433,129 @@ fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Op
     println!("acknowledge {}", if decision.spam { "no (spam)".to_string() } else { decision.acknowledge.to_string() });
     for tag in tags {
         println!("thread      {tag:?}");
+    }
+    Ok(())
+}
+
+async fn open_access(location: &Location) -> anyhow::Result<crate::access::Access> {
+    Ok(crate::access::Access::new(open_existing_or_new(location).await?))
+}
+
+/// User and role commands may run before the first `serve` (to create the first officer), so
+/// they create the database when the data dir exists but holds none yet.
+async fn open_existing_or_new(location: &Location) -> anyhow::Result<Store> {
+    anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
+    let store = Store::open(load(location)?).await.context("opening the store")?;
+    crate::access::Access::new(store.clone()).seed_roles().await?;
+    Ok(store)
+}
+
+/// The password from stdin (first line) or an interactive prompt asked twice; never argv.
+fn read_password(source: &PasswordSource) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if source.password_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+        let trimmed = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+        anyhow::ensure!(!trimmed.is_empty(), "no password on stdin");
+        return Ok(trimmed);
+    }
+    anyhow::ensure!(std::io::IsTerminal::is_terminal(&std::io::stdin()), "no terminal to prompt for a password: use --password-stdin");
+    let first = zeroize::Zeroizing::new(rpassword::prompt_password("New password: ")?);
+    let second = zeroize::Zeroizing::new(rpassword::prompt_password("Repeat it: ")?);
+    anyhow::ensure!(*first == *second, "the passwords differ");
+    Ok(first)
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, roles, password, location } => {
+            let password = read_password(&password)?;
+            open_access(&location).await?.add_user(&name, &password, &roles, &actor()).await?;
+            println!("user {name} added{}", if roles.is_empty() { " (no roles yet: grant one with mailroom role grant ROLE --user NAME)".to_string() } else { format!(" with roles {}", roles.join(", ")) });
+        }
+        UserCommand::List { json, location } => {
+            let users = open_access(&location).await?.list_users().await?;
+            let mut out = std::io::stdout().lock();
+            for u in users {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&u)?)?;
+                } else {
+                    let state = if u.locked { "locked".to_string() } else if let Some(until) = &u.locked_out_until { format!("locked-out-until {until}") } else { "active".to_string() };
+                    writeln!(out, "{:<24} {:<28} {}", u.name, state, if u.roles.is_empty() { "-".to_string() } else { u.roles.join(",") })?;
+                }
+            }
+        }
+        UserCommand::Passwd { name, password, location } => {
+            let password = read_password(&password)?;
+            open_access(&location).await?.set_password(&name, &password, &actor()).await?;
+            println!("password of {name} changed; their sessions have ended");
+        }
+        UserCommand::Lock { name, location } => {
+            open_access(&location).await?.lock_user(&name, &actor()).await?;
+            println!("user {name} locked");
+        }
+        UserCommand::Unlock { name, location } => {
+            open_access(&location).await?.unlock_user(&name, &actor()).await?;
+            println!("user {name} unlocked");
+        }
+        UserCommand::Remove { name, location } => {
+            open_access(&location).await?.remove_user(&name, &actor()).await?;
+            println!("user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+fn permissions(list: &[String]) -> anyhow::Result<Vec<crate::access::Permission>> {
+    list.iter().map(|p| p.trim().parse().map_err(|e: String| anyhow::anyhow!(e))).collect()
+}
+
+async fn role_command(command: RoleCommand) -> anyhow::Result<()> {
+    match command {
+        RoleCommand::Add { name, description, location } => {
+            open_access(&location).await?.add_role(&name, &description, &actor()).await?;
+            println!("role {name} added (grant it permissions with mailroom role grant {name} --queue Q --permission read)");
+        }
+        RoleCommand::Grant { role, target, location } => {
+            let access = open_access(&location).await?;
+            match (target.queue, target.user) {
+                (Some(queue), _) => {
+                    access.grant(&role, &queue, &permissions(&target.permissions)?, &actor()).await?;
+                    println!("role {role} may now {} on {queue}", target.permissions.join(", "));
+                }
+                (None, Some(user)) => {
+                    access.assign_role(&role, &user, &actor()).await?;
+                    println!("user {user} now has role {role}");
+                }
+                (None, None) => anyhow::bail!("give --queue Q --permission P, or --user NAME"),
+            }
+        }
+        RoleCommand::Revoke { role, target, location } => {
+            let access = open_access(&location).await?;
+            match (target.queue, target.user) {
+                (Some(queue), _) => {
+                    access.revoke(&role, &queue, &permissions(&target.permissions)?, &actor()).await?;
+                    println!("revoked from role {role} on {queue}: {}", if target.permissions.is_empty() { "everything".to_string() } else { target.permissions.join(", ") });
+                }
+                (None, Some(user)) => {
+                    access.unassign_role(&role, &user, &actor()).await?;
+                    println!("user {user} no longer has role {role}");
+                }
+                (None, None) => anyhow::bail!("give --queue Q [--permission P], or --user NAME"),
+            }
+        }
+        RoleCommand::List { json, location } => {
+            let roles = open_access(&location).await?.list_roles().await?;
+            let mut out = std::io::stdout().lock();
+            for r in roles {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&r)?)?;
+                } else {
+                    let grants: Vec<String> = r.grants.iter().map(|(q, ps)| format!("{q}:{}", ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("+"))).collect();
+                    writeln!(out, "{:<20} {:<40} {}", r.name, if grants.is_empty() { "-".to_string() } else { grants.join(" ") }, if r.members.is_empty() { "-".to_string() } else { r.members.join(",") })?;
+                }
+            }
+        }
     }
     Ok(())
 }

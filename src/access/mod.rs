@@ -274,6 +274,139 @@ mod tests {
         assert!(!all.can("complaints", Permission::Assign));
     }
 
+    /// A store in a temp dir with fast throttling: 20 ms first delay, lockout after 3 failures.
+    async fn access() -> (tempfile::TempDir, Access) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = crate::config::DEFAULT_CONFIG
+            .replace("failure_delay = \"250ms\"", "failure_delay = \"20ms\"")
+            .replace("max_failures = 5 ", "max_failures = 3 ")
+            .replace("lockout = \"15m\"", "lockout = \"2s\"");
+        let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
+        assert_eq!(settings.config.access.max_failures, 3);
+        let access = Access::new(Store::open(settings).await.unwrap());
+        access.seed_roles().await.unwrap();
+        (dir, access)
+    }
+
+    const PW: &str = "correct horse battery";
+
+    #[tokio::test]
+    async fn login_checks_password_lock_and_throttles_per_user() {
+        let (_dir, access) = access().await;
+        access.add_user("anna", PW, &["support-agent".into()], "test").await.unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let p = access.login("anna", PW, ip, "test").await.unwrap();
+        assert!(p.can("support", Permission::Read) && !p.can("sales", Permission::Read) && !p.officer);
+
+        assert!(matches!(access.login("anna", "wrong password!", ip, "test").await, Err(LoginError::Invalid)));
+        assert!(matches!(access.login("nobody", PW, ip, "test").await, Err(LoginError::Invalid)));
+        // Third failure in a row (per user: the unknown name does not count for anna) …
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(matches!(access.login("anna", "wrong again!!", other, "test").await, Err(LoginError::Invalid)));
+        assert!(matches!(access.login("anna", "wrong thrice!", other, "test").await, Err(LoginError::Invalid)));
+        // … locks anna out, even with the right password and from a fresh address.
+        let fresh: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Throttled { .. })));
+        // An officer's unlock lifts it.
+        access.unlock_user("anna", "test").await.unwrap();
+        access.login("anna", PW, fresh, "test").await.unwrap();
+        // A locked user cannot log in, even with the right password, and is told only "invalid".
+        access.lock_user("anna", "test").await.unwrap();
+        assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Invalid)));
+        assert!(access.principal(p.user_id).await.unwrap().is_none(), "a locked user has no principal");
+
+        let actions: Vec<(String, Option<String>)> = sqlx::query_as("SELECT action, detail FROM audit ORDER BY id").fetch_all(&access.store.pool).await.unwrap();
+        let count = |a: &str| actions.iter().filter(|(action, _)| action == a).count();
+        assert_eq!(count("login"), 2);
+        assert_eq!(count("login.failed"), 6, "{actions:?}");
+        assert_eq!(count("user.locked-out"), 1);
+        assert!(actions.iter().any(|(a, d)| a == "login.failed" && d.as_deref().is_some_and(|d| d.contains("reason=user-locked"))));
+        assert!(matches!(access.store.verify_audit().await.unwrap(), crate::store::audit::ChainCheck::Intact { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_source_address_is_locked_out_across_user_names() {
+        let (_dir, access) = access().await;
+        access.add_user("bert", PW, &[], "test").await.unwrap();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        for name in ["u1", "u2", "u3"] {
+            assert!(matches!(access.login(name, PW, ip, "test").await, Err(LoginError::Invalid)));
+        }
+        let started = std::time::Instant::now();
+        assert!(matches!(access.login("bert", PW, ip, "test").await, Err(LoginError::Throttled { .. })), "the source is locked out");
+        assert!(started.elapsed() < Duration::from_secs(1), "a locked-out source is refused without a password check");
+        access.login("bert", PW, "203.0.113.10".parse().unwrap(), "test").await.expect("other sources are not affected");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        access.login("bert", PW, ip, "test").await.expect("the lockout ends");
+    }
+
+    #[tokio::test]
+    async fn failures_are_delayed_more_and_more() {
+        let (_dir, access) = access().await;
+        access.add_user("carl", PW, &[], "test").await.unwrap();
+        let ip: IpAddr = "192.0.2.44".parse().unwrap();
+        let mut took = vec![];
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let _ = access.login("carl", "nope nope nope", ip, "test").await;
+            took.push(started.elapsed());
+        }
+        assert!(took[0] >= Duration::from_millis(20) && took[1] >= Duration::from_millis(40), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_end_and_die_with_the_user() {
+        let (_dir, access) = access().await;
+        access.add_user("dora", PW, &["sales-agent".into()], "test").await.unwrap();
+        let p = access.login("dora", PW, "192.0.2.1".parse().unwrap(), "test").await.unwrap();
+        let token = access.start_session(&p, sessions::SessionKind::Cookie).await.unwrap();
+        let (again, kind) = access.resume_session(&token).await.unwrap();
+        assert_eq!((again.name.as_str(), kind), ("dora", sessions::SessionKind::Cookie));
+        assert!(matches!(access.resume_session("forged-token").await, Err(sessions::SessionError::Unknown)));
+        let csrf = access.csrf_token(&token);
+        assert!(access.csrf_ok(&token, &csrf));
+        assert!(!access.csrf_ok(&token, &access.csrf_token("another session")));
+        assert!(!access.csrf_ok(&token, ""));
+        // Expired: move the expiry into the past.
+        sqlx::query("UPDATE sessions SET expires_at = 0").execute(&access.store.pool).await.unwrap();
+        assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
+        // Idle too long.
+        let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
+        sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - 3600001").execute(&access.store.pool).await.unwrap();
+        assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
+        // Logout.
+        let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
+        access.end_session(&token).await.unwrap();
+        assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Unknown)));
+        // A password change ends every session; a lock makes them useless.
+        let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
+        access.set_password("dora", "another long password", "test").await.unwrap();
+        assert!(access.resume_session(&token).await.is_err());
+        let p = access.login("dora", "another long password", "192.0.2.1".parse().unwrap(), "test").await.unwrap();
+        let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
+        sqlx::query("UPDATE users SET locked = 1").execute(&access.store.pool).await.unwrap();
+        assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::UserGone)));
+        // The database holds only hashes of tokens.
+        let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_all(&access.store.pool).await.unwrap();
+        assert!(stored.iter().all(|h| h.len() == 32 && h.as_slice() != token.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn officers_get_no_queue_permissions_and_grants_follow_roles() {
+        let (_dir, access) = access().await;
+        access.add_user("olga", PW, &[SECURITY_OFFICER.into()], "test").await.unwrap();
+        let p = access.login("olga", PW, "192.0.2.1".parse().unwrap(), "test").await.unwrap();
+        assert!(p.officer && p.grants.is_empty());
+        assert!(access.grant(SECURITY_OFFICER, "support", &[Permission::Read], "test").await.is_err());
+        assert!(access.grant("support-agent", "nope", &[Permission::Read], "test").await.is_err());
+        access.assign_role("complaints-handler", "olga", "test").await.unwrap();
+        let p = access.principal(p.user_id).await.unwrap().unwrap();
+        assert!(p.can("complaints", Permission::Read) && p.officer);
+        access.revoke("complaints-handler", "complaints", &[Permission::Read], "test").await.unwrap();
+        let p = access.principal(p.user_id).await.unwrap().unwrap();
+        assert!(!p.can("complaints", Permission::Read) && p.can("complaints", Permission::Act));
+    }
+
     #[test]
     fn names_are_checked() {
         assert!(check_user_name("anna.schmidt@example.com").is_ok());

@@ -62,6 +62,36 @@ pub async fn append(keys: &KeyRing, conn: &mut SqliteConnection, entries: &[Audi
     Ok(())
 }
 
+/// One entry as shown to a security officer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
+pub async fn list(pool: &sqlx::SqlitePool, after: i64, limit: i64, action: Option<&str>, actor: Option<&str>) -> Result<Vec<ListedEntry>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, object, detail FROM audit
+         WHERE id > ? AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3) ORDER BY id LIMIT ?4",
+    )
+    .bind(after)
+    .bind(action)
+    .bind(actor)
+    .bind(limit.clamp(0, 100_000))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ListedEntry { id: r.get(0), at: super::millis_to_rfc3339(r.get(1)), actor: r.get(2), action: r.get(3), object: r.get(4), detail: r.get(5) })
+        .collect())
+}
+
 /// The outcome of checking the whole chain.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChainCheck {

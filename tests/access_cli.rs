@@ -1,0 +1,127 @@
+//! The security officer's command line: `mailroom user …`, `mailroom role …`, `mailroom audit list`,
+//! against the same data dir a running server uses. Every change lands in the audit log, and the
+//! chain stays intact.
+
+mod common;
+
+use common::*;
+
+const PW: &str = "correct horse battery";
+
+fn ok(out: CliOutput, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}", out.stderr);
+    out.stdout_str()
+}
+
+fn fails(out: CliOutput, what: &str, reason: &str) {
+    assert!(!out.status.success(), "{what} should fail; stdout: {}", out.stdout_str());
+    assert!(out.stderr.contains(reason), "{what}: expected {reason:?} in {:?}", out.stderr);
+}
+
+fn users(s: &Server) -> Vec<serde_json::Value> {
+    ok(s.cli(&["user", "list", "--json"]), "user list").lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn role(s: &Server, name: &str) -> serde_json::Value {
+    ok(s.cli(&["role", "list", "--json"]), "role list").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|r| r["name"] == name).unwrap_or_else(|| panic!("no role {name}"))
+}
+
+#[test]
+fn users_and_roles_are_managed_and_audited() {
+    let s = Server::start(Opts::default());
+
+    // Roles: add, grant on a queue, list.
+    ok(s.cli(&["role", "add", "support-agent", "--description", "first line"]), "role add");
+    fails(s.cli(&["role", "add", "support-agent"]), "duplicate role", "already exists");
+    fails(s.cli(&["role", "add", "bad name"]), "bad role name", "must be 1 to 64 characters");
+    ok(s.cli(&["role", "grant", "support-agent", "--queue", "support", "--permission", "read", "--permission", "act"]), "grant");
+    fails(s.cli(&["role", "grant", "support-agent", "--queue", "nope", "--permission", "read"]), "unknown queue", "no queue is named \"nope\"");
+    fails(s.cli(&["role", "grant", "support-agent", "--queue", "sales", "--permission", "write"]), "unknown permission", "unknown permission \"write\"");
+    fails(s.cli(&["role", "grant", "security-officer", "--queue", "sales", "--permission", "read"]), "officer + queue", "separation of duties");
+    fails(s.cli(&["role", "grant", "ghost", "--queue", "sales", "--permission", "read"]), "unknown role", "no role is named \"ghost\"");
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"support": ["read", "act"]}));
+
+    // Users: the password comes from stdin, never from argv.
+    s.add_user("anna", PW, &["support-agent"]);
+    fails(s.cli(&["user", "add", "bert", "--password", "correct horse battery"]), "password in argv", "unexpected argument '--password'");
+    fails(s.cli_stdin(&["user", "add", "bert", "--password-stdin"], b"short\n"), "weak password", "at least 12 characters");
+    fails(s.cli_stdin(&["user", "add", "anna", "--password-stdin"], format!("{PW}\n").as_bytes()), "duplicate user", "already exists");
+    fails(s.cli_stdin(&["user", "add", "bert", "--role", "ghost", "--password-stdin"], format!("{PW}\n").as_bytes()), "unknown role", "no role is named");
+    fails(s.cli(&["user", "add", "bert"]), "no terminal", "--password-stdin");
+    s.add_user("olga", PW, &["security-officer"]);
+    ok(s.cli(&["role", "grant", "support-agent", "--user", "olga"]), "role to user");
+    let listed = users(&s);
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["name"], "anna");
+    assert_eq!(listed[0]["roles"], serde_json::json!(["support-agent"]));
+    assert_eq!(listed[1]["roles"], serde_json::json!(["security-officer", "support-agent"]));
+    assert_eq!(role(&s, "support-agent")["members"], serde_json::json!(["anna", "olga"]));
+
+    // The hash in the database is argon2id; the password appears nowhere in clear.
+    let db = std::fs::read(s.data_dir.join("mailroom.db")).unwrap();
+    assert!(find(&db, PW.as_bytes()).is_none());
+    let hash = std::process::Command::new("sqlite3").arg(s.data_dir.join("mailroom.db")).arg("SELECT password_hash FROM users WHERE name = 'anna'").output().unwrap();
+    assert!(String::from_utf8_lossy(&hash.stdout).starts_with("$argon2id$"), "{:?}", hash);
+
+    // Lock, unlock, passwd, revoke, remove.
+    ok(s.cli(&["user", "lock", "anna"]), "lock");
+    assert_eq!(users(&s)[0]["locked"], true);
+    ok(s.cli(&["user", "unlock", "anna"]), "unlock");
+    assert_eq!(users(&s)[0]["locked"], false);
+    ok(s.cli_stdin(&["user", "passwd", "anna", "--password-stdin"], b"a brand new passphrase\n"), "passwd");
+    fails(s.cli(&["user", "lock", "ghost"]), "unknown user", "no user is named \"ghost\"");
+    ok(s.cli(&["role", "revoke", "support-agent", "--user", "olga"]), "role from user");
+    ok(s.cli(&["role", "revoke", "support-agent", "--queue", "support", "--permission", "act"]), "revoke act");
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"support": ["read"]}));
+    ok(s.cli(&["role", "revoke", "support-agent", "--queue", "support"]), "revoke all");
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({}));
+    ok(s.cli(&["user", "remove", "anna"]), "remove");
+    assert_eq!(users(&s).len(), 1);
+
+    // Every change is in the audit log, in order, and the chain is intact.
+    let audit = ok(s.cli(&["audit", "list", "--json"]), "audit list");
+    let actions: Vec<String> = audit.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    let expected = [
+        "role.add", "role.grant", "user.add", "user.add", "role.assign", "user.lock", "user.unlock", "user.passwd", "role.unassign", "role.revoke", "role.revoke", "user.remove",
+    ];
+    assert_eq!(actions, expected, "{audit}");
+    assert!(!audit.contains(PW) && !audit.contains("brand new"), "no password in the audit log");
+    let only_locks = ok(s.cli(&["audit", "list", "--action", "user.lock", "--json"]), "audit list --action");
+    assert_eq!(only_locks.lines().count(), 1);
+    assert!(only_locks.contains("\"object\":\"user:anna\""), "{only_locks}");
+    assert!(ok(s.cli(&["audit", "verify"]), "verify").starts_with("audit chain intact: 12 entries"));
+}
+
+#[test]
+fn roles_from_the_config_are_created_once_and_then_left_to_the_officer() {
+    let extra = "[[roles]]\nname = \"support-agent\"\ngrants = { support = [\"read\", \"act\"], \"*\" = [\"read\"] }\n";
+    let mut s = Server::start(Opts { extra_toml: extra.into(), ..Default::default() });
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"*": ["read"], "support": ["read", "act"]}));
+    ok(s.cli(&["role", "revoke", "support-agent", "--queue", "*"]), "revoke");
+    assert!(s.terminate_and_wait().success());
+    s.restart();
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"support": ["read", "act"]}), "a restart does not undo the officer's change");
+}
+
+#[test]
+fn bad_roles_in_the_config_name_file_line_and_key() {
+    for (roles, key, reason) in [
+        ("[[roles]]\nname = \"x\"\ngrants = { nope = [\"read\"] }\n", "roles[0].grants.nope", "no queue is named \"nope\""),
+        ("[[roles]]\nname = \"x\"\ngrants = { support = [\"write\"] }\n", "roles[0].grants.support", "unknown permission \"write\""),
+        ("[[roles]]\nname = \"security-officer\"\ngrants = { support = [\"read\"] }\n", "roles[0].grants.support", "separation of duties"),
+        ("[[roles]]\nname = \"a b\"\n", "roles[0].name", "must be 1 to 64 characters"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("m.toml");
+        std::fs::write(&config, Opts { extra_toml: roles.into(), ..Default::default() }.config_toml()).unwrap();
+        let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
+        assert!(!out.status.success(), "{roles}");
+        assert!(out.stderr.contains(&format!("m.toml:")) && out.stderr.contains(&format!(": {key}: ")) && out.stderr.contains(reason), "{roles}: {}", out.stderr);
+    }
+    // Plain HTTP on a non-loopback address is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("m.toml");
+    std::fs::write(&config, Opts::default().config_toml().replace("[http]\nlisten = [\"127.0.0.1:0\"]", "[http]\nlisten = [\"0.0.0.0:8080\"]")).unwrap();
+    let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
+    assert!(!out.status.success() && out.stderr.contains("http.listen: 0.0.0.0:8080 is not a loopback address"), "{}", out.stderr);
+}
