@@ -1,13 +1,45 @@
-//! The staff HTTP API (to be written).
+//! The staff HTTP API (JSON), described by its own OpenAPI document at `/api/openapi.json`.
+//!
+//! * `auth`: login (cookie or bearer), logout, the session behind each request, CSRF.
+//! * `queues`: the queues I may read, a queue's cases, statistics.
+//! * `cases`: the case view, the raw message, the actions on a case.
+//! * `admin`: the security officer's users, roles and audit log.
+//! * `error`: every failure as `{"error", "reason"}` with its status.
+//! * `openapi`: the document, checked against the router by a test.
+//!
+//! Served with hyper over plain TCP (loopback only, config validation sees to that) or rustls.
+//! Every request gets a time limit and a body limit, and leaves one log line: method, route
+//! template, status, duration, staff user. Never an address or a subject.
 
-use std::sync::Arc;
+pub mod admin;
+pub mod auth;
+pub mod cases;
+pub mod error;
+pub mod openapi;
+pub mod queues;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::MethodRouter;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use crate::access::Access;
 use crate::config::Settings;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Phase, Shutdown};
+use error::ApiError;
 
 /// What every HTTP request shares.
 pub struct HttpContext {
@@ -18,7 +50,181 @@ pub struct HttpContext {
     pub shutdown: Shutdown,
 }
 
-/// Serves the API on `listener` until shutdown.
+/// Requests still running when shutdown begins get this long to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(4);
+
+/// The staff user of a request, filled in by the session extractor, for the log line.
+#[derive(Clone, Default)]
+pub(crate) struct RequestUser(Arc<OnceLock<String>>);
+
+/// The router and, alongside, every (method, path) it serves, so the OpenAPI document can be
+/// checked against what is really routed.
+pub struct Routes {
+    router: Router<Arc<HttpContext>>,
+    pub list: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<Arc<HttpContext>>) -> Self {
+        self.list.push((method, path));
+        self.router = self.router.route(path, route);
+        self
+    }
+
+    fn get<H: Handler<T, Arc<HttpContext>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("get", path, axum::routing::get(handler))
+    }
+
+    fn post<H: Handler<T, Arc<HttpContext>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("post", path, axum::routing::post(handler))
+    }
+
+    fn delete<H: Handler<T, Arc<HttpContext>>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add("delete", path, axum::routing::delete(handler))
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Routes {
+    Routes { router: Router::new(), list: Vec::new() }
+        .get("/", index)
+        .get("/api/openapi.json", openapi::serve_document)
+        .post("/api/login", auth::login)
+        .post("/api/logout", auth::logout)
+        .get("/api/me", auth::me)
+        .get("/api/queues", queues::list_queues)
+        .get("/api/queues/{queue}/cases", queues::list_cases)
+        .get("/api/stats", queues::stats)
+        .get("/api/cases/{id}", cases::get_case)
+        .post("/api/cases/{id}/claim", cases::claim)
+        .post("/api/cases/{id}/assign", cases::assign)
+        .post("/api/cases/{id}/transfer", cases::transfer)
+        .post("/api/cases/{id}/escalate", cases::escalate)
+        .post("/api/cases/{id}/status", cases::status)
+        .post("/api/cases/{id}/priority", cases::priority)
+        .post("/api/cases/{id}/category", cases::category)
+        .post("/api/cases/{id}/tags", cases::tags)
+        .post("/api/cases/{id}/notes", cases::note)
+        .post("/api/cases/{id}/reply", cases::reply)
+        .post("/api/cases/{id}/follow-up", cases::follow_up)
+        .get("/api/messages/{number}/raw", cases::raw_message)
+        .get("/api/admin/users", admin::list_users)
+        .post("/api/admin/users", admin::add_user)
+        .post("/api/admin/users/{name}/password", admin::set_password)
+        .post("/api/admin/users/{name}/lock", admin::lock_user)
+        .post("/api/admin/users/{name}/unlock", admin::unlock_user)
+        .delete("/api/admin/users/{name}", admin::remove_user)
+        .get("/api/admin/roles", admin::list_roles)
+        .post("/api/admin/roles", admin::add_role)
+        .post("/api/admin/roles/{role}/grants", admin::grant)
+        .delete("/api/admin/roles/{role}/grants", admin::revoke)
+        .post("/api/admin/roles/{role}/members", admin::add_member)
+        .delete("/api/admin/roles/{role}/members/{user}", admin::remove_member)
+        .get("/api/admin/audit", admin::audit_log)
+        .get("/api/admin/audit/verify", admin::audit_verify)
+}
+
+/// The whole application: routes, JSON answers for unknown routes and methods, limits, logging.
+pub fn app(ctx: Arc<HttpContext>) -> Router {
+    let max_body = ctx.settings.config.http.max_body;
+    routes()
+        .router
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such endpoint; GET /api/openapi.json lists them") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; GET /api/openapi.json lists them") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(ctx.clone(), observe))
+        .with_state(ctx)
+}
+
+/// Time limit, safe default headers, and the one log line per request.
+async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "-".to_string(), |p| p.as_str().to_string());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let user = RequestUser::default();
+    req.extensions_mut().insert(user.clone());
+    let mut response = match tokio::time::timeout(ctx.settings.config.http.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)").into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    tracing::info!(
+        target: "mailroom::http",
+        method = %method,
+        route,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        user = user.0.get().map_or("-", String::as_str),
+        peer = %peer.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+        "request"
+    );
+    response
+}
+
+/// `GET /`: a pointer to the API for whoever opens the address in a browser.
+async fn index() -> Response {
+    let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailroom</title></head>\
+                <body><h1>mailroom</h1><p>This is the staff API of mailroom. It is described by its \
+                <a href=\"/api/openapi.json\">OpenAPI document</a>; log in with <code>POST /api/login</code>.</p></body></html>";
+    let mut response = Html(page).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
+    response
+}
+
+/// Serves the API on `listener` until shutdown: stops accepting at `Draining`, lets running
+/// requests finish (closing idle keep-alive connections), gives up after `DRAIN_LIMIT`.
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>) {
-    let _ = (listener, ctx);
+    let app = app(ctx.clone());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = ctx.shutdown.clone();
+    let limit = ctx.settings.config.http.request_timeout;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.reached(Phase::Draining) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        }));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // A client gets as long as a request may take to send its headers (slowloris).
+        http.timer(TokioTimer::new()).header_read_timeout(limit);
+        let watcher = graceful.watcher();
+        match ctx.tls.clone() {
+            None => {
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(watcher.watch(conn));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "http: TLS handshake failed"),
+                        Err(_) => tracing::debug!("http: TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("http: requests still running at shutdown were cut off");
+    }
 }

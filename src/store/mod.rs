@@ -6,9 +6,11 @@
 //! network. Reads (admin commands, later the staff views) use the pool.
 
 pub mod audit;
+pub mod cases;
 pub mod codec;
 pub mod crypto;
 pub mod directory;
+pub mod mailbox;
 pub mod writer;
 
 use std::path::Path;

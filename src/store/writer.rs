@@ -417,7 +417,8 @@ struct Placement {
 
 /// Joins the message to the cases its subject tag or references point at, or opens one case per
 /// queue it was routed to. Records the sender as a participant; a sender new to a case is tagged
-/// `new-participant`; a human reply re-opens a resolved or closed case, an automatic one does not.
+/// `new-participant`; a human reply re-opens a case that waits on the customer or was resolved or
+/// closed (with a history row), an automatic one (out-of-office) does not.
 fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_tags: &mut Vec<String>) -> rusqlite::Result<Placement> {
     let r = &s.routing;
     let mut existing: Vec<(i64, String)> = Vec::new();
@@ -448,11 +449,13 @@ fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_
     let mut add_participant = tx.prepare_cached("INSERT OR IGNORE INTO case_participants (case_id, address_idx) VALUES (?1, ?2)")?;
     if !existing.is_empty() {
         let mut touch = tx.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?;
-        let mut reopen = tx.prepare_cached("UPDATE cases SET status = 'open', updated_at = ?2 WHERE id = ?1")?;
+        let mut reopen = tx.prepare_cached("UPDATE cases SET status = 'open', resolved_at = NULL, updated_at = ?2 WHERE id = ?1")?;
+        let mut history = tx.prepare_cached("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES (?1, ?2, 'intake', 'status', ?3)")?;
         for (case_id, status) in &existing {
-            let closed = status == "resolved" || status == "closed";
-            if closed && !r.automatic {
+            let answered = matches!(status.as_str(), "waiting" | "resolved" | "closed");
+            if answered && !r.automatic {
                 reopen.execute(params![case_id, received])?;
+                history.execute(params![case_id, received, format!("status {status}→open (the customer wrote again)")])?;
             } else {
                 touch.execute(params![case_id, received])?;
             }

@@ -1,0 +1,191 @@
+//! Login, logout, and the session behind every other request.
+//!
+//! Browsers log in with `mode: "cookie"` and get an HttpOnly, Secure, SameSite=Strict cookie plus
+//! a CSRF token; every state-changing request of a cookie session must echo that token in
+//! `X-CSRF-Token` and, when the browser sends an `Origin`, come from this server's own origin.
+//! API clients log in with `mode: "bearer"` and send `Authorization: Bearer TOKEN`, which a
+//! browser never adds by itself, so no CSRF check is needed. Each kind of token is accepted only
+//! the way it was issued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiError, Json};
+use super::{HttpContext, RequestUser};
+use crate::access::sessions::{SessionError, SessionKind};
+use crate::access::{LoginError, Principal};
+use crate::store::{millis_to_rfc3339, now_millis};
+
+pub const COOKIE: &str = "mailroom_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The logged-in caller, with permissions as they are now (re-read on every request, so a
+/// lock or a revoked role takes effect at once).
+pub struct Auth {
+    pub principal: Principal,
+    pub kind: SessionKind,
+    token: String,
+}
+
+impl FromRequestParts<Arc<HttpContext>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<HttpContext>) -> Result<Self, ApiError> {
+        let (token, transport) = if let Some(token) = bearer_token(&parts.headers) {
+            (token, SessionKind::Bearer)
+        } else if let Some(token) = cookie_token(&parts.headers) {
+            (token, SessionKind::Cookie)
+        } else {
+            return Err(ApiError::unauthenticated("log in first: POST /api/login, then send the session cookie or Authorization: Bearer TOKEN"));
+        };
+        let (principal, kind) = ctx.access.resume_session(&token).await.map_err(|e| match e {
+            SessionError::Store(e) => ApiError::from(e),
+            other => ApiError::unauthenticated(other.to_string()),
+        })?;
+        if kind != transport {
+            return Err(ApiError::unauthenticated(match kind {
+                SessionKind::Cookie => "a cookie session's token is accepted only as the session cookie",
+                SessionKind::Bearer => "a bearer token is accepted only in the Authorization header",
+            }));
+        }
+        if kind == SessionKind::Cookie && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            check_origin(ctx, &parts.headers)?;
+            let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if presented.is_empty() {
+                return Err(csrf_error("this request changes something: send the session's CSRF token (from the login reply) in X-CSRF-Token"));
+            }
+            if !ctx.access.csrf_ok(&token, presented) {
+                return Err(csrf_error("the X-CSRF-Token does not belong to this session"));
+            }
+        }
+        if let Some(user) = parts.extensions.get::<RequestUser>() {
+            let _ = user.0.set(principal.name.clone());
+        }
+        Ok(Auth { principal, kind, token })
+    }
+}
+
+fn csrf_error(reason: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf", reason)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_string())
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+/// A browser names the page a request comes from in `Origin`; it must be this server's own.
+fn check_origin(ctx: &HttpContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let scheme = if ctx.tls.is_some() { "https" } else { "http" };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match (origin.to_str().ok(), host) {
+        (Some(origin), Some(host)) if origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")) => Ok(()),
+        _ => Err(csrf_error("the request comes from another origin than this server")),
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum LoginMode {
+    #[default]
+    Cookie,
+    Bearer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    user: String,
+    password: String,
+    #[serde(default)]
+    mode: LoginMode,
+}
+
+/// `POST /api/login`.
+pub async fn login(State(ctx): State<Arc<HttpContext>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+    // Login CSRF: another site must not log a browser into an account of its choosing.
+    check_origin(&ctx, &headers)?;
+    let principal = match ctx.access.login(&req.user, &req.password, peer.ip(), "http").await {
+        Ok(p) => p,
+        Err(LoginError::Invalid) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string())),
+        Err(e @ LoginError::Throttled { retry_after }) => {
+            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string());
+            error.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+            return Err(error);
+        }
+        Err(LoginError::Store(e)) => return Err(e.into()),
+    };
+    let kind = match req.mode {
+        LoginMode::Cookie => SessionKind::Cookie,
+        LoginMode::Bearer => SessionKind::Bearer,
+    };
+    let token = ctx.access.start_session(&principal, kind).await?;
+    let lifetime = ctx.settings.config.access.session_lifetime;
+    let expires_at = millis_to_rfc3339(now_millis() + lifetime.as_millis() as i64);
+    let mut body = json!({ "user": principal.name, "roles": principal.roles, "officer": principal.officer, "mode": kind, "expires_at": expires_at });
+    match kind {
+        SessionKind::Cookie => {
+            body["csrf_token"] = json!(ctx.access.csrf_token(&token));
+            let cookie = format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", lifetime.as_secs());
+            let mut response = axum::Json(body).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
+            Ok(response)
+        }
+        SessionKind::Bearer => {
+            body["token"] = json!(token);
+            Ok(axum::Json(body).into_response())
+        }
+    }
+}
+
+/// `POST /api/logout`: the session ends at once (and the browser drops the cookie).
+pub async fn logout(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<Response, ApiError> {
+    ctx.access.end_session(&auth.token).await?;
+    let actor = auth.principal.actor();
+    ctx.access.audit(&actor, "logout", Some(actor.clone()), Some("via=http".into())).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if auth.kind == SessionKind::Cookie {
+        let expired = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
+        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&expired).map_err(ApiError::internal)?);
+    }
+    Ok(response)
+}
+
+/// `GET /api/me`: who I am, what I may do where, and (for a cookie session) the CSRF token
+/// again, so a reloaded page can pick it up.
+pub async fn me(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> axum::Json<serde_json::Value> {
+    let p = &auth.principal;
+    let queues = p.readable_queues(ctx.settings.config.queues.iter().map(|q| q.name.as_str()));
+    let mut body = json!({
+        "user": p.name,
+        "roles": p.roles,
+        "officer": p.officer,
+        "grants": p.grants,
+        "queues": queues,
+        "session": auth.kind,
+    });
+    if auth.kind == SessionKind::Cookie {
+        body["csrf_token"] = json!(ctx.access.csrf_token(&auth.token));
+    }
+    axum::Json(body)
+}

@@ -1,0 +1,157 @@
+//! Every failure leaves the API as `{"error": "<short code>", "reason": "<human sentence>"}` with
+//! the matching status, including what axum's extractors reject (bad JSON, wrong content type,
+//! too large a body, a malformed path or query).
+
+use axum::extract::FromRequest;
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::access::admin::AdminError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub reason: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> ApiError {
+        ApiError { status, code, reason: reason.into(), retry_after: None }
+    }
+
+    pub fn unauthenticated(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", reason)
+    }
+
+    pub fn forbidden(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", reason)
+    }
+
+    pub fn not_found(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "not_found", reason)
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", reason)
+    }
+
+    /// Well-formed but not acceptable (unknown status, unknown queue, user who may not read …).
+    pub fn invalid(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason)
+    }
+
+    pub fn conflict(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, "conflict", reason)
+    }
+
+    pub fn unavailable(reason: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+    }
+
+    /// Logged in full (store errors name no customer data), answered without detail.
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %error, "http: request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the details")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code, "reason": self.reason });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("no message is registered as {what}")),
+            StoreError::BadNumber(number, why) => ApiError::not_found(format!("{number:?} is not a registration number: {why}")),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::Invalid(reason) => ApiError::invalid(reason),
+            e @ (AdminError::NoSuchUser(_) | AdminError::NoSuchRole(_)) => ApiError::not_found(e.to_string()),
+            e @ AdminError::Exists(_) => ApiError::conflict(e.to_string()),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        let status = r.status();
+        let code = match &r {
+            JsonRejection::JsonDataError(_) => "invalid",
+            JsonRejection::JsonSyntaxError(_) => "bad_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            _ => "bad_request",
+        };
+        let reason = match code {
+            "unsupported_media_type" => "send the body as JSON with Content-Type: application/json".to_string(),
+            "too_large" => "the request body is larger than http.max_body".to_string(),
+            _ => r.body_text(),
+        };
+        ApiError::new(status, code, reason)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+/// `axum::Json` with rejections in our error shape.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request<axum::body::Body>, state: &S) -> Result<Self, ApiError> {
+        Ok(Json(axum::Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// `axum::extract::Query` with rejections in our error shape.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Query(axum::extract::Query::<T>::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// `axum::extract::Path` with rejections in our error shape.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Path(axum::extract::Path::<T>::from_request_parts(parts, state).await?.0))
+    }
+}

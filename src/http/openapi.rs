@@ -1,0 +1,723 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/openapi.json`. Written out here rather
+//! than derived, and kept honest by a test that compares its operations with the router's.
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use super::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+
+/// `GET /api/openapi.json`.
+pub async fn serve_document() -> axum::Json<Value> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(document).clone())
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/responses/{name}") })
+}
+
+fn path_param(name: &str, description: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": kind } })
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// An operation. `errors` names entries of `components.responses` by status.
+#[allow(clippy::too_many_arguments)]
+fn op(id: &str, tag: &str, summary: &str, description: &str, params: Vec<Value>, body: Option<Value>, success: (&str, Value), errors: &[&str]) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(success.0.to_string(), success.1);
+    for status in errors {
+        let name = match *status {
+            "400" => "BadRequest",
+            "401" => "Unauthenticated",
+            "403" => "Forbidden",
+            "404" => "NotFound",
+            "409" => "Conflict",
+            "413" => "TooLarge",
+            "415" => "UnsupportedMediaType",
+            "422" => "Invalid",
+            "429" => "Throttled",
+            "503" => "Unavailable",
+            other => panic!("no shared response for {other}"),
+        };
+        responses.insert(status.to_string(), error(name));
+    }
+    let mut o = json!({ "operationId": id, "tags": [tag], "summary": summary, "description": description, "responses": responses });
+    if !params.is_empty() {
+        o["parameters"] = Value::Array(params);
+    }
+    if let Some(body) = body {
+        o["requestBody"] = body;
+    }
+    o
+}
+
+const CHANGE_ERRORS: &[&str] = &["400", "401", "403", "404", "413", "415", "422"];
+
+fn case_action(id: &str, summary: &str, description: &str, body: Option<Value>) -> Value {
+    let errors: &[&str] = if body.is_some() { CHANGE_ERRORS } else { &["400", "401", "403", "404"] };
+    let mut o = op(id, "cases", summary, description, vec![path_param("id", "case id", "integer")], body, ("200", ok("the case after the change", schema("ActionResult"))), errors);
+    o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
+    o
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+/// The document. Pure data: built once per process.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut put = |path: &str, method: &str, operation: Value| {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[method] = operation;
+    };
+    let admin_write = |mut o: Value| {
+        o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
+        o
+    };
+
+    let mut index = op("index", "meta", "A page pointing to this document", "", vec![], None, ("200", json!({ "description": "HTML", "content": { "text/html": {} } })), &[]);
+    index["security"] = json!([]);
+    put("/", "get", index);
+    let mut doc = op("openapi", "meta", "This document", "", vec![], None, ("200", ok("OpenAPI 3.1", json!({ "type": "object" }))), &[]);
+    doc["security"] = json!([]);
+    put("/api/openapi.json", "get", doc);
+
+    let mut login = op(
+        "login",
+        "session",
+        "Log in",
+        "Checks the password (failures are delayed, counted and audited; repeated failures lock the user and the source out for a while). \
+         mode cookie (default) sets an HttpOnly, Secure, SameSite=Strict cookie `mailroom_session` and returns the CSRF token that every \
+         state-changing request of the session must carry in `X-CSRF-Token`. mode bearer returns a token for `Authorization: Bearer`. \
+         A request with an Origin header must come from this server's origin.",
+        vec![],
+        Some(json_body(object(
+            &["user", "password"],
+            json!({
+                "user": { "type": "string" },
+                "password": { "type": "string", "format": "password" },
+                "mode": { "type": "string", "enum": ["cookie", "bearer"], "default": "cookie" },
+            }),
+        ))),
+        ("200", ok("logged in", schema("Login"))),
+        &["400", "413", "415", "422", "429"],
+    );
+    login["security"] = json!([]);
+    login["responses"]["401"] = json!({ "description": "wrong user name or password (error invalid_credentials)", "content": { "application/json": { "schema": schema("Error") } } });
+    login["responses"]["403"] = error("Forbidden");
+    put("/api/login", "post", login);
+    put(
+        "/api/logout",
+        "post",
+        admin_write(op(
+            "logout",
+            "session",
+            "Log out",
+            "The session ends at once; a cookie session's cookie is cleared.",
+            vec![],
+            None,
+            ("204", json!({ "description": "logged out" })),
+            &["401", "403"],
+        )),
+    );
+    put(
+        "/api/me",
+        "get",
+        op(
+            "me",
+            "session",
+            "Who I am",
+            "User, roles, grants per queue, the queues I may read, the session kind, and for a cookie session its CSRF token.",
+            vec![],
+            None,
+            ("200", ok("the caller", schema("Me"))),
+            &["401"],
+        ),
+    );
+
+    put(
+        "/api/queues",
+        "get",
+        op(
+            "listQueues",
+            "queues",
+            "The queues I may read, with counts",
+            "Counts of active cases (new, open, waiting) and of overdue ones (new or open past their due time). 403 when the caller may read no queue.",
+            vec![],
+            None,
+            ("200", ok("queues", schema("QueueList"))),
+            &["401", "403"],
+        ),
+    );
+    put(
+        "/api/queues/{queue}/cases",
+        "get",
+        op(
+            "listCases",
+            "queues",
+            "A queue's cases",
+            "Filtered, sorted and paged straight from an index. Each item shows the subject and sender of the case's opening message (decrypted for the page only). \
+             Audited as queue.list. Unknown filter values are rejected with 422 naming the known ones.",
+            vec![
+                path_param("queue", "queue name", "string"),
+                query_param("status", "comma-separated statuses, or active (default: new, open, waiting) or all", json!({ "type": "string", "example": "open,waiting" })),
+                query_param("priority", "comma-separated priorities", json!({ "type": "string", "example": "urgent" })),
+                query_param("category", "a configured category code, or none", json!({ "type": "string" })),
+                query_param("overdue", "only overdue cases (true) or only the others (false)", json!({ "type": "boolean" })),
+                query_param("tag", "cases carrying this tag", json!({ "type": "string" })),
+                query_param("assignee", "me, none, or a user name", json!({ "type": "string" })),
+                query_param(
+                    "sort",
+                    "order (a leading - reverses it); priority means urgent first, then by due time",
+                    json!({ "type": "string", "enum": crate::store::cases::Sort::NAMES, "default": "due" }),
+                ),
+                query_param("limit", "page size", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
+                query_param("offset", "cases to skip (for deep pages use the cursor)", json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 })),
+                query_param("cursor", "next_cursor of the previous page (same sort and filters)", json!({ "type": "string" })),
+            ],
+            None,
+            ("200", ok("a page of cases", schema("CaseList"))),
+            &["400", "401", "403", "404", "422"],
+        ),
+    );
+    put(
+        "/api/stats",
+        "get",
+        op(
+            "stats",
+            "queues",
+            "Statistics of the queues I supervise",
+            "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times (elapsed seconds from opening).",
+            vec![query_param("queue", "only this queue", json!({ "type": "string" }))],
+            None,
+            ("200", ok("statistics", schema("Stats"))),
+            &["400", "401", "403"],
+        ),
+    );
+
+    put(
+        "/api/cases/{id}",
+        "get",
+        op(
+            "getCase",
+            "cases",
+            "A case with its messages, entries and history",
+            "The messages' records (from, to, cc, subject, date, attachments, registration number, received_at, tags, auth), the staff entries (notes, replies, follow-ups) and the case history. Decrypted on read and audited as case.read. 404 for a case in a queue the caller may not read.",
+            vec![path_param("id", "case id", "integer")],
+            None,
+            ("200", ok("the case", schema("CaseDetail"))),
+            &["400", "401", "404"],
+        ),
+    );
+    put(
+        "/api/cases/{id}/claim",
+        "post",
+        case_action("claim", "Take the case (act)", "Assigns the case to the caller, taking it over from whoever had it (the history keeps who); a new case becomes open.", None),
+    );
+    put(
+        "/api/cases/{id}/assign",
+        "post",
+        case_action(
+            "assign",
+            "Assign the case (assign or supervise)",
+            "To a user who may read the case's queue (422 otherwise); null unassigns.",
+            Some(json_body(object(&["user"], json!({ "user": { "type": ["string", "null"] } })))),
+        ),
+    );
+    put(
+        "/api/cases/{id}/transfer",
+        "post",
+        case_action(
+            "transfer",
+            "Move the case to another queue (supervise on its queue)",
+            "The target must be a configured queue. The assignment ends; the case's messages get fresh IMAP UIDs in the target mailbox.",
+            Some(json_body(object(&["queue"], json!({ "queue": { "type": "string" } })))),
+        ),
+    );
+    put("/api/cases/{id}/escalate", "post", case_action("escalate", "Escalate (act)", "Priority urgent (the due time follows), flagged escalated, tag escalated.", None));
+    put(
+        "/api/cases/{id}/status",
+        "post",
+        case_action(
+            "setStatus",
+            "Change the status (act)",
+            "new → open → waiting → resolved → closed; a worked case cannot become new again. Resolving records the resolution time, re-opening clears it.",
+            Some(json_body(object(&["status"], json!({ "status": { "type": "string", "enum": crate::store::cases::STATUSES } })))),
+        ),
+    );
+    put(
+        "/api/cases/{id}/priority",
+        "post",
+        case_action(
+            "setPriority",
+            "Change the priority (act)",
+            "The due time becomes what the new priority's SLA allows from opening.",
+            Some(json_body(object(&["priority"], json!({ "priority": { "type": "string", "enum": ["urgent", "normal", "low"] } })))),
+        ),
+    );
+    put(
+        "/api/cases/{id}/category",
+        "post",
+        case_action(
+            "setCategory",
+            "Change the category (act)",
+            "A configured category code; null clears it.",
+            Some(json_body(object(&["category"], json!({ "category": { "type": ["string", "null"] } })))),
+        ),
+    );
+    put(
+        "/api/cases/{id}/tags",
+        "post",
+        case_action(
+            "setTags",
+            "Add and remove tags (act)",
+            "Removes, then adds. Tags have 1 to 64 characters without spaces or commas.",
+            Some(json_body(object(&[], json!({ "add": { "type": "array", "items": { "type": "string" } }, "remove": { "type": "array", "items": { "type": "string" } } })))),
+        ),
+    );
+    put("/api/cases/{id}/notes", "post", case_action("addNote", "Add an internal note (act)", "Stored encrypted.", Some(json_body(object(&["text"], json!({ "text": { "type": "string" } }))))));
+    let mut reply = case_action(
+        "reply",
+        "Reply to the customer (act)",
+        "Sent through the outbox from the queue's address to the Reply-To (else From) of the case's latest customer message, with subject `Re: [REGISTRATION NUMBER] …` so the answer threads back, \
+         In-Reply-To/References to the customer's message and a fresh Message-ID. Records the first response time and sets the case waiting. 503 when no [outbox] is configured.",
+        Some(json_body(object(&["body"], json!({ "body": { "type": "string" } })))),
+    );
+    reply["responses"]["503"] = error("Unavailable");
+    reply["responses"]["409"] = error("Conflict");
+    put("/api/cases/{id}/reply", "post", reply);
+    put(
+        "/api/cases/{id}/follow-up",
+        "post",
+        case_action(
+            "followUp",
+            "Set a follow-up date (act)",
+            "due is an RFC 3339 time in the future; the optional note is stored encrypted.",
+            Some(json_body(object(&["due"], json!({ "due": { "type": "string", "format": "date-time" }, "note": { "type": "string" } })))),
+        ),
+    );
+    put(
+        "/api/messages/{number}/raw",
+        "get",
+        op(
+            "rawMessage",
+            "cases",
+            "Download a message as stored",
+            "Our Received: header followed by the bytes received, for a caller who may read a queue in which the message has a case. Audited as message.read.",
+            vec![path_param("number", "registration number", "string")],
+            None,
+            ("200", json!({ "description": "the message", "content": { "message/rfc822": { "schema": { "type": "string", "format": "binary" } } } })),
+            &["401", "404"],
+        ),
+    );
+
+    let officer = "Security officers only (403 for everyone else).";
+    put(
+        "/api/admin/users",
+        "get",
+        op(
+            "listUsers",
+            "admin",
+            "Users",
+            officer,
+            vec![],
+            None,
+            ("200", ok("users", json!({ "type": "object", "properties": { "users": { "type": "array", "items": schema("User") } } }))),
+            &["401", "403"],
+        ),
+    );
+    put(
+        "/api/admin/users",
+        "post",
+        admin_write(op(
+            "addUser",
+            "admin",
+            "Create a user",
+            officer,
+            vec![],
+            Some(json_body(object(
+                &["name", "password"],
+                json!({ "name": { "type": "string" }, "password": { "type": "string", "format": "password" }, "roles": { "type": "array", "items": { "type": "string" } } }),
+            ))),
+            ("201", ok("created", json!({ "type": "object" }))),
+            &["400", "401", "403", "404", "409", "413", "415", "422"],
+        )),
+    );
+    let name = || vec![path_param("name", "user name", "string")];
+    put(
+        "/api/admin/users/{name}/password",
+        "post",
+        admin_write(op(
+            "setPassword",
+            "admin",
+            "Set a user's password",
+            "Ends the user's sessions and lifts a lockout.",
+            name(),
+            Some(json_body(object(&["password"], json!({ "password": { "type": "string", "format": "password" } })))),
+            ("204", json!({ "description": "done" })),
+            CHANGE_ERRORS,
+        )),
+    );
+    put(
+        "/api/admin/users/{name}/lock",
+        "post",
+        admin_write(op(
+            "lockUser",
+            "admin",
+            "Lock a user",
+            "No login; open sessions stop working at once. Not your own account.",
+            name(),
+            None,
+            ("204", json!({ "description": "done" })),
+            &["401", "403", "404", "422"],
+        )),
+    );
+    put(
+        "/api/admin/users/{name}/unlock",
+        "post",
+        admin_write(op("unlockUser", "admin", "Unlock a user", "Also lifts a temporary lockout after failed logins.", name(), None, ("204", json!({ "description": "done" })), &["401", "403", "404"])),
+    );
+    put(
+        "/api/admin/users/{name}",
+        "delete",
+        admin_write(op(
+            "removeUser",
+            "admin",
+            "Remove a user",
+            "Their cases become unassigned; the audit log keeps their history. Not your own account.",
+            name(),
+            None,
+            ("204", json!({ "description": "done" })),
+            &["401", "403", "404", "422"],
+        )),
+    );
+    put(
+        "/api/admin/roles",
+        "get",
+        op(
+            "listRoles",
+            "admin",
+            "Roles with grants and members",
+            officer,
+            vec![],
+            None,
+            ("200", ok("roles", json!({ "type": "object", "properties": { "roles": { "type": "array", "items": schema("Role") } } }))),
+            &["401", "403"],
+        ),
+    );
+    put(
+        "/api/admin/roles",
+        "post",
+        admin_write(op(
+            "addRole",
+            "admin",
+            "Create a role",
+            officer,
+            vec![],
+            Some(json_body(object(&["name"], json!({ "name": { "type": "string" }, "description": { "type": "string" } })))),
+            ("201", ok("created", json!({ "type": "object" }))),
+            &["400", "401", "403", "409", "413", "415", "422"],
+        )),
+    );
+    let grant_body = || json_body(schema("Grant"));
+    let role = || vec![path_param("role", "role name", "string")];
+    put(
+        "/api/admin/roles/{role}/grants",
+        "post",
+        admin_write(op(
+            "grant",
+            "admin",
+            "Grant permissions on a queue",
+            "queue is a configured queue or *; the security-officer role gets none.",
+            role(),
+            Some(grant_body()),
+            ("204", json!({ "description": "done" })),
+            CHANGE_ERRORS,
+        )),
+    );
+    put(
+        "/api/admin/roles/{role}/grants",
+        "delete",
+        admin_write(op(
+            "revoke",
+            "admin",
+            "Revoke permissions on a queue",
+            "Without permissions, all of them on the queue.",
+            role(),
+            Some(grant_body()),
+            ("204", json!({ "description": "done" })),
+            CHANGE_ERRORS,
+        )),
+    );
+    put(
+        "/api/admin/roles/{role}/members",
+        "post",
+        admin_write(op(
+            "addMember",
+            "admin",
+            "Give a user the role",
+            officer,
+            role(),
+            Some(json_body(object(&["user"], json!({ "user": { "type": "string" } })))),
+            ("204", json!({ "description": "done" })),
+            CHANGE_ERRORS,
+        )),
+    );
+    put(
+        "/api/admin/roles/{role}/members/{user}",
+        "delete",
+        admin_write(op(
+            "removeMember",
+            "admin",
+            "Take the role from a user",
+            officer,
+            vec![path_param("role", "role name", "string"), path_param("user", "user name", "string")],
+            None,
+            ("204", json!({ "description": "done" })),
+            &["401", "403", "404"],
+        )),
+    );
+    put(
+        "/api/admin/audit",
+        "get",
+        op(
+            "auditLog",
+            "admin",
+            "Read the audit log",
+            "Entries after `after`, oldest first; continue with next_after. Reading is itself audited (audit.read).",
+            vec![
+                query_param("after", "last id already read", json!({ "type": "integer", "default": 0 })),
+                query_param("limit", "entries per page", json!({ "type": "integer", "minimum": 1, "maximum": super::admin::AUDIT_MAX_LIMIT, "default": 100 })),
+            ],
+            None,
+            ("200", ok("entries", schema("AuditPage"))),
+            &["400", "401", "403", "422"],
+        ),
+    );
+    put(
+        "/api/admin/audit/verify",
+        "get",
+        op(
+            "auditVerify",
+            "admin",
+            "Verify the audit chain",
+            "Re-computes the keyed hash chain; names the first entry that does not fit.",
+            vec![],
+            None,
+            ("200", ok("result", schema("AuditCheck"))),
+            &["401", "403"],
+        ),
+    );
+
+    let error_response = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": schema("Error") } } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailroom staff API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Queues, cases and access management of mailroom. Every error is {\"error\": code, \"reason\": sentence}. \
+                            Reads of customer data are authorised per queue and audited.",
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{ "cookie": [] }, { "bearer": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "cookie": { "type": "apiKey", "in": "cookie", "name": "mailroom_session" },
+                "csrf": { "type": "apiKey", "in": "header", "name": "X-CSRF-Token", "description": "required with the cookie on every state-changing request" },
+                "bearer": { "type": "http", "scheme": "bearer" },
+            },
+            "responses": {
+                "BadRequest": error_response("malformed JSON, path or query parameter (error bad_json or bad_request)"),
+                "Unauthenticated": error_response("no session, or it ended (logged out, expired, user locked or removed)"),
+                "Forbidden": error_response("missing permission (error forbidden) or CSRF check failed (error csrf)"),
+                "NotFound": error_response("no such thing, or it is in a queue the caller may not read"),
+                "Conflict": error_response("the current state does not allow it"),
+                "TooLarge": error_response("the body is larger than http.max_body"),
+                "UnsupportedMediaType": error_response("the body is not sent as application/json"),
+                "Invalid": error_response("well-formed but not acceptable: unknown name, wrong field, value out of range (the reason says which)"),
+                "Throttled": { "description": "too many failed logins; try again after Retry-After seconds", "headers": { "Retry-After": { "schema": { "type": "integer" } } }, "content": { "application/json": { "schema": schema("Error") } } },
+                "Unavailable": error_response("not configured, or the request ran out of time"),
+            },
+            "schemas": schemas(),
+        },
+    })
+}
+
+/// The component schemas (one `json!` each: a single literal this size exceeds the macro recursion limit).
+fn schemas() -> Value {
+    let nullable_time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let mut schemas = serde_json::Map::new();
+    schemas.insert("Error".into(), object(&["error", "reason"], json!({ "error": { "type": "string", "example": "forbidden" }, "reason": { "type": "string" } })));
+    schemas.insert(
+        "Login".into(),
+        json!({ "type": "object", "properties": {
+                    "user": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } }, "officer": { "type": "boolean" },
+                    "mode": { "type": "string", "enum": ["cookie", "bearer"] }, "expires_at": { "type": "string", "format": "date-time" },
+                    "csrf_token": { "type": "string", "description": "cookie mode" }, "token": { "type": "string", "description": "bearer mode" } } }),
+    );
+    schemas.insert(
+        "Me".into(),
+        json!({ "type": "object", "properties": {
+                    "user": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } }, "officer": { "type": "boolean" },
+                    "grants": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } },
+                    "queues": { "type": "array", "items": { "type": "string" } }, "session": { "type": "string" }, "csrf_token": { "type": "string" } } }),
+    );
+    schemas.insert(
+        "QueueList".into(),
+        json!({ "type": "object", "properties": { "queues": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": { "type": "string" }, "address": { "type": ["string", "null"] }, "permissions": { "type": "array", "items": { "type": "string" } },
+                    "active": { "type": "integer" }, "overdue": { "type": "integer" }, "by_status": { "type": "object", "additionalProperties": { "type": "integer" } } } } } } }),
+    );
+    schemas.insert("Mailbox".into(), json!({ "type": "object", "properties": { "name": { "type": ["string", "null"] }, "address": { "type": ["string", "null"] } } }));
+    schemas.insert(
+        "Case".into(),
+        json!({ "type": "object", "properties": {
+                    "id": { "type": "integer" }, "opening": { "type": "string", "description": "registration number of the opening message" },
+                    "queue": { "type": "string" }, "status": { "type": "string", "enum": crate::store::cases::STATUSES },
+                    "priority": { "type": "string" }, "category": { "type": ["string", "null"] }, "tags": { "type": "array", "items": { "type": "string" } },
+                    "due": nullable_time, "overdue": { "type": "boolean" }, "assignee": { "type": ["string", "null"] }, "escalated": { "type": "boolean" }, "spam": { "type": "boolean" },
+                    "opened_at": { "type": "string", "format": "date-time" }, "updated_at": { "type": "string", "format": "date-time" },
+                    "follow_up_at": nullable_time, "first_response_at": nullable_time, "resolved_at": nullable_time } }),
+    );
+    schemas.insert(
+        "CaseListItem".into(),
+        json!({ "allOf": [schema("Case"), { "type": "object", "properties": {
+                    "message_count": { "type": "integer" }, "subject": { "type": ["string", "null"] }, "from": { "oneOf": [schema("Mailbox"), { "type": "null" }] } } }] }),
+    );
+    schemas.insert(
+        "CaseList".into(),
+        json!({ "type": "object", "properties": {
+                    "queue": { "type": "string" }, "sort": { "type": "string" }, "limit": { "type": "integer" }, "offset": { "type": "integer" },
+                    "items": { "type": "array", "items": schema("CaseListItem") }, "next_cursor": { "type": ["string", "null"] } } }),
+    );
+    schemas.insert("Message".into(), json!({ "type": "object", "properties": {
+                    "number": { "type": "string" }, "received_at": { "type": "string", "format": "date-time" }, "size": { "type": "integer" },
+                    "tags": { "type": "array", "items": { "type": "string" } }, "auth": { "type": ["string", "null"] }, "automatic": { "type": "boolean" }, "parsed": { "type": "boolean" },
+                    "raw": { "type": "string", "description": "download path" },
+                    "from": { "type": "array", "items": schema("Mailbox") }, "to": { "type": "array", "items": schema("Mailbox") },
+                    "cc": { "type": "array", "items": schema("Mailbox") }, "reply_to": { "type": "array", "items": schema("Mailbox") },
+                    "subject": { "type": ["string", "null"] }, "date": { "type": ["string", "null"] }, "message_id": { "type": ["string", "null"] },
+                    "attachments": { "type": "array", "items": { "type": "object", "properties": { "name": { "type": ["string", "null"] }, "content_type": { "type": ["string", "null"] }, "size": { "type": "integer" } } } } } }));
+    schemas.insert(
+        "Entry".into(),
+        json!({ "type": "object", "properties": {
+                    "id": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "author": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["note", "reply", "follow-up"] }, "text": { "type": "string" },
+                    "to": { "type": ["string", "null"] }, "subject": { "type": ["string", "null"] }, "due": { "type": ["string", "null"] },
+                    "outbox_status": { "type": ["string", "null"], "description": "a reply's delivery: pending, sending, sent, failed" } } }),
+    );
+    schemas.insert("HistoryEntry".into(), json!({ "type": "object", "properties": {
+                    "id": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "actor": { "type": "string" }, "action": { "type": "string" }, "detail": { "type": ["string", "null"] } } }));
+    schemas.insert(
+        "CaseDetail".into(),
+        json!({ "allOf": [schema("Case"), { "type": "object", "properties": {
+                    "messages": { "type": "array", "items": schema("Message") }, "entries": { "type": "array", "items": schema("Entry") },
+                    "history": { "type": "array", "items": schema("HistoryEntry") } } }] }),
+    );
+    schemas.insert("ActionResult".into(), json!({ "type": "object", "properties": { "case": schema("Case"), "entry": { "type": "integer" }, "outbox": { "type": "integer" } } }));
+    schemas.insert(
+        "Stats".into(),
+        json!({ "type": "object", "properties": { "generated_at": { "type": "string", "format": "date-time" }, "queues": { "type": "array", "items": { "type": "object", "properties": {
+                    "queue": { "type": "string" }, "total": { "type": "integer" },
+                    "by_status": { "type": "object", "additionalProperties": { "type": "integer" } }, "by_priority": { "type": "object", "additionalProperties": { "type": "integer" } },
+                    "by_category": { "type": "object", "additionalProperties": { "type": "integer" } },
+                    "active": { "type": "integer" }, "overdue": { "type": "integer" }, "breached": { "type": "integer" },
+                    "responded": { "type": "integer" }, "median_first_response_seconds": { "type": ["number", "null"] },
+                    "resolved": { "type": "integer" }, "median_resolution_seconds": { "type": ["number", "null"] } } } } } }),
+    );
+    schemas.insert(
+        "User".into(),
+        json!({ "type": "object", "properties": {
+                    "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } }, "locked": { "type": "boolean" },
+                    "locked_out_until": nullable_time, "failed_logins": { "type": "integer" },
+                    "created_at": { "type": "string", "format": "date-time" }, "password_changed_at": { "type": "string", "format": "date-time" } } }),
+    );
+    schemas.insert(
+        "Role".into(),
+        json!({ "type": "object", "properties": {
+                    "name": { "type": "string" }, "description": { "type": "string" },
+                    "grants": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } },
+                    "members": { "type": "array", "items": { "type": "string" } } } }),
+    );
+    schemas.insert(
+        "Grant".into(),
+        object(&["queue"], json!({ "queue": { "type": "string" }, "permissions": { "type": "array", "items": { "type": "string", "enum": ["read", "act", "assign", "supervise"] } } })),
+    );
+    schemas.insert(
+        "AuditPage".into(),
+        json!({ "type": "object", "properties": { "next_after": { "type": ["integer", "null"] }, "entries": { "type": "array", "items": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "actor": { "type": "string" }, "action": { "type": "string" },
+                    "object": { "type": ["string", "null"] }, "detail": { "type": ["string", "null"] } } } } } }),
+    );
+    schemas.insert(
+        "AuditCheck".into(),
+        json!({ "type": "object", "properties": {
+                    "intact": { "type": "boolean" }, "entries": { "type": "integer" }, "head": { "type": "string" },
+                    "broken_at": { "type": "integer" }, "reason": { "type": "string" } } }),
+    );
+    Value::Object(schemas)
+}
+
+/// Every (method, path) the document describes.
+pub fn operations(document: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            out.push((method.clone(), path.clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_operation_is_routed() {
+        let mut routed: Vec<(String, String)> = super::super::routes().list.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        routed.sort();
+        let documented = operations(&document());
+        let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
+        let extra: Vec<_> = documented.iter().filter(|d| !routed.contains(d)).collect();
+        assert!(missing.is_empty(), "routes missing from the OpenAPI document: {missing:?}");
+        assert!(extra.is_empty(), "documented operations that are not routed: {extra:?}");
+    }
+
+    #[test]
+    fn references_resolve_and_operation_ids_are_unique() {
+        let doc = document();
+        let text = doc.to_string();
+        let mut ids = std::collections::BTreeSet::new();
+        for (method, path) in operations(&doc) {
+            let id = doc["paths"][&path][&method]["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId")).to_string();
+            assert!(ids.insert(id.clone()), "operationId {id} used twice");
+        }
+        for piece in text.split("\"$ref\":\"#/components/").skip(1) {
+            let target = &piece[..piece.find('"').unwrap()];
+            let (kind, name) = target.split_once('/').unwrap();
+            assert!(doc["components"][kind][name].is_object(), "dangling $ref {target}");
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

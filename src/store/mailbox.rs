@@ -1,0 +1,160 @@
+//! The IMAP view's bookkeeping: a queue's messages as a mailbox, each staff member's own
+//! \Seen/\Flagged flags, and the mailbox's UIDVALIDITY. Nothing here reads customer content
+//! except `trace_len`, which decrypts only our own Received: header to learn its length.
+
+use sqlx::Row;
+
+use super::audit::{self, AuditEntry};
+use super::crypto::aad;
+use super::{Store, StoreError};
+
+/// One message as a mailbox shows it: where it is, what the case says about it, and the flags
+/// of the user who looks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// IMAP UID: allocated from the global message sequence when the message entered this queue.
+    pub uid: u32,
+    pub message_id: i64,
+    pub case_id: i64,
+    pub number: String,
+    /// Unix ms (INTERNALDATE).
+    pub received_at: i64,
+    /// Octets as received (without our trace header).
+    pub size: i64,
+    pub seen: bool,
+    pub flagged: bool,
+    /// The case is flagged as spam (shown as the `$Junk` keyword).
+    pub spam: bool,
+    pub category: Option<String>,
+    pub priority: String,
+    /// Unix ms.
+    pub due_at: Option<i64>,
+}
+
+/// A flag change for one message, as stored per user.
+#[derive(Clone, Copy, Debug)]
+pub struct FlagUpdate {
+    pub case_id: i64,
+    pub message_id: i64,
+    pub seen: bool,
+    pub flagged: bool,
+}
+
+impl Store {
+    /// The mailbox's UIDVALIDITY, created on first use (the current unix time) and never changed:
+    /// UIDs are allocated once per message and queue, so there is no event that would require a
+    /// new one.
+    pub async fn mailbox_uidvalidity(&self, queue: &str) -> Result<u32, StoreError> {
+        let select = || sqlx::query_scalar::<_, i64>("SELECT uidvalidity FROM mailboxes WHERE queue = ?").bind(queue);
+        if let Some(v) = select().fetch_optional(&self.pool).await? {
+            return Ok(v as u32);
+        }
+        let now = (chrono::Utc::now().timestamp() as u32).max(1);
+        // Concurrent first SELECTs: whichever insert lands first wins, both read the same value.
+        sqlx::query("INSERT OR IGNORE INTO mailboxes (queue, uidvalidity) VALUES (?, ?)").bind(queue).bind(now as i64).execute(&self.pool).await?;
+        Ok(select().fetch_one(&self.pool).await? as u32)
+    }
+
+    /// The next UID any mailbox can see: one more than the message sequence, which every UID
+    /// (delivery or transfer) is taken from.
+    pub async fn mailbox_uid_next(&self) -> Result<u32, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&self.pool).await?;
+        Ok(u32::try_from(last + 1).unwrap_or(u32::MAX))
+    }
+
+    /// Every message in `queue`, in UID order, with `user_id`'s flags.
+    pub async fn mailbox_entries(&self, queue: &str, user_id: i64) -> Result<Vec<MailboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT mc.uid, mc.message_id, mc.case_id, m.number, m.received_at, m.size,
+                    COALESCE(f.seen, 0), COALESCE(f.flagged, 0), c.spam, c.category, c.priority, c.due_at
+             FROM cases c
+             JOIN message_cases mc ON mc.case_id = c.id
+             JOIN messages m ON m.id = mc.message_id
+             LEFT JOIN mailbox_flags f ON f.user_id = ? AND f.case_id = mc.case_id AND f.message_id = mc.message_id
+             WHERE c.queue = ?
+             ORDER BY mc.uid",
+        )
+        .bind(user_id)
+        .bind(queue)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(MailboxEntry {
+                    // A UID beyond 32 bits cannot be shown over IMAP (4 billion registrations).
+                    uid: u32::try_from(r.get::<i64, _>(0)).ok().filter(|uid| *uid > 0)?,
+                    message_id: r.get(1),
+                    case_id: r.get(2),
+                    number: r.get(3),
+                    received_at: r.get(4),
+                    size: r.get(5),
+                    seen: r.get::<i64, _>(6) != 0,
+                    flagged: r.get::<i64, _>(7) != 0,
+                    spam: r.get::<i64, _>(8) != 0,
+                    category: r.get(9),
+                    priority: r.get(10),
+                    due_at: r.get(11),
+                })
+            })
+            .collect())
+    }
+
+    /// MESSAGES and UNSEEN of `queue` for `user_id` (STATUS), without listing the messages.
+    pub async fn mailbox_counts(&self, queue: &str, user_id: i64) -> Result<(u32, u32), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(COALESCE(f.seen, 0) = 0), 0)
+             FROM cases c
+             JOIN message_cases mc ON mc.case_id = c.id
+             LEFT JOIN mailbox_flags f ON f.user_id = ? AND f.case_id = mc.case_id AND f.message_id = mc.message_id
+             WHERE c.queue = ?",
+        )
+        .bind(user_id)
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u32))
+    }
+
+    /// Stores flag changes and audit entries in one transaction (a FETCH that sets \Seen and
+    /// audits the reads commits once).
+    pub async fn mailbox_commit(&self, user_id: i64, flags: &[FlagUpdate], entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if flags.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for f in flags {
+            sqlx::query(
+                "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (user_id, case_id, message_id) DO UPDATE SET seen = excluded.seen, flagged = excluded.flagged",
+            )
+            .bind(user_id)
+            .bind(f.case_id)
+            .bind(f.message_id)
+            .bind(f.seen as i64)
+            .bind(f.flagged as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit::append(&self.keys, &mut tx, entries).await?;
+        tx.commit().await?;
+        if !flags.is_empty() {
+            // The user's other sessions (another client, another device) show the new flags.
+            self.changed();
+        }
+        Ok(())
+    }
+
+    /// Length of our Received: header on message `id`, so RFC822.SIZE is known without
+    /// decrypting and decompressing the whole message.
+    pub async fn trace_len(&self, id: i64) -> Result<usize, StoreError> {
+        let row = sqlx::query("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let uid: Vec<u8> = row.get(0);
+        let data_key = self.keys.unwrap(row.get::<i64, _>(1) as u32, row.get::<&[u8], _>(2), &aad("dek", &uid))?;
+        Ok(data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(3))?.len())
+    }
+}
