@@ -79,7 +79,7 @@ pub struct ImapConfig {
     pub listen_tls: Vec<SocketAddr>,
     /// Largest literal a client may send (passwords, search strings); larger: BAD/NO.
     pub max_literal: u32,
-    /// Idle time before an unauthenticated session is closed.
+    /// Time from connect to a successful login; then the connection is closed (stops slow drips).
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
     /// Idle time before an authenticated session is closed (RFC 9051 §5.4: at least 30 minutes).

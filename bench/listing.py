@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""mailroom queue-listing benchmark: how long `GET /api/queues/{queue}/cases` takes on a big store.
+
+    bench/listing.sh [--messages 1000000] [--reference 1000] [--samples 40] [--size 1024]
+
+Fills one store through SMTP (Postfix's smtp-source, every message a new case in `support`),
+and times the HTTP listing over a keep-alive connection for every sort and the common filters:
+first at `--reference` messages, then again after filling up to `--messages`, in the same run
+and on the same server. Prints p50/p99 per query and the ratio big/reference; the target is a
+p99 under 50 ms with 1,000,000 stored messages. Writes bench/results/listing.md.
+"""
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (shares the config rewriting, smtp-source runner and server handling)
+
+QUERIES = [
+    ("default (active, by due)", ""),
+    ("sort=-opened", "sort=-opened"),
+    ("sort=priority", "sort=priority"),
+    ("sort=-updated", "sort=-updated"),
+    ("status=all", "status=all"),
+    ("overdue=true", "overdue=true"),
+    ("priority=urgent", "priority=urgent"),
+    ("assignee=none", "assignee=none"),
+    ("limit=200", "limit=200"),
+]
+USER = "bench-lead"
+PASSWORD = "benchmark password 1"
+
+
+def call(conn, method, path, body=None, token=None):
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        bench.die(f"{method} {path}: {resp.status} {data[:300]!r}")
+    return json.loads(data)
+
+
+def measure(port, token, samples):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    results = []
+    for label, query in QUERIES:
+        path = "/api/queues/support/cases" + ("?" + query if query else "")
+        call(conn, "GET", path, token=token)  # warm the page cache for this index range
+        times = []
+        items = 0
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            page = call(conn, "GET", path, token=token)
+            times.append((time.perf_counter() - t0) * 1000)
+            items = len(page.get("cases", page.get("items", [])))
+        times.sort()
+        results.append({"label": label, "query": query, "p50": bench.percentile(times, 50), "p99": bench.percentile(times, 99), "items": items})
+    t0 = time.perf_counter()
+    call(conn, "GET", "/api/queues", token=token)
+    results.append({"label": "GET /api/queues (counts)", "query": "-", "p50": (time.perf_counter() - t0) * 1000, "p99": float("nan"), "items": 0})
+    conn.close()
+    return results
+
+
+def fill(smtp_source, port, total_so_far, target, sessions, size, server, workdir):
+    n = target - total_so_far
+    if n <= 0:
+        return
+    # smtp-source sends at most a few hundred thousand per run comfortably; chunk it.
+    while n > 0:
+        chunk = min(n, 200_000)
+        r = bench.run_source(smtp_source, port, sessions, chunk, size, server, workdir, f"fill {chunk:,}")
+        if r["rc"] != 0:
+            bench.die("smtp-source failed: " + r["stderr"][:300])
+        n -= chunk
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--reference", type=int, default=1_000)
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--size", type=int, default=1024, help="message size in bytes (small: the listing does not read bodies)")
+    ap.add_argument("--sessions", type=int, default=32)
+    ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    binary = os.path.join(args.repo, "target", "release", "mailroom")
+    smtp_source = bench.which("smtp-source") or bench.die("smtp-source not found (Debian package postfix)")
+    workdir = tempfile.mkdtemp(prefix="mailroom-listing-")
+    data_dir = os.path.join(workdir, "data")
+    os.makedirs(data_dir)
+    config = os.path.join(workdir, "mailroom.toml")
+    ports = bench.make_config(os.path.join(args.repo, "deploy", "mailroom.toml"), config)
+    smtp_port, http_port = ports["smtp"][0], ports["http"][0]
+
+    # A supervisor to list with (created before the server starts, through the admin CLI).
+    subprocess.run([binary, "user", "add", USER, "--role", "supervisor", "--password-stdin", "--data-dir", data_dir, "--config", config],
+                   input=(PASSWORD + "\n").encode(), check=True, capture_output=True)
+    server = bench.Server("mailroom", [binary, "serve", "--data-dir", data_dir, "--config", config], os.path.join(workdir, "server.log"))
+    results = {}
+    try:
+        bench.wait_banner(smtp_port, server.proc, 60, "mailroom")
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=60)
+        token = call(conn, "POST", "/api/login", {"user": USER, "password": PASSWORD, "mode": "bearer"})["token"]
+        conn.close()
+        fill(smtp_source, smtp_port, 0, args.reference, args.sessions, args.size, server, workdir)
+        results["reference"] = measure(http_port, token, args.samples)
+        bench.log(f"reference ({args.reference:,} messages) measured; filling up to {args.messages:,}")
+        t0 = time.monotonic()
+        fill(smtp_source, smtp_port, args.reference, args.messages, args.sessions, args.size, server, workdir)
+        bench.log(f"filled in {time.monotonic() - t0:,.0f} s")
+        results["big"] = measure(http_port, token, args.samples)
+    finally:
+        server.stop()
+    db_size = os.path.getsize(os.path.join(data_dir, "mailroom.db"))
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    lines = [
+        f"# Queue listing benchmark — {dt.datetime.now().isoformat(timespec='seconds')}",
+        "",
+        f"`bench/listing.sh --messages {args.messages} --reference {args.reference} --samples {args.samples}`: "
+        f"one store filled through SMTP ({args.size}-byte messages, every one a new case in `support`), "
+        f"database {db_size / 1e9:.2f} GB at the end; `GET /api/queues/support/cases` over a keep-alive "
+        f"connection with a bearer token, {args.samples} samples per query, release build.",
+        "",
+        f"| query | p50 ms at {args.reference:,} | p50 ms at {args.messages:,} | p99 ms at {args.messages:,} | ratio p50 big/ref | items |",
+        "|---|---|---|---|---|---|",
+    ]
+    worst = 0.0
+    for ref, big in zip(results["reference"], results["big"]):
+        ratio = big["p50"] / ref["p50"] if ref["p50"] > 0 else float("nan")
+        if big["p99"] == big["p99"]:
+            worst = max(worst, big["p99"])
+        lines.append(f"| {big['label']} | {ref['p50']:.1f} | {big['p50']:.1f} | {bench.fmt(big['p99'], 1)} | {ratio:.2f} | {big['items']} |")
+    lines += ["", f"Worst listing p99 at {args.messages:,} messages: **{worst:.1f} ms** (target < 50 ms)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = args.out or os.path.join(args.repo, "bench", "results", "listing.md")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    return 0 if worst < 50 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
