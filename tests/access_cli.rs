@@ -116,7 +116,7 @@ fn bad_roles_in_the_config_name_file_line_and_key() {
         std::fs::write(&config, Opts { extra_toml: roles.into(), ..Default::default() }.config_toml()).unwrap();
         let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
         assert!(!out.status.success(), "{roles}");
-        assert!(out.stderr.contains(&format!("m.toml:")) && out.stderr.contains(&format!(": {key}: ")) && out.stderr.contains(reason), "{roles}: {}", out.stderr);
+        assert!(out.stderr.contains("m.toml:") && out.stderr.contains(&format!(": {key}: ")) && out.stderr.contains(reason), "{roles}: {}", out.stderr);
     }
     // Plain HTTP on a non-loopback address is refused.
     let dir = tempfile::tempdir().unwrap();

@@ -90,6 +90,9 @@ fn probe(s: &Server, user: &str, password: &str, cases: &serde_json::Value) -> s
     });
     let mut child = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/access_probe.py"))
+        // mrtest.py (shared helpers) reads the SMTP and LMTP ports when imported.
+        .env("MAILROOM_SMTP_PORT", s.smtp_addr().port().to_string())
+        .env("MAILROOM_LMTP_PORT", s.lmtp_addr().port().to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -798,6 +798,7 @@ fn python_imaplib() {
         .current_dir(root)
         .env("MAILROOM_HOST", "127.0.0.1")
         .env("MAILROOM_SMTP_PORT", s.smtp_addr().port().to_string())
+        .env("MAILROOM_LMTP_PORT", s.lmtp_addr().port().to_string())
         .env("MAILROOM_IMAP_PORT", s.imap_addr().port().to_string())
         .env("MAILROOM_IMAPS_PORT", s.imaps_addr().port().to_string())
         .env("MAILROOM_CERT", s.cert_path())

@@ -481,8 +481,8 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
     }
 
-    /// The extracted records of several messages in one query, decrypted exactly as
-    /// [`Store::open_fields`] does (a listing page needs up to 200, and one round trip per
+    /// The extracted records of several messages in one query, decrypted by the same
+    /// [`Store::open_record`] as [`Store::open_fields`] (a listing page needs up to 200, and one round trip per
     /// record would cost more than the decryption). A record that fails to open is an error for
     /// that id only. Not audited: the caller audits the listing.
     pub async fn open_fields_many(&self, ids: &[i64]) -> Result<HashMap<i64, Result<Record, StoreError>>, StoreError> {
@@ -496,13 +496,7 @@ impl Store {
         }
         b.push(")");
         let rows = b.build().fetch_all(&self.pool).await?;
-        let open = |r: &SqliteRow| -> Result<Record, StoreError> {
-            let uid: &[u8] = r.get(1);
-            let data_key = self.keys.unwrap(r.get::<i64, _>(2) as u32, r.get::<&[u8], _>(3), &aad("dek", uid))?;
-            let fields = zeroize::Zeroizing::new(data_key.open(&aad("fields", uid), r.get::<&[u8], _>(4))?);
-            serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
-        };
-        Ok(rows.iter().map(|r| (r.get(0), open(r))).collect())
+        Ok(rows.iter().map(|r| (r.get(0), self.open_record(r.get(1), r.get(2), r.get(3), r.get(4)))).collect())
     }
 
     pub async fn case_messages(&self, case_id: i64) -> Result<Vec<CaseMessage>, StoreError> {
@@ -540,7 +534,7 @@ impl Store {
         let mut entries = Vec::with_capacity(rows.len());
         for r in rows {
             let uid: &[u8] = r.get(6);
-            let data_key = self.keys.unwrap(r.get::<i64, _>(7) as u32, r.get::<&[u8], _>(8), &aad("dek", uid))?;
+            let data_key = self.row_key(uid, r.get(7), r.get(8))?;
             let plain = zeroize::Zeroizing::new(data_key.open(&aad("entry", uid), r.get::<&[u8], _>(9))?);
             let body = serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("stored case entry unreadable: {e}")))?;
             entries.push(CaseEntry { id: r.get(0), at: r.get(1), author: r.get(2), kind: r.get(3), outbox_id: r.get(4), outbox_status: r.get(5), body });

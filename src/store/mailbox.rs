@@ -154,7 +154,7 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         let uid: Vec<u8> = row.get(0);
-        let data_key = self.keys.unwrap(row.get::<i64, _>(1) as u32, row.get::<&[u8], _>(2), &aad("dek", &uid))?;
+        let data_key = self.row_key(&uid, row.get(1), row.get(2))?;
         Ok(data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(3))?.len())
     }
 }

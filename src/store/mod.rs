@@ -22,7 +22,7 @@ use sqlx::{ConnectOptions, Row};
 
 use crate::config::Settings;
 use crate::intake::regnum::RegNumError;
-use crypto::{CryptoError, KeyRing, aad};
+use crypto::{CryptoError, DataKey, KeyRing, aad};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -192,8 +192,7 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         let number: String = row.get(0);
         let uid: Vec<u8> = row.get(1);
-        let key_id: i64 = row.get(2);
-        let data_key = self.keys.unwrap(key_id as u32, row.get::<&[u8], _>(3), &aad("dek", &uid))?;
+        let data_key = self.row_key(&uid, row.get(2), row.get(3))?;
         let mut raw = data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(4))?;
         raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?)?);
         Ok((number, raw))
@@ -207,9 +206,18 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
-        let uid: Vec<u8> = row.get(0);
-        let data_key = self.keys.unwrap(row.get::<i64, _>(1) as u32, row.get::<&[u8], _>(2), &aad("dek", &uid))?;
-        let fields = data_key.open(&aad("fields", &uid), row.get::<&[u8], _>(3))?;
+        self.open_record(row.get(0), row.get(1), row.get(2), row.get(3))
+    }
+
+    /// The data key of a sealed row: wrapped by master key `key_id`, bound to the row's `uid`
+    /// (messages, case entries: every `(uid, key_id, wrapped_key)` triple).
+    pub fn row_key(&self, uid: &[u8], key_id: i64, wrapped_key: &[u8]) -> Result<DataKey, StoreError> {
+        Ok(self.keys.unwrap(key_id as u32, wrapped_key, &aad("dek", uid))?)
+    }
+
+    /// A message's extracted record from its row's `uid, key_id, wrapped_key, fields_ct`.
+    pub fn open_record(&self, uid: &[u8], key_id: i64, wrapped_key: &[u8], fields_ct: &[u8]) -> Result<crate::intake::record::Record, StoreError> {
+        let fields = zeroize::Zeroizing::new(self.row_key(uid, key_id, wrapped_key)?.open(&aad("fields", uid), fields_ct)?);
         serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
     }
 }

@@ -11,21 +11,15 @@ probes are True only if the queue's marker (unique text in its message) came bac
 """
 import imaplib
 import json
-import ssl
 import sys
 import urllib.error
 import urllib.request
 
+from mrtest import tls_context
+
 spec = json.load(sys.stdin)
 queues = spec["queues"]
 out = {"queues": {q: {} for q in queues}, "global": {}}
-
-
-def tls_context():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 # ------------------------------------------------------------------------------------------ IMAP

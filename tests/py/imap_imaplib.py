@@ -1,6 +1,7 @@
 """The staff IMAP view with Python's imaplib (driven by tests/imap.rs::python_imaplib).
 
-Environment: MAILROOM_HOST, MAILROOM_SMTP_PORT, MAILROOM_IMAP_PORT (STARTTLS),
+Environment: those of mrtest.py (MAILROOM_HOST, MAILROOM_SMTP_PORT, MAILROOM_LMTP_PORT),
+MAILROOM_IMAP_PORT (STARTTLS),
 MAILROOM_IMAPS_PORT (implicit TLS), MAILROOM_CERT (the server's self-signed certificate, valid
 for localhost), MAILROOM_PASSWORD (of users anna: support-agent, and sam: sales-agent).
 
@@ -12,30 +13,14 @@ import os
 import re
 import smtplib
 import ssl
-import sys
 import time
 
-HOST = os.environ.get("MAILROOM_HOST", "127.0.0.1")
-SMTP_PORT = int(os.environ["MAILROOM_SMTP_PORT"])
+from mrtest import HOST, SMTP_PORT, check, check_eq, fail, number_from
+
 IMAP_PORT = int(os.environ["MAILROOM_IMAP_PORT"])
 IMAPS_PORT = int(os.environ["MAILROOM_IMAPS_PORT"])
 CERT = os.environ["MAILROOM_CERT"]
 PASSWORD = os.environ["MAILROOM_PASSWORD"]
-
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def check_eq(got, want, what):
-    if got != want:
-        fail(f"{what}: expected {want!r}, got {got!r}")
 
 
 def deliver(to, subject, body):
@@ -48,7 +33,7 @@ def deliver(to, subject, body):
     code, resp = s.data(msg.encode())
     s.quit()
     check_eq(code, 250, f"DATA {resp!r}")
-    return resp.decode().split()[-1]
+    return number_from(resp)
 
 
 def context():
