@@ -57,11 +57,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for (name, protocol, addrs) in [("smtp", Protocol::Smtp, &settings.config.smtp.listen), ("lmtp", Protocol::Lmtp, &settings.config.lmtp.listen)] {
         for addr in addrs {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
-            let local = listener.local_addr()?;
-            tracing::info!(protocol = name, addr = %local, "listening");
-            bound.entry(name).or_default().push(local);
-            listeners.push((listener, protocol));
+            listeners.push((bind(name, name, addr, &mut bound).await?, protocol));
         }
     }
     // Staff views: IMAP (STARTTLS and implicit TLS) and HTTP.
@@ -70,20 +66,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let mut imap_listeners = Vec::new();
     for (name, implicit_tls, addrs) in [("imap", false, &settings.config.imap.listen_starttls), ("imaps", true, &settings.config.imap.listen_tls)] {
         for addr in addrs {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
-            let local = listener.local_addr()?;
-            tracing::info!(protocol = name, addr = %local, "listening");
-            bound.entry(name).or_default().push(local);
-            imap_listeners.push((listener, implicit_tls));
+            imap_listeners.push((bind(name, name, addr, &mut bound).await?, implicit_tls));
         }
     }
     let mut http_listeners = Vec::new();
     for addr in &settings.config.http.listen {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding http listener {addr}"))?;
-        let local = listener.local_addr()?;
-        tracing::info!(protocol = if settings.config.http.tls { "https" } else { "http" }, addr = %local, "listening");
-        bound.entry("http").or_default().push(local);
-        http_listeners.push(listener);
+        http_listeners.push(bind("http", if settings.config.http.tls { "https" } else { "http" }, addr, &mut bound).await?);
     }
 
     let max_connections = settings.config.limits.max_connections;
@@ -168,6 +156,16 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("mailroom stopped");
     Ok(())
+}
+
+/// Binds one listener and records the address it got (port 0 resolved) under `name` for
+/// listeners.json; `protocol` is what the log calls it.
+async fn bind(name: &'static str, protocol: &str, addr: &SocketAddr, bound: &mut BTreeMap<&'static str, Vec<SocketAddr>>) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(protocol, addr = %local, "listening");
+    bound.entry(name).or_default().push(local);
+    Ok(listener)
 }
 
 async fn wait_for_signal() {
