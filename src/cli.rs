@@ -312,7 +312,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&m)?)?;
                 } else {
-                    writeln!(out, "{}  {}  {:>9}  {}  {:<10}  {}{}", m.number, m.received_at, m.size, m.protocol, m.queue, m.tls.as_deref().unwrap_or("no-tls"), if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() })?;
+                    writeln!(
+                        out,
+                        "{}  {}  {:>9}  {}  {:<10}  {}{}",
+                        m.number,
+                        m.received_at,
+                        m.size,
+                        m.protocol,
+                        m.queue,
+                        m.tls.as_deref().unwrap_or("no-tls"),
+                        if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() }
+                    )?;
                 }
             }
             Ok(())
@@ -338,7 +348,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&e)?)?;
                 } else {
-                    writeln!(out, "{:>8}  {}  {:<18} {:<22} {:<24} {}", e.id, e.at, e.actor, e.action, e.object.as_deref().unwrap_or("-"), e.detail.as_deref().unwrap_or(""))?;
+                    writeln!(
+                        out,
+                        "{:>8}  {}  {:<18} {:<22} {:<24} {}",
+                        e.id,
+                        e.at,
+                        e.actor,
+                        e.action,
+                        e.object.as_deref().unwrap_or("-"),
+                        e.detail.as_deref().unwrap_or("")
+                    )?;
                 }
             }
             Ok(())
@@ -358,7 +377,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(command).await,
         Command::Role { command } => role_command(command).await,
-        Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => rules_test(&message, config.as_deref(), from, to, json),
+        Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => {
+            rules_test(&message, config.as_deref(), from, to, json)
+        }
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
             println!("{}: OK ({} domains, {} queue addresses)", settings.source, settings.domains.len(), settings.addresses.len());
@@ -368,13 +389,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `mailroom rules test`: the intake decision for one message, without storing anything.
-fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Option<String>, to: Vec<String>, json: bool) -> anyhow::Result<()> {
+fn rules_test(
+    path: &std::path::Path,
+    config: Option<&std::path::Path>,
+    from: Option<String>,
+    to: Vec<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient, classify, record};
     let settings = Settings::load(config, std::path::Path::new("."))?;
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let record = record::extract(&raw);
     let mail_from = from.or_else(|| record.from.iter().find_map(|m| m.address.clone())).unwrap_or_default();
-    let candidates: Vec<String> = if to.is_empty() { record.to.iter().chain(&record.cc).filter_map(|m| m.address.clone()).collect() } else { to };
+    let candidates: Vec<String> =
+        if to.is_empty() { record.to.iter().chain(&record.cc).filter_map(|m| m.address.clone()).collect() } else { to };
     let mut recipients = Vec::new();
     let mut not_ours = Vec::new();
     for address in candidates {
@@ -384,11 +412,19 @@ fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Op
         }
     }
     anyhow::ensure!(!recipients.is_empty(), "no recipient of this message is one of our addresses; give one with --to");
-    let envelope = Envelope { mail_from, recipients, helo: "rules-test".into(), client_ip: [127, 0, 0, 1].into(), protocol: Protocol::Smtp, tls: None };
+    let envelope = Envelope {
+        mail_from,
+        recipients,
+        helo: "rules-test".into(),
+        client_ip: [127, 0, 0, 1].into(),
+        protocol: Protocol::Smtp,
+        tls: None,
+    };
     let received = chrono::Utc::now();
     let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None, None);
     let due = settings.calendar.due(received, decision.priority);
-    let categories: std::collections::HashMap<&str, &str> = settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
+    let categories: std::collections::HashMap<&str, &str> =
+        settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
     if json {
         let out = serde_json::json!({
             "record": record,
@@ -424,7 +460,8 @@ fn rules_test(path: &std::path::Path, config: Option<&std::path::Path>, from: Op
         println!("rule {rule:?} matched: {}", why.join("; "));
     }
     println!();
-    let category = decision.category.as_deref().map(|c| format!("{c} ({})", categories.get(c).unwrap_or(&"?"))).unwrap_or_else(|| "-".into());
+    let category =
+        decision.category.as_deref().map(|c| format!("{c} ({})", categories.get(c).unwrap_or(&"?"))).unwrap_or_else(|| "-".into());
     println!("category    {category}");
     println!("tags        {}", if decision.tags.is_empty() { "-".to_string() } else { decision.tags.join(", ") });
     println!("priority    {}", decision.priority.as_str());
@@ -471,7 +508,14 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { name, roles, password, location } => {
             let password = read_password(&password)?;
             open_access(&location).await?.add_user(&name, &password, &roles, &actor()).await?;
-            println!("user {name} added{}", if roles.is_empty() { " (no roles yet: grant one with mailroom role grant ROLE --user NAME)".to_string() } else { format!(" with roles {}", roles.join(", ")) });
+            println!(
+                "user {name} added{}",
+                if roles.is_empty() {
+                    " (no roles yet: grant one with mailroom role grant ROLE --user NAME)".to_string()
+                } else {
+                    format!(" with roles {}", roles.join(", "))
+                }
+            );
         }
         UserCommand::List { json, location } => {
             let users = open_access(&location).await?.list_users().await?;
@@ -480,7 +524,13 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&u)?)?;
                 } else {
-                    let state = if u.locked { "locked".to_string() } else if let Some(until) = &u.locked_out_until { format!("locked-out-until {until}") } else { "active".to_string() };
+                    let state = if u.locked {
+                        "locked".to_string()
+                    } else if let Some(until) = &u.locked_out_until {
+                        format!("locked-out-until {until}")
+                    } else {
+                        "active".to_string()
+                    };
                     writeln!(out, "{:<24} {:<28} {}", u.name, state, if u.roles.is_empty() { "-".to_string() } else { u.roles.join(",") })?;
                 }
             }
@@ -535,7 +585,10 @@ async fn role_command(command: RoleCommand) -> anyhow::Result<()> {
             match (target.queue, target.user) {
                 (Some(queue), _) => {
                     access.revoke(&role, &queue, &permissions(&target.permissions)?, &actor()).await?;
-                    println!("revoked from role {role} on {queue}: {}", if target.permissions.is_empty() { "everything".to_string() } else { target.permissions.join(", ") });
+                    println!(
+                        "revoked from role {role} on {queue}: {}",
+                        if target.permissions.is_empty() { "everything".to_string() } else { target.permissions.join(", ") }
+                    );
                 }
                 (None, Some(user)) => {
                     access.unassign_role(&role, &user, &actor()).await?;
@@ -551,8 +604,18 @@ async fn role_command(command: RoleCommand) -> anyhow::Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&r)?)?;
                 } else {
-                    let grants: Vec<String> = r.grants.iter().map(|(q, ps)| format!("{q}:{}", ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("+"))).collect();
-                    writeln!(out, "{:<20} {:<40} {}", r.name, if grants.is_empty() { "-".to_string() } else { grants.join(" ") }, if r.members.is_empty() { "-".to_string() } else { r.members.join(",") })?;
+                    let grants: Vec<String> = r
+                        .grants
+                        .iter()
+                        .map(|(q, ps)| format!("{q}:{}", ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("+")))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{:<20} {:<40} {}",
+                        r.name,
+                        if grants.is_empty() { "-".to_string() } else { grants.join(" ") },
+                        if r.members.is_empty() { "-".to_string() } else { r.members.join(",") }
+                    )?;
                 }
             }
         }

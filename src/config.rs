@@ -306,7 +306,13 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { database: "mailroom.db".into(), master_key_file: "master.key".into(), max_batch: 256, max_database_size: None, compression: Default::default() }
+        Self {
+            database: "mailroom.db".into(),
+            master_key_file: "master.key".into(),
+            max_batch: 256,
+            max_database_size: None,
+            compression: Default::default(),
+        }
     }
 }
 
@@ -360,7 +366,11 @@ pub struct Settings {
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings").field("source", &self.source).field("data_dir", &self.data_dir).field("rules", &self.rules.len()).finish_non_exhaustive()
+        f.debug_struct("Settings")
+            .field("source", &self.source)
+            .field("data_dir", &self.data_dir)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -395,7 +405,8 @@ impl Settings {
 
     /// The acknowledgement text for a case: its category's, else its queue's, else the global one.
     pub fn acknowledgement_for(&self, queue: &str, category: Option<&str>) -> &crate::outbox::AckTemplate {
-        let by_category = category.and_then(|code| self.config.categories.iter().find(|c| c.code == code)).and_then(|c| c.acknowledgement.as_ref());
+        let by_category =
+            category.and_then(|code| self.config.categories.iter().find(|c| c.code == code)).and_then(|c| c.acknowledgement.as_ref());
         let by_queue = self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.acknowledgement.as_ref());
         by_category.or(by_queue).unwrap_or(&self.config.acknowledgement)
     }
@@ -497,7 +508,10 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if !config.http.tls
         && let Some(addr) = config.http.listen.iter().find(|a| !a.ip().is_loopback())
     {
-        return Err(err("http.listen", format!("{addr} is not a loopback address: set http.tls = true (passwords never cross a network in clear)")));
+        return Err(err(
+            "http.listen",
+            format!("{addr} is not a loopback address: set http.tls = true (passwords never cross a network in clear)"),
+        ));
     }
     if config.imap.max_literal < 1024 {
         return Err(err("imap.max_literal", "must be at least 1024 bytes".into()));
@@ -589,7 +603,10 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
                 return Err(err(&key, format!("role {:?}: no queue is named {queue:?}", role.name)));
             }
             if role.name == crate::access::SECURITY_OFFICER {
-                return Err(err(&key, "the security-officer role gets no queue permissions (separation of duties): give the user a second role".into()));
+                return Err(err(
+                    &key,
+                    "the security-officer role gets no queue permissions (separation of duties): give the user a second role".into(),
+                ));
             }
             for p in permissions {
                 p.parse::<crate::access::Permission>().map_err(|reason| err(&key, format!("role {:?}: {reason}", role.name)))?;

@@ -55,7 +55,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Bind everything before announcing anything: a port conflict fails the start, not half of it.
     let mut bound: BTreeMap<&str, Vec<SocketAddr>> = BTreeMap::new();
     let mut listeners = Vec::new();
-    for (name, protocol, addrs) in [("smtp", Protocol::Smtp, &settings.config.smtp.listen), ("lmtp", Protocol::Lmtp, &settings.config.lmtp.listen)] {
+    for (name, protocol, addrs) in
+        [("smtp", Protocol::Smtp, &settings.config.smtp.listen), ("lmtp", Protocol::Lmtp, &settings.config.lmtp.listen)]
+    {
         for addr in addrs {
             listeners.push((bind(name, name, addr, &mut bound).await?, protocol));
         }
@@ -64,7 +66,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let access = crate::access::Access::new(store.clone());
     access.seed_roles().await.context("creating the roles named in the configuration")?;
     let mut imap_listeners = Vec::new();
-    for (name, implicit_tls, addrs) in [("imap", false, &settings.config.imap.listen_starttls), ("imaps", true, &settings.config.imap.listen_tls)] {
+    for (name, implicit_tls, addrs) in
+        [("imap", false, &settings.config.imap.listen_starttls), ("imaps", true, &settings.config.imap.listen_tls)]
+    {
         for addr in addrs {
             imap_listeners.push((bind(name, name, addr, &mut bound).await?, implicit_tls));
         }
@@ -80,7 +84,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for (listener, protocol) in listeners {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
-    let imap_ctx = Arc::new(crate::imap::ImapContext { settings: settings.clone(), access: access.clone(), tls: ctx.tls.clone(), shutdown: shutdown.clone() });
+    let imap_ctx = Arc::new(crate::imap::ImapContext {
+        settings: settings.clone(),
+        access: access.clone(),
+        tls: ctx.tls.clone(),
+        shutdown: shutdown.clone(),
+    });
     let imap_connections = Arc::new(Semaphore::new(settings.config.imap.max_connections));
     let mut staff_tasks = Vec::new();
     for (listener, implicit_tls) in imap_listeners {
@@ -160,7 +169,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 
 /// Binds one listener and records the address it got (port 0 resolved) under `name` for
 /// listeners.json; `protocol` is what the log calls it.
-async fn bind(name: &'static str, protocol: &str, addr: &SocketAddr, bound: &mut BTreeMap<&'static str, Vec<SocketAddr>>) -> anyhow::Result<TcpListener> {
+async fn bind(
+    name: &'static str,
+    protocol: &str,
+    addr: &SocketAddr,
+    bound: &mut BTreeMap<&'static str, Vec<SocketAddr>>,
+) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {name} listener {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(protocol, addr = %local, "listening");

@@ -2,8 +2,8 @@
 //! only. Without a configured certificate, a self-signed one is generated into DATA_DIR/certs on
 //! first start and reused afterwards, so the fingerprint stays stable across restarts.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,7 +67,9 @@ fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), Tls
             .mode(mode)
             .open(path)
             .map_err(|e| TlsError::File { path: path.to_path_buf(), reason: e.to_string() })?;
-        f.write_all(pem.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| TlsError::File { path: path.to_path_buf(), reason: e.to_string() })
+        f.write_all(pem.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| TlsError::File { path: path.to_path_buf(), reason: e.to_string() })
     };
     write(key_path, &certified.signing_key.serialize_pem(), 0o600)?;
     write(cert_path, &certified.cert.pem(), 0o644)

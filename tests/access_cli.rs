@@ -23,7 +23,11 @@ fn users(s: &Server) -> Vec<serde_json::Value> {
 }
 
 fn role(s: &Server, name: &str) -> serde_json::Value {
-    ok(s.cli(&["role", "list", "--json"]), "role list").lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|r| r["name"] == name).unwrap_or_else(|| panic!("no role {name}"))
+    ok(s.cli(&["role", "list", "--json"]), "role list")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no role {name}"))
 }
 
 #[test]
@@ -35,9 +39,21 @@ fn users_and_roles_are_managed_and_audited() {
     fails(s.cli(&["role", "add", "support-agent"]), "duplicate role", "already exists");
     fails(s.cli(&["role", "add", "bad name"]), "bad role name", "must be 1 to 64 characters");
     ok(s.cli(&["role", "grant", "support-agent", "--queue", "support", "--permission", "read", "--permission", "act"]), "grant");
-    fails(s.cli(&["role", "grant", "support-agent", "--queue", "nope", "--permission", "read"]), "unknown queue", "no queue is named \"nope\"");
-    fails(s.cli(&["role", "grant", "support-agent", "--queue", "sales", "--permission", "write"]), "unknown permission", "unknown permission \"write\"");
-    fails(s.cli(&["role", "grant", "security-officer", "--queue", "sales", "--permission", "read"]), "officer + queue", "separation of duties");
+    fails(
+        s.cli(&["role", "grant", "support-agent", "--queue", "nope", "--permission", "read"]),
+        "unknown queue",
+        "no queue is named \"nope\"",
+    );
+    fails(
+        s.cli(&["role", "grant", "support-agent", "--queue", "sales", "--permission", "write"]),
+        "unknown permission",
+        "unknown permission \"write\"",
+    );
+    fails(
+        s.cli(&["role", "grant", "security-officer", "--queue", "sales", "--permission", "read"]),
+        "officer + queue",
+        "separation of duties",
+    );
     fails(s.cli(&["role", "grant", "ghost", "--queue", "sales", "--permission", "read"]), "unknown role", "no role is named \"ghost\"");
     assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"support": ["read", "act"]}));
 
@@ -46,7 +62,11 @@ fn users_and_roles_are_managed_and_audited() {
     fails(s.cli(&["user", "add", "bert", "--password", "correct horse battery"]), "password in argv", "unexpected argument '--password'");
     fails(s.cli_stdin(&["user", "add", "bert", "--password-stdin"], b"short\n"), "weak password", "at least 12 characters");
     fails(s.cli_stdin(&["user", "add", "anna", "--password-stdin"], format!("{PW}\n").as_bytes()), "duplicate user", "already exists");
-    fails(s.cli_stdin(&["user", "add", "bert", "--role", "ghost", "--password-stdin"], format!("{PW}\n").as_bytes()), "unknown role", "no role is named");
+    fails(
+        s.cli_stdin(&["user", "add", "bert", "--role", "ghost", "--password-stdin"], format!("{PW}\n").as_bytes()),
+        "unknown role",
+        "no role is named",
+    );
     fails(s.cli(&["user", "add", "bert"]), "no terminal", "--password-stdin");
     s.add_user("olga", PW, &["security-officer"]);
     ok(s.cli(&["role", "grant", "support-agent", "--user", "olga"]), "role to user");
@@ -60,7 +80,11 @@ fn users_and_roles_are_managed_and_audited() {
     // The hash in the database is argon2id; the password appears nowhere in clear.
     let db = std::fs::read(s.data_dir.join("mailroom.db")).unwrap();
     assert!(find(&db, PW.as_bytes()).is_none());
-    let hash = std::process::Command::new("sqlite3").arg(s.data_dir.join("mailroom.db")).arg("SELECT password_hash FROM users WHERE name = 'anna'").output().unwrap();
+    let hash = std::process::Command::new("sqlite3")
+        .arg(s.data_dir.join("mailroom.db"))
+        .arg("SELECT password_hash FROM users WHERE name = 'anna'")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&hash.stdout).starts_with("$argon2id$"), "{:?}", hash);
 
     // Lock, unlock, passwd, revoke, remove.
@@ -80,9 +104,21 @@ fn users_and_roles_are_managed_and_audited() {
 
     // Every change is in the audit log, in order, and the chain is intact.
     let audit = ok(s.cli(&["audit", "list", "--json"]), "audit list");
-    let actions: Vec<String> = audit.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
+    let actions: Vec<String> =
+        audit.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string()).collect();
     let expected = [
-        "role.add", "role.grant", "user.add", "user.add", "role.assign", "user.lock", "user.unlock", "user.passwd", "role.unassign", "role.revoke", "role.revoke", "user.remove",
+        "role.add",
+        "role.grant",
+        "user.add",
+        "user.add",
+        "role.assign",
+        "user.lock",
+        "user.unlock",
+        "user.passwd",
+        "role.unassign",
+        "role.revoke",
+        "role.revoke",
+        "user.remove",
     ];
     assert_eq!(actions, expected, "{audit}");
     assert!(!audit.contains(PW) && !audit.contains("brand new"), "no password in the audit log");
@@ -100,7 +136,11 @@ fn roles_from_the_config_are_created_once_and_then_left_to_the_officer() {
     ok(s.cli(&["role", "revoke", "support-agent", "--queue", "*"]), "revoke");
     assert!(s.terminate_and_wait().success());
     s.restart();
-    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({"support": ["read", "act"]}), "a restart does not undo the officer's change");
+    assert_eq!(
+        role(&s, "support-agent")["grants"],
+        serde_json::json!({"support": ["read", "act"]}),
+        "a restart does not undo the officer's change"
+    );
 }
 
 #[test]
@@ -116,12 +156,20 @@ fn bad_roles_in_the_config_name_file_line_and_key() {
         std::fs::write(&config, Opts { extra_toml: roles.into(), ..Default::default() }.config_toml()).unwrap();
         let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
         assert!(!out.status.success(), "{roles}");
-        assert!(out.stderr.contains("m.toml:") && out.stderr.contains(&format!(": {key}: ")) && out.stderr.contains(reason), "{roles}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("m.toml:") && out.stderr.contains(&format!(": {key}: ")) && out.stderr.contains(reason),
+            "{roles}: {}",
+            out.stderr
+        );
     }
     // Plain HTTP on a non-loopback address is refused.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("m.toml");
-    std::fs::write(&config, Opts::default().config_toml().replace("[http]\nlisten = [\"127.0.0.1:0\"]", "[http]\nlisten = [\"0.0.0.0:8080\"]")).unwrap();
+    std::fs::write(
+        &config,
+        Opts::default().config_toml().replace("[http]\nlisten = [\"127.0.0.1:0\"]", "[http]\nlisten = [\"0.0.0.0:8080\"]"),
+    )
+    .unwrap();
     let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
     assert!(!out.status.success() && out.stderr.contains("http.listen: 0.0.0.0:8080 is not a loopback address"), "{}", out.stderr);
 }

@@ -65,14 +65,56 @@ fn none(_: &str) -> May {
 
 fn subjects() -> Vec<Subject> {
     vec![
-        Subject { user: "sam", roles: &["support-agent"], officer: false, can_log_in: true, may: |q| if q == "support" { May { read: true, act: true, ..May::default() } } else { May::default() } },
-        Subject { user: "sally", roles: &["sales-agent"], officer: false, can_log_in: true, may: |q| if q == "sales" { May { read: true, act: true, ..May::default() } } else { May::default() } },
-        Subject { user: "carl", roles: &["complaints-handler"], officer: false, can_log_in: true, may: |q| if q == "complaints" { May { read: true, act: true, ..May::default() } } else { May::default() } },
-        Subject { user: "rita", roles: &["support-reader"], officer: false, can_log_in: true, may: |q| if q == "support" { May { read: true, ..May::default() } } else { May::default() } },
-        Subject { user: "dan", roles: &["sales-dispatcher"], officer: false, can_log_in: true, may: |q| if q == "sales" { May { read: true, assign: true, ..May::default() } } else { May::default() } },
-        Subject { user: "sue", roles: &["supervisor"], officer: false, can_log_in: true, may: |_| May { read: true, act: true, assign: true, supervise: true } },
+        Subject {
+            user: "sam",
+            roles: &["support-agent"],
+            officer: false,
+            can_log_in: true,
+            may: |q| if q == "support" { May { read: true, act: true, ..May::default() } } else { May::default() },
+        },
+        Subject {
+            user: "sally",
+            roles: &["sales-agent"],
+            officer: false,
+            can_log_in: true,
+            may: |q| if q == "sales" { May { read: true, act: true, ..May::default() } } else { May::default() },
+        },
+        Subject {
+            user: "carl",
+            roles: &["complaints-handler"],
+            officer: false,
+            can_log_in: true,
+            may: |q| if q == "complaints" { May { read: true, act: true, ..May::default() } } else { May::default() },
+        },
+        Subject {
+            user: "rita",
+            roles: &["support-reader"],
+            officer: false,
+            can_log_in: true,
+            may: |q| if q == "support" { May { read: true, ..May::default() } } else { May::default() },
+        },
+        Subject {
+            user: "dan",
+            roles: &["sales-dispatcher"],
+            officer: false,
+            can_log_in: true,
+            may: |q| if q == "sales" { May { read: true, assign: true, ..May::default() } } else { May::default() },
+        },
+        Subject {
+            user: "sue",
+            roles: &["supervisor"],
+            officer: false,
+            can_log_in: true,
+            may: |_| May { read: true, act: true, assign: true, supervise: true },
+        },
         Subject { user: "olga", roles: &["security-officer"], officer: true, can_log_in: true, may: none },
-        Subject { user: "otto", roles: &["security-officer", "sales-agent"], officer: true, can_log_in: true, may: |q| if q == "sales" { May { read: true, act: true, ..May::default() } } else { May::default() } },
+        Subject {
+            user: "otto",
+            roles: &["security-officer", "sales-agent"],
+            officer: true,
+            can_log_in: true,
+            may: |q| if q == "sales" { May { read: true, act: true, ..May::default() } } else { May::default() },
+        },
         Subject { user: "nora", roles: &[], officer: false, can_log_in: true, may: none },
         Subject { user: "lars", roles: &["supervisor"], officer: false, can_log_in: false, may: none },
     ]
@@ -101,7 +143,12 @@ fn probe(s: &Server, user: &str, password: &str, cases: &serde_json::Value) -> s
         .expect("python3");
     child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "probe as {user} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "probe as {user} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("probe output: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -123,7 +170,11 @@ fn every_role_sees_and_does_exactly_what_it_may() {
     let mut markers = Vec::new();
     for q in QUEUES {
         let marker = unique_token(&format!("marker-{q}"));
-        let number = c.send_message("customer@client.example.org", &[&format!("{q}@example.com")], &simple_message(&format!("question for {q}"), &format!("body {marker}")));
+        let number = c.send_message(
+            "customer@client.example.org",
+            &[&format!("{q}@example.com")],
+            &simple_message(&format!("question for {q}"), &format!("body {marker}")),
+        );
         let listed = s.list_messages().into_iter().find(|m| m.number == number).unwrap();
         let case = listed.raw["cases"][0]["case"].as_i64().unwrap();
         assert_eq!(listed.raw["cases"][0]["queue"], q);
@@ -175,16 +226,28 @@ fn every_role_sees_and_does_exactly_what_it_may() {
                 expect(who, format!("{q} {key} = {code} (may act: {})", may.act), if may.act { is_success(code) } else { denied(code) });
             }
             let code = &r["http_assign"];
-            expect(who, format!("{q} http_assign = {code} (may assign: {})", may.assign), if may.assign { is_success(code) } else { denied(code) });
+            expect(
+                who,
+                format!("{q} http_assign = {code} (may assign: {})", may.assign),
+                if may.assign { is_success(code) } else { denied(code) },
+            );
             let code = &r["http_transfer"];
-            expect(who, format!("{q} http_transfer = {code} (may supervise: {})", may.supervise), if may.supervise { code == 422 } else { denied(code) });
+            expect(
+                who,
+                format!("{q} http_transfer = {code} (may supervise: {})", may.supervise),
+                if may.supervise { code == 422 } else { denied(code) },
+            );
         }
         let g = &got["global"];
         let code = &g["http_stats"];
         expect(who, format!("GET /api/stats = {code}"), if any_supervise { is_success(code) } else { code == 403 });
         for key in ["http_admin_users", "http_admin_roles", "http_admin_audit", "http_admin_add_role"] {
             let code = &g[key];
-            expect(who, format!("{key} = {code} (officer: {})", subject.officer), if subject.officer { is_success(code) } else { code == 403 });
+            expect(
+                who,
+                format!("{key} = {code} (officer: {})", subject.officer),
+                if subject.officer { is_success(code) } else { code == 403 },
+            );
         }
         expect(who, format!("after logout = {}", g["http_after_logout"]), g["http_after_logout"] == 401);
     }
@@ -202,8 +265,14 @@ fn every_role_sees_and_does_exactly_what_it_may() {
     let audit = s.cli(&["audit", "list", "--action", "message.read", "--json"]);
     let reads: Vec<serde_json::Value> = audit.stdout_str().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     for who in ["sam", "sue", "otto"] {
-        assert!(reads.iter().any(|e| e["actor"] == format!("user:{who}") && e["detail"].as_str().unwrap_or("").contains("via=imap")), "no IMAP read by {who} audited");
-        assert!(reads.iter().any(|e| e["actor"] == format!("user:{who}") && e["detail"].as_str().unwrap_or("").contains("via=http")), "no HTTP read by {who} audited");
+        assert!(
+            reads.iter().any(|e| e["actor"] == format!("user:{who}") && e["detail"].as_str().unwrap_or("").contains("via=imap")),
+            "no IMAP read by {who} audited"
+        );
+        assert!(
+            reads.iter().any(|e| e["actor"] == format!("user:{who}") && e["detail"].as_str().unwrap_or("").contains("via=http")),
+            "no HTTP read by {who} audited"
+        );
     }
     // Nobody's audited reads go beyond their queues: the officer and the user without a role read
     // nothing, the support reader only the support message.

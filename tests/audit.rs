@@ -31,7 +31,11 @@ fn audit_chain_detects_edits_deletions_and_forgeries() {
     let original = sql(&s, "SELECT detail FROM audit WHERE id = 2;");
     sql(&s, "UPDATE audit SET detail = 'size=1' WHERE id = 2;");
     let out = s.cli(&["audit", "verify"]);
-    assert!(!out.status.success() && out.stderr.contains("audit chain broken at entry 2") && out.stderr.contains("altered"), "{}", out.stderr);
+    assert!(
+        !out.status.success() && out.stderr.contains("audit chain broken at entry 2") && out.stderr.contains("altered"),
+        "{}",
+        out.stderr
+    );
     sql(&s, &format!("UPDATE audit SET detail = '{original}' WHERE id = 2;"));
     assert!(s.cli(&["audit", "verify"]).status.success(), "restoring the row restores the chain");
 

@@ -15,11 +15,8 @@ fn message_show_errors() {
 
     let r = parse_number(&n);
     let unknown = format!("MR-{:04}-{:06}-{}", r.year, 999_999, damm(&format!("{:04}{:06}", r.year, 999_999)));
-    let cases = [
-        (with_wrong_check(&n), "bad check digit"),
-        (unknown.clone(), "unknown number"),
-        ("not-a-number".to_string(), "malformed number"),
-    ];
+    let cases =
+        [(with_wrong_check(&n), "bad check digit"), (unknown.clone(), "unknown number"), ("not-a-number".to_string(), "malformed number")];
     for (arg, what) in &cases {
         let out = s.cli(&["message", "show", arg]);
         assert_eq!(out.status.code(), Some(1), "{what} ({arg}): exit status {}", out.status);
@@ -27,11 +24,7 @@ fn message_show_errors() {
         assert!(!out.stderr.trim().is_empty(), "{what}: a clear error on stderr");
     }
     let out = s.cli(&["message", "show", &with_wrong_check(&n)]);
-    assert!(
-        out.stderr.to_ascii_lowercase().contains("check"),
-        "a wrong check digit must be reported as such: {:?}",
-        out.stderr
-    );
+    assert!(out.stderr.to_ascii_lowercase().contains("check"), "a wrong check digit must be reported as such: {:?}", out.stderr);
 }
 
 #[test]
@@ -85,17 +78,11 @@ fn config_check_accepts_good_configs() {
 /// Write a config whose line `bad_line` (1-based) is replaced; return (path, output text).
 fn check_bad(replace: &str, with: &str) -> (String, usize, String) {
     let good = Opts::default().config_toml();
-    let line = good
-        .lines()
-        .position(|l| l.starts_with(replace))
-        .unwrap_or_else(|| panic!("no line starting with {replace:?} in the test config"))
-        + 1;
-    let bad: String = good
-        .lines()
-        .enumerate()
-        .map(|(i, l)| if i + 1 == line { with.to_string() } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let line =
+        good.lines().position(|l| l.starts_with(replace)).unwrap_or_else(|| panic!("no line starting with {replace:?} in the test config"))
+            + 1;
+    let bad: String =
+        good.lines().enumerate().map(|(i, l)| if i + 1 == line { with.to_string() } else { l.to_string() }).collect::<Vec<_>>().join("\n");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, bad).unwrap();
@@ -108,10 +95,7 @@ fn check_bad(replace: &str, with: &str) -> (String, usize, String) {
 #[test]
 fn config_check_names_file_line_and_key() {
     let (path, line, text) = check_bad("max_recipients", "max_recipients = \"lots\"");
-    assert!(
-        text.contains(&format!("{path}:{line}:")),
-        "error must start with FILE:LINE ({path}:{line}): {text:?}"
-    );
+    assert!(text.contains(&format!("{path}:{line}:")), "error must start with FILE:LINE ({path}:{line}): {text:?}");
     assert!(text.contains("max_recipients"), "error must name the key: {text:?}");
 
     let (path, line, text) = check_bad("command_timeout", "command_timeout = \"soon\"");

@@ -46,11 +46,7 @@ fn send_one(addr: SocketAddr, token: &str, content: &[u8]) -> Result<String, Str
         }
         let r = c.try_reply().map_err(|e| format!("read: {e:?}"))?;
         let line = r.last().to_string();
-        if line.starts_with(want) {
-            Ok(line)
-        } else {
-            Err(format!("{token}: unexpected {line:?}"))
-        }
+        if line.starts_with(want) { Ok(line) } else { Err(format!("{token}: unexpected {line:?}")) }
     };
     step(&mut c, None, "220 ")?;
     step(&mut c, Some(b"EHLO crash.client.example.org\r\n"), "250 ")?;
@@ -90,9 +86,7 @@ fn client_loop(id: usize, shared: Arc<Shared>) {
 
 fn token_of(content: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(content);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Subject: ").map(|t| t.trim().to_string()))
-        .filter(|t| t.starts_with("crash-token-"))
+    text.lines().find_map(|l| l.strip_prefix("Subject: ").map(|t| t.trim().to_string())).filter(|t| t.starts_with("crash-token-"))
 }
 
 #[test]
@@ -113,11 +107,7 @@ fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
         })
         .collect();
 
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("crash test seed {seed}");
     for k in 0..KILLS {
         let wait = 400 + xorshift(&mut seed) % 1100;
@@ -190,16 +180,10 @@ fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
                     let mut tokens = Vec::new();
                     for n in chunk {
                         let content = s_ref.stored_content(n);
-                        let token = token_of(&content)
-                            .unwrap_or_else(|| panic!("{n}: stored message without a token: {:?}", show_bytes(&content)));
-                        let sent = attempts_ref
-                            .get(&token)
-                            .unwrap_or_else(|| panic!("{n}: stored token {token} was never sent"));
-                        assert_eq!(
-                            show_bytes(&content),
-                            show_bytes(sent),
-                            "{n}: stored content is not the complete message sent"
-                        );
+                        let token =
+                            token_of(&content).unwrap_or_else(|| panic!("{n}: stored message without a token: {:?}", show_bytes(&content)));
+                        let sent = attempts_ref.get(&token).unwrap_or_else(|| panic!("{n}: stored token {token} was never sent"));
+                        assert_eq!(show_bytes(&content), show_bytes(sent), "{n}: stored content is not the complete message sent");
                         if let Some(acked_token) = by_number_ref.get(n) {
                             assert_eq!(&token, acked_token, "{n}: acknowledged for another message");
                         }
@@ -216,10 +200,5 @@ fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
     all_tokens.sort();
     all_tokens.dedup();
     assert_eq!(all_tokens.len(), total, "one message stored under two numbers");
-    eprintln!(
-        "verified {} stored messages ({} acknowledged) in {:?} total",
-        total,
-        by_number.len(),
-        started.elapsed()
-    );
+    eprintln!("verified {} stored messages ({} acknowledged) in {:?} total", total, by_number.len(), started.elapsed());
 }

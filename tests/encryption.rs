@@ -113,16 +113,8 @@ fn hits(dir: &Path, log: &Path, m: &Markers) -> (Vec<String>, Vec<std::path::Pat
 
 fn scan(dir: &Path, log: &Path, m: &Markers, when: &str) {
     let (hits, files) = hits(dir, log, m);
-    assert!(
-        files.iter().any(|p| p.file_name().unwrap() == "mailroom.db"),
-        "no mailroom.db in {}: {files:?}",
-        dir.display()
-    );
-    assert!(
-        hits.is_empty(),
-        "customer data in clear on disk ({when}):\n{}",
-        hits.join("\n")
-    );
+    assert!(files.iter().any(|p| p.file_name().unwrap() == "mailroom.db"), "no mailroom.db in {}: {files:?}", dir.display());
+    assert!(hits.is_empty(), "customer data in clear on disk ({when}):\n{}", hits.join("\n"));
     eprintln!("scanned {} files ({when}): clean: {:?}", files.len(), files);
 }
 
@@ -184,16 +176,8 @@ fn no_clear_customer_data_on_disk() {
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(sql)
-        .output()
-        .expect("run sqlite3 (is the sqlite3 CLI installed?)");
-    assert!(
-        out.status.success(),
-        "sqlite3 {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect("run sqlite3 (is the sqlite3 CLI installed?)");
+    assert!(out.status.success(), "sqlite3 {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -222,21 +206,14 @@ fn find_column(db: &Path, column: &str) -> Vec<Col> {
 
 /// (rowid, typeof, hex) for every row.
 fn cells(db: &Path, c: &Col) -> Vec<(i64, String, String)> {
-    sqlite(
-        db,
-        &format!("SELECT rowid, typeof({col}), hex({col}) FROM {t} ORDER BY rowid;", col = c.column, t = c.table),
-    )
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(|l| {
-        let mut p = l.split('|');
-        (
-            p.next().unwrap().parse().unwrap(),
-            p.next().unwrap().to_string(),
-            p.next().unwrap().to_string(),
-        )
-    })
-    .collect()
+    sqlite(db, &format!("SELECT rowid, typeof({col}), hex({col}) FROM {t} ORDER BY rowid;", col = c.column, t = c.table))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut p = l.split('|');
+            (p.next().unwrap().parse().unwrap(), p.next().unwrap().to_string(), p.next().unwrap().to_string())
+        })
+        .collect()
 }
 
 fn set_cell(db: &Path, c: &Col, rowid: i64, ty: &str, hex_value: &str) {
@@ -249,9 +226,7 @@ fn set_cell(db: &Path, c: &Col, rowid: i64, ty: &str, hex_value: &str) {
 }
 
 fn flip_hex_byte(hex_value: &str, ty: &str) -> String {
-    let mut bytes: Vec<u8> = (0..hex_value.len() / 2)
-        .map(|i| u8::from_str_radix(&hex_value[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
+    let mut bytes: Vec<u8> = (0..hex_value.len() / 2).map(|i| u8::from_str_radix(&hex_value[2 * i..2 * i + 2], 16).unwrap()).collect();
     let i = bytes.len() / 2;
     if ty == "text" {
         // Keep it valid base64/hex text: swap between two alphabet characters.
@@ -264,11 +239,7 @@ fn flip_hex_byte(hex_value: &str, ty: &str) -> String {
 
 fn show_fails_with_decryption_error(s: &Server, number: &str, what: &str) {
     let out = s.cli(&["message", "show", number]);
-    assert!(
-        !out.status.success(),
-        "{what}: `message show {number}` must fail, printed {} bytes",
-        out.stdout.len()
-    );
+    assert!(!out.status.success(), "{what}: `message show {number}` must fail, printed {} bytes", out.stdout.len());
     assert!(out.stdout.is_empty(), "{what}: no plaintext may be printed on failure");
     let err = out.stderr.to_ascii_lowercase();
     assert!(
@@ -377,11 +348,7 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
         set_cell(&db, col, r2, &t2, &h0);
     }
     let failed = failing(&s, &sent, "swapped all ciphertext columns");
-    assert_eq!(
-        failed,
-        vec![sent[0].0.clone(), sent[2].0.clone()],
-        "row identity must be bound into the ciphertexts (swapped {cols:?})"
-    );
+    assert_eq!(failed, vec![sent[0].0.clone(), sent[2].0.clone()], "row identity must be bound into the ciphertexts (swapped {cols:?})");
     for n in &failed {
         show_fails_with_decryption_error(&s, n, "swapped all ciphertext columns");
     }

@@ -75,7 +75,10 @@ impl Resp {
     /// Asserts the status and the error shape; returns the error code.
     fn error(&self, status: u16) -> String {
         assert_eq!(self.status, status, "expected {status}, got {}: {}", self.status, self.text());
-        assert!(self.header("content-type").is_some_and(|t| t.starts_with("application/json")), "error without JSON content type: {self:?}");
+        assert!(
+            self.header("content-type").is_some_and(|t| t.starts_with("application/json")),
+            "error without JSON content type: {self:?}"
+        );
         let v = self.json();
         let obj = v.as_object().unwrap_or_else(|| panic!("error body is not an object: {v}"));
         assert_eq!(obj.len(), 2, "error body has exactly error and reason: {v}");
@@ -191,7 +194,14 @@ impl Api {
     /// The case a registration number opened.
     fn case_of(&self, auth: &Auth, queue: &str, number: &str) -> i64 {
         let v = self.get(&format!("/api/queues/{queue}/cases?status=all&limit=200"), auth).ok();
-        v["items"].as_array().unwrap().iter().find(|i| i["opening"] == number).unwrap_or_else(|| panic!("{number} not listed in {queue}: {v}"))["id"].as_i64().unwrap()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["opening"] == number)
+            .unwrap_or_else(|| panic!("{number} not listed in {queue}: {v}"))["id"]
+            .as_i64()
+            .unwrap()
     }
 }
 
@@ -199,7 +209,11 @@ impl Api {
 fn cookie_token(auth: &Auth) -> String {
     let Auth::Cookie { jar, .. } = auth else { panic!("not a cookie session") };
     let jar = std::fs::read_to_string(jar).unwrap();
-    jar.lines().find(|l| l.contains("mailroom_session")).and_then(|l| l.split('\t').next_back()).expect("a session cookie in the jar").to_string()
+    jar.lines()
+        .find(|l| l.contains("mailroom_session"))
+        .and_then(|l| l.split('\t').next_back())
+        .expect("a session cookie in the jar")
+        .to_string()
 }
 
 fn parse_response(raw: &[u8]) -> Resp {
@@ -207,7 +221,8 @@ fn parse_response(raw: &[u8]) -> Resp {
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let status: u16 =
+        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
     let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect();
     Resp { status, headers, body: raw[split + 4..].to_vec() }
 }
@@ -251,7 +266,11 @@ fn cookie_login_requires_csrf_token_and_same_origin() {
     let api = Api::new(&server);
 
     let jar = api.dir.path().join("jar");
-    let r = api.post("/api/login", &Auth::Cookie { jar: jar.clone(), csrf: String::new() }, json!({ "user": "anna", "password": PW, "mode": "cookie" }));
+    let r = api.post(
+        "/api/login",
+        &Auth::Cookie { jar: jar.clone(), csrf: String::new() },
+        json!({ "user": "anna", "password": PW, "mode": "cookie" }),
+    );
     let login = r.ok();
     let cookie = r.header("set-cookie").expect("a session cookie");
     for attribute in ["mailroom_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
@@ -287,7 +306,13 @@ fn cookie_login_requires_csrf_token_and_same_origin() {
     assert_eq!(claimed["case"]["assignee"], "anna");
 
     // Nobody logs a browser in from another site.
-    let r = api.call("POST", "/api/login", &Auth::Anonymous, Some(&json!({ "user": "anna", "password": PW }).to_string()), &["Origin: https://evil.example"]);
+    let r = api.call(
+        "POST",
+        "/api/login",
+        &Auth::Anonymous,
+        Some(&json!({ "user": "anna", "password": PW }).to_string()),
+        &["Origin: https://evil.example"],
+    );
     assert_eq!(r.error(403), "csrf");
     assert!(r.header("set-cookie").is_none());
 }
@@ -322,7 +347,10 @@ fn logout_ends_the_session_and_unknown_or_forged_tokens_get_401() {
     let api = Api::new(&server);
     assert_eq!(api.get("/api/me", &Auth::Anonymous).error(401), "unauthenticated");
     assert_eq!(api.get("/api/me", &Auth::Bearer("forged-token-forged-token-forged-token-xx".into())).error(401), "unauthenticated");
-    assert_eq!(api.call("GET", "/api/queues", &Auth::Anonymous, None, &["Cookie: mailroom_session=bm90LWEtc2Vzc2lvbg"]).error(401), "unauthenticated");
+    assert_eq!(
+        api.call("GET", "/api/queues", &Auth::Anonymous, None, &["Cookie: mailroom_session=bm90LWEtc2Vzc2lvbg"]).error(401),
+        "unauthenticated"
+    );
 
     let cookie = api.login_cookie("anna", PW);
     let token = cookie_token(&cookie);
@@ -330,7 +358,10 @@ fn logout_ends_the_session_and_unknown_or_forged_tokens_get_401() {
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(r.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "logout clears the cookie: {r:?}");
     // The jar dropped the cookie; the token itself must be dead as well.
-    assert_eq!(api.call("GET", "/api/me", &Auth::Anonymous, None, &[&format!("Cookie: mailroom_session={token}")]).error(401), "unauthenticated");
+    assert_eq!(
+        api.call("GET", "/api/me", &Auth::Anonymous, None, &[&format!("Cookie: mailroom_session={token}")]).error(401),
+        "unauthenticated"
+    );
     let bearer = api.login_bearer("anna", PW);
     assert_eq!(api.call("POST", "/api/logout", &bearer, None, &[]).status, 204);
     assert_eq!(api.get("/api/me", &bearer).error(401), "unauthenticated");
@@ -355,7 +386,8 @@ fn wrong_passwords_locked_users_and_throttling() {
     let server = start("[access]\nfailure_delay = \"10ms\"\nmax_failure_delay = \"20ms\"\nmax_failures = 3\nlockout = \"30s\"\n");
     server.add_user("anna", PW, &["support-agent"]);
     let api = Api::new(&server);
-    let login = |password: &str| api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna", "password": password, "mode": "bearer" }));
+    let login =
+        |password: &str| api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna", "password": password, "mode": "bearer" }));
     assert_eq!(login("not-the-password").error(401), "invalid_credentials");
     assert_eq!(api.post("/api/login", &Auth::Anonymous, json!({ "user": "nobody", "password": PW })).error(401), "invalid_credentials");
     let session = api.login_bearer("anna", PW);
@@ -410,7 +442,11 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     let queues = api.get("/api/queues", &anna).ok();
     assert_eq!(queues["queues"].as_array().unwrap().len(), 1, "anna reads support only: {queues}");
     let support = &queues["queues"][0];
-    assert_eq!((support["name"].as_str(), support["active"].as_i64(), support["overdue"].as_i64()), (Some("support"), Some(5), Some(1)), "{support}");
+    assert_eq!(
+        (support["name"].as_str(), support["active"].as_i64(), support["overdue"].as_i64()),
+        (Some("support"), Some(5), Some(1)),
+        "{support}"
+    );
     assert_eq!(support["by_status"], json!({ "new": 3, "open": 1, "waiting": 1 }));
     assert_eq!(support["permissions"], json!(["read", "act"]));
     assert_eq!(support["address"], "support@example.com");
@@ -457,8 +493,11 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     assert_eq!(page["next_cursor"], Value::Null);
 
     // Sorts.
-    let items = |query: &str| api.get(&format!("/api/queues/support/cases?status=all&{query}"), &anna).ok()["items"].as_array().unwrap().clone();
-    let by = |items: &[Value], key: &str| -> Vec<(String, i64)> { items.iter().map(|i| (i[key].as_str().unwrap().to_string(), i["id"].as_i64().unwrap())).collect() };
+    let items =
+        |query: &str| api.get(&format!("/api/queues/support/cases?status=all&{query}"), &anna).ok()["items"].as_array().unwrap().clone();
+    let by = |items: &[Value], key: &str| -> Vec<(String, i64)> {
+        items.iter().map(|i| (i[key].as_str().unwrap().to_string(), i["id"].as_i64().unwrap())).collect()
+    };
     let due = by(&items("sort=due"), "due");
     assert!(due.windows(2).all(|w| w[0] <= w[1]), "sort=due: {due:?}");
     assert_eq!(due.first().unwrap().1.min(due[1].1), c[3].min(c[5]), "the past-due cases come first");
@@ -496,11 +535,16 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     assert_eq!(api.get("/api/queues/support/cases?cursor=garbage", &anna).error(422), "invalid");
 
     // Bad parameters are refused with a reason.
-    for query in ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=ghost", "tag="] {
+    for query in
+        ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=ghost", "tag="]
+    {
         let r = api.get(&format!("/api/queues/support/cases?{query}"), &anna);
         assert_eq!(r.error(422), "invalid", "{query}");
     }
-    assert!(api.get("/api/queues/support/cases?status=bogus", &anna).json()["reason"].as_str().unwrap().contains("waiting"), "the reason names the known statuses");
+    assert!(
+        api.get("/api/queues/support/cases?status=bogus", &anna).json()["reason"].as_str().unwrap().contains("waiting"),
+        "the reason names the known statuses"
+    );
     assert_eq!(api.get("/api/queues/support/cases?limit=many", &anna).error(400), "bad_request");
     assert_eq!(api.get("/api/queues/support/cases?colour=red", &anna).error(400), "bad_request");
     assert_eq!(api.get("/api/queues/sales/cases", &anna).error(403), "forbidden");
@@ -511,7 +555,8 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     api.get("/api/queues/support/cases?sort=priority", &anna).ok();
     let after = count(&server, "SELECT COUNT(*) FROM audit WHERE action = 'queue.list' AND actor = 'user:anna'");
     assert_eq!(after, before + 1);
-    let detail: String = db(&server).query_row("SELECT detail FROM audit WHERE action = 'queue.list' ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    let detail: String =
+        db(&server).query_row("SELECT detail FROM audit WHERE action = 'queue.list' ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
     assert!(detail.contains("sort=priority") && !detail.contains("Question"), "{detail}");
 }
 
@@ -553,14 +598,18 @@ fn case_view_and_raw_download_are_authorised_and_audited() {
     assert!(m["tags"].is_array() && m.get("auth").is_some());
     assert_eq!(case["entries"], json!([]));
     assert_eq!(case["history"], json!([]));
-    assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM audit WHERE action = 'case.read' AND object = 'case:{id}' AND actor = 'user:anna'")), 1);
+    assert_eq!(
+        count(&server, &format!("SELECT COUNT(*) FROM audit WHERE action = 'case.read' AND object = 'case:{id}' AND actor = 'user:anna'")),
+        1
+    );
 
     let r = api.get(m["raw"].as_str().unwrap(), &anna);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type").as_deref(), Some("message/rfc822"));
     assert!(r.header("content-disposition").unwrap().contains(&format!("{number}.eml")));
     assert_eq!(r.body, server.show_message(&number), "the download is the stored message with our trace header");
-    let detail: String = db(&server).query_row("SELECT detail FROM audit WHERE action = 'message.read' AND actor = 'user:anna'", [], |r| r.get(0)).unwrap();
+    let detail: String =
+        db(&server).query_row("SELECT detail FROM audit WHERE action = 'message.read' AND actor = 'user:anna'", [], |r| r.get(0)).unwrap();
     assert_eq!(detail, "via=http");
 
     // Someone who cannot read the queue learns nothing, not even that the case exists.
@@ -593,7 +642,9 @@ fn actions() -> Vec<(&'static str, Value)> {
 #[test]
 fn actions_change_the_case_and_need_their_permission() {
     let server = start("");
-    for (user, role) in [("anna", "support-agent"), ("bob", "support-agent"), ("rita", "support-reader"), ("lead", "support-lead"), ("sam", "sales-agent")] {
+    for (user, role) in
+        [("anna", "support-agent"), ("bob", "support-agent"), ("rita", "support-reader"), ("lead", "support-lead"), ("sam", "sales-agent")]
+    {
         server.add_user(user, PW, &[role]);
     }
     let number = send(&server, "support@example.com", "Broken widget");
@@ -677,12 +728,37 @@ fn actions_change_the_case_and_need_their_permission() {
     assert_eq!(entries.len(), 2);
     assert_eq!((entries[0]["kind"].as_str(), entries[0]["author"].as_str()), (Some("note"), Some("anna")));
     assert_eq!(entries[0]["text"], format!("Customer called: {secret}"));
-    assert_eq!((entries[1]["kind"].as_str(), entries[1]["text"].as_str(), entries[1]["due"].as_str()), (Some("follow-up"), Some("call back"), Some("2099-01-01T08:00:00.000Z")));
+    assert_eq!(
+        (entries[1]["kind"].as_str(), entries[1]["text"].as_str(), entries[1]["due"].as_str()),
+        (Some("follow-up"), Some("call back"), Some("2099-01-01T08:00:00.000Z"))
+    );
     let history: Vec<&str> = view["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
-    assert_eq!(history, ["claim", "claim", "assign", "assign", "escalate", "priority", "status", "status", "category", "category", "tags", "tags", "note", "follow-up"], "one history row per change");
+    assert_eq!(
+        history,
+        [
+            "claim",
+            "claim",
+            "assign",
+            "assign",
+            "escalate",
+            "priority",
+            "status",
+            "status",
+            "category",
+            "category",
+            "tags",
+            "tags",
+            "note",
+            "follow-up"
+        ],
+        "one history row per change"
+    );
     assert_eq!((view["history"][1]["detail"].as_str(), view["history"][1]["actor"].as_str()), (Some("assignee anna→bob"), Some("bob")));
     assert_eq!((view["history"][2]["detail"].as_str(), view["history"][2]["actor"].as_str()), (Some("assignee bob→anna"), Some("lead")));
-    let audited = count(&server, &format!("SELECT COUNT(*) FROM audit WHERE action LIKE 'case.%' AND action != 'case.read' AND object = 'case:{id}'"));
+    let audited = count(
+        &server,
+        &format!("SELECT COUNT(*) FROM audit WHERE action LIKE 'case.%' AND action != 'case.read' AND object = 'case:{id}'"),
+    );
     assert_eq!(audited, history.len() as i64, "one audit entry per change");
     assert_eq!(api.get("/api/admin/audit/verify", &lead).error(403), "forbidden");
 }
@@ -694,7 +770,11 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     server.add_user("sam", PW, &["sales-agent"]);
     server.add_user("anna", PW, &["support-agent"]);
     let number = send(&server, "support@example.com", "Actually a sales question");
-    let reply_number = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message(CUSTOMER, "support@example.com", &format!("Re: [{number}] more"), ""));
+    let reply_number = server.smtp_session().send_message(
+        CUSTOMER,
+        &["support@example.com"],
+        &message(CUSTOMER, "support@example.com", &format!("Re: [{number}] more"), ""),
+    );
     let sales_before = send(&server, "sales@example.com", "Earlier sales mail");
     let api = Api::new(&server);
     let [lead, sam, anna] = ["lead", "sam", "anna"].map(|u| api.login_bearer(u, PW));
@@ -706,7 +786,8 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
         st.query_map([id], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     assert_eq!(uids_before.len(), 2, "the reply joined the case");
-    let max_sales_uid = count(&server, "SELECT MAX(mc.uid) FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'sales'");
+    let max_sales_uid =
+        count(&server, "SELECT MAX(mc.uid) FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'sales'");
 
     assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "nowhere" })).error(422), "invalid");
     assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "support" })).error(422), "invalid");
@@ -726,10 +807,14 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     let mut st = conn.prepare("SELECT uid FROM message_cases WHERE case_id = ? ORDER BY uid").unwrap();
     let uids_after: Vec<i64> = st.query_map([id], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert_eq!(uids_after.len(), 2);
-    assert!(uids_after[0] > max_sales_uid && uids_after[0] > *uids_before.iter().max().unwrap(), "fresh UIDs {uids_after:?} after {uids_before:?}, sales max {max_sales_uid}");
+    assert!(
+        uids_after[0] > max_sales_uid && uids_after[0] > *uids_before.iter().max().unwrap(),
+        "fresh UIDs {uids_after:?} after {uids_before:?}, sales max {max_sales_uid}"
+    );
     assert_eq!(uids_after[1], uids_after[0] + 1);
     let later = send(&server, "sales@example.com", "Later sales mail");
-    let later_uid = count(&server, &format!("SELECT mc.uid FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE m.number = '{later}'"));
+    let later_uid =
+        count(&server, &format!("SELECT mc.uid FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE m.number = '{later}'"));
     assert!(later_uid > uids_after[1], "a later message gets a higher UID ({later_uid} vs {uids_after:?})");
     assert!(api.ids(&sam, "sales", "status=all").len() >= 3, "{sales_before} and {later} are there too");
     let history = api.get(&format!("/api/cases/{id}"), &sam).ok()["history"].clone();
@@ -823,7 +908,8 @@ fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     server.add_user("lead", PW, &["support-lead"]);
     let subject = unique_token("Refund for order ");
     let original = message(CUSTOMER, "support@example.com", &subject, "Reply-To: Ann Private <ann.private@client.example.org>\r\n");
-    let customer_msgid = header(std::str::from_utf8(&original).unwrap(), "Message-ID").unwrap().trim_matches(|c| c == '<' || c == '>').to_string();
+    let customer_msgid =
+        header(std::str::from_utf8(&original).unwrap(), "Message-ID").unwrap().trim_matches(|c| c == '<' || c == '>').to_string();
     let number = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], &original);
     let api = Api::new(&server);
     let anna = api.login_cookie("anna", PW);
@@ -835,7 +921,10 @@ fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     assert!(r["case"]["first_response_at"].is_string());
     assert!(r["entry"].as_i64().is_some() && r["outbox"].as_i64().is_some());
 
-    assert!(wait_until(Duration::from_secs(20), || captured.lock().unwrap().iter().any(|m| m.data.contains("Subject: Re: "))), "the reply never reached the smarthost");
+    assert!(
+        wait_until(Duration::from_secs(20), || captured.lock().unwrap().iter().any(|m| m.data.contains("Subject: Re: "))),
+        "the reply never reached the smarthost"
+    );
     let reply = captured.lock().unwrap().iter().find(|m| m.data.contains("Subject: Re: ")).cloned().unwrap();
     assert_eq!(reply.from, "support@example.com", "sent from the queue's address");
     assert_eq!(reply.to, vec!["ann.private@client.example.org".to_string()], "to the Reply-To address");
@@ -852,7 +941,9 @@ fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     assert!(header(data, "Auto-Submitted").is_none(), "a person's reply is not automatic");
 
     // The delivery shows in the case view.
-    assert!(wait_until(Duration::from_secs(10), || api.get(&format!("/api/cases/{id}"), &anna).ok()["entries"][0]["outbox_status"] == "sent"));
+    assert!(
+        wait_until(Duration::from_secs(10), || api.get(&format!("/api/cases/{id}"), &anna).ok()["entries"][0]["outbox_status"] == "sent")
+    );
     let view = api.get(&format!("/api/cases/{id}"), &anna).ok();
     assert_eq!(view["entries"][0]["kind"], "reply");
     assert_eq!(view["entries"][0]["to"], "ann.private@client.example.org");
@@ -876,7 +967,11 @@ fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     let lead = api.login_bearer("lead", PW);
     let stats = api.get("/api/stats", &lead).ok();
     let support = &stats["queues"][0];
-    assert_eq!((support["queue"].as_str(), support["total"].as_i64(), support["responded"].as_i64()), (Some("support"), Some(1), Some(1)), "{stats}");
+    assert_eq!(
+        (support["queue"].as_str(), support["total"].as_i64(), support["responded"].as_i64()),
+        (Some("support"), Some(1), Some(1)),
+        "{stats}"
+    );
     assert!(support["median_first_response_seconds"].as_f64().is_some_and(|s| s >= 0.0), "{stats}");
     assert_eq!(support["by_status"], json!({ "open": 1 }));
     assert_eq!(api.get("/api/stats", &anna).error(403), "forbidden");
@@ -933,18 +1028,27 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
     let users = api.get("/api/admin/users", &olga).ok();
     let names: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["anna", "olga"]);
-    assert_eq!(api.call("POST", "/api/admin/users", &olga.with_csrf(""), Some(&json!({ "name": "carl", "password": PW }).to_string()), &[]).error(403), "csrf");
+    assert_eq!(
+        api.call("POST", "/api/admin/users", &olga.with_csrf(""), Some(&json!({ "name": "carl", "password": PW }).to_string()), &[])
+            .error(403),
+        "csrf"
+    );
     let r = api.post("/api/admin/users", &olga, json!({ "name": "carl", "password": PW, "roles": ["support-agent"] }));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(api.post("/api/admin/users", &olga, json!({ "name": "carl", "password": PW })).error(409), "conflict");
     assert_eq!(api.post("/api/admin/users", &olga, json!({ "name": "dora", "password": "short" })).error(422), "invalid");
-    assert_eq!(api.post("/api/admin/users", &olga, json!({ "name": "dora", "password": PW, "roles": ["no-such-role"] })).error(404), "not_found");
+    assert_eq!(
+        api.post("/api/admin/users", &olga, json!({ "name": "dora", "password": PW, "roles": ["no-such-role"] })).error(404),
+        "not_found"
+    );
     let carl = api.login_bearer("carl", PW);
     assert_eq!(api.ids(&carl, "support", "").len(), 1);
     assert_eq!(api.post("/api/admin/users/carl/lock", &olga, json!({})).status, 204);
     assert_eq!(api.get("/api/me", &carl).error(401), "unauthenticated", "a lock ends carl's session");
     assert_eq!(api.post("/api/login", &Auth::Anonymous, json!({ "user": "carl", "password": PW })).error(401), "invalid_credentials");
-    assert!(api.get("/api/admin/users", &olga).ok()["users"].as_array().unwrap().iter().any(|u| u["name"] == "carl" && u["locked"] == true));
+    assert!(
+        api.get("/api/admin/users", &olga).ok()["users"].as_array().unwrap().iter().any(|u| u["name"] == "carl" && u["locked"] == true)
+    );
     assert_eq!(api.post("/api/admin/users/carl/unlock", &olga, json!({})).status, 204);
     let carl = api.login_bearer("carl", PW);
     let new_password = "another-long-password-2";
@@ -957,17 +1061,32 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
     // Roles, grants, members.
     assert_eq!(api.post("/api/admin/roles", &olga, json!({ "name": "night-shift", "description": "evenings" })).status, 201);
     assert_eq!(api.post("/api/admin/roles", &olga, json!({ "name": "night-shift" })).error(409), "conflict");
-    assert_eq!(api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "sales", "permissions": ["read", "act"] })).status, 204);
-    assert_eq!(api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "nowhere", "permissions": ["read"] })).error(422), "invalid");
-    assert_eq!(api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "sales", "permissions": ["fly"] })).error(422), "invalid");
-    assert_eq!(api.post("/api/admin/roles/security-officer/grants", &olga, json!({ "queue": "sales", "permissions": ["read"] })).error(422), "invalid");
+    assert_eq!(
+        api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "sales", "permissions": ["read", "act"] })).status,
+        204
+    );
+    assert_eq!(
+        api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "nowhere", "permissions": ["read"] })).error(422),
+        "invalid"
+    );
+    assert_eq!(
+        api.post("/api/admin/roles/night-shift/grants", &olga, json!({ "queue": "sales", "permissions": ["fly"] })).error(422),
+        "invalid"
+    );
+    assert_eq!(
+        api.post("/api/admin/roles/security-officer/grants", &olga, json!({ "queue": "sales", "permissions": ["read"] })).error(422),
+        "invalid"
+    );
     assert_eq!(api.post("/api/admin/roles/night-shift/members", &olga, json!({ "user": "carl" })).status, 204);
     assert_eq!(api.get("/api/me", &carl).ok()["queues"], json!(["support", "sales"]), "the grant takes effect at once");
     let roles = api.get("/api/admin/roles", &olga).ok();
     let night = roles["roles"].as_array().unwrap().iter().find(|r| r["name"] == "night-shift").unwrap().clone();
     assert_eq!(night["grants"], json!({ "sales": ["read", "act"] }));
     assert_eq!(night["members"], json!(["carl"]));
-    assert_eq!(api.delete("/api/admin/roles/night-shift/grants", &olga, Some(json!({ "queue": "sales", "permissions": ["act"] }))).status, 204);
+    assert_eq!(
+        api.delete("/api/admin/roles/night-shift/grants", &olga, Some(json!({ "queue": "sales", "permissions": ["act"] }))).status,
+        204
+    );
     assert_eq!(api.delete("/api/admin/roles/night-shift/members/carl", &olga, None).status, 204);
     assert_eq!(api.get("/api/me", &carl).ok()["queues"], json!(["support"]));
     assert_eq!(api.delete("/api/admin/users/carl", &olga, None).status, 204);
@@ -990,7 +1109,20 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
     let rest_json = rest.ok();
     assert_eq!(rest_json["entries"][0]["id"], after + 1);
     let actions: Vec<&str> = rest_json["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in ["user.add", "user.lock", "user.unlock", "user.passwd", "role.add", "role.grant", "role.revoke", "role.assign", "role.unassign", "user.remove", "queue.list", "audit.read"] {
+    for action in [
+        "user.add",
+        "user.lock",
+        "user.unlock",
+        "user.passwd",
+        "role.add",
+        "role.grant",
+        "role.revoke",
+        "role.assign",
+        "role.unassign",
+        "user.remove",
+        "queue.list",
+        "audit.read",
+    ] {
         assert!(actions.contains(&action), "audit log lacks {action}: {actions:?}");
     }
     for text in [rest.text(), first.to_string(), api.get("/api/admin/users", &olga).text(), api.get("/api/admin/roles", &olga).text()] {
@@ -1015,7 +1147,8 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented = mailroom::http::openapi::operations(&doc);
     documented.sort();
-    let mut routed: Vec<(String, String)> = mailroom::http::routes().list.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut routed: Vec<(String, String)> =
+        mailroom::http::routes().list.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     routed.sort();
     assert_eq!(documented, routed, "the served document and the router agree");
     assert!(routed.len() >= 35, "{routed:?}");
@@ -1023,8 +1156,13 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
     // Every documented operation is really routed on the live server: nothing answers with the
     // unknown-route or wrong-method error.
     for (method, path) in &documented {
-        let concrete =
-            path.replace("{queue}", "support").replace("{id}", "1").replace("{number}", "MR-2026-000001").replace("{name}", "someone").replace("{role}", "support-agent").replace("{user}", "someone");
+        let concrete = path
+            .replace("{queue}", "support")
+            .replace("{id}", "1")
+            .replace("{number}", "MR-2026-000001")
+            .replace("{name}", "someone")
+            .replace("{role}", "support-agent")
+            .replace("{user}", "someone");
         let r = api.call(&method.to_uppercase(), &concrete, &Auth::Anonymous, None, &[]);
         let code = if r.status == 200 { String::new() } else { r.json()["error"].as_str().unwrap_or_default().to_string() };
         assert!(r.status != 405 && code != "no_such_route", "{method} {path} is documented but not routed: {}", r.text());
@@ -1050,7 +1188,10 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
 
     assert_eq!(api.call("PUT", "/api/me", &anna, None, &[]).error(405), "method_not_allowed");
     assert_eq!(api.get("/api/nope", &anna).error(404), "no_such_route");
-    assert_eq!(api.call("POST", &notes, &anna, Some("{\"text\": \"x\"}"), &["Content-Type: text/plain"]).error(415), "unsupported_media_type");
+    assert_eq!(
+        api.call("POST", &notes, &anna, Some("{\"text\": \"x\"}"), &["Content-Type: text/plain"]).error(415),
+        "unsupported_media_type"
+    );
     assert_eq!(api.call("POST", &notes, &anna, None, &[]).error(415), "unsupported_media_type");
     assert_eq!(api.call("POST", &notes, &anna, Some("{\"text\": "), &[]).error(400), "bad_json");
     let r = api.call("POST", &notes, &anna, Some("{\"txt\": \"x\"}"), &[]);
@@ -1062,7 +1203,10 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
     let big = json!({ "text": "x".repeat(4000) }).to_string();
     assert_eq!(api.call("POST", &notes, &anna, Some(&big), &[]).error(413), "too_large");
     assert_eq!(api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna" })).error(422), "invalid");
-    assert_eq!(api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna", "password": PW, "mode": "telepathy" })).error(422), "invalid");
+    assert_eq!(
+        api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna", "password": PW, "mode": "telepathy" })).error(422),
+        "invalid"
+    );
     assert_eq!(api.get(&format!("/api/cases/{id}"), &anna).ok()["entries"], json!([]), "nothing was stored");
     let r = api.get("/api/me", &anna);
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
@@ -1075,7 +1219,8 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
 
 /// A config with extra keys in the harness's `[http]` table (extra_toml can only add tables).
 fn http_config(keys: &str) -> Opts {
-    let config = Opts::default().config_toml().replace("[http]\nlisten = [\"127.0.0.1:0\"]", &format!("[http]\nlisten = [\"127.0.0.1:0\"]\n{keys}"));
+    let config =
+        Opts::default().config_toml().replace("[http]\nlisten = [\"127.0.0.1:0\"]", &format!("[http]\nlisten = [\"127.0.0.1:0\"]\n{keys}"));
     assert!(config.contains(keys));
     Opts { raw_config: Some(format!("{config}\n{ROLES}")), ..Default::default() }
 }
@@ -1086,8 +1231,15 @@ fn https_serves_the_same_api_over_tls() {
     server.add_user("anna", PW, &["support-agent"]);
     let login = |extra: &[&str]| {
         let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "-i", "--max-time", "30", "--cacert"]).arg(server.cert_path()).args(["--resolve", &format!("{HOST}:{}:127.0.0.1", server.http_addr().port())]);
-        cmd.args(extra).args(["-H", "Content-Type: application/json", "--data-binary", &json!({ "user": "anna", "password": PW, "mode": "bearer" }).to_string()]);
+        cmd.args(["-s", "-S", "-i", "--max-time", "30", "--cacert"])
+            .arg(server.cert_path())
+            .args(["--resolve", &format!("{HOST}:{}:127.0.0.1", server.http_addr().port())]);
+        cmd.args(extra).args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &json!({ "user": "anna", "password": PW, "mode": "bearer" }).to_string(),
+        ]);
         cmd.arg(format!("https://{HOST}:{}/api/login", server.http_addr().port()));
         cmd.output().unwrap()
     };
@@ -1100,8 +1252,15 @@ fn https_serves_the_same_api_over_tls() {
     let me: Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
     assert_eq!(me["user"], "anna");
     // No plain HTTP on the TLS port.
-    let plain = Command::new("curl").args(["-s", "--max-time", "10"]).arg(format!("http://{}/api/openapi.json", server.http_addr())).output().unwrap();
-    assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("openapi"), "plain HTTP answered on the TLS listener");
+    let plain = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .arg(format!("http://{}/api/openapi.json", server.http_addr()))
+        .output()
+        .unwrap();
+    assert!(
+        !plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("openapi"),
+        "plain HTTP answered on the TLS listener"
+    );
 }
 
 #[test]
@@ -1115,7 +1274,8 @@ fn slow_clients_run_into_the_request_timeout() {
     };
     // A body that never arrives: the request is abandoned with a JSON 503.
     let mut s = connect();
-    s.write_all(b"POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\"").unwrap();
+    s.write_all(b"POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user\"")
+        .unwrap();
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];

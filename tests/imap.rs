@@ -504,7 +504,18 @@ fn changes_are_refused_with_cannot() {
     deliver(&s, "support@example.com", "Hello", "body\r\n");
     let mut c = Imap::login(&s, "anna");
     assert!(c.command("SELECT support").ok());
-    for cmd in ["COPY 1 support", "MOVE 1 support", "UID COPY 1 support", "EXPUNGE", "UID EXPUNGE 1", "STORE 1 +FLAGS (\\Deleted)", "STORE 1 +FLAGS ($Junk)", "CREATE archive", "DELETE support", "RENAME support old"] {
+    for cmd in [
+        "COPY 1 support",
+        "MOVE 1 support",
+        "UID COPY 1 support",
+        "EXPUNGE",
+        "UID EXPUNGE 1",
+        "STORE 1 +FLAGS (\\Deleted)",
+        "STORE 1 +FLAGS ($Junk)",
+        "CREATE archive",
+        "DELETE support",
+        "RENAME support old",
+    ] {
         let r = c.command(cmd);
         assert!(r.status.starts_with("NO [CANNOT] "), "{cmd}: {r:?}");
     }
@@ -583,10 +594,16 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     assert!(audit_reads(&s).is_empty());
 
     let r = c.command("FETCH 1 (BODY.PEEK[HEADER.FIELDS (X-Mailroom-Registration X-Mailroom-Category X-Mailroom-Priority Subject)])");
-    let header = String::from_utf8_lossy(fetched(&r.raw[0], "BODY[HEADER.FIELDS (X-Mailroom-Registration X-Mailroom-Category X-Mailroom-Priority Subject)]")).into_owned();
+    let header = String::from_utf8_lossy(fetched(
+        &r.raw[0],
+        "BODY[HEADER.FIELDS (X-Mailroom-Registration X-Mailroom-Category X-Mailroom-Priority Subject)]",
+    ))
+    .into_owned();
     assert_eq!(
         header,
-        format!("X-Mailroom-Registration: {offer}\r\nX-Mailroom-Category: BZZX (Business enquiry)\r\nX-Mailroom-Priority: urgent\r\nSubject: A special offer\r\n\r\n")
+        format!(
+            "X-Mailroom-Registration: {offer}\r\nX-Mailroom-Category: BZZX (Business enquiry)\r\nX-Mailroom-Priority: urgent\r\nSubject: A special offer\r\n\r\n"
+        )
     );
     let r = c.command("FETCH 1 (BODY.PEEK[HEADER])");
     let header = String::from_utf8_lossy(fetched(&r.raw[0], "BODY[HEADER]")).into_owned();
@@ -612,7 +629,12 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     let r = c.command("FETCH 2 (BODYSTRUCTURE ENVELOPE)");
     let line = &r.lines[0];
     assert!(line.contains("(\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 20 1 "), "{line}");
-    assert!(line.contains("(\"application\" \"pdf\" (\"name\" \"inv.pdf\") NIL NIL \"BASE64\" 12 NIL (\"attachment\" (\"filename\" \"inv.pdf\"))"), "{line}");
+    assert!(
+        line.contains(
+            "(\"application\" \"pdf\" (\"name\" \"inv.pdf\") NIL NIL \"BASE64\" 12 NIL (\"attachment\" (\"filename\" \"inv.pdf\"))"
+        ),
+        "{line}"
+    );
     assert!(line.contains("\"mixed\" (\"boundary\" \"b1\")"), "{line}");
     assert!(line.contains("ENVELOPE (NIL \"Invoice question\" ((\"Kim Customer\" NIL \"kim\" \"customer.example\"))"), "{line}");
     assert!(line.contains("((NIL NIL \"support\" \"example.com\")) NIL NIL NIL \"<multi@customer.example>\")"), "{line}");
@@ -814,7 +836,10 @@ fn python_imaplib() {
     assert!(read.len() >= 2, "{stdout}");
     let reads = audit_reads(&s);
     for n in read {
-        assert!(reads.iter().any(|e| e.to_string().contains(n) && e.to_string().contains("via=imap")), "no audited read of {n}: {reads:#?}");
+        assert!(
+            reads.iter().any(|e| e.to_string().contains(n) && e.to_string().contains("via=imap")),
+            "no audited read of {n}: {reads:#?}"
+        );
     }
     audit_verify(&s);
 }
@@ -850,7 +875,8 @@ fn curl_fetches_over_starttls_and_imaps() {
     assert!(ok, "{err}");
     assert_eq!(out.trim_end(), "* LIST (\\HasNoChildren) \"/\" support");
     // A wrong password is refused; without TLS curl's LOGIN is refused too.
-    let (ok, _, _) = curl(&["--ssl-reqd", "--cacert", cert, "-u", "anna:wrong", &format!("imap://localhost:{}/support;UID=1", s.imap_addr().port())]);
+    let (ok, _, _) =
+        curl(&["--ssl-reqd", "--cacert", cert, "-u", "anna:wrong", &format!("imap://localhost:{}/support;UID=1", s.imap_addr().port())]);
     assert!(!ok);
     let (ok, _, _) = curl(&["-u", &user, &format!("imap://127.0.0.1:{}/support;UID=1", s.imap_addr().port())]);
     assert!(!ok, "a password in clear text must not work");
@@ -875,7 +901,12 @@ fn maildir_messages(dir: &Path) -> Vec<Vec<u8>> {
         .flat_map(|sub| std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten())
         .map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let uid = name.split(",U=").nth(1).and_then(|r| r.split(':').next()).and_then(|u| u.parse().ok()).unwrap_or_else(|| panic!("no UID in {name}"));
+            let uid = name
+                .split(",U=")
+                .nth(1)
+                .and_then(|r| r.split(':').next())
+                .and_then(|u| u.parse().ok())
+                .unwrap_or_else(|| panic!("no UID in {name}"));
             (uid, std::fs::read(e.path()).unwrap())
         })
         .collect();
@@ -918,7 +949,11 @@ fn mbsync_syncs_a_queue_and_then_only_what_is_new() {
     assert!(got[0].starts_with(format!("X-Mailroom-Registration: {first}\nX-Mailroom-Category: BZZX (Business enquiry)\nX-Mailroom-Priority: urgent\nX-Mailroom-Due: ").as_bytes()), "{:?}", show_bytes(&got[0]));
     assert!(got[0].ends_with(b"\n\none\n"), "{:?}", show_bytes(&got[0]));
     let multipart_body = &MULTIPART[MULTIPART.find("\r\n\r\n").unwrap() + 4..].replace("\r\n", "\n");
-    assert!(got[1].starts_with(format!("X-Mailroom-Registration: {second}\nX-Mailroom-Priority: normal\n").as_bytes()), "{:?}", show_bytes(&got[1]));
+    assert!(
+        got[1].starts_with(format!("X-Mailroom-Registration: {second}\nX-Mailroom-Priority: normal\n").as_bytes()),
+        "{:?}",
+        show_bytes(&got[1])
+    );
     assert!(got[1].ends_with(multipart_body.as_bytes()), "{:?}", show_bytes(&got[1]));
     let reads = audit_reads(&s).len();
     assert_eq!(reads, 2);
@@ -932,7 +967,11 @@ fn mbsync_syncs_a_queue_and_then_only_what_is_new() {
     let log = mbsync(&config);
     let got = maildir_messages(&box_dir);
     assert_eq!(got.len(), 3, "{log}");
-    assert!(got[2].starts_with(format!("X-Mailroom-Registration: {third}\nX-Mailroom-Priority: normal\n").as_bytes()), "{:?}", show_bytes(&got[2]));
+    assert!(
+        got[2].starts_with(format!("X-Mailroom-Registration: {third}\nX-Mailroom-Priority: normal\n").as_bytes()),
+        "{:?}",
+        show_bytes(&got[2])
+    );
     assert_eq!(audit_reads(&s).len(), reads + 1, "only the new message was fetched");
     let log = mbsync(&config);
     assert_eq!(maildir_messages(&box_dir).len(), 3, "{log}");

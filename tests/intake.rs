@@ -49,7 +49,8 @@ fn server() -> Server {
 }
 
 fn message(from: &str, subject: &str, extra_headers: &str) -> Vec<u8> {
-    format!("From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n{extra_headers}\r\nHello,\r\nthis is the body.\r\n").into_bytes()
+    format!("From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\n{extra_headers}\r\nHello,\r\nthis is the body.\r\n")
+        .into_bytes()
 }
 
 /// The cases of a registration, as `message list --json` shows them.
@@ -77,7 +78,11 @@ fn received_at(s: &Server, number: &str) -> chrono::DateTime<chrono::Utc> {
 
 fn set_status(s: &Server, opening: &str, status: &str) {
     let db = s.data_dir.join("mailroom.db");
-    let out = Command::new("sqlite3").arg(&db).arg(format!("UPDATE cases SET status = '{status}' WHERE opening_number = '{opening}';")).output().expect("sqlite3");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!("UPDATE cases SET status = '{status}' WHERE opening_number = '{opening}';"))
+        .output()
+        .expect("sqlite3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -86,7 +91,8 @@ fn classification_routes_with_category_priority_tags_and_due_time() {
     let s = server();
     let mut c = s.smtp_session();
 
-    let complaint = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "A complaint about my order", ""));
+    let complaint =
+        c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "A complaint about my order", ""));
     let cs = cases(&s, &complaint);
     assert_eq!(cs.len(), 1, "{cs:?}");
     assert_eq!(cs[0]["queue"], "complaints", "the rule's queue wins over the recipient's");
@@ -101,7 +107,10 @@ fn classification_routes_with_category_priority_tags_and_due_time() {
 
     let order = c.send_message("bob@client.org", &["sales@example.com"], &message("bob@client.org", "Quote please", ""));
     let cs = cases(&s, &order);
-    assert_eq!((cs[0]["queue"].as_str(), cs[0]["category"].as_str(), cs[0]["priority"].as_str()), (Some("sales"), Some("BZZX"), Some("low")));
+    assert_eq!(
+        (cs[0]["queue"].as_str(), cs[0]["category"].as_str(), cs[0]["priority"].as_str()),
+        (Some("sales"), Some("BZZX"), Some("low"))
+    );
     let due: chrono::DateTime<chrono::Utc> = cs[0]["due_at"].as_str().unwrap().parse().unwrap();
     let low = due - received_at(&s, &order);
     // 5 working days of 8 hours can never take less than 40 elapsed hours, nor more than two weeks.
@@ -118,7 +127,11 @@ fn classification_routes_with_category_priority_tags_and_due_time() {
 fn two_queues_addressed_one_registration_two_cases() {
     let s = server();
     let mut c = s.smtp_session();
-    let n = c.send_message("ana@customer.org", &["support@example.com", "sales@example.com"], &message("ana@customer.org", "For both teams", ""));
+    let n = c.send_message(
+        "ana@customer.org",
+        &["support@example.com", "sales@example.com"],
+        &message("ana@customer.org", "For both teams", ""),
+    );
     let listed = s.list_messages();
     assert_eq!(listed.len(), 1, "registered and stored once");
     let mut queues: Vec<String> = cases(&s, &n).iter().map(|c| c["queue"].as_str().unwrap().to_string()).collect();
@@ -131,11 +144,19 @@ fn two_queues_addressed_one_registration_two_cases() {
 fn replies_thread_by_tag_and_by_references() {
     let s = server();
     let mut c = s.smtp_session();
-    let first = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Broken widget", "Message-ID: <first-1@customer.org>\r\n"));
+    let first = c.send_message(
+        "ana@customer.org",
+        &["support@example.com"],
+        &message("ana@customer.org", "Broken widget", "Message-ID: <first-1@customer.org>\r\n"),
+    );
     let original = case_ids(&s, &first);
 
     // A reply carrying the registration tag joins the case; it still gets its own number.
-    let reply = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", &format!("Re: [{first}] Broken widget"), ""));
+    let reply = c.send_message(
+        "ana@customer.org",
+        &["support@example.com"],
+        &message("ana@customer.org", &format!("Re: [{first}] Broken widget"), ""),
+    );
     assert_ne!(reply, first);
     assert_eq!(case_ids(&s, &reply), original, "tagged reply joins the case");
     assert!(message_tags(&s, &reply).is_empty(), "the same sender is not a new participant");
@@ -150,7 +171,11 @@ fn replies_thread_by_tag_and_by_references() {
     assert_eq!(message_tags(&s, &by_reference), vec!["new-participant".to_string()]);
 
     // A tag with a wrong check digit threads nothing and is flagged.
-    let forged = c.send_message("eve@elsewhere.org", &["support@example.com"], &message("eve@elsewhere.org", &format!("Re: [{}] hello", with_wrong_check(&first)), ""));
+    let forged = c.send_message(
+        "eve@elsewhere.org",
+        &["support@example.com"],
+        &message("eve@elsewhere.org", &format!("Re: [{}] hello", with_wrong_check(&first)), ""),
+    );
     assert_ne!(case_ids(&s, &forged), original, "an invalid tag must not join the case");
     assert_eq!(message_tags(&s, &forged), vec!["invalid-registration-tag".to_string()]);
 }
@@ -176,7 +201,11 @@ fn human_reply_reopens_automatic_reply_does_not() {
     assert_eq!(status(&s), "closed", "an auto-reply re-opens nothing");
 
     set_status(&s, &first, "resolved");
-    let human = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", &format!("Re: [{first}] Invoice question"), ""));
+    let human = c.send_message(
+        "ana@customer.org",
+        &["support@example.com"],
+        &message("ana@customer.org", &format!("Re: [{first}] Invoice question"), ""),
+    );
     assert_eq!(case_ids(&s, &human), vec![case]);
     assert_eq!(status(&s), "open", "a human reply re-opens a resolved case");
 }
@@ -196,7 +225,14 @@ fn rules_test_dry_run_explains_and_stores_nothing() {
     let out = mailroom(&["rules", "test", eml.to_str().unwrap(), "--config", config.to_str().unwrap()]);
     let text = out.stdout_str();
     assert!(out.status.success(), "{text}\n{}", out.stderr);
-    for needle in ["rule \"complaint\" matched: subject contains \"complaint\"", "category    TSJJ (Complaint or suggestion)", "priority    urgent", "queues      complaints", "tags        complaint", "acknowledge true"] {
+    for needle in [
+        "rule \"complaint\" matched: subject contains \"complaint\"",
+        "category    TSJJ (Complaint or suggestion)",
+        "priority    urgent",
+        "queues      complaints",
+        "tags        complaint",
+        "acknowledge true",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     let json = mailroom(&["rules", "test", eml.to_str().unwrap(), "--config", config.to_str().unwrap(), "--json"]);
@@ -232,7 +268,10 @@ fn server_with_records(dir: &Path, records: &str, rules: &str) -> Server {
     std::fs::write(&path, records).unwrap();
     let extra = format!("{rules}\n{RULES}\n[authentication]\nverify = \"dns\"\nrecords = \"{}\"\n", path.display());
     // The harness turns checks off; this test's own [authentication] section must win, so drop it.
-    let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace("[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n", "");
+    let config = Opts { extra_toml: extra, ..Opts::default() }.config_toml().replace(
+        "[authentication]\n# No network here: tests that need SPF/DKIM/DMARC give recorded DNS answers instead.\nverify = \"off\"\n",
+        "",
+    );
     Server::start(Opts { raw_config: Some(config), ..Opts::default() })
 }
 
@@ -245,7 +284,10 @@ fn server_with_recorded_dns(dir: &Path, rules: &str) -> Server {
 #[test]
 fn spf_dmarc_from_recorded_dns_decide_authenticated_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let s = server_with_recorded_dns(dir.path(), "[[rules]]\nname = \"verified\"\nauthenticated = true\ntags = [\"verified\"]\ncontinue = true\n");
+    let s = server_with_recorded_dns(
+        dir.path(),
+        "[[rules]]\nname = \"verified\"\nauthenticated = true\ntags = [\"verified\"]\ncontinue = true\n",
+    );
     let mut c = s.smtp_session();
 
     // Envelope and From: at customer.org, sent from the SPF-authorised address: DMARC passes.
@@ -270,7 +312,11 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
     let dir = tempfile::tempdir().unwrap();
     let s = server_with_recorded_dns(dir.path(), "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n");
     let csv = dir.path().join("customers.csv");
-    std::fs::write(&csv, "address_or_domain,name,tier,tags\nana@customer.org,Ana Examplewoman,vip,key account\nbigcorp.example,Big Corp,long-term,\n").unwrap();
+    std::fs::write(
+        &csv,
+        "address_or_domain,name,tier,tags\nana@customer.org,Ana Examplewoman,vip,key account\nbigcorp.example,Big Corp,long-term,\n",
+    )
+    .unwrap();
     let out = s.cli(&["customers", "import", csv.to_str().unwrap()]);
     assert!(out.status.success(), "{}", out.stderr);
     // The server re-reads the directory every 2 s.
@@ -283,7 +329,8 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
     assert!(message_tags(&s, &real).is_empty());
 
     // Same From:, but sent by someone else: DMARC fails, so no VIP treatment, and a warning tag.
-    let spoof = c.send_message("mallory@attacker.example", &["support@example.com"], &message("ana@customer.org", "Urgent wire transfer", ""));
+    let spoof =
+        c.send_message("mallory@attacker.example", &["support@example.com"], &message("ana@customer.org", "Urgent wire transfer", ""));
     let case = &cases(&s, &spoof)[0];
     assert_eq!(case["priority"], "normal", "{case:?}");
     assert!(!case["tags"].as_array().unwrap().contains(&serde_json::json!("vip")));
@@ -325,7 +372,8 @@ fn smtp_sink(port: u16, dir: &Path) -> Option<std::process::Child> {
 }
 
 fn dumped(dir: &Path) -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).to_string()).collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()).to_string()).collect();
     files.sort();
     files
 }
@@ -335,15 +383,29 @@ fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
     let port = free_port();
     // Sales mail is categorised BZZX, whose own acknowledgement text wins over the global one.
     let rules = RULES.replace("code = \"BZZX\"\nname = \"Business enquiry\"\n", "code = \"BZZX\"\nname = \"Business enquiry\"\nacknowledgement = { subject = \"Your enquiry: {subject}\", body = \"Our sales team has your enquiry {number} and answers by {due}.\" }\n");
-    let extra = format!("{rules}\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nack_window = \"1h\"\n");
+    let extra = format!(
+        "{rules}\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nack_window = \"1h\"\n"
+    );
     let s = Server::start(Opts { extra_toml: extra, ..Opts::default() });
     let mut c = s.smtp_session();
 
-    let first = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Where is my parcel?", "Message-ID: <parcel-1@customer.org>\r\n"));
+    let first = c.send_message(
+        "ana@customer.org",
+        &["support@example.com"],
+        &message("ana@customer.org", "Where is my parcel?", "Message-ID: <parcel-1@customer.org>\r\n"),
+    );
     let _again = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "And another thing", ""));
     let _bounce = c.send_message("", &["support@example.com"], &message("MAILER-DAEMON@customer.org", "Undelivered Mail", ""));
-    let _ooo = c.send_message("bob@client.org", &["support@example.com"], &message("bob@client.org", "Out of office", "Auto-Submitted: auto-replied\r\n"));
-    let _list = c.send_message("news@lists.example.org", &["support@example.com"], &message("news@lists.example.org", "Weekly digest", "List-Id: <digest.lists.example.org>\r\n"));
+    let _ooo = c.send_message(
+        "bob@client.org",
+        &["support@example.com"],
+        &message("bob@client.org", "Out of office", "Auto-Submitted: auto-replied\r\n"),
+    );
+    let _list = c.send_message(
+        "news@lists.example.org",
+        &["support@example.com"],
+        &message("news@lists.example.org", "Weekly digest", "List-Id: <digest.lists.example.org>\r\n"),
+    );
     let _ours = c.send_message("sales@example.com", &["support@example.com"], &message("sales@example.com", "Internal note", ""));
     let second = c.send_message("dave@client.org", &["sales@example.com"], &message("dave@client.org", "Quote request", ""));
 
@@ -371,7 +433,10 @@ fn acknowledgements_go_out_once_loop_safe_and_after_the_smarthost_returns() {
     assert!(to_ana.contains("In-Reply-To: <parcel-1@customer.org>"), "{to_ana}");
     assert!(to_ana.contains("From: support@example.com") || to_ana.contains("From: <support@example.com>"), "{to_ana}");
     assert!(to_dave.contains("sales@example.com"), "from the queue the customer wrote to:\n{to_dave}");
-    assert!(to_dave.contains("Your enquiry: Quote request") && to_dave.contains("Our sales team has your enquiry"), "the category's own text:\n{to_dave}");
+    assert!(
+        to_dave.contains("Your enquiry: Quote request") && to_dave.contains("Our sales team has your enquiry"),
+        "the category's own text:\n{to_dave}"
+    );
     assert!(!to_ana.contains("Our sales team"), "the global text for other mail:\n{to_ana}");
 }
 
@@ -390,14 +455,20 @@ fn dkim_signed_vip_is_trusted_tampered_copy_is_not() {
     let records = format!(
         "[[txt]]\nname = \"customer.org\"\nvalue = \"v=spf1 ip4:192.0.2.1 -all\"\n\n[[txt]]\nname = \"mr2026._domainkey.customer.org\"\nvalue = \"v=DKIM1; k=ed25519; p={public}\"\n\n[[txt]]\nname = \"_dmarc.customer.org\"\nvalue = \"v=DMARC1; p=reject\"\n"
     );
-    let s = server_with_records(dir.path(), &records, "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n");
+    let s =
+        server_with_records(dir.path(), &records, "[[rules]]\nname = \"vip\"\ntier = [\"vip\"]\npriority = \"urgent\"\ntags = [\"vip\"]\n");
     let csv = dir.path().join("customers.csv");
     std::fs::write(&csv, "address_or_domain,name,tier,tags\ncustomer.org,Customer Org,vip,\n").unwrap();
     assert!(s.cli(&["customers", "import", csv.to_str().unwrap()]).status.success());
     std::thread::sleep(Duration::from_millis(2500));
 
     let unsigned = b"From: Ana <ana@customer.org>\r\nTo: support@example.com\r\nSubject: Signed hello\r\nMessage-ID: <signed-1@customer.org>\r\n\r\nHello, signed body.\r\n".to_vec();
-    let signature = DkimSigner::from_key(key).domain("customer.org").selector("mr2026").headers(["From", "To", "Subject", "Message-ID"]).sign(&unsigned).unwrap();
+    let signature = DkimSigner::from_key(key)
+        .domain("customer.org")
+        .selector("mr2026")
+        .headers(["From", "To", "Subject", "Message-ID"])
+        .sign(&unsigned)
+        .unwrap();
     let mut signed = signature.to_header().into_bytes();
     signed.extend_from_slice(&unsigned);
 

@@ -6,9 +6,7 @@ use common::*;
 
 fn lmtp_reply_number(line: &str, rcpt: &str) -> String {
     let prefix = format!("250 2.0.0 <{rcpt}> Registered ");
-    let rest = line
-        .strip_prefix(&prefix)
-        .unwrap_or_else(|| panic!("expected {prefix:?}..., got {line:?}"));
+    let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("expected {prefix:?}..., got {line:?}"));
     parse_number(rest);
     rest.to_string()
 }
@@ -46,11 +44,7 @@ fn one_reply_per_recipient_in_order() {
     let mut distinct = numbers.clone();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(
-        list.len(),
-        distinct.len(),
-        "stored registrations {list:?} vs numbers in the LMTP replies {numbers:?}"
-    );
+    assert_eq!(list.len(), distinct.len(), "stored registrations {list:?} vs numbers in the LMTP replies {numbers:?}");
     for n in &distinct {
         assert!(list.iter().any(|l| &l.number == n), "{n} missing from the list");
         assert_eq!(s.stored_content(n), content);
@@ -87,7 +81,9 @@ fn lmtp_pipelined_burst_and_bdat() {
     let s = Server::start(Opts::default());
     let mut c = s.connect_lmtp();
     let body = b"Subject: lmtp bdat\r\n\r\nline\r\n.\r\nnot the end\r\n";
-    let mut w = b"LHLO client.example.org\r\nMAIL FROM:<a@client.example.org>\r\nRCPT TO:<support@example.com>\r\nRCPT TO:<sales@example.com>\r\n".to_vec();
+    let mut w =
+        b"LHLO client.example.org\r\nMAIL FROM:<a@client.example.org>\r\nRCPT TO:<support@example.com>\r\nRCPT TO:<sales@example.com>\r\n"
+            .to_vec();
     w.extend_from_slice(format!("BDAT {} LAST\r\n", body.len()).as_bytes());
     w.extend_from_slice(body);
     w.extend_from_slice(b"QUIT\r\n");

@@ -96,7 +96,13 @@ enum End<S> {
     StartTls(S),
 }
 
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mode: Mode, offer_starttls: bool, secure: bool, sink: &Mutex<Vec<Captured>>) -> std::io::Result<End<S>> {
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    mode: Mode,
+    offer_starttls: bool,
+    secure: bool,
+    sink: &Mutex<Vec<Captured>>,
+) -> std::io::Result<End<S>> {
     let mut io = BufReader::new(stream);
     if !secure {
         io.get_mut().write_all(b"220 capture.test ESMTP ready\r\n").await?;
@@ -233,7 +239,8 @@ struct OutboxState {
 }
 
 async fn state(store: &Store, id: i64) -> OutboxState {
-    let row = sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = ?").bind(id).fetch_one(&store.pool).await.unwrap();
+    let row =
+        sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = ?").bind(id).fetch_one(&store.pool).await.unwrap();
     OutboxState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) }
 }
 
@@ -255,7 +262,17 @@ async fn wait_for_status(store: &Store, id: i64, status: &str, within: Duration)
 
 fn acknowledgement(number: &str) -> Vec<u8> {
     let due = Utc.with_ymd_and_hms(2026, 3, 4, 15, 30, 0).unwrap();
-    outbox::render(&AckTemplate::default(), number, "Where is my order?", due, "support", "Support <support@example.com>", CUSTOMER, Some("order-1@customer.example"), "mx.example.com")
+    outbox::render(
+        &AckTemplate::default(),
+        number,
+        "Where is my order?",
+        due,
+        "support",
+        "Support <support@example.com>",
+        CUSTOMER,
+        Some("order-1@customer.example"),
+        "mx.example.com",
+    )
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -360,7 +377,12 @@ async fn retries_stop_after_max_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).await;
     let id = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000125-3")).await.unwrap();
-    let config = OutboxConfig { max_attempts: 3, retry_initial: Duration::from_millis(50), retry_max: Duration::from_millis(100), ..config(free_port()) };
+    let config = OutboxConfig {
+        max_attempts: 3,
+        retry_initial: Duration::from_millis(50),
+        retry_max: Duration::from_millis(100),
+        ..config(free_port())
+    };
     let worker = start_worker(&store, config);
 
     let failed = wait_for_status(&store, id, "failed", Duration::from_secs(10)).await;
@@ -473,7 +495,12 @@ async fn a_row_left_sending_by_a_dead_worker_is_sent_after_its_lease() {
     let now = chrono::Utc::now().timestamp_millis();
     // A worker claimed both and died: one lease has run out, the other has not.
     for (id, lease_until) in [(orphan, now - 1), (held, now + 3_600_000)] {
-        sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = ? WHERE id = ?").bind(lease_until).bind(id).execute(&store.pool).await.unwrap();
+        sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = ? WHERE id = ?")
+            .bind(lease_until)
+            .bind(id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
     }
     let worker = start_worker(&store, config(port));
     let sent = wait_for_status(&store, orphan, "sent", Duration::from_secs(10)).await;

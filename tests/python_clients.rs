@@ -32,11 +32,7 @@ fn run_py(script: &str) {
         .expect("run python3 (is it installed?)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "python3 tests/py/{script} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "python3 tests/py/{script} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}", out.status);
     let mut o = PyOutcome { registered: vec![], unnumbered: vec![], expect_total: None };
     for line in stdout.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -55,33 +51,22 @@ fn run_py(script: &str) {
 fn verify(s: &Server, o: &PyOutcome, out_dir: &Path, script: &str) {
     let list = s.list_messages();
     for (n, token, tls) in &o.registered {
-        let l = list
-            .iter()
-            .find(|l| &l.number == n)
-            .unwrap_or_else(|| panic!("{script}: {n} acknowledged but not listed: {list:?}"));
+        let l = list.iter().find(|l| &l.number == n).unwrap_or_else(|| panic!("{script}: {n} acknowledged but not listed: {list:?}"));
         assert_eq!(l.tls, *tls, "{script}: tls flag of {n}");
         let stored = s.stored_content(n);
         assert!(find(&stored, token.as_bytes()).is_some(), "{script}: {n} does not contain {token}");
         let expected_file = out_dir.join(format!("{n}.bin"));
         if let Ok(expected) = std::fs::read(&expected_file) {
-            assert_eq!(
-                show_bytes(&stored),
-                show_bytes(&expected),
-                "{script}: {n} stored content differs from what the client sent"
-            );
+            assert_eq!(show_bytes(&stored), show_bytes(&expected), "{script}: {n} stored content differs from what the client sent");
         }
     }
     // Messages sent without seeing the number: find them by token.
     let numbered: std::collections::HashSet<&str> = o.registered.iter().map(|r| r.0.as_str()).collect();
-    let others: Vec<(String, Vec<u8>)> = list
-        .iter()
-        .filter(|l| !numbered.contains(l.number.as_str()))
-        .map(|l| (l.number.clone(), s.stored_content(&l.number)))
-        .collect();
+    let others: Vec<(String, Vec<u8>)> =
+        list.iter().filter(|l| !numbered.contains(l.number.as_str())).map(|l| (l.number.clone(), s.stored_content(&l.number))).collect();
     for t in &o.unnumbered {
         assert!(
-            others.iter().any(|(_, c)| find(c, t.as_bytes()).is_some())
-                || o.registered.iter().any(|r| &r.1 == t),
+            others.iter().any(|(_, c)| find(c, t.as_bytes()).is_some()) || o.registered.iter().any(|r| &r.1 == t),
             "{script}: message {t} (sent with sendmail) not stored"
         );
     }
@@ -129,12 +114,7 @@ fn swaks() -> Option<&'static str> {
 fn run_swaks(bin: &str, args: &[String]) -> String {
     let out = Command::new(bin).args(args).output().expect("run swaks");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "swaks {args:?} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "swaks {args:?} failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
@@ -161,11 +141,23 @@ fn swaks_starttls() {
     let s = Server::start(Opts::default());
     let token = unique_token("swaks-tls-");
     let args: Vec<String> = [
-        "--server", "127.0.0.1", "--port", &s.smtp_addr().port().to_string(),
-        "--ehlo", "client.example.org",
-        "--from", "swaks@client.example.org", "--to", "support@example.com",
-        "--tls", "--header", &format!("Subject: {token}"), "--body", "sent by swaks over STARTTLS",
-        "--timeout", "15",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &s.smtp_addr().port().to_string(),
+        "--ehlo",
+        "client.example.org",
+        "--from",
+        "swaks@client.example.org",
+        "--to",
+        "support@example.com",
+        "--tls",
+        "--header",
+        &format!("Subject: {token}"),
+        "--body",
+        "sent by swaks over STARTTLS",
+        "--timeout",
+        "15",
     ]
     .iter()
     .map(|x| x.to_string())
@@ -191,9 +183,19 @@ fn swaks_pipelining_and_lmtp() {
     // ESMTP with PIPELINING.
     let token = unique_token("swaks-pipe-");
     let args: Vec<String> = [
-        "--server", "127.0.0.1", "--port", &s.smtp_addr().port().to_string(),
-        "--from", "swaks@client.example.org", "--to", "support@example.com,sales@example.com",
-        "--pipeline", "--header", &format!("Subject: {token}"), "--timeout", "15",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &s.smtp_addr().port().to_string(),
+        "--from",
+        "swaks@client.example.org",
+        "--to",
+        "support@example.com,sales@example.com",
+        "--pipeline",
+        "--header",
+        &format!("Subject: {token}"),
+        "--timeout",
+        "15",
     ]
     .iter()
     .map(|x| x.to_string())
@@ -206,10 +208,20 @@ fn swaks_pipelining_and_lmtp() {
     // LMTP with two recipients: two replies after the data.
     let token = unique_token("swaks-lmtp-");
     let args: Vec<String> = [
-        "--server", "127.0.0.1", "--port", &s.lmtp_addr().port().to_string(),
-        "--protocol", "LMTP",
-        "--from", "swaks@client.example.org", "--to", "support@example.com,complaints@example.com",
-        "--header", &format!("Subject: {token}"), "--timeout", "15",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &s.lmtp_addr().port().to_string(),
+        "--protocol",
+        "LMTP",
+        "--from",
+        "swaks@client.example.org",
+        "--to",
+        "support@example.com,complaints@example.com",
+        "--header",
+        &format!("Subject: {token}"),
+        "--timeout",
+        "15",
     ]
     .iter()
     .map(|x| x.to_string())

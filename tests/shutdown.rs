@@ -24,14 +24,8 @@ fn sigterm_idle_sessions_get_421_and_exit_0() {
     }
     let st = s.wait_exit(Duration::from_secs(15));
     assert_eq!(st.code(), Some(0), "SIGTERM must exit 0, got {st}");
-    assert!(
-        !s.data_dir.join("listeners.json").exists(),
-        "listeners.json must be removed at shutdown"
-    );
-    assert!(
-        std::net::TcpStream::connect_timeout(&smtp, Duration::from_secs(1)).is_err(),
-        "still accepting connections after exit"
-    );
+    assert!(!s.data_dir.join("listeners.json").exists(), "listeners.json must be removed at shutdown");
+    assert!(std::net::TcpStream::connect_timeout(&smtp, Duration::from_secs(1)).is_err(), "still accepting connections after exit");
     // The CLI works without a running server.
     let list = s.list_messages();
     assert_eq!(list.len(), 1);

@@ -101,7 +101,8 @@ fn bdat_exact_byte_counts_stored_verbatim() {
     open_tx(&mut c);
     // No dot-stuffing, no end-of-data detection inside BDAT: CRLF.CRLF, dot-leading lines,
     // bare CR/LF, and a chunk boundary in the middle of a line are all plain bytes.
-    let chunk1: &[u8] = b"Subject: bdat\r\n\r\nline one\r\n.\r\nMAIL FROM:<evil@x.org>\r\n..two dots\r\n.leading\rbare cr\nbare lf\r\nsplit li";
+    let chunk1: &[u8] =
+        b"Subject: bdat\r\n\r\nline one\r\n.\r\nMAIL FROM:<evil@x.org>\r\n..two dots\r\n.leading\rbare cr\nbare lf\r\nsplit li";
     let chunk2: &[u8] = b"ne\r\n.\r\n";
     let chunk3: &[u8] = b"QUIT\r\nlast line\r\n";
     let r = bdat(&mut c, chunk1, false);
@@ -296,7 +297,8 @@ fn client_disconnect_mid_data_stores_nothing() {
 #[test]
 fn duplicate_window_expires() {
     let s = Server::start(Opts { duplicate_window: "1s".into(), ..Opts::default() });
-    let content = b"From: customer@client.example.org\r\nSubject: late retry\r\nMessage-ID: <late-retry@client.example.org>\r\n\r\nbody\r\n".to_vec();
+    let content =
+        b"From: customer@client.example.org\r\nSubject: late retry\r\nMessage-ID: <late-retry@client.example.org>\r\n\r\nbody\r\n".to_vec();
     let mut c = s.smtp_session();
     let n1 = c.send_message("customer@client.example.org", &["support@example.com"], &content);
     std::thread::sleep(std::time::Duration::from_millis(2200));

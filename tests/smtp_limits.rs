@@ -232,10 +232,7 @@ fn too_many_errors_get_421_and_close() {
         // The 421 may follow the last 500 unsolicited.
         c.expect_line(&expected_421);
     }
-    assert!(
-        errors == max_errors || errors + 1 == max_errors,
-        "421 after {errors} error replies with max_errors = {max_errors}"
-    );
+    assert!(errors == max_errors || errors + 1 == max_errors, "421 after {errors} error replies with max_errors = {max_errors}");
     c.expect_closed();
     // Other sessions are unaffected.
     let mut c2 = s.smtp_session();

@@ -207,10 +207,7 @@ fn known_parameters_accepted() {
     let s = server();
     let mut c = s.smtp_session();
     // Keywords are case-insensitive (Python's smtplib sends "size=N").
-    c.expect(
-        "MAIL FROM:<a@client.example.org> size=100 BODY=8BITMIME SMTPUTF8",
-        "250 2.1.0 Sender OK",
-    );
+    c.expect("MAIL FROM:<a@client.example.org> size=100 BODY=8BITMIME SMTPUTF8", "250 2.1.0 Sender OK");
     c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
     c.expect("RSET", "250 2.0.0 OK");
     c.expect("MAIL FROM:<a@client.example.org> BODY=7BIT", "250 2.1.0 Sender OK");
@@ -225,15 +222,13 @@ fn bad_addresses() {
     // A reverse-path that is not an address at all.
     let r = c.cmd("MAIL FROM:<not an address>");
     assert!(
-        r.lines == ["553 5.1.7 Invalid sender address"]
-            || r.lines == ["501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]"],
+        r.lines == ["553 5.1.7 Invalid sender address"] || r.lines == ["501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]"],
         "MAIL with a malformed address: {r:?}"
     );
     c.expect("MAIL FROM:<a@client.example.org>", "250 2.1.0 Sender OK");
     let r = c.cmd("RCPT TO:<not an address>");
     assert!(
-        r.lines == ["501 5.1.3 Invalid recipient address"]
-            || r.lines == ["501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]"],
+        r.lines == ["501 5.1.3 Invalid recipient address"] || r.lines == ["501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]"],
         "RCPT with a malformed address: {r:?}"
     );
     c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
@@ -270,10 +265,7 @@ fn foreign_domain_gets_550_571() {
     c.expect("RCPT TO:<support@sub.example.com>", "550 5.7.1 Relay access denied");
     // Source-route/percent tricks must not relay either.
     let r = c.cmd("RCPT TO:<victim%other.org@example.com>");
-    assert!(
-        r.code >= 500,
-        "percent-hack recipient must be rejected, got {r:?}"
-    );
+    assert!(r.code >= 500, "percent-hack recipient must be rejected, got {r:?}");
     c.expect("DATA", "503 5.5.1 Send RCPT first");
     c.expect("RSET", "250 2.0.0 OK");
     assert!(s.list_messages().is_empty());
@@ -284,13 +276,7 @@ fn all_queue_addresses_and_delimiter_accepted() {
     let s = server();
     let mut c = s.smtp_session();
     c.expect("MAIL FROM:<a@client.example.org>", "250 2.1.0 Sender OK");
-    for r in [
-        "support@example.com",
-        "help@example.com",
-        "sales@example.com",
-        "complaints@example.com",
-        "support+order42@example.com",
-    ] {
+    for r in ["support@example.com", "help@example.com", "sales@example.com", "complaints@example.com", "support+order42@example.com"] {
         c.expect(&format!("RCPT TO:<{r}>"), "250 2.1.5 Recipient OK");
     }
     c.expect("RCPT TO:<nobody+support@example.com>", "550 5.1.1 Mailbox unknown");
@@ -360,19 +346,10 @@ fn null_sender_accepted() {
 fn non_ascii_address_without_smtputf8_gets_553() {
     let s = server();
     let mut c = s.smtp_session();
-    c.expect(
-        "MAIL FROM:<josé@client.example.org>",
-        "553 5.6.7 Non-ASCII address requires SMTPUTF8",
-    );
-    c.expect(
-        "MAIL FROM:<jose@exämple.org>",
-        "553 5.6.7 Non-ASCII address requires SMTPUTF8",
-    );
+    c.expect("MAIL FROM:<josé@client.example.org>", "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+    c.expect("MAIL FROM:<jose@exämple.org>", "553 5.6.7 Non-ASCII address requires SMTPUTF8");
     c.expect("MAIL FROM:<jose@client.example.org>", "250 2.1.0 Sender OK");
-    c.expect(
-        "RCPT TO:<suppört@example.com>",
-        "553 5.6.7 Non-ASCII address requires SMTPUTF8",
-    );
+    c.expect("RCPT TO:<suppört@example.com>", "553 5.6.7 Non-ASCII address requires SMTPUTF8");
     c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
     c.expect("DATA", "354 End data with <CR><LF>.<CR><LF>");
     let content = simple_message("ascii", "x");

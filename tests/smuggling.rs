@@ -17,7 +17,8 @@ fn attempt(seq: &[u8], proto: &str) {
     c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
     c.expect("DATA", "354 End data with <CR><LF>.<CR><LF>");
 
-    let mut wire = b"From: customer@client.example.org\r\nTo: support@example.com\r\nSubject: smuggling test\r\n\r\nfirst body line".to_vec();
+    let mut wire =
+        b"From: customer@client.example.org\r\nTo: support@example.com\r\nSubject: smuggling test\r\n\r\nfirst body line".to_vec();
     wire.extend_from_slice(seq);
     wire.extend_from_slice(SMUGGLED);
     // The real end of data.
@@ -59,33 +60,18 @@ fn attempt(seq: &[u8], proto: &str) {
     c.expect("QUIT", &format!("221 2.0.0 {HOST} closing connection"));
 
     let list = s.list_messages();
-    assert_eq!(
-        list.len(),
-        1,
-        "seq {:?}: exactly one message must be stored, got {list:?}",
-        show_bytes(seq)
-    );
+    assert_eq!(list.len(), 1, "seq {:?}: exactly one message must be stored, got {list:?}", show_bytes(seq));
     assert_eq!(list[0].number, n);
     let stored = s.stored_content(&n);
     let expected = unstuff(&content_wire);
-    assert_eq!(
-        show_bytes(&stored),
-        show_bytes(&expected),
-        "seq {:?}: stored message differs from the data received",
-        show_bytes(seq)
-    );
+    assert_eq!(show_bytes(&stored), show_bytes(&expected), "seq {:?}: stored message differs from the data received", show_bytes(seq));
     assert!(find(&stored, SMUGGLED).is_some(), "smuggled commands must be inside the message");
     // Sequences with no CRLF-dot in them must be kept byte for byte.
     if find(seq, b"\r\n.").is_none() {
         let mut kept = b"first body line".to_vec();
         kept.extend_from_slice(seq);
         kept.extend_from_slice(b"MAIL FROM:<evil@x.org>");
-        assert!(
-            find(&stored, &kept).is_some(),
-            "seq {:?} not kept verbatim in {:?}",
-            show_bytes(seq),
-            show_bytes(&stored)
-        );
+        assert!(find(&stored, &kept).is_some(), "seq {:?} not kept verbatim in {:?}", show_bytes(seq), show_bytes(&stored));
     }
 }
 

@@ -23,10 +23,7 @@ fn pipelined_command_after_starttls_is_discarded() {
     c.handshake(None);
     // The first reply inside TLS must be the one to our EHLO, not the injected RSET's.
     let r = c.cmd("EHLO client.example.org");
-    assert_eq!(
-        r.code, 250,
-        "first reply inside TLS: {r:?} (an injected command was executed?)"
-    );
+    assert_eq!(r.code, 250, "first reply inside TLS: {r:?} (an injected command was executed?)");
     assert!(r.lines.len() > 1, "first reply inside TLS is not the EHLO reply: {r:?}");
     check_ehlo(&r, true, None);
     c.expect("NOOP", "250 2.0.0 OK");
@@ -119,10 +116,9 @@ fn starttls_twice_gets_503() {
 #[test]
 fn tls12_and_tls13_both_work() {
     let s = server();
-    for (v, want) in [
-        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
-        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
-    ] {
+    for (v, want) in
+        [(&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2), (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3)]
+    {
         let mut c = s.smtp_session();
         c.expect("STARTTLS", "220 2.0.0 Ready to start TLS");
         c.handshake(Some(v));
@@ -154,10 +150,7 @@ fn lmtp_starttls() {
     let content = simple_message("lmtp tls", "x");
     c.send(&data_wire(&content));
     let line = c.reply().line().to_string();
-    let n = line
-        .strip_prefix("250 2.0.0 <support@example.com> Registered ")
-        .unwrap_or_else(|| panic!("LMTP reply: {line:?}"))
-        .to_string();
+    let n = line.strip_prefix("250 2.0.0 <support@example.com> Registered ").unwrap_or_else(|| panic!("LMTP reply: {line:?}")).to_string();
     let list = s.list_messages();
     assert_eq!(list.len(), 1);
     assert!(list[0].tls);

@@ -51,12 +51,28 @@ pub struct RoleInfo {
     pub members: Vec<String>,
 }
 
-async fn audit_in(access: &Access, conn: &mut SqliteConnection, actor: &str, action: &str, object: String, detail: Option<String>) -> Result<(), sqlx::Error> {
-    audit::append(&access.store.keys, conn, &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some(object), detail }]).await
+async fn audit_in(
+    access: &Access,
+    conn: &mut SqliteConnection,
+    actor: &str,
+    action: &str,
+    object: String,
+    detail: Option<String>,
+) -> Result<(), sqlx::Error> {
+    audit::append(
+        &access.store.keys,
+        conn,
+        &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some(object), detail }],
+    )
+    .await
 }
 
 async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminError> {
-    sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(name).fetch_optional(&mut *conn).await?.ok_or_else(|| AdminError::NoSuchUser(name.into()))
+    sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| AdminError::NoSuchUser(name.into()))
 }
 
 async fn role_exists(conn: &mut SqliteConnection, role: &str) -> Result<(), AdminError> {
@@ -94,7 +110,15 @@ impl Access {
         for role in roles {
             sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *tx).await?;
         }
-        audit_in(self, &mut tx, actor, "user.add", format!("user:{name}"), (!roles.is_empty()).then(|| format!("roles={}", roles.join(",")))).await?;
+        audit_in(
+            self,
+            &mut tx,
+            actor,
+            "user.add",
+            format!("user:{name}"),
+            (!roles.is_empty()).then(|| format!("roles={}", roles.join(","))),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -128,7 +152,12 @@ impl Access {
         let hash = password::hash(password).map_err(AdminError::Invalid)?;
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?").bind(&hash).bind(now_millis()).bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?")
+            .bind(&hash)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
         audit_in(self, &mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
         tx.commit().await?;
@@ -162,7 +191,11 @@ impl Access {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = user_id(&mut tx, name).await?;
         sqlx::query("UPDATE cases SET assignee = NULL WHERE assignee = ?").bind(id).execute(&mut *tx).await?;
-        for delete in ["DELETE FROM sessions WHERE user_id = ?", "DELETE FROM user_roles WHERE user_id = ?", "DELETE FROM mailbox_flags WHERE user_id = ?"] {
+        for delete in [
+            "DELETE FROM sessions WHERE user_id = ?",
+            "DELETE FROM user_roles WHERE user_id = ?",
+            "DELETE FROM mailbox_flags WHERE user_id = ?",
+        ] {
             sqlx::query(delete).bind(id).execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
@@ -174,7 +207,12 @@ impl Access {
     pub async fn add_role(&self, name: &str, description: &str, actor: &str) -> Result<(), AdminError> {
         check_role_name(name).map_err(AdminError::Invalid)?;
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").bind(name).bind(description).bind(now_millis()).execute(&mut *tx).await?;
+        let done = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(description)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(AdminError::Exists(format!("role {name:?}")));
         }
@@ -187,7 +225,9 @@ impl Access {
     pub async fn grant(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
         self.known_queue(queue)?;
         if role == SECURITY_OFFICER {
-            return Err(AdminError::Invalid("the security-officer role gets no queue permissions (separation of duties): give the user a second role".into()));
+            return Err(AdminError::Invalid(
+                "the security-officer role gets no queue permissions (separation of duties): give the user a second role".into(),
+            ));
         }
         if permissions.is_empty() {
             return Err(AdminError::Invalid("name at least one permission (read, act, assign, supervise)".into()));
@@ -195,10 +235,16 @@ impl Access {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         role_exists(&mut tx, role).await?;
         for p in permissions {
-            sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)").bind(role).bind(queue).bind(p.as_str()).execute(&mut *tx).await?;
+            sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)")
+                .bind(role)
+                .bind(queue)
+                .bind(p.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-        audit_in(self, &mut tx, actor, "role.grant", format!("role:{role}"), Some(format!("queue={queue} permissions={}", list.join(",")))).await?;
+        audit_in(self, &mut tx, actor, "role.grant", format!("role:{role}"), Some(format!("queue={queue} permissions={}", list.join(","))))
+            .await?;
         tx.commit().await?;
         self.store.changed();
         Ok(())
@@ -212,10 +258,19 @@ impl Access {
             sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ?").bind(role).bind(queue).execute(&mut *tx).await?;
         }
         for p in permissions {
-            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ? AND permission = ?").bind(role).bind(queue).bind(p.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ? AND permission = ?")
+                .bind(role)
+                .bind(queue)
+                .bind(p.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-        let detail = if list.is_empty() { format!("queue={queue} permissions=all") } else { format!("queue={queue} permissions={}", list.join(",")) };
+        let detail = if list.is_empty() {
+            format!("queue={queue} permissions=all")
+        } else {
+            format!("queue={queue} permissions={}", list.join(","))
+        };
         audit_in(self, &mut tx, actor, "role.revoke", format!("role:{role}"), Some(detail)).await?;
         tx.commit().await?;
         self.store.changed();
@@ -257,7 +312,10 @@ impl Access {
                 role.grants.entry(r.get(1)).or_default().insert(p);
             }
         }
-        for r in sqlx::query("SELECT ur.role, u.name FROM user_roles ur JOIN users u ON u.id = ur.user_id ORDER BY u.name").fetch_all(&self.store.pool).await? {
+        for r in sqlx::query("SELECT ur.role, u.name FROM user_roles ur JOIN users u ON u.id = ur.user_id ORDER BY u.name")
+            .fetch_all(&self.store.pool)
+            .await?
+        {
             if let Some(role) = roles.get_mut(r.get::<&str, _>(0)) {
                 role.members.push(r.get(1));
             }
@@ -270,16 +328,27 @@ impl Access {
     pub async fn seed_roles(&self) -> Result<(), AdminError> {
         for role in &self.store.settings.config.roles {
             let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let created = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING").bind(&role.name).bind(&role.description).bind(now_millis()).execute(&mut *tx).await?;
+            let created = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+                .bind(&role.name)
+                .bind(&role.description)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
             if created.rows_affected() == 0 {
                 continue;
             }
             for (queue, permissions) in &role.grants {
                 for p in permissions {
-                    sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)").bind(&role.name).bind(queue).bind(p).execute(&mut *tx).await?;
+                    sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)")
+                        .bind(&role.name)
+                        .bind(queue)
+                        .bind(p)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
-            audit_in(self, &mut tx, "config", "role.add", format!("role:{}", role.name), Some("seeded from the configuration".into())).await?;
+            audit_in(self, &mut tx, "config", "role.add", format!("role:{}", role.name), Some("seeded from the configuration".into()))
+                .await?;
             tx.commit().await?;
         }
         Ok(())

@@ -59,7 +59,10 @@ impl Permission {
 impl FromStr for Permission {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| format!("unknown permission {s:?} (read, act, assign, supervise)"))
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown permission {s:?} (read, act, assign, supervise)"))
     }
 }
 
@@ -164,7 +167,8 @@ impl Access {
             self.fail(None, 0, name, source, via, "unknown-user").await?;
             return Err(LoginError::Invalid);
         };
-        let (user_id, hash, locked, failed, locked_until): (i64, String, i64, i64, Option<i64>) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let (user_id, hash, locked, failed, locked_until): (i64, String, i64, i64, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         if let Some(until) = locked_until.filter(|until| *until > now) {
             self.audit_failure(name, source, via, "user-locked-out").await?;
             self.throttle.delay(self.throttle.source_failure(source)).await;
@@ -181,10 +185,24 @@ impl Access {
             return Err(LoginError::Invalid);
         }
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?").bind(user_id).execute(&mut *tx).await.map_err(StoreError::from)?;
-        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now, actor: format!("user:{name}"), action: "login".into(), object: Some(format!("user:{name}")), detail: Some(format!("via={via} source={source}")) }])
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
+        audit::append(
+            &self.store.keys,
+            &mut tx,
+            &[AuditEntry {
+                at: now,
+                actor: format!("user:{name}"),
+                action: "login".into(),
+                object: Some(format!("user:{name}")),
+                detail: Some(format!("via={via} source={source}")),
+            }],
+        )
+        .await
+        .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
         self.throttle.source_success(source);
         self.principal(user_id).await?.ok_or(LoginError::Invalid)
@@ -192,44 +210,93 @@ impl Access {
 
     /// Records a failure: the user's counter (and lockout once it reaches `max_failures`), the
     /// source's counter, the audit entry; then waits the growing delay.
-    async fn fail(&self, user_id: Option<i64>, previous_failures: i64, name: &str, source: IpAddr, via: &str, reason: &str) -> Result<(), StoreError> {
+    async fn fail(
+        &self,
+        user_id: Option<i64>,
+        previous_failures: i64,
+        name: &str,
+        source: IpAddr,
+        via: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let source_failures = self.throttle.source_failure(source);
         let mut user_failures = 0;
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(id) = user_id {
             user_failures = previous_failures + 1;
-            let lock_until = (user_failures >= self.config().max_failures as i64).then(|| now_millis() + self.config().lockout.as_millis() as i64);
+            let lock_until =
+                (user_failures >= self.config().max_failures as i64).then(|| now_millis() + self.config().lockout.as_millis() as i64);
             // The counter restarts after a lockout, so the next lockout again takes max_failures tries.
             let stored_failures = if lock_until.is_some() { 0 } else { user_failures };
-            sqlx::query("UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until) WHERE id = ?").bind(stored_failures).bind(lock_until).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until) WHERE id = ?")
+                .bind(stored_failures)
+                .bind(lock_until)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             if lock_until.is_some() {
-                audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: "access".into(), action: "user.locked-out".into(), object: Some(format!("user:{name}")), detail: Some(format!("after {user_failures} failed logins")) }]).await?;
+                audit::append(
+                    &self.store.keys,
+                    &mut tx,
+                    &[AuditEntry {
+                        at: now_millis(),
+                        actor: "access".into(),
+                        action: "user.locked-out".into(),
+                        object: Some(format!("user:{name}")),
+                        detail: Some(format!("after {user_failures} failed logins")),
+                    }],
+                )
+                .await?;
             }
         }
         let detail = format!("via={via} source={source} reason={reason}");
-        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: format!("user:{name}"), action: "login.failed".into(), object: Some(format!("user:{name}")), detail: Some(detail) }]).await?;
+        audit::append(
+            &self.store.keys,
+            &mut tx,
+            &[AuditEntry {
+                at: now_millis(),
+                actor: format!("user:{name}"),
+                action: "login.failed".into(),
+                object: Some(format!("user:{name}")),
+                detail: Some(detail),
+            }],
+        )
+        .await?;
         tx.commit().await?;
         self.throttle.delay(source_failures.max(user_failures as u32)).await;
         Ok(())
     }
 
     async fn audit_failure(&self, name: &str, source: IpAddr, via: &str, reason: &str) -> Result<(), StoreError> {
-        self.audit(&format!("user:{name}"), "login.failed", Some(format!("user:{name}")), Some(format!("via={via} source={source} reason={reason}"))).await
+        self.audit(
+            &format!("user:{name}"),
+            "login.failed",
+            Some(format!("user:{name}")),
+            Some(format!("via={via} source={source} reason={reason}")),
+        )
+        .await
     }
 
     /// The user with their current roles, or None when removed or locked (a session of a user
     /// locked meanwhile stops working at once).
     pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>, StoreError> {
-        let Some(row) = sqlx::query("SELECT name, locked FROM users WHERE id = ?").bind(user_id).fetch_optional(&self.store.pool).await? else {
+        let Some(row) = sqlx::query("SELECT name, locked FROM users WHERE id = ?").bind(user_id).fetch_optional(&self.store.pool).await?
+        else {
             return Ok(None);
         };
         if row.get::<i64, _>(1) != 0 {
             return Ok(None);
         }
         let name: String = row.get(0);
-        let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role").bind(user_id).fetch_all(&self.store.pool).await?;
+        let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role")
+            .bind(user_id)
+            .fetch_all(&self.store.pool)
+            .await?;
         let mut grants: BTreeMap<String, BTreeSet<Permission>> = BTreeMap::new();
-        let rows = sqlx::query("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = ?").bind(user_id).fetch_all(&self.store.pool).await?;
+        let rows = sqlx::query("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = ?")
+            .bind(user_id)
+            .fetch_all(&self.store.pool)
+            .await?;
         for row in rows {
             if let Ok(p) = row.get::<&str, _>(1).parse() {
                 grants.entry(row.get(0)).or_default().insert(p);
@@ -241,7 +308,12 @@ impl Access {
     /// One audit entry in its own transaction.
     pub async fn audit(&self, actor: &str, action: &str, object: Option<String>, detail: Option<String>) -> Result<(), StoreError> {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(&self.store.keys, &mut tx, &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await?;
+        audit::append(
+            &self.store.keys,
+            &mut tx,
+            &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -315,7 +387,8 @@ mod tests {
         assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Invalid)));
         assert!(access.principal(p.user_id).await.unwrap().is_none(), "a locked user has no principal");
 
-        let actions: Vec<(String, Option<String>)> = sqlx::query_as("SELECT action, detail FROM audit ORDER BY id").fetch_all(&access.store.pool).await.unwrap();
+        let actions: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT action, detail FROM audit ORDER BY id").fetch_all(&access.store.pool).await.unwrap();
         let count = |a: &str| actions.iter().filter(|(action, _)| action == a).count();
         assert_eq!(count("login"), 2);
         assert_eq!(count("login.failed"), 6, "{actions:?}");

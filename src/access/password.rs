@@ -1,8 +1,8 @@
 //! Password hashing with argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane, as OWASP
 //! recommends), run on the blocking pool so a login never stalls a protocol worker.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use zeroize::Zeroizing;
 
 /// Shortest password accepted by `user add` / `user passwd`.

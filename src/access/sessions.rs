@@ -70,17 +70,30 @@ impl Access {
     /// expired (lifetime or idle) sessions and for users locked or removed since login.
     pub async fn resume_session(&self, token: &str) -> Result<(Principal, SessionKind), SessionError> {
         let hash = token_hash(token);
-        let row = sqlx::query("SELECT user_id, kind, expires_at, last_seen_at FROM sessions WHERE token_hash = ?").bind(&hash).fetch_optional(&self.store.pool).await.map_err(StoreError::from)?;
+        let row = sqlx::query("SELECT user_id, kind, expires_at, last_seen_at FROM sessions WHERE token_hash = ?")
+            .bind(&hash)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(StoreError::from)?;
         let Some(row) = row else { return Err(SessionError::Unknown) };
         let (user_id, kind, expires_at, last_seen): (i64, String, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
         let now = now_millis();
         if now >= expires_at || now - last_seen >= self.config().session_idle.as_millis() as i64 {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(&hash).execute(&self.store.pool).await.map_err(StoreError::from)?;
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                .bind(&hash)
+                .execute(&self.store.pool)
+                .await
+                .map_err(StoreError::from)?;
             return Err(SessionError::Expired);
         }
         let principal = self.principal(user_id).await?.ok_or(SessionError::UserGone)?;
         if now - last_seen >= TOUCH_EVERY_MS {
-            sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?").bind(now).bind(&hash).execute(&self.store.pool).await.map_err(StoreError::from)?;
+            sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?")
+                .bind(now)
+                .bind(&hash)
+                .execute(&self.store.pool)
+                .await
+                .map_err(StoreError::from)?;
         }
         let kind = if kind == "bearer" { SessionKind::Bearer } else { SessionKind::Cookie };
         Ok((principal, kind))
@@ -101,13 +114,18 @@ impl Access {
     /// Constant-time comparison of a presented CSRF token.
     pub fn csrf_ok(&self, session_token: &str, presented: &str) -> bool {
         let expected = self.csrf_token(session_token);
-        expected.len() == presented.len() && aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), presented.as_bytes()).is_ok()
+        expected.len() == presented.len()
+            && aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), presented.as_bytes()).is_ok()
     }
 
     /// Drops expired sessions (called now and then by the server).
     pub async fn purge_sessions(&self) -> Result<u64, StoreError> {
         let idle_cutoff = now_millis() - self.config().session_idle.as_millis() as i64;
-        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?").bind(now_millis()).bind(idle_cutoff).execute(&self.store.pool).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?")
+            .bind(now_millis())
+            .bind(idle_cutoff)
+            .execute(&self.store.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -82,7 +82,13 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        Throttle::new(AccessConfig { failure_delay: Duration::from_millis(100), max_failure_delay: Duration::from_millis(700), max_failures: 3, lockout: Duration::from_secs(60), ..Default::default() })
+        Throttle::new(AccessConfig {
+            failure_delay: Duration::from_millis(100),
+            max_failure_delay: Duration::from_millis(700),
+            max_failures: 3,
+            lockout: Duration::from_secs(60),
+            ..Default::default()
+        })
     }
 
     #[test]

@@ -64,7 +64,12 @@ pub struct NewPassword {
 }
 
 /// `POST /api/admin/users/{name}/password`: ends the user's sessions, lifts a lockout.
-pub async fn set_password(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(name): Path<String>, Json(req): Json<NewPassword>) -> Result<Response, ApiError> {
+pub async fn set_password(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+    Json(req): Json<NewPassword>,
+) -> Result<Response, ApiError> {
     ctx.access.set_password(&name, &req.password, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -78,20 +83,32 @@ fn not_self(auth: &Auth, name: &str, what: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/admin/users/{name}/lock`: no login, sessions end at once.
-pub async fn lock_user(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn lock_user(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     not_self(&auth, &name, "lock")?;
     ctx.access.lock_user(&name, &auth.principal.actor()).await?;
     Ok(done())
 }
 
 /// `POST /api/admin/users/{name}/unlock`.
-pub async fn unlock_user(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn unlock_user(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     ctx.access.unlock_user(&name, &auth.principal.actor()).await?;
     Ok(done())
 }
 
 /// `DELETE /api/admin/users/{name}`.
-pub async fn remove_user(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn remove_user(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     not_self(&auth, &name, "remove")?;
     ctx.access.remove_user(&name, &auth.principal.actor()).await?;
     ctx.access.store.changed();
@@ -128,13 +145,23 @@ pub struct Grant {
 }
 
 /// `POST /api/admin/roles/{role}/grants`.
-pub async fn grant(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(role): Path<String>, Json(req): Json<Grant>) -> Result<Response, ApiError> {
+pub async fn grant(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(role): Path<String>,
+    Json(req): Json<Grant>,
+) -> Result<Response, ApiError> {
     ctx.access.grant(&role, &req.queue, &req.permissions, &auth.principal.actor()).await?;
     Ok(done())
 }
 
 /// `DELETE /api/admin/roles/{role}/grants` (body: queue, permissions).
-pub async fn revoke(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(role): Path<String>, Json(req): Json<Grant>) -> Result<Response, ApiError> {
+pub async fn revoke(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(role): Path<String>,
+    Json(req): Json<Grant>,
+) -> Result<Response, ApiError> {
     ctx.access.revoke(&role, &req.queue, &req.permissions, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -146,13 +173,22 @@ pub struct Member {
 }
 
 /// `POST /api/admin/roles/{role}/members`.
-pub async fn add_member(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path(role): Path<String>, Json(req): Json<Member>) -> Result<Response, ApiError> {
+pub async fn add_member(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(role): Path<String>,
+    Json(req): Json<Member>,
+) -> Result<Response, ApiError> {
     ctx.access.assign_role(&role, &req.user, &auth.principal.actor()).await?;
     Ok(done())
 }
 
 /// `DELETE /api/admin/roles/{role}/members/{user}`.
-pub async fn remove_member(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Path((role, user)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn remove_member(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path((role, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     ctx.access.unassign_role(&role, &user, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -169,7 +205,11 @@ pub struct AuditParams {
 
 /// `GET /api/admin/audit?after=ID&limit=N`: entries after ID, oldest first. Reading the log is
 /// itself audited.
-pub async fn audit_log(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Query(params): Query<AuditParams>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn audit_log(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Query(params): Query<AuditParams>,
+) -> Result<axum::Json<Value>, ApiError> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=AUDIT_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {AUDIT_MAX_LIMIT}")));
@@ -185,14 +225,18 @@ pub async fn audit_log(State(ctx): State<Arc<HttpContext>>, Officer(auth): Offic
         .map(|r| json!({ "id": r.get::<i64, _>(0), "at": millis_to_rfc3339(r.get(1)), "actor": r.get::<String, _>(2), "action": r.get::<String, _>(3), "object": r.get::<Option<String>, _>(4), "detail": r.get::<Option<String>, _>(5) }))
         .collect();
     let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e["id"].clone())).flatten();
-    ctx.access.audit(&auth.principal.actor(), "audit.read", None, Some(format!("after={} entries={}", params.after, entries.len()))).await?;
+    ctx.access
+        .audit(&auth.principal.actor(), "audit.read", None, Some(format!("after={} entries={}", params.after, entries.len())))
+        .await?;
     Ok(axum::Json(json!({ "entries": entries, "next_after": next })))
 }
 
 /// `GET /api/admin/audit/verify`: re-computes the hash chain.
 pub async fn audit_verify(State(ctx): State<Arc<HttpContext>>, Officer(_): Officer) -> Result<axum::Json<Value>, ApiError> {
     Ok(axum::Json(match ctx.access.store.verify_audit().await? {
-        ChainCheck::Intact { entries, head } => json!({ "intact": true, "entries": entries, "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>() }),
+        ChainCheck::Intact { entries, head } => {
+            json!({ "intact": true, "entries": entries, "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>() })
+        }
         ChainCheck::Broken { id, reason } => json!({ "intact": false, "broken_at": id, "reason": reason }),
     }))
 }

@@ -43,7 +43,9 @@ impl FromRequestParts<Arc<HttpContext>> for Auth {
         } else if let Some(token) = cookie_token(&parts.headers) {
             (token, SessionKind::Cookie)
         } else {
-            return Err(ApiError::unauthenticated("log in first: POST /api/login, then send the session cookie or Authorization: Bearer TOKEN"));
+            return Err(ApiError::unauthenticated(
+                "log in first: POST /api/login, then send the session cookie or Authorization: Bearer TOKEN",
+            ));
         };
         let (principal, kind) = ctx.access.resume_session(&token).await.map_err(|e| match e {
             SessionError::Store(e) => ApiError::from(e),
@@ -59,7 +61,9 @@ impl FromRequestParts<Arc<HttpContext>> for Auth {
             check_origin(ctx, &parts.headers)?;
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if presented.is_empty() {
-                return Err(csrf_error("this request changes something: send the session's CSRF token (from the login reply) in X-CSRF-Token"));
+                return Err(csrf_error(
+                    "this request changes something: send the session's CSRF token (from the login reply) in X-CSRF-Token",
+                ));
             }
             if !ctx.access.csrf_ok(&token, presented) {
                 return Err(csrf_error("the X-CSRF-Token does not belong to this session"));
@@ -122,12 +126,19 @@ pub struct LoginRequest {
 }
 
 /// `POST /api/login`.
-pub async fn login(State(ctx): State<Arc<HttpContext>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(ctx): State<Arc<HttpContext>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
     // Login CSRF: another site must not log a browser into an account of its choosing.
     check_origin(&ctx, &headers)?;
     let principal = match ctx.access.login(&req.user, &req.password, peer.ip(), "http").await {
         Ok(p) => p,
-        Err(LoginError::Invalid) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string())),
+        Err(LoginError::Invalid) => {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string()));
+        }
         Err(e @ LoginError::Throttled { retry_after }) => {
             let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string());
             error.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
@@ -142,7 +153,8 @@ pub async fn login(State(ctx): State<Arc<HttpContext>>, ConnectInfo(peer): Conne
     let token = ctx.access.start_session(&principal, kind).await?;
     let lifetime = ctx.settings.config.access.session_lifetime;
     let expires_at = millis_to_rfc3339(now_millis() + lifetime.as_millis() as i64);
-    let mut body = json!({ "user": principal.name, "roles": principal.roles, "officer": principal.officer, "mode": kind, "expires_at": expires_at });
+    let mut body =
+        json!({ "user": principal.name, "roles": principal.roles, "officer": principal.officer, "mode": kind, "expires_at": expires_at });
     match kind {
         SessionKind::Cookie => {
             body["csrf_token"] = json!(ctx.access.csrf_token(&token));

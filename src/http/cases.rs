@@ -94,9 +94,17 @@ async fn begin<'s>(store: &'s Store, auth: &Auth, id: i64, permissions: &[Permis
 }
 
 /// Commits unless nothing changed (then the case is returned as it is and nothing is recorded).
-async fn finish(change: CaseChange<'_>, before: &CaseRow, auth: &Auth, action: &str, detail: &str, extra: Value) -> Result<axum::Json<Value>, ApiError> {
+async fn finish(
+    change: CaseChange<'_>,
+    before: &CaseRow,
+    auth: &Auth,
+    action: &str,
+    detail: &str,
+    extra: Value,
+) -> Result<axum::Json<Value>, ApiError> {
     let now = change.now;
-    let case = if change.case == *before && extra.is_null() { change.case } else { change.commit(&auth.principal.name, action, detail).await? };
+    let case =
+        if change.case == *before && extra.is_null() { change.case } else { change.commit(&auth.principal.name, action, detail).await? };
     let mut body = json!({ "case": case_json(&case, now) });
     if let Value::Object(extra) = extra {
         body.as_object_mut().expect("an object").extend(extra);
@@ -189,9 +197,20 @@ pub async fn get_case(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id):
             })
         })
         .collect();
-    let history: Vec<Value> =
-        store.case_history(id).await?.into_iter().map(|h| json!({ "id": h.id, "at": millis_to_rfc3339(h.at), "actor": h.actor, "action": h.action, "detail": h.detail })).collect();
-    ctx.access.audit(&auth.principal.actor(), "case.read", Some(format!("case:{id}")), Some(format!("via=http opening={} messages={}", case.opening, messages.len()))).await?;
+    let history: Vec<Value> = store
+        .case_history(id)
+        .await?
+        .into_iter()
+        .map(|h| json!({ "id": h.id, "at": millis_to_rfc3339(h.at), "actor": h.actor, "action": h.action, "detail": h.detail }))
+        .collect();
+    ctx.access
+        .audit(
+            &auth.principal.actor(),
+            "case.read",
+            Some(format!("case:{id}")),
+            Some(format!("via=http opening={} messages={}", case.opening, messages.len())),
+        )
+        .await?;
     let mut body = case_json(&case, now_millis());
     body["messages"] = Value::Array(messages);
     body["entries"] = Value::Array(entries);
@@ -246,7 +265,12 @@ pub struct AssignRequest {
 }
 
 /// `POST /api/cases/{id}/assign`: to someone who may read the case's queue (or to nobody).
-pub async fn assign(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<AssignRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn assign(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<AssignRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let store = &ctx.access.store;
     let permissions = [Permission::Assign, Permission::Supervise];
     // Refuse before looking the assignee up (which reads through the pool, so cannot happen
@@ -283,7 +307,12 @@ pub struct TransferRequest {
 
 /// `POST /api/cases/{id}/transfer`: to another configured queue (supervise on the source). The
 /// assignment ends: the new queue's people pick the case up.
-pub async fn transfer(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<TransferRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn transfer(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<TransferRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Supervise]).await?;
     let before = change.case.clone();
     if !ctx.settings.config.queues.iter().any(|q| q.name == req.queue) {
@@ -324,10 +353,16 @@ pub struct StatusRequest {
 
 /// `POST /api/cases/{id}/status`: new → open → waiting → resolved → closed (and back to open or
 /// waiting; never back to new).
-pub async fn status(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<StatusRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn status(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<StatusRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
-    let status = status_name(&req.status).ok_or_else(|| ApiError::invalid(format!("unknown status {:?} (new, open, waiting, resolved, closed)", req.status)))?;
+    let status = status_name(&req.status)
+        .ok_or_else(|| ApiError::invalid(format!("unknown status {:?} (new, open, waiting, resolved, closed)", req.status)))?;
     if status == "new" && before.status != "new" {
         return Err(ApiError::invalid("a case that has been worked on cannot become new again; set it to open"));
     }
@@ -343,7 +378,12 @@ pub struct PriorityRequest {
 }
 
 /// `POST /api/cases/{id}/priority`: the due time follows the new priority's SLA.
-pub async fn priority(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<PriorityRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn priority(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<PriorityRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     let priority: Priority = req.priority.parse().map_err(|e: crate::intake::sla::ParsePriorityError| ApiError::invalid(e.to_string()))?;
@@ -360,7 +400,12 @@ pub struct CategoryRequest {
 }
 
 /// `POST /api/cases/{id}/category`.
-pub async fn category(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<CategoryRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn category(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<CategoryRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     let categories = &ctx.settings.config.categories;
@@ -393,7 +438,12 @@ fn check_tag(tag: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/cases/{id}/tags`: removes, then adds.
-pub async fn tags(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<TagsRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn tags(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<TagsRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     for tag in req.add.iter().chain(&req.remove) {
@@ -416,7 +466,12 @@ pub struct NoteRequest {
 }
 
 /// `POST /api/cases/{id}/notes`: an internal note, sealed.
-pub async fn note(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<NoteRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn note(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<NoteRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     if req.text.trim().is_empty() {
@@ -436,10 +491,16 @@ pub struct FollowUpRequest {
 }
 
 /// `POST /api/cases/{id}/follow-up`: a date to come back to the case, with an optional note.
-pub async fn follow_up(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<FollowUpRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn follow_up(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<FollowUpRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
-    let due = chrono::DateTime::parse_from_rfc3339(req.due.trim()).map_err(|e| ApiError::invalid(format!("due {:?} is not an RFC 3339 time such as 2026-03-02T09:00:00+01:00: {e}", req.due)))?;
+    let due = chrono::DateTime::parse_from_rfc3339(req.due.trim())
+        .map_err(|e| ApiError::invalid(format!("due {:?} is not an RFC 3339 time such as 2026-03-02T09:00:00+01:00: {e}", req.due)))?;
     let due_ms = due.timestamp_millis();
     if due_ms <= change.now {
         return Err(ApiError::invalid("due must be in the future"));
@@ -464,7 +525,9 @@ async fn customer(ctx: &HttpContext, case_id: i64) -> Result<Option<(i64, Mailbo
     for m in store.case_messages(case_id).await?.into_iter().rev().filter(|m| !m.automatic) {
         let record = store.open_fields(m.id).await?;
         let mailbox = record.reply_to.first().or(record.from.first()).cloned();
-        if let Some(mailbox) = mailbox.filter(|mb| mb.address.as_deref().is_some_and(|a| usable_address(a) && !ctx.settings.own_addresses.contains(&a.trim().to_lowercase()))) {
+        if let Some(mailbox) = mailbox.filter(|mb| {
+            mb.address.as_deref().is_some_and(|a| usable_address(a) && !ctx.settings.own_addresses.contains(&a.trim().to_lowercase()))
+        }) {
             return Ok(Some((m.id, mailbox, record)));
         }
     }
@@ -497,7 +560,14 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
 }
 
 /// The reply as RFC 5322 bytes, with its Message-ID and subject.
-fn render_reply(ctx: &HttpContext, from: &str, to: &Mailbox, original: &Record, number: &str, body: &str) -> Result<(Vec<u8>, String, String), ApiError> {
+fn render_reply(
+    ctx: &HttpContext,
+    from: &str,
+    to: &Mailbox,
+    original: &Record,
+    number: &str,
+    body: &str,
+) -> Result<(Vec<u8>, String, String), ApiError> {
     let subject = reply_subject(original.subject.as_deref(), number);
     let id_part: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
     let message_id = format!("reply.{id_part}.{}@{}", random_hex(8)?, ctx.settings.config.server.hostname);
@@ -510,7 +580,12 @@ fn render_reply(ctx: &HttpContext, from: &str, to: &Mailbox, original: &Record, 
         .subject(subject.clone())
         .date(Date::new(chrono::Utc::now().timestamp()))
         .message_id(message_id.clone());
-    if let Some(original_id) = original.message_id.as_deref().map(|id| id.trim().trim_start_matches('<').trim_end_matches('>')).filter(|id| !id.is_empty() && !id.contains(char::is_whitespace)) {
+    if let Some(original_id) = original
+        .message_id
+        .as_deref()
+        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>'))
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+    {
         // References: the thread so far (bounded), then the message answered.
         let mut references: Vec<String> = original.references.iter().rev().take(10).rev().cloned().collect();
         references.retain(|r| r != original_id);
@@ -523,7 +598,12 @@ fn render_reply(ctx: &HttpContext, from: &str, to: &Mailbox, original: &Record, 
 
 /// `POST /api/cases/{id}/reply`: to the customer through the outbox, tagged with the case's
 /// registration number; the case then waits on the customer.
-pub async fn reply(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>, Json(req): Json<ReplyRequest>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn reply(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Json(req): Json<ReplyRequest>,
+) -> Result<axum::Json<Value>, ApiError> {
     let store = &ctx.access.store;
     let case = readable_case(store, &auth, id).await?;
     if !auth.principal.can(&case.queue, Permission::Act) {
@@ -535,8 +615,13 @@ pub async fn reply(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Pa
     if req.body.trim().is_empty() {
         return Err(ApiError::invalid("body must not be empty"));
     }
-    let from = ctx.settings.queue_address(&case.queue).ok_or_else(|| ApiError::invalid(format!("queue {:?} has no address to send from", case.queue)))?.to_string();
-    let (answers, to, original) = customer(&ctx, id).await?.ok_or_else(|| ApiError::invalid("no message of this case names a customer address to reply to"))?;
+    let from = ctx
+        .settings
+        .queue_address(&case.queue)
+        .ok_or_else(|| ApiError::invalid(format!("queue {:?} has no address to send from", case.queue)))?
+        .to_string();
+    let (answers, to, original) =
+        customer(&ctx, id).await?.ok_or_else(|| ApiError::invalid("no message of this case names a customer address to reply to"))?;
     let (data, message_id, subject) = render_reply(&ctx, &from, &to, &original, &case.opening, &req.body)?;
     let to_address = to.address.clone().unwrap_or_default();
 

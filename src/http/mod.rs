@@ -130,7 +130,13 @@ pub fn app(ctx: Arc<HttpContext>) -> Router {
     routes()
         .router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such endpoint; GET /api/openapi.json lists them") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; GET /api/openapi.json lists them") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; GET /api/openapi.json lists them",
+            )
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(ctx.clone(), observe))
         .with_state(ctx)
@@ -146,7 +152,8 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
     req.extensions_mut().insert(user.clone());
     let mut response = match tokio::time::timeout(ctx.settings.config.http.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)").into_response(),
+        Err(_) => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
+            .into_response(),
     };
     let headers = response.headers_mut();
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));

@@ -39,7 +39,16 @@ fn ok(description: &str, schema: Value) -> Value {
 
 /// An operation. `errors` names entries of `components.responses` by status.
 #[allow(clippy::too_many_arguments)]
-fn op(id: &str, tag: &str, summary: &str, description: &str, params: Vec<Value>, body: Option<Value>, success: (&str, Value), errors: &[&str]) -> Value {
+fn op(
+    id: &str,
+    tag: &str,
+    summary: &str,
+    description: &str,
+    params: Vec<Value>,
+    body: Option<Value>,
+    success: (&str, Value),
+    errors: &[&str],
+) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert(success.0.to_string(), success.1);
     for status in errors {
@@ -72,7 +81,16 @@ const CHANGE_ERRORS: &[&str] = &["400", "401", "403", "404", "413", "415", "422"
 
 fn case_action(id: &str, summary: &str, description: &str, body: Option<Value>) -> Value {
     let errors: &[&str] = if body.is_some() { CHANGE_ERRORS } else { &["400", "401", "403", "404"] };
-    let mut o = op(id, "cases", summary, description, vec![path_param("id", "case id", "integer")], body, ("200", ok("the case after the change", schema("ActionResult"))), errors);
+    let mut o = op(
+        id,
+        "cases",
+        summary,
+        description,
+        vec![path_param("id", "case id", "integer")],
+        body,
+        ("200", ok("the case after the change", schema("ActionResult"))),
+        errors,
+    );
     o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
     o
 }
@@ -93,7 +111,16 @@ pub fn document() -> Value {
         o
     };
 
-    let mut index = op("index", "meta", "A page pointing to this document", "", vec![], None, ("200", json!({ "description": "HTML", "content": { "text/html": {} } })), &[]);
+    let mut index = op(
+        "index",
+        "meta",
+        "A page pointing to this document",
+        "",
+        vec![],
+        None,
+        ("200", json!({ "description": "HTML", "content": { "text/html": {} } })),
+        &[],
+    );
     index["security"] = json!([]);
     put("/", "get", index);
     let mut doc = op("openapi", "meta", "This document", "", vec![], None, ("200", ok("OpenAPI 3.1", json!({ "type": "object" }))), &[]);
@@ -178,7 +205,11 @@ pub fn document() -> Value {
              Audited as queue.list. Unknown filter values are rejected with 422 naming the known ones.",
             vec![
                 path_param("queue", "queue name", "string"),
-                query_param("status", "comma-separated statuses, or active (default: new, open, waiting) or all", json!({ "type": "string", "example": "open,waiting" })),
+                query_param(
+                    "status",
+                    "comma-separated statuses, or active (default: new, open, waiting) or all",
+                    json!({ "type": "string", "example": "open,waiting" }),
+                ),
                 query_param("priority", "comma-separated priorities", json!({ "type": "string", "example": "urgent" })),
                 query_param("category", "a configured category code, or none", json!({ "type": "string" })),
                 query_param("overdue", "only overdue cases (true) or only the others (false)", json!({ "type": "boolean" })),
@@ -189,8 +220,16 @@ pub fn document() -> Value {
                     "order (a leading - reverses it); priority means urgent first, then by due time",
                     json!({ "type": "string", "enum": crate::store::cases::Sort::NAMES, "default": "due" }),
                 ),
-                query_param("limit", "page size", json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT })),
-                query_param("offset", "cases to skip (for deep pages use the cursor)", json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 })),
+                query_param(
+                    "limit",
+                    "page size",
+                    json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT }),
+                ),
+                query_param(
+                    "offset",
+                    "cases to skip (for deep pages use the cursor)",
+                    json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 }),
+                ),
                 query_param("cursor", "next_cursor of the previous page (same sort and filters)", json!({ "type": "string" })),
             ],
             None,
@@ -230,7 +269,12 @@ pub fn document() -> Value {
     put(
         "/api/cases/{id}/claim",
         "post",
-        case_action("claim", "Take the case (act)", "Assigns the case to the caller, taking it over from whoever had it (the history keeps who); a new case becomes open.", None),
+        case_action(
+            "claim",
+            "Take the case (act)",
+            "Assigns the case to the caller, taking it over from whoever had it (the history keeps who); a new case becomes open.",
+            None,
+        ),
     );
     put(
         "/api/cases/{id}/assign",
@@ -252,7 +296,11 @@ pub fn document() -> Value {
             Some(json_body(object(&["queue"], json!({ "queue": { "type": "string" } })))),
         ),
     );
-    put("/api/cases/{id}/escalate", "post", case_action("escalate", "Escalate (act)", "Priority urgent (the due time follows), flagged escalated, tag escalated.", None));
+    put(
+        "/api/cases/{id}/escalate",
+        "post",
+        case_action("escalate", "Escalate (act)", "Priority urgent (the due time follows), flagged escalated, tag escalated.", None),
+    );
     put(
         "/api/cases/{id}/status",
         "post",
@@ -290,10 +338,22 @@ pub fn document() -> Value {
             "setTags",
             "Add and remove tags (act)",
             "Removes, then adds. Tags have 1 to 64 characters without spaces or commas.",
-            Some(json_body(object(&[], json!({ "add": { "type": "array", "items": { "type": "string" } }, "remove": { "type": "array", "items": { "type": "string" } } })))),
+            Some(json_body(object(
+                &[],
+                json!({ "add": { "type": "array", "items": { "type": "string" } }, "remove": { "type": "array", "items": { "type": "string" } } }),
+            ))),
         ),
     );
-    put("/api/cases/{id}/notes", "post", case_action("addNote", "Add an internal note (act)", "Stored encrypted.", Some(json_body(object(&["text"], json!({ "text": { "type": "string" } }))))));
+    put(
+        "/api/cases/{id}/notes",
+        "post",
+        case_action(
+            "addNote",
+            "Add an internal note (act)",
+            "Stored encrypted.",
+            Some(json_body(object(&["text"], json!({ "text": { "type": "string" } })))),
+        ),
+    );
     let mut reply = case_action(
         "reply",
         "Reply to the customer (act)",
@@ -324,7 +384,10 @@ pub fn document() -> Value {
             "Our Received: header followed by the bytes received, for a caller who may read a queue in which the message has a case. Audited as message.read.",
             vec![path_param("number", "registration number", "string")],
             None,
-            ("200", json!({ "description": "the message", "content": { "message/rfc822": { "schema": { "type": "string", "format": "binary" } } } })),
+            (
+                "200",
+                json!({ "description": "the message", "content": { "message/rfc822": { "schema": { "type": "string", "format": "binary" } } } }),
+            ),
             &["401", "404"],
         ),
     );
@@ -393,7 +456,16 @@ pub fn document() -> Value {
     put(
         "/api/admin/users/{name}/unlock",
         "post",
-        admin_write(op("unlockUser", "admin", "Unlock a user", "Also lifts a temporary lockout after failed logins.", name(), None, ("204", json!({ "description": "done" })), &["401", "403", "404"])),
+        admin_write(op(
+            "unlockUser",
+            "admin",
+            "Unlock a user",
+            "Also lifts a temporary lockout after failed logins.",
+            name(),
+            None,
+            ("204", json!({ "description": "done" })),
+            &["401", "403", "404"],
+        )),
     );
     put(
         "/api/admin/users/{name}",
@@ -505,7 +577,11 @@ pub fn document() -> Value {
             "Entries after `after`, oldest first; continue with next_after. Reading is itself audited (audit.read).",
             vec![
                 query_param("after", "last id already read", json!({ "type": "integer", "default": 0 })),
-                query_param("limit", "entries per page", json!({ "type": "integer", "minimum": 1, "maximum": super::admin::AUDIT_MAX_LIMIT, "default": 100 })),
+                query_param(
+                    "limit",
+                    "entries per page",
+                    json!({ "type": "integer", "minimum": 1, "maximum": super::admin::AUDIT_MAX_LIMIT, "default": 100 }),
+                ),
             ],
             None,
             ("200", ok("entries", schema("AuditPage"))),
@@ -527,7 +603,8 @@ pub fn document() -> Value {
         ),
     );
 
-    let error_response = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": schema("Error") } } });
+    let error_response =
+        |description: &str| json!({ "description": description, "content": { "application/json": { "schema": schema("Error") } } });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -566,7 +643,10 @@ pub fn document() -> Value {
 fn schemas() -> Value {
     let nullable_time = json!({ "type": ["string", "null"], "format": "date-time" });
     let mut schemas = serde_json::Map::new();
-    schemas.insert("Error".into(), object(&["error", "reason"], json!({ "error": { "type": "string", "example": "forbidden" }, "reason": { "type": "string" } })));
+    schemas.insert(
+        "Error".into(),
+        object(&["error", "reason"], json!({ "error": { "type": "string", "example": "forbidden" }, "reason": { "type": "string" } })),
+    );
     schemas.insert(
         "Login".into(),
         json!({ "type": "object", "properties": {
@@ -587,7 +667,10 @@ fn schemas() -> Value {
                     "name": { "type": "string" }, "address": { "type": ["string", "null"] }, "permissions": { "type": "array", "items": { "type": "string" } },
                     "active": { "type": "integer" }, "overdue": { "type": "integer" }, "by_status": { "type": "object", "additionalProperties": { "type": "integer" } } } } } } }),
     );
-    schemas.insert("Mailbox".into(), json!({ "type": "object", "properties": { "name": { "type": ["string", "null"] }, "address": { "type": ["string", "null"] } } }));
+    schemas.insert(
+        "Mailbox".into(),
+        json!({ "type": "object", "properties": { "name": { "type": ["string", "null"] }, "address": { "type": ["string", "null"] } } }),
+    );
     schemas.insert(
         "Case".into(),
         json!({ "type": "object", "properties": {
@@ -695,7 +778,8 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_and_every_documented_operation_is_routed() {
-        let mut routed: Vec<(String, String)> = super::super::routes().list.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let mut routed: Vec<(String, String)> =
+            super::super::routes().list.into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
         routed.sort();
         let documented = operations(&document());
         let missing: Vec<_> = routed.iter().filter(|r| !documented.contains(r)).collect();
@@ -710,7 +794,10 @@ mod tests {
         let text = doc.to_string();
         let mut ids = std::collections::BTreeSet::new();
         for (method, path) in operations(&doc) {
-            let id = doc["paths"][&path][&method]["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId")).to_string();
+            let id = doc["paths"][&path][&method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"))
+                .to_string();
             assert!(ids.insert(id.clone()), "operationId {id} used twice");
         }
         for piece in text.split("\"$ref\":\"#/components/").skip(1) {

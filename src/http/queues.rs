@@ -100,7 +100,9 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
         None => AssigneeFilter::Anyone,
         Some("none") => AssigneeFilter::Nobody,
         Some("me") => AssigneeFilter::User(auth.principal.user_id),
-        Some(name) => AssigneeFilter::User(ctx.access.store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?),
+        Some(name) => AssigneeFilter::User(
+            ctx.access.store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?,
+        ),
     };
     let sort: Sort = p.sort.as_deref().unwrap_or("due").parse().map_err(ApiError::invalid)?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -129,11 +131,28 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
     if p.tag.as_deref().is_some_and(str::is_empty) {
         return Err(ApiError::invalid("tag must not be empty"));
     }
-    Ok(CaseQuery { queue: queue.to_string(), statuses, priorities, category, tag: p.tag, assignee, overdue: p.overdue, sort, limit, offset, after })
+    Ok(CaseQuery {
+        queue: queue.to_string(),
+        statuses,
+        priorities,
+        category,
+        tag: p.tag,
+        assignee,
+        overdue: p.overdue,
+        sort,
+        limit,
+        offset,
+        after,
+    })
 }
 
 /// `GET /api/queues/{queue}/cases`.
-pub async fn list_cases(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(queue): Path<String>, Query(params): Query<ListParams>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn list_cases(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(queue): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Value>, ApiError> {
     if !ctx.settings.config.queues.iter().any(|q| q.name == queue) {
         return Err(ApiError::not_found(format!("no queue is named {queue:?}")));
     }
@@ -168,7 +187,13 @@ pub async fn list_cases(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(qu
         items.push(item);
     }
     let statuses = q.statuses.join(",");
-    let detail = format!("items={} sort={} status={statuses} offset={}{}", items.len(), q.sort.name(), q.offset, if q.after.is_some() { " cursor" } else { "" });
+    let detail = format!(
+        "items={} sort={} status={statuses} offset={}{}",
+        items.len(),
+        q.sort.name(),
+        q.offset,
+        if q.after.is_some() { " cursor" } else { "" }
+    );
     ctx.access.audit(&auth.principal.actor(), "queue.list", Some(format!("queue:{queue}")), Some(detail)).await?;
     let next_cursor = page.next.map(|c| B64.encode(serde_json::to_vec(&c).expect("cursor serialises")));
     Ok(axum::Json(json!({
@@ -188,8 +213,13 @@ pub struct StatsParams {
 }
 
 /// `GET /api/stats`: the queues where I supervise (or the one named), no customer data.
-pub async fn stats(State(ctx): State<Arc<HttpContext>>, auth: Auth, Query(params): Query<StatsParams>) -> Result<axum::Json<Value>, ApiError> {
-    let supervised: Vec<&str> = ctx.settings.config.queues.iter().map(|q| q.name.as_str()).filter(|q| auth.principal.can(q, Permission::Supervise)).collect();
+pub async fn stats(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Query(params): Query<StatsParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let supervised: Vec<&str> =
+        ctx.settings.config.queues.iter().map(|q| q.name.as_str()).filter(|q| auth.principal.can(q, Permission::Supervise)).collect();
     if supervised.is_empty() {
         return Err(ApiError::forbidden("statistics need the supervise permission on a queue"));
     }

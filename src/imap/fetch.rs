@@ -69,7 +69,10 @@ impl Drop for Rendered {
 
 /// FETCH items that show customer content (and so are audited).
 fn shows_content(item: &MessageDataItemName) -> bool {
-    !matches!(item, MessageDataItemName::Flags | MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size | MessageDataItemName::Uid)
+    !matches!(
+        item,
+        MessageDataItemName::Flags | MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size | MessageDataItemName::Uid
+    )
 }
 
 /// FETCH items that set \Seen (RFC 3501 §6.4.5: BODY[…] without PEEK, RFC822, RFC822.TEXT).
@@ -161,7 +164,8 @@ impl Session {
             }
         }
         self.ctx.access.store.mailbox_commit(principal.user_id, &seen, &audit).await?;
-        let newly_seen: Vec<usize> = targets.iter().copied().filter(|i| mark_seen && !self.selected.as_ref().expect("selected").view[*i].entry.seen).collect();
+        let newly_seen: Vec<usize> =
+            targets.iter().copied().filter(|i| mark_seen && !self.selected.as_ref().expect("selected").view[*i].entry.seen).collect();
         if let Some(sel) = &mut self.selected {
             for i in &newly_seen {
                 sel.view[*i].entry.seen = true;
@@ -203,7 +207,15 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    pub async fn store(&mut self, tag: &str, set: &SequenceSet, kind: StoreType, response: StoreResponse, flags: &[Flag<'_>], uid: bool) -> Handled {
+    pub async fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+    ) -> Handled {
         let (mut seen, mut flagged) = (false, false);
         for flag in flags {
             match flag {
@@ -282,7 +294,11 @@ fn content_item(item: &MessageDataItemName, r: &Rendered) -> MessageDataItem<'st
                 }
                 None => bytes,
             });
-            MessageDataItem::BodyExt { section: s.as_ref().map(static_section), origin: partial.map(|(start, _)| start), data: render::nstring(data) }
+            MessageDataItem::BodyExt {
+                section: s.as_ref().map(static_section),
+                origin: partial.map(|(start, _)| start),
+                data: render::nstring(data),
+            }
         }
         MessageDataItemName::Flags | MessageDataItemName::InternalDate | MessageDataItemName::Rfc822Size | MessageDataItemName::Uid => {
             unreachable!("handled by the caller")
@@ -294,7 +310,10 @@ fn content_item(item: &MessageDataItemName, r: &Rendered) -> MessageDataItem<'st
 fn static_section(s: &Section) -> Section<'static> {
     use imap_codec::imap_types::core::AString;
     let names = |names: &NonEmptyVec<AString>| {
-        NonEmptyVec::try_from(names.as_ref().iter().map(|n| AString::try_from(n.as_ref().to_vec()).expect("was a valid astring")).collect::<Vec<_>>()).expect("not empty")
+        NonEmptyVec::try_from(
+            names.as_ref().iter().map(|n| AString::try_from(n.as_ref().to_vec()).expect("was a valid astring")).collect::<Vec<_>>(),
+        )
+        .expect("not empty")
     };
     match s {
         Section::Part(p) => Section::Part(p.clone()),

@@ -90,7 +90,9 @@ impl Selected {
             return Some((0..self.view.len()).filter(|i| contains(set, self.view[*i].entry.uid, largest)).collect());
         }
         let n = self.exists();
-        if n == 0 && set.0.as_ref().iter().any(|s| matches!(s, Sequence::Range(_, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, _))) {
+        if n == 0
+            && set.0.as_ref().iter().any(|s| matches!(s, Sequence::Range(_, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, _)))
+        {
             // "1:*" in an empty mailbox: nothing, rather than an error.
             return Some(vec![]);
         }

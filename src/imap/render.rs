@@ -116,14 +116,7 @@ impl Rendered {
                 (root, empty_envelope())
             }
         };
-        let mut r = Rendered {
-            data,
-            decoded,
-            root,
-            envelope,
-            body_structure: placeholder_structure(),
-            body: placeholder_structure(),
-        };
+        let mut r = Rendered { data, decoded, root, envelope, body_structure: placeholder_structure(), body: placeholder_structure() };
         r.body_structure = r.structure(&r.root, true);
         r.body = r.structure(&r.root, false);
         r
@@ -228,7 +221,9 @@ impl Rendered {
                 body_structure: Box::new(self.structure(inner, extended)),
                 number_of_lines: lines(body),
             },
-            _ if m.ctype.eq_ignore_ascii_case("text") => SpecificFields::Text { subtype: istring(m.subtype.clone()), number_of_lines: lines(body) },
+            _ if m.ctype.eq_ignore_ascii_case("text") => {
+                SpecificFields::Text { subtype: istring(m.subtype.clone()), number_of_lines: lines(body) }
+            }
             _ => SpecificFields::Basic { r#type: istring(m.ctype.clone()), subtype: istring(m.subtype.clone()) },
         };
         BodyStructure::Single {
@@ -277,7 +272,10 @@ fn build(message: &Message, id: usize, buf: usize, data: &[u8], decoded: &mut Ve
         }
         _ => Kind::Leaf,
     };
-    if matches!(kind, Kind::Leaf) && (mime.ctype.eq_ignore_ascii_case("multipart") || mime.ctype.eq_ignore_ascii_case("message") && matches!(mime.subtype.to_ascii_lowercase().as_str(), "rfc822" | "global")) {
+    if matches!(kind, Kind::Leaf)
+        && (mime.ctype.eq_ignore_ascii_case("multipart")
+            || mime.ctype.eq_ignore_ascii_case("message") && matches!(mime.subtype.to_ascii_lowercase().as_str(), "rfc822" | "global"))
+    {
         // A multipart without parts or an unreadable encapsulated message: BODYSTRUCTURE
         // syntax would promise a structure that is not there, so it is shown as opaque data.
         (mime.ctype, mime.subtype) = ("application".into(), "octet-stream".into());
@@ -286,7 +284,8 @@ fn build(message: &Message, id: usize, buf: usize, data: &[u8], decoded: &mut Ve
 }
 
 fn mime_fields(part: &MessagePart) -> Mime {
-    let mut m = Mime { ctype: "text".into(), subtype: "plain".into(), params: vec![("charset".into(), "us-ascii".into())], ..Default::default() };
+    let mut m =
+        Mime { ctype: "text".into(), subtype: "plain".into(), params: vec![("charset".into(), "us-ascii".into())], ..Default::default() };
     for h in &part.headers {
         match (&h.name, &h.value) {
             (HeaderName::ContentType, HeaderValue::ContentType(ct)) => {
@@ -299,7 +298,10 @@ fn mime_fields(part: &MessagePart) -> Mime {
             (HeaderName::ContentDescription, v) => m.description = value_text(v),
             (HeaderName::Other(name), v) if name.eq_ignore_ascii_case("Content-MD5") => m.md5 = value_text(v),
             (HeaderName::ContentDisposition, HeaderValue::ContentType(d)) => {
-                m.disposition = Some((d.ctype().to_string(), d.attributes().unwrap_or_default().iter().map(|a| (a.name.to_string(), a.value.to_string())).collect()));
+                m.disposition = Some((
+                    d.ctype().to_string(),
+                    d.attributes().unwrap_or_default().iter().map(|a| (a.name.to_string(), a.value.to_string())).collect(),
+                ));
             }
             (HeaderName::ContentLanguage, HeaderValue::TextList(list)) => m.language = list.iter().map(|l| l.to_string()).collect(),
             (HeaderName::ContentLanguage, HeaderValue::Text(l)) => m.language = vec![l.to_string()],
@@ -423,7 +425,18 @@ fn envelope(block: &[u8], part: &MessagePart) -> Envelope<'static> {
 
 fn empty_envelope() -> Envelope<'static> {
     let nil = || NString(None);
-    Envelope { date: nil(), subject: nil(), from: vec![], sender: vec![], reply_to: vec![], to: vec![], cc: vec![], bcc: vec![], in_reply_to: nil(), message_id: nil() }
+    Envelope {
+        date: nil(),
+        subject: nil(),
+        from: vec![],
+        sender: vec![],
+        reply_to: vec![],
+        to: vec![],
+        cc: vec![],
+        bcc: vec![],
+        in_reply_to: nil(),
+        message_id: nil(),
+    }
 }
 
 fn address_list(a: &mail_parser::Address) -> Vec<Address<'static>> {
@@ -436,7 +449,12 @@ fn address_list(a: &mail_parser::Address) -> Vec<Address<'static>> {
                 // end marker; members of no group are listed plainly.
                 let named = g.name.is_some();
                 if let Some(name) = &g.name {
-                    out.push(Address { name: NString(None), adl: NString(None), mailbox: nstring(Some(phrase(name))), host: NString(None) });
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: nstring(Some(phrase(name))),
+                        host: NString(None),
+                    });
                 }
                 out.extend(g.addresses.iter().map(address));
                 if named {
@@ -489,7 +507,13 @@ pub fn nstring(value: Option<impl Into<Vec<u8>>>) -> NString<'static> {
 fn placeholder_structure() -> BodyStructure<'static> {
     BodyStructure::Single {
         body: Body {
-            basic: BasicFields { parameter_list: vec![], id: NString(None), description: NString(None), content_transfer_encoding: istring("7BIT"), size: 0 },
+            basic: BasicFields {
+                parameter_list: vec![],
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring("7BIT"),
+                size: 0,
+            },
             specific: SpecificFields::Text { subtype: istring("plain"), number_of_lines: 0 },
         },
         extension_data: None,
@@ -547,7 +571,8 @@ mod tests {
     fn header_fields_keep_raw_fields_and_end_with_a_blank_line() {
         let msg = "Subject: a\r\n folded\r\nFrom: x@y.example\r\nTo: z@y.example\r\n\r\nbody\r\n";
         let r = Rendered::new("X-Mailroom-Priority: low\r\n", msg.as_bytes());
-        let names = NonEmptyVec::try_from(vec![AString::try_from("SUBJECT").unwrap(), AString::try_from("x-mailroom-priority").unwrap()]).unwrap();
+        let names =
+            NonEmptyVec::try_from(vec![AString::try_from("SUBJECT").unwrap(), AString::try_from("x-mailroom-priority").unwrap()]).unwrap();
         assert_eq!(text(&r, Section::HeaderFields(None, names.clone())), "X-Mailroom-Priority: low\r\nSubject: a\r\n folded\r\n\r\n");
         assert_eq!(text(&r, Section::HeaderFieldsNot(None, names)), "From: x@y.example\r\nTo: z@y.example\r\n\r\n");
         assert_eq!(raw_value(&r.data, "subject").unwrap(), b"a folded");

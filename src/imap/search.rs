@@ -34,9 +34,15 @@ impl Doc {
                 let value = match &h.value {
                     HeaderValue::Text(t) => t.to_string(),
                     HeaderValue::TextList(list) => list.join(" "),
-                    HeaderValue::Address(a) => a.iter().map(|a| format!("{} <{}>", a.name.as_deref().unwrap_or(""), a.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", "),
+                    HeaderValue::Address(a) => a
+                        .iter()
+                        .map(|a| format!("{} <{}>", a.name.as_deref().unwrap_or(""), a.address.as_deref().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     // Dates, content types, trace fields: the text as written.
-                    _ => String::from_utf8_lossy(r.data.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default()).into_owned(),
+                    _ => {
+                        String::from_utf8_lossy(r.data.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default()).into_owned()
+                    }
                 };
                 (h.name.as_str().to_ascii_lowercase(), value.to_lowercase())
             })
@@ -162,10 +168,14 @@ impl Session {
         let queue = sel.queue.clone();
         let exists = sel.exists();
         let largest_uid = sel.view.last().map_or(0, |m| m.entry.uid);
-        let present: Vec<(u32, MailboxEntry)> = sel.view.iter().enumerate().filter(|(_, m)| !m.gone).map(|(i, m)| (i as u32 + 1, m.entry.clone())).collect();
+        let present: Vec<(u32, MailboxEntry)> =
+            sel.view.iter().enumerate().filter(|(_, m)| !m.gone).map(|(i, m)| (i as u32 + 1, m.entry.clone())).collect();
         if n.text {
             // Matching text reads customer content, even though none is sent back.
-            self.ctx.access.audit(&principal.actor(), "mailbox.search", Some(format!("queue:{queue}")), Some(format!("via=imap queue={queue}"))).await?;
+            self.ctx
+                .access
+                .audit(&principal.actor(), "mailbox.search", Some(format!("queue:{queue}")), Some(format!("via=imap queue={queue}")))
+                .await?;
         }
         let mut found = Vec::new();
         for (seq, entry) in present {

@@ -80,7 +80,11 @@ enum Input {
     /// More bytes arrived (`read_more`).
     Data,
     /// A literal was refused before its data was sent: the command is over, with this answer.
-    Refused { tag: Option<String>, code: &'static str, text: &'static str },
+    Refused {
+        tag: Option<String>,
+        code: &'static str,
+        text: &'static str,
+    },
     TooLong,
     Eof,
     Timeout,
@@ -386,7 +390,8 @@ impl Session {
         // Any state.
         match body {
             CommandBody::Capability => {
-                let caps: Vec<Capability> = self.capabilities().into_iter().map(|c| Capability::from(Atom::try_from(c).expect("capability atoms"))).collect();
+                let caps: Vec<Capability> =
+                    self.capabilities().into_iter().map(|c| Capability::from(Atom::try_from(c).expect("capability atoms"))).collect();
                 self.out.data(Data::Capability(NonEmptyVec::try_from(caps).expect("IMAP4rev1 is there")));
                 self.out.ok(tag, None, "CAPABILITY completed");
                 return Ok(Flow::Continue);
@@ -441,7 +446,10 @@ impl Session {
             return Ok(Flow::Close);
         }
         // EXPUNGE responses may not interrupt FETCH, STORE or SEARCH by sequence number.
-        let expunge_allowed = !matches!(body, CommandBody::Fetch { uid: false, .. } | CommandBody::Store { uid: false, .. } | CommandBody::Search { uid: false, .. });
+        let expunge_allowed = !matches!(
+            body,
+            CommandBody::Fetch { uid: false, .. } | CommandBody::Store { uid: false, .. } | CommandBody::Search { uid: false, .. }
+        );
         if !matches!(body, CommandBody::Select { .. } | CommandBody::Examine { .. } | CommandBody::Close | CommandBody::Unselect) {
             self.sync(expunge_allowed).await?;
         }
@@ -512,7 +520,9 @@ impl Session {
                 Ok(Flow::Continue)
             }
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => self.fetch(tag, &sequence_set, macro_or_item_names, uid).await,
-            CommandBody::Store { sequence_set, kind, response, flags, uid } => self.store(tag, &sequence_set, kind, response, &flags, uid).await,
+            CommandBody::Store { sequence_set, kind, response, flags, uid } => {
+                self.store(tag, &sequence_set, kind, response, &flags, uid).await
+            }
             CommandBody::Search { charset, criteria, uid } => self.search(tag, charset, &criteria, uid).await,
             _ => {
                 self.bad(Some(tag), "Command not supported");
@@ -660,7 +670,10 @@ impl Session {
         let principal = self.principal.as_ref()?;
         let queues = self.ctx.settings.config.queues.iter().map(|q| q.name.as_str());
         // INBOX is case-insensitive (a queue could be called "inbox").
-        principal.readable_queues(queues).into_iter().find(|q| q == name || name.eq_ignore_ascii_case("INBOX") && q.eq_ignore_ascii_case("INBOX"))
+        principal
+            .readable_queues(queues)
+            .into_iter()
+            .find(|q| q == name || name.eq_ignore_ascii_case("INBOX") && q.eq_ignore_ascii_case("INBOX"))
     }
 
     fn list(&mut self, tag: &str, reference: &Mailbox, pattern: &ListMailbox, lsub: bool) -> Handled {
@@ -741,7 +754,11 @@ impl Session {
         self.out.status(None, "OK", Some(&format!("UIDNEXT {uid_next}")), "Predicted next UID");
         let permanent = if read_only { "PERMANENTFLAGS ()" } else { "PERMANENTFLAGS (\\Seen \\Flagged)" };
         self.out.status(None, "OK", Some(permanent), "Flags the user can change");
-        self.out.ok(tag, Some(if read_only { "READ-ONLY" } else { "READ-WRITE" }), if read_only { "EXAMINE completed" } else { "SELECT completed" });
+        self.out.ok(
+            tag,
+            Some(if read_only { "READ-ONLY" } else { "READ-WRITE" }),
+            if read_only { "EXAMINE completed" } else { "SELECT completed" },
+        );
         self.selected = Some(sel);
         Ok(Flow::Continue)
     }
@@ -830,8 +847,35 @@ pub const EXPUNGE_REFUSED: &str = "Registered mail cannot be deleted here; close
 
 /// Commands a syntax error is reported for as such (anything else is "unknown").
 const KNOWN: &[&str] = &[
-    "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
-    "LSUB", "STATUS", "APPEND", "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID", "IDLE", "ENABLE",
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "APPEND",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "EXPUNGE",
+    "SEARCH",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "UID",
+    "IDLE",
+    "ENABLE",
 ];
 
 impl Drop for Session {

@@ -90,7 +90,8 @@ pub fn announced_literal(line: &[u8]) -> Option<Announced> {
 pub fn tag_of(command: &[u8]) -> Option<&str> {
     let end = command.iter().position(|b| *b == b' ' || *b == b'\r' || *b == b'\n').unwrap_or(command.len());
     let tag = &command[..end];
-    let valid = !tag.is_empty() && tag.iter().all(|b| b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+'));
+    let valid =
+        !tag.is_empty() && tag.iter().all(|b| b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+'));
     valid.then(|| std::str::from_utf8(tag).expect("ASCII"))
 }
 

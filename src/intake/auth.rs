@@ -49,8 +49,8 @@ use mail_auth::hickory_resolver::proto::op::ResponseCode;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Mechanism, Spf};
 use mail_auth::{
-    AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, DnsError, DnssecStatus, MX,
-    MessageAuthenticator, Parameters, RecordSet, ResolverCache, SpfOutput, SpfResult, Txt,
+    AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DmarcResult, DnsError, DnssecStatus, MX, MessageAuthenticator, Parameters,
+    RecordSet, ResolverCache, SpfOutput, SpfResult, Txt,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,10 +106,9 @@ impl FromStr for Verdict {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        Verdict::ALL
-            .into_iter()
-            .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown authentication result {s:?} (expected one of pass, fail, softfail, neutral, none, temperror, permerror)"))
+        Verdict::ALL.into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            format!("unknown authentication result {s:?} (expected one of pass, fail, softfail, neutral, none, temperror, permerror)")
+        })
     }
 }
 
@@ -303,8 +302,7 @@ impl StaticRecords {
     /// Loads records from a TOML file; errors name the file (and, for syntax errors, the line).
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, AuthError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| AuthError::ReadRecords { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::ReadRecords { path: path.display().to_string(), source })?;
         Self::parse_toml(&path.display().to_string(), &text)
     }
 
@@ -324,7 +322,10 @@ impl StaticRecords {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let names = self.txt.iter().map(|r| ("txt", "name", &r.name))
+        let names = self
+            .txt
+            .iter()
+            .map(|r| ("txt", "name", &r.name))
             .chain(self.a.iter().map(|r| ("a", "name", &r.name)))
             .chain(self.aaaa.iter().map(|r| ("aaaa", "name", &r.name)))
             .chain(self.mx.iter().map(|r| ("mx", "name", &r.name)))
@@ -405,7 +406,13 @@ struct Caches {
 impl Caches {
     /// Nothing cached: every lookup goes to the resolver (which caches by itself).
     fn passthrough() -> Self {
-        Caches { txt: FixedCache::empty(), mx: FixedCache::empty(), ipv4: FixedCache::empty(), ipv6: FixedCache::empty(), ptr: FixedCache::empty() }
+        Caches {
+            txt: FixedCache::empty(),
+            mx: FixedCache::empty(),
+            ipv4: FixedCache::empty(),
+            ipv6: FixedCache::empty(),
+            ptr: FixedCache::empty(),
+        }
     }
 
     /// Everything answered from `records`; anything else is NXDOMAIN (TXT) or empty.
@@ -897,8 +904,7 @@ impl HeaderBuilder {
         self.text.push('=');
         self.text.push_str(verdict.as_str());
         if let Some(reason) = reason {
-            let reason: String =
-                reason.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').take(100).collect();
+            let reason: String = reason.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').take(100).collect();
             if !reason.trim().is_empty() {
                 self.text.push_str(" reason=\"");
                 self.text.push_str(reason.trim());
@@ -923,13 +929,7 @@ impl HeaderBuilder {
 
 /// A property value: domain-name characters only (letters, digits, `.`, `-`, `_`), at most 255.
 fn pvalue(value: &str) -> String {
-    value
-        .trim()
-        .trim_end_matches('.')
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(255)
-        .collect()
+    value.trim().trim_end_matches('.').chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).take(255).collect()
 }
 
 #[cfg(test)]
@@ -1163,7 +1163,8 @@ mod tests {
         let sig = DkimSigner::from_key(key).domain("mailer.test").selector("s1").headers(["From", "Subject"]).sign(&body).unwrap();
         let mut signed = sig.to_header().into_bytes();
         signed.extend_from_slice(&body);
-        let auth = Authenticator::with_records(HOST, records.with_txt("s1._domainkey.mailer.test", format!("v=DKIM1; k=ed25519; p={public}")));
+        let auth =
+            Authenticator::with_records(HOST, records.with_txt("s1._domainkey.mailer.test", format!("v=DKIM1; k=ed25519; p={public}")));
         let r = auth.verify(ip("203.0.113.9"), "mail.mailer.test", "bounce@mailer.test", &signed).await;
         assert_eq!(r.dkim, Verdict::Pass);
         assert!(!r.dkim_aligned && !r.sender_authenticated());
@@ -1227,9 +1228,7 @@ mod tests {
     async fn unanswered_dns_is_temperror_not_a_hang() {
         // A "name server" that never answers (loopback only; nothing leaves the machine).
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let auth = Authenticator::with_resolvers(HOST, &[silent.local_addr().unwrap()])
-            .unwrap()
-            .with_timeout(Duration::from_millis(300));
+        let auth = Authenticator::with_resolvers(HOST, &[silent.local_addr().unwrap()]).unwrap().with_timeout(Duration::from_millis(300));
         let (msg, _) = signed_customer();
         let start = Instant::now();
         let r = auth.verify(ip("192.0.2.10"), "mail.customer.org", "alice@customer.org", &msg).await;

@@ -20,11 +20,11 @@ use aws_lc_rs::digest;
 
 use crate::config::Settings;
 
+use crate::store::StoreError;
+use crate::store::codec;
 use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
 use crate::store::writer::{Outcome, Routing, Submission, Trace, WriterHandle};
 use regnum::SubjectTag;
-use crate::store::StoreError;
-use crate::store::codec;
 
 /// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
 /// cannot stall the sessions that share its worker thread.
@@ -117,7 +117,9 @@ impl Directory {
         }
         let address = address.trim().to_lowercase();
         let domain = address.rsplit_once('@').map(|(_, d)| d.to_string())?;
-        map.get(&crate::store::directory::entry_key(keys, &address)).or_else(|| map.get(&crate::store::directory::entry_key(keys, &domain))).cloned()
+        map.get(&crate::store::directory::entry_key(keys, &address))
+            .or_else(|| map.get(&crate::store::directory::entry_key(keys, &domain)))
+            .cloned()
     }
 }
 
@@ -134,7 +136,13 @@ pub fn authenticator(settings: &Settings) -> Result<Option<auth::Authenticator>,
 }
 
 impl Intake {
-    pub fn new(keys: Arc<KeyRing>, writer: WriterHandle, settings: Arc<Settings>, authenticator: Option<auth::Authenticator>, directory: Directory) -> Intake {
+    pub fn new(
+        keys: Arc<KeyRing>,
+        writer: WriterHandle,
+        settings: Arc<Settings>,
+        authenticator: Option<auth::Authenticator>,
+        directory: Directory,
+    ) -> Intake {
         Intake { keys, writer, settings, authenticator, directory }
     }
 
@@ -146,7 +154,8 @@ impl Intake {
             None => None,
         };
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, settings, directory) = (self.keys.clone(), envelope.clone(), self.settings.clone(), self.directory.clone());
+            let (keys, envelope, settings, directory) =
+                (self.keys.clone(), envelope.clone(), self.settings.clone(), self.directory.clone());
             tokio::task::spawn_blocking(move || prepare(&keys, &settings, &directory, &envelope, &data, received_at, auth.as_ref()))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
@@ -224,10 +233,27 @@ pub fn classify(
     let recipients: Vec<String> = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
     let subject = record.subject.as_deref().unwrap_or("");
     let auth = match auth {
-        Some(a) => rules::AuthFacts { spf: a.spf.as_str().into(), dkim: a.dkim.as_str().into(), dmarc: a.dmarc.as_str().into(), authenticated: a.sender_authenticated() },
+        Some(a) => rules::AuthFacts {
+            spf: a.spf.as_str().into(),
+            dkim: a.dkim.as_str().into(),
+            dmarc: a.dmarc.as_str().into(),
+            authenticated: a.sender_authenticated(),
+        },
         None => rules::AuthFacts { spf: "none".into(), dkim: "none".into(), dmarc: "none".into(), authenticated: false },
     };
-    let facts = rules::Facts::new(data, &envelope.mail_from, &from, &recipients, subject, tier, &auth, data.len(), !record.attachments.is_empty(), received_at).with_headers(headers);
+    let facts = rules::Facts::new(
+        data,
+        &envelope.mail_from,
+        &from,
+        &recipients,
+        subject,
+        tier,
+        &auth,
+        data.len(),
+        !record.attachments.is_empty(),
+        received_at,
+    )
+    .with_headers(headers);
     let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
     (decision, settings.reg_format.find_tags(subject))
 }
@@ -271,7 +297,9 @@ fn prepare(
     for tag in subject_tags {
         match tag {
             SubjectTag::Valid { year, seq, .. } => thread_numbers.push((settings.reg_format.counter_year(year), seq)),
-            SubjectTag::Invalid { .. } if !message_tags.iter().any(|t| t == "invalid-registration-tag") => message_tags.push("invalid-registration-tag".to_string()),
+            SubjectTag::Invalid { .. } if !message_tags.iter().any(|t| t == "invalid-registration-tag") => {
+                message_tags.push("invalid-registration-tag".to_string())
+            }
             SubjectTag::Invalid { .. } => {}
         }
     }
@@ -327,7 +355,13 @@ fn prepare(
 }
 
 /// An acknowledgement request, if rules allow one and RFC 3834 loop safety does too.
-fn acknowledgement(settings: &Settings, envelope: &Envelope, record: &record::Record, headers: Option<&mail_parser::Message>, allowed: bool) -> Option<crate::store::writer::AckRequest> {
+fn acknowledgement(
+    settings: &Settings,
+    envelope: &Envelope,
+    record: &record::Record,
+    headers: Option<&mail_parser::Message>,
+    allowed: bool,
+) -> Option<crate::store::writer::AckRequest> {
     if !allowed {
         return None;
     }
@@ -335,7 +369,11 @@ fn acknowledgement(settings: &Settings, envelope: &Envelope, record: &record::Re
         tracing::debug!(reason, "no acknowledgement");
         return None;
     }
-    Some(crate::store::writer::AckRequest { to: envelope.mail_from.clone(), subject: record.subject.clone().unwrap_or_default(), message_id: record.message_id.clone() })
+    Some(crate::store::writer::AckRequest {
+        to: envelope.mail_from.clone(),
+        subject: record.subject.clone().unwrap_or_default(),
+        message_id: record.message_id.clone(),
+    })
 }
 
 /// Same sender, same recipients (in any order), same Message-ID and same bytes: the same message,
@@ -346,7 +384,12 @@ fn retry_fingerprint(keys: &KeyRing, envelope: &Envelope, message_id: Option<&st
     recipients.dedup();
     let body = digest::digest(&digest::SHA256, data);
     let mut material = Vec::with_capacity(256);
-    for part in [normalize_address(&envelope.mail_from).as_bytes(), recipients.join("\n").as_bytes(), message_id.unwrap_or("").as_bytes(), body.as_ref()] {
+    for part in [
+        normalize_address(&envelope.mail_from).as_bytes(),
+        recipients.join("\n").as_bytes(),
+        message_id.unwrap_or("").as_bytes(),
+        body.as_ref(),
+    ] {
         material.extend_from_slice(&(part.len() as u64).to_be_bytes());
         material.extend_from_slice(part);
     }

@@ -112,7 +112,9 @@ fn is_automatic(m: &Message) -> bool {
     let auto_submitted = header("Auto-Submitted").is_some_and(|v| !v.starts_with("no"));
     let bulk = header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"));
     let autoreply = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"].iter().any(|h| m.header_raw(*h).is_some());
-    let report = m.content_type().is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+    let report = m
+        .content_type()
+        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
     auto_submitted || bulk || autoreply || report
 }
 
@@ -137,7 +139,10 @@ Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv
         assert_eq!(r.in_reply_to, vec!["prev@example.com"]);
         assert_eq!(r.references, vec!["first@example.com", "prev@example.com"]);
         assert!(r.date.as_deref().unwrap().starts_with("2026-11-23T10:00:00"));
-        assert_eq!(r.attachments, vec![Attachment { name: Some("invoice.pdf".into()), content_type: Some("application/pdf".into()), size: 9 }]);
+        assert_eq!(
+            r.attachments,
+            vec![Attachment { name: Some("invoice.pdf".into()), content_type: Some("application/pdf".into()), size: 9 }]
+        );
     }
 
     #[test]
@@ -145,7 +150,8 @@ Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"inv
         let plain = b"From: a@b.org\r\nTo: <support@example.com>\r\nSubject: plain\r\nMessage-ID: <x@y>\r\nReferences: <r1@y> <r2@y>\r\n\r\nBody\r\n";
         let typed = b"From: a@b.org\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nBody\r\n";
         let pdf = b"From: a@b.org\r\nSubject: p\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Disposition: attachment; filename=x.pdf\r\n\r\nJVBERi0=\r\n";
-        let text_attachment = b"From: a@b.org\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=notes.txt\r\n\r\nhello\r\n";
+        let text_attachment =
+            b"From: a@b.org\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=notes.txt\r\n\r\nhello\r\n";
         for raw in [&plain[..], &typed[..], &pdf[..], &text_attachment[..]] {
             let full = from_message(&MessageParser::default().parse(raw).unwrap());
             assert_eq!(extract(raw), full, "{}", String::from_utf8_lossy(raw));

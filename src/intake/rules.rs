@@ -167,7 +167,22 @@ impl<'a> Facts<'a> {
         has_attachment: bool,
         received: DateTime<Utc>,
     ) -> Facts<'a> {
-        Facts { raw, envelope_from, from_addresses, recipients, subject, tier, auth, size, has_attachment, received, parsed: OnceCell::new(), given_headers: None, headers: OnceCell::new(), body: OnceCell::new() }
+        Facts {
+            raw,
+            envelope_from,
+            from_addresses,
+            recipients,
+            subject,
+            tier,
+            auth,
+            size,
+            has_attachment,
+            received,
+            parsed: OnceCell::new(),
+            given_headers: None,
+            headers: OnceCell::new(),
+            body: OnceCell::new(),
+        }
     }
 
     /// Uses an already parsed header block instead of parsing it again.
@@ -253,12 +268,19 @@ const TIERS: [&str; 4] = ["vip", "long-term", "prospect", "none"];
 
 impl RuleSet {
     /// Compiles and validates the rules against the known queues and categories.
-    pub fn compile(configs: &[RuleConfig], queues: &BTreeSet<String>, categories: &BTreeSet<String>, timezone: &str) -> Result<RuleSet, RuleError> {
-        let timezone: chrono_tz::Tz = timezone.parse().map_err(|_| RuleError { index: 0, key: String::new(), reason: format!("unknown time zone {timezone:?}") })?;
+    pub fn compile(
+        configs: &[RuleConfig],
+        queues: &BTreeSet<String>,
+        categories: &BTreeSet<String>,
+        timezone: &str,
+    ) -> Result<RuleSet, RuleError> {
+        let timezone: chrono_tz::Tz =
+            timezone.parse().map_err(|_| RuleError { index: 0, key: String::new(), reason: format!("unknown time zone {timezone:?}") })?;
         let mut rules = Vec::with_capacity(configs.len());
         let mut names = BTreeSet::new();
         for (index, c) in configs.iter().enumerate() {
-            let fail = |key: &str, reason: String| RuleError { index, key: key.to_string(), reason: format!("rule {:?}: {reason}", c.name) };
+            let fail =
+                |key: &str, reason: String| RuleError { index, key: key.to_string(), reason: format!("rule {:?}: {reason}", c.name) };
             if c.name.trim().is_empty() {
                 return Err(fail("name", "every rule needs a name".into()));
             }
@@ -268,7 +290,9 @@ impl RuleSet {
             let regex = |key: &str, pattern: &Option<String>| -> Result<Option<Regex>, RuleError> {
                 pattern
                     .as_deref()
-                    .map(|p| Regex::new(p).map_err(|e| fail(key, format!("bad regex: {}", e.to_string().lines().last().unwrap_or("invalid")))))
+                    .map(|p| {
+                        Regex::new(p).map_err(|e| fail(key, format!("bad regex: {}", e.to_string().lines().last().unwrap_or("invalid"))))
+                    })
                     .transpose()
             };
             let subject_regex = regex("subject_regex", &c.subject_regex)?;
@@ -279,9 +303,20 @@ impl RuleSet {
                     return Err(fail(&format!("header[{hi}].name"), format!("not a header name: {:?}", h.name)));
                 }
                 let compiled = regex(&format!("header[{hi}].regex"), &h.regex)?;
-                header.push(CompiledHeader { name: h.name.trim().to_string(), exists: h.exists, equals: h.equals.clone(), contains: h.contains.as_ref().map(|s| s.to_lowercase()), regex: compiled });
+                header.push(CompiledHeader {
+                    name: h.name.trim().to_string(),
+                    exists: h.exists,
+                    equals: h.equals.clone(),
+                    contains: h.contains.as_ref().map(|s| s.to_lowercase()),
+                    regex: compiled,
+                });
             }
-            for (key, values, allowed) in [("spf", &c.spf, &VERDICTS[..]), ("dkim", &c.dkim, &VERDICTS[..]), ("dmarc", &c.dmarc, &VERDICTS[..]), ("tier", &c.tier, &TIERS[..])] {
+            for (key, values, allowed) in [
+                ("spf", &c.spf, &VERDICTS[..]),
+                ("dkim", &c.dkim, &VERDICTS[..]),
+                ("dmarc", &c.dmarc, &VERDICTS[..]),
+                ("tier", &c.tier, &TIERS[..]),
+            ] {
                 if let Some(bad) = values.iter().find(|v| !allowed.contains(&v.to_ascii_lowercase().as_str())) {
                     return Err(fail(key, format!("{bad:?} is not one of {}", allowed.join(", "))));
                 }
@@ -337,7 +372,15 @@ impl RuleSet {
 
     /// Runs the rules. `routed` are the queues the recipients feed, in RCPT order.
     pub fn evaluate(&self, facts: &Facts, routed: Vec<String>, acknowledge_by_default: bool) -> Decision {
-        let mut d = Decision { queues: routed, category: None, tags: Vec::new(), priority: Priority::Normal, acknowledge: acknowledge_by_default, spam: false, matched: Vec::new() };
+        let mut d = Decision {
+            queues: routed,
+            category: None,
+            tags: Vec::new(),
+            priority: Priority::Normal,
+            acknowledge: acknowledge_by_default,
+            spam: false,
+            matched: Vec::new(),
+        };
         for rule in &self.rules {
             let Some(reasons) = self.matches(rule, facts) else { continue };
             let c = &rule.config;
@@ -376,13 +419,16 @@ impl RuleSet {
     fn matches(&self, rule: &Rule, f: &Facts) -> Option<Vec<String>> {
         let mut why = Vec::new();
         let sender = f.envelope_from.to_lowercase();
-        let senders: Vec<&str> = std::iter::once(sender.as_str()).chain(f.from_addresses.iter().map(String::as_str)).filter(|s| !s.is_empty()).collect();
+        let senders: Vec<&str> =
+            std::iter::once(sender.as_str()).chain(f.from_addresses.iter().map(String::as_str)).filter(|s| !s.is_empty()).collect();
         if !rule.from.is_empty() {
             let hit = rule.from.iter().find(|p| senders.iter().any(|s| glob_match(p, s)))?;
             why.push(format!("sender matches {hit:?}"));
         }
         if !rule.from_domain.is_empty() {
-            let hit = rule.from_domain.iter().find(|d| senders.iter().any(|s| s.rsplit_once('@').is_some_and(|(_, dom)| dom == d.as_str() || dom.ends_with(&format!(".{d}")))))?;
+            let hit = rule.from_domain.iter().find(|d| {
+                senders.iter().any(|s| s.rsplit_once('@').is_some_and(|(_, dom)| dom == d.as_str() || dom.ends_with(&format!(".{d}"))))
+            })?;
             why.push(format!("sender domain is {hit:?}"));
         }
         if !rule.to.is_empty() {
@@ -445,7 +491,11 @@ impl RuleSet {
             }
             why.push(format!("customer tier is {tier}"));
         }
-        for (name, wanted, got) in [("spf", &rule.config.spf, &f.auth.spf), ("dkim", &rule.config.dkim, &f.auth.dkim), ("dmarc", &rule.config.dmarc, &f.auth.dmarc)] {
+        for (name, wanted, got) in [
+            ("spf", &rule.config.spf, &f.auth.spf),
+            ("dkim", &rule.config.dkim, &f.auth.dkim),
+            ("dmarc", &rule.config.dmarc, &f.auth.dmarc),
+        ] {
             if !wanted.is_empty() {
                 if !wanted.iter().any(|w| w.eq_ignore_ascii_case(got)) {
                     return None;
@@ -525,7 +575,9 @@ mod tests {
     }
 
     fn msg(subject: &str, body: &str) -> Msg {
-        let raw = format!("From: Ana <ana@customer.org>\r\nTo: support@example.com\r\nSubject: {subject}\r\nX-Priority: 1\r\n\r\n{body}\r\n").into_bytes();
+        let raw =
+            format!("From: Ana <ana@customer.org>\r\nTo: support@example.com\r\nSubject: {subject}\r\nX-Priority: 1\r\n\r\n{body}\r\n")
+                .into_bytes();
         Msg {
             raw,
             from: vec!["ana@customer.org".into()],
@@ -540,7 +592,8 @@ mod tests {
     }
 
     fn run(rules: &RuleSet, m: &Msg) -> Decision {
-        let facts = Facts::new(&m.raw, "bounce@customer.org", &m.from, &m.rcpts, &m.subject, m.tier, &m.auth, m.raw.len(), m.attachment, m.at);
+        let facts =
+            Facts::new(&m.raw, "bounce@customer.org", &m.from, &m.rcpts, &m.subject, m.tier, &m.auth, m.raw.len(), m.attachment, m.at);
         rules.evaluate(&facts, vec!["support".into()], true)
     }
 
@@ -598,7 +651,10 @@ acknowledge = false
         let rules = set(TABLE).unwrap();
         // (subject, body, tier, attachment, expected queue, category, priority, tags, ack, spam, matched)
         let d = run(&rules, &msg("I have a complaint", "hello"));
-        assert_eq!((d.queues.clone(), d.category.as_deref(), d.priority, d.tags.clone()), (vec!["complaints".to_string()], Some("TSJJ"), Priority::Normal, vec!["complaint".to_string()]));
+        assert_eq!(
+            (d.queues.clone(), d.category.as_deref(), d.priority, d.tags.clone()),
+            (vec!["complaints".to_string()], Some("TSJJ"), Priority::Normal, vec!["complaint".to_string()])
+        );
         assert_eq!(d.matched.len(), 1);
         assert!(d.matched[0].1.iter().any(|r| r.contains("complaint")), "{:?}", d.matched);
 
@@ -643,7 +699,18 @@ acknowledge = false
     fn no_rules_routes_by_recipient() {
         let rules = set("rules = []").unwrap();
         let d = run(&rules, &msg("x", "y"));
-        assert_eq!(d, Decision { queues: vec!["support".into()], category: None, tags: vec![], priority: Priority::Normal, acknowledge: true, spam: false, matched: vec![] });
+        assert_eq!(
+            d,
+            Decision {
+                queues: vec!["support".into()],
+                category: None,
+                tags: vec![],
+                priority: Priority::Normal,
+                acknowledge: true,
+                spam: false,
+                matched: vec![]
+            }
+        );
     }
 
     #[test]

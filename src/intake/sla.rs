@@ -191,12 +191,17 @@ impl Calendar {
     /// Validates every field of `[sla]`; the error names the offending key.
     pub fn from_config(config: &SlaConfig) -> Result<Calendar, SlaConfigError> {
         let tz: Tz = config.timezone.trim().parse().map_err(|_| {
-            config_error("sla.timezone", format!("unknown time zone {:?} (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")", config.timezone))
+            config_error(
+                "sla.timezone",
+                format!("unknown time zone {:?} (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")", config.timezone),
+            )
         })?;
 
         let mut working = [false; 7];
         for name in &config.working_days {
-            let day = parse_weekday(name).ok_or_else(|| config_error("sla.working_days", format!("unknown day {name:?} (expected mon, tue, wed, thu, fri, sat or sun)")))?;
+            let day = parse_weekday(name).ok_or_else(|| {
+                config_error("sla.working_days", format!("unknown day {name:?} (expected mon, tue, wed, thu, fri, sat or sun)"))
+            })?;
             if std::mem::replace(&mut working[day], true) {
                 return Err(config_error("sla.working_days", format!("{name:?} is listed twice")));
             }
@@ -376,8 +381,15 @@ impl Calendar {
 }
 
 fn parse_weekday(name: &str) -> Option<usize> {
-    const DAYS: [(&str, &str); 7] =
-        [("mon", "monday"), ("tue", "tuesday"), ("wed", "wednesday"), ("thu", "thursday"), ("fri", "friday"), ("sat", "saturday"), ("sun", "sunday")];
+    const DAYS: [(&str, &str); 7] = [
+        ("mon", "monday"),
+        ("tue", "tuesday"),
+        ("wed", "wednesday"),
+        ("thu", "thursday"),
+        ("fri", "friday"),
+        ("sat", "saturday"),
+        ("sun", "sunday"),
+    ];
     let name = name.trim().to_ascii_lowercase();
     DAYS.iter().position(|(short, long)| name == *short || name == *long)
 }
@@ -472,7 +484,22 @@ mod tests {
         ] {
             assert_eq!(text.parse::<SlaDuration>(), Ok(want), "{text}");
         }
-        for bad in ["", "h", "24", "0h", "-1h", "1.5h", "3 weeks", "3 working", "working days", "3 business days", "24hh", "99999999999h", "87601h", "2501 working days"] {
+        for bad in [
+            "",
+            "h",
+            "24",
+            "0h",
+            "-1h",
+            "1.5h",
+            "3 weeks",
+            "3 working",
+            "working days",
+            "3 business days",
+            "24hh",
+            "99999999999h",
+            "87601h",
+            "2501 working days",
+        ] {
             assert!(bad.parse::<SlaDuration>().is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(WorkingDays(3).to_string(), "3 working days");
@@ -544,20 +571,43 @@ mod tests {
 
         // A working Sunday keeps 09:00-17:00 local: 08:00-16:00Z on Saturday, 07:00-15:00Z on Sunday.
         let all = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let c = cal(SlaConfig { timezone: "Europe/Berlin".into(), working_days: all.clone(), normal: "1 working day".into(), ..SlaConfig::default() });
-        assert_eq!(c.window(NaiveDate::from_ymd_opt(2026, 3, 28).unwrap()), Some((utc("2026-03-28T08:00:00Z"), utc("2026-03-28T16:00:00Z"))));
-        assert_eq!(c.window(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()), Some((utc("2026-03-29T07:00:00Z"), utc("2026-03-29T15:00:00Z"))));
+        let c = cal(SlaConfig {
+            timezone: "Europe/Berlin".into(),
+            working_days: all.clone(),
+            normal: "1 working day".into(),
+            ..SlaConfig::default()
+        });
+        assert_eq!(
+            c.window(NaiveDate::from_ymd_opt(2026, 3, 28).unwrap()),
+            Some((utc("2026-03-28T08:00:00Z"), utc("2026-03-28T16:00:00Z")))
+        );
+        assert_eq!(
+            c.window(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()),
+            Some((utc("2026-03-29T07:00:00Z"), utc("2026-03-29T15:00:00Z")))
+        );
         assert_eq!(c.due(utc("2026-03-28T12:00:00Z"), Priority::Normal), utc("2026-03-29T11:00:00Z"));
 
         // Hours that contain the change: 00:00-24:00 on the short day is 23 real hours, and a
         // 1-day calendar target is the same wall-clock time the next day (23 h later).
-        let c = cal(SlaConfig { timezone: "Europe/Berlin".into(), working_days: all.clone(), hours: "00:00-24:00".into(), urgent: "1 day".into(), ..SlaConfig::default() });
+        let c = cal(SlaConfig {
+            timezone: "Europe/Berlin".into(),
+            working_days: all.clone(),
+            hours: "00:00-24:00".into(),
+            urgent: "1 day".into(),
+            ..SlaConfig::default()
+        });
         assert_eq!(c.working_time_between(utc("2026-03-28T23:00:00Z"), utc("2026-03-29T22:00:00Z")), Duration::hours(23));
         assert_eq!(c.due(utc("2026-03-28T09:00:00Z"), Priority::Urgent), utc("2026-03-29T08:00:00Z"));
         // Hours starting inside the skipped hour start at the change itself (03:00 CEST = 01:00Z).
         let c = cal(SlaConfig { timezone: "Europe/Berlin".into(), working_days: all, hours: "02:30-10:00".into(), ..SlaConfig::default() });
-        assert_eq!(c.window(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()), Some((utc("2026-03-29T01:00:00Z"), utc("2026-03-29T08:00:00Z"))));
-        assert_eq!(c.resolve(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 0, 0).unwrap()), Some(utc("2026-03-29T01:00:00Z")));
+        assert_eq!(
+            c.window(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()),
+            Some((utc("2026-03-29T01:00:00Z"), utc("2026-03-29T08:00:00Z")))
+        );
+        assert_eq!(
+            c.resolve(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap().and_hms_opt(2, 0, 0).unwrap()),
+            Some(utc("2026-03-29T01:00:00Z"))
+        );
     }
 
     #[test]
@@ -584,13 +634,22 @@ mod tests {
         assert_eq!(c.due(utc("2026-10-23T08:00:00Z"), Priority::Low), utc("2026-10-30T09:00:00Z"));
 
         let all = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let c = cal(SlaConfig { timezone: "Europe/Berlin".into(), working_days: all.clone(), hours: "00:00-24:00".into(), urgent: "1 day".into(), ..SlaConfig::default() });
+        let c = cal(SlaConfig {
+            timezone: "Europe/Berlin".into(),
+            working_days: all.clone(),
+            hours: "00:00-24:00".into(),
+            urgent: "1 day".into(),
+            ..SlaConfig::default()
+        });
         // The long day has 25 real hours; a calendar day across it is 25 h.
         assert_eq!(c.working_time_between(utc("2026-10-24T22:00:00Z"), utc("2026-10-25T23:00:00Z")), Duration::hours(25));
         assert_eq!(c.due(utc("2026-10-24T08:00:00Z"), Priority::Urgent), utc("2026-10-25T09:00:00Z"));
         // An hour that happens twice starts at its first occurrence (02:30 CEST = 00:30Z).
         let c = cal(SlaConfig { timezone: "Europe/Berlin".into(), working_days: all, hours: "02:30-10:00".into(), ..SlaConfig::default() });
-        assert_eq!(c.window(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()), Some((utc("2026-10-25T00:30:00Z"), utc("2026-10-25T09:00:00Z"))));
+        assert_eq!(
+            c.window(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()),
+            Some((utc("2026-10-25T00:30:00Z"), utc("2026-10-25T09:00:00Z")))
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub fn skip_reason(envelope_from: &str, headers: &mail_parser::Message, own_addr
             if first_token(value) != "no" {
                 return Some("auto-submitted");
             }
-        } else if name.eq_ignore_ascii_case("X-Autoreply") || name.eq_ignore_ascii_case("X-Autorespond") || name.eq_ignore_ascii_case("X-Autoresponder") {
+        } else if name.eq_ignore_ascii_case("X-Autoreply")
+            || name.eq_ignore_ascii_case("X-Autorespond")
+            || name.eq_ignore_ascii_case("X-Autoresponder")
+        {
             // Pre-RFC 3834 responders (vacation programs, some help desks).
             return Some("auto-submitted");
         } else if name.eq_ignore_ascii_case("Precedence") {
@@ -55,7 +58,10 @@ pub fn skip_reason(envelope_from: &str, headers: &mail_parser::Message, own_addr
             return Some("list mail");
         } else if name.eq_ignore_ascii_case("X-Auto-Response-Suppress") {
             // Microsoft's header: a comma-separated list of response kinds the sender does not want.
-            let suppressed = value.split([',', ' ', '\t']).map(|t| t.trim().to_ascii_lowercase()).any(|t| matches!(t.as_str(), "all" | "oar" | "autoreply"));
+            let suppressed = value
+                .split([',', ' ', '\t'])
+                .map(|t| t.trim().to_ascii_lowercase())
+                .any(|t| matches!(t.as_str(), "all" | "oar" | "autoreply"));
             if suppressed {
                 return Some("auto-response suppressed");
             }
@@ -66,7 +72,8 @@ pub fn skip_reason(envelope_from: &str, headers: &mail_parser::Message, own_addr
         let ctype = ct.ctype();
         let subtype = ct.subtype().unwrap_or_default();
         let report = (ctype.eq_ignore_ascii_case("multipart") && subtype.eq_ignore_ascii_case("report"))
-            || (ctype.eq_ignore_ascii_case("message") && (subtype.eq_ignore_ascii_case("delivery-status") || subtype.eq_ignore_ascii_case("disposition-notification")));
+            || (ctype.eq_ignore_ascii_case("message")
+                && (subtype.eq_ignore_ascii_case("delivery-status") || subtype.eq_ignore_ascii_case("disposition-notification")));
         if report {
             return Some("delivery or disposition report");
         }
@@ -105,7 +112,9 @@ fn first_token(value: &str) -> String {
 
 /// RFC 2369 / RFC 2919 list headers.
 fn is_list_header(name: &str) -> bool {
-    ["List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner", "List-Archive"].iter().any(|h| name.eq_ignore_ascii_case(h))
+    ["List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner", "List-Archive"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Mailer daemons, postmasters, list managers and no-reply boxes (RFC 3834 §2; a reply to a
@@ -116,7 +125,18 @@ fn is_system_sender(address: &str) -> bool {
     let local = local.split_once('+').map_or(local, |(base, _)| base);
     matches!(
         local,
-        "mailer-daemon" | "postmaster" | "listserv" | "majordomo" | "bounce" | "bounces" | "noreply" | "no-reply" | "no_reply" | "donotreply" | "do-not-reply" | "do_not_reply"
+        "mailer-daemon"
+            | "postmaster"
+            | "listserv"
+            | "majordomo"
+            | "bounce"
+            | "bounces"
+            | "noreply"
+            | "no-reply"
+            | "no_reply"
+            | "donotreply"
+            | "do-not-reply"
+            | "do_not_reply"
     ) || local.starts_with("owner-")
         || local.ends_with("-request")
         || local.ends_with("-bounces")
@@ -308,14 +328,15 @@ where
         .subject(subject)
         .date(Date::new(chrono::Utc::now().timestamp()))
         .message_id(message_id);
-    if let Some(original) = original_message_id.map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').trim()).filter(|id| !id.is_empty() && !id.contains(char::is_whitespace)) {
+    if let Some(original) = original_message_id
+        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').trim())
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+    {
         let original: Cow<str> = Cow::Owned(original.to_string());
         builder = builder.in_reply_to(MessageId::new(original.clone())).references(MessageId::new(original));
     }
-    builder = builder
-        .header("Auto-Submitted", Raw::new("auto-replied"))
-        .header("X-Auto-Response-Suppress", Raw::new("All"))
-        .text_body(body);
+    builder =
+        builder.header("Auto-Submitted", Raw::new("auto-replied")).header("X-Auto-Response-Suppress", Raw::new("All")).text_body(body);
     let mut out = Vec::with_capacity(2048);
     builder.serialize(&mut out);
     out
@@ -376,7 +397,13 @@ mod tests {
 
     #[test]
     fn auto_submitted_mail_is_skipped() {
-        for header in ["Auto-Submitted: auto-replied", "Auto-Submitted: auto-generated", "auto-submitted: Auto-Notified; owner-email=\"x@y\"", "X-Autoreply: yes", "X-Autorespond: vacation"] {
+        for header in [
+            "Auto-Submitted: auto-replied",
+            "Auto-Submitted: auto-generated",
+            "auto-submitted: Auto-Notified; owner-email=\"x@y\"",
+            "X-Autoreply: yes",
+            "X-Autorespond: vacation",
+        ] {
             assert_eq!(skip_reason("jane@customer.example", &parse(&with_header(header)), &own()), Some("auto-submitted"), "{header}");
         }
     }
@@ -386,7 +413,12 @@ mod tests {
         for header in ["Precedence: bulk", "Precedence: list", "Precedence: JUNK", "Precedence: auto_reply"] {
             assert_eq!(skip_reason("jane@customer.example", &parse(&with_header(header)), &own()), Some("bulk precedence"), "{header}");
         }
-        for header in ["List-Id: Announcements <announce.lists.example>", "List-Unsubscribe: <mailto:leave@lists.example>", "List-Post: <mailto:announce@lists.example>", "list-help: <https://lists.example/help>"] {
+        for header in [
+            "List-Id: Announcements <announce.lists.example>",
+            "List-Unsubscribe: <mailto:leave@lists.example>",
+            "List-Post: <mailto:announce@lists.example>",
+            "list-help: <https://lists.example/help>",
+        ] {
             assert_eq!(skip_reason("jane@customer.example", &parse(&with_header(header)), &own()), Some("list mail"), "{header}");
         }
     }
@@ -394,7 +426,11 @@ mod tests {
     #[test]
     fn auto_response_suppression_is_honoured() {
         for header in ["X-Auto-Response-Suppress: All", "X-Auto-Response-Suppress: OOF, AutoReply", "X-Auto-Response-Suppress: DR,OAR"] {
-            assert_eq!(skip_reason("jane@customer.example", &parse(&with_header(header)), &own()), Some("auto-response suppressed"), "{header}");
+            assert_eq!(
+                skip_reason("jane@customer.example", &parse(&with_header(header)), &own()),
+                Some("auto-response suppressed"),
+                "{header}"
+            );
         }
     }
 
@@ -415,7 +451,11 @@ mod tests {
 
     #[test]
     fn reasons_never_contain_addresses() {
-        let cases = [("", NORMAL.to_string()), ("support@example.com", NORMAL.to_string()), ("jane@customer.example", with_header("Precedence: bulk"))];
+        let cases = [
+            ("", NORMAL.to_string()),
+            ("support@example.com", NORMAL.to_string()),
+            ("jane@customer.example", with_header("Precedence: bulk")),
+        ];
         for (sender, raw) in cases {
             let reason = skip_reason(sender, &parse(&raw), &own()).unwrap();
             assert!(!reason.contains('@'), "{reason}");
@@ -424,7 +464,17 @@ mod tests {
 
     fn render_default(subject: &str, message_id: Option<&str>) -> Vec<u8> {
         let due = Utc.with_ymd_and_hms(2026, 3, 4, 15, 30, 0).unwrap();
-        render(&AckTemplate::default(), "MR-2026-000123-7", subject, due, "support", "Support <support@example.com>", "jane@customer.example", message_id, "mx.example.com")
+        render(
+            &AckTemplate::default(),
+            "MR-2026-000123-7",
+            subject,
+            due,
+            "support",
+            "Support <support@example.com>",
+            "jane@customer.example",
+            message_id,
+            "mx.example.com",
+        )
     }
 
     #[test]
@@ -481,9 +531,20 @@ mod tests {
 
     #[test]
     fn non_ascii_subjects_and_templates_are_encoded() {
-        let template = AckTemplate { subject: "Eingangsbestätigung {subject}".into(), body: "Grüße, {queue}: {number} bis {due}\n".into() };
+        let template =
+            AckTemplate { subject: "Eingangsbestätigung {subject}".into(), body: "Grüße, {queue}: {number} bis {due}\n".into() };
         let due = Utc.with_ymd_and_hms(2026, 1, 2, 9, 0, 0).unwrap();
-        let raw = render(&template, "MR-2026-000001-3", "Bestellung über 5 €", due, "sales", "sales@example.com", "Jörg <joerg@kunde.example>", None, "mx.example.com");
+        let raw = render(
+            &template,
+            "MR-2026-000001-3",
+            "Bestellung über 5 €",
+            due,
+            "sales",
+            "sales@example.com",
+            "Jörg <joerg@kunde.example>",
+            None,
+            "mx.example.com",
+        );
         assert!(raw.is_ascii(), "8-bit text is MIME-encoded");
         let msg = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(msg.subject(), Some("[MR-2026-000001-3] Eingangsbestätigung Bestellung über 5 €"));

@@ -13,4 +13,6 @@ pub mod ack;
 pub mod worker;
 
 pub use ack::{AckTemplate, render, skip_reason};
-pub use worker::{Mail, OutboxConfig, OutboxError, OutboxRow, SmarthostConfig, TlsMode, insert, new_uid, open_mail, rcpt_index, run, seal_mail};
+pub use worker::{
+    Mail, OutboxConfig, OutboxError, OutboxRow, SmarthostConfig, TlsMode, insert, new_uid, open_mail, rcpt_index, run, seal_mail,
+};

@@ -149,7 +149,8 @@ impl OutboxConfig {
             return Err(("outbox.tls", "a password is never sent without TLS: set tls = \"starttls\" or \"implicit\"".into()));
         }
         if let Some(hello) = &self.hello
-            && (hello.is_empty() || !hello.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'[' || b == b']' || b == b':'))
+            && (hello.is_empty()
+                || !hello.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'[' || b == b']' || b == b':'))
         {
             return Err(("outbox.hello", "must be a domain name or an address literal".into()));
         }
@@ -275,7 +276,13 @@ pub fn rcpt_index(keys: &KeyRing, address: &str) -> Vec<u8> {
 }
 
 /// Seals one outgoing mail for the row `uid`: returns `(key_id, wrapped_key, mail_ct)`.
-pub fn seal_mail<S: AsRef<str>>(keys: &KeyRing, uid: &[u8], from: &str, to: &[S], data: &[u8]) -> Result<(u32, Vec<u8>, Vec<u8>), CryptoError> {
+pub fn seal_mail<S: AsRef<str>>(
+    keys: &KeyRing,
+    uid: &[u8],
+    from: &str,
+    to: &[S],
+    data: &[u8],
+) -> Result<(u32, Vec<u8>, Vec<u8>), CryptoError> {
     let json = MailJson { from: Cow::Borrowed(from), to: to.iter().map(|t| Cow::Borrowed(t.as_ref())).collect(), data: B64.encode(data) };
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&json).expect("strings always serialise"));
     let data_key = DataKey::generate()?;
@@ -308,7 +315,14 @@ pub fn open_mail(keys: &KeyRing, row: &OutboxRow) -> Result<Mail, OutboxError> {
 
 /// Inserts a due row through the pool (tests, tools). The intake writes its rows itself, in the
 /// transaction of the registration, with [`seal_mail`] and [`rcpt_index`].
-pub async fn insert<S: AsRef<str>>(store: &Store, message_id: Option<i64>, kind: &str, from: &str, to: &[S], data: &[u8]) -> Result<i64, OutboxError> {
+pub async fn insert<S: AsRef<str>>(
+    store: &Store,
+    message_id: Option<i64>,
+    kind: &str,
+    from: &str,
+    to: &[S],
+    data: &[u8],
+) -> Result<i64, OutboxError> {
     let uid = new_uid()?;
     let (key_id, wrapped_key, mail_ct) = seal_mail(&store.keys, &uid, from, to, data)?;
     let rcpt_idx = rcpt_index(&store.keys, to.first().map_or("", |t| t.as_ref()));
@@ -381,8 +395,12 @@ fn error_kind(step: &str, e: &mail_send::Error) -> String {
 /// the connection cannot be reused.
 fn transaction_failure(step: &str, e: &mail_send::Error) -> (Failure, bool) {
     match e {
-        mail_send::Error::UnexpectedReply(reply) if (500..600).contains(&reply.code) => (Failure::Permanent(reply_kind(step, reply)), false),
-        mail_send::Error::UnexpectedReply(reply) if (400..500).contains(&reply.code) => (Failure::Temporary(reply_kind(step, reply)), false),
+        mail_send::Error::UnexpectedReply(reply) if (500..600).contains(&reply.code) => {
+            (Failure::Permanent(reply_kind(step, reply)), false)
+        }
+        mail_send::Error::UnexpectedReply(reply) if (400..500).contains(&reply.code) => {
+            (Failure::Temporary(reply_kind(step, reply)), false)
+        }
         other => (Failure::Temporary(error_kind(step, other)), true),
     }
 }
@@ -391,7 +409,10 @@ fn transaction_failure(step: &str, e: &mail_send::Error) -> (Failure, bool) {
 /// `CRLF . CRLF` itself, which would add an empty line), and a leading dot stuffed (it only
 /// stuffs dots that follow a line end).
 fn wire_data(data: &[u8]) -> Cow<'_, [u8]> {
-    let needs_crlf = data.iter().enumerate().any(|(i, b)| (*b == b'\n' && (i == 0 || data[i - 1] != b'\r')) || (*b == b'\r' && data.get(i + 1) != Some(&b'\n')));
+    let needs_crlf = data
+        .iter()
+        .enumerate()
+        .any(|(i, b)| (*b == b'\n' && (i == 0 || data[i - 1] != b'\r')) || (*b == b'\r' && data.get(i + 1) != Some(&b'\n')));
     let mut out: Cow<[u8]> = if needs_crlf {
         let mut v = Vec::with_capacity(data.len() + data.len() / 32);
         let mut i = 0;
@@ -541,7 +562,10 @@ async fn transact<T: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<T>,
     }
 }
 
-async fn abort<T: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<T>, (failure, broken): (Failure, bool)) -> (Result<Delivery, Failure>, bool) {
+async fn abort<T: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<T>,
+    (failure, broken): (Failure, bool),
+) -> (Result<Delivery, Failure>, bool) {
     let reusable = !broken && client.rset().await.is_ok();
     (Err(failure), reusable)
 }
@@ -639,7 +663,9 @@ impl Worker {
 
     /// Earliest `next_attempt_at` of any row still to be sent (unix ms).
     async fn next_due(&self) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')").fetch_one(&self.store.pool).await
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')")
+            .fetch_one(&self.store.pool)
+            .await
     }
 
     /// One pass: claim the due rows (oldest first, up to `batch`), send them over one
@@ -765,7 +791,11 @@ impl Worker {
     async fn release(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         for id in ids {
-            sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status = 'sending'").bind(now_millis()).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ? AND status = 'sending'")
+                .bind(now_millis())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await
     }
@@ -784,17 +814,23 @@ impl Worker {
                         Delivery::Sent => None,
                         Delivery::Partial(note) => Some(note.as_str()),
                     };
-                    sqlx::query("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = ? WHERE id = ? AND status = 'sending'")
-                        .bind(now)
-                        .bind(o.attempts)
-                        .bind(note)
-                        .bind(o.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = ? WHERE id = ? AND status = 'sending'",
+                    )
+                    .bind(now)
+                    .bind(o.attempts)
+                    .bind(note)
+                    .bind(o.id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Err(failure) => {
                     let give_up = matches!(failure, Failure::Permanent(_)) || o.attempts >= self.config.max_attempts as i64;
-                    let (status, next) = if give_up { ("failed", None) } else { ("pending", Some(now + self.config.backoff(o.attempts as u32).as_millis() as i64)) };
+                    let (status, next) = if give_up {
+                        ("failed", None)
+                    } else {
+                        ("pending", Some(now + self.config.backoff(o.attempts as u32).as_millis() as i64))
+                    };
                     sqlx::query("UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ? AND status = 'sending'")
                         .bind(status)
                         .bind(o.attempts)

@@ -38,7 +38,16 @@ pub struct DataReceiver {
 
 impl DataReceiver {
     pub fn new(max_size: usize, max_line: usize) -> DataReceiver {
-        DataReceiver { state: State::LineStart, message: Vec::with_capacity(16 * 1024), max_size, max_line, line_len: 0, total: 0, too_big: false, line_too_long: false }
+        DataReceiver {
+            state: State::LineStart,
+            message: Vec::with_capacity(16 * 1024),
+            max_size,
+            max_line,
+            line_len: 0,
+            total: 0,
+            too_big: false,
+            line_too_long: false,
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -86,19 +95,17 @@ impl DataReceiver {
                     }
                     continue;
                 }
-                State::LineStart => {
-                    match input[i] {
-                        b'.' => self.state = State::Dot,
-                        b'\r' => {
-                            self.push(b"\r");
-                            self.state = State::Cr;
-                        }
-                        b => {
-                            self.push(&[b]);
-                            self.state = State::Mid;
-                        }
+                State::LineStart => match input[i] {
+                    b'.' => self.state = State::Dot,
+                    b'\r' => {
+                        self.push(b"\r");
+                        self.state = State::Cr;
                     }
-                }
+                    b => {
+                        self.push(&[b]);
+                        self.state = State::Mid;
+                    }
+                },
                 State::Cr => match input[i] {
                     b'\n' => self.end_line(),
                     b'\r' => self.push(b"\r"),
@@ -183,8 +190,20 @@ mod tests {
     #[test]
     fn smuggling_sequences_never_end_the_data() {
         let tails: [&[u8]; 14] = [
-            b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r\n.\r", b"\r.\r\n", b"\n.\r", b"\r.\n", b"\n\n.\n\n", b"\r\r.\r\r",
-            b"\r\n.\r\r\n", b"\r\n.\n\r\n", b"\n.\n.\n", b"\r\n \r\n.\n",
+            b"\n.\n",
+            b"\n.\r\n",
+            b"\r\n.\n",
+            b"\r.\r",
+            b"\r\n.\r",
+            b"\r.\r\n",
+            b"\n.\r",
+            b"\r.\n",
+            b"\n\n.\n\n",
+            b"\r\r.\r\r",
+            b"\r\n.\r\r\n",
+            b"\r\n.\n\r\n",
+            b"\n.\n.\n",
+            b"\r\n \r\n.\n",
         ];
         for tail in tails {
             let mut input = b"Subject: s\r\n\r\nbody".to_vec();

@@ -536,7 +536,9 @@ impl Session {
                 };
                 match self.ctx.intake.register(&envelope, data).await {
                     Ok(Outcome::Registered(n)) => ("registered", Some(n.clone()), ("250 2.0.0", format!("Registered {n}"))),
-                    Ok(Outcome::Duplicate(n)) => ("duplicate", Some(n.clone()), ("250 2.0.0", format!("Registered {n} (duplicate, not stored again)"))),
+                    Ok(Outcome::Duplicate(n)) => {
+                        ("duplicate", Some(n.clone()), ("250 2.0.0", format!("Registered {n} (duplicate, not stored again)")))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "registration failed; replied 451");
                         ("tempfail", None, ("451 4.3.0", "Temporary failure, message not stored; try again later".to_string()))

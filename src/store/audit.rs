@@ -55,7 +55,13 @@ pub async fn append(keys: &KeyRing, conn: &mut SqliteConnection, entries: &[Audi
     for chunk in rows.chunks(500) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) ");
         q.push_values(chunk, |mut b, (e, prev, hash)| {
-            b.push_bind(e.at).push_bind(&e.actor).push_bind(&e.action).push_bind(&e.object).push_bind(&e.detail).push_bind(prev).push_bind(hash);
+            b.push_bind(e.at)
+                .push_bind(&e.actor)
+                .push_bind(&e.action)
+                .push_bind(&e.object)
+                .push_bind(&e.detail)
+                .push_bind(prev)
+                .push_bind(hash);
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -74,7 +80,13 @@ pub struct ListedEntry {
 }
 
 /// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
-pub async fn list(pool: &sqlx::SqlitePool, after: i64, limit: i64, action: Option<&str>, actor: Option<&str>) -> Result<Vec<ListedEntry>, sqlx::Error> {
+pub async fn list(
+    pool: &sqlx::SqlitePool,
+    after: i64,
+    limit: i64,
+    action: Option<&str>,
+    actor: Option<&str>,
+) -> Result<Vec<ListedEntry>, sqlx::Error> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object, detail FROM audit
@@ -88,7 +100,14 @@ pub async fn list(pool: &sqlx::SqlitePool, after: i64, limit: i64, action: Optio
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ListedEntry { id: r.get(0), at: super::millis_to_rfc3339(r.get(1)), actor: r.get(2), action: r.get(3), object: r.get(4), detail: r.get(5) })
+        .map(|r| ListedEntry {
+            id: r.get(0),
+            at: super::millis_to_rfc3339(r.get(1)),
+            actor: r.get(2),
+            action: r.get(3),
+            object: r.get(4),
+            detail: r.get(5),
+        })
         .collect())
 }
 
@@ -128,7 +147,10 @@ pub async fn verify(keys: &KeyRing, conn: &mut SqliteConnection) -> Result<Chain
                 return Ok(ChainCheck::Broken { id, reason: format!("entries {expected_id} to {} are missing", id - 1) });
             }
             if stored_prev != prev {
-                return Ok(ChainCheck::Broken { id, reason: "does not link to the entry before it (an entry was removed or altered)".into() });
+                return Ok(ChainCheck::Broken {
+                    id,
+                    reason: "does not link to the entry before it (an entry was removed or altered)".into(),
+                });
             }
             let hash = chain_hash(keys, &prev, &entry);
             if hash != stored_hash {
@@ -146,9 +168,11 @@ pub fn append_sync(keys: &KeyRing, tx: &rusqlite::Transaction, entries: &[AuditE
     if entries.is_empty() {
         return Ok(());
     }
-    let last: Option<Vec<u8>> = tx.prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?.query_row([], |r| r.get(0)).optional()?;
+    let last: Option<Vec<u8>> =
+        tx.prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?.query_row([], |r| r.get(0)).optional()?;
     let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
-    let mut insert = tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
     for e in entries {
         let hash = chain_hash(keys, &prev, e);
         insert.execute(rusqlite::params![e.at, e.actor, e.action, e.object, e.detail, prev, hash])?;

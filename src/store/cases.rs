@@ -247,7 +247,14 @@ pub struct CasePage {
 
 /// One sorted run of the listing: the SQL that reads it in order, `None` when the cursor is past it.
 /// `prefix` goes before the SELECT (tests ask for the query plan).
-fn run_query(q: &CaseQuery, status: &'static str, priority: Option<Priority>, now: i64, want: i64, prefix: &str) -> Option<QueryBuilder<Sqlite>> {
+fn run_query(
+    q: &CaseQuery,
+    status: &'static str,
+    priority: Option<Priority>,
+    now: i64,
+    want: i64,
+    prefix: &str,
+) -> Option<QueryBuilder<Sqlite>> {
     let sort = q.sort;
     let column = sort.column();
     let mut b = QueryBuilder::<Sqlite>::new(format!("{prefix}SELECT {CASE_COLUMNS} FROM cases c WHERE c.queue = "));
@@ -318,7 +325,11 @@ fn run_query(q: &CaseQuery, status: &'static str, priority: Option<Priority>, no
                 // Descending, NULLs come last: they are still ahead.
                 (Some(v), true) => {
                     b.push(format!(" AND (c.{column} IS NULL OR (c.{column} {cmp_eq} ")).push_bind(v);
-                    b.push(format!(" AND (c.{column} {cmp} ")).push_bind(v).push(format!(" OR c.id {cmp} ")).push_bind(cursor.id).push(")))");
+                    b.push(format!(" AND (c.{column} {cmp} "))
+                        .push_bind(v)
+                        .push(format!(" OR c.id {cmp} "))
+                        .push_bind(cursor.id)
+                        .push(")))");
                 }
                 (None, false) => {
                     b.push(format!(" AND (c.{column} IS NOT NULL OR c.id > ")).push_bind(cursor.id).push(")");
@@ -337,7 +348,11 @@ fn run_query(q: &CaseQuery, status: &'static str, priority: Option<Priority>, no
 /// The runs a query reads: (status, priority) pairs.
 fn runs(q: &CaseQuery) -> Vec<(&'static str, Option<Priority>)> {
     let statuses = q.statuses.iter().copied().filter(|s| q.overdue != Some(true) || CLOCK_RUNNING.contains(s));
-    if q.sort.runs_per_priority() { statuses.flat_map(|s| q.priorities.iter().map(move |p| (s, Some(*p)))).collect() } else { statuses.map(|s| (s, None)).collect() }
+    if q.sort.runs_per_priority() {
+        statuses.flat_map(|s| q.priorities.iter().map(move |p| (s, Some(*p)))).collect()
+    } else {
+        statuses.map(|s| (s, None)).collect()
+    }
 }
 
 /// Counts shown next to a queue's name.
@@ -446,7 +461,11 @@ impl Store {
         for status in ACTIVE {
             counts.by_status.insert(status.to_string(), 0);
         }
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM cases WHERE queue = ? AND status IN ('new', 'open', 'waiting') GROUP BY status").bind(queue).fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) FROM cases WHERE queue = ? AND status IN ('new', 'open', 'waiting') GROUP BY status")
+                .bind(queue)
+                .fetch_all(&self.pool)
+                .await?;
         for r in rows {
             let n: i64 = r.get(1);
             counts.active += n;
@@ -537,13 +556,24 @@ impl Store {
             let data_key = self.row_key(uid, r.get(7), r.get(8))?;
             let plain = zeroize::Zeroizing::new(data_key.open(&aad("entry", uid), r.get::<&[u8], _>(9))?);
             let body = serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("stored case entry unreadable: {e}")))?;
-            entries.push(CaseEntry { id: r.get(0), at: r.get(1), author: r.get(2), kind: r.get(3), outbox_id: r.get(4), outbox_status: r.get(5), body });
+            entries.push(CaseEntry {
+                id: r.get(0),
+                at: r.get(1),
+                author: r.get(2),
+                kind: r.get(3),
+                outbox_id: r.get(4),
+                outbox_status: r.get(5),
+                body,
+            });
         }
         Ok(entries)
     }
 
     pub async fn case_history(&self, case_id: i64) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query("SELECT id, at, actor, action, detail FROM case_history WHERE case_id = ? ORDER BY id").bind(case_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, at, actor, action, detail FROM case_history WHERE case_id = ? ORDER BY id")
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|r| HistoryEntry { id: r.get(0), at: r.get(1), actor: r.get(2), action: r.get(3), detail: r.get(4) }).collect())
     }
 
@@ -551,12 +581,19 @@ impl Store {
     pub async fn message_id_by_number(&self, number: &str) -> Result<Option<i64>, StoreError> {
         let format = &self.settings.reg_format;
         let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
-        Ok(sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?").bind(format.counter_year(year)).bind(seq as i64).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
+            .bind(format.counter_year(year))
+            .bind(seq as i64)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// The queues in which message `id` has a case.
     pub async fn message_queues(&self, id: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT DISTINCT c.queue FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE mc.message_id = ?").bind(id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT DISTINCT c.queue FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE mc.message_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn user_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
@@ -595,17 +632,23 @@ impl Store {
 
     /// How many cases of the queue have `column` (one of two fixed names) set, and the median of `column - opened_at` in seconds.
     async fn median_ms(&self, queue: &str, column: &'static str) -> Result<(i64, Option<f64>), StoreError> {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases WHERE queue = ? AND {column} IS NOT NULL"))).bind(queue).fetch_one(&self.pool).await?;
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases WHERE queue = ? AND {column} IS NOT NULL")))
+                .bind(queue)
+                .fetch_one(&self.pool)
+                .await?;
         if n == 0 {
             return Ok((0, None));
         }
         // The middle value, or the two middle values of an even count.
-        let middle: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {column} - opened_at AS d FROM cases WHERE queue = ? AND {column} IS NOT NULL ORDER BY d LIMIT ? OFFSET ?")))
-            .bind(queue)
-            .bind(if n % 2 == 0 { 2 } else { 1 })
-            .bind((n - 1) / 2)
-            .fetch_all(&self.pool)
-            .await?;
+        let middle: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} - opened_at AS d FROM cases WHERE queue = ? AND {column} IS NOT NULL ORDER BY d LIMIT ? OFFSET ?"
+        )))
+        .bind(queue)
+        .bind(if n % 2 == 0 { 2 } else { 1 })
+        .bind((n - 1) / 2)
+        .fetch_all(&self.pool)
+        .await?;
         let median = middle.iter().sum::<i64>() as f64 / middle.len().max(1) as f64 / 1000.0;
         Ok((n, Some(median)))
     }
@@ -632,12 +675,23 @@ impl CaseChange<'_> {
     /// Moves the case to `queue`. Its messages get fresh IMAP UIDs from the global message
     /// sequence, so UIDs only ever grow in the target queue's mailbox (UIDVALIDITY stays).
     pub async fn transfer(&mut self, queue: &str) -> Result<(), StoreError> {
-        let messages: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM message_cases WHERE case_id = ? ORDER BY uid, message_id").bind(self.case.id).fetch_all(&mut *self.tx).await?;
+        let messages: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM message_cases WHERE case_id = ? ORDER BY uid, message_id")
+            .bind(self.case.id)
+            .fetch_all(&mut *self.tx)
+            .await?;
         if !messages.is_empty() {
             let n = messages.len() as i64;
-            let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'message' RETURNING value").bind(n).fetch_one(&mut *self.tx).await?;
+            let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'message' RETURNING value")
+                .bind(n)
+                .fetch_one(&mut *self.tx)
+                .await?;
             for (i, message_id) in messages.iter().enumerate() {
-                sqlx::query("UPDATE message_cases SET uid = ? WHERE case_id = ? AND message_id = ?").bind(last - n + 1 + i as i64).bind(self.case.id).bind(message_id).execute(&mut *self.tx).await?;
+                sqlx::query("UPDATE message_cases SET uid = ? WHERE case_id = ? AND message_id = ?")
+                    .bind(last - n + 1 + i as i64)
+                    .bind(self.case.id)
+                    .bind(message_id)
+                    .execute(&mut *self.tx)
+                    .await?;
             }
         }
         self.case.queue = queue.to_string();
@@ -727,7 +781,13 @@ impl CaseChange<'_> {
             .bind(&detail)
             .execute(&mut *self.tx)
             .await?;
-        let entry = AuditEntry { at: self.now, actor: format!("user:{actor}"), action: format!("case.{action}"), object: Some(format!("case:{}", c.id)), detail };
+        let entry = AuditEntry {
+            at: self.now,
+            actor: format!("user:{actor}"),
+            action: format!("case.{action}"),
+            object: Some(format!("case:{}", c.id)),
+            detail,
+        };
         audit::append(&self.store.keys, &mut self.tx, &[entry]).await?;
         self.tx.commit().await?;
         self.store.changed();
@@ -793,7 +853,9 @@ mod tests {
         let mut all: Vec<CaseRow> = rows
             .iter()
             .map(case_from_row)
-            .filter(|c| c.queue == q.queue && q.statuses.contains(&c.status.as_str()) && q.priorities.iter().any(|p| p.as_str() == c.priority))
+            .filter(|c| {
+                c.queue == q.queue && q.statuses.contains(&c.status.as_str()) && q.priorities.iter().any(|p| p.as_str() == c.priority)
+            })
             .filter(|c| match &q.category {
                 CategoryFilter::Any => true,
                 CategoryFilter::Uncategorised => c.category.is_none(),
@@ -881,7 +943,10 @@ mod tests {
                     assert!(!plan.contains("TEMP B-TREE"), "sort {sort} sorts instead of reading in order: {plan}");
                     assert!(!plan.contains("SCAN c"), "sort {sort} scans the table: {plan}");
                     if sql.contains(&format!("c.{} >= ", q.sort.column())) {
-                        assert!(plan.contains(&format!("{}>?", q.sort.column())), "sort {sort} filters from the start of the run instead of seeking: {plan}");
+                        assert!(
+                            plan.contains(&format!("{}>?", q.sort.column())),
+                            "sort {sort} filters from the start of the run instead of seeking: {plan}"
+                        );
                     }
                 }
             }
@@ -906,7 +971,12 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-            sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, 2, ?)").bind(id).bind(id).execute(&store.pool).await.unwrap();
+            sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, 2, ?)")
+                .bind(id)
+                .bind(id)
+                .execute(&store.pool)
+                .await
+                .unwrap();
         }
         let mut change = store.change_case(2).await.unwrap().unwrap();
         assert_eq!(change.case.queue, "support");
@@ -914,7 +984,8 @@ mod tests {
         let entry = change.add_entry("note", "anna", &EntryBody { text: "moved".into(), ..Default::default() }, None).await.unwrap();
         let case = change.commit("anna", "transfer", "queue support→sales").await.unwrap();
         assert_eq!(case.queue, "sales");
-        let uids: Vec<i64> = sqlx::query_scalar("SELECT uid FROM message_cases WHERE case_id = 2 ORDER BY message_id").fetch_all(&store.pool).await.unwrap();
+        let uids: Vec<i64> =
+            sqlx::query_scalar("SELECT uid FROM message_cases WHERE case_id = 2 ORDER BY message_id").fetch_all(&store.pool).await.unwrap();
         assert_eq!(uids, vec![51, 52]);
         let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&store.pool).await.unwrap();
         assert_eq!(counter, 52, "later messages get ids above the fresh uids");
@@ -922,7 +993,10 @@ mod tests {
         assert_eq!((entries[0].id, entries[0].body.text.as_str()), (entry, "moved"));
         let history = store.case_history(2).await.unwrap();
         assert_eq!((history[0].action.as_str(), history[0].detail.as_deref()), ("transfer", Some("queue support→sales")));
-        let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'case.transfer' AND object = 'case:2'").fetch_one(&store.pool).await.unwrap();
+        let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'case.transfer' AND object = 'case:2'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
         assert_eq!(audited, 1);
         let sealed: Vec<u8> = sqlx::query_scalar("SELECT body_ct FROM case_entries").fetch_one(&store.pool).await.unwrap();
         assert!(!sealed.windows(5).any(|w| w == b"moved"), "entries are sealed");

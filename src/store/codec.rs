@@ -74,7 +74,9 @@ mod tests {
         let text = b"Subject: hello\r\n\r\n".iter().chain(b"the same line again\r\n".repeat(200).iter()).copied().collect::<Vec<u8>>();
         let mut random = vec![0u8; 5000];
         aws_lc_rs::rand::fill(&mut random).unwrap();
-        for (data, compression) in [(&text, Compression::Lz4), (&random, Compression::Lz4), (&text, Compression::None), (&Vec::new(), Compression::Lz4)] {
+        for (data, compression) in
+            [(&text, Compression::Lz4), (&random, Compression::Lz4), (&text, Compression::None), (&Vec::new(), Compression::Lz4)]
+        {
             let packed = pack(data, compression);
             assert_eq!(&unpack(packed).unwrap(), data);
         }

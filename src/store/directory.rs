@@ -92,7 +92,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let entry = audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "customers.import".into(), object: None, detail: Some(format!("entries={}", customers.len())) };
+        let entry = audit::AuditEntry {
+            at: now_millis(),
+            actor: actor.into(),
+            action: "customers.import".into(),
+            object: None,
+            detail: Some(format!("entries={}", customers.len())),
+        };
         audit::append(&self.keys, &mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(customers.len())
@@ -109,7 +115,13 @@ impl Store {
             out.push(serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("directory entry: {e}")))?);
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let entry = audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "customers.export".into(), object: None, detail: Some(format!("entries={}", out.len())) };
+        let entry = audit::AuditEntry {
+            at: now_millis(),
+            actor: actor.into(),
+            action: "customers.export".into(),
+            object: None,
+            detail: Some(format!("entries={}", out.len())),
+        };
         audit::append(&self.keys, &mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(out)
@@ -130,7 +142,15 @@ mod tests {
     fn csv_round_trip_and_errors() {
         let text = "address_or_domain,name,tier,tags\nAna@Customer.org, Ana Example ,VIP,key account;berlin\nbigcorp.example,Big Corp,long-term,\n";
         let parsed = parse_csv(text).unwrap();
-        assert_eq!(parsed[0], Customer { address_or_domain: "ana@customer.org".into(), name: "Ana Example".into(), tier: "vip".into(), tags: vec!["key account".into(), "berlin".into()] });
+        assert_eq!(
+            parsed[0],
+            Customer {
+                address_or_domain: "ana@customer.org".into(),
+                name: "Ana Example".into(),
+                tier: "vip".into(),
+                tags: vec!["key account".into(), "berlin".into()]
+            }
+        );
         assert_eq!(parsed[1].tags, Vec::<String>::new());
         assert_eq!(parse_csv(&to_csv(&parsed)).unwrap(), parsed);
         let e = parse_csv("address_or_domain,name,tier,tags\na@b.org,A,gold,\n").unwrap_err();

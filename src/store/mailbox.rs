@@ -51,7 +51,11 @@ impl Store {
         }
         let now = (chrono::Utc::now().timestamp() as u32).max(1);
         // Concurrent first SELECTs: whichever insert lands first wins, both read the same value.
-        sqlx::query("INSERT OR IGNORE INTO mailboxes (queue, uidvalidity) VALUES (?, ?)").bind(queue).bind(now as i64).execute(&self.pool).await?;
+        sqlx::query("INSERT OR IGNORE INTO mailboxes (queue, uidvalidity) VALUES (?, ?)")
+            .bind(queue)
+            .bind(now as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(select().fetch_one(&self.pool).await? as u32)
     }
 

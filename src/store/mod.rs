@@ -173,7 +173,18 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
         let (number, raw) = self.open_message(id).await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(&self.keys, &mut tx, &[audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None }]).await?;
+        audit::append(
+            &self.keys,
+            &mut tx,
+            &[audit::AuditEntry {
+                at: now_millis(),
+                actor: actor.into(),
+                action: "message.read".into(),
+                object: Some(number),
+                detail: None,
+            }],
+        )
+        .await?;
         tx.commit().await?;
         Ok(raw)
     }
@@ -216,7 +227,13 @@ impl Store {
     }
 
     /// A message's extracted record from its row's `uid, key_id, wrapped_key, fields_ct`.
-    pub fn open_record(&self, uid: &[u8], key_id: i64, wrapped_key: &[u8], fields_ct: &[u8]) -> Result<crate::intake::record::Record, StoreError> {
+    pub fn open_record(
+        &self,
+        uid: &[u8],
+        key_id: i64,
+        wrapped_key: &[u8],
+        fields_ct: &[u8],
+    ) -> Result<crate::intake::record::Record, StoreError> {
         let fields = zeroize::Zeroizing::new(self.row_key(uid, key_id, wrapped_key)?.open(&aad("fields", uid), fields_ct)?);
         serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
     }

@@ -19,9 +19,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::oneshot;
 
 use super::audit::{self, AuditEntry};
-use crate::intake::rules::Decision;
 use super::crypto::{DataKey, aad};
 use super::{Store, StoreError};
+use crate::intake::rules::Decision;
 
 /// Everything the writer needs to store one message; the expensive work (parsing, encryption,
 /// hashing) was done by the session, in parallel with other sessions.
@@ -205,7 +205,9 @@ fn run(store: Store, mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: u
 
 /// Allocates `count` consecutive values of a counter; returns the first.
 fn allocate(tx: &Transaction, name: &str, count: i64) -> rusqlite::Result<i64> {
-    let last: i64 = tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = ?2 RETURNING value")?.query_row(params![count, name], |r| r.get(0))?;
+    let last: i64 = tx
+        .prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = ?2 RETURNING value")?
+        .query_row(params![count, name], |r| r.get(0))?;
     Ok(last - count + 1)
 }
 
@@ -377,7 +379,16 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
 /// Writes the acknowledgement of a new case into the outbox, in the registration's transaction
 /// (so no acknowledgement is lost by a crash), at most one per sender within `ack_window`.
 #[allow(clippy::too_many_arguments)]
-fn enqueue_ack(store: &Store, tx: &Transaction, s: &Submission, ack: &AckRequest, message_id: i64, number: &str, placement: &Placement, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+fn enqueue_ack(
+    store: &Store,
+    tx: &Transaction,
+    s: &Submission,
+    ack: &AckRequest,
+    message_id: i64,
+    number: &str,
+    placement: &Placement,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     let settings = &store.settings;
     let Some(outbox) = &settings.config.outbox else { return Ok(()) };
     let rcpt_idx = crate::outbox::rcpt_index(&store.keys, &ack.to);
@@ -450,7 +461,8 @@ fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_
     if !existing.is_empty() {
         let mut touch = tx.prepare_cached("UPDATE cases SET updated_at = ?2 WHERE id = ?1")?;
         let mut reopen = tx.prepare_cached("UPDATE cases SET status = 'open', resolved_at = NULL, updated_at = ?2 WHERE id = ?1")?;
-        let mut history = tx.prepare_cached("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES (?1, ?2, 'intake', 'status', ?3)")?;
+        let mut history =
+            tx.prepare_cached("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES (?1, ?2, 'intake', 'status', ?3)")?;
         for (case_id, status) in &existing {
             let answered = matches!(status.as_str(), "waiting" | "resolved" | "closed");
             if answered && !r.automatic {

@@ -149,10 +149,7 @@ addresses = ["complaints@example.com"]
             shutdown_grace = self.shutdown_grace,
             duplicate_window = self.duplicate_window,
             max_batch = self.max_batch,
-            max_database_size = self
-                .max_database_size
-                .map(|n| format!("max_database_size = {n}"))
-                .unwrap_or_default(),
+            max_database_size = self.max_database_size.map(|n| format!("max_database_size = {n}")).unwrap_or_default(),
             extra = self.extra_toml,
         )
     }
@@ -200,10 +197,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(opts: Opts) -> Server {
-        let root = tempfile::Builder::new()
-            .prefix("mailroom-test-")
-            .tempdir()
-            .expect("create temp dir");
+        let root = tempfile::Builder::new().prefix("mailroom-test-").tempdir().expect("create temp dir");
         let data_dir = root.path().join("data");
         fs::create_dir_all(&data_dir).unwrap();
         let config = root.path().join("mailroom.toml");
@@ -292,11 +286,7 @@ impl Server {
         assert!(self.child.is_none(), "server already running");
         // A stale listeners.json (left by a SIGKILL) must not be mistaken for the new one.
         let _ = fs::remove_file(self.data_dir.join("listeners.json"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         // Any temp file the server writes lands inside the test dir (the encryption test scans it).
         let tmp = self.root().join("tmp");
         fs::create_dir_all(&tmp).unwrap();
@@ -333,44 +323,31 @@ impl Server {
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
-                panic!(
-                    "mailroom serve exited during startup with {status}\n--- server log ---\n{}",
-                    self.log_text()
-                );
+                panic!("mailroom serve exited during startup with {status}\n--- server log ---\n{}", self.log_text());
             }
             if let Ok(text) = fs::read_to_string(&path)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let parse = |key: &str| -> Vec<SocketAddr> {
-                        v.get(key)
-                            .and_then(|a| a.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|s| s.as_str()?.parse().ok())
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    let smtp = parse("smtp");
-                    let lmtp = parse("lmtp");
-                    if !smtp.is_empty() && !lmtp.is_empty() {
-                        assert!(
-                            smtp.iter().chain(&lmtp).all(|a| a.port() != 0),
-                            "listeners.json lists port 0: {text}"
-                        );
-                        self.smtp = smtp;
-                        self.lmtp = lmtp;
-                        self.imap = parse("imap");
-                        self.imaps = parse("imaps");
-                        self.http = parse("http");
-                        return;
-                    }
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                let parse = |key: &str| -> Vec<SocketAddr> {
+                    v.get(key)
+                        .and_then(|a| a.as_array())
+                        .map(|a| a.iter().filter_map(|s| s.as_str()?.parse().ok()).collect())
+                        .unwrap_or_default()
+                };
+                let smtp = parse("smtp");
+                let lmtp = parse("lmtp");
+                if !smtp.is_empty() && !lmtp.is_empty() {
+                    assert!(smtp.iter().chain(&lmtp).all(|a| a.port() != 0), "listeners.json lists port 0: {text}");
+                    self.smtp = smtp;
+                    self.lmtp = lmtp;
+                    self.imap = parse("imap");
+                    self.imaps = parse("imaps");
+                    self.http = parse("http");
+                    return;
                 }
+            }
             if Instant::now() > deadline {
-                panic!(
-                    "no usable {} after {limit:?}\n--- server log ---\n{}",
-                    path.display(),
-                    self.log_text()
-                );
+                panic!("no usable {} after {limit:?}\n--- server log ---\n{}", path.display(), self.log_text());
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -411,10 +388,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 self.kill9();
-                panic!(
-                    "server did not exit within {limit:?}\n--- server log ---\n{}",
-                    self.log_text()
-                );
+                panic!("server did not exit within {limit:?}\n--- server log ---\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -451,24 +425,14 @@ impl Server {
 
     pub fn list_messages(&self) -> Vec<Listed> {
         let out = self.cli(&["message", "list", "--json"]);
-        assert!(
-            out.status.success(),
-            "`message list --json` failed ({}): {}",
-            out.status,
-            out.stderr
-        );
+        assert!(out.status.success(), "`message list --json` failed ({}): {}", out.status, out.stderr);
         parse_list(&out.stdout_str())
     }
 
     /// Decrypted raw message (our Received: header + the bytes received).
     pub fn show_message(&self, number: &str) -> Vec<u8> {
         let out = self.cli(&["message", "show", number]);
-        assert!(
-            out.status.success(),
-            "`message show {number}` failed ({}): {}",
-            out.status,
-            out.stderr
-        );
+        assert!(out.status.success(), "`message show {number}` failed ({}): {}", out.status, out.stderr);
         out.stdout
     }
 
@@ -477,10 +441,7 @@ impl Server {
         let raw = self.show_message(number);
         let (received, content) = split_received(&raw);
         let received = String::from_utf8_lossy(received);
-        assert!(
-            received.contains(number),
-            "our Received: header does not name the registration number {number}: {received:?}"
-        );
+        assert!(received.contains(number), "our Received: header does not name the registration number {number}: {received:?}");
         content.to_vec()
     }
 
@@ -528,9 +489,10 @@ impl Drop for Server {
             };
             eprintln!("--- server log (tail) ---\n{tail}\n--- end of server log ---");
             if std::env::var_os("MAILROOM_TEST_KEEP").is_some()
-                && let Some(root) = self.root.take() {
-                    eprintln!("keeping test dir {}", root.keep().display());
-                }
+                && let Some(root) = self.root.take()
+            {
+                eprintln!("keeping test dir {}", root.keep().display());
+            }
         }
     }
 }
@@ -565,43 +527,27 @@ pub fn run_bin<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: Duration) -> CliOut
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let args: Vec<String> = args
-                .iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect();
+            let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
             panic!("`mailroom {}` did not finish within {limit:?}", args.join(" "));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    CliOutput {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: String::from_utf8_lossy(&t_err.join().unwrap()).into_owned(),
-    }
+    CliOutput { status, stdout: t_out.join().unwrap(), stderr: String::from_utf8_lossy(&t_err.join().unwrap()).into_owned() }
 }
 
 pub fn parse_list(text: &str) -> Vec<Listed> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("`message list --json` line is not JSON ({e}): {l:?}"));
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("`message list --json` line is not JSON ({e}): {l:?}"));
             let s = |k: &str| -> String {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .unwrap_or_else(|| panic!("list entry without string {k:?}: {l}"))
-                    .to_string()
+                v.get(k).and_then(|x| x.as_str()).unwrap_or_else(|| panic!("list entry without string {k:?}: {l}")).to_string()
             };
-            let b = |k: &str| -> bool {
-                v.get(k)
-                    .and_then(|x| x.as_bool())
-                    .unwrap_or_else(|| panic!("list entry without bool {k:?}: {l}"))
-            };
-            let n = |k: &str| -> u64 {
-                v.get(k)
-                    .and_then(|x| x.as_u64())
-                    .unwrap_or_else(|| panic!("list entry without integer {k:?}: {l}"))
-            };
+            let b =
+                |k: &str| -> bool { v.get(k).and_then(|x| x.as_bool()).unwrap_or_else(|| panic!("list entry without bool {k:?}: {l}")) };
+            let n =
+                |k: &str| -> u64 { v.get(k).and_then(|x| x.as_u64()).unwrap_or_else(|| panic!("list entry without integer {k:?}: {l}")) };
             assert!(v.get("received_at").is_some(), "list entry without received_at: {l}");
             Listed {
                 number: s("number"),
@@ -668,9 +614,7 @@ const DAMM: [[u8; 10]; 10] = [
 ];
 
 pub fn damm(digits: &str) -> u8 {
-    digits
-        .bytes()
-        .fold(0u8, |i, d| DAMM[i as usize][(d - b'0') as usize])
+    digits.bytes().fold(0u8, |i, d| DAMM[i as usize][(d - b'0') as usize])
 }
 
 /// A parsed default-format number `MR-YYYY-NNNNNN-C`.
@@ -693,11 +637,7 @@ pub fn parse_number(n: &str) -> RegNo {
         && parts[3].len() == 1
         && parts[3].bytes().all(|b| b.is_ascii_digit());
     assert!(ok, "not a registration number of format MR-{{year}}-{{seq:06}}-{{check}}: {n:?}");
-    RegNo {
-        year: parts[1].parse().unwrap(),
-        seq: parts[2].parse().unwrap(),
-        check: parts[3].parse().unwrap(),
-    }
+    RegNo { year: parts[1].parse().unwrap(), seq: parts[2].parse().unwrap(), check: parts[3].parse().unwrap() }
 }
 
 /// Same number with a different (wrong) check digit.
@@ -709,13 +649,9 @@ pub fn with_wrong_check(n: &str) -> String {
 
 /// `250 2.0.0 Registered NUMBER` → NUMBER (panics otherwise).
 pub fn registered(line: &str) -> String {
-    let rest = line
-        .strip_prefix("250 2.0.0 Registered ")
-        .unwrap_or_else(|| panic!("expected `250 2.0.0 Registered <number>`, got {line:?}"));
-    assert!(
-        !rest.contains(' '),
-        "expected `250 2.0.0 Registered <number>` (nothing after the number), got {line:?}"
-    );
+    let rest =
+        line.strip_prefix("250 2.0.0 Registered ").unwrap_or_else(|| panic!("expected `250 2.0.0 Registered <number>`, got {line:?}"));
+    assert!(!rest.contains(' '), "expected `250 2.0.0 Registered <number>` (nothing after the number), got {line:?}");
     parse_number(rest);
     rest.to_string()
 }
@@ -781,10 +717,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn unique_token(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let n = N.fetch_add(1, Ordering::Relaxed);
     let mut x = t ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(0x9e3779b97f4a7c15);
     // splitmix64
@@ -927,9 +860,7 @@ impl Client {
                 self.buf.extend_from_slice(&tmp[..n]);
                 Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
-                Err(ReadErr::Timeout)
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => Err(ReadErr::Timeout),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionReset
                     || e.kind() == io::ErrorKind::ConnectionAborted
@@ -947,11 +878,7 @@ impl Client {
         loop {
             if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
                 let raw: Vec<u8> = self.buf.drain(..=i).collect();
-                assert!(
-                    raw.len() >= 2 && raw[raw.len() - 2] == b'\r',
-                    "server reply line not terminated by CRLF: {:?}",
-                    show_bytes(&raw)
-                );
+                assert!(raw.len() >= 2 && raw[raw.len() - 2] == b'\r', "server reply line not terminated by CRLF: {:?}", show_bytes(&raw));
                 let line = String::from_utf8(raw[..raw.len() - 2].to_vec())
                     .unwrap_or_else(|_| panic!("reply is not UTF-8: {:?}", show_bytes(&raw)));
                 self.transcript.push(line.clone());
@@ -988,11 +915,9 @@ impl Client {
     pub fn reply(&mut self) -> Reply {
         match self.try_reply() {
             Ok(r) => r,
-            Err(e) => panic!(
-                "expected a reply, got {e:?}; transcript so far: {:#?}; unread bytes: {:?}",
-                self.transcript,
-                show_bytes(&self.buf)
-            ),
+            Err(e) => {
+                panic!("expected a reply, got {e:?}; transcript so far: {:#?}; unread bytes: {:?}", self.transcript, show_bytes(&self.buf))
+            }
         }
     }
 
@@ -1005,12 +930,7 @@ impl Client {
     /// Read one reply and assert it is exactly this single line.
     pub fn expect_line(&mut self, expected: &str) -> Reply {
         let r = self.reply();
-        assert_eq!(
-            r.lines,
-            vec![expected.to_string()],
-            "unexpected reply (transcript {:#?})",
-            self.transcript
-        );
+        assert_eq!(r.lines, vec![expected.to_string()], "unexpected reply (transcript {:#?})", self.transcript);
         r
     }
 
@@ -1018,12 +938,7 @@ impl Client {
     pub fn expect(&mut self, line: &str, expected: &str) {
         self.send(format!("{line}\r\n").as_bytes());
         let r = self.reply();
-        assert_eq!(
-            r.lines,
-            vec![expected.to_string()],
-            "reply to {line:?} (transcript {:#?})",
-            self.transcript
-        );
+        assert_eq!(r.lines, vec![expected.to_string()], "reply to {line:?} (transcript {:#?})", self.transcript);
     }
 
     /// Send `line` + CRLF and assert the single-line reply is one of `expected`.
@@ -1097,11 +1012,7 @@ impl Client {
     /// Run a TLS handshake on the current plain connection. Any byte the server sent after its
     /// 220 and before the handshake is a failure.
     pub fn handshake(&mut self, version: Option<&'static rustls::SupportedProtocolVersion>) {
-        assert!(
-            self.buf.is_empty(),
-            "server sent plaintext after `220 Ready to start TLS`: {:?}",
-            show_bytes(&self.buf)
-        );
+        assert!(self.buf.is_empty(), "server sent plaintext after `220 Ready to start TLS`: {:?}", show_bytes(&self.buf));
         let sock = match std::mem::replace(&mut self.conn, Conn::Gone) {
             Conn::Plain(s) => s,
             _ => panic!("handshake on a non-plain connection"),
@@ -1191,19 +1102,14 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-pub fn tls_client_config(
-    version: Option<&'static rustls::SupportedProtocolVersion>,
-) -> rustls::ClientConfig {
+pub fn tls_client_config(version: Option<&'static rustls::SupportedProtocolVersion>) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone());
     let builder = match version {
         Some(v) => builder.with_protocol_versions(&[v]).unwrap(),
         None => builder.with_safe_default_protocol_versions().unwrap(),
     };
-    builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-        .with_no_client_auth()
+    builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider))).with_no_client_auth()
 }
 
 // ---------------------------------------------------------------------------------------------
