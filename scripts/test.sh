@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The one test command of mailroom (README, and .ci/run calls it). On a fresh Debian machine with
+# rustup's cargo: installs the real peers the tests talk to (Postfix's smtp-source/smtp-sink,
+# swaks, sqlite3, mbsync, curl, python3), checks formatting and clippy, then runs every test.
+# Idempotent; run it as root (or with sudo). Extra arguments go to `cargo test` (e.g. a filter).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ci_start=$SECONDS
+section() {
+    printf '\n=== [%4ds] %s ===\n' "$((SECONDS - ci_start))" "$*"
+}
+
+# Debian packages the tests need. postfix provides /usr/sbin/smtp-source and /usr/sbin/smtp-sink;
+# libnet-ssleay-perl gives swaks its STARTTLS support; isync (mbsync) and curl are IMAP clients
+# for tests/imap.rs, curl is also the HTTP client of tests/http_api.rs; python3 runs tests/py.
+PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3)
+
+section "environment"
+if [[ $EUID -eq 0 ]]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    SUDO=()
+fi
+echo "user: $(id -un) (uid $EUID)"
+[[ -r /etc/debian_version ]] && echo "debian: $(cat /etc/debian_version)"
+echo "cpus: $(nproc)"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found (install rustup's toolchain first)" >&2; exit 1; }
+cargo --version
+rustc --version
+python3 --version 2>/dev/null || echo "python3: not yet installed"
+
+section "apt-get install ${PACKAGES[*]}"
+if [[ $EUID -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
+    missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "not root and no sudo: cannot install ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "not root and no sudo, but all packages are already installed"
+else
+    export DEBIAN_FRONTEND=noninteractive
+    # Postfix is only needed for its test programs: no configuration, and no daemon start
+    # (a temporary policy-rc.d makes invoke-rc.d refuse to start services during the install).
+    echo "postfix postfix/main_mailer_type select No configuration" | "${SUDO[@]}" debconf-set-selections
+    created_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    cleanup_policy() {
+        if ((created_policy)); then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi
+    }
+    trap cleanup_policy EXIT
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}"
+    cleanup_policy
+    created_policy=0
+fi
+for tool in /usr/sbin/smtp-source /usr/sbin/smtp-sink; do
+    [[ -x $tool ]] || { echo "$tool missing after install" >&2; exit 1; }
+done
+echo "swaks: $(swaks --version 2>&1 | head -n1)"
+echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
+
+# One debug profile for clippy and the tests, lockfile respected.
+section "cargo fmt --check"
+cargo fmt --check
+section "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+section "cargo test --locked"
+cargo test --locked "$@"
+
+section "done in $((SECONDS - ci_start))s"
