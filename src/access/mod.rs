@@ -282,6 +282,17 @@ impl Access {
             .bind(now + self.config().lockout.as_millis() as i64)
             .fetch_optional(&self.store.pool)
             .await?;
+        if row.is_none() {
+            // A reservation commits a write; an unknown name must cost the same, or the answer's
+            // timing would tell which names exist. Counting it does (a row rewritten unchanged
+            // would not: SQLite skips writing identical content).
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            )
+            .execute(&self.store.pool)
+            .await?;
+        }
         Ok(row.map(|row| UserReservation {
             id: row.get(0),
             hash: row.get(1),
@@ -576,6 +587,10 @@ mod tests {
         let (_dir, access) = access().await;
         access.add_user("anna", PW, &[], "test").await.unwrap();
         assert!(access.reserve_user("nobody").await.unwrap().is_none(), "unknown names reserve nothing");
+        // … but commit a write all the same (the timing of an answer must not tell which names exist).
+        let unknown: i64 =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'login.unknown-user'").fetch_one(&access.store.pool).await.unwrap();
+        assert_eq!(unknown, 1);
 
         let tasks: Vec<_> = (0..50)
             .map(|_| {
