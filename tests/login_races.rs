@@ -392,8 +392,10 @@ fn a_crowd_of_logins_keeps_memory_bounded_and_every_client_gets_an_answer() {
             .iter()
             .filter(|e| e["detail"].as_str().is_some_and(|d| d.ends_with("reason=wrong-password") || d.ends_with("reason=unknown-user")))
             .count();
-    assert!(checked >= 50, "only {checked} passwords checked");
-    assert!(tally[0] >= 20, "right passwords log in: {tally:?}");
+    assert!(checked >= 40, "only {checked} passwords checked");
+    assert!(tally[0] >= 10, "right passwords log in: {tally:?}");
+    // Nobody waits much longer than login_queue_timeout (5 s) plus a check and a TLS handshake.
+    assert!(slowest < Duration::from_secs(30), "slowest answer after {slowest:?}");
 
     let bound = PEAK_BASE + slots * 19 * MIB;
     assert!(peak < bound, "peak RSS {} MiB over the bound {} MiB ({slots} slots)", peak / MIB, bound / MIB);

@@ -4,16 +4,15 @@
 //! Every verification needs a [`Slot`] from the [`Verifier`]. The slots are few (sized from
 //! cores and memory, `[access] max_concurrent_logins`), and a login that gets none within
 //! `login_queue_timeout` is told to try again later, so memory follows the number of slots, never
-//! the number of clients. Argon2's 19 MiB are mapped for one verification and unmapped right
-//! after it: malloc would keep such blocks in per-thread arenas, and a burst of logins would
-//! leave the process that much larger for good.
+//! the number of clients. Argon2's 19 MiB are mapped for one verification (or hash) and unmapped
+//! right after it: malloc would keep such blocks in per-thread arenas, and a burst of logins
+//! would leave the process that much larger for good.
 
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHasher;
-use argon2::password_hash::phc::{Output, PasswordHash};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
@@ -43,9 +42,26 @@ pub fn check_strength(password: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with a fresh random salt.
+/// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with a fresh random salt, what
+/// the crate's `hash_password` makes, computed in mapped memory like a verification.
 pub fn hash(password: &str) -> Result<String, String> {
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| format!("hashing the password failed: {e}"))
+    let failed = |e: &dyn std::fmt::Display| format!("hashing the password failed: {e}");
+    let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
+    aws_lc_rs::rand::fill(&mut salt).map_err(|_| failed(&"no random numbers for the salt"))?;
+    let params = Params::default();
+    let mut memory = Scratch::new(params.block_count()).ok_or_else(|| failed(&"out of memory"))?;
+    let mut out = Zeroizing::new([0u8; Params::DEFAULT_OUTPUT_LEN]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password.as_bytes(), &salt, out.as_mut_slice(), memory.blocks())
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(out.as_slice()).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Hands out the right to run one verification; one per server (cloned with `Access`).
@@ -214,7 +230,9 @@ mod tests {
     async fn right_password_verifies_wrong_one_does_not() {
         let v = verifier(2, Duration::from_secs(5));
         let phc = hash("correct horse battery").unwrap();
-        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify_unbounded("correct horse battery", &phc), "the crate's own verifier accepts our hashes");
+        assert!(!verify_unbounded("correct horse batterY", &phc));
         assert!(v.slot().await.unwrap().verify("correct horse battery", &phc).await);
         assert!(!v.slot().await.unwrap().verify("correct horse batterY", &phc).await);
         assert!(!v.slot().await.unwrap().verify("", &phc).await);
@@ -222,7 +240,10 @@ mod tests {
         assert_ne!(hash("correct horse battery").unwrap(), phc, "fresh salt each time");
         // The mapped-memory path agrees with the crate's own verifier, also for other parameters.
         let params = Params::new(1024, 1, 2, None).unwrap();
-        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"another secret").unwrap().to_string();
+        let other = {
+            use argon2::password_hash::PasswordHasher;
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"another secret").unwrap().to_string()
+        };
         assert!(verify_unbounded("another secret", &other));
         assert!(verify_now(b"another secret", &other));
         assert!(!verify_now(b"another secreT", &other));
