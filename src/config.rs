@@ -142,6 +142,12 @@ pub struct AccessConfig {
     /// … for this long. An officer can unlock earlier with `mailroom user unlock`.
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
+    /// Password checks running at once (argon2id takes 19 MiB each); 0 = automatic: 4 per core,
+    /// together at most a quarter of the memory available at start.
+    pub max_concurrent_logins: usize,
+    /// How long a login waits for a free check before it is told to try again later.
+    #[serde(with = "humantime_serde")]
+    pub login_queue_timeout: Duration,
 }
 
 impl Default for AccessConfig {
@@ -153,6 +159,8 @@ impl Default for AccessConfig {
             max_failure_delay: Duration::from_secs(4),
             max_failures: 5,
             lockout: Duration::from_secs(15 * 60),
+            max_concurrent_logins: 0,
+            login_queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -518,6 +526,14 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     }
     if config.access.max_failures == 0 {
         return Err(err("access.max_failures", "must be at least 1".into()));
+    }
+    if config.access.max_concurrent_logins > crate::access::password::MAX_SLOTS {
+        let reason = format!("must be at most {} (each check takes 19 MiB; 0 = automatic)", crate::access::password::MAX_SLOTS);
+        return Err(err("access.max_concurrent_logins", reason));
+    }
+    let queue_timeout = config.access.login_queue_timeout;
+    if queue_timeout < Duration::from_millis(100) || queue_timeout > Duration::from_secs(60) {
+        return Err(err("access.login_queue_timeout", "must be between 100ms and 60s".into()));
     }
     for addr in config.lmtp.listen.iter() {
         if addr.port() == 25 {

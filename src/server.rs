@@ -64,6 +64,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     }
     // Staff views: IMAP (STARTTLS and implicit TLS) and HTTP.
     let access = crate::access::Access::new(store.clone());
+    tracing::info!(slots = access.login_slots(), "logins: at most {} password checks at once", access.login_slots());
     access.seed_roles().await.context("creating the roles named in the configuration")?;
     let mut imap_listeners = Vec::new();
     for (name, implicit_tls, addrs) in

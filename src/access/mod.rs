@@ -1,6 +1,8 @@
 //! Staff access: who may see and do what, and the record of it.
 //!
-//! * `password` hashes with argon2id; `throttle` slows down and locks out guessing.
+//! * `password` hashes with argon2id and bounds how many checks run at once; `throttle` slows
+//!   down and locks out guessing (attempts are reserved before their check, so guesses sent
+//!   together cannot outrun the count).
 //! * `admin` manages users and roles (the CLI and the officer's HTTP endpoints both call it).
 //! * `sessions` keeps HTTP sessions and bearer tokens (only their hashes are stored).
 //!
@@ -18,12 +20,14 @@ pub mod throttle;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
 
 use crate::store::audit::{self, AuditEntry};
 use crate::store::{Store, StoreError, now_millis};
+use password::Verifier;
 use throttle::Throttle;
 
 /// The built-in role that manages access (and nothing else).
@@ -126,6 +130,10 @@ pub enum LoginError {
     Invalid,
     #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
     Throttled { retry_after: Duration },
+    /// Every password-check slot stayed taken for `login_queue_timeout`; nothing was checked or
+    /// counted.
+    #[error("too many logins are being checked at once; try again in {} s", retry_after.as_secs().max(1))]
+    Busy { retry_after: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -134,13 +142,55 @@ pub enum LoginError {
 #[derive(Clone)]
 pub struct Access {
     pub store: Store,
-    throttle: std::sync::Arc<Throttle>,
+    throttle: Arc<Throttle>,
+    verifier: Arc<Verifier>,
+}
+
+/// Counts one login attempt for user `$1` before its password is checked, as a failure until a
+/// success resets the count. One statement, so concurrent logins (on this node or another one
+/// sharing the database) each see the attempts before them. `$2` now, `$3` max_failures, `$4` the
+/// end of a lockout starting now (all unix ms).
+///
+/// * While a lockout lasts, the attempt is marked `$3 + 1`: refused unchecked.
+/// * An ended lockout starts the count over at 1.
+/// * The attempt that reaches `$3` starts the lockout at once, before its own check, so attempts
+///   arriving meanwhile are refused; if it succeeds, the success lifts the lockout again.
+///
+/// Returns the reserved attempt in `failed_logins` (granted when ≤ `$3`).
+const RESERVE_USER: &str = "UPDATE users SET
+    failed_logins = CASE
+        WHEN locked_until > $2 THEN $3 + 1
+        WHEN locked_until IS NOT NULL THEN 1
+        ELSE failed_logins + 1 END,
+    locked_until = CASE
+        WHEN locked_until > $2 THEN locked_until
+        WHEN (CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
+        ELSE NULL END
+WHERE name = $1
+RETURNING id, password_hash, locked, failed_logins, locked_until";
+
+/// A user's login attempt, reserved by [`RESERVE_USER`].
+struct UserReservation {
+    id: i64,
+    hash: String,
+    /// Locked by an officer (checked only after the password).
+    locked: bool,
+    /// The n-th attempt in a row; over `max_failures`: refused while locked out.
+    attempt: i64,
+    locked_until: Option<i64>,
 }
 
 impl Access {
     pub fn new(store: Store) -> Access {
-        let throttle = std::sync::Arc::new(Throttle::new(store.settings.config.access.clone()));
-        Access { store, throttle }
+        let config = &store.settings.config.access;
+        let throttle = Arc::new(Throttle::new(config.clone()));
+        let verifier = Arc::new(Verifier::new(config));
+        Access { store, throttle, verifier }
+    }
+
+    /// How many password checks may run at once (`[access] max_concurrent_logins`, or automatic).
+    pub fn login_slots(&self) -> usize {
+        self.verifier.slots()
     }
 
     fn config(&self) -> &crate::config::AccessConfig {
@@ -148,45 +198,59 @@ impl Access {
     }
 
     /// Checks a user name and password from `source` for protocol `via` ("imap", "http").
-    /// Every failure is delayed (growing with repeated failures per user and per source),
-    /// counted towards a temporary lockout, and audited.
+    ///
+    /// The attempt is reserved before the password is checked, per source address (in memory,
+    /// per node) and per user (one statement in the database, shared by every node), and counts
+    /// as a failure until it succeeds: however many guesses arrive at once, at most
+    /// `max_failures` of them are checked before the lockout. Checks wait for one of the
+    /// verifier's slots (bounded memory); a login that gets none in time is `Busy`. Every failure
+    /// is audited with its real reason and delayed (growing with repeated failures).
     pub async fn login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
-        let now = now_millis();
+        // A locked-out source is refused at once, without queueing for a check.
         if let Some(retry_after) = self.throttle.source_locked(source) {
             self.audit_failure(name, source, via, "source-locked").await?;
             return Err(LoginError::Throttled { retry_after });
         }
-        let row = sqlx::query("SELECT id, password_hash, locked, failed_logins, locked_until FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(StoreError::from)?;
-        let Some(row) = row else {
+        let Some(slot) = self.verifier.slot().await else {
+            self.audit_failure(name, source, via, "busy").await?;
+            return Err(LoginError::Busy { retry_after: self.verifier.queue_timeout() });
+        };
+        let source_attempt = match self.throttle.reserve(source) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                drop(slot);
+                self.audit_failure(name, source, via, "source-locked").await?;
+                return Err(LoginError::Throttled { retry_after });
+            }
+        };
+        let Some(user) = self.reserve_user(name).await? else {
             // Spend the same time as for a real user, so timing does not reveal which names exist.
-            password::verify_dummy(password).await;
-            self.fail(None, 0, name, source, via, "unknown-user").await?;
+            slot.verify_dummy(password).await;
+            self.fail(None, name, source, via, "unknown-user", source_attempt).await?;
             return Err(LoginError::Invalid);
         };
-        let (user_id, hash, locked, failed, locked_until): (i64, String, i64, i64, Option<i64>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if let Some(until) = locked_until.filter(|until| *until > now) {
+        if user.attempt > self.config().max_failures as i64 {
+            // Reserved while locked out (or while the attempt that locks is still being checked).
+            drop(slot);
             self.audit_failure(name, source, via, "user-locked-out").await?;
-            self.throttle.delay(self.throttle.source_failure(source)).await;
-            return Err(LoginError::Throttled { retry_after: Duration::from_millis((until - now) as u64) });
+            self.throttle.delay(source_attempt).await;
+            let remaining = user.locked_until.map_or(0, |until| until - now_millis()).max(1000);
+            return Err(LoginError::Throttled { retry_after: Duration::from_millis(remaining as u64) });
         }
-        if !password::verify(password, &hash).await {
-            self.fail(Some(user_id), failed, name, source, via, "wrong-password").await?;
+        if !slot.verify(password, &user.hash).await {
+            self.fail(Some(&user), name, source, via, "wrong-password", source_attempt).await?;
             return Err(LoginError::Invalid);
         }
-        if locked != 0 {
+        if user.locked {
             // Checked after the password, so only someone who knows it learns the account is locked
             // (and the client still hears "invalid").
-            self.fail(Some(user_id), failed, name, source, via, "user-locked").await?;
+            self.fail(Some(&user), name, source, via, "user-locked", source_attempt).await?;
             return Err(LoginError::Invalid);
         }
+        // Success releases the reservations: the counters start over.
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?")
-            .bind(user_id)
+            .bind(user.id)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
@@ -194,7 +258,7 @@ impl Access {
             &self.store.keys,
             &mut tx,
             &[AuditEntry {
-                at: now,
+                at: now_millis(),
                 actor: format!("user:{name}"),
                 action: "login".into(),
                 object: Some(format!("user:{name}")),
@@ -205,65 +269,79 @@ impl Access {
         .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
         self.throttle.source_success(source);
-        self.principal(user_id).await?.ok_or(LoginError::Invalid)
+        self.principal(user.id).await?.ok_or(LoginError::Invalid)
     }
 
-    /// Records a failure: the user's counter (and lockout once it reaches `max_failures`), the
-    /// source's counter, the audit entry; then waits the growing delay.
+    /// Reserves one login attempt for `name` (see [`RESERVE_USER`]); None when no such user.
+    async fn reserve_user(&self, name: &str) -> Result<Option<UserReservation>, StoreError> {
+        let now = now_millis();
+        let row = sqlx::query(RESERVE_USER)
+            .bind(name)
+            .bind(now)
+            .bind(self.config().max_failures as i64)
+            .bind(now + self.config().lockout.as_millis() as i64)
+            .fetch_optional(&self.store.pool)
+            .await?;
+        if row.is_none() {
+            // A reservation commits a write; an unknown name must cost the same, or the answer's
+            // timing would tell which names exist. Counting it does (a row rewritten unchanged
+            // would not: SQLite skips writing identical content).
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            )
+            .execute(&self.store.pool)
+            .await?;
+        }
+        Ok(row.map(|row| UserReservation {
+            id: row.get(0),
+            hash: row.get(1),
+            locked: row.get::<i64, _>(2) != 0,
+            attempt: row.get(3),
+            locked_until: row.get(4),
+        }))
+    }
+
+    /// Records a failed attempt (its reservation has counted it already): the audit entry, and the
+    /// lockout's entry when this was the attempt that reached `max_failures` and the lockout still
+    /// stands; then waits the growing delay.
     async fn fail(
         &self,
-        user_id: Option<i64>,
-        previous_failures: i64,
+        user: Option<&UserReservation>,
         name: &str,
         source: IpAddr,
         via: &str,
         reason: &str,
+        source_attempt: u32,
     ) -> Result<(), StoreError> {
-        let source_failures = self.throttle.source_failure(source);
-        let mut user_failures = 0;
+        let max = self.config().max_failures as i64;
+        let user_attempt = user.map_or(0, |u| u.attempt);
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(id) = user_id {
-            user_failures = previous_failures + 1;
-            let lock_until =
-                (user_failures >= self.config().max_failures as i64).then(|| now_millis() + self.config().lockout.as_millis() as i64);
-            // The counter restarts after a lockout, so the next lockout again takes max_failures tries.
-            let stored_failures = if lock_until.is_some() { 0 } else { user_failures };
-            sqlx::query("UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until) WHERE id = ?")
-                .bind(stored_failures)
-                .bind(lock_until)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if lock_until.is_some() {
-                audit::append(
-                    &self.store.keys,
-                    &mut tx,
-                    &[AuditEntry {
-                        at: now_millis(),
-                        actor: "access".into(),
-                        action: "user.locked-out".into(),
-                        object: Some(format!("user:{name}")),
-                        detail: Some(format!("after {user_failures} failed logins")),
-                    }],
-                )
-                .await?;
+        let mut entries = Vec::with_capacity(2);
+        if let Some(user) = user.filter(|u| u.attempt == max) {
+            // A concurrent success may have lifted it again.
+            let until: Option<i64> =
+                sqlx::query_scalar("SELECT locked_until FROM users WHERE id = ?").bind(user.id).fetch_one(&mut *tx).await?;
+            if until.is_some_and(|until| until > now_millis()) {
+                entries.push(AuditEntry {
+                    at: now_millis(),
+                    actor: "access".into(),
+                    action: "user.locked-out".into(),
+                    object: Some(format!("user:{name}")),
+                    detail: Some(format!("after {max} failed logins")),
+                });
             }
         }
-        let detail = format!("via={via} source={source} reason={reason}");
-        audit::append(
-            &self.store.keys,
-            &mut tx,
-            &[AuditEntry {
-                at: now_millis(),
-                actor: format!("user:{name}"),
-                action: "login.failed".into(),
-                object: Some(format!("user:{name}")),
-                detail: Some(detail),
-            }],
-        )
-        .await?;
+        entries.push(AuditEntry {
+            at: now_millis(),
+            actor: format!("user:{name}"),
+            action: "login.failed".into(),
+            object: Some(format!("user:{name}")),
+            detail: Some(format!("via={via} source={source} reason={reason}")),
+        });
+        audit::append(&self.store.keys, &mut tx, &entries).await?;
         tx.commit().await?;
-        self.throttle.delay(source_failures.max(user_failures as u32)).await;
+        self.throttle.delay(source_attempt.max(user_attempt as u32)).await;
         Ok(())
     }
 
@@ -348,11 +426,17 @@ mod tests {
 
     /// A store in a temp dir with fast throttling: 20 ms first delay, lockout after 3 failures.
     async fn access() -> (tempfile::TempDir, Access) {
+        access_with(|text| text).await
+    }
+
+    /// Like `access()`, with the config text changed further by `edit`.
+    async fn access_with(edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, Access) {
         let dir = tempfile::tempdir().unwrap();
         let text = crate::config::DEFAULT_CONFIG
             .replace("failure_delay = \"250ms\"", "failure_delay = \"20ms\"")
             .replace("max_failures = 5 ", "max_failures = 3 ")
             .replace("lockout = \"15m\"", "lockout = \"2s\"");
+        let text = edit(text);
         let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
         assert_eq!(settings.config.access.max_failures, 3);
         let access = Access::new(Store::open(settings).await.unwrap());
@@ -488,5 +572,150 @@ mod tests {
         }
         assert_eq!("act".parse::<Permission>(), Ok(Permission::Act));
         assert!("write".parse::<Permission>().is_err());
+    }
+
+    async fn audit_details(access: &Access, action: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT COALESCE(detail, '') FROM audit WHERE action = ? ORDER BY id")
+            .bind(action)
+            .fetch_all(&access.store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn user_reservations_are_atomic_and_grant_at_most_max_failures() {
+        let (_dir, access) = access().await;
+        access.add_user("anna", PW, &[], "test").await.unwrap();
+        assert!(access.reserve_user("nobody").await.unwrap().is_none(), "unknown names reserve nothing");
+        // … but commit a write all the same (the timing of an answer must not tell which names exist).
+        let unknown: i64 =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'login.unknown-user'").fetch_one(&access.store.pool).await.unwrap();
+        assert_eq!(unknown, 1);
+
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let access = access.clone();
+                tokio::spawn(async move { access.reserve_user("anna").await.unwrap().unwrap() })
+            })
+            .collect();
+        let mut attempts = Vec::new();
+        for task in tasks {
+            let r = task.await.unwrap();
+            assert!(!r.locked && r.hash.starts_with("$argon2id$"));
+            attempts.push(r.attempt);
+        }
+        attempts.sort();
+        assert_eq!(attempts[..3], [1, 2, 3], "one of each granted number");
+        assert!(attempts[3..].iter().all(|a| *a == 4), "the other 47 are refused: {attempts:?}");
+
+        // The third attempt started the lockout before any password was checked.
+        let (failed, until): (i64, Option<i64>) = sqlx::query_as("SELECT failed_logins, locked_until FROM users WHERE name = 'anna'")
+            .fetch_one(&access.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(failed, 4);
+        assert!(until.is_some_and(|u| u > now_millis() + 1000));
+
+        // When the lockout has ended, the count starts over; the third attempt locks again.
+        sqlx::query("UPDATE users SET locked_until = ? WHERE name = 'anna'")
+            .bind(now_millis() - 1)
+            .execute(&access.store.pool)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(access.reserve_user("anna").await.unwrap().unwrap().attempt);
+        }
+        assert_eq!(seen, [1, 2, 3, 4]);
+
+        // A lockout recorded with a zero count (as before reservations existed) still refuses.
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = ? WHERE name = 'anna'")
+            .bind(now_millis() + 60_000)
+            .execute(&access.store.pool)
+            .await
+            .unwrap();
+        assert_eq!(access.reserve_user("anna").await.unwrap().unwrap().attempt, 4);
+
+        // An officer's unlock clears it; a success resets the count.
+        access.unlock_user("anna", "test").await.unwrap();
+        assert_eq!(access.reserve_user("anna").await.unwrap().unwrap().attempt, 1);
+        access.login("anna", PW, "192.0.2.50".parse().unwrap(), "test").await.unwrap();
+        assert_eq!(access.reserve_user("anna").await.unwrap().unwrap().attempt, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_wrong_passwords_are_checked_at_most_max_failures_times() {
+        let (_dir, access) = access().await;
+        access.add_user("anna", PW, &[], "test").await.unwrap();
+        // 30 guesses at once, each from its own address, so only the per-user count can stop them.
+        let tasks: Vec<_> = (0..30u8)
+            .map(|i| {
+                let access = access.clone();
+                let source = IpAddr::from([192, 0, 2, 100 + i]);
+                tokio::spawn(async move { access.login("anna", "a wrong guess!", source, "test").await })
+            })
+            .collect();
+        let (mut invalid, mut throttled) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Err(LoginError::Invalid) => invalid += 1,
+                Err(LoginError::Throttled { .. }) => throttled += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((invalid, throttled), (3, 27));
+        let failed = audit_details(&access, "login.failed").await;
+        assert_eq!(failed.len(), 30, "one entry per attempt");
+        assert_eq!(failed.iter().filter(|d| d.ends_with("reason=wrong-password")).count(), 3, "{failed:?}");
+        assert_eq!(failed.iter().filter(|d| d.ends_with("reason=user-locked-out")).count(), 27);
+        assert_eq!(audit_details(&access, "user.locked-out").await.len(), 1);
+        // The right password, from yet another address, is refused while the lockout lasts.
+        let fresh = IpAddr::from([198, 51, 100, 7]);
+        assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Throttled { .. })));
+        assert_eq!(audit_details(&access, "login").await.len(), 0);
+        assert!(matches!(access.store.verify_audit().await.unwrap(), crate::store::audit::ChainCheck::Intact { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_login_that_finds_no_free_check_is_busy_and_counts_nothing() {
+        let (_dir, access) = access_with(|text| {
+            text.replace("max_concurrent_logins = 0 ", "max_concurrent_logins = 1 ")
+                .replace("login_queue_timeout = \"5s\"", "login_queue_timeout = \"200ms\"")
+        })
+        .await;
+        assert_eq!(access.login_slots(), 1);
+        access.add_user("anna", PW, &[], "test").await.unwrap();
+        let ip: IpAddr = "192.0.2.60".parse().unwrap();
+        let taken = access.verifier.slot().await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(access.login("anna", PW, ip, "test").await, Err(LoginError::Busy { .. })));
+        assert!(started.elapsed() >= Duration::from_millis(200), "waited for the queue timeout");
+        // Nothing was checked, so nothing counts: neither for anna nor for the source.
+        let failed: i64 =
+            sqlx::query_scalar("SELECT failed_logins FROM users WHERE name = 'anna'").fetch_one(&access.store.pool).await.unwrap();
+        assert_eq!(failed, 0);
+        for _ in 0..3 {
+            assert!(matches!(access.login("nobody", PW, ip, "test").await, Err(LoginError::Busy { .. })));
+        }
+        assert!(access.throttle.source_locked(ip).is_none());
+        assert!(audit_details(&access, "login.failed").await.iter().all(|d| d.ends_with("reason=busy")));
+        drop(taken);
+        access.login("anna", PW, ip, "test").await.expect("a free check again");
+    }
+
+    #[test]
+    fn login_capacity_keys_are_validated() {
+        let load =
+            |access: &str| crate::config::Settings::from_str("t.toml", &format!("[access]\n{access}\n"), std::path::Path::new("/tmp"));
+        let e = load("max_concurrent_logins = 100000").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "access.max_concurrent_logins"), "{e}");
+        let e = load("login_queue_timeout = \"10ms\"").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "access.login_queue_timeout"), "{e}");
+        let e = load("login_queue_timeout = \"2m\"").unwrap_err();
+        assert_eq!(e.key, "access.login_queue_timeout", "{e}");
+        let s = load("max_concurrent_logins = 3\nlogin_queue_timeout = \"1s\"").unwrap();
+        assert_eq!((s.config.access.max_concurrent_logins, s.config.access.login_queue_timeout), (3, Duration::from_secs(1)));
+        let s = load("").unwrap();
+        assert_eq!((s.config.access.max_concurrent_logins, s.config.access.login_queue_timeout), (0, Duration::from_secs(5)));
     }
 }

@@ -139,11 +139,8 @@ pub async fn login(
         Err(LoginError::Invalid) => {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string()));
         }
-        Err(e @ LoginError::Throttled { retry_after }) => {
-            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string());
-            error.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
-            return Err(error);
-        }
+        Err(e @ LoginError::Throttled { retry_after }) => return Err(ApiError::throttled(e.to_string(), retry_after)),
+        Err(e @ LoginError::Busy { retry_after }) => return Err(ApiError::busy(e.to_string(), retry_after)),
         Err(LoginError::Store(e)) => return Err(e.into()),
     };
     let kind = match req.mode {

@@ -18,7 +18,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub reason: String,
-    /// Seconds, for 429.
+    /// Seconds, for 429 and 503 (`Retry-After`).
     pub retry_after: Option<u64>,
 }
 
@@ -56,11 +56,26 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
     }
 
+    /// Too many failed logins (429 with `Retry-After`).
+    pub fn throttled(reason: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        ApiError { retry_after: Some(retry_seconds(retry_after)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "throttled", reason) }
+    }
+
+    /// The server is too busy right now, nothing was done: try again (503 with `Retry-After`).
+    pub fn busy(reason: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        ApiError { retry_after: Some(retry_seconds(retry_after)), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", reason) }
+    }
+
     /// Logged in full (store errors name no customer data), answered without detail.
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "http: request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has the details")
     }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn retry_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl IntoResponse for ApiError {

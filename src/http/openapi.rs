@@ -150,6 +150,11 @@ pub fn document() -> Value {
     login["security"] = json!([]);
     login["responses"]["401"] = json!({ "description": "wrong user name or password (error invalid_credentials)", "content": { "application/json": { "schema": schema("Error") } } });
     login["responses"]["403"] = error("Forbidden");
+    login["responses"]["503"] = json!({
+        "description": "too many logins are being checked at once (error busy); nothing was checked: try again after Retry-After seconds",
+        "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+        "content": { "application/json": { "schema": schema("Error") } },
+    });
     put("/api/login", "post", login);
     put(
         "/api/logout",

@@ -557,6 +557,11 @@ impl Session {
                 match e {
                     LoginError::Invalid => self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Invalid credentials"),
                     LoginError::Throttled { .. } => self.out.no(tag, Some("UNAVAILABLE"), "Too many failed logins, try again later"),
+                    LoginError::Busy { .. } => {
+                        // Nothing was checked: not the client's failure, so it does not count towards the BYE.
+                        self.out.no(tag, Some("UNAVAILABLE"), "Server busy, try again later");
+                        return Ok(Flow::Continue);
+                    }
                     LoginError::Store(e) => return Err(e.into()),
                 }
                 self.login_failures += 1;
