@@ -279,19 +279,24 @@ pub async fn assign(
     if !permissions.iter().any(|p| auth.principal.can(&case.queue, *p)) {
         return Err(missing(&permissions, &case.queue));
     }
+    // An unknown name, a locked user and one who may not read the queue get one answer: an
+    // assigner learns whom the case can go to, not who has an account or who is locked.
+    let cannot_work = |name: &str, queue: &str| {
+        ApiError::invalid(format!("{name:?} cannot work cases in queue {queue:?} (no such user, locked, or no read permission there)"))
+    };
     let assignee = match &req.user {
         None => None,
-        Some(name) => {
-            let user_id = store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?;
-            Some(ctx.access.principal(user_id).await?.ok_or_else(|| ApiError::invalid(format!("user {name:?} is locked")))?)
-        }
+        Some(name) => match store.user_id(name).await? {
+            Some(user_id) => Some(ctx.access.principal(user_id).await?.ok_or_else(|| cannot_work(name, &case.queue))?),
+            None => return Err(cannot_work(name, &case.queue)),
+        },
     };
     let mut change = begin(store, &auth, id, &permissions).await?;
     let before = change.case.clone();
     if let Some(p) = &assignee
         && !p.can(&before.queue, Permission::Read)
     {
-        return Err(ApiError::invalid(format!("user {:?} may not read queue {:?}, so cannot work this case", p.name, before.queue)));
+        return Err(cannot_work(&p.name, &before.queue));
     }
     change.case.assignee_id = assignee.as_ref().map(|p| p.user_id);
     change.case.assignee = assignee.as_ref().map(|p| p.name.clone());
@@ -455,7 +460,10 @@ pub async fn tags(
             change.case.tags.push(tag.clone());
         }
     }
-    let detail = format!("add={} remove={}", req.add.join(","), req.remove.join(","));
+    // Tags are sealed: the history and the audit log record how many changed, never which.
+    let added = change.case.tags.iter().filter(|t| !before.tags.contains(t)).count();
+    let removed = before.tags.iter().filter(|t| !change.case.tags.contains(t)).count();
+    let detail = format!("tags added={added} removed={removed} count={}", change.case.tags.len());
     finish(change, &before, &auth, "tags", &detail, Value::Null).await
 }
 

@@ -100,9 +100,10 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
         None => AssigneeFilter::Anyone,
         Some("none") => AssigneeFilter::Nobody,
         Some("me") => AssigneeFilter::User(auth.principal.user_id),
-        Some(name) => AssigneeFilter::User(
-            ctx.access.store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?,
-        ),
+        Some("") => return Err(ApiError::invalid("assignee must not be empty (me, none, or a user name)")),
+        // A name that is no user is assigned no case: the same empty answer as a user who has
+        // none here, so the filter cannot be used to find out who has an account.
+        Some(name) => ctx.access.store.user_id(name).await?.map_or(AssigneeFilter::NoOne, AssigneeFilter::User),
     };
     let sort: Sort = p.sort.as_deref().unwrap_or("due").parse().map_err(ApiError::invalid)?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -136,7 +137,7 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
         statuses,
         priorities,
         category,
-        tag: p.tag,
+        tag_idx: p.tag.as_deref().map(|t| ctx.access.store.keys.tag_index(t)),
         assignee,
         overdue: p.overdue,
         sort,
@@ -153,11 +154,11 @@ pub async fn list_cases(
     Path(queue): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !ctx.settings.config.queues.iter().any(|q| q.name == queue) {
-        return Err(ApiError::not_found(format!("no queue is named {queue:?}")));
-    }
-    if !auth.principal.can(&queue, Permission::Read) {
-        return Err(ApiError::forbidden(format!("you may not read queue {queue:?}")));
+    // A queue that exists but is not yours answers exactly like one that does not exist: the
+    // listing must not tell queue names to someone who may not read them.
+    let readable = ctx.settings.config.queues.iter().any(|q| q.name == queue) && auth.principal.can(&queue, Permission::Read);
+    if !readable {
+        return Err(ApiError::not_found(format!("no queue named {queue:?} that you may read")));
     }
     let store = &ctx.access.store;
     let q = case_query(&ctx, &auth, &queue, params).await?;
