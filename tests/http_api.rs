@@ -536,7 +536,7 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
 
     // Bad parameters are refused with a reason.
     for query in
-        ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=ghost", "tag="]
+        ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=", "tag="]
     {
         let r = api.get(&format!("/api/queues/support/cases?{query}"), &anna);
         assert_eq!(r.error(422), "invalid", "{query}");
@@ -547,8 +547,15 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     );
     assert_eq!(api.get("/api/queues/support/cases?limit=many", &anna).error(400), "bad_request");
     assert_eq!(api.get("/api/queues/support/cases?colour=red", &anna).error(400), "bad_request");
-    assert_eq!(api.get("/api/queues/sales/cases", &anna).error(403), "forbidden");
-    assert_eq!(api.get("/api/queues/nowhere/cases", &anna).error(404), "not_found");
+    // A queue that exists but is not anna's answers exactly like one that does not exist.
+    let (theirs, unknown) = (api.get("/api/queues/sales/cases", &anna), api.get("/api/queues/nowhere/cases", &anna));
+    assert_eq!((theirs.error(404), unknown.error(404)), ("not_found".to_string(), "not_found".to_string()));
+    assert_eq!(theirs.text().replace("sales", "Q"), unknown.text().replace("nowhere", "Q"), "same body for both");
+    // An assignee name that is no user lists what a user without cases here lists: nothing.
+    let ghost = api.get("/api/queues/support/cases?assignee=ghost", &anna).ok();
+    let lead_cases = api.get("/api/queues/support/cases?assignee=lead", &anna).ok();
+    assert_eq!(ghost["items"], json!([]));
+    assert_eq!(ghost, lead_cases, "an unknown name and a user with no case here look alike");
 
     // One audit entry per listing.
     let before = count(&server, "SELECT COUNT(*) FROM audit WHERE action = 'queue.list' AND actor = 'user:anna'");
@@ -673,8 +680,10 @@ fn actions_change_the_case_and_need_their_permission() {
     assert_eq!(act(&bob, "claim", json!({})).ok()["case"]["assignee"], "bob", "claiming takes the case over");
     // assign
     assert_eq!(act(&lead, "assign", json!({ "user": "anna" })).ok()["case"]["assignee"], "anna");
-    assert_eq!(act(&lead, "assign", json!({ "user": "sam" })).error(422), "invalid", "sam cannot read support");
-    assert_eq!(act(&lead, "assign", json!({ "user": "ghost" })).error(422), "invalid");
+    let (sam_reason, ghost_reason) = (act(&lead, "assign", json!({ "user": "sam" })), act(&lead, "assign", json!({ "user": "ghost" })));
+    assert_eq!(sam_reason.error(422), "invalid", "sam cannot read support");
+    assert_eq!(ghost_reason.error(422), "invalid");
+    assert_eq!(sam_reason.text().replace("sam", "U"), ghost_reason.text().replace("ghost", "U"), "no user and no reader look alike");
     assert_eq!(act(&lead, "assign", json!({ "user": null })).ok()["case"]["assignee"], Value::Null);
     // escalate
     let due_before = case["due"].as_str().unwrap().to_string();
@@ -761,6 +770,72 @@ fn actions_change_the_case_and_need_their_permission() {
     );
     assert_eq!(audited, history.len() as i64, "one audit entry per change");
     assert_eq!(api.get("/api/admin/audit/verify", &lead).error(403), "forbidden");
+}
+
+/// Every file under `dir` (recursively) that contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
+    let (mut hits, mut scanned) = (Vec::new(), 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let (h, n) = files_containing(&path, needle);
+            hits.extend(h);
+            scanned += n;
+        } else {
+            scanned += 1;
+            if find(&std::fs::read(&path).unwrap_or_default(), needle).is_some() {
+                hits.push(path);
+            }
+        }
+    }
+    (hits, scanned)
+}
+
+#[test]
+fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_the_log() {
+    let mut server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    let number = send(&server, "support@example.com", "Account question");
+    send(&server, "support@example.com", "Another question");
+    let api = Api::new(&server);
+    let anna = api.login_bearer("anna", PW);
+    let id = api.case_of(&anna, "support", &number);
+    // A tag carrying customer information, as staff write them.
+    let tag = unique_token("acct-Ann-Customer-");
+
+    let case = api.post(&format!("/api/cases/{id}/tags"), &anna, json!({ "add": [tag, "callback"] })).ok()["case"].clone();
+    assert_eq!(case["tags"], json!([tag, "callback"]));
+    assert_eq!(api.ids(&anna, "support", &format!("tag={tag}")), vec![id], "the listing filters by the sealed tag");
+    assert_eq!(api.ids(&anna, "support", "tag=callback"), vec![id]);
+    assert_eq!(api.ids(&anna, "support", "tag=acct"), Vec::<i64>::new(), "exact match only, never a prefix");
+    let view = api.get(&format!("/api/cases/{id}"), &anna).ok();
+    assert_eq!(view["tags"], json!([tag, "callback"]));
+    assert_eq!(view["history"][0]["detail"], "tags added=2 removed=0 count=2", "the history counts, it does not quote");
+    let case = api.post(&format!("/api/cases/{id}/tags"), &anna, json!({ "remove": ["callback"] })).ok()["case"].clone();
+    assert_eq!(case["tags"], json!([tag]));
+    assert_eq!(api.ids(&anna, "support", "tag=callback"), Vec::<i64>::new(), "a removed tag no longer finds the case");
+
+    // Stored sealed: no clear column, one blind index row per tag, nothing in history or audit.
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM cases WHERE tags != '[]'"), 0);
+    assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM cases WHERE id = {id} AND tags_ct IS NOT NULL")), 1);
+    assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM case_tags WHERE case_id = {id}")), 1);
+    let details: Vec<String> = {
+        let conn = db(&server);
+        let mut stmt =
+            conn.prepare("SELECT COALESCE(detail, '') FROM audit UNION ALL SELECT COALESCE(detail, '') FROM case_history").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(details.iter().any(|d| d == "tags added=0 removed=1 count=1"), "{details:?}");
+    assert!(!details.iter().any(|d| d.contains(&tag) || d.contains("callback")), "{details:?}");
+
+    // Nowhere on disk (database, WAL, shm, certificates …) nor in the server log, live and after a crash.
+    for when in ["running", "after SIGKILL"] {
+        let (hits, scanned) = files_containing(&server.data_dir, tag.as_bytes());
+        assert!(scanned >= 2, "scanned only {scanned} files");
+        assert!(hits.is_empty(), "{when}: the tag in clear in {hits:?}");
+        assert!(!server.log_text().contains(&tag), "{when}: the tag in the server log");
+        server.kill9();
+    }
 }
 
 #[test]
@@ -1095,7 +1170,7 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
 
     // Separation of duties: no queue role, no customer data.
     assert_eq!(api.get("/api/queues", &olga).error(403), "forbidden");
-    assert_eq!(api.get("/api/queues/support/cases", &olga).error(403), "forbidden");
+    assert_eq!(api.get("/api/queues/support/cases", &olga).error(404), "not_found", "like a queue that does not exist");
     assert_eq!(api.get(&format!("/api/cases/{case}"), &olga).error(404), "not_found");
     assert_eq!(api.get(&format!("/api/messages/{number}/raw"), &olga).error(404), "not_found");
     assert_eq!(api.post(&format!("/api/cases/{case}/claim"), &olga, json!({})).error(404), "not_found");
@@ -1211,6 +1286,21 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
     let r = api.get("/api/me", &anna);
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
+    // Every answer, JSON, HTML and errors alike, carries the restrictive CSP; plain HTTP no HSTS.
+    for (what, r) in [
+        ("JSON", api.get("/api/me", &anna)),
+        ("the page", api.get("/", &Auth::Anonymous)),
+        ("the document", api.get("/api/openapi.json", &Auth::Anonymous)),
+        ("401", api.get("/api/me", &Auth::Anonymous)),
+        ("404 route", api.get("/api/nope", &anna)),
+        ("405", api.call("PUT", "/api/me", &anna, None, &[])),
+        ("413", api.call("POST", &notes, &anna, Some(&big), &[])),
+        ("422", api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna" }))),
+    ] {
+        let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no Content-Security-Policy: {r:?}"));
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        assert!(r.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
+    }
 
     let status = server.terminate_and_wait();
     assert!(status.success(), "{status}");
@@ -1247,10 +1337,18 @@ fn https_serves_the_same_api_over_tls() {
     let out = login(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = parse_response(&out.stdout).ok()["token"].as_str().unwrap().to_string();
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-k", "-H", &format!("Authorization: Bearer {token}")]).arg(format!("https://{}/api/me", server.http_addr()));
-    let me: Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
-    assert_eq!(me["user"], "anna");
+    let https = |path: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-i", "-k", "-H", &format!("Authorization: Bearer {token}")]).arg(format!("https://{}{path}", server.http_addr()));
+        parse_response(&cmd.output().unwrap().stdout)
+    };
+    let me = https("/api/me");
+    assert_eq!(me.ok()["user"], "anna");
+    // Over TLS every answer, errors too, tells the browser to use nothing else for a year.
+    for r in [&me, &https("/api/nope"), &https("/"), &parse_response(&out.stdout)] {
+        assert_eq!(r.header("strict-transport-security").as_deref(), Some("max-age=31536000"), "{r:?}");
+        assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")), "{r:?}");
+    }
     // No plain HTTP on the TLS port.
     let plain = Command::new("curl")
         .args(["-s", "--max-time", "10"])
