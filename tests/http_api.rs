@@ -705,7 +705,7 @@ fn actions_change_the_case_and_need_their_permission() {
     let r = act(&anna, "status", json!({ "status": "pending" }));
     assert_eq!(r.error(422), "invalid");
     assert!(r.json()["reason"].as_str().unwrap().contains("closed"), "names the known statuses");
-    assert_eq!(act(&anna, "status", json!({ "status": "new" })).error(422), "invalid");
+    assert_eq!(act(&anna, "status", json!({ "status": "new" })).error(409), "conflict", "refused: the case's state forbids it");
     // category
     assert_eq!(act(&anna, "category", json!({ "category": "TSJJ" })).ok()["case"]["category"], "TSJJ");
     assert_eq!(act(&anna, "category", json!({ "category": "NOPE" })).error(422), "invalid");
@@ -865,7 +865,7 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
         count(&server, "SELECT MAX(mc.uid) FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'sales'");
 
     assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "nowhere" })).error(422), "invalid");
-    assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "support" })).error(422), "invalid");
+    assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "support" })).error(409), "conflict");
     let moved = api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "sales" })).ok()["case"].clone();
     assert_eq!(moved["queue"], "sales");
     assert_eq!(moved["assignee"], Value::Null, "the assignment ends with the move");

@@ -6,6 +6,7 @@
 //! * `admin`: the security officer's users, roles and audit log.
 //! * `error`: every failure as `{"error", "reason"}` with its status.
 //! * `openapi`: the document, checked against the router by a test.
+//! * `validate`: the input rules the document declares and the handlers enforce.
 //!
 //! Served with hyper over plain TCP (loopback only, config validation sees to that) or rustls.
 //! Every request gets a time limit and a body limit, and leaves one log line: method, route
@@ -17,6 +18,7 @@ pub mod cases;
 pub mod error;
 pub mod openapi;
 pub mod queues;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
