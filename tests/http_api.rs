@@ -730,6 +730,11 @@ fn actions_change_the_case_and_need_their_permission() {
     let r = act(&anna, "reply", json!({ "body": "Dear customer" }));
     assert_eq!(r.error(503), "unavailable");
     assert!(r.json()["reason"].as_str().unwrap().contains("[outbox]"));
+    // … but a bad request is refused as such first (401 → 404 → 403 → 422 → 503).
+    assert_eq!(act(&anna, "reply", json!({ "body": " \n\t" })).error(422), "invalid");
+    assert_eq!(act(&anna, "reply", json!({ "body": "" })).error(422), "invalid");
+    assert_eq!(act(&anna, "reply", json!({})).error(422), "invalid");
+    assert_eq!(act(&rita, "reply", json!({ "body": "" })).error(403), "forbidden", "permission before validation");
 
     // The case view shows the decrypted entries and the history of it all.
     let view = api.get(&format!("/api/cases/{id}"), &rita).ok();
@@ -836,6 +841,70 @@ fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_th
         assert!(!server.log_text().contains(&tag), "{when}: the tag in the server log");
         server.kill9();
     }
+}
+
+/// What the OpenAPI document declares, the server enforces (schemathesis found each of these
+/// answered differently from the document; tests/openapi_fuzz.rs runs it).
+#[test]
+fn requests_outside_the_documented_constraints_are_refused_and_inside_them_accepted() {
+    let server = start("");
+    server.add_user("lead", PW, &["support-lead"]);
+    let number = send(&server, "support@example.com", "Constraints");
+    let api = Api::new(&server);
+    let lead = api.login_bearer("lead", PW);
+    let id = api.case_of(&lead, "support", &number);
+    let act = |action: &str, body: Value| api.post(&format!("/api/cases/{id}/{action}"), &lead, body);
+
+    // Case ids are 1 ..= i64::MAX: outside that a 400 naming the rule, inside it a plain 404.
+    for bad in ["0", "-1", "9223372036854775808", "419789444545890877440", "1.5"] {
+        assert_eq!(api.get(&format!("/api/cases/{bad}"), &lead).error(400), "bad_request", "{bad}");
+        assert_eq!(api.post(&format!("/api/cases/{bad}/claim"), &lead, json!({})).error(400), "bad_request", "{bad}");
+    }
+    assert_eq!(api.get("/api/cases/9223372036854775807", &lead).error(404), "not_found");
+    // Lists are exact: known words, commas, no spaces, no empty items, no other spelling.
+    for query in [
+        "status=open,%20waiting",
+        "status=open,,waiting",
+        "status=open,",
+        "priority=Urgent",
+        "priority=urgent%20",
+        "tag=two%20words",
+        "tag=a,b",
+    ] {
+        assert_eq!(api.get(&format!("/api/queues/support/cases?{query}"), &lead).error(422), "invalid", "{query}");
+    }
+    assert_eq!(api.ids(&lead, "support", "status=new,open&priority=normal,urgent"), vec![id]);
+    assert_eq!(api.ids(&lead, "support", "status=all&category=none"), vec![id]);
+    // Fields the document marks required are required, null where it allows null, never absent.
+    for (action, body) in [
+        ("assign", json!({})),
+        ("category", json!({})),
+        ("follow-up", json!({ "due": "2099-01-01T09:00:00Z", "note": null })),
+        ("follow-up", json!({ "due": " 2099-01-01T09:00:00Z" })),
+        ("priority", json!({ "priority": "Urgent" })),
+        ("notes", json!({ "text": "\u{3000}\u{feff}" })),
+        ("tags", json!({ "add": ["nul\u{0}"] })),
+        ("tags", json!({ "add": ["x".repeat(65)] })),
+    ] {
+        assert_eq!(act(action, body.clone()).error(422), "invalid", "{action} {body}");
+    }
+    assert_eq!(act("assign", json!({ "user": null })).ok()["case"]["assignee"], Value::Null);
+    assert_eq!(act("category", json!({ "category": null })).ok()["case"]["category"], Value::Null);
+    assert_eq!(act("notes", json!({ "text": "\u{85}" })).status, 200, "NEL is text, as in the document's pattern");
+    assert_eq!(act("tags", json!({ "add": ["x".repeat(64), "ünïcödé"] })).ok()["case"]["tags"].as_array().unwrap().len(), 2);
+    // The document says so too.
+    let doc = api.get("/api/openapi.json", &Auth::Anonymous).ok();
+    let id_schema = &doc["paths"]["/api/cases/{id}"]["get"]["parameters"][0]["schema"];
+    assert_eq!(
+        (id_schema["format"].as_str(), id_schema["minimum"].as_i64(), id_schema["maximum"].as_i64()),
+        (Some("int64"), Some(1), Some(i64::MAX))
+    );
+    let list = &doc["paths"]["/api/queues/{queue}/cases"]["get"]["parameters"];
+    let param = |name: &str| list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    assert_eq!(param("category")["enum"], json!(["BZZX", "TSJJ", "none"]), "the configured codes");
+    assert_eq!(param("tag")["maxLength"], 64);
+    assert_eq!(param("assignee")["minLength"], 1);
+    assert!(!doc.to_string().contains("\"complaints\""), "queue names are not listed in the public document");
 }
 
 #[test]
