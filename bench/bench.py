@@ -413,7 +413,7 @@ def main():
     os.makedirs(data_root, exist_ok=True)
     run_dir = tempfile.mkdtemp(prefix=dt.datetime.now().strftime("run-%Y%m%d-%H%M%S-"), dir=data_root)
     data_dir = os.path.join(run_dir, "data")
-    os.makedirs(data_dir)
+    os.makedirs(data_dir, mode=0o700)  # mailroom refuses a data dir others can read
     fstype = fs_type(data_dir)
     if fstype in ("tmpfs", "ramfs"):
         log(f"WARNING: {data_dir} is on {fstype}: fsync is free there, durability figures are meaningless;"

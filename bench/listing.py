@@ -101,7 +101,7 @@ def main():
     smtp_source = bench.which("smtp-source") or bench.die("smtp-source not found (Debian package postfix)")
     workdir = tempfile.mkdtemp(prefix="mailroom-listing-")
     data_dir = os.path.join(workdir, "data")
-    os.makedirs(data_dir)
+    os.makedirs(data_dir, mode=0o700)  # mailroom refuses a data dir others can read
     config = os.path.join(workdir, "mailroom.toml")
     ports = bench.make_config(os.path.join(args.repo, "deploy", "mailroom.toml"), config)
     smtp_port, http_port = ports["smtp"][0], ports["http"][0]

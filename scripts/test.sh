@@ -15,7 +15,7 @@ section() {
 # Debian packages the tests need. postfix provides /usr/sbin/smtp-source and /usr/sbin/smtp-sink;
 # libnet-ssleay-perl gives swaks its STARTTLS support; isync (mbsync) and curl are IMAP clients
 # for tests/imap.rs, curl is also the HTTP client of tests/http_api.rs; python3 runs tests/py.
-PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3)
+PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3 python3-venv)
 
 section "environment"
 if [[ $EUID -eq 0 ]]; then
@@ -73,6 +73,14 @@ for tool in /usr/sbin/smtp-source /usr/sbin/smtp-sink; do
 done
 echo "swaks: $(swaks --version 2>&1 | head -n1)"
 echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
+
+# schemathesis (PyPI) for tests/openapi_fuzz.rs, in a venv of its own under target/.
+section "schemathesis"
+if [[ ! -x target/schemathesis-venv/bin/schemathesis ]]; then
+    python3 -m venv target/schemathesis-venv
+    target/schemathesis-venv/bin/pip install -q schemathesis==4.32.5
+fi
+target/schemathesis-venv/bin/schemathesis --version
 
 # One debug profile for clippy and the tests, lockfile respected.
 section "cargo fmt --check"

@@ -299,10 +299,13 @@ async fn open_existing(location: &Location) -> anyhow::Result<Store> {
     let settings = load(location)?;
     let db = settings.database_path();
     anyhow::ensure!(db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
+    crate::store::prepare_data_dir(&settings.data_dir)?;
     Store::open(settings).await.context("opening the store")
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Admin commands create the database, its WAL and the key file too: private from the start.
+    crate::store::private_umask();
     match cli.command {
         Command::Serve { location } => crate::server::serve(load(&location)?).await,
         Command::Message { command: MessageCommand::List { location, json, limit } } => {
@@ -482,6 +485,7 @@ async fn open_access(location: &Location) -> anyhow::Result<crate::access::Acces
 /// they create the database when the data dir exists but holds none yet.
 async fn open_existing_or_new(location: &Location) -> anyhow::Result<Store> {
     anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
+    crate::store::prepare_data_dir(&location.data_dir)?;
     let store = Store::open(load(location)?).await.context("opening the store")?;
     crate::access::Access::new(store.clone()).seed_roles().await?;
     Ok(store)

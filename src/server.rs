@@ -27,8 +27,10 @@ const DIRECTORY_REFRESH_TICKS: u64 = 10;
 const SESSION_PURGE_TICKS: u64 = 300;
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
+    // Before anything is created: every file private to us, and a data dir nobody else can enter.
+    crate::store::private_umask();
+    crate::store::prepare_data_dir(&settings.data_dir)?;
     raise_fd_limit(settings.config.limits.max_connections);
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);

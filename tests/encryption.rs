@@ -205,10 +205,10 @@ fn find_column(db: &Path, column: &str) -> Vec<Col> {
 }
 
 /// (rowid, typeof, hex) for every row.
-/// One stored cell: rowid, SQLite type name, hex of the value.
-type Cell = (i64, String, String);
+/// (rowid, typeof, hex) of every cell of a column.
+type Cells = Vec<(i64, String, String)>;
 
-fn cells(db: &Path, c: &Col) -> Vec<Cell> {
+fn cells(db: &Path, c: &Col) -> Cells {
     sqlite(db, &format!("SELECT rowid, typeof({col}), hex({col}) FROM {t} ORDER BY rowid;", col = c.column, t = c.table))
         .lines()
         .filter(|l| !l.is_empty())
@@ -343,7 +343,7 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
         let name = "fields_ct";
         cols.extend(find_column(&db, name));
     }
-    let saved: Vec<(Col, Vec<Cell>)> = cols.iter().map(|c| (c.clone(), cells(&db, c))).collect();
+    let saved: Vec<(Col, Cells)> = cols.iter().map(|c| (c.clone(), cells(&db, c))).collect();
     for (col, rows) in &saved {
         let (r0, t0, h0) = rows[0].clone();
         let (r2, t2, h2) = rows[2].clone();

@@ -536,7 +536,7 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
 
     // Bad parameters are refused with a reason.
     for query in
-        ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=ghost", "tag="]
+        ["limit=201", "limit=0", "offset=10001", "status=bogus", "priority=extreme", "sort=size", "category=NOPE", "assignee=", "tag="]
     {
         let r = api.get(&format!("/api/queues/support/cases?{query}"), &anna);
         assert_eq!(r.error(422), "invalid", "{query}");
@@ -547,8 +547,15 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     );
     assert_eq!(api.get("/api/queues/support/cases?limit=many", &anna).error(400), "bad_request");
     assert_eq!(api.get("/api/queues/support/cases?colour=red", &anna).error(400), "bad_request");
-    assert_eq!(api.get("/api/queues/sales/cases", &anna).error(403), "forbidden");
-    assert_eq!(api.get("/api/queues/nowhere/cases", &anna).error(404), "not_found");
+    // A queue that exists but is not anna's answers exactly like one that does not exist.
+    let (theirs, unknown) = (api.get("/api/queues/sales/cases", &anna), api.get("/api/queues/nowhere/cases", &anna));
+    assert_eq!((theirs.error(404), unknown.error(404)), ("not_found".to_string(), "not_found".to_string()));
+    assert_eq!(theirs.text().replace("sales", "Q"), unknown.text().replace("nowhere", "Q"), "same body for both");
+    // An assignee name that is no user lists what a user without cases here lists: nothing.
+    let ghost = api.get("/api/queues/support/cases?assignee=ghost", &anna).ok();
+    let lead_cases = api.get("/api/queues/support/cases?assignee=lead", &anna).ok();
+    assert_eq!(ghost["items"], json!([]));
+    assert_eq!(ghost, lead_cases, "an unknown name and a user with no case here look alike");
 
     // One audit entry per listing.
     let before = count(&server, "SELECT COUNT(*) FROM audit WHERE action = 'queue.list' AND actor = 'user:anna'");
@@ -673,8 +680,10 @@ fn actions_change_the_case_and_need_their_permission() {
     assert_eq!(act(&bob, "claim", json!({})).ok()["case"]["assignee"], "bob", "claiming takes the case over");
     // assign
     assert_eq!(act(&lead, "assign", json!({ "user": "anna" })).ok()["case"]["assignee"], "anna");
-    assert_eq!(act(&lead, "assign", json!({ "user": "sam" })).error(422), "invalid", "sam cannot read support");
-    assert_eq!(act(&lead, "assign", json!({ "user": "ghost" })).error(422), "invalid");
+    let (sam_reason, ghost_reason) = (act(&lead, "assign", json!({ "user": "sam" })), act(&lead, "assign", json!({ "user": "ghost" })));
+    assert_eq!(sam_reason.error(422), "invalid", "sam cannot read support");
+    assert_eq!(ghost_reason.error(422), "invalid");
+    assert_eq!(sam_reason.text().replace("sam", "U"), ghost_reason.text().replace("ghost", "U"), "no user and no reader look alike");
     assert_eq!(act(&lead, "assign", json!({ "user": null })).ok()["case"]["assignee"], Value::Null);
     // escalate
     let due_before = case["due"].as_str().unwrap().to_string();
@@ -696,7 +705,7 @@ fn actions_change_the_case_and_need_their_permission() {
     let r = act(&anna, "status", json!({ "status": "pending" }));
     assert_eq!(r.error(422), "invalid");
     assert!(r.json()["reason"].as_str().unwrap().contains("closed"), "names the known statuses");
-    assert_eq!(act(&anna, "status", json!({ "status": "new" })).error(422), "invalid");
+    assert_eq!(act(&anna, "status", json!({ "status": "new" })).error(409), "conflict", "refused: the case's state forbids it");
     // category
     assert_eq!(act(&anna, "category", json!({ "category": "TSJJ" })).ok()["case"]["category"], "TSJJ");
     assert_eq!(act(&anna, "category", json!({ "category": "NOPE" })).error(422), "invalid");
@@ -721,6 +730,11 @@ fn actions_change_the_case_and_need_their_permission() {
     let r = act(&anna, "reply", json!({ "body": "Dear customer" }));
     assert_eq!(r.error(503), "unavailable");
     assert!(r.json()["reason"].as_str().unwrap().contains("[outbox]"));
+    // … but a bad request is refused as such first (401 → 404 → 403 → 422 → 503).
+    assert_eq!(act(&anna, "reply", json!({ "body": " \n\t" })).error(422), "invalid");
+    assert_eq!(act(&anna, "reply", json!({ "body": "" })).error(422), "invalid");
+    assert_eq!(act(&anna, "reply", json!({})).error(422), "invalid");
+    assert_eq!(act(&rita, "reply", json!({ "body": "" })).error(403), "forbidden", "permission before validation");
 
     // The case view shows the decrypted entries and the history of it all.
     let view = api.get(&format!("/api/cases/{id}"), &rita).ok();
@@ -763,6 +777,136 @@ fn actions_change_the_case_and_need_their_permission() {
     assert_eq!(api.get("/api/admin/audit/verify", &lead).error(403), "forbidden");
 }
 
+/// Every file under `dir` (recursively) that contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> (Vec<PathBuf>, usize) {
+    let (mut hits, mut scanned) = (Vec::new(), 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let (h, n) = files_containing(&path, needle);
+            hits.extend(h);
+            scanned += n;
+        } else {
+            scanned += 1;
+            if find(&std::fs::read(&path).unwrap_or_default(), needle).is_some() {
+                hits.push(path);
+            }
+        }
+    }
+    (hits, scanned)
+}
+
+#[test]
+fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_the_log() {
+    let mut server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    let number = send(&server, "support@example.com", "Account question");
+    send(&server, "support@example.com", "Another question");
+    let api = Api::new(&server);
+    let anna = api.login_bearer("anna", PW);
+    let id = api.case_of(&anna, "support", &number);
+    // A tag carrying customer information, as staff write them.
+    let tag = unique_token("acct-Ann-Customer-");
+
+    let case = api.post(&format!("/api/cases/{id}/tags"), &anna, json!({ "add": [tag, "callback"] })).ok()["case"].clone();
+    assert_eq!(case["tags"], json!([tag, "callback"]));
+    assert_eq!(api.ids(&anna, "support", &format!("tag={tag}")), vec![id], "the listing filters by the sealed tag");
+    assert_eq!(api.ids(&anna, "support", "tag=callback"), vec![id]);
+    assert_eq!(api.ids(&anna, "support", "tag=acct"), Vec::<i64>::new(), "exact match only, never a prefix");
+    let view = api.get(&format!("/api/cases/{id}"), &anna).ok();
+    assert_eq!(view["tags"], json!([tag, "callback"]));
+    assert_eq!(view["history"][0]["detail"], "tags added=2 removed=0 count=2", "the history counts, it does not quote");
+    let case = api.post(&format!("/api/cases/{id}/tags"), &anna, json!({ "remove": ["callback"] })).ok()["case"].clone();
+    assert_eq!(case["tags"], json!([tag]));
+    assert_eq!(api.ids(&anna, "support", "tag=callback"), Vec::<i64>::new(), "a removed tag no longer finds the case");
+
+    // Stored sealed: no clear column, one blind index row per tag, nothing in history or audit.
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM cases WHERE tags != '[]'"), 0);
+    assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM cases WHERE id = {id} AND tags_ct IS NOT NULL")), 1);
+    assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM case_tags WHERE case_id = {id}")), 1);
+    let details: Vec<String> = {
+        let conn = db(&server);
+        let mut stmt =
+            conn.prepare("SELECT COALESCE(detail, '') FROM audit UNION ALL SELECT COALESCE(detail, '') FROM case_history").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(details.iter().any(|d| d == "tags added=0 removed=1 count=1"), "{details:?}");
+    assert!(!details.iter().any(|d| d.contains(&tag) || d.contains("callback")), "{details:?}");
+
+    // Nowhere on disk (database, WAL, shm, certificates …) nor in the server log, live and after a crash.
+    for when in ["running", "after SIGKILL"] {
+        let (hits, scanned) = files_containing(&server.data_dir, tag.as_bytes());
+        assert!(scanned >= 2, "scanned only {scanned} files");
+        assert!(hits.is_empty(), "{when}: the tag in clear in {hits:?}");
+        assert!(!server.log_text().contains(&tag), "{when}: the tag in the server log");
+        server.kill9();
+    }
+}
+
+/// What the OpenAPI document declares, the server enforces (schemathesis found each of these
+/// answered differently from the document; tests/openapi_fuzz.rs runs it).
+#[test]
+fn requests_outside_the_documented_constraints_are_refused_and_inside_them_accepted() {
+    let server = start("");
+    server.add_user("lead", PW, &["support-lead"]);
+    let number = send(&server, "support@example.com", "Constraints");
+    let api = Api::new(&server);
+    let lead = api.login_bearer("lead", PW);
+    let id = api.case_of(&lead, "support", &number);
+    let act = |action: &str, body: Value| api.post(&format!("/api/cases/{id}/{action}"), &lead, body);
+
+    // Case ids are 1 ..= i64::MAX: outside that a 400 naming the rule, inside it a plain 404.
+    for bad in ["0", "-1", "9223372036854775808", "419789444545890877440", "1.5"] {
+        assert_eq!(api.get(&format!("/api/cases/{bad}"), &lead).error(400), "bad_request", "{bad}");
+        assert_eq!(api.post(&format!("/api/cases/{bad}/claim"), &lead, json!({})).error(400), "bad_request", "{bad}");
+    }
+    assert_eq!(api.get("/api/cases/9223372036854775807", &lead).error(404), "not_found");
+    // Lists are exact: known words, commas, no spaces, no empty items, no other spelling.
+    for query in [
+        "status=open,%20waiting",
+        "status=open,,waiting",
+        "status=open,",
+        "priority=Urgent",
+        "priority=urgent%20",
+        "tag=two%20words",
+        "tag=a,b",
+    ] {
+        assert_eq!(api.get(&format!("/api/queues/support/cases?{query}"), &lead).error(422), "invalid", "{query}");
+    }
+    assert_eq!(api.ids(&lead, "support", "status=new,open&priority=normal,urgent"), vec![id]);
+    assert_eq!(api.ids(&lead, "support", "status=all&category=none"), vec![id]);
+    // Fields the document marks required are required, null where it allows null, never absent.
+    for (action, body) in [
+        ("assign", json!({})),
+        ("category", json!({})),
+        ("follow-up", json!({ "due": "2099-01-01T09:00:00Z", "note": null })),
+        ("follow-up", json!({ "due": " 2099-01-01T09:00:00Z" })),
+        ("priority", json!({ "priority": "Urgent" })),
+        ("notes", json!({ "text": "\u{3000}\u{feff}" })),
+        ("tags", json!({ "add": ["nul\u{0}"] })),
+        ("tags", json!({ "add": ["x".repeat(65)] })),
+    ] {
+        assert_eq!(act(action, body.clone()).error(422), "invalid", "{action} {body}");
+    }
+    assert_eq!(act("assign", json!({ "user": null })).ok()["case"]["assignee"], Value::Null);
+    assert_eq!(act("category", json!({ "category": null })).ok()["case"]["category"], Value::Null);
+    assert_eq!(act("notes", json!({ "text": "\u{85}" })).status, 200, "NEL is text, as in the document's pattern");
+    assert_eq!(act("tags", json!({ "add": ["x".repeat(64), "ünïcödé"] })).ok()["case"]["tags"].as_array().unwrap().len(), 2);
+    // The document says so too.
+    let doc = api.get("/api/openapi.json", &Auth::Anonymous).ok();
+    let id_schema = &doc["paths"]["/api/cases/{id}"]["get"]["parameters"][0]["schema"];
+    assert_eq!(
+        (id_schema["format"].as_str(), id_schema["minimum"].as_i64(), id_schema["maximum"].as_i64()),
+        (Some("int64"), Some(1), Some(i64::MAX))
+    );
+    let list = &doc["paths"]["/api/queues/{queue}/cases"]["get"]["parameters"];
+    let param = |name: &str| list.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    assert_eq!(param("category")["enum"], json!(["BZZX", "TSJJ", "none"]), "the configured codes");
+    assert_eq!(param("tag")["maxLength"], 64);
+    assert_eq!(param("assignee")["minLength"], 1);
+    assert!(!doc.to_string().contains("\"complaints\""), "queue names are not listed in the public document");
+}
+
 #[test]
 fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     let server = start("");
@@ -790,7 +934,7 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
         count(&server, "SELECT MAX(mc.uid) FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'sales'");
 
     assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "nowhere" })).error(422), "invalid");
-    assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "support" })).error(422), "invalid");
+    assert_eq!(api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "support" })).error(409), "conflict");
     let moved = api.post(&format!("/api/cases/{id}/transfer"), &lead, json!({ "queue": "sales" })).ok()["case"].clone();
     assert_eq!(moved["queue"], "sales");
     assert_eq!(moved["assignee"], Value::Null, "the assignment ends with the move");
@@ -1095,7 +1239,7 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
 
     // Separation of duties: no queue role, no customer data.
     assert_eq!(api.get("/api/queues", &olga).error(403), "forbidden");
-    assert_eq!(api.get("/api/queues/support/cases", &olga).error(403), "forbidden");
+    assert_eq!(api.get("/api/queues/support/cases", &olga).error(404), "not_found", "like a queue that does not exist");
     assert_eq!(api.get(&format!("/api/cases/{case}"), &olga).error(404), "not_found");
     assert_eq!(api.get(&format!("/api/messages/{number}/raw"), &olga).error(404), "not_found");
     assert_eq!(api.post(&format!("/api/cases/{case}/claim"), &olga, json!({})).error(404), "not_found");
@@ -1211,6 +1355,21 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
     let r = api.get("/api/me", &anna);
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
+    // Every answer, JSON, HTML and errors alike, carries the restrictive CSP; plain HTTP no HSTS.
+    for (what, r) in [
+        ("JSON", api.get("/api/me", &anna)),
+        ("the page", api.get("/", &Auth::Anonymous)),
+        ("the document", api.get("/api/openapi.json", &Auth::Anonymous)),
+        ("401", api.get("/api/me", &Auth::Anonymous)),
+        ("404 route", api.get("/api/nope", &anna)),
+        ("405", api.call("PUT", "/api/me", &anna, None, &[])),
+        ("413", api.call("POST", &notes, &anna, Some(&big), &[])),
+        ("422", api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna" }))),
+    ] {
+        let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no Content-Security-Policy: {r:?}"));
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        assert!(r.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
+    }
 
     let status = server.terminate_and_wait();
     assert!(status.success(), "{status}");
@@ -1247,10 +1406,18 @@ fn https_serves_the_same_api_over_tls() {
     let out = login(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = parse_response(&out.stdout).ok()["token"].as_str().unwrap().to_string();
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-k", "-H", &format!("Authorization: Bearer {token}")]).arg(format!("https://{}/api/me", server.http_addr()));
-    let me: Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
-    assert_eq!(me["user"], "anna");
+    let https = |path: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-i", "-k", "-H", &format!("Authorization: Bearer {token}")]).arg(format!("https://{}{path}", server.http_addr()));
+        parse_response(&cmd.output().unwrap().stdout)
+    };
+    let me = https("/api/me");
+    assert_eq!(me.ok()["user"], "anna");
+    // Over TLS every answer, errors too, tells the browser to use nothing else for a year.
+    for r in [&me, &https("/api/nope"), &https("/"), &parse_response(&out.stdout)] {
+        assert_eq!(r.header("strict-transport-security").as_deref(), Some("max-age=31536000"), "{r:?}");
+        assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")), "{r:?}");
+    }
     // No plain HTTP on the TLS port.
     let plain = Command::new("curl")
         .args(["-s", "--max-time", "10"])

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path};
+use super::validate::{CaseId, check_tag, check_text};
 use crate::access::Permission;
 use crate::intake::record::{Mailbox, Record};
 use crate::intake::sla::Priority;
@@ -156,7 +157,11 @@ fn record_json(r: &Record) -> Value {
 }
 
 /// `GET /api/cases/{id}`: the case with its messages' records, staff entries and history.
-pub async fn get_case(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn get_case(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(CaseId(id)): Path<CaseId>,
+) -> Result<axum::Json<Value>, ApiError> {
     let store = &ctx.access.store;
     let case = readable_case(store, &auth, id).await?;
     let list = store.case_messages(id).await?;
@@ -243,7 +248,7 @@ pub async fn raw_message(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(n
 
 /// `POST /api/cases/{id}/claim`: assign the case to me (a new case becomes open), taking it
 /// over from whoever had it; the history keeps who that was.
-pub async fn claim(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn claim(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(CaseId(id)): Path<CaseId>) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     let me = &auth.principal;
@@ -260,7 +265,8 @@ pub async fn claim(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Pa
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignRequest {
-    /// null: unassign.
+    /// null: unassign. Required (null, not absent), as the document says.
+    #[serde(deserialize_with = "Option::deserialize")]
     user: Option<String>,
 }
 
@@ -268,7 +274,7 @@ pub struct AssignRequest {
 pub async fn assign(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<AssignRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let store = &ctx.access.store;
@@ -279,19 +285,24 @@ pub async fn assign(
     if !permissions.iter().any(|p| auth.principal.can(&case.queue, *p)) {
         return Err(missing(&permissions, &case.queue));
     }
+    // An unknown name, a locked user and one who may not read the queue get one answer: an
+    // assigner learns whom the case can go to, not who has an account or who is locked.
+    let cannot_work = |name: &str, queue: &str| {
+        ApiError::invalid(format!("{name:?} cannot work cases in queue {queue:?} (no such user, locked, or no read permission there)"))
+    };
     let assignee = match &req.user {
         None => None,
-        Some(name) => {
-            let user_id = store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?;
-            Some(ctx.access.principal(user_id).await?.ok_or_else(|| ApiError::invalid(format!("user {name:?} is locked")))?)
-        }
+        Some(name) => match store.user_id(name).await? {
+            Some(user_id) => Some(ctx.access.principal(user_id).await?.ok_or_else(|| cannot_work(name, &case.queue))?),
+            None => return Err(cannot_work(name, &case.queue)),
+        },
     };
     let mut change = begin(store, &auth, id, &permissions).await?;
     let before = change.case.clone();
     if let Some(p) = &assignee
         && !p.can(&before.queue, Permission::Read)
     {
-        return Err(ApiError::invalid(format!("user {:?} may not read queue {:?}, so cannot work this case", p.name, before.queue)));
+        return Err(cannot_work(&p.name, &before.queue));
     }
     change.case.assignee_id = assignee.as_ref().map(|p| p.user_id);
     change.case.assignee = assignee.as_ref().map(|p| p.name.clone());
@@ -310,7 +321,7 @@ pub struct TransferRequest {
 pub async fn transfer(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TransferRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Supervise]).await?;
@@ -320,7 +331,7 @@ pub async fn transfer(
         return Err(ApiError::invalid(format!("no queue is named {:?} (queues: {})", req.queue, names.join(", "))));
     }
     if before.queue == req.queue {
-        return Err(ApiError::invalid(format!("case {id} is already in queue {:?}", req.queue)));
+        return Err(ApiError::conflict(format!("case {id} is already in queue {:?}", req.queue)));
     }
     change.transfer(&req.queue).await?;
     let mut detail = format!("queue {}→{}", before.queue, req.queue);
@@ -333,7 +344,11 @@ pub async fn transfer(
 }
 
 /// `POST /api/cases/{id}/escalate`: urgent, flagged and tagged `escalated`.
-pub async fn escalate(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(id): Path<i64>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn escalate(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(CaseId(id)): Path<CaseId>,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
     change.case.escalated = true;
@@ -356,7 +371,7 @@ pub struct StatusRequest {
 pub async fn status(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<StatusRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
@@ -364,7 +379,8 @@ pub async fn status(
     let status = status_name(&req.status)
         .ok_or_else(|| ApiError::invalid(format!("unknown status {:?} (new, open, waiting, resolved, closed)", req.status)))?;
     if status == "new" && before.status != "new" {
-        return Err(ApiError::invalid("a case that has been worked on cannot become new again; set it to open"));
+        // A conflict with the case's state, not a malformed request (409, as for the same queue).
+        return Err(ApiError::conflict("a case that has been worked on cannot become new again; set it to open"));
     }
     set_status(&mut change.case, status, change.now);
     let detail = format!("status {}→{status}", before.status);
@@ -381,12 +397,13 @@ pub struct PriorityRequest {
 pub async fn priority(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<PriorityRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
-    let priority: Priority = req.priority.parse().map_err(|e: crate::intake::sla::ParsePriorityError| ApiError::invalid(e.to_string()))?;
+    let priority = super::validate::priority(&req.priority)
+        .ok_or_else(|| ApiError::invalid(format!("unknown priority {:?} (urgent, normal or low)", req.priority)))?;
     set_priority(&ctx, &mut change.case, priority);
     let detail = format!("priority {}→{priority}", before.priority);
     finish(change, &before, &auth, "priority", &detail, Value::Null).await
@@ -395,7 +412,8 @@ pub async fn priority(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryRequest {
-    /// A configured category code; null clears it.
+    /// A configured category code; null clears it. Required (null, not absent).
+    #[serde(deserialize_with = "Option::deserialize")]
     category: Option<String>,
 }
 
@@ -403,7 +421,7 @@ pub struct CategoryRequest {
 pub async fn category(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<CategoryRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
@@ -429,19 +447,11 @@ pub struct TagsRequest {
     remove: Vec<String>,
 }
 
-/// Tags are short labels: no spaces or commas (listings filter by them in a query string).
-fn check_tag(tag: &str) -> Result<(), ApiError> {
-    if tag.is_empty() || tag.chars().count() > 64 || tag.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
-        return Err(ApiError::invalid(format!("tag {tag:?} must be 1 to 64 characters without spaces or commas")));
-    }
-    Ok(())
-}
-
 /// `POST /api/cases/{id}/tags`: removes, then adds.
 pub async fn tags(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TagsRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
@@ -455,7 +465,10 @@ pub async fn tags(
             change.case.tags.push(tag.clone());
         }
     }
-    let detail = format!("add={} remove={}", req.add.join(","), req.remove.join(","));
+    // Tags are sealed: the history and the audit log record how many changed, never which.
+    let added = change.case.tags.iter().filter(|t| !before.tags.contains(t)).count();
+    let removed = before.tags.iter().filter(|t| !change.case.tags.contains(t)).count();
+    let detail = format!("tags added={added} removed={removed} count={}", change.case.tags.len());
     finish(change, &before, &auth, "tags", &detail, Value::Null).await
 }
 
@@ -469,14 +482,12 @@ pub struct NoteRequest {
 pub async fn note(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<NoteRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
-    if req.text.trim().is_empty() {
-        return Err(ApiError::invalid("text must not be empty"));
-    }
+    check_text("text", &req.text)?;
     let entry = change.add_entry("note", &auth.principal.name, &EntryBody { text: req.text, ..Default::default() }, None).await?;
     finish(change, &before, &auth, "note", &format!("entry={entry}"), json!({ "entry": entry })).await
 }
@@ -486,20 +497,21 @@ pub async fn note(
 pub struct FollowUpRequest {
     /// RFC 3339, in the future.
     due: String,
+    /// A string when given (null is refused, as the document says).
     #[serde(default)]
-    note: Option<String>,
+    note: String,
 }
 
 /// `POST /api/cases/{id}/follow-up`: a date to come back to the case, with an optional note.
 pub async fn follow_up(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<FollowUpRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
-    let due = chrono::DateTime::parse_from_rfc3339(req.due.trim())
+    let due = chrono::DateTime::parse_from_rfc3339(&req.due)
         .map_err(|e| ApiError::invalid(format!("due {:?} is not an RFC 3339 time such as 2026-03-02T09:00:00+01:00: {e}", req.due)))?;
     let due_ms = due.timestamp_millis();
     if due_ms <= change.now {
@@ -507,7 +519,7 @@ pub async fn follow_up(
     }
     change.case.follow_up_at = Some(due_ms);
     let due_text = millis_to_rfc3339(due_ms);
-    let body = EntryBody { text: req.note.unwrap_or_default(), due: Some(due_text.clone()), ..Default::default() };
+    let body = EntryBody { text: req.note, due: Some(due_text.clone()), ..Default::default() };
     let entry = change.add_entry("follow-up", &auth.principal.name, &body, None).await?;
     finish(change, &before, &auth, "follow-up", &format!("entry={entry} due={due_text}"), json!({ "entry": entry })).await
 }
@@ -601,7 +613,7 @@ fn render_reply(
 pub async fn reply(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Path(id): Path<i64>,
+    Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<ReplyRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let store = &ctx.access.store;
@@ -609,11 +621,10 @@ pub async fn reply(
     if !auth.principal.can(&case.queue, Permission::Act) {
         return Err(missing(&[Permission::Act], &case.queue));
     }
+    // The stated order: 401 → 404 → 403 → 422 → 503. A bad request is a 422 even without an outbox.
+    check_text("body", &req.body)?;
     if ctx.settings.config.outbox.is_none() {
         return Err(ApiError::unavailable("replies are sent through the outbox, and this server has no [outbox] section configured"));
-    }
-    if req.body.trim().is_empty() {
-        return Err(ApiError::invalid("body must not be empty"));
     }
     let from = ctx
         .settings

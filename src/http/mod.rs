@@ -6,6 +6,7 @@
 //! * `admin`: the security officer's users, roles and audit log.
 //! * `error`: every failure as `{"error", "reason"}` with its status.
 //! * `openapi`: the document, checked against the router by a test.
+//! * `validate`: the input rules the document declares and the handlers enforce.
 //!
 //! Served with hyper over plain TCP (loopback only, config validation sees to that) or rustls.
 //! Every request gets a time limit and a body limit, and leaves one log line: method, route
@@ -17,6 +18,7 @@ pub mod cases;
 pub mod error;
 pub mod openapi;
 pub mod queues;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -142,6 +144,11 @@ pub fn app(ctx: Arc<HttpContext>) -> Router {
         .with_state(ctx)
 }
 
+/// Sent with every response: the API serves no script, style, image or frame.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// Sent with every response over TLS: a year, so a browser never tries plain HTTP first.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
 /// Time limit, safe default headers, and the one log line per request.
 async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -160,6 +167,12 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Every answer, JSON and errors included: nothing served here may run script, load anything,
+    // or be framed, whatever a browser makes of it.
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    if ctx.tls.is_some() {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
+    }
     tracing::info!(
         target: "mailroom::http",
         method = %method,
@@ -178,9 +191,8 @@ async fn index() -> Response {
     let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>mailroom</title></head>\
                 <body><h1>mailroom</h1><p>This is the staff API of mailroom. It is described by its \
                 <a href=\"/api/openapi.json\">OpenAPI document</a>; log in with <code>POST /api/login</code>.</p></body></html>";
-    let mut response = Html(page).into_response();
-    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
-    response
+    // The Content-Security-Policy comes from `observe`, as for every other response.
+    Html(page).into_response()
 }
 
 /// Serves the API on `listener` until shutdown: stops accepting at `Draining`, lets running

@@ -1,16 +1,39 @@
 //! The OpenAPI 3.1 document of the API, served at `/api/openapi.json`. Written out here rather
 //! than derived, and kept honest by a test that compares its operations with the router's.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 
-use super::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use axum::extract::State;
 
-/// `GET /api/openapi.json`.
-pub async fn serve_document() -> axum::Json<Value> {
+use super::HttpContext;
+use super::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use super::validate::{TAG_MAX_CHARS, TAG_PATTERN, TEXT_PATTERN, list_pattern, list_regex};
+use crate::store::cases::STATUSES;
+
+/// `GET /api/openapi.json`: the document for this server's configuration (its category codes
+/// are an enum; queue names are not listed, they are not told to whoever asks).
+pub async fn serve_document(State(ctx): State<Arc<HttpContext>>) -> axum::Json<Value> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    axum::Json(DOCUMENT.get_or_init(document).clone())
+    let codes: Vec<String> = ctx.settings.config.categories.iter().map(|c| c.code.clone()).collect();
+    axum::Json(DOCUMENT.get_or_init(|| document_for(&codes)).clone())
+}
+
+/// A case id: what `validate::CaseId` accepts.
+fn id_param() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": "case id",
+            "schema": { "type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX } })
+}
+
+/// Free text: something other than blanks (`validate::check_text`).
+fn text() -> Value {
+    json!({ "type": "string", "minLength": 1, "pattern": TEXT_PATTERN })
+}
+
+/// A tag (`validate::check_tag`).
+fn tag() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": TAG_MAX_CHARS, "pattern": TAG_PATTERN })
 }
 
 fn schema(name: &str) -> Value {
@@ -22,7 +45,8 @@ fn error(name: &str) -> Value {
 }
 
 fn path_param(name: &str, description: &str, kind: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": kind } })
+    let schema = if kind == "string" { json!({ "type": kind, "minLength": 1 }) } else { json!({ "type": kind }) };
+    json!({ "name": name, "in": "path", "required": true, "description": description, "schema": schema })
 }
 
 fn query_param(name: &str, description: &str, schema: Value) -> Value {
@@ -86,7 +110,7 @@ fn case_action(id: &str, summary: &str, description: &str, body: Option<Value>) 
         "cases",
         summary,
         description,
-        vec![path_param("id", "case id", "integer")],
+        vec![id_param()],
         body,
         ("200", ok("the case after the change", schema("ActionResult"))),
         errors,
@@ -95,12 +119,27 @@ fn case_action(id: &str, summary: &str, description: &str, body: Option<Value>) 
     o
 }
 
+/// Adds the 409 answer to an operation that the case's state can refuse.
+fn conflict(mut o: Value, when: &str) -> Value {
+    o["responses"]["409"] = json!({ "description": when, "content": { "application/json": { "schema": schema("Error") } } });
+    o
+}
+
 fn object(required: &[&str], properties: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
 }
 
-/// The document. Pure data: built once per process.
+/// The document without configured categories (what the route test needs).
 pub fn document() -> Value {
+    document_for(&[])
+}
+
+/// The document, with `categories` (configured codes) as enums. Pure data: built once per process.
+pub fn document_for(categories: &[String]) -> Value {
+    let mut category_filter: Vec<Value> = categories.iter().map(|c| json!(c)).collect();
+    category_filter.push(json!("none"));
+    let mut category_value: Vec<Value> = categories.iter().map(|c| json!(c)).collect();
+    category_value.push(Value::Null);
     let mut paths = serde_json::Map::new();
     let mut put = |path: &str, method: &str, operation: Value| {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
@@ -212,14 +251,22 @@ pub fn document() -> Value {
                 path_param("queue", "queue name", "string"),
                 query_param(
                     "status",
-                    "comma-separated statuses, or active (default: new, open, waiting) or all",
-                    json!({ "type": "string", "example": "open,waiting" }),
+                    "comma-separated statuses (no spaces), or active (default: new, open, waiting) or all",
+                    json!({ "type": "string", "pattern": format!("^(active|all|{})$", list_regex(&STATUSES)), "example": "open,waiting" }),
                 ),
-                query_param("priority", "comma-separated priorities", json!({ "type": "string", "example": "urgent" })),
-                query_param("category", "a configured category code, or none", json!({ "type": "string" })),
+                query_param(
+                    "priority",
+                    "comma-separated priorities (no spaces)",
+                    json!({ "type": "string", "pattern": list_pattern(&["urgent", "normal", "low"]), "example": "urgent" }),
+                ),
+                query_param("category", "a configured category code, or none", json!({ "type": "string", "enum": category_filter })),
                 query_param("overdue", "only overdue cases (true) or only the others (false)", json!({ "type": "boolean" })),
-                query_param("tag", "cases carrying this tag", json!({ "type": "string" })),
-                query_param("assignee", "me, none, or a user name", json!({ "type": "string" })),
+                query_param("tag", "cases carrying this tag (exact match)", tag()),
+                query_param(
+                    "assignee",
+                    "me, none, or a user name (a name that is no user matches no case)",
+                    json!({ "type": "string", "minLength": 1 }),
+                ),
                 query_param(
                     "sort",
                     "order (a leading - reverses it); priority means urgent first, then by due time",
@@ -235,7 +282,11 @@ pub fn document() -> Value {
                     "cases to skip (for deep pages use the cursor)",
                     json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 }),
                 ),
-                query_param("cursor", "next_cursor of the previous page (same sort and filters)", json!({ "type": "string" })),
+                query_param(
+                    "cursor",
+                    "next_cursor of the previous page, as it is (same sort and filters); anything else is refused with 422",
+                    json!({ "type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$" }),
+                ),
             ],
             None,
             ("200", ok("a page of cases", schema("CaseList"))),
@@ -250,7 +301,7 @@ pub fn document() -> Value {
             "queues",
             "Statistics of the queues I supervise",
             "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times (elapsed seconds from opening).",
-            vec![query_param("queue", "only this queue", json!({ "type": "string" }))],
+            vec![query_param("queue", "only this queue", json!({ "type": "string", "minLength": 1 }))],
             None,
             ("200", ok("statistics", schema("Stats"))),
             &["400", "401", "403"],
@@ -265,7 +316,7 @@ pub fn document() -> Value {
             "cases",
             "A case with its messages, entries and history",
             "The messages' records (from, to, cc, subject, date, attachments, registration number, received_at, tags, auth), the staff entries (notes, replies, follow-ups) and the case history. Decrypted on read and audited as case.read. 404 for a case in a queue the caller may not read.",
-            vec![path_param("id", "case id", "integer")],
+            vec![id_param()],
             None,
             ("200", ok("the case", schema("CaseDetail"))),
             &["400", "401", "404"],
@@ -288,17 +339,20 @@ pub fn document() -> Value {
             "assign",
             "Assign the case (assign or supervise)",
             "To a user who may read the case's queue (422 otherwise); null unassigns.",
-            Some(json_body(object(&["user"], json!({ "user": { "type": ["string", "null"] } })))),
+            Some(json_body(object(&["user"], json!({ "user": { "type": ["string", "null"], "minLength": 1 } })))),
         ),
     );
     put(
         "/api/cases/{id}/transfer",
         "post",
-        case_action(
-            "transfer",
-            "Move the case to another queue (supervise on its queue)",
-            "The target must be a configured queue. The assignment ends; the case's messages get fresh IMAP UIDs in the target mailbox.",
-            Some(json_body(object(&["queue"], json!({ "queue": { "type": "string" } })))),
+        conflict(
+            case_action(
+                "transfer",
+                "Move the case to another queue (supervise on its queue)",
+                "The target must be a configured queue. The assignment ends; the case's messages get fresh IMAP UIDs in the target mailbox.",
+                Some(json_body(object(&["queue"], json!({ "queue": { "type": "string", "minLength": 1 } })))),
+            ),
+            "the case is already in that queue",
         ),
     );
     put(
@@ -309,11 +363,14 @@ pub fn document() -> Value {
     put(
         "/api/cases/{id}/status",
         "post",
-        case_action(
-            "setStatus",
-            "Change the status (act)",
-            "new → open → waiting → resolved → closed; a worked case cannot become new again. Resolving records the resolution time, re-opening clears it.",
-            Some(json_body(object(&["status"], json!({ "status": { "type": "string", "enum": crate::store::cases::STATUSES } })))),
+        conflict(
+            case_action(
+                "setStatus",
+                "Change the status (act)",
+                "new → open → waiting → resolved → closed; a worked case cannot become new again. Resolving records the resolution time, re-opening clears it.",
+                Some(json_body(object(&["status"], json!({ "status": { "type": "string", "enum": crate::store::cases::STATUSES } })))),
+            ),
+            "new for a case that has been worked on",
         ),
     );
     put(
@@ -333,7 +390,7 @@ pub fn document() -> Value {
             "setCategory",
             "Change the category (act)",
             "A configured category code; null clears it.",
-            Some(json_body(object(&["category"], json!({ "category": { "type": ["string", "null"] } })))),
+            Some(json_body(object(&["category"], json!({ "category": { "enum": category_value } })))),
         ),
     );
     put(
@@ -342,10 +399,10 @@ pub fn document() -> Value {
         case_action(
             "setTags",
             "Add and remove tags (act)",
-            "Removes, then adds. Tags have 1 to 64 characters without spaces or commas.",
+            "Removes, then adds. Tags have 1 to 64 characters without white space, control characters or commas. The history and the audit log record how many changed, not which (tags are stored sealed).",
             Some(json_body(object(
                 &[],
-                json!({ "add": { "type": "array", "items": { "type": "string" } }, "remove": { "type": "array", "items": { "type": "string" } } }),
+                json!({ "add": { "type": "array", "items": tag() }, "remove": { "type": "array", "items": tag() } }),
             ))),
         ),
     );
@@ -356,7 +413,7 @@ pub fn document() -> Value {
             "addNote",
             "Add an internal note (act)",
             "Stored encrypted.",
-            Some(json_body(object(&["text"], json!({ "text": { "type": "string" } })))),
+            Some(json_body(object(&["text"], json!({ "text": text() })))),
         ),
     );
     let mut reply = case_action(
@@ -364,7 +421,7 @@ pub fn document() -> Value {
         "Reply to the customer (act)",
         "Sent through the outbox from the queue's address to the Reply-To (else From) of the case's latest customer message, with subject `Re: [REGISTRATION NUMBER] …` so the answer threads back, \
          In-Reply-To/References to the customer's message and a fresh Message-ID. Records the first response time and sets the case waiting. 503 when no [outbox] is configured.",
-        Some(json_body(object(&["body"], json!({ "body": { "type": "string" } })))),
+        Some(json_body(object(&["body"], json!({ "body": text() })))),
     );
     reply["responses"]["503"] = error("Unavailable");
     reply["responses"]["409"] = error("Conflict");
@@ -679,7 +736,7 @@ fn schemas() -> Value {
     schemas.insert(
         "Case".into(),
         json!({ "type": "object", "properties": {
-                    "id": { "type": "integer" }, "opening": { "type": "string", "description": "registration number of the opening message" },
+                    "id": { "type": "integer", "format": "int64", "minimum": 1 }, "opening": { "type": "string", "description": "registration number of the opening message" },
                     "queue": { "type": "string" }, "status": { "type": "string", "enum": crate::store::cases::STATUSES },
                     "priority": { "type": "string" }, "category": { "type": ["string", "null"] }, "tags": { "type": "array", "items": { "type": "string" } },
                     "due": nullable_time, "overdue": { "type": "boolean" }, "assignee": { "type": ["string", "null"] }, "escalated": { "type": "boolean" }, "spam": { "type": "boolean" },

@@ -13,8 +13,8 @@ use super::HttpContext;
 use super::auth::Auth;
 use super::cases::{case_json, mailbox_json};
 use super::error::{ApiError, Path, Query};
+use super::validate::{check_tag, priority, split_list};
 use crate::access::Permission;
-use crate::intake::sla::Priority;
 use crate::store::cases::{ACTIVE, AssigneeFilter, CaseQuery, CategoryFilter, Cursor, PRIORITIES, STATUSES, Sort, status_name};
 use crate::store::now_millis;
 
@@ -64,28 +64,16 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// Comma-separated values, each checked by `parse`.
-fn list_of<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str, known: &str) -> Result<Vec<T>, ApiError> {
-    let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        out.push(parse(item).ok_or_else(|| ApiError::invalid(format!("unknown {what} {item:?} (known: {known})")))?);
-    }
-    if out.is_empty() {
-        return Err(ApiError::invalid(format!("name at least one {what}")));
-    }
-    Ok(out)
-}
-
 /// Turns the query parameters into a store query; everything unknown is a 422 naming what is known.
 async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) -> Result<CaseQuery, ApiError> {
     let statuses = match p.status.as_deref() {
         None | Some("active") => ACTIVE.to_vec(),
         Some("all") => STATUSES.to_vec(),
-        Some(list) => list_of(list, status_name, "status", "new, open, waiting, resolved, closed, or active / all")?,
+        Some(list) => split_list(list, status_name, "status", "new, open, waiting, resolved, closed, or active / all")?,
     };
     let priorities = match p.priority.as_deref() {
         None => PRIORITIES.to_vec(),
-        Some(list) => list_of(list, |s| s.parse::<Priority>().ok(), "priority", "urgent, normal, low")?,
+        Some(list) => split_list(list, priority, "priority", "urgent, normal, low")?,
     };
     let category = match p.category.as_deref() {
         None => CategoryFilter::Any,
@@ -100,9 +88,10 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
         None => AssigneeFilter::Anyone,
         Some("none") => AssigneeFilter::Nobody,
         Some("me") => AssigneeFilter::User(auth.principal.user_id),
-        Some(name) => AssigneeFilter::User(
-            ctx.access.store.user_id(name).await?.ok_or_else(|| ApiError::invalid(format!("no user is named {name:?}")))?,
-        ),
+        Some("") => return Err(ApiError::invalid("assignee must not be empty (me, none, or a user name)")),
+        // A name that is no user is assigned no case: the same empty answer as a user who has
+        // none here, so the filter cannot be used to find out who has an account.
+        Some(name) => ctx.access.store.user_id(name).await?.map_or(AssigneeFilter::NoOne, AssigneeFilter::User),
     };
     let sort: Sort = p.sort.as_deref().unwrap_or("due").parse().map_err(ApiError::invalid)?;
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
@@ -128,15 +117,15 @@ async fn case_query(ctx: &HttpContext, auth: &Auth, queue: &str, p: ListParams) 
             Some(cursor)
         }
     };
-    if p.tag.as_deref().is_some_and(str::is_empty) {
-        return Err(ApiError::invalid("tag must not be empty"));
+    if let Some(tag) = &p.tag {
+        check_tag(tag)?;
     }
     Ok(CaseQuery {
         queue: queue.to_string(),
         statuses,
         priorities,
         category,
-        tag: p.tag,
+        tag_idx: p.tag.as_deref().map(|t| ctx.access.store.keys.tag_index(t)),
         assignee,
         overdue: p.overdue,
         sort,
@@ -153,11 +142,11 @@ pub async fn list_cases(
     Path(queue): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    if !ctx.settings.config.queues.iter().any(|q| q.name == queue) {
-        return Err(ApiError::not_found(format!("no queue is named {queue:?}")));
-    }
-    if !auth.principal.can(&queue, Permission::Read) {
-        return Err(ApiError::forbidden(format!("you may not read queue {queue:?}")));
+    // A queue that exists but is not yours answers exactly like one that does not exist: the
+    // listing must not tell queue names to someone who may not read them.
+    let readable = ctx.settings.config.queues.iter().any(|q| q.name == queue) && auth.principal.can(&queue, Permission::Read);
+    if !readable {
+        return Err(ApiError::not_found(format!("no queue named {queue:?} that you may read")));
     }
     let store = &ctx.access.store;
     let q = case_query(&ctx, &auth, &queue, params).await?;

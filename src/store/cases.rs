@@ -11,7 +11,8 @@
 //! caller's permission check, the update, the `case_history` row and the audit entry see one state
 //! and are stored together or not at all. Staff entries (notes, replies, follow-ups) are sealed
 //! like messages: a fresh data key per entry, wrapped by the master key, the row's uid bound in as
-//! associated data.
+//! associated data. A case's tags are sealed the same way (a data key per case, made with its
+//! first tag), and found by a keyed blind index per tag (`case_tags`), never by their text.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::audit::{self, AuditEntry};
-use super::crypto::{DataKey, aad};
+use super::crypto::{DataKey, KeyRing, aad};
 use super::{Store, StoreError, now_millis};
 use crate::intake::record::Record;
 use crate::intake::sla::Priority;
@@ -77,22 +78,77 @@ pub struct CaseRow {
 /// The columns `case_from_row` reads (a macro, so queries stay `&'static str`).
 macro_rules! case_columns {
     () => {
-        "c.id, c.opening_number, c.queue, c.status, c.priority, c.category, c.tags, c.due_at, c.opened_at, c.updated_at, \
-         c.assignee, (SELECT u.name FROM users u WHERE u.id = c.assignee), c.escalated, c.spam, c.follow_up_at, c.first_response_at, c.resolved_at"
+        "c.id, c.opening_number, c.queue, c.status, c.priority, c.category, c.tags_ct, c.due_at, c.opened_at, c.updated_at, \
+         c.assignee, (SELECT u.name FROM users u WHERE u.id = c.assignee), c.escalated, c.spam, c.follow_up_at, c.first_response_at, c.resolved_at, \
+         c.uid, c.key_id, c.wrapped_key"
     };
 }
 const CASE_COLUMNS: &str = case_columns!();
 const CASE_BY_ID: &str = concat!("SELECT ", case_columns!(), " FROM cases c WHERE c.id = ?");
 
-fn case_from_row(r: &SqliteRow) -> CaseRow {
-    CaseRow {
+/// A case's own data key, wrapped, and the row identity its ciphertexts are bound to. Made with
+/// the case's first tag; cases that never had one have none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseKey {
+    pub uid: Vec<u8>,
+    pub key_id: i64,
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A tag list ready to store: sealed under the case's key, with the blind index of each tag.
+pub struct SealedTags {
+    pub key: CaseKey,
+    /// None for no tags.
+    pub tags_ct: Option<Vec<u8>>,
+    pub index: Vec<Vec<u8>>,
+}
+
+/// Seals `tags` under the case's key, making one (a fresh data key and uid) for its first tag.
+pub fn seal_tags(keys: &KeyRing, key: Option<&CaseKey>, tags: &[String]) -> Result<SealedTags, StoreError> {
+    let (key, data_key) = match key {
+        Some(k) => (k.clone(), keys.unwrap(k.key_id as u32, &k.wrapped_key, &aad("dek", &k.uid))?),
+        None => {
+            let uid = crate::outbox::new_uid()?.to_vec();
+            let data_key = DataKey::generate()?;
+            let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;
+            (CaseKey { uid, key_id: key_id as i64, wrapped_key }, data_key)
+        }
+    };
+    let tags_ct = if tags.is_empty() {
+        None
+    } else {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(tags).expect("strings always serialise"));
+        Some(data_key.seal(&aad("case-tags", &key.uid), &plain)?)
+    };
+    let mut index: Vec<Vec<u8>> = tags.iter().map(|t| keys.tag_index(t)).collect();
+    index.sort();
+    index.dedup();
+    Ok(SealedTags { key, tags_ct, index })
+}
+
+/// A case row as read, its tags still sealed.
+struct RawCase {
+    row: CaseRow,
+    key: Option<CaseKey>,
+    tags_ct: Option<Vec<u8>>,
+}
+
+fn case_from_row(r: &SqliteRow) -> RawCase {
+    let uid: Option<Vec<u8>> = r.get(17);
+    let key_id: Option<i64> = r.get(18);
+    let wrapped_key: Option<Vec<u8>> = r.get(19);
+    let key = match (uid, key_id, wrapped_key) {
+        (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+        _ => None,
+    };
+    let row = CaseRow {
         id: r.get(0),
         opening: r.get(1),
         queue: r.get(2),
         status: r.get(3),
         priority: r.get(4),
         category: r.get(5),
-        tags: serde_json::from_str(r.get::<&str, _>(6)).unwrap_or_default(),
+        tags: Vec::new(),
         due_at: r.get(7),
         opened_at: r.get(8),
         updated_at: r.get(9),
@@ -103,6 +159,28 @@ fn case_from_row(r: &SqliteRow) -> CaseRow {
         follow_up_at: r.get(14),
         first_response_at: r.get(15),
         resolved_at: r.get(16),
+    };
+    RawCase { row, key, tags_ct: r.get(6) }
+}
+
+impl Store {
+    /// The tags of a case from its sealed column (empty when it has none).
+    fn open_tags(&self, case_id: i64, key: Option<&CaseKey>, tags_ct: Option<&[u8]>) -> Result<Vec<String>, StoreError> {
+        let (Some(key), Some(ct)) = (key, tags_ct) else {
+            return match tags_ct {
+                Some(_) => Err(StoreError::BatchFailed(format!("case {case_id} has sealed tags but no key"))),
+                None => Ok(Vec::new()),
+            };
+        };
+        let plain = zeroize::Zeroizing::new(self.row_key(&key.uid, key.key_id, &key.wrapped_key)?.open(&aad("case-tags", &key.uid), ct)?);
+        serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("stored tags of case {case_id} unreadable: {e}")))
+    }
+
+    /// The case with its tags opened, and its key (for a change that re-seals them).
+    fn open_case(&self, raw: RawCase) -> Result<(CaseRow, Option<CaseKey>), StoreError> {
+        let mut row = raw.row;
+        row.tags = self.open_tags(row.id, raw.key.as_ref(), raw.tags_ct.as_deref())?;
+        Ok((row, raw.key))
     }
 }
 
@@ -212,6 +290,9 @@ pub enum AssigneeFilter {
     Anyone,
     Nobody,
     User(i64),
+    /// A name that is no user: matches no case, by the same query as a user's filter, so the
+    /// answer (and its cost) is that of a user with no case here.
+    NoOne,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,7 +310,8 @@ pub struct CaseQuery {
     /// Non-empty (all three when not filtered).
     pub priorities: Vec<Priority>,
     pub category: CategoryFilter,
-    pub tag: Option<String>,
+    /// The blind index of the tag to filter by ([`KeyRing::tag_index`]).
+    pub tag_idx: Option<Vec<u8>>,
     pub assignee: AssigneeFilter,
     pub overdue: Option<bool>,
     pub sort: Sort,
@@ -282,8 +364,8 @@ fn run_query(
             b.push(" AND c.category = ").push_bind(code.as_str());
         }
     }
-    if let Some(tag) = &q.tag {
-        b.push(" AND EXISTS (SELECT 1 FROM json_each(c.tags) WHERE json_each.value = ").push_bind(tag.as_str()).push(")");
+    if let Some(tag_idx) = &q.tag_idx {
+        b.push(" AND EXISTS (SELECT 1 FROM case_tags t WHERE t.case_id = c.id AND t.tag_idx = ").push_bind(tag_idx.as_slice()).push(")");
     }
     match q.assignee {
         AssigneeFilter::Anyone => {}
@@ -292,6 +374,10 @@ fn run_query(
         }
         AssigneeFilter::User(id) => {
             b.push(" AND c.assignee = ").push_bind(id);
+        }
+        AssigneeFilter::NoOne => {
+            // Row ids are positive: no case is assigned to -1.
+            b.push(" AND c.assignee = ").push_bind(-1i64);
         }
     }
     match q.overdue {
@@ -442,16 +528,18 @@ impl Store {
         };
         // One more than the page, to know whether another page follows.
         let want = (window + 1) as i64;
-        let mut found: Vec<CaseRow> = Vec::new();
+        let mut found: Vec<RawCase> = Vec::new();
         for (status, priority) in runs(q) {
             let Some(mut query) = run_query(q, status, priority, now, want, "") else { continue };
             let rows = query.build().fetch_all(&self.pool).await?;
             found.extend(rows.iter().map(case_from_row));
         }
-        found.sort_by(|a, b| q.sort.compare(a, b));
+        found.sort_by(|a, b| q.sort.compare(&a.row, &b.row));
         let skip = if q.after.is_some() { 0 } else { q.offset };
         let more = found.len() > skip + q.limit;
-        let cases: Vec<CaseRow> = found.into_iter().skip(skip).take(q.limit).collect();
+        // Only the page's tags are opened.
+        let cases: Vec<CaseRow> =
+            found.into_iter().skip(skip).take(q.limit).map(|raw| self.open_case(raw).map(|(row, _)| row)).collect::<Result<_, _>>()?;
         let next = if more { cases.last().map(|c| q.sort.cursor_after(c)) } else { None };
         Ok(CasePage { cases, next })
     }
@@ -482,7 +570,77 @@ impl Store {
 
     pub async fn case(&self, id: i64) -> Result<Option<CaseRow>, StoreError> {
         let row = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(case_from_row))
+        row.as_ref().map(|r| self.open_case(case_from_row(r)).map(|(case, _)| case)).transpose()
+    }
+
+    /// The tags of several cases (for the operators' `message list`).
+    pub async fn case_tags_many(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut b = QueryBuilder::<Sqlite>::new("SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE id IN (");
+        let mut list = b.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        b.push(")");
+        let mut out = HashMap::new();
+        for r in b.build().fetch_all(&self.pool).await? {
+            let id: i64 = r.get(0);
+            let key = match (r.get::<Option<Vec<u8>>, _>(1), r.get::<Option<i64>, _>(2), r.get::<Option<Vec<u8>>, _>(3)) {
+                (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+                _ => None,
+            };
+            out.insert(id, self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(4))?);
+        }
+        Ok(out)
+    }
+
+    /// Seals the clear tags that migration 0006 found (written before tags were sealed), in
+    /// batches, and wipes their clear text: `secure_delete` zeroes the old row contents in the
+    /// pages, and the WAL that held them is truncated. Cheap once done (the list is empty).
+    pub async fn seal_clear_tags(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases_clear_tags").fetch_one(&mut *conn).await?;
+        if pending == 0 {
+            return Ok(0);
+        }
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        let mut sealed = 0u64;
+        loop {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let rows = sqlx::query(
+                "SELECT c.id, c.tags, c.tags_ct, c.uid, c.key_id, c.wrapped_key FROM cases_clear_tags p JOIN cases c ON c.id = p.case_id ORDER BY p.case_id LIMIT 500",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let id: i64 = r.get(0);
+                let clear: Vec<String> = serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default();
+                let key = match (r.get::<Option<Vec<u8>>, _>(3), r.get::<Option<i64>, _>(4), r.get::<Option<Vec<u8>>, _>(5)) {
+                    (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+                    _ => None,
+                };
+                // Tags sealed since the migration come first, then the old clear ones.
+                let mut tags = self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(2))?;
+                for tag in clear {
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+                write_tags(&mut tx, &self.keys, id, key.as_ref(), &tags).await?;
+                sqlx::query("UPDATE cases SET tags = '[]' WHERE id = ?").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM cases_clear_tags WHERE case_id = ?").bind(id).execute(&mut *tx).await?;
+                sealed += 1;
+            }
+            tx.commit().await?;
+        }
+        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        Ok(sealed)
     }
 
     /// For each case: (number of messages, id of its first message).
@@ -656,9 +814,34 @@ impl Store {
     /// Starts a change of case `id`: takes the write lock and reads the case (None: no such case).
     pub async fn change_case(&self, id: i64) -> Result<Option<CaseChange<'_>>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&mut *tx).await?;
-        Ok(row.map(|r| CaseChange { store: self, tx, case: case_from_row(&r), now: now_millis() }))
+        let Some(row) = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&mut *tx).await? else { return Ok(None) };
+        let (case, key) = self.open_case(case_from_row(&row))?;
+        Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), key, case, now: now_millis() }))
     }
+}
+
+/// Stores a case's tags sealed (making its key with the first tag) and their blind indexes.
+async fn write_tags(
+    tx: &mut Transaction<'_, Sqlite>,
+    keys: &KeyRing,
+    case_id: i64,
+    key: Option<&CaseKey>,
+    tags: &[String],
+) -> Result<CaseKey, StoreError> {
+    let sealed = seal_tags(keys, key, tags)?;
+    sqlx::query("UPDATE cases SET uid = ?, key_id = ?, wrapped_key = ?, tags_ct = ? WHERE id = ?")
+        .bind(&sealed.key.uid)
+        .bind(sealed.key.key_id)
+        .bind(&sealed.key.wrapped_key)
+        .bind(&sealed.tags_ct)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM case_tags WHERE case_id = ?").bind(case_id).execute(&mut **tx).await?;
+    for idx in &sealed.index {
+        sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES (?, ?)").bind(case_id).bind(idx).execute(&mut **tx).await?;
+    }
+    Ok(sealed.key)
 }
 
 /// A change to one case in progress. Edit `case`, call the methods for what is more than a field,
@@ -666,6 +849,9 @@ impl Store {
 pub struct CaseChange<'s> {
     store: &'s Store,
     tx: Transaction<'static, Sqlite>,
+    /// The tags as read, so a commit re-seals them only when they changed.
+    tags_before: Vec<String>,
+    key: Option<CaseKey>,
     pub case: CaseRow,
     /// The time of the change (unix ms).
     pub now: i64,
@@ -750,18 +936,21 @@ impl CaseChange<'_> {
     }
 
     /// Stores the case, its history row (`actor` is the staff login name) and the audit entry
-    /// `case.<action>`, commits, and tells watchers. `detail` must not contain customer data.
+    /// `case.<action>`, commits, and tells watchers. `detail` must not contain customer data (nor
+    /// tag text: tags are sealed).
     pub async fn commit(mut self, actor: &str, action: &str, detail: &str) -> Result<CaseRow, StoreError> {
+        if self.case.tags != self.tags_before {
+            self.key = Some(write_tags(&mut self.tx, &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
+        }
         let c = &self.case;
         sqlx::query(
-            "UPDATE cases SET queue = ?, status = ?, priority = ?, category = ?, tags = ?, due_at = ?, assignee = ?, escalated = ?,
+            "UPDATE cases SET queue = ?, status = ?, priority = ?, category = ?, due_at = ?, assignee = ?, escalated = ?,
                     follow_up_at = ?, first_response_at = ?, resolved_at = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&c.queue)
         .bind(&c.status)
         .bind(&c.priority)
         .bind(&c.category)
-        .bind(serde_json::to_string(&c.tags).expect("tags serialise"))
         .bind(c.due_at)
         .bind(c.assignee_id)
         .bind(c.escalated as i64)
@@ -821,7 +1010,7 @@ mod tests {
                     1000 + i, 2000 + (i * 7919) % 100003,
                     CASE (i / 10) % 3 WHEN 0 THEN 'urgent' WHEN 1 THEN 'normal' ELSE 'low' END,
                     CASE WHEN i % 97 = 0 THEN NULL ELSE 5000 + (i * 104729) % 1000003 END,
-                    CASE WHEN i % 11 = 0 THEN '[\"vip\"]' ELSE '[]' END,
+                    '[]',
                     CASE WHEN i % 3 = 0 THEN 'BZZX' ELSE NULL END, NULL
              FROM k",
         )
@@ -829,6 +1018,12 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
+        // Every 11th case is tagged vip, sealed as the API would store it.
+        let mut tx = store.pool.begin().await.unwrap();
+        for id in (11..=n).step_by(11) {
+            write_tags(&mut tx, &store.keys, id, None, &["vip".to_string()]).await.unwrap();
+        }
+        tx.commit().await.unwrap();
     }
 
     fn query(sort: &str) -> CaseQuery {
@@ -837,7 +1032,7 @@ mod tests {
             statuses: ACTIVE.to_vec(),
             priorities: PRIORITIES.to_vec(),
             category: CategoryFilter::Any,
-            tag: None,
+            tag_idx: None,
             assignee: AssigneeFilter::Anyone,
             overdue: None,
             sort: sort.parse().unwrap(),
@@ -848,11 +1043,11 @@ mod tests {
     }
 
     /// The same listing computed the slow way: every case, filtered and sorted in memory.
-    async fn reference(store: &Store, q: &CaseQuery, now: i64) -> Vec<i64> {
+    async fn reference(store: &Store, q: &CaseQuery, tag: Option<&str>, now: i64) -> Vec<i64> {
         let rows = sqlx::query(concat!("SELECT ", case_columns!(), " FROM cases c")).fetch_all(&store.pool).await.unwrap();
         let mut all: Vec<CaseRow> = rows
             .iter()
-            .map(case_from_row)
+            .map(|r| store.open_case(case_from_row(r)).unwrap().0)
             .filter(|c| {
                 c.queue == q.queue && q.statuses.contains(&c.status.as_str()) && q.priorities.iter().any(|p| p.as_str() == c.priority)
             })
@@ -861,7 +1056,7 @@ mod tests {
                 CategoryFilter::Uncategorised => c.category.is_none(),
                 CategoryFilter::Code(code) => c.category.as_deref() == Some(code),
             })
-            .filter(|c| q.tag.as_ref().is_none_or(|t| c.tags.contains(t)))
+            .filter(|c| tag.is_none_or(|t| c.tags.iter().any(|x| x == t)))
             .filter(|c| q.overdue.is_none_or(|o| is_overdue(&c.status, c.due_at, now) == o))
             .collect();
         all.sort_by(|a, b| q.sort.compare(a, b));
@@ -876,23 +1071,23 @@ mod tests {
         let now = 500_000;
         let mut variants = Vec::new();
         for sort in Sort::NAMES {
-            variants.push(query(sort));
+            variants.push((query(sort), None));
             let mut q = query(sort);
             q.statuses = STATUSES.to_vec();
             q.overdue = Some(true);
-            variants.push(q);
+            variants.push((q, None));
             let mut q = query(sort);
             q.priorities = vec![Priority::Low, Priority::Urgent];
-            q.tag = Some("vip".into());
-            variants.push(q);
+            q.tag_idx = Some(store.keys.tag_index("vip"));
+            variants.push((q, Some("vip")));
             let mut q = query(sort);
             q.category = CategoryFilter::Code("BZZX".into());
             q.overdue = Some(false);
             q.statuses = vec!["waiting", "new"];
-            variants.push(q);
+            variants.push((q, None));
         }
-        for q in variants {
-            let expected = reference(&store, &q, now).await;
+        for (q, tag) in variants {
+            let expected = reference(&store, &q, tag, now).await;
             // By cursor, page after page…
             let mut got = Vec::new();
             let mut cursor_q = q.clone();
@@ -926,7 +1121,7 @@ mod tests {
             for cursor in [None, Some(Cursor { sort: sort.to_string(), rank, value: Some(9000), id: 40 })] {
                 let mut q = query(sort);
                 q.after = cursor;
-                q.tag = Some("vip".into());
+                q.tag_idx = Some(store.keys.tag_index("vip"));
                 for (status, priority) in runs(&q) {
                     let Some(mut b) = run_query(&q, status, priority, 1, 8, "EXPLAIN QUERY PLAN ") else { continue };
                     let sql = b.sql().as_str().to_string();
@@ -1011,6 +1206,56 @@ mod tests {
         let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&store.pool).await.unwrap();
         assert_eq!(counter, 52);
         assert!(store.change_case(999).await.unwrap().is_none());
+    }
+
+    /// A store that an earlier version wrote (tags in clear) is sealed on the first open after
+    /// migration 0006: same tags, filterable by blind index, and no clear text left in the files.
+    #[tokio::test]
+    async fn clear_tags_written_before_0006_are_sealed_and_wiped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("clear-tag-marker-{}", std::process::id());
+        {
+            let settings = crate::config::Settings::from_str(
+                "test.toml",
+                "[mail]\ndomains = [\"example.com\"]\n[[queues]]\nname = \"support\"\naddresses = [\"support@example.com\"]\n",
+                dir.path(),
+            )
+            .unwrap();
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(crate::store::connect_options(&settings.database_path()))
+                .await
+                .unwrap();
+            crate::store::MIGRATOR.run_to(5, &pool).await.unwrap();
+            for (id, tags) in [(1, format!("[\"{marker}\",\"vip\"]")), (2, "[]".to_string()), (3, "[\"vip\"]".to_string())] {
+                sqlx::query("INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, priority, due_at, tags) VALUES (?, 'MR-1', 'support', 'new', 1, 1, 'normal', 10, ?)")
+                    .bind(id)
+                    .bind(tags)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let db_path = dir.path().join("mailroom.db");
+        let raw = std::fs::read(&db_path).unwrap();
+        assert!(raw.windows(marker.len()).any(|w| w == marker.as_bytes()), "the old database holds the tag in clear (control)");
+
+        let store = store(dir.path()).await;
+        assert_eq!(store.case(1).await.unwrap().unwrap().tags, vec![marker.clone(), "vip".to_string()]);
+        assert!(store.case(2).await.unwrap().unwrap().tags.is_empty());
+        let mut q = query("due");
+        q.tag_idx = Some(store.keys.tag_index("vip"));
+        let page = store.list_cases(&q, 0).await.unwrap();
+        assert_eq!(page.cases.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1, 3]);
+        let clear: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE tags != '[]'").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(clear, 0);
+        assert_eq!(store.seal_clear_tags().await.unwrap(), 0, "done once");
+        store.pool.close().await;
+        for file in ["mailroom.db", "mailroom.db-wal", "mailroom.db-shm"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "{file} still holds the clear tag");
+        }
     }
 
     #[test]

@@ -215,6 +215,12 @@ impl KeyRing {
         ctx.update(value);
         ctx.sign().as_ref()[..16].to_vec()
     }
+
+    /// The blind index of a case tag: listings filter by it, the tag's text stays sealed. Exact
+    /// (case-sensitive) like the tags themselves.
+    pub fn tag_index(&self, tag: &str) -> Vec<u8> {
+        self.blind_index("case-tag", tag.as_bytes())
+    }
 }
 
 fn wrap_aad(key_id: u32, aad: &[u8]) -> Vec<u8> {
@@ -329,5 +335,9 @@ mod tests {
         assert_eq!(r1.blind_index("addr", b"x@y"), r1.blind_index("addr", b"x@y"));
         assert_ne!(r1.blind_index("addr", b"x@y"), r2.blind_index("addr", b"x@y"));
         assert_ne!(r1.blind_index("addr", b"x@y"), r1.blind_index("msgid", b"x@y"));
+        assert_eq!(r1.tag_index("vip"), r1.tag_index("vip"));
+        assert_ne!(r1.tag_index("vip"), r2.tag_index("vip"), "keyed: another key file, another index");
+        assert_ne!(r1.tag_index("vip"), r1.tag_index("VIP"));
+        assert_ne!(r1.tag_index("x@y"), r1.blind_index("addr", b"x@y"), "separate from the address index");
     }
 }

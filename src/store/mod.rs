@@ -13,7 +13,8 @@ pub mod directory;
 pub mod mailbox;
 pub mod writer;
 
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub enum StoreError {
     Closed,
     #[error("commit failed, batch rolled back: {0}")]
     BatchFailed(String),
+    #[error("data dir {path}: {reason}")]
+    DataDir { path: PathBuf, reason: String },
 }
 
 /// Shared handle to the database and the keys.
@@ -107,17 +110,84 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .disable_statement_logging()
 }
 
+/// Everything mailroom creates from now on is private to its user: files 0600, directories
+/// 0700 (the database with its -wal and -shm, certificates, keys, listeners.json). Process-wide;
+/// `serve` and the admin commands call it before they create anything.
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Creates the data dir (0700) when it is missing, and refuses one that group or others may
+/// read, write or enter: it holds the database, the master key and the TLS key.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+    let fail = |reason: String| StoreError::DataDir { path: dir.to_path_buf(), reason };
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| fail(format!("cannot create: {e}")))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if !meta.is_dir() {
+        return Err(fail("is not a directory".into()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "is accessible by group or others (mode {mode:04o}); mailroom refuses to start: run `chmod 700 {}`",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Tightens what an older version created with looser modes: the database files to 0600, the
+/// generated certificate directory to 0700 (the data dir itself has been checked).
+fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
+    for path in paths {
+        let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        let private = if meta.is_dir() { 0o700 } else { 0o600 };
+        if meta.file_type().is_symlink() || mode & 0o077 == 0 {
+            continue;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & private)).map_err(|e| StoreError::DataDir {
+            path: path.clone(),
+            reason: format!("cannot restrict mode {mode:04o} to {:04o}: {e}", mode & private),
+        })?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating when missing) the database and the key file, and runs migrations.
+    /// Opens (creating when missing) the database and the key file, and runs migrations. `serve`
+    /// and the admin commands have checked the data dir first ([`prepare_data_dir`]).
     pub async fn open(settings: Arc<Settings>) -> Result<Store, StoreError> {
         let db_path = settings.database_path();
         if let Some(dir) = db_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
+        let suffixed = |suffix: &str| {
+            let mut name = db_path.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        tighten(&[
+            db_path.clone(),
+            suffixed("-wal"),
+            suffixed("-shm"),
+            settings.data_dir.join("certs"),
+            settings.data_dir.join("certs/cert.pem"),
+        ])?;
         let keys = Arc::new(KeyRing::load_or_create(&settings.master_key_path())?);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(connect_options(&db_path)).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, keys, settings, changes: Arc::new(tokio::sync::watch::channel(0).0) })
+        let store = Store { pool, keys, settings, changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        let sealed = store.seal_clear_tags().await?;
+        if sealed > 0 {
+            tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
+        }
+        Ok(store)
     }
 
     /// Moves committed WAL pages into the database file without ever blocking the writer
@@ -136,14 +206,14 @@ impl Store {
         let rows = sqlx::query(
             "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
                     (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
-                             'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'tags', json(k.tags), 'spam', k.spam))
+                             'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam))
                      FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
              FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        let mut list: Vec<MessageSummary> = rows
             .into_iter()
             .map(|r| MessageSummary {
                 number: r.get(0),
@@ -158,7 +228,17 @@ impl Store {
                 auth: r.get(9),
                 cases: parse_cases(r.get::<Option<&str>, _>(10).unwrap_or("[]")),
             })
-            .collect())
+            .collect();
+        // Case tags are sealed: opened here, for the operator on the host (who holds the key).
+        let ids: Vec<i64> = list.iter().flat_map(|m| m.cases.iter().map(|c| c.case)).collect();
+        let mut tags = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            tags.extend(self.case_tags_many(chunk).await?);
+        }
+        for case in list.iter_mut().flat_map(|m| m.cases.iter_mut()) {
+            case.tags = tags.get(&case.case).cloned().unwrap_or_default();
+        }
+        Ok(list)
     }
 
     /// Decrypts a stored message (our trace header + the bytes received) and audits the read.
@@ -249,7 +329,6 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
         category: Option<String>,
         priority: String,
         due_at: Option<i64>,
-        tags: Vec<String>,
         spam: i64,
     }
     let raw: Vec<Raw> = serde_json::from_str(json).unwrap_or_default();
@@ -262,7 +341,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
             category: r.category,
             priority: r.priority,
             due_at: r.due_at.map(millis_to_rfc3339),
-            tags: r.tags,
+            tags: Vec::new(),
             spam: r.spam != 0,
         })
         .collect()

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::oneshot;
 
 use super::audit::{self, AuditEntry};
-use super::crypto::{DataKey, aad};
+use super::crypto::{DataKey, KeyRing, aad};
 use super::{Store, StoreError};
 use crate::intake::rules::Decision;
 
@@ -295,7 +295,7 @@ fn commit_batch(store: &Store, conn: &mut Connection, batch: &[Job]) -> Result<V
             let trace_ct = s.data_key.seal(&aad("trace", &s.uid), trace.as_bytes())?;
             let received = s.received_at.timestamp_millis();
             let mut tags = s.routing.message_tags.clone();
-            let placement = place(&tx, s, &number, received, &mut tags)?;
+            let placement = place(&tx, &store.keys, s, &number, received, &mut tags)?;
             let case_id = placement.cases[0];
             insert_message.execute(params![
                 id,
@@ -430,7 +430,14 @@ struct Placement {
 /// queue it was routed to. Records the sender as a participant; a sender new to a case is tagged
 /// `new-participant`; a human reply re-opens a case that waits on the customer or was resolved or
 /// closed (with a history row), an automatic one (out-of-office) does not.
-fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_tags: &mut Vec<String>) -> rusqlite::Result<Placement> {
+fn place(
+    tx: &Transaction,
+    keys: &KeyRing,
+    s: &Submission,
+    number: &str,
+    received: i64,
+    message_tags: &mut Vec<String>,
+) -> Result<Placement, StoreError> {
     let r = &s.routing;
     let mut existing: Vec<(i64, String)> = Vec::new();
     {
@@ -481,15 +488,34 @@ fn place(tx: &Transaction, s: &Submission, number: &str, received: i64, message_
         return Ok(Placement { cases: existing.into_iter().map(|(id, _)| id).collect(), queues: Vec::new(), joined: true });
     }
     let d = &r.decision;
-    let tags = serde_json::to_string(&d.tags).expect("tags serialise");
     let mut insert_case = tx.prepare_cached(
-        "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, tags, spam)
-         VALUES (?1, ?2, ?3, 'new', ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct)
+         VALUES (?1, ?2, ?3, 'new', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
+    let mut index_tag = tx.prepare_cached("INSERT OR IGNORE INTO case_tags (case_id, tag_idx) VALUES (?1, ?2)")?;
     let mut cases = Vec::with_capacity(d.queues.len());
     for queue in &d.queues {
         let case_id = allocate(tx, "case", 1)?;
-        insert_case.execute(params![case_id, number, queue, received, d.category, d.priority.as_str(), r.due_at, tags, d.spam])?;
+        // Rule tags are sealed like staff tags (each case its own key); untagged cases need none.
+        let sealed = if d.tags.is_empty() { None } else { Some(crate::store::cases::seal_tags(keys, None, &d.tags)?) };
+        let key = sealed.as_ref().map(|t| &t.key);
+        insert_case.execute(params![
+            case_id,
+            number,
+            queue,
+            received,
+            d.category,
+            d.priority.as_str(),
+            r.due_at,
+            d.spam,
+            key.map(|k| &k.uid),
+            key.map(|k| k.key_id),
+            key.map(|k| &k.wrapped_key),
+            sealed.as_ref().and_then(|t| t.tags_ct.as_ref())
+        ])?;
+        for idx in sealed.iter().flat_map(|t| &t.index) {
+            index_tag.execute(params![case_id, idx])?;
+        }
         if let Some(sender) = &s.sender_idx {
             add_participant.execute(params![case_id, sender])?;
         }

@@ -199,7 +199,8 @@ impl Server {
     pub fn start(opts: Opts) -> Server {
         let root = tempfile::Builder::new().prefix("mailroom-test-").tempdir().expect("create temp dir");
         let data_dir = root.path().join("data");
-        fs::create_dir_all(&data_dir).unwrap();
+        // Private, as mailroom demands of a data dir (the test's umask would make it 0755).
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&data_dir).unwrap();
         let config = root.path().join("mailroom.toml");
         fs::write(&config, opts.config_toml()).unwrap();
         let log = root.path().join("server.log");

@@ -1,0 +1,163 @@
+//! The input rules that the OpenAPI document declares and the handlers enforce, defined once
+//! here so the two cannot drift apart: case ids, free text, tags, comma-separated lists.
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+use super::error::ApiError;
+use crate::intake::sla::Priority;
+use crate::store::cases::PRIORITIES;
+
+/// A case id in a path: 1 to `i64::MAX`, as the document declares. Anything else is a 400
+/// naming the rule, before any look-up.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseId(pub i64);
+
+impl<'de> Deserialize<'de> for CaseId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = i64::deserialize(d)?;
+        if id < 1 {
+            return Err(D::Error::custom(format!("a case id is a whole number from 1 to {}, not {id}", i64::MAX)));
+        }
+        Ok(CaseId(id))
+    }
+}
+
+/// A priority exactly as the document's enum spells it (the config and the CLI are more lenient).
+pub fn priority(name: &str) -> Option<Priority> {
+    PRIORITIES.into_iter().find(|p| p.as_str() == name)
+}
+
+/// Blank characters for free text (notes, replies): JSON Schema's (ECMA-262) `\s`, spelled out
+/// because regex engines disagree about `\s` (Python's includes U+001C–U+001F and U+0085).
+fn is_blank(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
+    )
+}
+
+/// The document's pattern for free text: at least one character that is not blank.
+pub const TEXT_PATTERN: &str = "[^\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
+
+/// Free text must hold something other than blanks.
+pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.chars().all(is_blank) {
+        return Err(ApiError::invalid(format!("{field} must not be empty or blank")));
+    }
+    Ok(())
+}
+
+pub const TAG_MAX_CHARS: usize = 64;
+
+/// Characters a tag may not contain: Unicode white space, control characters and commas
+/// (listings filter by tags in a query string, comma-separated lists use them).
+fn is_tag_char(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || c == ',')
+}
+
+/// The document's pattern for a tag: the same characters as [`is_tag_char`], the whole string.
+pub const TAG_PATTERN: &str = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,]+$";
+
+/// A tag: 1 to 64 characters without white space, control characters or commas.
+pub fn check_tag(tag: &str) -> Result<(), ApiError> {
+    let n = tag.chars().count();
+    if n == 0 || n > TAG_MAX_CHARS || !tag.chars().all(is_tag_char) {
+        return Err(ApiError::invalid(format!(
+            "tag {tag:?} must be 1 to {TAG_MAX_CHARS} characters without spaces, control characters or commas"
+        )));
+    }
+    Ok(())
+}
+
+/// A pattern for a comma-separated list of `words` (no spaces, no empty items), as
+/// [`split_list`] accepts it.
+pub fn list_pattern(words: &[&str]) -> String {
+    format!("^{}$", list_regex(words))
+}
+
+/// [`list_pattern`] without the anchors, to combine with alternatives.
+pub fn list_regex(words: &[&str]) -> String {
+    let one = format!("({})", words.join("|"));
+    format!("{one}(,{one})*")
+}
+
+/// The items of a comma-separated list, each checked by `parse`; no blanks, no empty items.
+pub fn split_list<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str, known: &str) -> Result<Vec<T>, ApiError> {
+    text.split(',')
+        .map(|item| {
+            parse(item).ok_or_else(|| {
+                ApiError::invalid(format!("unknown {what} {item:?} in {text:?} (known: {known}; separate with commas, no spaces)"))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server's checks and the document's patterns agree on every character that matters
+    /// (checked with a small regex engine of our own: the class syntax used is tiny).
+    #[test]
+    fn patterns_and_checks_agree() {
+        let tag_class = class(TAG_PATTERN.trim_start_matches("^[^").trim_end_matches("]+$"));
+        let text_class = class(TEXT_PATTERN.trim_start_matches("[^").trim_end_matches(']'));
+        for c in (0u32..0x3100).chain([0xfeff, 0xffff, 0x1f600]).filter_map(char::from_u32) {
+            assert_eq!(!tag_class(c), is_tag_char(c), "tag: U+{:04X}", c as u32);
+            assert_eq!(text_class(c), is_blank(c), "text: U+{:04X}", c as u32);
+        }
+        assert!(check_text("text", " \t\u{3000}\u{feff}").is_err());
+        assert!(check_text("text", "\u{85}").is_ok(), "NEL is not blank in JSON Schema's sense");
+        assert!(check_tag("vip").is_ok() && check_tag(&"x".repeat(64)).is_ok());
+        for bad in ["", "two words", "a,b", "nul\0", &"x".repeat(65), "tab\t", "nbsp\u{a0}"] {
+            assert!(check_tag(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(list_pattern(&["a", "b"]), "^(a|b)(,(a|b))*$");
+        assert!(split_list("a,b", |s| ["a", "b"].contains(&s).then(|| s.to_string()), "x", "a, b").is_ok());
+        for bad in ["a,,b", "a, b", "", "a,"] {
+            assert!(split_list(bad, |s| ["a", "b"].contains(&s).then(|| s.to_string()), "x", "a, b").is_err(), "{bad:?}");
+        }
+    }
+
+    /// Membership in a regex character class body made of `\uXXXX`, `\t`-style escapes, ranges
+    /// and literal characters.
+    fn class(body: &str) -> impl Fn(char) -> bool {
+        let mut items: Vec<char> = Vec::new();
+        let mut chars = body.chars().peekable();
+        let mut ranges: Vec<(char, char)> = Vec::new();
+        while let Some(c) = chars.next() {
+            let c = if c == '\\' {
+                match chars.next().unwrap() {
+                    'u' => {
+                        let hex: String = (0..4).map(|_| chars.next().unwrap()).collect();
+                        char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap()
+                    }
+                    't' => '\t',
+                    'n' => '\n',
+                    'f' => '\u{c}',
+                    'r' => '\r',
+                    other => panic!("escape \\{other}"),
+                }
+            } else {
+                c
+            };
+            if chars.peek() == Some(&'-') {
+                chars.next();
+                let end = match chars.next().unwrap() {
+                    '\\' => {
+                        assert_eq!(chars.next(), Some('u'));
+                        let hex: String = (0..4).map(|_| chars.next().unwrap()).collect();
+                        char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap()
+                    }
+                    e => e,
+                };
+                ranges.push((c, end));
+            } else {
+                items.push(c);
+            }
+        }
+        move |c| items.contains(&c) || ranges.iter().any(|(a, b)| (*a..=*b).contains(&c))
+    }
+}
