@@ -142,6 +142,22 @@ pub struct AccessConfig {
     /// … for this long. An officer can unlock earlier with `mailroom user unlock`.
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
+    /// How long a one-time enrolment code (new account, password reset) stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_lifetime: Duration,
+    /// Whether a change that gives an account read on a queue waits for a second person.
+    pub grant_approval: GrantApproval,
+}
+
+/// `[access] grant_approval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantApproval {
+    /// Another security officer, or a supervisor of every queue concerned, must approve.
+    #[default]
+    SecondPerson,
+    /// Officers' changes apply at once (one-person organisations; a warning is logged at start).
+    None,
 }
 
 impl Default for AccessConfig {
@@ -153,6 +169,8 @@ impl Default for AccessConfig {
             max_failure_delay: Duration::from_secs(4),
             max_failures: 5,
             lockout: Duration::from_secs(15 * 60),
+            enrolment_lifetime: Duration::from_secs(72 * 3600),
+            grant_approval: GrantApproval::SecondPerson,
         }
     }
 }
@@ -519,6 +537,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if config.access.max_failures == 0 {
         return Err(err("access.max_failures", "must be at least 1".into()));
     }
+    if !(Duration::from_secs(1)..=Duration::from_secs(90 * 86400)).contains(&config.access.enrolment_lifetime) {
+        return Err(err("access.enrolment_lifetime", "must be between 1s and 90 days".into()));
+    }
     for addr in config.lmtp.listen.iter() {
         if addr.port() == 25 {
             return Err(err("lmtp.listen", "LMTP must never listen on port 25 (RFC 2033 §5)".into()));
@@ -695,5 +716,19 @@ mod tests {
     fn bad_duration_is_reported() {
         let e = load("[limits]\ncommand_timeout = \"five minutes\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "limits.command_timeout"), "{e}");
+    }
+
+    #[test]
+    fn enrolment_and_approval_keys_are_checked() {
+        let s = load("").unwrap();
+        assert_eq!(s.config.access.grant_approval, GrantApproval::SecondPerson, "second-person approval is the default");
+        assert_eq!(s.config.access.enrolment_lifetime, Duration::from_secs(72 * 3600));
+        let s = load("[access]\ngrant_approval = \"none\"\nenrolment_lifetime = \"2s\"\n").unwrap();
+        assert_eq!((s.config.access.grant_approval, s.config.access.enrolment_lifetime), (GrantApproval::None, Duration::from_secs(2)));
+        let e = load("[access]\ngrant_approval = \"one-person\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "access.grant_approval"), "{e}");
+        assert!(e.reason.contains("second-person"), "{e}");
+        let e = load("[access]\n\nenrolment_lifetime = \"0s\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "access.enrolment_lifetime"), "{e}");
     }
 }
