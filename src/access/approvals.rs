@@ -50,6 +50,17 @@ pub enum Outcome {
     Pending(Box<Change>),
 }
 
+/// What an officer asks for, before it is stored.
+struct Request<'a> {
+    kind: &'static str,
+    role: &'a str,
+    /// role.assign: (id, name) of the account that gains the role.
+    user: Option<(i64, &'a str)>,
+    /// role.grant: the queue (or "*") and the permissions.
+    queue: Option<&'a str>,
+    permissions: Vec<Permission>,
+}
+
 /// Whose approval a change needs.
 struct Concern {
     queues: BTreeSet<String>,
@@ -183,43 +194,46 @@ impl Access {
     }
 
     /// Stores a pending change (or finds the identical one already pending) and audits the request.
-    async fn hold_in(&self, conn: &mut SqliteConnection, by: &Principal, change: Stored) -> Result<Change, AdminError> {
-        let permissions =
-            (!change.permissions.is_empty()).then(|| change.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
-        let existing = sqlx::query_scalar::<_, i64>(
+    async fn hold_in(&self, conn: &mut SqliteConnection, by: &Principal, request: Request<'_>) -> Result<Change, AdminError> {
+        let mut permissions = request.permissions;
+        permissions.sort();
+        permissions.dedup();
+        let permissions = (!permissions.is_empty()).then(|| permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
+        let (user_id, user_name) = request.user.unzip();
+        let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM access_changes WHERE status = 'pending' AND kind = ? AND role = ? AND user_id IS ? AND queue IS ? AND permissions IS ?",
         )
-        .bind(&change.kind)
-        .bind(&change.role)
-        .bind(change.user_id)
-        .bind(&change.queue)
+        .bind(request.kind)
+        .bind(request.role)
+        .bind(user_id)
+        .bind(request.queue)
         .bind(&permissions)
         .fetch_optional(&mut *conn)
         .await?;
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let id: i64 = sqlx::query_scalar(
+        let id =
+            match existing {
+                Some(id) => id,
+                None => sqlx::query_scalar(
                     "INSERT INTO access_changes (kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 )
-                .bind(&change.kind)
-                .bind(&change.role)
-                .bind(change.user_id)
-                .bind(&change.user_name)
-                .bind(&change.queue)
+                .bind(request.kind)
+                .bind(request.role)
+                .bind(user_id)
+                .bind(user_name)
+                .bind(request.queue)
                 .bind(&permissions)
                 .bind(by.user_id)
                 .bind(&by.name)
                 .bind(now_millis())
                 .fetch_one(&mut *conn)
-                .await?;
-                let detail = format!("{} (waits for a second person)", change.describe());
-                audit_in(self, conn, &by.actor(), "change.requested", format!("change:{id}"), Some(detail)).await?;
-                id
-            }
-        };
-        let stored = self.change_in(conn, id).await?.ok_or_else(|| AdminError::Invalid(format!("change {id} vanished")))?;
+                .await?,
+            };
+        let stored = self.change_in(conn, id).await?.ok_or(AdminError::NoSuchChange(id))?;
+        if existing.is_none() {
+            let detail = format!("{} (waits for a second person)", stored.describe());
+            audit_in(self, conn, &by.actor(), "change.requested", format!("change:{id}"), Some(detail)).await?;
+        }
         let concern = concern(conn, &stored).await?;
         Ok(stored.into_change(&concern))
     }
@@ -232,22 +246,8 @@ impl Access {
         user_id: i64,
         user: &str,
     ) -> Result<Change, AdminError> {
-        let row = Stored {
-            id: 0,
-            kind: ASSIGN.into(),
-            role: role.into(),
-            user_id: Some(user_id),
-            user_name: Some(user.into()),
-            queue: None,
-            permissions: vec![],
-            requester_id: by.user_id,
-            requester: by.name.clone(),
-            requested_at: 0,
-            status: "pending".into(),
-            decided_by: None,
-            decided_at: None,
-        };
-        self.hold_in(conn, by, row).await
+        let request = Request { kind: ASSIGN, role, user: Some((user_id, user)), queue: None, permissions: vec![] };
+        self.hold_in(conn, by, request).await
     }
 
     async fn change_in(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
@@ -285,25 +285,8 @@ impl Access {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         role_exists(&mut tx, role).await?;
         let outcome = if self.second_person() && self.grant_needs_approval(&mut tx, role, permissions).await? {
-            let mut sorted: Vec<Permission> = permissions.to_vec();
-            sorted.sort();
-            sorted.dedup();
-            let row = Stored {
-                id: 0,
-                kind: GRANT.into(),
-                role: role.into(),
-                user_id: None,
-                user_name: None,
-                queue: Some(queue.into()),
-                permissions: sorted,
-                requester_id: by.user_id,
-                requester: by.name.clone(),
-                requested_at: 0,
-                status: "pending".into(),
-                decided_by: None,
-                decided_at: None,
-            };
-            Outcome::Pending(Box::new(self.hold_in(&mut tx, by, row).await?))
+            let request = Request { kind: GRANT, role, user: None, queue: Some(queue), permissions: permissions.to_vec() };
+            Outcome::Pending(Box::new(self.hold_in(&mut tx, by, request).await?))
         } else {
             self.grant_in(&mut tx, role, queue, permissions, &by.actor(), "").await?;
             Outcome::Applied
