@@ -150,6 +150,26 @@ impl Api {
     }
 }
 
+/// The mailboxes a user sees over IMAP (TLS, Python's imaplib), or None when the login fails.
+fn imap_mailboxes(s: &Server, user: &str, password: &str) -> Option<Vec<String>> {
+    let script = r#"
+import imaplib, json, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+conn = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+try:
+    conn.login(sys.argv[2], sys.argv[3])
+except imaplib.IMAP4.error:
+    print("null"); sys.exit(0)
+typ, listed = conn.list('""', "*")
+print(json.dumps(sorted(l.decode().rsplit(" ", 1)[-1].strip('"') for l in listed if l)))
+conn.logout()
+"#;
+    let port = s.imaps_addr().port().to_string();
+    let out = Command::new("python3").args(["-c", script, &port, user, password]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn audit(s: &Server) -> Vec<Value> {
     let out = s.cli(&["audit", "list", "--json"]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -217,7 +237,8 @@ fn an_officer_never_changes_his_own_access() {
 
 #[test]
 fn changes_that_open_mail_wait_for_a_second_person() {
-    let s = start("");
+    // Room for the deliberate failed logins below (from one address) before any lockout.
+    let s = start("max_failures = 10");
     let api = Api::new(&s);
     let (olga, otto, sue, leo) = (api.token("olga"), api.token("otto"), api.token("sue"), api.token("leo"));
 
@@ -238,10 +259,12 @@ fn changes_that_open_mail_wait_for_a_second_person() {
     for guess in [code.as_str(), PW, ""] {
         assert_eq!(api.login("bob", guess), Err(401), "bob with {guess:?}");
     }
+    assert_eq!(imap_mailboxes(&s, "bob", &code), None, "nor over IMAP");
     // Bob sets his own password, logs in, and reads nothing until the change is approved.
     api.enrol("bob", &code, "bob's own passphrase").ok(200, "enrol");
     let bob = api.login("bob", "bob's own passphrase").unwrap();
     assert_eq!(api.queues(&bob), json!([]));
+    assert_eq!(imap_mailboxes(&s, "bob", "bob's own passphrase"), Some(vec![]), "no mailbox over IMAP either");
     api.get("/api/queues", &bob).refused(403, "bob's queues before approval");
     api.get("/api/admin/changes", &bob).refused(403, "a user without supervise lists changes");
 
@@ -277,6 +300,7 @@ fn changes_that_open_mail_wait_for_a_second_person() {
     let approved = api.post(&format!("/api/admin/changes/{id}/approve"), &otto, json!({})).ok(200, "approve").clone();
     assert_eq!((&approved["change"]["status"], &approved["change"]["decided_by"]), (&json!("approved"), &json!("user:otto")));
     assert_eq!(api.queues(&bob), json!(["support", "sales", "complaints"]));
+    assert_eq!(imap_mailboxes(&s, "bob", "bob's own passphrase").unwrap(), ["complaints", "sales", "support"]);
     api.post(&format!("/api/admin/changes/{id}/approve"), &otto, json!({})).refused(409, "approved twice");
     api.post("/api/admin/changes/999999/approve", &otto, json!({})).refused(404, "no such change");
 
