@@ -118,6 +118,7 @@ pub enum UserCommand {
     /// the code on the first line of standard input, the new password on the second).
     Enrol {
         name: String,
+        /// Read the code (first line) and the new password (second line) from standard input instead of prompting.
         #[arg(long)]
         stdin: bool,
         #[command(flatten)]
