@@ -59,7 +59,7 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Staff accounts (IMAP and HTTP logins). Passwords are read from a prompt or stdin, never argv.
+    /// Staff accounts (IMAP and HTTP logins): one-time enrolment codes, or passwords from stdin (never argv).
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -69,18 +69,25 @@ pub enum Command {
         #[command(subcommand)]
         command: RoleCommand,
     },
+    /// Access changes an officer asked for over HTTP that wait for a second person's approval.
+    Change {
+        #[command(subcommand)]
+        command: ChangeCommand,
+    },
 }
 
 #[derive(Args, Clone)]
 pub struct PasswordSource {
-    /// Read the password from the first line of standard input instead of prompting.
+    /// Set the password from the first line of standard input (automation on the host) instead
+    /// of issuing a one-time enrolment code for the user.
     #[arg(long)]
     pub password_stdin: bool,
 }
 
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Create a user (argon2id password hash) with the given roles.
+    /// Create a user with the given roles. Prints a one-time enrolment code for the user to set
+    /// his own password with (`mailroom user enrol`, POST /api/enrol), unless --password-stdin.
     Add {
         name: String,
         /// A role to give the user (repeatable), e.g. --role support-agent --role security-officer.
@@ -98,11 +105,22 @@ pub enum UserCommand {
         #[command(flatten)]
         location: Location,
     },
-    /// Set a new password (ends the user's sessions and lifts a lockout).
+    /// Reset a password: the old one stops working, the user's sessions end, and a one-time
+    /// enrolment code is printed (with --password-stdin: set the password read from stdin).
     Passwd {
         name: String,
         #[command(flatten)]
         password: PasswordSource,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Set your own password with the enrolment code you were given (prompted, or with --stdin:
+    /// the code on the first line of standard input, the new password on the second).
+    Enrol {
+        name: String,
+        /// Read the code (first line) and the new password (second line) from standard input instead of prompting.
+        #[arg(long)]
+        stdin: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -156,6 +174,32 @@ pub enum RoleCommand {
     List {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ChangeCommand {
+    /// List access changes (default: those pending).
+    List {
+        /// pending, approved, rejected or all.
+        #[arg(long, default_value = "pending", value_parser = ["pending", "approved", "rejected", "all"])]
+        status: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Approve a pending change: it applies now (with the host's authority; audited with both names).
+    Approve {
+        id: i64,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Reject a pending change: it never applies.
+    Reject {
+        id: i64,
         #[command(flatten)]
         location: Location,
     },
@@ -380,6 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { command } => user_command(command).await,
         Command::Role { command } => role_command(command).await,
+        Command::Change { command } => change_command(command).await,
         Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => {
             rules_test(&message, config.as_deref(), from, to, json)
         }
@@ -491,35 +536,50 @@ async fn open_existing_or_new(location: &Location) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// The password from stdin (first line) or an interactive prompt asked twice; never argv.
-fn read_password(source: &PasswordSource) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    if source.password_stdin {
-        let mut line = zeroize::Zeroizing::new(String::new());
-        std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
-        let trimmed = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
-        anyhow::ensure!(!trimmed.is_empty(), "no password on stdin");
-        return Ok(trimmed);
-    }
-    anyhow::ensure!(std::io::IsTerminal::is_terminal(&std::io::stdin()), "no terminal to prompt for a password: use --password-stdin");
+/// One line of stdin without its line ending; never argv.
+fn stdin_line(what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line).with_context(|| format!("reading the {what} from stdin"))?;
+    let trimmed = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    anyhow::ensure!(!trimmed.is_empty(), "no {what} on stdin");
+    Ok(trimmed)
+}
+
+/// A new password asked twice at the terminal.
+fn prompt_new_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
     let first = zeroize::Zeroizing::new(rpassword::prompt_password("New password: ")?);
     let second = zeroize::Zeroizing::new(rpassword::prompt_password("Repeat it: ")?);
     anyhow::ensure!(*first == *second, "the passwords differ");
     Ok(first)
 }
 
+/// How the code is shown: once, on a line of its own, with what to do with it.
+fn print_code(name: &str, code: &crate::access::enrolment::EnrolmentCode) {
+    println!("enrolment code: {}", code.code.as_str());
+    println!(
+        "give it to {name} (shown only now; valid until {}); {name} sets a password with: mailroom user enrol {name}  (or POST /api/enrol)",
+        code.expires_at
+    );
+}
+
 async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use crate::access::admin::By;
     match command {
         UserCommand::Add { name, roles, password, location } => {
-            let password = read_password(&password)?;
-            open_access(&location).await?.add_user(&name, &password, &roles, &actor()).await?;
-            println!(
-                "user {name} added{}",
-                if roles.is_empty() {
-                    " (no roles yet: grant one with mailroom role grant ROLE --user NAME)".to_string()
-                } else {
-                    format!(" with roles {}", roles.join(", "))
-                }
-            );
+            let with_roles = if roles.is_empty() {
+                " (no roles yet: grant one with mailroom role grant ROLE --user NAME)".to_string()
+            } else {
+                format!(" with roles {}", roles.join(", "))
+            };
+            if password.password_stdin {
+                let password = stdin_line("password")?;
+                open_access(&location).await?.add_user(&name, &password, &roles, &actor()).await?;
+                println!("user {name} added{with_roles}");
+            } else {
+                let account = open_access(&location).await?.add_user_enrolled(&name, &roles, By::Host(&actor())).await?;
+                println!("user {name} added{with_roles}");
+                print_code(&name, &account.enrolment);
+            }
         }
         UserCommand::List { json, location } => {
             let users = open_access(&location).await?.list_users().await?;
@@ -540,9 +600,28 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Passwd { name, password, location } => {
-            let password = read_password(&password)?;
-            open_access(&location).await?.set_password(&name, &password, &actor()).await?;
-            println!("password of {name} changed; their sessions have ended");
+            if password.password_stdin {
+                let password = stdin_line("password")?;
+                open_access(&location).await?.set_password(&name, &password, &actor()).await?;
+                println!("password of {name} changed; their sessions have ended");
+            } else {
+                let code = open_access(&location).await?.reset_password(&name, By::Host(&actor())).await?;
+                println!("password of {name} reset: the old one no longer works and their sessions have ended");
+                print_code(&name, &code);
+            }
+        }
+        UserCommand::Enrol { name, stdin, location } => {
+            let (code, password) = if stdin {
+                (stdin_line("enrolment code")?, stdin_line("new password")?)
+            } else {
+                anyhow::ensure!(std::io::IsTerminal::is_terminal(&std::io::stdin()), "no terminal to prompt on: use --stdin");
+                (zeroize::Zeroizing::new(rpassword::prompt_password("Enrolment code: ")?), prompt_new_password()?)
+            };
+            let access = open_access(&location).await?;
+            match access.enrol(&name, &code, &password, std::net::Ipv4Addr::LOCALHOST.into(), "cli").await {
+                Ok(()) => println!("password of {name} set; log in with it"),
+                Err(e) => anyhow::bail!("{e}"),
+            }
         }
         UserCommand::Lock { name, location } => {
             open_access(&location).await?.lock_user(&name, &actor()).await?;
@@ -555,6 +634,45 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Remove { name, location } => {
             open_access(&location).await?.remove_user(&name, &actor()).await?;
             println!("user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+async fn change_command(command: ChangeCommand) -> anyhow::Result<()> {
+    use crate::access::admin::By;
+    let print = |c: &crate::access::approvals::Change| {
+        let what = match (&c.user, &c.queue) {
+            (Some(user), _) => format!("user={user}"),
+            (None, Some(queue)) => {
+                format!("queue={queue} permissions={}", c.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))
+            }
+            (None, None) => "-".into(),
+        };
+        let decided = c.decided_by.as_ref().map(|by| format!("  {} by {by}", c.status)).unwrap_or_default();
+        println!(
+            "{:>6}  {:<9} {:<12} role={:<20} {:<40} requested by {} at {}{decided}",
+            c.id, c.status, c.kind, c.role, what, c.requested_by, c.requested_at
+        );
+    };
+    match command {
+        ChangeCommand::List { status, json, location } => {
+            let filter = (status != "all").then_some(status.as_str());
+            for change in open_access(&location).await?.list_changes(By::Host(&actor()), filter).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&change)?);
+                } else {
+                    print(&change);
+                }
+            }
+        }
+        ChangeCommand::Approve { id, location } => {
+            let change = open_access(&location).await?.decide_change(By::Host(&actor()), id, true).await?;
+            print(&change);
+        }
+        ChangeCommand::Reject { id, location } => {
+            let change = open_access(&location).await?.decide_change(By::Host(&actor()), id, false).await?;
+            print(&change);
         }
     }
     Ok(())

@@ -148,6 +148,22 @@ pub struct AccessConfig {
     /// How long a login waits for a free check before it is told to try again later.
     #[serde(with = "humantime_serde")]
     pub login_queue_timeout: Duration,
+    /// How long a one-time enrolment code (new account, password reset) stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrolment_lifetime: Duration,
+    /// Whether a change that gives an account read on a queue waits for a second person.
+    pub grant_approval: GrantApproval,
+}
+
+/// `[access] grant_approval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantApproval {
+    /// Another security officer, or a supervisor of every queue concerned, must approve.
+    #[default]
+    SecondPerson,
+    /// Officers' changes apply at once (one-person organisations; a warning is logged at start).
+    None,
 }
 
 impl Default for AccessConfig {
@@ -161,6 +177,8 @@ impl Default for AccessConfig {
             lockout: Duration::from_secs(15 * 60),
             max_concurrent_logins: 0,
             login_queue_timeout: Duration::from_secs(5),
+            enrolment_lifetime: Duration::from_secs(72 * 3600),
+            grant_approval: GrantApproval::SecondPerson,
         }
     }
 }
@@ -535,6 +553,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if queue_timeout < Duration::from_millis(100) || queue_timeout > Duration::from_secs(60) {
         return Err(err("access.login_queue_timeout", "must be between 100ms and 60s".into()));
     }
+    if !(Duration::from_secs(1)..=Duration::from_secs(90 * 86400)).contains(&config.access.enrolment_lifetime) {
+        return Err(err("access.enrolment_lifetime", "must be between 1s and 90 days".into()));
+    }
     for addr in config.lmtp.listen.iter() {
         if addr.port() == 25 {
             return Err(err("lmtp.listen", "LMTP must never listen on port 25 (RFC 2033 §5)".into()));
@@ -711,5 +732,19 @@ mod tests {
     fn bad_duration_is_reported() {
         let e = load("[limits]\ncommand_timeout = \"five minutes\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "limits.command_timeout"), "{e}");
+    }
+
+    #[test]
+    fn enrolment_and_approval_keys_are_checked() {
+        let s = load("").unwrap();
+        assert_eq!(s.config.access.grant_approval, GrantApproval::SecondPerson, "second-person approval is the default");
+        assert_eq!(s.config.access.enrolment_lifetime, Duration::from_secs(72 * 3600));
+        let s = load("[access]\ngrant_approval = \"none\"\nenrolment_lifetime = \"2s\"\n").unwrap();
+        assert_eq!((s.config.access.grant_approval, s.config.access.enrolment_lifetime), (GrantApproval::None, Duration::from_secs(2)));
+        let e = load("[access]\ngrant_approval = \"one-person\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "access.grant_approval"), "{e}");
+        assert!(e.reason.contains("second-person"), "{e}");
+        let e = load("[access]\n\nenrolment_lifetime = \"0s\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "access.enrolment_lifetime"), "{e}");
     }
 }

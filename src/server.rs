@@ -68,6 +68,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let access = crate::access::Access::new(store.clone());
     tracing::info!(slots = access.login_slots(), "logins: at most {} password checks at once", access.login_slots());
     access.seed_roles().await.context("creating the roles named in the configuration")?;
+    if settings.config.access.grant_approval == crate::config::GrantApproval::None {
+        tracing::warn!(
+            "access.grant_approval = \"none\": an officer's change that opens a queue's mail applies without a second person's approval (one-person organisations only)"
+        );
+    }
     let mut imap_listeners = Vec::new();
     for (name, implicit_tls, addrs) in
         [("imap", false, &settings.config.imap.listen_starttls), ("imaps", true, &settings.config.imap.listen_tls)]

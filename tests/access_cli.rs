@@ -67,7 +67,9 @@ fn users_and_roles_are_managed_and_audited() {
         "unknown role",
         "no role is named",
     );
-    fails(s.cli(&["user", "add", "bert"]), "no terminal", "--password-stdin");
+    // Without --password-stdin, `user add` issues an enrolment code (see below); the user's own
+    // prompt needs a terminal too.
+    fails(s.cli(&["user", "enrol", "anna"]), "no terminal", "--stdin");
     s.add_user("olga", PW, &["security-officer"]);
     ok(s.cli(&["role", "grant", "support-agent", "--user", "olga"]), "role to user");
     let listed = users(&s);
@@ -172,4 +174,79 @@ fn bad_roles_in_the_config_name_file_line_and_key() {
     .unwrap();
     let out = run_bin(&["config", "check", "--config", config.to_str().unwrap()], std::time::Duration::from_secs(20));
     assert!(!out.status.success() && out.stderr.contains("http.listen: 0.0.0.0:8080 is not a loopback address"), "{}", out.stderr);
+}
+
+/// The code line printed by `user add` / `user passwd` without --password-stdin.
+fn code_of(out: CliOutput) -> String {
+    let text = ok(out, "code");
+    text.lines().find_map(|l| l.strip_prefix("enrolment code: ")).unwrap_or_else(|| panic!("no code in {text:?}")).to_string()
+}
+
+/// A bearer-token request through curl: (status, JSON body).
+fn http(s: &Server, token: Option<&str>, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd.arg(format!("{}{path}", s.http_url())).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn the_host_issues_enrolment_codes_and_decides_pending_changes() {
+    let extra = "[[roles]]\nname = \"support-agent\"\ngrants = { support = [\"read\", \"act\"] }\n\n[[roles]]\nname = \"supervisor\"\ngrants = { \"*\" = [\"read\", \"supervise\"] }\n";
+    let s = Server::start(Opts { extra_toml: extra.into(), ..Default::default() });
+
+    // Without --password-stdin: no password at all, a one-time code instead.
+    let code = code_of(s.cli(&["user", "add", "bert", "--role", "support-agent"]));
+    assert_eq!(users(&s)[0]["enrolment_pending"], true);
+    fails(
+        s.cli_stdin(&["user", "enrol", "bert", "--stdin"], b"ABCDE-FGHJK-MNPQR-STVWX-YZ012\nbert's passphrase\n"),
+        "wrong code",
+        "invalid user name or enrolment code",
+    );
+    fails(s.cli_stdin(&["user", "enrol", "bert", "--stdin"], format!("{code}\nshort\n").as_bytes()), "weak", "at least 12 characters");
+    ok(s.cli_stdin(&["user", "enrol", "bert", "--stdin"], format!("{code}\nbert's passphrase\n").as_bytes()), "enrol");
+    assert_eq!(users(&s)[0]["enrolment_pending"], false);
+    fails(s.cli_stdin(&["user", "enrol", "bert", "--stdin"], format!("{code}\nbert's passphrase\n").as_bytes()), "reused", "invalid");
+    assert_eq!(http(&s, None, "/api/login", serde_json::json!({ "user": "bert", "password": "bert's passphrase" })).0, 200);
+    // `user passwd` without --password-stdin: a reset (the old password stops working).
+    let again = code_of(s.cli(&["user", "passwd", "bert"]));
+    assert_ne!(again, code);
+    assert_eq!(http(&s, None, "/api/login", serde_json::json!({ "user": "bert", "password": "bert's passphrase" })).0, 401);
+
+    // An officer's requests over HTTP wait; the host lists and decides them.
+    s.add_user("olga", PW, &["security-officer"]);
+    let (status, login) = http(&s, None, "/api/login", serde_json::json!({ "user": "olga", "password": PW, "mode": "bearer" }));
+    assert_eq!(status, 200);
+    let olga = login["token"].as_str().unwrap();
+    let (status, first) = http(&s, Some(olga), "/api/admin/roles/supervisor/members", serde_json::json!({ "user": "bert" }));
+    assert_eq!(status, 202, "{first}");
+    let (status, second) =
+        http(&s, Some(olga), "/api/admin/roles/support-agent/grants", serde_json::json!({ "queue": "sales", "permissions": ["read"] }));
+    assert_eq!(status, 202, "{second}");
+    let (first, second) = (first["change"]["id"].to_string(), second["change"]["id"].to_string());
+    let listed = ok(s.cli(&["change", "list"]), "change list");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains("role=supervisor") && listed.contains("user=bert") && listed.contains("requested by olga"), "{listed}");
+    let json = ok(s.cli(&["change", "list", "--json"]), "change list --json");
+    assert!(json.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"] == "pending"));
+    assert!(ok(s.cli(&["change", "approve", &first]), "approve").contains("approved by cli:"));
+    assert!(role(&s, "supervisor")["members"] == serde_json::json!(["bert"]), "applied");
+    ok(s.cli(&["change", "reject", &second]), "reject");
+    assert_eq!(role(&s, "support-agent")["grants"], serde_json::json!({ "support": ["read", "act"] }), "never applied");
+    fails(s.cli(&["change", "approve", &second]), "decided", "already rejected");
+    fails(s.cli(&["change", "approve", "4242"]), "unknown", "no change has the id 4242");
+    assert_eq!(ok(s.cli(&["change", "list"]), "nothing pending").lines().count(), 0);
+    assert_eq!(ok(s.cli(&["change", "list", "--status", "all"]), "all").lines().count(), 2);
+    let audit = ok(s.cli(&["audit", "list", "--action", "change.approved", "--json"]), "audit");
+    let entry: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert!(entry["actor"].as_str().unwrap().starts_with("cli:"));
+    assert!(entry["detail"].as_str().unwrap().contains("requested_by=user:olga"), "{entry}");
+    // The codes are not in the database file.
+    let db = std::fs::read(s.data_dir.join("mailroom.db")).unwrap();
+    assert!(find(&db, code.as_bytes()).is_none() && find(&db, again.as_bytes()).is_none());
 }

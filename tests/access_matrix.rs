@@ -120,8 +120,9 @@ fn subjects() -> Vec<Subject> {
     ]
 }
 
-fn probe(s: &Server, user: &str, password: &str, cases: &serde_json::Value) -> serde_json::Value {
+fn probe(s: &Server, user: &str, password: &str, cases: &serde_json::Value, own_role: Option<&str>) -> serde_json::Value {
     let spec = serde_json::json!({
+        "own_role": own_role,
         "imap_port": s.imap_addr().port(),
         "imaps_port": s.imaps_addr().port(),
         "http": s.http_url(),
@@ -192,7 +193,8 @@ fn every_role_sees_and_does_exactly_what_it_may() {
         }
     };
     for subject in subjects() {
-        let got = probe(&s, subject.user, PW, &cases);
+        let own_role = subject.roles.iter().copied().find(|r| *r != "security-officer");
+        let got = probe(&s, subject.user, PW, &cases, own_role);
         let who = subject.user;
         expect(who, format!("imap login = {}", got["imap_login"]), got["imap_login"] == subject.can_log_in);
         expect(who, format!("http login = {}", got["http_login"]), got["http_login"] == subject.can_log_in);
@@ -250,11 +252,27 @@ fn every_role_sees_and_does_exactly_what_it_may() {
             );
         }
         expect(who, format!("after logout = {}", g["http_after_logout"]), g["http_after_logout"] == 401);
+        // Issue #8: nobody changes his own access or account (officers included: 403 either way).
+        for key in ["http_self_supervisor", "http_self_reset", "http_self_lock"] {
+            expect(who, format!("{key} = {}", g[key]), g[key] == 403);
+        }
+        if own_role.is_some() {
+            expect(who, format!("http_grant_own_role = {}", g["http_grant_own_role"]), g["http_grant_own_role"] == 403);
+        }
+        // An officer's new account with a reading role waits (202); a chosen password is refused.
+        let (add, pw) = (&g["http_add_supervisor_user"], &g["http_add_password_user"]);
+        expect(who, format!("http_add_supervisor_user = {add}"), if subject.officer { add == 202 } else { add == 403 });
+        expect(who, format!("http_add_password_user = {pw}"), if subject.officer { pw == 422 } else { pw == 403 });
+        // Pending changes: officers and supervisors see and decide them.
+        let approver = subject.officer || any_supervise;
+        let (list, approve) = (&g["http_changes"], &g["http_approve_unknown"]);
+        expect(who, format!("http_changes = {list}"), if approver { list == 200 } else { list == 403 });
+        expect(who, format!("http_approve_unknown = {approve}"), if approver { approve == 404 } else { approve == 403 });
     }
 
     // Wrong passwords and unknown users get nowhere, on any protocol.
     for (user, password) in [("sue", "not the password"), ("nobody", PW)] {
-        let got = probe(&s, user, password, &cases);
+        let got = probe(&s, user, password, &cases, None);
         expect(user, format!("wrong credentials: imap login = {}", got["imap_login"]), got["imap_login"] == false);
         expect(user, format!("wrong credentials: http login = {}", got["http_login"]), got["http_login"] == false);
     }
@@ -280,6 +298,17 @@ fn every_role_sees_and_does_exactly_what_it_may() {
         let leaked: Vec<_> = reads.iter().filter(|e| e["actor"] == format!("user:{user}") && Some(&e["object"]) != allowed).collect();
         assert!(leaked.is_empty(), "{user} read something outside their queues: {leaked:?}");
     }
+    // The officers' new supervisor accounts wait for a second person: no one gained the role,
+    // and the officers hold what they held.
+    let roles: Vec<serde_json::Value> =
+        s.cli(&["role", "list", "--json"]).stdout_str().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let members = |role: &str| roles.iter().find(|r| r["name"] == role).unwrap()["members"].clone();
+    assert_eq!(members("supervisor"), serde_json::json!(["lars", "sue"]));
+    assert_eq!(members("security-officer"), serde_json::json!(["olga", "otto"]));
+    assert_eq!(members("sales-agent"), serde_json::json!(["otto", "sally"]));
+    let pending = s.cli(&["change", "list", "--json"]).stdout_str();
+    assert_eq!(pending.lines().count(), 2, "probe-new-olga and probe-new-otto wait: {pending}");
+    assert!(pending.contains("probe-new-olga") && pending.contains("probe-new-otto"));
     let verify = s.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", verify.stderr);
 

@@ -1,11 +1,17 @@
 //! User and role management: what `mailroom user …` / `mailroom role …` and the security
 //! officer's HTTP endpoints do. Every change is audited in the transaction that makes it.
+//!
+//! The methods that take an `actor: &str` act with the host's authority (the CLI, the config):
+//! root on the host can read the database and the key file anyway. What an officer asks for over
+//! HTTP goes through [`By::Staff`]: he never changes his own account, roles or grants
+//! ([`Access::refuse_own`]), and what would open a queue's mail waits for a second person
+//! (`approvals`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{Row, SqliteConnection};
 
-use super::{Access, Permission, SECURITY_OFFICER, check_role_name, check_user_name, password};
+use super::{Access, Permission, Principal, SECURITY_OFFICER, check_role_name, check_user_name, password};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::{StoreError, millis_to_rfc3339, now_millis};
 
@@ -17,8 +23,16 @@ pub enum AdminError {
     NoSuchUser(String),
     #[error("no role is named {0:?}")]
     NoSuchRole(String),
+    #[error("no change has the id {0}")]
+    NoSuchChange(i64),
     #[error("{0} already exists")]
     Exists(String),
+    /// Separation of duties: not this person, not for this change.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The state does not allow it (e.g. a change already decided).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +54,38 @@ pub struct UserInfo {
     pub failed_logins: i64,
     pub created_at: String,
     pub password_changed_at: String,
+    /// No usable password yet (new account or reset): an enrolment code is pending.
+    pub enrolment_pending: bool,
+    /// When the pending code expires (it may already have: then the account needs a new one).
+    pub enrolment_expires_at: Option<String>,
+}
+
+/// Who makes a change.
+#[derive(Clone, Copy)]
+pub enum By<'a> {
+    /// The CLI or the configuration, with the host's authority (named for the audit log).
+    Host(&'a str),
+    /// A logged-in staff member (HTTP), held to separation of duties.
+    Staff(&'a Principal),
+}
+
+impl By<'_> {
+    pub fn actor(&self) -> String {
+        match self {
+            By::Host(actor) => actor.to_string(),
+            By::Staff(p) => p.actor(),
+        }
+    }
+}
+
+/// What an officer's request touches, for the rule that nobody changes his own access.
+pub enum Touches<'a> {
+    /// An account: reset, lock, unlock, remove.
+    Account(&'a str),
+    /// A user's membership in a role.
+    Membership { role: &'a str, user: &'a str },
+    /// A role's grants.
+    Grants(&'a str),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -51,7 +97,7 @@ pub struct RoleInfo {
     pub members: Vec<String>,
 }
 
-async fn audit_in(
+pub(crate) async fn audit_in(
     access: &Access,
     conn: &mut SqliteConnection,
     actor: &str,
@@ -67,7 +113,7 @@ async fn audit_in(
     .await
 }
 
-async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminError> {
+pub(crate) async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminError> {
     sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -75,13 +121,40 @@ async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminEr
         .ok_or_else(|| AdminError::NoSuchUser(name.into()))
 }
 
-async fn role_exists(conn: &mut SqliteConnection, role: &str) -> Result<(), AdminError> {
+pub(crate) async fn role_exists(conn: &mut SqliteConnection, role: &str) -> Result<(), AdminError> {
     let found: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE name = ?").bind(role).fetch_optional(&mut *conn).await?;
     found.map(|_| ()).ok_or_else(|| AdminError::NoSuchRole(role.into()))
 }
 
 impl Access {
-    fn known_queue(&self, queue: &str) -> Result<(), AdminError> {
+    /// Refuses (403, audited as `admin.refused`) a request by which an officer would change his
+    /// own account, his own role memberships, or the grants of a role he holds.
+    pub async fn refuse_own(&self, by: &Principal, attempt: &str, touches: Touches<'_>) -> Result<(), AdminError> {
+        let (own, object, reason) = match touches {
+            Touches::Account(name) => (
+                name == by.name,
+                format!("user:{name}"),
+                "you cannot reset, lock, unlock or remove your own account: another officer (or the host's `mailroom user`) can",
+            ),
+            Touches::Membership { role, user } => (
+                user == by.name,
+                format!("role:{role}"),
+                "you cannot give yourself a role or take one from yourself: another officer (or the host's `mailroom role`) can",
+            ),
+            Touches::Grants(role) => (
+                by.roles.iter().any(|r| r == role),
+                format!("role:{role}"),
+                "you cannot change the grants of a role you hold: another officer (or the host's `mailroom role`) can",
+            ),
+        };
+        if !own {
+            return Ok(());
+        }
+        self.audit(&by.actor(), "admin.refused", Some(object), Some(format!("attempt={attempt} reason=own-access"))).await?;
+        Err(AdminError::Forbidden(reason.into()))
+    }
+
+    pub(crate) fn known_queue(&self, queue: &str) -> Result<(), AdminError> {
         if queue == "*" || self.store.settings.config.queues.iter().any(|q| q.name == queue) {
             return Ok(());
         }
@@ -89,6 +162,9 @@ impl Access {
         Err(AdminError::Invalid(format!("no queue is named {queue:?} (queues: {}, or * for all)", names.join(", "))))
     }
 
+    /// A user with a password chosen on the host (`mailroom user add --password-stdin`, for
+    /// automation). Staff accounts made by an officer get an enrolment code instead
+    /// (`add_user_enrolled`).
     pub async fn add_user(&self, name: &str, password: &str, roles: &[String], actor: &str) -> Result<(), AdminError> {
         check_user_name(name).map_err(AdminError::Invalid)?;
         password::check_strength(password).map_err(AdminError::Invalid)?;
@@ -126,7 +202,8 @@ impl Access {
     pub async fn list_users(&self) -> Result<Vec<UserInfo>, AdminError> {
         let rows = sqlx::query(
             "SELECT u.name, u.locked, u.locked_until, u.failed_logins, u.created_at, u.password_changed_at,
-                    (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role))
+                    (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role)),
+                    u.enrolment_mac IS NOT NULL, u.enrolment_expires_at
              FROM users u ORDER BY u.name",
         )
         .fetch_all(&self.store.pool)
@@ -142,22 +219,28 @@ impl Access {
                 created_at: millis_to_rfc3339(r.get(4)),
                 password_changed_at: millis_to_rfc3339(r.get(5)),
                 roles: r.get::<Option<String>, _>(6).map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
+                enrolment_pending: r.get::<i64, _>(7) != 0,
+                enrolment_expires_at: r.get::<Option<i64>, _>(8).map(millis_to_rfc3339),
             })
             .collect())
     }
 
-    /// New password; every session of the user ends and any lockout is lifted.
+    /// New password from the host (`mailroom user passwd --password-stdin`); every session of
+    /// the user ends, any lockout is lifted, a pending enrolment code stops working.
     pub async fn set_password(&self, name: &str, password: &str, actor: &str) -> Result<(), AdminError> {
         password::check_strength(password).map_err(AdminError::Invalid)?;
         let hash = password::hash(password).map_err(AdminError::Invalid)?;
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL WHERE id = ?")
-            .bind(&hash)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL, password_issuer = NULL,
+                    enrolment_mac = NULL, enrolment_expires_at = NULL, enrolment_issuer = NULL WHERE id = ?",
+        )
+        .bind(&hash)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
         audit_in(self, &mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
         tx.commit().await?;
@@ -221,8 +304,8 @@ impl Access {
         Ok(())
     }
 
-    /// Grants permissions on a queue (or "*") to a role.
-    pub async fn grant(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
+    /// What any grant must satisfy, whoever asks.
+    pub(crate) fn check_grant(&self, role: &str, queue: &str, permissions: &[Permission]) -> Result<(), AdminError> {
         self.known_queue(queue)?;
         if role == SECURITY_OFFICER {
             return Err(AdminError::Invalid(
@@ -232,21 +315,41 @@ impl Access {
         if permissions.is_empty() {
             return Err(AdminError::Invalid("name at least one permission (read, act, assign, supervise)".into()));
         }
+        Ok(())
+    }
+
+    /// Grants permissions on a queue (or "*") to a role.
+    pub async fn grant(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
+        self.check_grant(role, queue, permissions)?;
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         role_exists(&mut tx, role).await?;
+        self.grant_in(&mut tx, role, queue, permissions, actor, "").await?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(())
+    }
+
+    /// The grant itself, audited by `actor` (with `extra` appended to the detail: an approval).
+    pub(crate) async fn grant_in(
+        &self,
+        conn: &mut SqliteConnection,
+        role: &str,
+        queue: &str,
+        permissions: &[Permission],
+        actor: &str,
+        extra: &str,
+    ) -> Result<(), AdminError> {
         for p in permissions {
             sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)")
                 .bind(role)
                 .bind(queue)
                 .bind(p.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
         }
         let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-        audit_in(self, &mut tx, actor, "role.grant", format!("role:{role}"), Some(format!("queue={queue} permissions={}", list.join(","))))
-            .await?;
-        tx.commit().await?;
-        self.store.changed();
+        let detail = format!("queue={queue} permissions={}{extra}", list.join(","));
+        audit_in(self, conn, actor, "role.grant", format!("role:{role}"), Some(detail)).await?;
         Ok(())
     }
 
@@ -282,10 +385,24 @@ impl Access {
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         role_exists(&mut tx, role).await?;
         let id = user_id(&mut tx, user).await?;
-        sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "role.assign", format!("role:{role}"), Some(format!("user={user}"))).await?;
+        self.assign_in(&mut tx, role, id, user, actor, "").await?;
         tx.commit().await?;
         self.store.changed();
+        Ok(())
+    }
+
+    /// The membership itself, audited by `actor` (with `extra` appended: an approval).
+    pub(crate) async fn assign_in(
+        &self,
+        conn: &mut SqliteConnection,
+        role: &str,
+        id: i64,
+        user: &str,
+        actor: &str,
+        extra: &str,
+    ) -> Result<(), AdminError> {
+        sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *conn).await?;
+        audit_in(self, conn, actor, "role.assign", format!("role:{role}"), Some(format!("user={user}{extra}"))).await?;
         Ok(())
     }
 

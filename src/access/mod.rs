@@ -13,6 +13,8 @@
 //! mail only when also given a queue role (separation of duties).
 
 pub mod admin;
+pub mod approvals;
+pub mod enrolment;
 pub mod password;
 pub mod sessions;
 pub mod throttle;
@@ -355,14 +357,18 @@ impl Access {
         .await
     }
 
-    /// The user with their current roles, or None when removed or locked (a session of a user
-    /// locked meanwhile stops working at once).
+    /// The user with their current roles, or None when removed, locked or reset (a session of a
+    /// user locked or reset meanwhile stops working at once).
     pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>, StoreError> {
-        let Some(row) = sqlx::query("SELECT name, locked FROM users WHERE id = ?").bind(user_id).fetch_optional(&self.store.pool).await?
+        // A pending enrolment code means the password was reset: no session survives that.
+        let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.store.pool)
+            .await?
         else {
             return Ok(None);
         };
-        if row.get::<i64, _>(1) != 0 {
+        if row.get::<i64, _>(1) != 0 || row.get::<i64, _>(2) != 0 {
             return Ok(None);
         }
         let name: String = row.get(0);

@@ -1,9 +1,13 @@
-//! The security officer's endpoints: users, roles, grants, the audit log. Everything goes through
-//! `crate::access::admin`, which audits each change in the transaction that makes it; nothing here
-//! touches customer data (an officer reads mail only with a queue role of their own).
+//! The security officer's endpoints: users, roles, grants, pending changes, the audit log.
+//! Everything goes through `crate::access` (`admin`, `enrolment`, `approvals`), which audits each
+//! change in the transaction that makes it; nothing here touches customer data (an officer reads
+//! mail only with a queue role of their own). An officer never touches his own account, roles or
+//! grants (403); a new account or a reset yields a one-time enrolment code, never a password the
+//! officer chose; a change that opens a queue's mail answers 202 and waits for a second person.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -16,6 +20,8 @@ use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path, Query};
 use crate::access::Permission;
+use crate::access::admin::{By, Touches};
+use crate::access::approvals::Outcome;
 use crate::store::audit::ChainCheck;
 use crate::store::millis_to_rfc3339;
 
@@ -37,6 +43,17 @@ fn done() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// 204 when the change applied, 202 with the pending change when it waits for a second person.
+fn outcome(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Applied => done(),
+        Outcome::Pending(change) => (StatusCode::ACCEPTED, axum::Json(json!({ "pending": true, "change": change }))).into_response(),
+    }
+}
+
+const NO_PASSWORDS: &str = "an officer does not choose passwords: the answer carries a one-time enrolment code for the user, \
+                            who sets his own password with it (POST /api/enrol or `mailroom user enrol`)";
+
 /// `GET /api/admin/users`.
 pub async fn list_users(State(ctx): State<Arc<HttpContext>>, Officer(_): Officer) -> Result<axum::Json<Value>, ApiError> {
     Ok(axum::Json(json!({ "users": ctx.access.list_users().await? })))
@@ -46,49 +63,52 @@ pub async fn list_users(State(ctx): State<Arc<HttpContext>>, Officer(_): Officer
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
-    password: String,
+    /// Only to refuse it with a reason.
+    password: Option<Value>,
     #[serde(default)]
     roles: Vec<String>,
 }
 
-/// `POST /api/admin/users`.
+/// `POST /api/admin/users`: 201 with the enrolment code; 202 when some roles wait for approval
+/// (the account exists, those roles do not apply yet).
 pub async fn add_user(State(ctx): State<Arc<HttpContext>>, Officer(auth): Officer, Json(req): Json<NewUser>) -> Result<Response, ApiError> {
-    ctx.access.add_user(&req.name, &req.password, &req.roles, &auth.principal.actor()).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "name": req.name, "roles": req.roles }))).into_response())
+    if req.password.is_some() {
+        return Err(ApiError::invalid(NO_PASSWORDS));
+    }
+    let account = ctx.access.add_user_enrolled(&req.name, &req.roles, By::Staff(&auth.principal)).await?;
+    let status = if account.pending.is_empty() { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    Ok((status, axum::Json(json!(account))).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewPassword {
-    password: String,
-}
-
-/// `POST /api/admin/users/{name}/password`: ends the user's sessions, lifts a lockout.
-pub async fn set_password(
+/// `POST /api/admin/users/{name}/password`: a reset. The old password stops working and the
+/// user's sessions end at once; the answer is the enrolment code for the user (no body needed;
+/// a password in the body is refused).
+pub async fn reset_password(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(name): Path<String>,
-    Json(req): Json<NewPassword>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    ctx.access.set_password(&name, &req.password, &auth.principal.actor()).await?;
-    Ok(done())
-}
-
-/// An officer who locks or removes their own account loses the HTTP way back in.
-fn not_self(auth: &Auth, name: &str, what: &str) -> Result<(), ApiError> {
-    if auth.principal.name == name {
-        return Err(ApiError::invalid(format!("you cannot {what} your own account; another officer (or `mailroom user`) can")));
+    ctx.access.refuse_own(&auth.principal, "user.reset", Touches::Account(&name)).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let parsed: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+        match parsed.as_object() {
+            Some(fields) if fields.contains_key("password") => return Err(ApiError::invalid(NO_PASSWORDS)),
+            Some(fields) if fields.is_empty() => {}
+            _ => return Err(ApiError::invalid("a reset takes no body (or {})")),
+        }
     }
-    Ok(())
+    let enrolment = ctx.access.reset_password(&name, By::Staff(&auth.principal)).await?;
+    Ok(axum::Json(json!({ "name": name, "enrolment": enrolment })).into_response())
 }
 
-/// `POST /api/admin/users/{name}/lock`: no login, sessions end at once.
+/// `POST /api/admin/users/{name}/lock`: no login, sessions end at once. Never waits.
 pub async fn lock_user(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    not_self(&auth, &name, "lock")?;
+    ctx.access.refuse_own(&auth.principal, "user.lock", Touches::Account(&name)).await?;
     ctx.access.lock_user(&name, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -99,6 +119,7 @@ pub async fn unlock_user(
     Officer(auth): Officer,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    ctx.access.refuse_own(&auth.principal, "user.unlock", Touches::Account(&name)).await?;
     ctx.access.unlock_user(&name, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -109,7 +130,7 @@ pub async fn remove_user(
     Officer(auth): Officer,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    not_self(&auth, &name, "remove")?;
+    ctx.access.refuse_own(&auth.principal, "user.remove", Touches::Account(&name)).await?;
     ctx.access.remove_user(&name, &auth.principal.actor()).await?;
     ctx.access.store.changed();
     Ok(done())
@@ -144,24 +165,24 @@ pub struct Grant {
     permissions: Vec<Permission>,
 }
 
-/// `POST /api/admin/roles/{role}/grants`.
+/// `POST /api/admin/roles/{role}/grants`: 204, or 202 when it gives `read` to a role with members.
 pub async fn grant(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(role): Path<String>,
     Json(req): Json<Grant>,
 ) -> Result<Response, ApiError> {
-    ctx.access.grant(&role, &req.queue, &req.permissions, &auth.principal.actor()).await?;
-    Ok(done())
+    Ok(outcome(ctx.access.request_grant(&auth.principal, &role, &req.queue, &req.permissions).await?))
 }
 
-/// `DELETE /api/admin/roles/{role}/grants` (body: queue, permissions).
+/// `DELETE /api/admin/roles/{role}/grants` (body: queue, permissions). Never waits.
 pub async fn revoke(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(role): Path<String>,
     Json(req): Json<Grant>,
 ) -> Result<Response, ApiError> {
+    ctx.access.refuse_own(&auth.principal, "role.revoke", Touches::Grants(&role)).await?;
     ctx.access.revoke(&role, &req.queue, &req.permissions, &auth.principal.actor()).await?;
     Ok(done())
 }
@@ -172,25 +193,83 @@ pub struct Member {
     user: String,
 }
 
-/// `POST /api/admin/roles/{role}/members`.
+/// `POST /api/admin/roles/{role}/members`: 204, or 202 when the role has queue grants (or is
+/// the officer role).
 pub async fn add_member(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(role): Path<String>,
     Json(req): Json<Member>,
 ) -> Result<Response, ApiError> {
-    ctx.access.assign_role(&role, &req.user, &auth.principal.actor()).await?;
-    Ok(done())
+    Ok(outcome(ctx.access.request_assign(&auth.principal, &role, &req.user).await?))
 }
 
-/// `DELETE /api/admin/roles/{role}/members/{user}`.
+/// `DELETE /api/admin/roles/{role}/members/{user}`. Never waits.
 pub async fn remove_member(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path((role, user)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    ctx.access.refuse_own(&auth.principal, "role.unassign", Touches::Membership { role: &role, user: &user }).await?;
     ctx.access.unassign_role(&role, &user, &auth.principal.actor()).await?;
     Ok(done())
+}
+
+/// A caller who may see and decide pending changes: a security officer, or a supervisor of
+/// some queue (who sees only the changes concerning queues he supervises).
+pub struct Approver(pub Auth);
+
+impl FromRequestParts<Arc<HttpContext>> for Approver {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<HttpContext>) -> Result<Self, ApiError> {
+        let auth = Auth::from_request_parts(parts, ctx).await?;
+        let supervisor = auth.principal.grants.values().any(|permissions| permissions.contains(&Permission::Supervise));
+        if !auth.principal.officer && !supervisor {
+            return Err(ApiError::forbidden("only security officers and supervisors see and decide pending access changes"));
+        }
+        Ok(Approver(auth))
+    }
+}
+
+pub const CHANGE_STATUSES: [&str; 4] = ["pending", "approved", "rejected", "all"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeParams {
+    status: Option<String>,
+}
+
+/// `GET /api/admin/changes?status=pending|approved|rejected|all` (default pending).
+pub async fn list_changes(
+    State(ctx): State<Arc<HttpContext>>,
+    Approver(auth): Approver,
+    Query(params): Query<ChangeParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let status = params.status.as_deref().unwrap_or("pending");
+    if !CHANGE_STATUSES.contains(&status) {
+        return Err(ApiError::invalid(format!("status must be one of {}", CHANGE_STATUSES.join(", "))));
+    }
+    let filter = (status != "all").then_some(status);
+    Ok(axum::Json(json!({ "changes": ctx.access.list_changes(By::Staff(&auth.principal), filter).await? })))
+}
+
+/// `POST /api/admin/changes/{id}/approve`: applies the change (never by the requester or an
+/// account that gains the access).
+pub async fn approve_change(
+    State(ctx): State<Arc<HttpContext>>,
+    Approver(auth): Approver,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(json!({ "change": ctx.access.decide_change(By::Staff(&auth.principal), id, true).await? })))
+}
+
+/// `POST /api/admin/changes/{id}/reject`: the change never applies.
+pub async fn reject_change(
+    State(ctx): State<Arc<HttpContext>>,
+    Approver(auth): Approver,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(json!({ "change": ctx.access.decide_change(By::Staff(&auth.principal), id, false).await? })))
 }
 
 pub const AUDIT_MAX_LIMIT: i64 = 1000;

@@ -103,8 +103,10 @@ impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> ApiError {
         match e {
             AdminError::Invalid(reason) => ApiError::invalid(reason),
-            e @ (AdminError::NoSuchUser(_) | AdminError::NoSuchRole(_)) => ApiError::not_found(e.to_string()),
+            e @ (AdminError::NoSuchUser(_) | AdminError::NoSuchRole(_) | AdminError::NoSuchChange(_)) => ApiError::not_found(e.to_string()),
             e @ AdminError::Exists(_) => ApiError::conflict(e.to_string()),
+            AdminError::Forbidden(reason) => ApiError::forbidden(reason),
+            AdminError::Conflict(reason) => ApiError::conflict(reason),
             AdminError::Store(e) => e.into(),
         }
     }

@@ -3,7 +3,8 @@
 //! * `auth`: login (cookie or bearer), logout, the session behind each request, CSRF.
 //! * `queues`: the queues I may read, a queue's cases, statistics.
 //! * `cases`: the case view, the raw message, the actions on a case.
-//! * `admin`: the security officer's users, roles and audit log.
+//! * `admin`: the security officer's users, roles, pending changes and audit log.
+//! * `enrol`: a user sets his own password with a one-time enrolment code.
 //! * `error`: every failure as `{"error", "reason"}` with its status.
 //! * `openapi`: the document, checked against the router by a test.
 //! * `validate`: the input rules the document declares and the handlers enforce.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cases;
+pub mod enrol;
 pub mod error;
 pub mod openapi;
 pub mod queues;
@@ -92,6 +94,7 @@ pub fn routes() -> Routes {
         .get("/", index)
         .get("/api/openapi.json", openapi::serve_document)
         .post("/api/login", auth::login)
+        .post("/api/enrol", enrol::enrol)
         .post("/api/logout", auth::logout)
         .get("/api/me", auth::me)
         .get("/api/queues", queues::list_queues)
@@ -112,7 +115,7 @@ pub fn routes() -> Routes {
         .get("/api/messages/{number}/raw", cases::raw_message)
         .get("/api/admin/users", admin::list_users)
         .post("/api/admin/users", admin::add_user)
-        .post("/api/admin/users/{name}/password", admin::set_password)
+        .post("/api/admin/users/{name}/password", admin::reset_password)
         .post("/api/admin/users/{name}/lock", admin::lock_user)
         .post("/api/admin/users/{name}/unlock", admin::unlock_user)
         .delete("/api/admin/users/{name}", admin::remove_user)
@@ -122,6 +125,9 @@ pub fn routes() -> Routes {
         .delete("/api/admin/roles/{role}/grants", admin::revoke)
         .post("/api/admin/roles/{role}/members", admin::add_member)
         .delete("/api/admin/roles/{role}/members/{user}", admin::remove_member)
+        .get("/api/admin/changes", admin::list_changes)
+        .post("/api/admin/changes/{id}/approve", admin::approve_change)
+        .post("/api/admin/changes/{id}/reject", admin::reject_change)
         .get("/api/admin/audit", admin::audit_log)
         .get("/api/admin/audit/verify", admin::audit_verify)
 }

@@ -129,6 +129,103 @@ fn object(required: &[&str], properties: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
 }
 
+/// Adds the 202 answer of a change that waits for a second person's approval.
+fn pending_too(mut operation: Value) -> Value {
+    operation["responses"]["202"] = ok("held for a second person's approval (nothing applied yet)", schema("Pending"));
+    operation
+}
+
+/// `POST /api/enrol` and the pending changes (issue #8).
+fn enrolment_and_approval_operations() -> Vec<(&'static str, &'static str, Value)> {
+    let write = |mut o: Value| {
+        o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
+        o
+    };
+    let mut enrol = op(
+        "enrol",
+        "session",
+        "Set your password with an enrolment code",
+        "For a new account or after a reset: the one-time code the security officer passed on, and the new password (at least 12 \
+         characters). Works once, until the code expires (access.enrolment_lifetime). An unknown user and a wrong, expired or used \
+         code all answer 401 invalid_credentials; wrong codes are counted and throttled like wrong passwords (429). Then log in.",
+        vec![],
+        Some(json_body(object(
+            &["name", "code", "password"],
+            json!({
+                "name": { "type": "string", "minLength": 1, "maxLength": 64 },
+                "code": { "type": "string", "minLength": 1, "example": "7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB" },
+                "password": { "type": "string", "format": "password", "minLength": 12 },
+            }),
+        ))),
+        ("200", ok("the password is set", object(&["user"], json!({ "user": { "type": "string" }, "enrolled": { "type": "boolean" } })))),
+        &["400", "401", "413", "415", "422", "429"],
+    );
+    enrol["security"] = json!([]);
+    let who = "Security officers see every change; a supervisor sees those concerning only queues he supervises (403 for anyone else).";
+    let id = || {
+        vec![
+            json!({ "name": "id", "in": "path", "required": true, "description": "change id", "schema": { "type": "integer", "format": "int64", "minimum": 1 } }),
+        ]
+    };
+    let decide = |operation_id: &str, summary: &str, description: &str| {
+        write(op(
+            operation_id,
+            "admin",
+            summary,
+            description,
+            id(),
+            None,
+            ("200", ok("decided", json!({ "type": "object", "properties": { "change": schema("Change") } }))),
+            &["400", "401", "403", "404", "409"],
+        ))
+    };
+    vec![
+        ("/api/enrol", "post", enrol),
+        (
+            "/api/admin/changes",
+            "get",
+            op(
+                "listChanges",
+                "admin",
+                "Access changes waiting for (or decided by) a second person",
+                who,
+                vec![query_param(
+                    "status",
+                    "which changes",
+                    json!({ "type": "string", "enum": super::admin::CHANGE_STATUSES, "default": "pending" }),
+                )],
+                None,
+                (
+                    "200",
+                    ok("changes", json!({ "type": "object", "properties": { "changes": { "type": "array", "items": schema("Change") } } })),
+                ),
+                &["400", "401", "403", "422"],
+            ),
+        ),
+        (
+            "/api/admin/changes/{id}/approve",
+            "post",
+            decide(
+                "approveChange",
+                "Approve (and so apply) a pending change",
+                "By another security officer, or a supervisor of every queue the change concerns (a change to the security-officer role: \
+                 officers only). Never by the requester, never by an account that gains the access, never by an account whose password \
+                 was set with a code the requester issued (403). Audited with both names. 409 when already decided.",
+            ),
+        ),
+        (
+            "/api/admin/changes/{id}/reject",
+            "post",
+            decide(
+                "rejectChange",
+                "Reject a pending change",
+                "It never applies. By whoever could approve it, or by the requester (withdrawing it). Audited with both names. 409 when \
+                 already decided.",
+            ),
+        ),
+    ]
+}
+
 /// The document without configured categories (what the route test needs).
 pub fn document() -> Value {
     document_for(&[])
@@ -472,32 +569,36 @@ pub fn document_for(categories: &[String]) -> Value {
     put(
         "/api/admin/users",
         "post",
-        admin_write(op(
+        pending_too(admin_write(op(
             "addUser",
             "admin",
-            "Create a user",
-            officer,
+            "Create a user (with a one-time enrolment code)",
+            "Security officers only. The account has no password: the answer carries a one-time enrolment code (shown once) that the \
+             user sets his own password with (POST /api/enrol). A password in the body is refused (422). Roles that open a queue's mail \
+             (or the security-officer role) wait for a second person's approval: then the answer is 202 and lists them under pending.",
             vec![],
             Some(json_body(object(
-                &["name", "password"],
-                json!({ "name": { "type": "string" }, "password": { "type": "string", "format": "password" }, "roles": { "type": "array", "items": { "type": "string" } } }),
+                &["name"],
+                json!({ "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } } }),
             ))),
-            ("201", ok("created", json!({ "type": "object" }))),
+            ("201", ok("created; every role applied", schema("NewAccount"))),
             &["400", "401", "403", "404", "409", "413", "415", "422"],
-        )),
+        ))),
     );
     let name = || vec![path_param("name", "user name", "string")];
     put(
         "/api/admin/users/{name}/password",
         "post",
         admin_write(op(
-            "setPassword",
+            "resetPassword",
             "admin",
-            "Set a user's password",
-            "Ends the user's sessions and lifts a lockout.",
+            "Reset a user's password (with a one-time enrolment code)",
+            "The old password stops working and the user's sessions end at once; the answer carries a one-time enrolment code (shown \
+             once) that the user sets a new password with (POST /api/enrol). Not your own account (403). No body (or {}); a password \
+             in the body is refused (422).",
             name(),
-            Some(json_body(object(&["password"], json!({ "password": { "type": "string", "format": "password" } })))),
-            ("204", json!({ "description": "done" })),
+            Some(json!({ "required": false, "content": { "application/json": { "schema": object(&[], json!({})) } } })),
+            ("200", ok("reset", schema("Reset"))),
             CHANGE_ERRORS,
         )),
     );
@@ -508,7 +609,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "lockUser",
             "admin",
             "Lock a user",
-            "No login; open sessions stop working at once. Not your own account.",
+            "No login; open sessions stop working at once. Not your own account (403).",
             name(),
             None,
             ("204", json!({ "description": "done" })),
@@ -522,7 +623,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "unlockUser",
             "admin",
             "Unlock a user",
-            "Also lifts a temporary lockout after failed logins.",
+            "Also lifts a temporary lockout after failed logins. Not your own account (403).",
             name(),
             None,
             ("204", json!({ "description": "done" })),
@@ -536,7 +637,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "removeUser",
             "admin",
             "Remove a user",
-            "Their cases become unassigned; the audit log keeps their history. Not your own account.",
+            "Their cases become unassigned; the audit log keeps their history. Not your own account (403).",
             name(),
             None,
             ("204", json!({ "description": "done" })),
@@ -576,16 +677,17 @@ pub fn document_for(categories: &[String]) -> Value {
     put(
         "/api/admin/roles/{role}/grants",
         "post",
-        admin_write(op(
+        pending_too(admin_write(op(
             "grant",
             "admin",
             "Grant permissions on a queue",
-            "queue is a configured queue or *; the security-officer role gets none.",
+            "queue is a configured queue or *; the security-officer role gets none; not on a role you hold (403). Granting read to a \
+             role that has members waits for a second person's approval (202).",
             role(),
             Some(grant_body()),
             ("204", json!({ "description": "done" })),
             CHANGE_ERRORS,
-        )),
+        ))),
     );
     put(
         "/api/admin/roles/{role}/grants",
@@ -594,7 +696,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "revoke",
             "admin",
             "Revoke permissions on a queue",
-            "Without permissions, all of them on the queue.",
+            "Without permissions, all of them on the queue. Never waits for approval; not on a role you hold (403).",
             role(),
             Some(grant_body()),
             ("204", json!({ "description": "done" })),
@@ -604,16 +706,17 @@ pub fn document_for(categories: &[String]) -> Value {
     put(
         "/api/admin/roles/{role}/members",
         "post",
-        admin_write(op(
+        pending_too(admin_write(op(
             "addMember",
             "admin",
             "Give a user the role",
-            officer,
+            "Security officers only; never yourself (403). A role with queue grants, or the security-officer role, waits for a second \
+             person's approval (202).",
             role(),
             Some(json_body(object(&["user"], json!({ "user": { "type": "string" } })))),
             ("204", json!({ "description": "done" })),
             CHANGE_ERRORS,
-        )),
+        ))),
     );
     put(
         "/api/admin/roles/{role}/members/{user}",
@@ -622,7 +725,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "removeMember",
             "admin",
             "Take the role from a user",
-            officer,
+            "Security officers only; never yourself (403). Never waits for approval.",
             vec![path_param("role", "role name", "string"), path_param("user", "user name", "string")],
             None,
             ("204", json!({ "description": "done" })),
@@ -664,6 +767,10 @@ pub fn document_for(categories: &[String]) -> Value {
             &["401", "403"],
         ),
     );
+
+    for (path, method, operation) in enrolment_and_approval_operations() {
+        put(path, method, operation);
+    }
 
     let error_response =
         |description: &str| json!({ "description": description, "content": { "application/json": { "schema": schema("Error") } } });
@@ -794,7 +901,8 @@ fn schemas() -> Value {
         json!({ "type": "object", "properties": {
                     "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } }, "locked": { "type": "boolean" },
                     "locked_out_until": nullable_time, "failed_logins": { "type": "integer" },
-                    "created_at": { "type": "string", "format": "date-time" }, "password_changed_at": { "type": "string", "format": "date-time" } } }),
+                    "created_at": { "type": "string", "format": "date-time" }, "password_changed_at": { "type": "string", "format": "date-time" },
+                    "enrolment_pending": { "type": "boolean" }, "enrolment_expires_at": nullable_time } }),
     );
     schemas.insert(
         "Role".into(),
@@ -812,6 +920,37 @@ fn schemas() -> Value {
         json!({ "type": "object", "properties": { "next_after": { "type": ["integer", "null"] }, "entries": { "type": "array", "items": { "type": "object", "properties": {
                     "id": { "type": "integer" }, "at": { "type": "string", "format": "date-time" }, "actor": { "type": "string" }, "action": { "type": "string" },
                     "object": { "type": ["string", "null"] }, "detail": { "type": ["string", "null"] } } } } } }),
+    );
+    schemas.insert(
+        "Enrolment".into(),
+        json!({ "type": "object", "description": "a one-time code, shown once: pass it on to the user", "properties": {
+                    "code": { "type": "string" }, "expires_at": { "type": "string", "format": "date-time" } } }),
+    );
+    schemas.insert(
+        "Change".into(),
+        json!({ "type": "object", "properties": {
+                    "id": { "type": "integer", "format": "int64" }, "kind": { "type": "string", "enum": ["role.assign", "role.grant"] },
+                    "role": { "type": "string" }, "user": { "type": ["string", "null"] }, "queue": { "type": ["string", "null"] },
+                    "permissions": { "type": "array", "items": { "type": "string", "enum": ["read", "act", "assign", "supervise"] } },
+                    "queues": { "type": "array", "items": { "type": "string" }, "description": "queues concerned (* = every queue)" },
+                    "requested_by": { "type": "string" }, "requested_at": { "type": "string", "format": "date-time" },
+                    "status": { "type": "string", "enum": ["pending", "approved", "rejected"] },
+                    "decided_by": { "type": ["string", "null"] }, "decided_at": nullable_time } }),
+    );
+    schemas.insert(
+        "Pending".into(),
+        json!({ "type": "object", "properties": { "pending": { "type": "boolean" }, "change": schema("Change") } }),
+    );
+    schemas.insert(
+        "NewAccount".into(),
+        json!({ "type": "object", "properties": {
+                    "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" }, "description": "applied now" },
+                    "pending": { "type": "array", "items": schema("Change"), "description": "roles waiting for approval" },
+                    "enrolment": schema("Enrolment") } }),
+    );
+    schemas.insert(
+        "Reset".into(),
+        json!({ "type": "object", "properties": { "name": { "type": "string" }, "enrolment": schema("Enrolment") } }),
     );
     schemas.insert(
         "AuditCheck".into(),

@@ -4,7 +4,8 @@ Driven by tests/access_matrix.rs, which decides what each role SHOULD be allowed
 Reads a JSON spec on stdin:
   {"imap_port": N, "imaps_port": N, "http": "http://127.0.0.1:N", "user": "...", "password": "...",
    "queues": {"support": {"case": 1, "number": "MR-...", "marker": "..."}, ...},
-   "assignee": "name of a user who may read every queue"}
+   "assignee": "name of a user who may read every queue",
+   "own_role": "a queue role the user holds, or null"}
 Prints one JSON object: {"imap_login": bool, "http_login": bool, "queues": {queue: {probe: result}},
 "global": {probe: status}}. A probe's result is True/False (IMAP) or the HTTP status code; content
 probes are True only if the queue's marker (unique text in its message) came back.
@@ -136,6 +137,21 @@ if token:
     out["global"]["http_admin_roles"] = call("GET", "/api/admin/roles", token=token)[0]
     out["global"]["http_admin_audit"] = call("GET", "/api/admin/audit?limit=5", token=token)[0]
     out["global"]["http_admin_add_role"] = call("POST", "/api/admin/roles", {"name": "probe-" + spec["user"], "description": ""}, token)[0]
+    # Separation of duties (issue #8): nobody changes his own access; an account with a reading
+    # role waits for a second person; nobody chooses another's password; who sees pending changes.
+    me = spec["user"]
+    g = out["global"]
+    g["http_self_supervisor"] = call("POST", "/api/admin/roles/supervisor/members", {"user": me}, token)[0]
+    g["http_self_reset"] = call("POST", f"/api/admin/users/{me}/password", {}, token)[0]
+    g["http_self_lock"] = call("POST", f"/api/admin/users/{me}/lock", None, token)[0]
+    if spec.get("own_role"):
+        g["http_grant_own_role"] = call("POST", f"/api/admin/roles/{spec['own_role']}/grants",
+                                        {"queue": "complaints", "permissions": ["read"]}, token)[0]
+    g["http_add_supervisor_user"] = call("POST", "/api/admin/users", {"name": "probe-new-" + me, "roles": ["supervisor"]}, token)[0]
+    g["http_add_password_user"] = call("POST", "/api/admin/users",
+                                       {"name": "probe-pw-" + me, "password": "chosen by the officer"}, token)[0]
+    g["http_changes"] = call("GET", "/api/admin/changes", token=token)[0]
+    g["http_approve_unknown"] = call("POST", "/api/admin/changes/999999/approve", {}, token)[0]
     call("POST", "/api/logout", token=token)
     out["global"]["http_after_logout"] = call("GET", "/api/me", token=token)[0]
 

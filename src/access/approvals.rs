@@ -1,0 +1,429 @@
+//! Second-person approval: a change that would open a queue's mail to someone takes effect only
+//! when a second person approves it.
+//!
+//! Held back (with `[access] grant_approval = "second-person"`, the default) when an officer asks
+//! over HTTP: giving a user a role that has queue grants, granting `read` to a role that has
+//! members, and making someone a security officer (an officer is an approver: a second officer
+//! account in one person's hands would defeat the rule). The change is stored as pending and
+//! applies, in the transaction that records the decision, when another security officer or a
+//! supervisor (`supervise`) of every queue concerned approves it — never the requester, never an
+//! account that gains the access, never an account whose password was set with a code the
+//! requester issued. Removing access never waits. The host (CLI, `[[roles]]` at first start) acts
+//! directly.
+
+use std::collections::BTreeSet;
+
+use sqlx::{Row, SqliteConnection};
+
+use super::admin::{AdminError, By, Touches, audit_in, role_exists, user_id};
+use super::{Access, Permission, Principal, SECURITY_OFFICER};
+use crate::config::GrantApproval;
+use crate::store::{millis_to_rfc3339, now_millis};
+
+pub const ASSIGN: &str = "role.assign";
+pub const GRANT: &str = "role.grant";
+
+/// A pending (or decided) change, as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    pub id: i64,
+    /// `role.assign` (user gains role) or `role.grant` (role gains permissions on queue).
+    pub kind: String,
+    pub role: String,
+    pub user: Option<String>,
+    pub queue: Option<String>,
+    pub permissions: Vec<Permission>,
+    /// Queues whose mail the change concerns ("*": every queue); empty for the officer role.
+    pub queues: Vec<String>,
+    pub requested_by: String,
+    pub requested_at: String,
+    /// pending, approved or rejected.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+}
+
+/// What an officer's request led to.
+#[derive(Debug)]
+pub enum Outcome {
+    Applied,
+    Pending(Box<Change>),
+}
+
+/// What an officer asks for, before it is stored.
+struct Request<'a> {
+    kind: &'static str,
+    role: &'a str,
+    /// role.assign: (id, name) of the account that gains the role.
+    user: Option<(i64, &'a str)>,
+    /// role.grant: the queue (or "*") and the permissions.
+    queue: Option<&'a str>,
+    permissions: Vec<Permission>,
+}
+
+/// Whose approval a change needs.
+struct Concern {
+    queues: BTreeSet<String>,
+    /// Makes someone a security officer: only another officer decides.
+    officer_role: bool,
+}
+
+/// `SELECT <every column> FROM access_changes <rest>` as one literal.
+macro_rules! select_changes {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at, status, decided_by, decided_at
+             FROM access_changes ",
+            $rest
+        )
+    };
+}
+
+struct Stored {
+    id: i64,
+    kind: String,
+    role: String,
+    user_id: Option<i64>,
+    user_name: Option<String>,
+    queue: Option<String>,
+    permissions: Vec<Permission>,
+    requester_id: i64,
+    requester: String,
+    requested_at: i64,
+    status: String,
+    decided_by: Option<String>,
+    decided_at: Option<i64>,
+}
+
+impl Stored {
+    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Stored {
+        Stored {
+            id: r.get(0),
+            kind: r.get(1),
+            role: r.get(2),
+            user_id: r.get(3),
+            user_name: r.get(4),
+            queue: r.get(5),
+            permissions: r
+                .get::<Option<String>, _>(6)
+                .map(|list| list.split(',').filter_map(|p| p.parse().ok()).collect())
+                .unwrap_or_default(),
+            requester_id: r.get(7),
+            requester: r.get(8),
+            requested_at: r.get(9),
+            status: r.get(10),
+            decided_by: r.get(11),
+            decided_at: r.get(12),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.kind.as_str() {
+            ASSIGN => format!("kind={ASSIGN} role={} user={}", self.role, self.user_name.as_deref().unwrap_or("?")),
+            _ => format!(
+                "kind={GRANT} role={} queue={} permissions={}",
+                self.role,
+                self.queue.as_deref().unwrap_or("?"),
+                self.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+
+    fn into_change(self, concern: &Concern) -> Change {
+        Change {
+            id: self.id,
+            kind: self.kind,
+            role: self.role,
+            user: self.user_name,
+            queue: self.queue,
+            permissions: self.permissions,
+            queues: concern.queues.iter().cloned().collect(),
+            requested_by: self.requester,
+            requested_at: millis_to_rfc3339(self.requested_at),
+            status: self.status,
+            decided_by: self.decided_by,
+            decided_at: self.decided_at.map(millis_to_rfc3339),
+        }
+    }
+}
+
+/// Queues on which a role has any grant.
+async fn role_queues(conn: &mut SqliteConnection, role: &str) -> Result<BTreeSet<String>, sqlx::Error> {
+    let queues: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT queue FROM role_grants WHERE role = ?").bind(role).fetch_all(&mut *conn).await?;
+    Ok(queues.into_iter().collect())
+}
+
+async fn concern(conn: &mut SqliteConnection, change: &Stored) -> Result<Concern, sqlx::Error> {
+    Ok(match change.kind.as_str() {
+        ASSIGN => Concern { queues: role_queues(conn, &change.role).await?, officer_role: change.role == SECURITY_OFFICER },
+        _ => Concern { queues: change.queue.iter().cloned().collect(), officer_role: false },
+    })
+}
+
+/// The accounts a change gives access to: the user for a membership, the role's members for a grant.
+async fn beneficiaries(conn: &mut SqliteConnection, change: &Stored) -> Result<Vec<i64>, sqlx::Error> {
+    match change.kind.as_str() {
+        ASSIGN => Ok(change.user_id.into_iter().collect()),
+        _ => sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role = ?").bind(&change.role).fetch_all(&mut *conn).await,
+    }
+}
+
+/// A supervisor (not an officer) may decide a change only if he supervises every queue it
+/// concerns; a change that concerns no queue (the officer role) is for officers only.
+fn supervises_all(p: &Principal, concern: &Concern) -> bool {
+    !concern.officer_role && !concern.queues.is_empty() && concern.queues.iter().all(|q| p.can(q, Permission::Supervise))
+}
+
+impl Access {
+    pub(crate) fn second_person(&self) -> bool {
+        self.config().grant_approval == GrantApproval::SecondPerson
+    }
+
+    /// Giving someone this role opens mail (the role has queue grants) or makes him an approver.
+    pub(crate) async fn assign_needs_approval(&self, conn: &mut SqliteConnection, role: &str) -> Result<bool, AdminError> {
+        Ok(role == SECURITY_OFFICER || !role_queues(conn, role).await?.is_empty())
+    }
+
+    async fn grant_needs_approval(&self, conn: &mut SqliteConnection, role: &str, permissions: &[Permission]) -> Result<bool, AdminError> {
+        if !permissions.contains(&Permission::Read) {
+            return Ok(false);
+        }
+        let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role = ?").bind(role).fetch_one(&mut *conn).await?;
+        Ok(members > 0)
+    }
+
+    /// Stores a pending change (or finds the identical one already pending) and audits the request.
+    async fn hold_in(&self, conn: &mut SqliteConnection, by: &Principal, request: Request<'_>) -> Result<Change, AdminError> {
+        let mut permissions = request.permissions;
+        permissions.sort();
+        permissions.dedup();
+        let permissions = (!permissions.is_empty()).then(|| permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
+        let (user_id, user_name) = request.user.unzip();
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM access_changes WHERE status = 'pending' AND kind = ? AND role = ? AND user_id IS ? AND queue IS ? AND permissions IS ?",
+        )
+        .bind(request.kind)
+        .bind(request.role)
+        .bind(user_id)
+        .bind(request.queue)
+        .bind(&permissions)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let id =
+            match existing {
+                Some(id) => id,
+                None => sqlx::query_scalar(
+                    "INSERT INTO access_changes (kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(request.kind)
+                .bind(request.role)
+                .bind(user_id)
+                .bind(user_name)
+                .bind(request.queue)
+                .bind(&permissions)
+                .bind(by.user_id)
+                .bind(&by.name)
+                .bind(now_millis())
+                .fetch_one(&mut *conn)
+                .await?,
+            };
+        let stored = self.change_in(conn, id).await?.ok_or(AdminError::NoSuchChange(id))?;
+        if existing.is_none() {
+            let detail = format!("{} (waits for a second person)", stored.describe());
+            audit_in(self, conn, &by.actor(), "change.requested", format!("change:{id}"), Some(detail)).await?;
+        }
+        let concern = concern(conn, &stored).await?;
+        Ok(stored.into_change(&concern))
+    }
+
+    pub(crate) async fn hold_assign_in(
+        &self,
+        conn: &mut SqliteConnection,
+        by: &Principal,
+        role: &str,
+        user_id: i64,
+        user: &str,
+    ) -> Result<Change, AdminError> {
+        let request = Request { kind: ASSIGN, role, user: Some((user_id, user)), queue: None, permissions: vec![] };
+        self.hold_in(conn, by, request).await
+    }
+
+    async fn change_in(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
+        Ok(sqlx::query(select_changes!("WHERE id = ?")).bind(id).fetch_optional(&mut *conn).await?.map(|r| Stored::from_row(&r)))
+    }
+
+    /// An officer gives `user` the role `role`: refused for himself; held for approval when it
+    /// opens mail; applied otherwise.
+    pub async fn request_assign(&self, by: &Principal, role: &str, user: &str) -> Result<Outcome, AdminError> {
+        self.refuse_own(by, ASSIGN, Touches::Membership { role, user }).await?;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        let id = user_id(&mut tx, user).await?;
+        let member: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = ? AND role = ?")
+            .bind(id)
+            .bind(role)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = if member.is_none() && self.second_person() && self.assign_needs_approval(&mut tx, role).await? {
+            Outcome::Pending(Box::new(self.hold_assign_in(&mut tx, by, role, id, user).await?))
+        } else {
+            self.assign_in(&mut tx, role, id, user, &by.actor(), "").await?;
+            Outcome::Applied
+        };
+        tx.commit().await?;
+        self.store.changed();
+        Ok(outcome)
+    }
+
+    /// An officer grants permissions to a role: refused on a role he holds; held for approval
+    /// when it gives `read` to a role with members; applied otherwise.
+    pub async fn request_grant(&self, by: &Principal, role: &str, queue: &str, permissions: &[Permission]) -> Result<Outcome, AdminError> {
+        self.check_grant(role, queue, permissions)?;
+        self.refuse_own(by, GRANT, Touches::Grants(role)).await?;
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        role_exists(&mut tx, role).await?;
+        let outcome = if self.second_person() && self.grant_needs_approval(&mut tx, role, permissions).await? {
+            let request = Request { kind: GRANT, role, user: None, queue: Some(queue), permissions: permissions.to_vec() };
+            Outcome::Pending(Box::new(self.hold_in(&mut tx, by, request).await?))
+        } else {
+            self.grant_in(&mut tx, role, queue, permissions, &by.actor(), "").await?;
+            Outcome::Applied
+        };
+        tx.commit().await?;
+        self.store.changed();
+        Ok(outcome)
+    }
+
+    /// Changes with the given status (`pending`, `approved`, `rejected`, or None for all), newest
+    /// last. Staff who are not officers see only those they may decide (their queues).
+    pub async fn list_changes(&self, viewer: By<'_>, status: Option<&str>) -> Result<Vec<Change>, AdminError> {
+        let mut conn = self.store.pool.acquire().await?;
+        let rows = sqlx::query(select_changes!("WHERE ?1 IS NULL OR status = ?1 ORDER BY id")).bind(status).fetch_all(&mut *conn).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = Stored::from_row(&row);
+            let concern = concern(&mut conn, &row).await?;
+            let visible = match viewer {
+                By::Host(_) => true,
+                By::Staff(p) => p.officer || supervises_all(p, &concern),
+            };
+            if visible {
+                out.push(row.into_change(&concern));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Approves (applies) or rejects a pending change. Staff are checked: see the module comment.
+    /// A rejection may also come from the requester (withdrawing it).
+    pub async fn decide_change(&self, by: By<'_>, id: i64, approve: bool) -> Result<Change, AdminError> {
+        let verb = if approve { "approve" } else { "reject" };
+        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let change = self.change_in(&mut tx, id).await?.ok_or_else(|| AdminError::NoSuchChange(id))?;
+        if change.status != "pending" {
+            return Err(AdminError::Conflict(format!("change {id} is already {}", change.status)));
+        }
+        let concern = concern(&mut tx, &change).await?;
+        if let By::Staff(p) = by
+            && let Err(reason) = self.may_decide(&mut tx, p, &change, &concern, approve).await?
+        {
+            audit_in(
+                self,
+                &mut tx,
+                &p.actor(),
+                "admin.refused",
+                format!("change:{id}"),
+                Some(format!("attempt=change.{verb} reason={reason}")),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(AdminError::Forbidden(refusal(reason, &change, &concern)));
+        }
+        let decider = by.actor();
+        let requester = format!("user:{}", change.requester);
+        if approve {
+            let extra = format!(" approved_by={decider} change={id}");
+            match change.kind.as_str() {
+                ASSIGN => {
+                    let name = change.user_name.as_deref().unwrap_or_default();
+                    role_exists(&mut tx, &change.role).await?;
+                    let user = user_id(&mut tx, name).await?;
+                    if Some(user) != change.user_id {
+                        return Err(AdminError::Conflict(format!("user {name:?} was removed since the change was requested; reject it")));
+                    }
+                    self.assign_in(&mut tx, &change.role, user, name, &requester, &extra).await?;
+                }
+                _ => {
+                    let queue = change.queue.as_deref().unwrap_or_default();
+                    self.check_grant(&change.role, queue, &change.permissions)?;
+                    role_exists(&mut tx, &change.role).await?;
+                    self.grant_in(&mut tx, &change.role, queue, &change.permissions, &requester, &extra).await?;
+                }
+            }
+        }
+        let status = if approve { "approved" } else { "rejected" };
+        sqlx::query("UPDATE access_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(&decider)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let detail = format!("{} requested_by={requester}", change.describe());
+        audit_in(self, &mut tx, &decider, &format!("change.{status}"), format!("change:{id}"), Some(detail)).await?;
+        let decided = self.change_in(&mut tx, id).await?.ok_or(AdminError::NoSuchChange(id))?;
+        tx.commit().await?;
+        self.store.changed();
+        Ok(decided.into_change(&concern))
+    }
+
+    /// Ok(Ok) when `p` may decide; Ok(Err(reason code)) when not.
+    async fn may_decide(
+        &self,
+        conn: &mut SqliteConnection,
+        p: &Principal,
+        change: &Stored,
+        concern: &Concern,
+        approve: bool,
+    ) -> Result<Result<(), &'static str>, AdminError> {
+        if p.user_id == change.requester_id {
+            return Ok(if approve { Err("requester") } else { Ok(()) });
+        }
+        if approve {
+            if beneficiaries(conn, change).await?.contains(&p.user_id) {
+                return Ok(Err("beneficiary"));
+            }
+            let issuer: Option<String> = sqlx::query_scalar("SELECT password_issuer FROM users WHERE id = ?")
+                .bind(p.user_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+            if issuer.is_some_and(|i| i == format!("user:{}", change.requester)) {
+                return Ok(Err("enrolled-by-requester"));
+            }
+        }
+        Ok(if p.officer || supervises_all(p, concern) { Ok(()) } else { Err("not-an-approver") })
+    }
+}
+
+/// The sentence a refused decider reads.
+fn refusal(reason: &str, change: &Stored, concern: &Concern) -> String {
+    let id = change.id;
+    match reason {
+        "requester" => {
+            format!("you requested change {id}: another security officer or a supervisor of the queues concerned must approve it")
+        }
+        "beneficiary" => format!("change {id} gives you this access: someone it does not benefit must approve it"),
+        "enrolled-by-requester" => format!(
+            "your password was set with an enrolment code that {} issued, so you may not approve {}'s changes: ask another officer",
+            change.requester, change.requester
+        ),
+        _ if concern.officer_role => format!("change {id} makes someone a security officer: only another security officer decides it"),
+        _ => format!(
+            "only a security officer or a supervisor of every queue concerned ({}) may decide change {id}",
+            concern.queues.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
