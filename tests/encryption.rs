@@ -204,7 +204,6 @@ fn find_column(db: &Path, column: &str) -> Vec<Col> {
     .collect()
 }
 
-/// (rowid, typeof, hex) for every row.
 /// (rowid, typeof, hex) of every cell of a column.
 type Cells = Vec<(i64, String, String)>;
 
