@@ -71,10 +71,6 @@ impl Listener {
         self
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
-
     /// Accepts until shutdown reaches `Draining`, calling `handle` for each connection (it
     /// should spawn the session and return at once).
     pub async fn run(self, mut shutdown: Shutdown, mut handle: impl FnMut(TcpStream, SocketAddr, Admission)) {
@@ -125,5 +121,57 @@ impl RefusalLog {
             self.since_last = 0;
             self.last = Some(Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn admits_through_every_gate_refuses_with_the_reason_and_stops_at_shutdown() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        // Gate 1 has room for two, gate 2 (capped per source) for one per address.
+        let (wide, narrow) = (Pool::new("wide", 2, 0), Pool::new("narrow", 10, 0));
+        let listener = Listener::new(tcp, "test").gate(wide.clone(), Policy::trusted()).gate(narrow.clone(), Policy::capped(1));
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let accepting = tokio::spawn(listener.run(shutdown, move |socket, _, admission| {
+            let outcome = match admission {
+                Admission::Admitted(guards) => Ok(guards),
+                Admission::Refused(refused) => {
+                    refused.answer_now(&socket, refused.why.as_str().as_bytes());
+                    Err(refused.why)
+                }
+            };
+            tx.send((socket, outcome)).unwrap();
+        }));
+
+        let _c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_, first) = rx.recv().await.unwrap();
+        let first = first.expect("admitted");
+        assert_eq!((first.len(), wide.in_use(), narrow.in_use()), (2, 1, 1), "one guard per gate");
+
+        // Same address again: the second gate's cap refuses, and the first gate's slot taken
+        // on the way is given back.
+        let mut c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (socket, second) = rx.recv().await.unwrap();
+        assert_eq!(second.unwrap_err(), Refusal::PerSource);
+        drop(socket);
+        let mut answer = String::new();
+        c2.read_to_string(&mut answer).await.unwrap();
+        assert_eq!(answer, "per-source cap");
+        assert_eq!((wide.in_use(), narrow.in_use()), (1, 1));
+
+        // The guards released, the address is admitted again.
+        drop(first);
+        let _c3 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(rx.recv().await.unwrap().1.is_ok());
+
+        trigger.set(Phase::Draining);
+        tokio::time::timeout(Duration::from_secs(5), accepting).await.expect("the loop ends at shutdown").unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listening socket is closed");
     }
 }

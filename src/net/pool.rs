@@ -131,14 +131,6 @@ impl Pool {
         Arc::new(Pool { name, max, reserved, evicting, state: Mutex::new(State::default()), empty: Notify::new() })
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     pub fn reserved(&self) -> usize {
         self.reserved
     }
