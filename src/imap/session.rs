@@ -146,7 +146,7 @@ pub(super) struct Session {
 
 impl Session {
     fn new(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr, tls: bool, prelogin: Guard) -> Session {
-        let login_deadline = Instant::now() + ctx.settings.config.imap.prelogin_timeout;
+        let login_deadline = crate::net::deadline::after(Instant::now(), ctx.settings.config.imap.prelogin_timeout);
         Session {
             ctx,
             stream,

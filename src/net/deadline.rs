@@ -1,4 +1,4 @@
-//! A stream whose writes must make progress within a time limit.
+//! A stream whose writes must make progress within a time limit, and deadline arithmetic.
 //!
 //! A client that sends a request and then never reads the answer leaves the server's write
 //! pending forever once the socket buffers are full, holding its connection slot. Wrapped in
@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// `from + d`, or a point decades away when a configured duration is absurdly long (adding it
+/// would overflow the clock and panic).
+pub fn after(from: Instant, d: Duration) -> Instant {
+    from.checked_add(d).unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 24 * 3600))
+}
 
 pub struct WriteDeadline<S> {
     inner: S,
@@ -88,6 +94,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn an_absurd_duration_does_not_overflow_the_clock() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(10 * 365 * 24 * 3600));
+        assert_eq!(after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+    }
 
     #[tokio::test]
     async fn a_peer_that_never_reads_times_out_and_one_that_reads_does_not() {

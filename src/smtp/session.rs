@@ -26,6 +26,7 @@ use super::SmtpContext;
 use super::data::DataReceiver;
 use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient};
 use crate::net::Stream;
+use crate::net::deadline::after;
 use crate::shutdown::Phase;
 use crate::store::writer::Outcome;
 
@@ -97,7 +98,7 @@ struct Session {
 
 impl Session {
     fn new(ctx: Arc<SmtpContext>, stream: Stream, peer: SocketAddr, protocol: Protocol) -> Session {
-        let session_deadline = Instant::now() + ctx.settings.config.limits.max_session_time;
+        let session_deadline = after(Instant::now(), ctx.settings.config.limits.max_session_time);
         Session {
             ctx,
             stream,
@@ -217,7 +218,7 @@ impl Session {
                 return Ok(());
             }
             let timeout = self.ctx.settings.config.limits.command_timeout;
-            let deadline = *line_deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let deadline = *line_deadline.get_or_insert_with(|| after(Instant::now(), timeout));
             // Between transactions shutdown interrupts at once; inside one (MAIL given, the
             // client is about to send data) only when forced.
             let interrupt_at = if self.tx.is_some() { Phase::Forced } else { Phase::Draining };
@@ -637,10 +638,10 @@ impl Pace {
 
     /// The deadlines for the next read, `received` bytes into the transfer.
     fn deadlines(&self, received: u64) -> Vec<(Instant, Input)> {
-        let mut deadlines: Vec<(Instant, Input)> = vec![(Instant::now() + self.idle, Input::Timeout)];
+        let mut deadlines: Vec<(Instant, Input)> = vec![(after(Instant::now(), self.idle), Input::Timeout)];
         if self.min_rate > 0 {
             let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
-            deadlines.push((self.started + self.idle + earned, Input::TooSlow));
+            deadlines.push((after(self.started, self.idle.saturating_add(earned)), Input::TooSlow));
         }
         deadlines
     }
