@@ -4,7 +4,8 @@
 Target (PRODUCT.md): 10,000 concurrent idle SMTP connections in under 1 GiB.
 
 Starts the release binary on free loopback ports (config = deploy/mailroom.toml with
-max_connections set to N), opens N connections that each read the 220 banner and send EHLO
+max_connections set to N, and N per source address with no reserved share, since every
+connection comes from 127.0.0.1), opens N connections that each read the 220 banner and send EHLO
 (so every session is fully set up and waiting for its next command), then reads the server's
 RSS. Checks that connection N+1 gets `421 4.3.2` (the limit holds) and that, after all idle
 sessions are closed, a normal message is still registered. Prints a table and exits non-zero if
@@ -80,7 +81,13 @@ def main():
     with open(os.path.join(REPO, "deploy", "mailroom.toml")) as f:
         config = f.read()
     config = config.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}").replace("127.0.0.1:2424", f"127.0.0.1:{lmtp_port}")
-    config = re.sub(r"(?m)^max_connections = \d+", f"max_connections = {n}", config)
+    # In [limits] only: N sessions, all from 127.0.0.1 (no per-address cap, no reserve for
+    # other addresses), so that connection N+1 is the first one refused.
+    head, limits, tail = re.split(r"(?m)^(\[limits\]\n)", config, maxsplit=1)
+    section, rest = re.split(r"(?m)^(?=\[)", tail, maxsplit=1)
+    section = re.sub(r"(?m)^(max_connections_per_source|reserved_percent) = .*\n", "", section)
+    section = re.sub(r"(?m)^max_connections = \d+", f"max_connections = {n}\nmax_connections_per_source = {n}\nreserved_percent = 0", section)
+    config = head + limits + section + rest
     config_path = os.path.join(work, "mailroom.toml")
     with open(config_path, "w") as f:
         f.write(config)

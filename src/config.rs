@@ -25,8 +25,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default = "ListenerConfig::default_smtp")]
     pub smtp: ListenerConfig,
-    #[serde(default = "ListenerConfig::default_lmtp")]
-    pub lmtp: ListenerConfig,
+    #[serde(default)]
+    pub lmtp: LmtpConfig,
     #[serde(default)]
     pub tls: TlsConfig,
     #[serde(default)]
@@ -79,14 +79,22 @@ pub struct ImapConfig {
     pub listen_tls: Vec<SocketAddr>,
     /// Largest literal a client may send (passwords, search strings); larger: BAD/NO.
     pub max_literal: u32,
-    /// Time from connect to a successful login; then the connection is closed (stops slow drips).
-    #[serde(with = "humantime_serde")]
-    pub login_timeout: Duration,
+    /// Time from connect to a successful login (TLS handshake, STARTTLS and LOGIN included, not
+    /// reset by input); then BYE and close. `login_timeout`, its name before, is still accepted.
+    #[serde(with = "humantime_serde", alias = "login_timeout")]
+    pub prelogin_timeout: Duration,
     /// Idle time before an authenticated session is closed (RFC 9051 §5.4: at least 30 minutes).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Concurrent IMAP sessions over all IMAP listeners.
     pub max_connections: usize,
+    /// Concurrent IMAP sessions from one address (IPv6: one /64). Staff behind one NAT address
+    /// share it: a mail client opens a few connections per account.
+    pub max_connections_per_source: usize,
+    /// Concurrent IMAP connections not logged in yet (a smaller pool inside `max_connections`,
+    /// left at login, so idle unauthenticated connections cannot lock staff out); at most
+    /// `max_connections` counts.
+    pub max_unauthenticated: usize,
 }
 
 impl Default for ImapConfig {
@@ -95,9 +103,11 @@ impl Default for ImapConfig {
             listen_starttls: vec![],
             listen_tls: vec![],
             max_literal: 64 * 1024,
-            login_timeout: Duration::from_secs(60),
+            prelogin_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30 * 60),
             max_connections: 1000,
+            max_connections_per_source: 50,
+            max_unauthenticated: 100,
         }
     }
 }
@@ -114,11 +124,27 @@ pub struct HttpConfig {
     /// Per-request time limit.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Concurrent HTTP connections over all HTTP listeners.
+    pub max_connections: usize,
+    /// Concurrent HTTP connections from one address (IPv6: one /64); a browser opens about six.
+    pub max_connections_per_source: usize,
+    /// How long a connection may take to send a request's headers, counted from connect or from
+    /// the previous response (so idle keep-alive connections and silent ones are closed).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: vec![], tls: false, max_body: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        Self {
+            listen: vec![],
+            tls: false,
+            max_body: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1000,
+            max_connections_per_source: 100,
+            idle_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -258,8 +284,22 @@ impl ListenerConfig {
     fn default_smtp() -> Self {
         Self { listen: vec![([127, 0, 0, 1], 2525).into()] }
     }
-    fn default_lmtp() -> Self {
-        Self { listen: vec![([127, 0, 0, 1], 2424).into()] }
+}
+
+/// LMTP serves a trusted MTA that opens many connections from one address, so it has no
+/// per-source cap (and may use the reserved share) unless one is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmtpConfig {
+    /// An empty list disables LMTP.
+    pub listen: Vec<SocketAddr>,
+    #[serde(default)]
+    pub max_connections_per_source: Option<usize>,
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        Self { listen: vec![([127, 0, 0, 1], 2424).into()], max_connections_per_source: None }
     }
 }
 
@@ -278,11 +318,24 @@ pub struct Limits {
     pub max_command_line: usize,
     pub max_data_line: usize,
     pub max_connections: usize,
+    /// SMTP connections from one address (IPv6: one /64); LMTP is not capped (see `LmtpConfig`).
+    pub max_connections_per_source: usize,
+    /// Percentage of every connection limit (SMTP/LMTP, IMAP, IMAP before login, HTTP) that only
+    /// addresses with no connection yet may take, so a few addresses can never fill every slot.
+    pub reserved_percent: u8,
     pub max_errors: u32,
+    /// Time limit for a whole command line, however slowly it trickles in.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
+    /// Idle time waiting for the next block of message data.
     #[serde(with = "humantime_serde")]
     pub data_timeout: Duration,
+    /// Total time limit of one SMTP/LMTP connection.
+    #[serde(with = "humantime_serde")]
+    pub max_session_time: Duration,
+    /// Bytes per second DATA/BDAT must keep up on average: the data must be in within
+    /// `data_timeout` plus one second per `min_data_rate` bytes received (0: no minimum).
+    pub min_data_rate: u64,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -295,9 +348,13 @@ impl Default for Limits {
             max_command_line: 2048,
             max_data_line: 65536,
             max_connections: 10_000,
+            max_connections_per_source: 20,
+            reserved_percent: 10,
             max_errors: 20,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
+            max_session_time: Duration::from_secs(30 * 60),
+            min_data_rate: 500,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -494,6 +551,29 @@ fn locate(text: &str, path: &str) -> usize {
     line
 }
 
+/// The connection limits of every listener: (key, reason) for the first one that is wrong.
+fn check_connection_limits(config: &Config) -> Result<(), (&'static str, String)> {
+    let (limits, imap, http) = (&config.limits, &config.imap, &config.http);
+    let at_least_one = [
+        ("limits.max_connections_per_source", limits.max_connections_per_source),
+        ("imap.max_connections", imap.max_connections),
+        ("imap.max_connections_per_source", imap.max_connections_per_source),
+        ("imap.max_unauthenticated", imap.max_unauthenticated),
+        ("http.max_connections", http.max_connections),
+        ("http.max_connections_per_source", http.max_connections_per_source),
+        ("lmtp.max_connections_per_source", config.lmtp.max_connections_per_source.unwrap_or(1)),
+    ];
+    for (key, value) in at_least_one {
+        if value == 0 {
+            return Err((key, "must be at least 1".into()));
+        }
+    }
+    if limits.reserved_percent > 50 {
+        return Err(("limits.reserved_percent", "must be between 0 and 50 (percent of each connection limit)".into()));
+    }
+    Ok(())
+}
+
 fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<Settings, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: name.into(), line: locate(text, key), key: key.into(), reason };
 
@@ -522,11 +602,18 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if config.storage.max_database_size.is_some_and(|size| size < 64 * 1024) {
         return Err(err("storage.max_database_size", "must be at least 65536 bytes".into()));
     }
-    for (key, value) in [("limits.command_timeout", limits.command_timeout), ("limits.data_timeout", limits.data_timeout)] {
+    for (key, value) in [
+        ("limits.command_timeout", limits.command_timeout),
+        ("limits.data_timeout", limits.data_timeout),
+        ("limits.max_session_time", limits.max_session_time),
+        ("imap.prelogin_timeout", config.imap.prelogin_timeout),
+        ("http.idle_timeout", config.http.idle_timeout),
+    ] {
         if value < Duration::from_secs(1) {
             return Err(err(key, "must be at least 1s".into()));
         }
     }
+    check_connection_limits(&config).map_err(|(key, reason)| err(key, reason))?;
     if config.tls.cert.is_some() != config.tls.key.is_some() {
         let key = if config.tls.cert.is_some() { "tls.key" } else { "tls.cert" };
         return Err(err(key, "tls.cert and tls.key must be given together".into()));
@@ -726,6 +813,43 @@ mod tests {
 
         let e = load("[lmtp]\nlisten = [\"127.0.0.1:25\"]\n").unwrap_err();
         assert_eq!(e.key, "lmtp.listen", "{e}");
+    }
+
+    #[test]
+    fn connection_limits_are_validated_with_line_and_key() {
+        let s = load("").unwrap();
+        assert_eq!(s.config.limits.max_connections_per_source, 20);
+        assert_eq!(s.config.lmtp.max_connections_per_source, None, "LMTP is not capped per source by default");
+        let cases = [
+            ("[limits]\nmax_connections_per_source = 0\n", "limits.max_connections_per_source"),
+            ("[limits]\nreserved_percent = 60\n", "limits.reserved_percent"),
+            ("[limits]\nmax_session_time = \"0s\"\n", "limits.max_session_time"),
+            ("[lmtp]\nlisten = []\nmax_connections_per_source = 0\n", "lmtp.max_connections_per_source"),
+            ("[imap]\nmax_unauthenticated = 0\n", "imap.max_unauthenticated"),
+            ("[imap]\nmax_connections_per_source = 0\n", "imap.max_connections_per_source"),
+            ("[imap]\nprelogin_timeout = \"0s\"\n", "imap.prelogin_timeout"),
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[http]\nmax_connections_per_source = 0\n", "http.max_connections_per_source"),
+            ("[http]\nidle_timeout = \"500ms\"\n", "http.idle_timeout"),
+        ];
+        for (text, key) in cases {
+            let e = load(text).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.line >= 2, "{key}: the line is named: {e}");
+        }
+        let e = load("[limits]\nmin_data_rate = -1\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "limits.min_data_rate"), "{e}");
+    }
+
+    #[test]
+    fn login_timeout_is_still_accepted_as_prelogin_timeout() {
+        let s = load("[imap]\nlogin_timeout = \"7s\"\n").unwrap();
+        assert_eq!(s.config.imap.prelogin_timeout, Duration::from_secs(7));
+        let s = load("[imap]\nprelogin_timeout = \"9s\"\n").unwrap();
+        assert_eq!(s.config.imap.prelogin_timeout, Duration::from_secs(9));
+        let e = load("[imap]\nlogin_timeout = \"7s\"\nprelogin_timeout = \"9s\"\n").unwrap_err();
+        assert!(e.reason.contains("duplicate"), "{e}");
+        assert!(e.key.starts_with("imap"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod imap;
 pub mod intake;
+pub mod net;
 pub mod outbox;
 pub mod server;
 pub mod shutdown;

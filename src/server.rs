@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
 use crate::intake::{Intake, Protocol};
+use crate::net::Pool;
 use crate::shutdown::{self, Phase};
 use crate::smtp::{self, SmtpContext};
 use crate::store::{Store, writer};
@@ -30,7 +30,8 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Before anything is created: every file private to us, and a data dir nobody else can enter.
     crate::store::private_umask();
     crate::store::prepare_data_dir(&settings.data_dir)?;
-    raise_fd_limit(settings.config.limits.max_connections);
+    let config = &settings.config;
+    raise_fd_limit(config.limits.max_connections + config.imap.max_connections + config.http.max_connections);
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
@@ -86,8 +87,17 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         http_listeners.push(bind("http", if settings.config.http.tls { "https" } else { "http" }, addr, &mut bound).await?);
     }
 
-    let max_connections = settings.config.limits.max_connections;
-    let connections = Arc::new(Semaphore::new(max_connections));
+    // One pool per service; each reserves limits.reserved_percent for addresses without a
+    // connection. IMAP has a second, smaller pool for connections not logged in yet.
+    let reserve = settings.config.limits.reserved_percent;
+    let connections = Pool::new("smtp", settings.config.limits.max_connections, reserve);
+    let imap = &settings.config.imap;
+    let imap_pools = Arc::new(crate::imap::ImapPools {
+        sessions: Pool::new("imap", imap.max_connections, reserve),
+        // Full of connections not logged in: a newcomer evicts the oldest of the address with the most.
+        unauthenticated: Pool::evicting("imap-prelogin", imap.max_unauthenticated.min(imap.max_connections), reserve),
+    });
+    let http_connections = Pool::new("http", settings.config.http.max_connections, reserve);
     let mut accept_tasks = Vec::new();
     for (listener, protocol) in listeners {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
@@ -98,10 +108,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         tls: ctx.tls.clone(),
         shutdown: shutdown.clone(),
     });
-    let imap_connections = Arc::new(Semaphore::new(settings.config.imap.max_connections));
     let mut staff_tasks = Vec::new();
     for (listener, implicit_tls) in imap_listeners {
-        staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_connections.clone())));
+        staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
     let http_ctx = Arc::new(crate::http::HttpContext {
         settings: settings.clone(),
@@ -110,7 +119,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     });
     for listener in http_listeners {
-        staff_tasks.push(tokio::spawn(crate::http::serve(listener, http_ctx.clone())));
+        staff_tasks.push(tokio::spawn(crate::http::serve(listener, http_ctx.clone(), http_connections.clone())));
     }
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 
@@ -151,12 +160,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for task in accept_tasks {
         let _ = task.await;
     }
-    let all = max_connections as u32;
-    let grace = settings.config.limits.shutdown_grace;
-    if tokio::time::timeout(grace, connections.acquire_many(all)).await.is_err() {
+    if !connections.drained(settings.config.limits.shutdown_grace).await {
         tracing::warn!("shutdown grace period over: closing remaining sessions with 421");
         trigger.set(Phase::Forced);
-        let _ = tokio::time::timeout(Duration::from_secs(10), connections.acquire_many(all)).await;
+        connections.drained(Duration::from_secs(10)).await;
     }
     // Staff sessions end with the server (IMAP clients get BYE, HTTP stops accepting).
     for task in staff_tasks {
@@ -219,7 +226,11 @@ fn raise_fd_limit(max_connections: usize) {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
         if (limit.rlim_cur as usize) < max_connections + 64 {
-            tracing::warn!(open_files = limit.rlim_cur, max_connections, "the open-file limit is below limits.max_connections");
+            tracing::warn!(
+                open_files = limit.rlim_cur,
+                max_connections,
+                "the open-file limit is below the connection limits (limits, imap and http max_connections)"
+            );
         }
     }
 }

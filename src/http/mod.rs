@@ -42,7 +42,7 @@ use tower::ServiceExt;
 
 use crate::access::Access;
 use crate::config::Settings;
-use crate::shutdown::{Phase, Shutdown};
+use crate::shutdown::Shutdown;
 use error::ApiError;
 
 /// What every HTTP request shares.
@@ -203,53 +203,95 @@ async fn index() -> Response {
 
 /// Serves the API on `listener` until shutdown: stops accepting at `Draining`, lets running
 /// requests finish (closing idle keep-alive connections), gives up after `DRAIN_LIMIT`.
-pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>) {
+///
+/// Each connection holds a slot in `connections` (with the per-source cap and the reserved
+/// share) until it closes. A connection must send each request's headers within
+/// `http.idle_timeout` (and `http.request_timeout`, whichever is shorter) of connecting or of
+/// the previous response: hyper's header read timeout runs from the moment it waits for a
+/// request head, so it also closes idle keep-alive and silent connections. A response write
+/// that makes no progress for `http.request_timeout` ends it, so no client can hold a slot by
+/// not reading either.
+pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, connections: Arc<crate::net::Pool>) {
+    use crate::net::{Admission, Listener, Policy, deadline::WriteDeadline};
     let app = app(ctx.clone());
     let graceful = GracefulShutdown::new();
-    let mut shutdown = ctx.shutdown.clone();
-    let limit = ctx.settings.config.http.request_timeout;
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "http: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+    let config = &ctx.settings.config.http;
+    let (idle, write_limit) = (config.idle_timeout.min(config.request_timeout), config.request_timeout);
+    let name = if ctx.tls.is_some() { "https" } else { "http" };
+    let listener = Listener::new(listener, name).gate(connections.clone(), Policy::capped(config.max_connections_per_source));
+    listener
+        .run(ctx.shutdown.clone(), |stream, peer, admission| {
+            let slot = match admission {
+                Admission::Admitted(slot) => slot,
+                Admission::Refused(refused) => {
+                    refuse(stream, refused, ctx.tls.is_none());
+                    return;
                 }
-            },
-            _ = shutdown.reached(Phase::Draining) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        }));
-        let mut http = hyper::server::conn::http1::Builder::new();
-        // A client gets as long as a request may take to send its headers (slowloris).
-        http.timer(TokioTimer::new()).header_read_timeout(limit);
-        let watcher = graceful.watcher();
-        match ctx.tls.clone() {
-            None => {
-                let conn = http.serve_connection(TokioIo::new(stream), service);
-                tokio::spawn(watcher.watch(conn));
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            };
+            let service = TowerToHyperService::new(app.clone().map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            }));
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(idle);
+            let watcher = graceful.watcher();
+            let tls = ctx.tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => {
+                        let io = TokioIo::new(WriteDeadline::new(stream, write_limit));
+                        let _ = watcher.watch(http.serve_connection(io, service)).await;
+                    }
+                    Some(acceptor) => match tokio::time::timeout(idle, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await;
+                            let io = TokioIo::new(WriteDeadline::new(tls, write_limit));
+                            let _ = watcher.watch(http.serve_connection(io, service)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "http: TLS handshake failed"),
                         Err(_) => tracing::debug!("http: TLS handshake timed out"),
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
+                    },
+                }
+                drop(slot);
+            });
+        })
+        .await;
     if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
         tracing::warn!("http: requests still running at shutdown were cut off");
     }
+}
+
+/// Over a connection limit. Plain HTTP gets a 503 in the API's error format; on HTTPS the
+/// connection is just closed (a TLS handshake only to refuse would cost more than it tells).
+fn refuse(stream: tokio::net::TcpStream, refused: crate::net::Refused, plain: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !plain {
+        return;
+    }
+    let reason = if refused.why.is_per_source() {
+        "too many connections from your address; try again later"
+    } else {
+        "too many connections; try again later"
+    };
+    let body = serde_json::json!({"error": "unavailable", "reason": reason}).to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    refused.answer_now(&stream, response.as_bytes());
+    if refused.answering.is_none() {
+        return;
+    }
+    // Read what the client sends for a moment: closing with unread input resets the
+    // connection, and the client could lose the answer.
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            while let Ok(1..) = stream.read(&mut sink).await {}
+        })
+        .await;
+        drop(refused);
+    });
 }

@@ -23,14 +23,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access::Access;
 use crate::config::Settings;
-use crate::shutdown::{Phase, Shutdown};
-use crate::smtp::stream::Stream;
+use crate::net::{Admission, Listener, Policy, Pool, Refusal, Refused, Stream};
+use crate::shutdown::Shutdown;
 
 /// What every IMAP session shares.
 pub struct ImapContext {
@@ -43,53 +41,62 @@ pub struct ImapContext {
 /// How long sessions get to say BYE after shutdown begins (the server waits 5 s for us).
 const DRAIN: Duration = Duration::from_secs(4);
 
-/// Accepts IMAP connections until shutdown. `implicit_tls`: the 993-style listener (TLS from the
-/// first byte); otherwise 143-style with STARTTLS. `connections` bounds concurrent sessions.
-pub async fn listen(listener: TcpListener, implicit_tls: bool, ctx: Arc<ImapContext>, connections: Arc<Semaphore>) {
-    let mut shutdown = ctx.shutdown.clone();
-    let mut sessions = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-            _ = shutdown.reached(Phase::Draining) => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning; existing sessions keep going.
-                tracing::warn!(error = %e, "IMAP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let ctx = ctx.clone();
-        match connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                sessions.spawn(async move {
-                    if let Some(stream) = open(&ctx, socket, implicit_tls).await {
-                        session::run(ctx, stream, peer).await;
-                    }
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tracing::warn!(%peer, "too many IMAP connections; refused");
-                sessions.spawn(reject_busy(ctx, socket, implicit_tls));
-            }
-        }
-    }
-    // Sessions see the same shutdown and say BYE; give them a moment to do so.
-    let _ = tokio::time::timeout(DRAIN, async { while sessions.join_next().await.is_some() {} }).await;
+/// The two pools every IMAP connection is admitted to: all sessions, and the smaller one of
+/// sessions not logged in yet (left at login).
+pub struct ImapPools {
+    pub sessions: Arc<Pool>,
+    pub unauthenticated: Arc<Pool>,
 }
 
-/// The session's stream: TLS first on the implicit-TLS listener (within the login timeout).
+/// Accepts IMAP connections until shutdown. `implicit_tls`: the 993-style listener (TLS from the
+/// first byte); otherwise 143-style with STARTTLS.
+pub async fn listen(listener: TcpListener, implicit_tls: bool, ctx: Arc<ImapContext>, pools: Arc<ImapPools>) {
+    let policy = Policy::capped(ctx.settings.config.imap.max_connections_per_source);
+    let listener = Listener::new(listener, if implicit_tls { "imaps" } else { "imap" })
+        .gate(pools.sessions.clone(), policy)
+        .gate(pools.unauthenticated.clone(), policy);
+    listener
+        .run(ctx.shutdown.clone(), |socket, peer, admission| {
+            let ctx = ctx.clone();
+            match admission {
+                Admission::Admitted(mut slots) => {
+                    // Gate order: the session slot, then the pre-login one the session gives up at login.
+                    let prelogin = slots.pop().expect("two gates");
+                    tokio::spawn(async move {
+                        let opened = tokio::select! {
+                            // An eviction before the session runs is answered by the session (BYE).
+                            biased;
+                            opened = open(&ctx, socket, implicit_tls) => opened,
+                            // Evicted during the TLS handshake: nothing to say BYE with yet.
+                            _ = prelogin.evicted() => None,
+                        };
+                        if let Some(stream) = opened {
+                            session::run(ctx, stream, peer, prelogin).await;
+                        }
+                        drop(slots);
+                    });
+                }
+                Admission::Refused(refused) if !implicit_tls => refused.answer_now(&socket, busy_bye(refused.why)),
+                // Inside TLS, where a clear-text line would be noise: a handshake first, in a
+                // task of its own while few are (otherwise just close).
+                Admission::Refused(refused) => {
+                    if refused.answering.is_some() {
+                        tokio::spawn(reject_busy_tls(ctx, socket, refused));
+                    }
+                }
+            }
+        })
+        .await;
+    // Sessions see the same shutdown and say BYE; give them a moment to do so.
+    pools.sessions.drained(DRAIN).await;
+}
+
+/// The session's stream: TLS first on the implicit-TLS listener (within the pre-login timeout).
 async fn open(ctx: &ImapContext, socket: TcpStream, implicit_tls: bool) -> Option<Stream> {
     if !implicit_tls {
         return Some(Stream::Plain(socket));
     }
-    match tokio::time::timeout(ctx.settings.config.imap.login_timeout, ctx.tls.accept(socket)).await {
+    match tokio::time::timeout(ctx.settings.config.imap.prelogin_timeout, ctx.tls.accept(socket)).await {
         Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "IMAP TLS handshake failed");
@@ -99,13 +106,21 @@ async fn open(ctx: &ImapContext, socket: TcpStream, implicit_tls: bool) -> Optio
     }
 }
 
-/// Over `imap.max_connections`: say so and hang up (inside TLS on the TLS listener, where a
-/// clear-text line would be noise).
-async fn reject_busy(ctx: Arc<ImapContext>, socket: TcpStream, implicit_tls: bool) {
+/// The BYE for a connection over a limit.
+fn busy_bye(why: Refusal) -> &'static [u8] {
+    if why.is_per_source() {
+        b"* BYE Too many connections from your address, try again later\r\n"
+    } else {
+        b"* BYE Too many connections, try again later\r\n"
+    }
+}
+
+async fn reject_busy_tls(ctx: Arc<ImapContext>, socket: TcpStream, refused: Refused) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let Some(mut stream) = open(&ctx, socket, implicit_tls).await else { return };
-        let _ = stream.write_all(b"* BYE Too many connections, try again later\r\n").await;
+        let Some(mut stream) = open(&ctx, socket, true).await else { return };
+        let _ = stream.write_all(busy_bye(refused.why)).await;
         let _ = stream.shutdown().await;
     })
     .await;
+    drop(refused);
 }

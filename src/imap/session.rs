@@ -31,8 +31,8 @@ use super::fetch::Cache;
 use super::mailbox::{self, Selected};
 use super::wire::{self, Out};
 use crate::access::{LoginError, Permission, Principal};
+use crate::net::{Guard, Stream};
 use crate::shutdown::Phase;
-use crate::smtp::stream::Stream;
 use crate::store::StoreError;
 
 /// Longest command line (without literals). Longer: BAD and the connection is closed.
@@ -47,9 +47,10 @@ const IDLE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Output is written out once this much is buffered (a FETCH of many messages streams).
 pub const FLUSH_AT: usize = 256 * 1024;
 
-pub async fn run(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr) {
+/// `prelogin`: the connection's slot among those not logged in yet, given up at login.
+pub async fn run(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr, prelogin: Guard) {
     let tls = matches!(stream, Stream::Tls(_));
-    let mut session = Session::new(ctx, stream, peer, tls);
+    let mut session = Session::new(ctx, stream, peer, tls, prelogin);
     if let Err(e) = session.serve().await {
         tracing::debug!(error = %e, "IMAP session ended with an I/O error");
     }
@@ -88,6 +89,8 @@ enum Input {
     TooLong,
     Eof,
     Timeout,
+    /// Not logged in, and evicted from the full pool of such connections by a newer one.
+    Evicted,
     Shutdown,
 }
 
@@ -131,16 +134,19 @@ pub(super) struct Session {
     revoked: bool,
     login_failures: u32,
     bad_in_a_row: u32,
-    /// The unauthenticated phase ends at this instant (login_timeout from connect).
+    /// The unauthenticated phase ends at this instant (prelogin_timeout from connect), however
+    /// much input trickles in before it.
     login_deadline: Instant,
+    /// The slot in the pool of connections not logged in yet; None once logged in.
+    prelogin: Option<Guard>,
     pub cache: Cache,
     /// Length of each message's trace header (RFC822.SIZE without decrypting the message).
     pub trace_lens: HashMap<i64, usize>,
 }
 
 impl Session {
-    fn new(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr, tls: bool) -> Session {
-        let login_deadline = Instant::now() + ctx.settings.config.imap.login_timeout;
+    fn new(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr, tls: bool, prelogin: Guard) -> Session {
+        let login_deadline = crate::net::deadline::after(Instant::now(), ctx.settings.config.imap.prelogin_timeout);
         Session {
             ctx,
             stream,
@@ -154,6 +160,7 @@ impl Session {
             login_failures: 0,
             bad_in_a_row: 0,
             login_deadline,
+            prelogin: Some(prelogin),
             cache: Cache::default(),
             trace_lens: HashMap::new(),
         }
@@ -207,6 +214,10 @@ impl Session {
                 }
                 other => return self.close_with(other).await,
             };
+            if self.principal.is_some() {
+                // Logged in: this connection no longer counts against imap.max_unauthenticated.
+                self.prelogin = None;
+            }
             match flow {
                 Flow::Continue => {}
                 Flow::Close => return self.flush().await,
@@ -221,7 +232,9 @@ impl Session {
     /// The BYE we owe the client before closing for any reason of ours.
     async fn close_with(&mut self, input: Input) -> io::Result<()> {
         match input {
+            Input::Timeout if self.principal.is_none() => self.out.bye(None, "Autologout; not logged in in time"),
             Input::Timeout => self.out.bye(None, "Autologout; idle for too long"),
+            Input::Evicted => self.out.bye(None, "Too many connections not logged in; this one waited longest"),
             Input::Shutdown => self.out.bye(None, "Server shutting down"),
             Input::TooLong => {
                 self.out.bad(None, None, "Command line too long");
@@ -242,10 +255,16 @@ impl Session {
     /// Reads more input, until `deadline` or shutdown.
     async fn read_more(&mut self, deadline: Instant) -> io::Result<Input> {
         let mut shutdown = self.ctx.shutdown.clone();
-        let Session { stream, buf, .. } = self;
+        let Session { stream, buf, prelogin, .. } = self;
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(16 * 1024);
         }
+        let evicted = async {
+            match prelogin {
+                Some(slot) => slot.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => match read {
                 Err(_) => Ok(Input::Timeout),
@@ -253,6 +272,7 @@ impl Session {
                 Ok(Ok(_)) => Ok(Input::Data),
                 Ok(Err(e)) => Err(e),
             },
+            _ = evicted => Ok(Input::Evicted),
             _ = shutdown.reached(Phase::Draining) => Ok(Input::Shutdown),
         }
     }

@@ -1,25 +1,20 @@
 //! SMTP (the MX) and LMTP (behind another MTA): listeners and sessions.
 //!
-//! `listen` accepts connections and bounds them with a semaphore shared by every listener;
-//! `session` runs one connection's state machine; `data` finds the end of DATA; `stream` wraps the
-//! socket so STARTTLS can upgrade it in place.
+//! `listen` runs the shared accept loop (`crate::net`) over one pool for every SMTP and LMTP
+//! listener; `session` runs one connection's state machine; `data` finds the end of DATA.
 
 pub mod data;
 pub mod session;
-pub mod stream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Settings;
 use crate::intake::{Intake, Protocol};
-use crate::shutdown::{Phase, Shutdown};
+use crate::net::{Admission, Listener, Policy, Pool};
+use crate::shutdown::Shutdown;
 
 /// What every session shares.
 pub struct SmtpContext {
@@ -29,47 +24,40 @@ pub struct SmtpContext {
     pub shutdown: Shutdown,
 }
 
-/// Accepts connections until shutdown begins.
-pub async fn listen(listener: TcpListener, protocol: Protocol, ctx: Arc<SmtpContext>, connections: Arc<Semaphore>) {
-    let mut shutdown = ctx.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.reached(Phase::Draining) => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning; existing sessions keep going.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        match connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    session::run(ctx, socket, peer, protocol).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                let hostname = ctx.settings.config.server.hostname.clone();
-                tokio::spawn(reject_busy(socket, peer, hostname));
-            }
-        }
+/// How a connection is admitted: SMTP is capped per source; LMTP serves a trusted MTA and is
+/// capped only when `lmtp.max_connections_per_source` says so.
+pub fn policy(settings: &Settings, protocol: Protocol) -> Policy {
+    match protocol {
+        Protocol::Smtp => Policy::capped(settings.config.limits.max_connections_per_source),
+        Protocol::Lmtp => settings.config.lmtp.max_connections_per_source.map_or(Policy::trusted(), Policy::capped),
     }
 }
 
-/// Over `limits.max_connections`: say so (RFC 5321 §3.8: 421 before closing) and hang up.
-async fn reject_busy(mut socket: TcpStream, peer: SocketAddr, hostname: String) {
-    tracing::warn!(%peer, "too many connections; refused with 421");
-    let reply = format!("421 4.3.2 {hostname} Too many connections, try again later\r\n");
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = socket.write_all(reply.as_bytes()).await;
-        let _ = socket.shutdown().await;
-    })
-    .await;
+/// Accepts connections until shutdown begins; each holds a slot in `connections` while it runs.
+pub async fn listen(listener: TcpListener, protocol: Protocol, ctx: Arc<SmtpContext>, connections: Arc<Pool>) {
+    let listener = Listener::new(listener, protocol.name()).gate(connections, policy(&ctx.settings, protocol));
+    listener
+        .run(ctx.shutdown.clone(), |socket, peer, admission| match admission {
+            Admission::Admitted(slots) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    session::run(ctx, socket, peer, protocol).await;
+                    drop(slots);
+                });
+            }
+            // The client waits for our banner before it sends anything: one write, then close.
+            Admission::Refused(refused) => {
+                refused.answer_now(&socket, busy_reply(&ctx.settings.config.server.hostname, refused.why).as_bytes())
+            }
+        })
+        .await;
+}
+
+/// The 421 for a connection over a limit (RFC 5321 §3.8: 421 before closing).
+pub fn busy_reply(hostname: &str, refused: crate::net::Refusal) -> String {
+    if refused.is_per_source() {
+        format!("421 4.3.2 {hostname} Too many connections from your address, try again later\r\n")
+    } else {
+        format!("421 4.3.2 {hostname} Too many connections, try again later\r\n")
+    }
 }

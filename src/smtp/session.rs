@@ -5,21 +5,28 @@
 //! buffered is dropped, replies stay in order). DATA and BDAT take their bytes from the same
 //! buffer, so a pipelined command after the data is never lost. STARTTLS throws the buffer away,
 //! so nothing sent before the handshake is ever run inside TLS (CVE-2011-0411).
+//!
+//! Time limits are deadlines, not idle timers, so input that trickles in a byte at a time cannot
+//! stretch them: a command line must be complete within `command_timeout` of when we started
+//! waiting for it; DATA/BDAT data must keep up `min_data_rate` after a grace of `data_timeout`
+//! (and no pause may exceed `data_timeout`); the whole connection ends after `max_session_time`.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use smtp_proto::{Error as ParseError, MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::SmtpContext;
 use super::data::DataReceiver;
-use super::stream::Stream;
 use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient};
+use crate::net::Stream;
+use crate::net::deadline::after;
 use crate::shutdown::Phase;
 use crate::store::writer::Outcome;
 
@@ -54,10 +61,16 @@ enum Flow {
     StartTls,
 }
 
+#[derive(Clone, Copy)]
 enum Input {
     Data,
     Eof,
+    /// A command line, or a pause in the data, took longer than allowed.
     Timeout,
+    /// The data arrived slower than `limits.min_data_rate`.
+    TooSlow,
+    /// The connection reached `limits.max_session_time`.
+    SessionLimit,
     Shutdown,
 }
 
@@ -79,10 +92,13 @@ struct Session {
     errors: u32,
     /// Skipping the rest of a command line that was too long.
     discarding: bool,
+    /// The connection ends here (`limits.max_session_time` after connect).
+    session_deadline: Instant,
 }
 
 impl Session {
     fn new(ctx: Arc<SmtpContext>, stream: Stream, peer: SocketAddr, protocol: Protocol) -> Session {
+        let session_deadline = after(Instant::now(), ctx.settings.config.limits.max_session_time);
         Session {
             ctx,
             stream,
@@ -95,6 +111,7 @@ impl Session {
             tx: None,
             errors: 0,
             discarding: false,
+            session_deadline,
         }
     }
 
@@ -135,16 +152,19 @@ impl Session {
         result
     }
 
-    /// Reads more input. Returns early when shutdown reaches `interrupt_at`.
-    async fn read_more(&mut self, timeout: Duration, interrupt_at: Phase) -> io::Result<Input> {
+    /// Reads more input, until the earliest of `deadlines` (answering with its reason) or the
+    /// session's own deadline. Returns early when shutdown reaches `interrupt_at`.
+    async fn read_more(&mut self, deadlines: &[(Instant, Input)], interrupt_at: Phase) -> io::Result<Input> {
         if self.buf.capacity() - self.buf.len() < 512 {
             self.buf.reserve(READ_CHUNK);
         }
+        let session_limit: (Instant, Input) = (self.session_deadline, Input::SessionLimit);
+        let (until, expired) = deadlines.iter().copied().chain([session_limit]).min_by_key(|(at, _)| *at).expect("the session deadline");
         let mut shutdown = self.ctx.shutdown.clone();
         let Session { stream, buf, .. } = self;
         tokio::select! {
-            read = tokio::time::timeout(timeout, stream.read_buf(buf)) => match read {
-                Err(_) => Ok(Input::Timeout),
+            read = tokio::time::timeout_at(until, stream.read_buf(buf)) => match read {
+                Err(_) => Ok(expired),
                 Ok(Ok(0)) => Ok(Input::Eof),
                 Ok(Ok(_)) => Ok(Input::Data),
                 Ok(Err(e)) => Err(e),
@@ -157,6 +177,8 @@ impl Session {
     async fn close_with(&mut self, input: Input) -> io::Result<Flow> {
         let line = match input {
             Input::Timeout => format!("421 4.4.2 {} Timeout, closing connection", self.hostname()),
+            Input::TooSlow => format!("421 4.4.2 {} Data rate too low, closing connection", self.hostname()),
+            Input::SessionLimit => format!("421 4.4.2 {} Session time limit reached, closing connection", self.hostname()),
             Input::Shutdown => format!("421 4.3.2 {} Service shutting down", self.hostname()),
             Input::Eof | Input::Data => return Ok(Flow::Close),
         };
@@ -171,8 +193,11 @@ impl Session {
             Protocol::Lmtp => format!("220 {} LMTP mailroom", self.hostname()),
         };
         self.reply(banner);
+        // When the command line being waited for must be complete (set when the wait starts).
+        let mut line_deadline = None;
         loop {
             while let Some(line) = self.next_line() {
+                line_deadline = None;
                 let flow = match line {
                     Line::TooLong => self.error("500 5.5.2 Line too long"),
                     Line::Command(bytes) => self.command(&bytes).await?,
@@ -193,10 +218,11 @@ impl Session {
                 return Ok(());
             }
             let timeout = self.ctx.settings.config.limits.command_timeout;
+            let deadline = *line_deadline.get_or_insert_with(|| after(Instant::now(), timeout));
             // Between transactions shutdown interrupts at once; inside one (MAIL given, the
             // client is about to send data) only when forced.
             let interrupt_at = if self.tx.is_some() { Phase::Forced } else { Phase::Draining };
-            match self.read_more(timeout, interrupt_at).await? {
+            match self.read_more(&[(deadline, Input::Timeout)], interrupt_at).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(()),
                 other => {
@@ -439,14 +465,17 @@ impl Session {
         self.reply("354 End data with <CR><LF>.<CR><LF>");
         self.flush().await?;
         let limits = &self.ctx.settings.config.limits;
-        let (timeout, mut receiver) = (limits.data_timeout, DataReceiver::new(limits.max_message_size, limits.max_data_line));
+        let mut receiver = DataReceiver::new(limits.max_message_size, limits.max_data_line);
+        let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
+        let mut received = 0;
         loop {
             if let Some(consumed) = receiver.feed(&self.buf) {
                 self.buf.advance(consumed);
                 break;
             }
+            received += self.buf.len() as u64;
             self.buf.clear();
-            match self.read_more(timeout, Phase::Forced).await? {
+            match self.read_more(&pace.deadlines(received), Phase::Forced).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(Flow::Close),
                 other => return self.close_with(other).await,
@@ -478,7 +507,8 @@ impl Session {
         let keep = refusal.is_none() && !overflow;
         let mut chunk = Vec::with_capacity(if keep { size.min(READ_CHUNK * 64) } else { 0 });
         let mut remaining = size;
-        let timeout = self.ctx.settings.config.limits.data_timeout;
+        let limits = &self.ctx.settings.config.limits;
+        let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
         loop {
             let take = remaining.min(self.buf.len());
             if keep {
@@ -489,7 +519,7 @@ impl Session {
             if remaining == 0 {
                 break;
             }
-            match self.read_more(timeout, Phase::Forced).await? {
+            match self.read_more(&pace.deadlines((size - remaining) as u64), Phase::Forced).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(Flow::Close),
                 other => return self.close_with(other).await,
@@ -587,6 +617,33 @@ impl Session {
         self.helo = None;
         self.tx = None;
         Ok(())
+    }
+}
+
+/// The time limits while message data is read (one DATA, or one BDAT chunk): no pause longer
+/// than `data_timeout`, and on average at least `min_data_rate` bytes per second after a grace
+/// of `data_timeout` (the whole transfer must end by start + data_timeout + received / rate,
+/// as Postfix's `smtpd_min_data_rate` does), so a sender that trickles bytes just often enough
+/// to never pause for long is still cut off.
+struct Pace {
+    started: Instant,
+    idle: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    fn start(idle: Duration, min_rate: u64) -> Pace {
+        Pace { started: Instant::now(), idle, min_rate }
+    }
+
+    /// The deadlines for the next read, `received` bytes into the transfer.
+    fn deadlines(&self, received: u64) -> Vec<(Instant, Input)> {
+        let mut deadlines: Vec<(Instant, Input)> = vec![(after(Instant::now(), self.idle), Input::Timeout)];
+        if self.min_rate > 0 {
+            let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+            deadlines.push((after(self.started, self.idle.saturating_add(earned)), Input::TooSlow));
+        }
+        deadlines
     }
 }
 

@@ -47,6 +47,12 @@ pub struct Opts {
     pub max_database_size: Option<u64>,
     /// Appended verbatim to the generated config (new tables only).
     pub extra_toml: String,
+    /// Extra `key = value` lines for the generated `[limits]`, `[lmtp]`, `[imap]` and `[http]`
+    /// tables (e.g. connection caps; unset keys keep mailroom's defaults).
+    pub limits_extra: String,
+    pub lmtp_extra: String,
+    pub imap_extra: String,
+    pub http_extra: String,
     /// A complete config to use verbatim instead of the generated one.
     pub raw_config: Option<String>,
 }
@@ -67,6 +73,10 @@ impl Default for Opts {
             max_batch: 256,
             max_database_size: None,
             extra_toml: String::new(),
+            limits_extra: String::new(),
+            lmtp_extra: String::new(),
+            imap_extra: String::new(),
+            http_extra: String::new(),
             raw_config: None,
         }
     }
@@ -87,13 +97,16 @@ listen = ["127.0.0.1:0"]
 
 [lmtp]
 listen = ["127.0.0.1:0"]
+{lmtp_extra}
 
 [imap]
 listen_starttls = ["127.0.0.1:0"]
 listen_tls = ["127.0.0.1:0"]
+{imap_extra}
 
 [http]
 listen = ["127.0.0.1:0"]
+{http_extra}
 
 [limits]
 max_message_size = {max_message_size}
@@ -105,6 +118,7 @@ max_errors = {max_errors}
 command_timeout = "{command_timeout}"
 data_timeout = "{data_timeout}"
 shutdown_grace = "{shutdown_grace}"
+{limits_extra}
 
 [registration]
 format = "MR-{{year}}-{{seq:06}}-{{check}}"
@@ -151,6 +165,10 @@ addresses = ["complaints@example.com"]
             max_batch = self.max_batch,
             max_database_size = self.max_database_size.map(|n| format!("max_database_size = {n}")).unwrap_or_default(),
             extra = self.extra_toml,
+            limits_extra = self.limits_extra,
+            lmtp_extra = self.lmtp_extra,
+            imap_extra = self.imap_extra,
+            http_extra = self.http_extra,
         )
     }
 }
@@ -806,6 +824,23 @@ impl Client {
         Ok(Client { conn: Conn::Plain(s), buf: Vec::new(), addr, transcript: vec![] })
     }
 
+    /// Connects from a chosen local address (e.g. 127.0.0.2), to act as a distinct source.
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let s = tcp_from(source, addr).unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { conn: Conn::Plain(s), buf: Vec::new(), addr, transcript: vec![] }
+    }
+
+    /// A second handle on a plain connection's socket, for a writer thread.
+    pub fn plain_clone(&self) -> TcpStream {
+        match &self.conn {
+            Conn::Plain(s) => s.try_clone().unwrap(),
+            _ => panic!("not a plain connection"),
+        }
+    }
+
     pub fn set_read_timeout(&mut self, d: Duration) {
         self.tcp().set_read_timeout(Some(d)).unwrap();
     }
@@ -1142,6 +1177,21 @@ pub fn file_mode(p: &Path) -> u32 {
 }
 
 /// Wait until `f` returns true or the limit passes.
+/// A blocking TCP connection from `source` (bound before connecting) to `addr`.
+pub fn tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    let stream = rt.block_on(async {
+        let socket = if source.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(SocketAddr::new(source, 0))?;
+        tokio::time::timeout(Duration::from_secs(5), socket.connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
