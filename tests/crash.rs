@@ -27,6 +27,9 @@ struct Shared {
     failures: AtomicU64,
 }
 
+/// The tag the crash test's rule puts on every case.
+const CRASH_TAG: &str = "crash-sealed";
+
 fn xorshift(state: &mut u64) -> u64 {
     let mut x = *state;
     x ^= x << 13;
@@ -92,7 +95,10 @@ fn token_of(content: &[u8]) -> Option<String> {
 #[test]
 fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
     let started = Instant::now();
-    let mut s = Server::start(Opts { max_connections: 1000, ..Opts::default() });
+    // Every message is tagged by a rule, so each registration also seals its case's tags under a
+    // new case data key in the same transaction: a kill must never leave one without the other.
+    let tagging_rule = format!("[[rules]]\nname = \"tag everything\"\nsize_over = 0\ntags = [\"{CRASH_TAG}\"]\ncontinue = true\n");
+    let mut s = Server::start(Opts { max_connections: 1000, extra_toml: tagging_rule, ..Opts::default() });
     let shared = Arc::new(Shared {
         addr: RwLock::new(s.smtp_addr()),
         stop: AtomicBool::new(false),
@@ -160,6 +166,15 @@ fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
     let missing: Vec<u64> = (1..=max).filter(|q| !seqs.contains_key(q)).collect();
     assert!(missing.is_empty(), "gaps in the numbering 1..={max}: {missing:?}");
     assert_eq!(seqs.len() as u64, max);
+
+    // Every case's sealed tags open and hold the rule's tag.
+    for l in &list {
+        let cases = l.raw["cases"].as_array().unwrap_or_else(|| panic!("{}: no cases in {}", l.number, l.raw));
+        assert!(!cases.is_empty(), "{}: registered without a case", l.number);
+        for case in cases {
+            assert_eq!(case["tags"], serde_json::json!([CRASH_TAG]), "{}: case tags after kill -9: {case}", l.number);
+        }
+    }
 
     let listed: std::collections::HashSet<&str> = list.iter().map(|l| l.number.as_str()).collect();
     let lost: Vec<&String> = by_number.keys().filter(|n| !listed.contains(n.as_str())).collect();
