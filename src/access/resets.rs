@@ -199,3 +199,66 @@ impl Access {
         Ok(CollectedCode { name, enrolment: EnrolmentCode { code, expires_at }, change: stored.into_change(&concern) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::access::admin::By;
+
+    const PW: &str = "a password of my own";
+
+    async fn access() -> (tempfile::TempDir, Access) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = crate::config::DEFAULT_CONFIG.replace("failure_delay = \"250ms\"", "failure_delay = \"10ms\"");
+        let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
+        let access = Access::new(crate::store::Store::open(settings).await.unwrap());
+        access.seed_roles().await.unwrap();
+        for (name, roles) in [("olga", &["security-officer"][..]), ("anna", &["support-agent"]), ("bert", &["support-agent"])] {
+            access.add_user(name, PW, &roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "test").await.unwrap();
+        }
+        (dir, access)
+    }
+
+    async fn principal(access: &Access, name: &str) -> Principal {
+        access.login(name, PW, IpAddr::from([192, 0, 2, 1]), "test").await.unwrap()
+    }
+
+    /// Olga asks to reset `name`, the host approves: the change id.
+    async fn approved_reset(access: &Access, olga: &Principal, name: &str) -> i64 {
+        let ResetOutcome::Pending(change) = access.request_reset(olga, name).await.unwrap() else { panic!("{name}: not held") };
+        access.decide_change(By::Host("test"), change.id, true).await.unwrap();
+        change.id
+    }
+
+    #[tokio::test]
+    async fn a_sealed_code_opens_only_in_its_own_row_and_only_until_it_expires() {
+        let (_dir, access) = access().await;
+        let olga = principal(&access, "olga").await;
+        let (anna, bert) = (approved_reset(&access, &olga, "anna").await, approved_reset(&access, &olga, "bert").await);
+        // Tampered: bert's sealed code copied into anna's change does not open (bound to its row).
+        sqlx::query(
+            "UPDATE access_changes SET (code_key_id, code_wrapped_key, code_ct) =
+                 (SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = ?1) WHERE id = ?2",
+        )
+        .bind(bert)
+        .bind(anna)
+        .execute(&access.store.pool)
+        .await
+        .unwrap();
+        let err = access.collect_code(&olga, anna).await.unwrap_err();
+        assert!(matches!(err, AdminError::Store(StoreError::Crypto(CryptoError::Authentication))), "{err:?}");
+        // Expired before it was collected: void, and the sealed copy is gone.
+        sqlx::query("UPDATE users SET enrolment_expires_at = 1 WHERE name = 'bert'").execute(&access.store.pool).await.unwrap();
+        assert!(matches!(access.collect_code(&olga, bert).await, Err(AdminError::Conflict(reason)) if reason.contains("void")));
+        let left: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT code_ct FROM access_changes WHERE id = ?").bind(bert).fetch_one(&access.store.pool).await.unwrap();
+        assert!(left.is_none());
+        // A fresh approved reset: collected once; the code is anna's enrolment code.
+        let again = approved_reset(&access, &olga, "anna").await;
+        let collected = access.collect_code(&olga, again).await.unwrap();
+        assert!(matches!(access.collect_code(&olga, again).await, Err(AdminError::Conflict(_))));
+        access.enrol("anna", &collected.enrolment.code, "anna's new passphrase", IpAddr::from([192, 0, 2, 9]), "test").await.unwrap();
+    }
+}
