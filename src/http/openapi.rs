@@ -154,7 +154,7 @@ fn enrolment_and_approval_operations() -> Vec<(&'static str, &'static str, Value
             json!({
                 "name": { "type": "string", "minLength": 1, "maxLength": 64 },
                 "code": { "type": "string", "minLength": 1, "example": "7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB" },
-                "password": { "type": "string", "format": "password", "minLength": 12 },
+                "password": { "type": "string", "format": "password", "minLength": 12, "pattern": super::validate::password_pattern() },
             }),
         ))),
         ("200", ok("the password is set", object(&["user"], json!({ "user": { "type": "string" }, "enrolled": { "type": "boolean" } })))),
