@@ -605,7 +605,7 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
                 open_access(&location).await?.set_password(&name, &password, &actor()).await?;
                 println!("password of {name} changed; their sessions have ended");
             } else {
-                let code = open_access(&location).await?.reset_password(&name, By::Host(&actor())).await?;
+                let code = open_access(&location).await?.reset_password(&name, &actor()).await?;
                 println!("password of {name} reset: the old one no longer works and their sessions have ended");
                 print_code(&name, &code);
             }
@@ -650,9 +650,17 @@ async fn change_command(command: ChangeCommand) -> anyhow::Result<()> {
             (None, None) => "-".into(),
         };
         let decided = c.decided_by.as_ref().map(|by| format!("  {} by {by}", c.status)).unwrap_or_default();
+        // An approved reset's code goes to its requester over HTTP, never to the host's terminal.
+        let code = c.code.map(|state| format!("  code {state}")).unwrap_or_default();
         println!(
-            "{:>6}  {:<9} {:<12} role={:<20} {:<40} requested by {} at {}{decided}",
-            c.id, c.status, c.kind, c.role, what, c.requested_by, c.requested_at
+            "{:>6}  {:<9} {:<12} role={:<20} {:<40} requested by {} at {}{decided}{code}",
+            c.id,
+            c.status,
+            c.kind,
+            c.role.as_deref().unwrap_or("-"),
+            what,
+            c.requested_by,
+            c.requested_at
         );
     };
     match command {

@@ -370,11 +370,21 @@ fn an_officer_cannot_make_himself_a_second_officer() {
     let change = r.ok(202, "anna as supervisor")["change"]["id"].as_i64().unwrap();
     let reason = api.post(&format!("/api/admin/changes/{change}/approve"), &olga2, json!({})).refused(403, "sock puppet");
     assert!(reason.contains("enrolment code that olga issued"), "{reason}");
-    // Nor can she reset another officer and act as him: the reset account's new password is
-    // again one whose code she issued.
-    let reset = api.post("/api/admin/users/otto/password", &olga, json!({})).ok(200, "reset otto").clone();
+    // Nor can she reset another officer and act as him. The reset waits for a second officer:
+    // not otto (it is his account), not olga2 (enrolled with olga's code), not a supervisor.
+    let r = api.post("/api/admin/users/otto/password", &olga, json!({}));
+    let reset = r.ok(202, "reset otto")["change"]["id"].as_i64().unwrap();
+    for (who, token) in [("otto", &otto), ("olga2", &olga2), ("sue", &sue)] {
+        api.post(&format!("/api/admin/changes/{reset}/approve"), token, json!({})).refused(403, &format!("{who} approves otto's reset"));
+    }
+    api.get("/api/me", &otto).ok(200, "otto's session lasts until the reset is approved");
+    // Approved on the host, its code still goes to olga, who passes it on; but even when she
+    // enrols otto herself, the account's new password is again one whose code she issued.
+    let out = s.cli(&["change", "approve", &reset.to_string()]);
+    assert!(out.status.success() && out.stdout_str().contains("code ready"), "{}", out.stderr);
     api.get("/api/me", &otto).refused(401, "otto's session ends with the reset");
-    api.enrol("otto", reset["enrolment"]["code"].as_str().unwrap(), "olga as otto now").ok(200, "olga enrols otto");
+    let collected = api.post(&format!("/api/admin/changes/{reset}/code"), &olga, json!({})).ok(200, "olga collects").clone();
+    api.enrol("otto", collected["enrolment"]["code"].as_str().unwrap(), "olga as otto now").ok(200, "olga enrols otto");
     let fake_otto = api.login("otto", "olga as otto now").unwrap();
     api.post(&format!("/api/admin/changes/{change}/approve"), &fake_otto, json!({})).refused(403, "olga as otto");
     assert_eq!(api.queues(&api.token("anna")), json!(["support"]), "anna is still no supervisor");
@@ -391,14 +401,18 @@ fn an_officer_cannot_make_himself_a_second_officer() {
 fn a_reset_ends_the_old_password_and_sessions_and_the_code_works_once() {
     let s = start("max_failures = 3");
     let api = Api::new(&s);
-    let olga = api.token("olga");
+    let (olga, otto) = (api.token("olga"), api.token("otto"));
     let anna = api.token("anna");
     assert_eq!(api.queues(&anna), json!(["support"]));
 
     api.post("/api/admin/users/anna/password", &olga, json!({ "password": "olga's choice!!" })).refused(422, "a chosen password");
     api.post("/api/admin/users/nobody/password", &olga, json!({})).refused(404, "unknown user");
+    // Anna reads a queue: the reset waits for a second person, then olga collects the code.
     let r = api.call("POST", "/api/admin/users/anna/password", Some(&olga), None);
-    let code = r.ok(200, "reset")["enrolment"]["code"].as_str().unwrap().to_string();
+    let id = r.ok(202, "reset")["change"]["id"].as_i64().unwrap();
+    api.post(&format!("/api/admin/changes/{id}/approve"), &otto, json!({})).ok(200, "otto approves");
+    let r = api.post(&format!("/api/admin/changes/{id}/code"), &olga, json!({}));
+    let code = r.ok(200, "collect")["enrolment"]["code"].as_str().unwrap().to_string();
     api.get("/api/me", &anna).refused(401, "the reset ends anna's session");
     // Nothing the officer knows logs in as anna: not her old password, not the code. (Each
     // attempt from its own address: here the per-user count is under test.)
@@ -426,6 +440,134 @@ fn a_reset_ends_the_old_password_and_sessions_and_the_code_works_once() {
         entries(&log, "enrol.failed").iter().map(|e| e["detail"].as_str().unwrap().rsplit('=').next().unwrap()).collect();
     assert_eq!(failed, ["wrong-code", "user-locked-out", "no-code"]);
     assert!(entries(&log, "user.enrol")[0]["detail"].as_str().unwrap().contains("via=http"));
+}
+
+#[test]
+fn a_readers_reset_waits_for_a_second_person_and_its_code_goes_to_the_requester_once() {
+    let s = start("max_failures = 10");
+    s.add_user("nina", PW, &["night-shift"]);
+    let api = Api::new(&s);
+    let (olga, otto, sue, leo) = (api.token("olga"), api.token("otto"), api.token("sue"), api.token("leo"));
+    let anna = api.token("anna");
+
+    // Olga resets anna, who reads support: held, and olga holds no code.
+    let held = api.post("/api/admin/users/anna/password", &olga, json!({})).ok(202, "reset of a reader").clone();
+    let change = &held["change"];
+    assert_eq!(
+        (&held["pending"], &change["kind"], &change["user"], &change["role"]),
+        (&json!(true), &json!("user.reset"), &json!("anna"), &Value::Null)
+    );
+    assert_eq!((&change["queues"], &change["status"], &change["code"]), (&json!(["support"]), &json!("pending"), &Value::Null));
+    assert!(held.get("enrolment").is_none() && !held.to_string().contains("code\":\""), "no code yet: {held}");
+    let id = change["id"].as_i64().unwrap();
+    let code_path = format!("/api/admin/changes/{id}/code");
+    let approve = format!("/api/admin/changes/{id}/approve");
+    assert!(api.post(&code_path, &olga, json!({})).refused(409, "no code before approval").contains("second person"));
+
+    // Nothing happened: anna's session and password still work.
+    api.get("/api/me", &anna).ok(200, "anna's session lasts");
+    assert!(api.login_from("127.0.0.2", "anna", PW).is_ok(), "anna's password still works");
+    assert_eq!(api.get("/api/admin/users", &olga).ok(200, "users")["users"][0]["enrolment_pending"], false);
+
+    // Not the requester, not a supervisor of another queue, not the account itself.
+    assert!(api.post(&approve, &olga, json!({})).refused(403, "requester approves his own reset").contains("you requested"));
+    api.post(&approve, &leo, json!({})).refused(403, "sales lead on a support reader's reset");
+    api.post(&approve, &anna, json!({})).refused(403, "anna is no approver");
+    assert!(api.login_from("127.0.0.2", "anna", PW).is_ok(), "still nothing changed");
+
+    // A second officer approves: applied now, and the approver's answer carries no code.
+    let approved = api.post(&approve, &otto, json!({})).ok(200, "otto approves").clone();
+    assert_eq!((&approved["change"]["status"], &approved["change"]["code"]), (&json!("approved"), &json!("ready")));
+    assert!(approved.get("enrolment").is_none() && approved["change"].get("enrolment").is_none(), "{approved}");
+    api.get("/api/me", &anna).refused(401, "the approved reset ends anna's session");
+    assert_eq!(api.login_from("127.0.0.3", "anna", PW), Err(401), "the old password is void");
+    // Only the requester collects it: not the approver, not a supervisor.
+    assert!(api.post(&code_path, &otto, json!({})).refused(403, "the approver collects").contains("olga"));
+    api.post(&code_path, &sue, json!({})).refused(403, "a supervisor collects");
+    let collected = api.post(&code_path, &olga, json!({})).ok(200, "olga collects").clone();
+    let code = collected["enrolment"]["code"].as_str().unwrap().to_string();
+    assert_eq!((code.len(), &collected["name"], &collected["change"]["code"]), (29, &json!("anna"), &json!("collected")));
+    assert!(api.post(&code_path, &olga, json!({})).refused(409, "a second collection").contains("shown once"));
+    // The approver never sees it, in any answer.
+    for text in [
+        approved.to_string(),
+        api.get("/api/admin/changes?status=all", &otto).ok(200, "otto's list").to_string(),
+        api.get("/api/admin/changes?status=all", &sue).ok(200, "sue's list").to_string(),
+        api.get("/api/admin/users", &otto).ok(200, "users").to_string(),
+    ] {
+        assert!(!text.contains(&code) && !text.contains(&code.replace('-', "")), "{text}");
+    }
+    api.enrol("anna", &code, "anna's new passphrase").ok(200, "anna enrols with the code olga passed on");
+    assert_eq!(api.queues(&api.login("anna", "anna's new passphrase").unwrap()), json!(["support"]));
+    // Nor is it in the database (only its MAC), the WAL or the log, once collected.
+    for file in ["mailroom.db", "mailroom.db-wal"] {
+        let bytes = std::fs::read(s.data_dir.join(file)).unwrap_or_default();
+        assert!(find(&bytes, code.as_bytes()).is_none() && find(&bytes, code.replace('-', "").as_bytes()).is_none(), "{file}");
+    }
+    assert!(!s.log_text().contains(&code));
+
+    // Rejected: nothing changes, and there is never a code.
+    let sue_reset = api.post("/api/admin/users/sue/password", &olga, json!({})).ok(202, "reset of a supervisor")["change"].clone();
+    assert_eq!(sue_reset["queues"], json!(["*"]));
+    let sue_id = sue_reset["id"].as_i64().unwrap();
+    api.post(&format!("/api/admin/changes/{sue_id}/approve"), &leo, json!({})).refused(403, "a sales lead on a * reader");
+    api.post(&format!("/api/admin/changes/{sue_id}/reject"), &otto, json!({})).ok(200, "otto rejects");
+    api.get("/api/me", &sue).ok(200, "sue's session lasts");
+    assert!(api.login_from("127.0.0.4", "sue", PW).is_ok(), "sue's password still works");
+    api.post(&format!("/api/admin/changes/{sue_id}/code"), &olga, json!({})).refused(409, "no code for a rejected reset");
+    api.post(&format!("/api/admin/changes/{sue_id}/approve"), &otto, json!({})).refused(409, "approve after reject");
+
+    // An officer's reset: officers only (a supervisor of every queue is not enough).
+    let otto_reset = api.post("/api/admin/users/otto/password", &olga, json!({})).ok(202, "reset of an officer")["change"]["id"].clone();
+    let r = api.post(&format!("/api/admin/changes/{otto_reset}/approve"), &sue, json!({}));
+    assert!(r.refused(403, "supervisor on an officer's reset").contains("security officer"));
+
+    // An account that reads nothing (nina: night-shift has no grants) is reset at once.
+    let nina = api.token("nina");
+    let direct = api.post("/api/admin/users/nina/password", &olga, json!({})).ok(200, "reset of a non-reader").clone();
+    let nina_code = direct["enrolment"]["code"].as_str().unwrap();
+    api.get("/api/me", &nina).refused(401, "nina's session ends at once");
+    api.enrol("nina", nina_code, "nina's new passphrase").ok(200, "nina enrols");
+    // A code of a change that is not a reset: 409; unknown change: 404.
+    let grant = api.post("/api/admin/roles/sales-agent/members", &olga, json!({ "user": "nina" })).ok(202, "grant")["change"]["id"].clone();
+    api.post(&format!("/api/admin/changes/{grant}/code"), &olga, json!({})).refused(409, "not a reset");
+    api.post("/api/admin/changes/999999/code", &olga, json!({})).refused(404, "no such change");
+
+    // The audit log names both; refusals are on record.
+    let log = audit(&s);
+    let resets = entries(&log, "user.reset");
+    assert_eq!(resets.len(), 2, "anna's (approved) and nina's (direct): {resets:?}");
+    assert_eq!((&resets[0]["actor"], &resets[0]["object"]), (&json!("user:olga"), &json!("user:anna")));
+    assert!(resets[0]["detail"].as_str().unwrap().contains(&format!("approved_by=user:otto change={id}")), "{:?}", resets[0]);
+    let collected = entries(&log, "change.code-collected");
+    assert_eq!((collected.len(), &collected[0]["actor"]), (1, &json!("user:olga")));
+    let refused: Vec<&str> = entries(&log, "admin.refused").iter().map(|e| e["detail"].as_str().unwrap()).collect();
+    assert_eq!(
+        refused.iter().filter(|d| d.contains("attempt=change.code reason=not-requester")).count(),
+        1,
+        "otto (sue never gets past the officer check): {refused:?}"
+    );
+    let text = serde_json::to_string(&log).unwrap();
+    assert!(!text.contains(&code) && !text.contains(nina_code), "no code in the audit log");
+    assert!(s.cli(&["audit", "verify"]).status.success());
+}
+
+#[test]
+fn a_collected_code_that_was_replaced_meanwhile_is_void() {
+    let s = start("");
+    let api = Api::new(&s);
+    let (olga, otto) = (api.token("olga"), api.token("otto"));
+    let id = api.post("/api/admin/users/anna/password", &olga, json!({})).ok(202, "reset")["change"]["id"].as_i64().unwrap();
+    api.post(&format!("/api/admin/changes/{id}/approve"), &otto, json!({})).ok(200, "approve");
+    // The host resets anna again before olga collects: the sealed code is worthless now.
+    let host_code = printed_code(&s.cli(&["user", "passwd", "anna"]));
+    let r = api.post(&format!("/api/admin/changes/{id}/code"), &olga, json!({}));
+    assert!(r.refused(409, "replaced").contains("void"));
+    let listed = api.get("/api/admin/changes?status=approved", &otto).ok(200, "list").clone();
+    assert_eq!(listed["changes"][0]["code"], "void");
+    api.post(&format!("/api/admin/changes/{id}/code"), &olga, json!({})).refused(409, "still void");
+    api.enrol("anna", &host_code, "anna's own passphrase").ok(200, "the host's code works");
+    assert_eq!(entries(&audit(&s), "change.code-void").len(), 1);
 }
 
 #[test]
@@ -482,5 +624,10 @@ fn one_person_organisations_can_turn_approval_off_with_a_warning() {
     // Still never for oneself, and still no officer-chosen passwords.
     api.post("/api/admin/roles/supervisor/members", &olga, json!({ "user": "olga" })).refused(403, "self");
     api.post("/api/admin/users", &olga, json!({ "name": "carl", "password": PW })).refused(422, "chosen password");
+    // A reader's reset applies at once too, with the code in the answer.
+    let anna = api.token("anna");
+    let reset = api.post("/api/admin/users/anna/password", &olga, json!({})).ok(200, "reset without approval").clone();
+    assert_eq!(reset["enrolment"]["code"].as_str().unwrap().len(), 29);
+    api.get("/api/me", &anna).refused(401, "applied at once");
     assert!(api.get("/api/admin/changes", &olga).ok(200, "changes")["changes"] == json!([]));
 }

@@ -3,8 +3,10 @@
 //!
 //! Held back (with `[access] grant_approval = "second-person"`, the default) when an officer asks
 //! over HTTP: giving a user a role that has queue grants, granting `read` to a role that has
-//! members, and making someone a security officer (an officer is an approver: a second officer
-//! account in one person's hands would defeat the rule). The change is stored as pending and
+//! members, making someone a security officer (an officer is an approver: a second officer
+//! account in one person's hands would defeat the rule), and resetting the password of someone
+//! who can read a queue or is an officer (the code would let the officer log in as him: see
+//! `resets`). The change is stored as pending and
 //! applies, in the transaction that records the decision, when another security officer or a
 //! supervisor (`supervise`) of every queue concerned approves it — never the requester, never an
 //! account that gains the access, never an account whose password was set with a code the
@@ -16,20 +18,24 @@ use std::collections::BTreeSet;
 use sqlx::{Row, SqliteConnection};
 
 use super::admin::{AdminError, By, Touches, audit_in, role_exists, user_id};
+use super::enrolment::prepare;
 use super::{Access, Permission, Principal, SECURITY_OFFICER};
 use crate::config::GrantApproval;
 use crate::store::{millis_to_rfc3339, now_millis};
 
 pub const ASSIGN: &str = "role.assign";
 pub const GRANT: &str = "role.grant";
+pub const RESET: &str = "user.reset";
 
 /// A pending (or decided) change, as listed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Change {
     pub id: i64,
-    /// `role.assign` (user gains role) or `role.grant` (role gains permissions on queue).
+    /// `role.assign` (user gains role), `role.grant` (role gains permissions on queue) or
+    /// `user.reset` (the user's password is reset; the code goes to the requester).
     pub kind: String,
-    pub role: String,
+    /// None for a reset.
+    pub role: Option<String>,
     pub user: Option<String>,
     pub queue: Option<String>,
     pub permissions: Vec<Permission>,
@@ -41,6 +47,9 @@ pub struct Change {
     pub status: String,
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
+    /// An approved reset's enrolment code: `ready` (for the requester to collect, once),
+    /// `collected`, or `void` (expired before it was collected); None for other changes.
+    pub code: Option<&'static str>,
 }
 
 /// What an officer's request led to.
@@ -53,8 +62,9 @@ pub enum Outcome {
 /// What an officer asks for, before it is stored.
 struct Request<'a> {
     kind: &'static str,
+    /// "" for a reset.
     role: &'a str,
-    /// role.assign: (id, name) of the account that gains the role.
+    /// role.assign: (id, name) of the account that gains the role; user.reset: the account reset.
     user: Option<(i64, &'a str)>,
     /// role.grant: the queue (or "*") and the permissions.
     queue: Option<&'a str>,
@@ -62,7 +72,7 @@ struct Request<'a> {
 }
 
 /// Whose approval a change needs.
-struct Concern {
+pub(crate) struct Concern {
     queues: BTreeSet<String>,
     /// Makes someone a security officer: only another officer decides.
     officer_role: bool,
@@ -72,27 +82,32 @@ struct Concern {
 macro_rules! select_changes {
     ($rest:literal) => {
         concat!(
-            "SELECT id, kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at, status, decided_by, decided_at
+            "SELECT id, kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at, status, decided_by, decided_at,
+                    code_ct IS NOT NULL, code_expires_at, code_collected_at
              FROM access_changes ",
             $rest
         )
     };
 }
 
-struct Stored {
-    id: i64,
-    kind: String,
-    role: String,
-    user_id: Option<i64>,
-    user_name: Option<String>,
+pub(crate) struct Stored {
+    pub id: i64,
+    pub kind: String,
+    pub role: String,
+    pub user_id: Option<i64>,
+    pub user_name: Option<String>,
     queue: Option<String>,
     permissions: Vec<Permission>,
-    requester_id: i64,
-    requester: String,
+    pub requester_id: i64,
+    pub requester: String,
     requested_at: i64,
-    status: String,
+    pub status: String,
     decided_by: Option<String>,
     decided_at: Option<i64>,
+    /// A reset's sealed code still waits for the requester.
+    pub code_sealed: bool,
+    pub code_expires_at: Option<i64>,
+    pub code_collected_at: Option<i64>,
 }
 
 impl Stored {
@@ -114,12 +129,30 @@ impl Stored {
             status: r.get(10),
             decided_by: r.get(11),
             decided_at: r.get(12),
+            code_sealed: r.get(13),
+            code_expires_at: r.get(14),
+            code_collected_at: r.get(15),
         }
+    }
+
+    /// The state of an approved reset's code, as listed.
+    fn code_state(&self) -> Option<&'static str> {
+        if self.kind != RESET || self.status != "approved" {
+            return None;
+        }
+        Some(if self.code_collected_at.is_some() {
+            "collected"
+        } else if self.code_sealed && self.code_expires_at.is_some_and(|e| e > now_millis()) {
+            "ready"
+        } else {
+            "void"
+        })
     }
 
     fn describe(&self) -> String {
         match self.kind.as_str() {
             ASSIGN => format!("kind={ASSIGN} role={} user={}", self.role, self.user_name.as_deref().unwrap_or("?")),
+            RESET => format!("kind={RESET} user={}", self.user_name.as_deref().unwrap_or("?")),
             _ => format!(
                 "kind={GRANT} role={} queue={} permissions={}",
                 self.role,
@@ -129,11 +162,12 @@ impl Stored {
         }
     }
 
-    fn into_change(self, concern: &Concern) -> Change {
+    pub(crate) fn into_change(self, concern: &Concern) -> Change {
+        let code = self.code_state();
         Change {
             id: self.id,
             kind: self.kind,
-            role: self.role,
+            role: (!self.role.is_empty()).then_some(self.role),
             user: self.user_name,
             queue: self.queue,
             permissions: self.permissions,
@@ -143,6 +177,7 @@ impl Stored {
             status: self.status,
             decided_by: self.decided_by,
             decided_at: self.decided_at.map(millis_to_rfc3339),
+            code,
         }
     }
 }
@@ -154,17 +189,43 @@ async fn role_queues(conn: &mut SqliteConnection, role: &str) -> Result<BTreeSet
     Ok(queues.into_iter().collect())
 }
 
-async fn concern(conn: &mut SqliteConnection, change: &Stored) -> Result<Concern, sqlx::Error> {
+pub(crate) async fn concern(conn: &mut SqliteConnection, change: &Stored) -> Result<Concern, sqlx::Error> {
     Ok(match change.kind.as_str() {
         ASSIGN => Concern { queues: role_queues(conn, &change.role).await?, officer_role: change.role == SECURITY_OFFICER },
+        // What the account can open now: a code for it opens the same to whoever holds the code.
+        RESET => {
+            let user = change.user_id.unwrap_or_default();
+            Concern { queues: readable_queues(conn, user).await?, officer_role: is_officer(conn, user).await? }
+        }
         _ => Concern { queues: change.queue.iter().cloned().collect(), officer_role: false },
     })
 }
 
-/// The accounts a change gives access to: the user for a membership, the role's members for a grant.
+/// Queues (or "*") on which an account has `read`, through any of its roles.
+pub(crate) async fn readable_queues(conn: &mut SqliteConnection, user_id: i64) -> Result<BTreeSet<String>, sqlx::Error> {
+    let queues: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT g.queue FROM role_grants g JOIN user_roles ur ON ur.role = g.role WHERE ur.user_id = ? AND g.permission = 'read'",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(queues.into_iter().collect())
+}
+
+pub(crate) async fn is_officer(conn: &mut SqliteConnection, user_id: i64) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = ? AND role = ?")
+        .bind(user_id)
+        .bind(SECURITY_OFFICER)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// The accounts a change gives access to: the user for a membership (or the account reset), the
+/// role's members for a grant.
 async fn beneficiaries(conn: &mut SqliteConnection, change: &Stored) -> Result<Vec<i64>, sqlx::Error> {
     match change.kind.as_str() {
-        ASSIGN => Ok(change.user_id.into_iter().collect()),
+        ASSIGN | RESET => Ok(change.user_id.into_iter().collect()),
         _ => sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role = ?").bind(&change.role).fetch_all(&mut *conn).await,
     }
 }
@@ -250,7 +311,18 @@ impl Access {
         self.hold_in(conn, by, request).await
     }
 
-    async fn change_in(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
+    pub(crate) async fn hold_reset_in(
+        &self,
+        conn: &mut SqliteConnection,
+        by: &Principal,
+        user_id: i64,
+        user: &str,
+    ) -> Result<Change, AdminError> {
+        let request = Request { kind: RESET, role: "", user: Some((user_id, user)), queue: None, permissions: vec![] };
+        self.hold_in(conn, by, request).await
+    }
+
+    pub(crate) async fn change_in(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
         Ok(sqlx::query(select_changes!("WHERE id = ?")).bind(id).fetch_optional(&mut *conn).await?.map(|r| Stored::from_row(&r)))
     }
 
@@ -320,6 +392,13 @@ impl Access {
     /// A rejection may also come from the requester (withdrawing it).
     pub async fn decide_change(&self, by: By<'_>, id: i64, approve: bool) -> Result<Change, AdminError> {
         let verb = if approve { "approve" } else { "reject" };
+        // An approved reset issues a code: its argon2 work is done before the write transaction.
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = ?").bind(id).fetch_optional(&self.store.pool).await?;
+        let mut prepared = match kind.as_deref() {
+            Some(RESET) if approve => Some(prepare().await?),
+            _ => None,
+        };
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         let change = self.change_in(&mut tx, id).await?.ok_or_else(|| AdminError::NoSuchChange(id))?;
         if change.status != "pending" {
@@ -354,6 +433,15 @@ impl Access {
                         return Err(AdminError::Conflict(format!("user {name:?} was removed since the change was requested; reject it")));
                     }
                     self.assign_in(&mut tx, &change.role, user, name, &requester, &extra).await?;
+                }
+                RESET => {
+                    let name = change.user_name.as_deref().unwrap_or_default();
+                    let user = user_id(&mut tx, name).await?;
+                    if Some(user) != change.user_id {
+                        return Err(AdminError::Conflict(format!("user {name:?} was removed since the reset was requested; reject it")));
+                    }
+                    let prepared = prepared.take().ok_or_else(|| AdminError::Conflict(format!("change {id} changed kind; try again")))?;
+                    self.apply_reset_in(&mut tx, id, user, name, prepared, &requester, &extra).await?;
                 }
                 _ => {
                     let queue = change.queue.as_deref().unwrap_or_default();
@@ -415,11 +503,15 @@ fn refusal(reason: &str, change: &Stored, concern: &Concern) -> String {
         "requester" => {
             format!("you requested change {id}: another security officer or a supervisor of the queues concerned must approve it")
         }
+        "beneficiary" if change.kind == RESET => format!("change {id} resets your own password: someone else must approve it"),
         "beneficiary" => format!("change {id} gives you this access: someone it does not benefit must approve it"),
         "enrolled-by-requester" => format!(
             "your password was set with an enrolment code that {} issued, so you may not approve {}'s changes: ask another officer",
             change.requester, change.requester
         ),
+        _ if concern.officer_role && change.kind == RESET => {
+            format!("change {id} resets a security officer's password: only another security officer decides it")
+        }
         _ if concern.officer_role => format!("change {id} makes someone a security officer: only another security officer decides it"),
         _ => format!(
             "only a security officer or a supervisor of every queue concerned ({}) may decide change {id}",

@@ -96,7 +96,7 @@ fn canonical(code: &str) -> Zeroizing<String> {
 
 /// The stored form: a MAC under the key file's key, bound to the account, so a copy of the
 /// database neither reveals a code nor lets anyone test guesses offline.
-fn code_mac(keys: &KeyRing, user_id: i64, code: &str) -> Vec<u8> {
+pub(crate) fn code_mac(keys: &KeyRing, user_id: i64, code: &str) -> Vec<u8> {
     keys.mac("enrolment-code", &[&user_id.to_be_bytes(), canonical(code).as_bytes()])
 }
 
@@ -202,23 +202,14 @@ impl Access {
         Ok(NewAccount { name: name.to_string(), roles: applied, pending, enrolment })
     }
 
-    /// A password reset: the old password stops working and the user's sessions end at once;
-    /// the answer is a code with which the user sets a new one.
-    pub async fn reset_password(&self, name: &str, by: By<'_>) -> Result<EnrolmentCode, AdminError> {
+    /// A password reset with the host's authority (`mailroom user passwd`), applied at once: the
+    /// old password stops working and the user's sessions end; the answer is a code with which
+    /// the user sets a new one. An officer's reset goes through `request_reset` (`resets`).
+    pub async fn reset_password(&self, name: &str, actor: &str) -> Result<EnrolmentCode, AdminError> {
         let prepared = prepare().await?;
-        let actor = by.actor();
         let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = user_id(&mut tx, name).await?;
-        let code = self.issue_code_in(&mut tx, id, prepared, &actor).await?;
-        audit_in(
-            self,
-            &mut tx,
-            &actor,
-            "user.reset",
-            format!("user:{name}"),
-            Some(format!("enrolment code valid until {}", code.expires_at)),
-        )
-        .await?;
+        let code = self.reset_in(&mut tx, id, name, prepared, actor, "").await?;
         tx.commit().await?;
         self.store.changed();
         Ok(code)
@@ -380,7 +371,7 @@ mod tests {
 
         // A reset: the old password fails, the session ends, the new code works.
         let token = access.start_session(&p, SessionKind::Bearer).await.unwrap();
-        let reset = access.reset_password("anna", By::Host("test")).await.unwrap();
+        let reset = access.reset_password("anna", "test").await.unwrap();
         assert!(access.resume_session(&token).await.is_err(), "the reset ends the session");
         assert!(access.principal(p.user_id).await.unwrap().is_none(), "and any IMAP session with it");
         assert!(matches!(access.login("anna", PW, ip(2), "test").await, Err(LoginError::Invalid)));
@@ -388,7 +379,7 @@ mod tests {
         // Expired: the code stops working at its expiry.
         sqlx::query("UPDATE users SET enrolment_expires_at = 1").execute(&access.store.pool).await.unwrap();
         assert!(matches!(access.enrol("anna", &reset.code, PW, ip(2), "test").await, Err(EnrolError::Invalid)));
-        let again = access.reset_password("anna", By::Host("test")).await.unwrap();
+        let again = access.reset_password("anna", "test").await.unwrap();
         access.enrol("anna", &again.code, "yet another password", ip(2), "test").await.unwrap();
         access.login("anna", "yet another password", ip(2), "test").await.unwrap();
 

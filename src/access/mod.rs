@@ -16,6 +16,7 @@ pub mod admin;
 pub mod approvals;
 pub mod enrolment;
 pub mod password;
+pub mod resets;
 pub mod sessions;
 pub mod throttle;
 

@@ -3,7 +3,8 @@
 //! change in the transaction that makes it; nothing here touches customer data (an officer reads
 //! mail only with a queue role of their own). An officer never touches his own account, roles or
 //! grants (403); a new account or a reset yields a one-time enrolment code, never a password the
-//! officer chose; a change that opens a queue's mail answers 202 and waits for a second person.
+//! officer chose; a change that opens a queue's mail (a reset of a reader's or an officer's
+//! password included) answers 202 and waits for a second person.
 
 use std::sync::Arc;
 
@@ -21,7 +22,8 @@ use super::auth::Auth;
 use super::error::{ApiError, Json, Path, Query};
 use crate::access::Permission;
 use crate::access::admin::{By, Touches};
-use crate::access::approvals::Outcome;
+use crate::access::approvals::{Outcome, RESET};
+use crate::access::resets::ResetOutcome;
 use crate::store::audit::ChainCheck;
 use crate::store::millis_to_rfc3339;
 
@@ -80,16 +82,17 @@ pub async fn add_user(State(ctx): State<Arc<HttpContext>>, Officer(auth): Office
     Ok((status, axum::Json(json!(account))).into_response())
 }
 
-/// `POST /api/admin/users/{name}/password`: a reset. The old password stops working and the
-/// user's sessions end at once; the answer is the enrolment code for the user (no body needed;
-/// a password in the body is refused).
+/// `POST /api/admin/users/{name}/password`: a reset (no body needed; a password in the body is
+/// refused). 200 with the enrolment code when it applies at once: the old password stops working
+/// and the user's sessions end. 202 with the pending change when the account reads a queue or is
+/// an officer: on approval the requester collects the code with `POST /api/admin/changes/{id}/code`.
 pub async fn reset_password(
     State(ctx): State<Arc<HttpContext>>,
     Officer(auth): Officer,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    ctx.access.refuse_own(&auth.principal, "user.reset", Touches::Account(&name)).await?;
+    ctx.access.refuse_own(&auth.principal, RESET, Touches::Account(&name)).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let parsed: Value = serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
         match parsed.as_object() {
@@ -98,8 +101,10 @@ pub async fn reset_password(
             _ => return Err(ApiError::invalid("a reset takes no body (or {})")),
         }
     }
-    let enrolment = ctx.access.reset_password(&name, By::Staff(&auth.principal)).await?;
-    Ok(axum::Json(json!({ "name": name, "enrolment": enrolment })).into_response())
+    Ok(match ctx.access.request_reset(&auth.principal, &name).await? {
+        ResetOutcome::Issued(enrolment) => axum::Json(json!({ "name": name, "enrolment": enrolment })).into_response(),
+        ResetOutcome::Pending(change) => outcome(Outcome::Pending(change)),
+    })
 }
 
 /// `POST /api/admin/users/{name}/lock`: no login, sessions end at once. Never waits.
@@ -270,6 +275,16 @@ pub async fn reject_change(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Value>, ApiError> {
     Ok(axum::Json(json!({ "change": ctx.access.decide_change(By::Staff(&auth.principal), id, false).await? })))
+}
+
+/// `POST /api/admin/changes/{id}/code`: the requester of an approved reset collects its enrolment
+/// code, once (409 afterwards; 403 for anyone else, the approver included).
+pub async fn collect_code(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(json!(ctx.access.collect_code(&auth.principal, id).await?)))
 }
 
 pub const AUDIT_MAX_LIMIT: i64 = 1000;

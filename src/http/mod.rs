@@ -128,6 +128,7 @@ pub fn routes() -> Routes {
         .get("/api/admin/changes", admin::list_changes)
         .post("/api/admin/changes/{id}/approve", admin::approve_change)
         .post("/api/admin/changes/{id}/reject", admin::reject_change)
+        .post("/api/admin/changes/{id}/code", admin::collect_code)
         .get("/api/admin/audit", admin::audit_log)
         .get("/api/admin/audit/verify", admin::audit_verify)
 }

@@ -154,7 +154,7 @@ fn enrolment_and_approval_operations() -> Vec<(&'static str, &'static str, Value
             json!({
                 "name": { "type": "string", "minLength": 1, "maxLength": 64 },
                 "code": { "type": "string", "minLength": 1, "example": "7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB" },
-                "password": { "type": "string", "format": "password", "minLength": 12 },
+                "password": { "type": "string", "format": "password", "minLength": 12, "pattern": super::validate::password_pattern() },
             }),
         ))),
         ("200", ok("the password is set", object(&["user"], json!({ "user": { "type": "string" }, "enrolled": { "type": "boolean" } })))),
@@ -222,6 +222,23 @@ fn enrolment_and_approval_operations() -> Vec<(&'static str, &'static str, Value
                 "It never applies. By whoever could approve it, or by the requester (withdrawing it). Audited with both names. 409 when \
                  already decided.",
             ),
+        ),
+        (
+            "/api/admin/changes/{id}/code",
+            "post",
+            write(op(
+                "collectResetCode",
+                "admin",
+                "Collect the enrolment code of an approved reset (once)",
+                "Security officers only, and only the one who requested the reset (403 for anyone else, the approver included; \
+                 audited). The code is issued when the reset is approved and kept sealed until this call, which shows it once: 409 \
+                 afterwards, and 409 for a change that is not an approved reset or whose code expired or was replaced by a newer \
+                 reset. Pass it on to the user, who sets his password with POST /api/enrol.",
+                id(),
+                None,
+                ("200", ok("the code, shown this once", schema("CollectedCode"))),
+                &["400", "401", "403", "404", "409"],
+            )),
         ),
     ]
 }
@@ -589,18 +606,21 @@ pub fn document_for(categories: &[String]) -> Value {
     put(
         "/api/admin/users/{name}/password",
         "post",
-        admin_write(op(
+        pending_too(admin_write(op(
             "resetPassword",
             "admin",
             "Reset a user's password (with a one-time enrolment code)",
-            "The old password stops working and the user's sessions end at once; the answer carries a one-time enrolment code (shown \
-             once) that the user sets a new password with (POST /api/enrol). Not your own account (403). No body (or {}); a password \
-             in the body is refused (422).",
+            "The old password stops working and the user's sessions end; the user sets a new one with a one-time enrolment code (POST \
+             /api/enrol). For an account that reads no queue and is no officer it applies at once and the answer carries the code \
+             (shown once). For an account that can read a queue's mail or is a security officer (and access.grant_approval = \
+             second-person) it waits for a second person (202, nothing changes yet); once approved, the requester collects the code \
+             with POST /api/admin/changes/{id}/code. Not your own account (403). No body (or {}); a password in the body is refused \
+             (422).",
             name(),
             Some(json!({ "required": false, "content": { "application/json": { "schema": object(&[], json!({})) } } })),
             ("200", ok("reset", schema("Reset"))),
             CHANGE_ERRORS,
-        )),
+        ))),
     );
     put(
         "/api/admin/users/{name}/lock",
@@ -929,13 +949,21 @@ fn schemas() -> Value {
     schemas.insert(
         "Change".into(),
         json!({ "type": "object", "properties": {
-                    "id": { "type": "integer", "format": "int64" }, "kind": { "type": "string", "enum": ["role.assign", "role.grant"] },
-                    "role": { "type": "string" }, "user": { "type": ["string", "null"] }, "queue": { "type": ["string", "null"] },
+                    "id": { "type": "integer", "format": "int64" },
+                    "kind": { "type": "string", "enum": ["role.assign", "role.grant", "user.reset"] },
+                    "role": { "type": ["string", "null"], "description": "null for a reset" },
+                    "user": { "type": ["string", "null"] }, "queue": { "type": ["string", "null"] },
                     "permissions": { "type": "array", "items": { "type": "string", "enum": ["read", "act", "assign", "supervise"] } },
                     "queues": { "type": "array", "items": { "type": "string" }, "description": "queues concerned (* = every queue)" },
                     "requested_by": { "type": "string" }, "requested_at": { "type": "string", "format": "date-time" },
                     "status": { "type": "string", "enum": ["pending", "approved", "rejected"] },
-                    "decided_by": { "type": ["string", "null"] }, "decided_at": nullable_time } }),
+                    "decided_by": { "type": ["string", "null"] }, "decided_at": nullable_time,
+                    "code": { "type": ["string", "null"], "enum": ["ready", "collected", "void", null],
+                              "description": "an approved reset's code: ready for its requester to collect (once), collected, or void (expired or replaced first); null for other changes" } } }),
+    );
+    schemas.insert(
+        "CollectedCode".into(),
+        json!({ "type": "object", "properties": { "name": { "type": "string" }, "enrolment": schema("Enrolment"), "change": schema("Change") } }),
     );
     schemas.insert(
         "Pending".into(),

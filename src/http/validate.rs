@@ -71,6 +71,16 @@ pub fn check_tag(tag: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Characters a password may not start or end with (white space and control characters, as
+/// `password::check_strength` refuses them), and those it may not contain at all (controls).
+const PASSWORD_EDGE_EXCLUDED: &str = "\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const PASSWORD_EXCLUDED: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+/// The document's pattern for a new password (its length is `minLength`).
+pub fn password_pattern() -> String {
+    format!("^[^{PASSWORD_EDGE_EXCLUDED}]([^{PASSWORD_EXCLUDED}]*[^{PASSWORD_EDGE_EXCLUDED}])?$")
+}
+
 /// A pattern for a comma-separated list of `words` (no spaces, no empty items), as
 /// [`split_list`] accepts it.
 pub fn list_pattern(words: &[&str]) -> String {
@@ -114,6 +124,15 @@ mod tests {
         for bad in ["", "two words", "a,b", "nul\0", &"x".repeat(65), "tab\t", "nbsp\u{a0}"] {
             assert!(check_tag(bad).is_err(), "{bad:?}");
         }
+        let (edge, inner) = (class(PASSWORD_EDGE_EXCLUDED), class(PASSWORD_EXCLUDED));
+        for c in (0u32..0x3100).chain([0xfeff, 0xffff, 0x1f600]).filter_map(char::from_u32) {
+            let padded = format!("{c}abcdefghijklm{c}");
+            let check = crate::access::password::check_strength(&padded).is_ok();
+            assert_eq!(!edge(c), check, "password edge: U+{:04X}", c as u32);
+            let inside = format!("abcdef{c}ghijklm");
+            assert_eq!(!inner(c), crate::access::password::check_strength(&inside).is_ok(), "password: U+{:04X}", c as u32);
+        }
+        assert!(password_pattern().starts_with("^[^\\u0000-\\u0020"));
         assert_eq!(list_pattern(&["a", "b"]), "^(a|b)(,(a|b))*$");
         assert!(split_list("a,b", |s| ["a", "b"].contains(&s).then(|| s.to_string()), "x", "a, b").is_ok());
         for bad in ["a,,b", "a, b", "", "a,"] {
