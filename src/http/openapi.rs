@@ -152,7 +152,7 @@ fn enrolment_and_approval_operations() -> Vec<(&'static str, &'static str, Value
         Some(json_body(object(
             &["name", "code", "password"],
             json!({
-                "name": { "type": "string", "minLength": 1, "maxLength": 64 },
+                "name": super::validate::name_schema(),
                 "code": { "type": "string", "minLength": 1, "example": "7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB" },
                 "password": { "type": "string", "format": "password", "minLength": 12, "pattern": super::validate::password_pattern() },
             }),
@@ -596,7 +596,7 @@ pub fn document_for(categories: &[String]) -> Value {
             vec![],
             Some(json_body(object(
                 &["name"],
-                json!({ "name": { "type": "string" }, "roles": { "type": "array", "items": { "type": "string" } } }),
+                json!({ "name": super::validate::name_schema(), "roles": { "type": "array", "items": super::validate::name_schema() } }),
             ))),
             ("201", ok("created; every role applied", schema("NewAccount"))),
             &["400", "401", "403", "404", "409", "413", "415", "422"],
@@ -687,12 +687,18 @@ pub fn document_for(categories: &[String]) -> Value {
             "Create a role",
             officer,
             vec![],
-            Some(json_body(object(&["name"], json!({ "name": { "type": "string" }, "description": { "type": "string" } })))),
+            Some(json_body(object(&["name"], json!({ "name": super::validate::name_schema(), "description": { "type": "string" } })))),
             ("201", ok("created", json!({ "type": "object" }))),
             &["400", "401", "403", "409", "413", "415", "422"],
         )),
     );
     let grant_body = || json_body(schema("Grant"));
+    // Granting names at least one permission; revoking without any revokes them all.
+    let permission = json!({ "type": "string", "enum": ["read", "act", "assign", "supervise"] });
+    let new_grant_body = json_body(object(
+        &["queue", "permissions"],
+        json!({ "queue": { "type": "string", "minLength": 1 }, "permissions": { "type": "array", "minItems": 1, "items": permission } }),
+    ));
     let role = || vec![path_param("role", "role name", "string")];
     put(
         "/api/admin/roles/{role}/grants",
@@ -704,7 +710,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "queue is a configured queue or *; the security-officer role gets none; not on a role you hold (403). Granting read to a \
              role that has members waits for a second person's approval (202).",
             role(),
-            Some(grant_body()),
+            Some(new_grant_body),
             ("204", json!({ "description": "done" })),
             CHANGE_ERRORS,
         ))),
@@ -733,7 +739,7 @@ pub fn document_for(categories: &[String]) -> Value {
             "Security officers only; never yourself (403). A role with queue grants, or the security-officer role, waits for a second \
              person's approval (202).",
             role(),
-            Some(json_body(object(&["user"], json!({ "user": { "type": "string" } })))),
+            Some(json_body(object(&["user"], json!({ "user": super::validate::name_schema() })))),
             ("204", json!({ "description": "done" })),
             CHANGE_ERRORS,
         ))),

@@ -76,6 +76,14 @@ pub fn check_tag(tag: &str) -> Result<(), ApiError> {
 const PASSWORD_EDGE_EXCLUDED: &str = "\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const PASSWORD_EXCLUDED: &str = "\\u0000-\\u001f\\u007f-\\u009f";
 
+/// The document's pattern for user and role names (`access::check_user_name`/`check_role_name`).
+pub const NAME_PATTERN: &str = "^[-A-Za-z0-9._@]{1,64}$";
+
+/// The document's schema of a user or role name in a request body.
+pub fn name_schema() -> serde_json::Value {
+    serde_json::json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": NAME_PATTERN })
+}
+
 /// The document's pattern for a new password (its length is `minLength`).
 pub fn password_pattern() -> String {
     format!("^[^{PASSWORD_EDGE_EXCLUDED}]([^{PASSWORD_EXCLUDED}]*[^{PASSWORD_EDGE_EXCLUDED}])?$")
@@ -110,6 +118,16 @@ mod tests {
 
     /// The server's checks and the document's patterns agree on every character that matters
     /// (checked with a small regex engine of our own: the class syntax used is tiny).
+    #[test]
+    fn the_name_pattern_is_the_access_name_check() {
+        let name_class = class(NAME_PATTERN.trim_start_matches("^[").trim_end_matches("]{1,64}$"));
+        for c in (0u32..0x3100).filter_map(char::from_u32) {
+            assert_eq!(name_class(c), crate::access::check_user_name(&c.to_string()).is_ok(), "name: U+{:04X}", c as u32);
+        }
+        assert!(crate::access::check_role_name(&"a".repeat(64)).is_ok() && crate::access::check_role_name(&"a".repeat(65)).is_err());
+        assert!(crate::access::check_user_name("").is_err());
+    }
+
     #[test]
     fn patterns_and_checks_agree() {
         let tag_class = class(TAG_PATTERN.trim_start_matches("^[^").trim_end_matches("]+$"));
