@@ -217,7 +217,13 @@ impl RegFormat {
             let token = after[..close].trim();
             match self.parse_number(token, false) {
                 Ok((year, seq)) => tags.push(SubjectTag::Valid { year, seq, text: token.to_string() }),
-                Err(_) if self.prefix().is_some_and(|p| token.len() >= p.len() && token[..p.len()].eq_ignore_ascii_case(p)) => {
+                // Compared as bytes: the subject is the customer's text, and a prefix length may
+                // fall inside a multi-byte character ("[MRé]"; found by the `extract` fuzz target).
+                Err(_)
+                    if self
+                        .prefix()
+                        .is_some_and(|p| token.as_bytes().get(..p.len()).is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))) =>
+                {
                     tags.push(SubjectTag::Invalid { text: token.to_string() })
                 }
                 Err(_) => {}
@@ -231,6 +237,13 @@ impl RegFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_with_multibyte_characters_where_the_prefix_ends() {
+        let f = RegFormat::parse("MR-{year}-{seq:06}-{check}").unwrap();
+        assert_eq!(f.find_tags("Re: [MR\u{e9}] and [M\u{1f600}]"), vec![]);
+        assert_eq!(f.find_tags("[mr-\u{e9}]"), vec![SubjectTag::Invalid { text: "mr-\u{e9}".into() }]);
+    }
 
     #[test]
     fn damm_known_vectors() {
