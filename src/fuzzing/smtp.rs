@@ -88,8 +88,9 @@ impl Conversation {
 
     /// The next `n` replies; None when the server closed before sending them all.
     async fn replies(&mut self, n: usize, after: &[u8]) -> Option<Vec<Reply>> {
-        let mut got = Vec::with_capacity(n);
-        while got.len() < n {
+        let mut got: Vec<Reply> = Vec::with_capacity(n);
+        // A closing reply ends the wait, however many replies were due.
+        while got.len() < n && !got.last().is_some_and(Reply::closes) {
             match self {
                 Conversation::Recorded { parser } => got.push(parser.next_reply()?),
                 Conversation::Live { reader, parser, .. } => {
@@ -105,9 +106,6 @@ impl Conversation {
                         Ok(Ok(n)) => parser.push(&chunk[..n]),
                     }
                 }
-            }
-            if got.last().is_some_and(Reply::closes) {
-                break;
             }
         }
         Some(got)
