@@ -40,8 +40,8 @@ async fn converse(s: &Server, input: &[u8], protocol: Protocol, lockstep: bool) 
     } else {
         Conversation::Recorded { parser: pipeline(reader, writer, input).await }
     };
-    check(&mut conversation, input, protocol == Protocol::Lmtp, max_line).await;
-    conversation.finish().await;
+    let ended = check(&mut conversation, input, protocol == Protocol::Lmtp, max_line).await;
+    conversation.finish(ended).await;
     match tokio::time::timeout(PATIENCE, session).await {
         Err(_) => panic!("the session did not end after the client closed"),
         Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -111,8 +111,9 @@ impl Conversation {
         Some(got)
     }
 
-    /// Closes our side; whatever the server still says may only be a closing 421, then nothing.
-    async fn finish(&mut self) {
+    /// Closes our side; whatever the server still says may only be a closing 421, then nothing
+    /// (or, after STARTTLS, whatever TLS says about our clear text: `Ended::Tls`).
+    async fn finish(&mut self, ended: Ended) {
         if let Conversation::Live { reader, writer, parser } = self {
             let _ = writer.shutdown().await;
             let mut rest = Vec::new();
@@ -126,6 +127,9 @@ impl Conversation {
         let parser = match self {
             Conversation::Live { parser, .. } | Conversation::Recorded { parser } => parser,
         };
+        if ended == Ended::Tls {
+            return;
+        }
         while let Some(extra) = parser.next_reply() {
             assert!(extra.closes(), "a reply nobody asked for: {:?}", extra.last_line);
         }
@@ -133,8 +137,16 @@ impl Conversation {
     }
 }
 
+/// How the SMTP text of a conversation ended.
+#[derive(PartialEq)]
+enum Ended {
+    Text,
+    /// STARTTLS was accepted: what follows is (our clear text sent into) a TLS handshake.
+    Tls,
+}
+
 /// Walks the input as the server must read it and checks each reply against it.
-async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) {
+async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) -> Ended {
     let banner = c.replies(1, b"(connect)").await.expect("a banner");
     assert_eq!(banner[0].code, 220, "banner: {:?}", banner[0].last_line);
     let mut rest = input;
@@ -153,7 +165,7 @@ async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) 
             rest = &rest[n..];
             if n < chunk_size {
                 // The server waits for the rest of the chunk; only our close ends that.
-                return;
+                return Ended::Text;
             }
             if is_last && lmtp && accepted > 0 {
                 expected = accepted;
@@ -166,11 +178,11 @@ async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) 
             panic!("the server waited for more input after a complete {:?}: {}", String::from_utf8_lossy(line), r.last_line);
         }
         if replies.iter().any(Reply::closes) {
-            return;
+            return Ended::Text;
         }
         let ok = replies.iter().all(Reply::positive);
         match request {
-            Some(Request::StartTls) if replies[0].code == 220 => return, // the rest would be a TLS handshake
+            Some(Request::StartTls) if replies[0].code == 220 => return Ended::Tls,
             Some(Request::Mail { .. } | Request::Ehlo { .. } | Request::Helo { .. } | Request::Lhlo { .. } | Request::Rset) if ok => {
                 accepted = 0
             }
@@ -180,7 +192,7 @@ async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) 
                 if replies[0].code == 354 {
                     let Some(end) = reference::data_end(rest) else {
                         c.send(rest).await;
-                        return;
+                        return Ended::Text;
                     };
                     c.send(&rest[..end]).await;
                     rest = &rest[end..];
@@ -189,7 +201,7 @@ async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) 
                         panic!("the server closed without 421 after the end of data");
                     };
                     if answers.iter().any(Reply::closes) {
-                        return;
+                        return Ended::Text;
                     }
                 }
                 accepted = 0;
@@ -205,4 +217,5 @@ async fn check(c: &mut Conversation, input: &[u8], lmtp: bool, max_line: usize) 
         let r = &replies[0];
         assert!(r.closes() || r.last_line.starts_with("500 5.5.2"), "over-long line: {}", r.last_line);
     }
+    Ended::Text
 }
