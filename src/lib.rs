@@ -7,6 +7,7 @@
 pub mod access;
 pub mod cli;
 pub mod config;
+pub mod fuzzing;
 pub mod http;
 pub mod imap;
 pub mod intake;

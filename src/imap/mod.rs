@@ -13,7 +13,7 @@
 
 mod fetch;
 mod mailbox;
-mod render;
+pub(crate) mod render;
 mod search;
 mod session;
 mod wire;

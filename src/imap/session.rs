@@ -209,7 +209,10 @@ impl Session {
             let flow = match self.read_command().await? {
                 Input::Command(raw) => self.command(&raw).await?,
                 Input::Refused { tag, code, text } => {
-                    self.out.status(Some(tag.as_deref().unwrap_or("*")), if code == "CANNOT" { "NO" } else { "BAD" }, Some(code), text);
+                    // Without a valid tag only an untagged BAD ends the command (RFC 3501 §7.1.3);
+                    // an untagged NO is a mere warning (found by the imap_command fuzz target).
+                    let kind = if code == "CANNOT" && tag.is_some() { "NO" } else { "BAD" };
+                    self.out.status(Some(tag.as_deref().unwrap_or("*")), kind, Some(code), text);
                     Flow::Continue
                 }
                 other => return self.close_with(other).await,

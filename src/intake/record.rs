@@ -57,26 +57,44 @@ fn ids(value: &HeaderValue) -> Vec<String> {
 
 /// Fills the message-derived part of a record. The envelope part is set by the caller.
 ///
-/// The record needs the headers; only a message that can carry attachments (multipart, an
-/// enclosed message, a non-text body or one marked as an attachment) is parsed in full, which
-/// also decodes every text part and costs several times more.
+/// The record needs the headers; only a message that can carry attachments (see
+/// `headers_suffice`) is parsed in full, which also decodes every text part and costs several
+/// times more.
 pub fn extract(raw: &[u8]) -> Record {
     extract_with_headers(raw, MessageParser::default().parse_headers(raw).as_ref())
 }
 
 /// The same, for a caller that already parsed the header block (and uses it for more).
 pub fn extract_with_headers(raw: &[u8], headers: Option<&Message>) -> Record {
-    let Some(headers) = headers else { return Record::default() };
-    if may_have_attachments(headers) {
-        return MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(headers));
+    // No header block (e.g. the data starts with a blank line or binary junk) does not mean no
+    // message: the full parser may still find a body, and the record must say what it says.
+    let Some(headers) = headers else { return MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_default() };
+    if headers_suffice(headers) {
+        return from_message(headers);
     }
-    from_message(headers)
+    MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(headers))
 }
 
-fn may_have_attachments(m: &Message) -> bool {
-    let text = m.content_type().is_none_or(|ct| ct.ctype().eq_ignore_ascii_case("text"));
-    let inline = m.content_disposition().is_none_or(|cd| !cd.ctype().eq_ignore_ascii_case("attachment"));
-    !(text && inline)
+/// Whether the message is one inline text body that mail-parser would never list as an
+/// attachment, so the header block alone gives the full parse's record. Its rules: only
+/// `text/plain` and `text/html` are inline text (any other text subtype is an attachment); a
+/// single `text/plain` body stays text even when its transfer encoding is broken, but an
+/// `text/html` body that fails to decode is listed as an attachment, so only an identity
+/// encoding qualifies for that one. (Found by the `extract` fuzz target.)
+fn headers_suffice(m: &Message) -> bool {
+    let inline = m.content_disposition().is_none_or(|cd| !cd.is_attachment());
+    let identity =
+        m.content_transfer_encoding().is_none_or(|e| !e.eq_ignore_ascii_case("base64") && !e.eq_ignore_ascii_case("quoted-printable"));
+    let body = match m.content_type() {
+        None => true,
+        Some(ct) if ct.ctype() == "text" => match ct.subtype() {
+            Some("plain") => true,
+            Some("html") => identity,
+            _ => false,
+        },
+        Some(_) => false,
+    };
+    inline && body
 }
 
 fn from_message(m: &Message) -> Record {

@@ -86,7 +86,21 @@ impl RegFormat {
         if let Some(Part::Literal(l)) = parts.iter().find(|p| matches!(p, Part::Literal(l) if !l.bytes().all(|b| b.is_ascii_graphic()))) {
             return Err(format!("literal text {l:?} must be printable ASCII without spaces"));
         }
-        Ok(RegFormat { parts })
+        if parts.iter().any(|p| matches!(p, Part::Literal(l) if l.contains(['[', ']']))) {
+            return Err("literal text must not contain '[' or ']' (numbers are quoted in brackets in subjects)".into());
+        }
+        let format = RegFormat { parts };
+        // Every number must read back, or threading and `message show` cannot find it: a {seq}
+        // followed directly by digits ({year}, a digit literal) swallows them.
+        for seq in [1, 42, 999_999, 123_456_789_012] {
+            let number = format.format(2026, seq);
+            if format.parse_number(&number, false) != Ok((format.counter_year(2026), seq)) {
+                return Err(format!(
+                    "numbers in this format cannot be read back ({number:?}): put a non-digit between {{seq}} and what follows"
+                ));
+            }
+        }
+        Ok(format)
     }
 
     /// Whether the sequence restarts each year (the format shows the year).
@@ -217,7 +231,13 @@ impl RegFormat {
             let token = after[..close].trim();
             match self.parse_number(token, false) {
                 Ok((year, seq)) => tags.push(SubjectTag::Valid { year, seq, text: token.to_string() }),
-                Err(_) if self.prefix().is_some_and(|p| token.len() >= p.len() && token[..p.len()].eq_ignore_ascii_case(p)) => {
+                // Compared as bytes: the subject is the customer's text, and a prefix length may
+                // fall inside a multi-byte character ("[MRé]"; found by the `extract` fuzz target).
+                Err(_)
+                    if self
+                        .prefix()
+                        .is_some_and(|p| token.as_bytes().get(..p.len()).is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))) =>
+                {
                     tags.push(SubjectTag::Invalid { text: token.to_string() })
                 }
                 Err(_) => {}
@@ -231,6 +251,23 @@ impl RegFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_whose_numbers_do_not_read_back_are_refused() {
+        for template in ["T{seq:04}{year}{check}", "{seq}1{check}", "MR]{seq}", "[{year}]-{seq}"] {
+            assert!(RegFormat::parse(template).is_err(), "{template}");
+        }
+        for template in ["{seq}{check}", "{check}{seq}", "{year}{seq:06}{check}", "T{seq:04}-{year}{check}"] {
+            assert!(RegFormat::parse(template).is_ok(), "{template}");
+        }
+    }
+
+    #[test]
+    fn tags_with_multibyte_characters_where_the_prefix_ends() {
+        let f = RegFormat::parse("MR-{year}-{seq:06}-{check}").unwrap();
+        assert_eq!(f.find_tags("Re: [MR\u{e9}] and [M\u{1f600}]"), vec![]);
+        assert_eq!(f.find_tags("[mr-\u{e9}]"), vec![SubjectTag::Invalid { text: "mr-\u{e9}".into() }]);
+    }
 
     #[test]
     fn damm_known_vectors() {
