@@ -49,7 +49,7 @@ command_timeout = "5s"
 data_timeout = "5s"
 [imap]
 max_literal = 2048
-login_timeout = "5s"
+prelogin_timeout = "5s"
 idle_timeout = "5s"
 [access]
 failure_delay = "0s"
@@ -155,8 +155,11 @@ impl Server {
             let imap_listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the IMAP listener");
             let imap_addr = imap_listener.local_addr().expect("IMAP address");
             let imap = Arc::new(ImapContext { settings: settings.clone(), access, tls, shutdown });
-            let connections = Arc::new(tokio::sync::Semaphore::new(64));
-            tokio::spawn(crate::imap::listen(imap_listener, true, imap, connections));
+            let pools = Arc::new(crate::imap::ImapPools {
+                sessions: crate::net::Pool::new("imap", 64, 0),
+                unauthenticated: crate::net::Pool::evicting("imap-prelogin", 64, 0),
+            });
+            tokio::spawn(crate::imap::listen(imap_listener, true, imap, pools));
             (store, smtp, writer_thread, smtp_listener, imap_addr)
         });
         let tls_client = TlsConnector::from(client_config(&settings));
