@@ -813,7 +813,7 @@ impl Store {
 
     /// Starts a change of case `id`: takes the write lock and reads the case (None: no such case).
     pub async fn change_case(&self, id: i64) -> Result<Option<CaseChange<'_>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let Some(row) = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&mut *tx).await? else { return Ok(None) };
         let (case, key) = self.open_case(case_from_row(&row))?;
         Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), key, case, now: now_millis() }))
@@ -1223,7 +1223,7 @@ mod tests {
             .unwrap();
             let pool = sqlx::sqlite::SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect_with(crate::store::connect_options(&settings.database_path()))
+                .connect_with(crate::store::sqlite::connect_options(&settings.database_path()))
                 .await
                 .unwrap();
             crate::store::MIGRATOR.run_to(5, &pool).await.unwrap();

@@ -70,7 +70,7 @@ pub fn to_csv(customers: &[Customer]) -> String {
 impl Store {
     /// Adds or replaces directory entries; audited (count only).
     pub async fn import_customers(&self, customers: &[Customer], actor: &str) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         for c in customers {
             let key = entry_key(&self.keys, &c.address_or_domain);
             let mut uid = [0u8; 16];
@@ -114,7 +114,7 @@ impl Store {
             let plain = data_key.open(&aad("customer", &uid), r.get::<&[u8], _>(3))?;
             out.push(serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("directory entry: {e}")))?);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let entry = audit::AuditEntry {
             at: now_millis(),
             actor: actor.into(),

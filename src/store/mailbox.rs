@@ -126,7 +126,7 @@ impl Store {
         if flags.is_empty() && entries.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         for f in flags {
             sqlx::query(
                 "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES (?, ?, ?, ?, ?)

@@ -11,15 +11,15 @@ pub mod codec;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
+mod sqlite;
 pub mod writer;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row};
+use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 use crate::config::Settings;
 use crate::intake::regnum::RegNumError;
@@ -96,20 +96,6 @@ pub struct CaseSummary {
     pub spam: bool,
 }
 
-fn connect_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30))
-        // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
-        .pragma("temp_store", "MEMORY")
-        .disable_statement_logging()
-}
-
 /// Everything mailroom creates from now on is private to its user: files 0600, directories
 /// 0700 (the database with its -wal and -shm, certificates, keys, listeners.json). Process-wide;
 /// `serve` and the admin commands call it before they create anything.
@@ -180,7 +166,7 @@ impl Store {
             settings.data_dir.join("certs/cert.pem"),
         ])?;
         let keys = Arc::new(KeyRing::load_or_create(&settings.master_key_path())?);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(connect_options(&db_path)).await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(sqlite::connect_options(&db_path)).await?;
         MIGRATOR.run(&pool).await?;
         let store = Store { pool, keys, settings, changes: Arc::new(tokio::sync::watch::channel(0).0) };
         let sealed = store.seal_clear_tags().await?;
@@ -252,7 +238,7 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
         let (number, raw) = self.open_message(id).await?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         audit::append(
             &self.keys,
             &mut tx,
