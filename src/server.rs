@@ -157,18 +157,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; open transactions may finish");
     trigger.set(Phase::Draining);
-    for task in accept_tasks {
+    // The accept loops end at once; then every service drains the same way.
+    for task in accept_tasks.into_iter().chain(staff_tasks) {
         let _ = task.await;
     }
-    if !connections.drained(settings.config.limits.shutdown_grace).await {
-        tracing::warn!("shutdown grace period over: closing remaining sessions with 421");
-        trigger.set(Phase::Forced);
-        connections.drained(Duration::from_secs(10)).await;
-    }
-    // Staff sessions end with the server (IMAP clients get BYE, HTTP stops accepting).
-    for task in staff_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    let pools = [connections, imap_pools.sessions.clone(), http_connections];
+    crate::net::drain::drain(&pools, settings.config.limits.shutdown_grace, &trigger).await;
     drop((imap_ctx, http_ctx));
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);

@@ -81,3 +81,36 @@ fn restart_continues_numbering() {
     assert_eq!(parse_number(&n3).seq, 3, "{n3}");
     assert_eq!(s.list_messages().len(), 3);
 }
+
+/// One drain for every service: at SIGTERM an IMAP session says BYE, an idle HTTP keep-alive
+/// connection is closed, an SMTP session gets 421, and the process exits long before the grace
+/// period because nothing is left running.
+#[test]
+fn sigterm_drains_imap_and_http_the_same_way() {
+    use std::io::{Read, Write};
+    let mut s = Server::start(Opts { shutdown_grace: "60s".into(), ..Opts::default() });
+    let mut imap = Client::connect(s.imap_addr());
+    assert!(imap.try_line().unwrap().starts_with("* OK"), "IMAP greeting");
+    let mut http = std::net::TcpStream::connect(s.http_addr()).unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    http.write_all(b"GET /api/openapi.json HTTP/1.1\r\nHost: mailroom\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    http.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200", "the keep-alive connection served a request");
+    let mut smtp = s.smtp_session();
+    let started = std::time::Instant::now();
+    s.terminate();
+    imap.set_read_timeout(Duration::from_secs(10));
+    let bye = imap.try_line().unwrap();
+    assert!(bye.starts_with("* BYE"), "IMAP at shutdown: {bye:?}");
+    imap.expect_closed();
+    smtp.set_read_timeout(Duration::from_secs(10));
+    smtp.expect_line(&format!("421 4.3.2 {HOST} Service shutting down"));
+    // The rest of the response, then EOF: the idle keep-alive connection was closed.
+    let mut rest = Vec::new();
+    let read = http.read_to_end(&mut rest);
+    assert!(read.is_ok(), "the HTTP connection ended cleanly: {read:?}");
+    let st = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(0), "SIGTERM must exit 0, got {st}");
+    assert!(started.elapsed() < Duration::from_secs(20), "exit waited for the grace period: {:?}", started.elapsed());
+}

@@ -34,7 +34,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::MethodRouter;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -42,7 +41,7 @@ use tower::ServiceExt;
 
 use crate::access::Access;
 use crate::config::Settings;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Phase, Shutdown};
 use error::ApiError;
 
 /// What every HTTP request shares.
@@ -53,9 +52,6 @@ pub struct HttpContext {
     pub tls: Option<TlsAcceptor>,
     pub shutdown: Shutdown,
 }
-
-/// Requests still running when shutdown begins get this long to finish.
-const DRAIN_LIMIT: Duration = Duration::from_secs(4);
 
 /// The staff user of a request, filled in by the session extractor, for the log line.
 #[derive(Clone, Default)]
@@ -202,8 +198,9 @@ async fn index() -> Response {
     Html(page).into_response()
 }
 
-/// Serves the API on `listener` until shutdown: stops accepting at `Draining`, lets running
-/// requests finish (closing idle keep-alive connections), gives up after `DRAIN_LIMIT`.
+/// Serves the API on `listener` until shutdown begins. Each connection then finishes the request
+/// it is running and closes (an idle keep-alive one at once); `Phase::Forced` cuts off the rest
+/// (`net::drain`).
 ///
 /// Each connection holds a slot in `connections` (with the per-source cap and the reserved
 /// share) until it closes. A connection must send each request's headers within
@@ -215,7 +212,6 @@ async fn index() -> Response {
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, connections: Arc<crate::net::Pool>) {
     use crate::net::{Admission, Listener, Policy, deadline::WriteDeadline};
     let app = app(ctx.clone());
-    let graceful = GracefulShutdown::new();
     let config = &ctx.settings.config.http;
     let (idle, write_limit) = (config.idle_timeout.min(config.request_timeout), config.request_timeout);
     let name = if ctx.tls.is_some() { "https" } else { "http" };
@@ -235,18 +231,17 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, connections: Ar
             }));
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new()).header_read_timeout(idle);
-            let watcher = graceful.watcher();
-            let tls = ctx.tls.clone();
+            let (tls, shutdown) = (ctx.tls.clone(), ctx.shutdown.clone());
             tokio::spawn(async move {
                 match tls {
                     None => {
-                        let io = TokioIo::new(WriteDeadline::new(stream, write_limit));
-                        let _ = watcher.watch(http.serve_connection(io, service)).await;
+                        serve_connection(http.serve_connection(TokioIo::new(WriteDeadline::new(stream, write_limit)), service), shutdown)
+                            .await
                     }
                     Some(acceptor) => match tokio::time::timeout(idle, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let io = TokioIo::new(WriteDeadline::new(tls, write_limit));
-                            let _ = watcher.watch(http.serve_connection(io, service)).await;
+                            serve_connection(http.serve_connection(io, service), shutdown).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "http: TLS handshake failed"),
                         Err(_) => tracing::debug!("http: TLS handshake timed out"),
@@ -256,8 +251,25 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, connections: Ar
             });
         })
         .await;
-    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("http: requests still running at shutdown were cut off");
+}
+
+/// One HTTP/1 connection until it closes: at `Draining` it finishes the request in progress and
+/// closes; at `Forced` it is dropped where it stands.
+async fn serve_connection<I, S>(conn: hyper::server::conn::http1::Connection<I, S>, mut shutdown: Shutdown)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.reached(Phase::Draining) => conn.as_mut().graceful_shutdown(),
+    }
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.reached(Phase::Forced) => tracing::debug!("http: a request still running was cut off"),
     }
 }
 

@@ -38,9 +38,6 @@ pub struct ImapContext {
     pub shutdown: Shutdown,
 }
 
-/// How long sessions get to say BYE after shutdown begins (the server waits 5 s for us).
-const DRAIN: Duration = Duration::from_secs(4);
-
 /// The two pools every IMAP connection is admitted to: all sessions, and the smaller one of
 /// sessions not logged in yet (left at login).
 pub struct ImapPools {
@@ -87,8 +84,7 @@ pub async fn listen(listener: TcpListener, implicit_tls: bool, ctx: Arc<ImapCont
             }
         })
         .await;
-    // Sessions see the same shutdown and say BYE; give them a moment to do so.
-    pools.sessions.drained(DRAIN).await;
+    // Sessions see the same shutdown and say BYE; `net::drain` waits for them.
 }
 
 /// The session's stream: TLS first on the implicit-TLS listener (within the pre-login timeout).

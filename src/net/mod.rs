@@ -6,6 +6,7 @@
 //! * `deadline`: a write time limit for peers that stop reading (HTTP responses).
 
 pub mod deadline;
+pub mod drain;
 pub mod listener;
 pub mod pool;
 pub mod stream;
