@@ -4,15 +4,20 @@
 //! must be at least 1`), because an operator fixing a config at 3 a.m. should not have to guess.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::access::config::{AccessConfig, GrantApproval, RoleConfig};
+pub use crate::http::config::HttpConfig;
+pub use crate::imap::config::ImapConfig;
+pub use crate::intake::config::{AuthenticationConfig, IntakeConfig, MailConfig, QueueConfig, RegistrationConfig};
 use crate::intake::regnum::RegFormat;
 use crate::intake::rules::{CategoryConfig, RuleConfig, RuleSet};
 use crate::intake::sla::{Calendar, SlaConfig};
+pub use crate::smtp::config::{Limits, ListenerConfig, LmtpConfig};
+pub use crate::store::config::StorageConfig;
+pub use crate::tls::TlsConfig;
 
 /// The demo configuration doubles as the embedded default, so the two never drift apart.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mailroom.toml");
@@ -71,188 +76,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ImapConfig {
-    /// Plain listeners that offer STARTTLS (LOGIN is refused until TLS is up). Port 143/1143.
-    pub listen_starttls: Vec<SocketAddr>,
-    /// Implicit-TLS listeners. Port 993/1993.
-    pub listen_tls: Vec<SocketAddr>,
-    /// Largest literal a client may send (passwords, search strings); larger: BAD/NO.
-    pub max_literal: u32,
-    /// Time from connect to a successful login (TLS handshake, STARTTLS and LOGIN included, not
-    /// reset by input); then BYE and close. `login_timeout`, its name before, is still accepted.
-    #[serde(with = "humantime_serde", alias = "login_timeout")]
-    pub prelogin_timeout: Duration,
-    /// Idle time before an authenticated session is closed (RFC 9051 §5.4: at least 30 minutes).
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// Concurrent IMAP sessions over all IMAP listeners.
-    pub max_connections: usize,
-    /// Concurrent IMAP sessions from one address (IPv6: one /64). Staff behind one NAT address
-    /// share it: a mail client opens a few connections per account.
-    pub max_connections_per_source: usize,
-    /// Concurrent IMAP connections not logged in yet (a smaller pool inside `max_connections`,
-    /// left at login, so idle unauthenticated connections cannot lock staff out); at most
-    /// `max_connections` counts.
-    pub max_unauthenticated: usize,
-}
-
-impl Default for ImapConfig {
-    fn default() -> Self {
-        Self {
-            listen_starttls: vec![],
-            listen_tls: vec![],
-            max_literal: 64 * 1024,
-            prelogin_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(30 * 60),
-            max_connections: 1000,
-            max_connections_per_source: 50,
-            max_unauthenticated: 100,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub listen: Vec<SocketAddr>,
-    /// Serve HTTPS with the [tls] certificate. Plain HTTP is only allowed on loopback addresses
-    /// (passwords never cross a network in clear).
-    pub tls: bool,
-    /// Largest request body (JSON actions, replies).
-    pub max_body: usize,
-    /// Per-request time limit.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Concurrent HTTP connections over all HTTP listeners.
-    pub max_connections: usize,
-    /// Concurrent HTTP connections from one address (IPv6: one /64); a browser opens about six.
-    pub max_connections_per_source: usize,
-    /// How long a connection may take to send a request's headers, counted from connect or from
-    /// the previous response (so idle keep-alive connections and silent ones are closed).
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: vec![],
-            tls: false,
-            max_body: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            max_connections: 1000,
-            max_connections_per_source: 100,
-            idle_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessConfig {
-    /// A session (cookie or bearer token) ends this long after login, whatever happens.
-    #[serde(with = "humantime_serde")]
-    pub session_lifetime: Duration,
-    /// … or after this long without use.
-    #[serde(with = "humantime_serde")]
-    pub session_idle: Duration,
-    /// Delay before answering a failed login; doubles with each further failure (per user and
-    /// per source address) up to `max_failure_delay`.
-    #[serde(with = "humantime_serde")]
-    pub failure_delay: Duration,
-    #[serde(with = "humantime_serde")]
-    pub max_failure_delay: Duration,
-    /// After this many consecutive failures the user (or the source address) is locked out …
-    pub max_failures: u32,
-    /// … for this long. An officer can unlock earlier with `mailroom user unlock`.
-    #[serde(with = "humantime_serde")]
-    pub lockout: Duration,
-    /// Password checks running at once (argon2id takes 19 MiB each); 0 = automatic: 4 per core,
-    /// together at most a quarter of the memory available at start.
-    pub max_concurrent_logins: usize,
-    /// How long a login waits for a free check before it is told to try again later.
-    #[serde(with = "humantime_serde")]
-    pub login_queue_timeout: Duration,
-    /// How long a one-time enrolment code (new account, password reset) stays valid.
-    #[serde(with = "humantime_serde")]
-    pub enrolment_lifetime: Duration,
-    /// Whether a change that gives an account read on a queue waits for a second person.
-    pub grant_approval: GrantApproval,
-}
-
-/// `[access] grant_approval`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GrantApproval {
-    /// Another security officer, or a supervisor of every queue concerned, must approve.
-    #[default]
-    SecondPerson,
-    /// Officers' changes apply at once (one-person organisations; a warning is logged at start).
-    None,
-}
-
-impl Default for AccessConfig {
-    fn default() -> Self {
-        Self {
-            session_lifetime: Duration::from_secs(12 * 3600),
-            session_idle: Duration::from_secs(3600),
-            failure_delay: Duration::from_millis(250),
-            max_failure_delay: Duration::from_secs(4),
-            max_failures: 5,
-            lockout: Duration::from_secs(15 * 60),
-            max_concurrent_logins: 0,
-            login_queue_timeout: Duration::from_secs(5),
-            enrolment_lifetime: Duration::from_secs(72 * 3600),
-            grant_approval: GrantApproval::SecondPerson,
-        }
-    }
-}
-
-/// A role seeded from the config: `grants = { support = ["read", "act"] }`, queue `*` = all.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoleConfig {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub grants: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// SPF/DKIM/DMARC checks of incoming mail (the customer tier counts only for authenticated senders).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthenticationConfig {
-    /// "dns": check with the system resolver; "off": no checks (every sender counts as unverified).
-    pub verify: String,
-    /// A file of recorded DNS answers to use instead of the network (tests, air-gapped sites).
-    pub records: Option<PathBuf>,
-    /// Upper bound for the checks of one message; past it the results are temperror.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for AuthenticationConfig {
-    fn default() -> Self {
-        Self { verify: "dns".into(), records: None, timeout: Duration::from_secs(5) }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IntakeConfig {
-    /// Acknowledge new messages unless a rule says otherwise (loop-safety rules always apply).
-    pub acknowledge: bool,
-}
-
-impl Default for IntakeConfig {
-    fn default() -> Self {
-        Self { acknowledge: true }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub hostname: String,
@@ -271,153 +94,6 @@ impl ServerConfig {
     pub fn session_threads(&self) -> usize {
         self.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1))
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    /// An empty list disables the protocol.
-    pub listen: Vec<SocketAddr>,
-}
-
-impl ListenerConfig {
-    fn default_smtp() -> Self {
-        Self { listen: vec![([127, 0, 0, 1], 2525).into()] }
-    }
-}
-
-/// LMTP serves a trusted MTA that opens many connections from one address, so it has no
-/// per-source cap (and may use the reserved share) unless one is configured.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LmtpConfig {
-    /// An empty list disables LMTP.
-    pub listen: Vec<SocketAddr>,
-    #[serde(default)]
-    pub max_connections_per_source: Option<usize>,
-}
-
-impl Default for LmtpConfig {
-    fn default() -> Self {
-        Self { listen: vec![([127, 0, 0, 1], 2424).into()], max_connections_per_source: None }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    pub max_message_size: usize,
-    pub max_recipients: usize,
-    pub max_command_line: usize,
-    pub max_data_line: usize,
-    pub max_connections: usize,
-    /// SMTP connections from one address (IPv6: one /64); LMTP is not capped (see `LmtpConfig`).
-    pub max_connections_per_source: usize,
-    /// Percentage of every connection limit (SMTP/LMTP, IMAP, IMAP before login, HTTP) that only
-    /// addresses with no connection yet may take, so a few addresses can never fill every slot.
-    pub reserved_percent: u8,
-    pub max_errors: u32,
-    /// Time limit for a whole command line, however slowly it trickles in.
-    #[serde(with = "humantime_serde")]
-    pub command_timeout: Duration,
-    /// Idle time waiting for the next block of message data.
-    #[serde(with = "humantime_serde")]
-    pub data_timeout: Duration,
-    /// Total time limit of one SMTP/LMTP connection.
-    #[serde(with = "humantime_serde")]
-    pub max_session_time: Duration,
-    /// Bytes per second DATA/BDAT must keep up on average: the data must be in within
-    /// `data_timeout` plus one second per `min_data_rate` bytes received (0: no minimum).
-    pub min_data_rate: u64,
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_message_size: 25 * 1024 * 1024,
-            max_recipients: 100,
-            max_command_line: 2048,
-            max_data_line: 65536,
-            max_connections: 10_000,
-            max_connections_per_source: 20,
-            reserved_percent: 10,
-            max_errors: 20,
-            command_timeout: Duration::from_secs(300),
-            data_timeout: Duration::from_secs(180),
-            max_session_time: Duration::from_secs(30 * 60),
-            min_data_rate: 500,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistrationConfig {
-    pub format: String,
-    #[serde(with = "humantime_serde")]
-    pub duplicate_window: Duration,
-}
-
-impl Default for RegistrationConfig {
-    fn default() -> Self {
-        Self { format: "MR-{year}-{seq:06}-{check}".into(), duplicate_window: Duration::from_secs(48 * 3600) }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    pub database: PathBuf,
-    pub master_key_file: PathBuf,
-    pub max_batch: usize,
-    /// Refuse new mail (451, senders retry) once the database file would exceed this many bytes,
-    /// instead of filling the disk.
-    pub max_database_size: Option<u64>,
-    /// "lz4" (default) or "none": compress each message before encrypting it.
-    pub compression: crate::store::codec::Compression,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            database: "mailroom.db".into(),
-            master_key_file: "master.key".into(),
-            max_batch: 256,
-            max_database_size: None,
-            compression: Default::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailConfig {
-    pub domains: Vec<String>,
-    pub recipient_delimiter: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    pub name: String,
-    #[serde(default)]
-    pub addresses: Vec<String>,
-    /// Mail that no address routes more specifically (postmaster) goes here; at most one queue
-    /// is the default, otherwise the first queue is.
-    #[serde(default)]
-    pub default: bool,
-    /// Acknowledgement text for this queue (wins over the global one).
-    pub acknowledgement: Option<crate::outbox::AckTemplate>,
 }
 
 /// A config error that points at the offending place.
@@ -551,31 +227,15 @@ fn locate(text: &str, path: &str) -> usize {
     line
 }
 
-/// The connection limits of every listener: (key, reason) for the first one that is wrong.
-fn check_connection_limits(config: &Config) -> Result<(), (&'static str, String)> {
-    let (limits, imap, http) = (&config.limits, &config.imap, &config.http);
-    let at_least_one = [
-        ("limits.max_connections_per_source", limits.max_connections_per_source),
-        ("imap.max_connections", imap.max_connections),
-        ("imap.max_connections_per_source", imap.max_connections_per_source),
-        ("imap.max_unauthenticated", imap.max_unauthenticated),
-        ("http.max_connections", http.max_connections),
-        ("http.max_connections_per_source", http.max_connections_per_source),
-        ("lmtp.max_connections_per_source", config.lmtp.max_connections_per_source.unwrap_or(1)),
-    ];
-    for (key, value) in at_least_one {
-        if value == 0 {
-            return Err((key, "must be at least 1".into()));
-        }
-    }
-    if limits.reserved_percent > 50 {
-        return Err(("limits.reserved_percent", "must be between 0 and 50 (percent of each connection limit)".into()));
-    }
-    Ok(())
-}
-
 fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<Settings, ConfigError> {
     let err = |key: &str, reason: String| ConfigError { file: name.into(), line: locate(text, key), key: key.into(), reason };
+    // A section's own check names the key inside the section; the line is found from the full path.
+    let within = |section: &'static str| {
+        move |(key, reason): (String, String)| {
+            let path = if key.starts_with('[') { format!("{section}{key}") } else { format!("{section}.{key}") };
+            err(&path, reason)
+        }
+    };
 
     let hostname = &config.server.hostname;
     if hostname.is_empty() || hostname.len() > 255 || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
@@ -584,114 +244,17 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if config.server.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
         return Err(err("server.worker_threads", "must be between 1 and 1024".into()));
     }
-    let limits = &config.limits;
-    let checks: [(&str, bool, &str); 7] = [
-        ("limits.max_message_size", limits.max_message_size >= 1024, "must be at least 1024 bytes"),
-        ("limits.max_recipients", limits.max_recipients >= 1, "must be at least 1"),
-        ("limits.max_command_line", limits.max_command_line >= 512, "must be at least 512 (RFC 5321 §4.5.3.1.4)"),
-        ("limits.max_data_line", limits.max_data_line >= 1000, "must be at least 1000 (RFC 5321 §4.5.3.1.6)"),
-        ("limits.max_connections", limits.max_connections >= 1, "must be at least 1"),
-        ("limits.max_errors", limits.max_errors >= 1, "must be at least 1"),
-        ("storage.max_batch", config.storage.max_batch >= 1 && config.storage.max_batch <= 1000, "must be between 1 and 1000"),
-    ];
-    for (key, ok, reason) in checks {
-        if !ok {
-            return Err(err(key, reason.into()));
-        }
-    }
-    if config.storage.max_database_size.is_some_and(|size| size < 64 * 1024) {
-        return Err(err("storage.max_database_size", "must be at least 65536 bytes".into()));
-    }
-    for (key, value) in [
-        ("limits.command_timeout", limits.command_timeout),
-        ("limits.data_timeout", limits.data_timeout),
-        ("limits.max_session_time", limits.max_session_time),
-        ("imap.prelogin_timeout", config.imap.prelogin_timeout),
-        ("http.idle_timeout", config.http.idle_timeout),
-    ] {
-        if value < Duration::from_secs(1) {
-            return Err(err(key, "must be at least 1s".into()));
-        }
-    }
-    check_connection_limits(&config).map_err(|(key, reason)| err(key, reason))?;
-    if config.tls.cert.is_some() != config.tls.key.is_some() {
-        let key = if config.tls.cert.is_some() { "tls.key" } else { "tls.cert" };
-        return Err(err(key, "tls.cert and tls.key must be given together".into()));
-    }
-    if !config.http.tls
-        && let Some(addr) = config.http.listen.iter().find(|a| !a.ip().is_loopback())
-    {
-        return Err(err(
-            "http.listen",
-            format!("{addr} is not a loopback address: set http.tls = true (passwords never cross a network in clear)"),
-        ));
-    }
-    if config.imap.max_literal < 1024 {
-        return Err(err("imap.max_literal", "must be at least 1024 bytes".into()));
-    }
-    if config.access.max_failures == 0 {
-        return Err(err("access.max_failures", "must be at least 1".into()));
-    }
-    if config.access.max_concurrent_logins > crate::access::password::MAX_SLOTS {
-        let reason = format!("must be at most {} (each check takes 19 MiB; 0 = automatic)", crate::access::password::MAX_SLOTS);
-        return Err(err("access.max_concurrent_logins", reason));
-    }
-    let queue_timeout = config.access.login_queue_timeout;
-    if queue_timeout < Duration::from_millis(100) || queue_timeout > Duration::from_secs(60) {
-        return Err(err("access.login_queue_timeout", "must be between 100ms and 60s".into()));
-    }
-    if !(Duration::from_secs(1)..=Duration::from_secs(90 * 86400)).contains(&config.access.enrolment_lifetime) {
-        return Err(err("access.enrolment_lifetime", "must be between 1s and 90 days".into()));
-    }
-    for addr in config.lmtp.listen.iter() {
-        if addr.port() == 25 {
-            return Err(err("lmtp.listen", "LMTP must never listen on port 25 (RFC 2033 §5)".into()));
-        }
-    }
+    config.limits.validate().map_err(within("limits"))?;
+    config.lmtp.validate().map_err(within("lmtp"))?;
+    config.storage.validate().map_err(within("storage"))?;
+    config.imap.validate().map_err(within("imap"))?;
+    config.http.validate().map_err(within("http"))?;
+    config.tls.validate().map_err(within("tls"))?;
+    config.access.validate().map_err(within("access"))?;
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
-    let mut domains = BTreeSet::new();
-    for (i, domain) in config.mail.domains.iter().enumerate() {
-        let d = domain.trim().to_ascii_lowercase();
-        if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
-            return Err(err(&format!("mail.domains[{i}]"), format!("not a domain name: {domain:?}")));
-        }
-        domains.insert(d);
-    }
-    if let Some(delimiter) = &config.mail.recipient_delimiter
-        && (delimiter.chars().count() != 1 || delimiter == "@")
-    {
-        return Err(err("mail.recipient_delimiter", "must be a single character other than '@'".into()));
-    }
-
-    let mut addresses = HashMap::new();
-    let mut queue_names = BTreeSet::new();
-    for (qi, queue) in config.queues.iter().enumerate() {
-        if queue.name.is_empty() || !queue.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(err(&format!("queues[{qi}].name"), "must be letters, digits, '-' or '_'".into()));
-        }
-        if !queue_names.insert(queue.name.clone()) {
-            return Err(err(&format!("queues[{qi}].name"), format!("queue {:?} is defined twice", queue.name)));
-        }
-        for (ai, address) in queue.addresses.iter().enumerate() {
-            let key = format!("queues[{qi}].addresses[{ai}]");
-            let lower = address.trim().to_lowercase();
-            let Some((_, domain)) = lower.rsplit_once('@') else {
-                return Err(err(&key, format!("not an address: {address:?}")));
-            };
-            if !domains.contains(domain) {
-                return Err(err(&key, format!("domain {domain:?} is not in mail.domains")));
-            }
-            if let Some(other) = addresses.insert(lower.clone(), queue.name.clone()) {
-                return Err(err(&key, format!("address {address:?} already feeds queue {other:?}")));
-            }
-        }
-    }
-
-    if config.queues.iter().filter(|q| q.default).count() > 1 {
-        let i = config.queues.iter().enumerate().filter(|(_, q)| q.default).nth(1).map(|(i, _)| i).unwrap_or(0);
-        return Err(err(&format!("queues[{i}].default"), "only one queue can be the default".into()));
-    }
+    let domains = config.mail.validate().map_err(within("mail"))?;
+    let (addresses, queue_names) = crate::intake::config::validate_queues(&config.queues, &domains).map_err(within("queues"))?;
     let mut codes = BTreeSet::new();
     for (ci, category) in config.categories.iter().enumerate() {
         if category.code.is_empty() || !category.code.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -701,42 +264,18 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
             return Err(err(&format!("categories[{ci}].code"), format!("category {:?} is defined twice", category.code)));
         }
     }
-    if !matches!(config.authentication.verify.as_str(), "dns" | "off") {
-        return Err(err("authentication.verify", format!("{:?} is not \"dns\" or \"off\"", config.authentication.verify)));
-    }
+    config.authentication.validate().map_err(within("authentication"))?;
     if let Some(outbox) = &config.outbox {
         outbox.validate().map_err(|(key, reason)| err(key, reason))?;
     }
     config.acknowledgement.validate().map_err(|reason| err("acknowledgement", reason))?;
-    for (qi, queue) in config.queues.iter().enumerate() {
-        if let Some(template) = &queue.acknowledgement {
-            template.validate().map_err(|reason| err(&format!("queues[{qi}].acknowledgement"), reason))?;
-        }
-    }
     for (ci, category) in config.categories.iter().enumerate() {
         if let Some(template) = &category.acknowledgement {
             template.validate().map_err(|reason| err(&format!("categories[{ci}].acknowledgement"), reason))?;
         }
     }
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
-    for (ri, role) in config.roles.iter().enumerate() {
-        crate::access::check_role_name(&role.name).map_err(|reason| err(&format!("roles[{ri}].name"), reason))?;
-        for (queue, permissions) in &role.grants {
-            let key = format!("roles[{ri}].grants.{queue}");
-            if queue != "*" && !queue_names.contains(queue) {
-                return Err(err(&key, format!("role {:?}: no queue is named {queue:?}", role.name)));
-            }
-            if role.name == crate::access::SECURITY_OFFICER {
-                return Err(err(
-                    &key,
-                    "the security-officer role gets no queue permissions (separation of duties): give the user a second role".into(),
-                ));
-            }
-            for p in permissions {
-                p.parse::<crate::access::Permission>().map_err(|reason| err(&key, format!("role {:?}: {reason}", role.name)))?;
-            }
-        }
-    }
+    crate::access::config::validate_roles(&config.roles, &queue_names).map_err(within("roles"))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
         let key = if e.key.is_empty() { format!("rules[{}]", e.index) } else { format!("rules[{}].{}", e.index, e.key) };
         err(&key, e.reason)
@@ -758,6 +297,8 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
@@ -870,5 +411,34 @@ mod tests {
         assert!(e.reason.contains("second-person"), "{e}");
         let e = load("[access]\n\nenrolment_lifetime = \"0s\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (3, "access.enrolment_lifetime"), "{e}");
+    }
+
+    /// Each section validates itself and names the key inside it; the full path and its line
+    /// come out the same as when config.rs checked everything itself.
+    #[test]
+    fn section_checks_name_the_full_key_and_its_line() {
+        let mail = "[mail]\ndomains = [\"example.com\"]\n\n";
+        let cases = [
+            (format!("{mail}[[queues]]\nname = \"a b\"\n"), "queues[0].name", 5),
+            (
+                format!("{mail}[[queues]]\nname = \"a\"\ndefault = true\n\n[[queues]]\nname = \"b\"\ndefault = true\n"),
+                "queues[1].default",
+                10,
+            ),
+            (
+                format!("{mail}[[queues]]\nname = \"a\"\n\n[[roles]]\nname = \"r\"\ngrants = {{ nope = [\"read\"] }}\n"),
+                "roles[0].grants.nope",
+                9,
+            ),
+            ("[mail]\ndomains = [\"a@b\"]\n".to_string(), "mail.domains[0]", 2),
+            ("[tls]\ncert = \"c.pem\"\n".to_string(), "tls.key", 1),
+            ("[storage]\nmax_batch = 0\n".to_string(), "storage.max_batch", 2),
+            ("[authentication]\nverify = \"maybe\"\n".to_string(), "authentication.verify", 2),
+            ("[access]\nmax_failures = 0\n".to_string(), "access.max_failures", 2),
+        ];
+        for (text, key, line) in cases {
+            let e = load(&text).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, line), "{e}");
+        }
     }
 }

@@ -10,8 +10,28 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
 
 use crate::config::Settings;
+
+/// `[tls]`: the certificate and key; both or neither (then one is generated).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// (key within `[tls]`, reason) when only one of the two is given.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => Err(("key".into(), "tls.cert and tls.key must be given together".into())),
+            (None, Some(_)) => Err(("cert".into(), "tls.cert and tls.key must be given together".into())),
+            _ => Ok(()),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod approvals;
+pub mod config;
 pub mod enrolment;
 pub mod password;
 pub mod resets;

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cases;
+pub mod config;
 pub mod enrol;
 pub mod error;
 pub mod openapi;

@@ -11,6 +11,7 @@
 //! (implicit, or after STARTTLS); every read of customer content is authorised by queue and
 //! audited.
 
+pub mod config;
 mod fetch;
 mod mailbox;
 pub(crate) mod render;

@@ -8,6 +8,7 @@
 //! threading against the store and writes any acknowledgement in the same transaction.
 
 pub mod auth;
+pub mod config;
 pub mod record;
 pub mod regnum;
 pub mod rules;

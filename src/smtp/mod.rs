@@ -3,6 +3,7 @@
 //! `listen` runs the shared accept loop (`crate::net`) over one pool for every SMTP and LMTP
 //! listener; `session` runs one connection's state machine; `data` finds the end of DATA.
 
+pub mod config;
 pub mod data;
 pub mod session;
 

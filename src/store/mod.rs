@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cases;
 pub mod codec;
+pub mod config;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
