@@ -254,7 +254,8 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;
-    let (addresses, queue_names) = crate::intake::config::validate_queues(&config.queues, &domains).map_err(within("queues"))?;
+    let crate::intake::config::Routes { addresses, names: queue_names } =
+        crate::intake::config::validate_queues(&config.queues, &domains).map_err(within("queues"))?;
     let mut codes = BTreeSet::new();
     for (ci, category) in config.categories.iter().enumerate() {
         if category.code.is_empty() || !category.code.bytes().all(|b| b.is_ascii_alphanumeric()) {

@@ -103,12 +103,15 @@ impl MailConfig {
     }
 }
 
+/// What the `[[queues]]` list routes to: lower-cased address → queue name, and the queue names.
+pub struct Routes {
+    pub addresses: HashMap<String, String>,
+    pub names: BTreeSet<String>,
+}
+
 /// What the `[[queues]]` list routes: lower-cased address → queue name, and the queue names; or
 /// (key such as `[1].addresses[0]`, reason) for the first wrong entry.
-pub fn validate_queues(
-    queues: &[QueueConfig],
-    domains: &BTreeSet<String>,
-) -> Result<(HashMap<String, String>, BTreeSet<String>), (String, String)> {
+pub fn validate_queues(queues: &[QueueConfig], domains: &BTreeSet<String>) -> Result<Routes, (String, String)> {
     let mut addresses = HashMap::new();
     let mut names = BTreeSet::new();
     for (qi, queue) in queues.iter().enumerate() {
@@ -138,5 +141,5 @@ pub fn validate_queues(
     if let Some(i) = queues.iter().enumerate().filter(|(_, q)| q.default).nth(1).map(|(i, _)| i) {
         return Err((format!("[{i}].default"), "only one queue can be the default".into()));
     }
-    Ok((addresses, names))
+    Ok(Routes { addresses, names })
 }
