@@ -11,6 +11,7 @@ pub mod codec;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
+pub mod outbox;
 mod sqlite;
 pub mod writer;
 
