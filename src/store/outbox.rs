@@ -294,6 +294,42 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')").fetch_one(&store.pool).await
 }
 
+/// Where one row stands (for operators and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowState {
+    pub status: String,
+    pub attempts: i64,
+    /// Never contains addresses or content.
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+}
+
+pub async fn state(store: &Store, id: i64) -> Result<RowState, sqlx::Error> {
+    let row = sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await?;
+    Ok(RowState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) })
+}
+
+/// The sealed mail of one row, as stored (to check that nothing is in clear).
+pub async fn sealed_mail(store: &Store, id: i64) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await
+}
+
+/// Attempts made over all rows.
+pub async fn total_attempts(store: &Store) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(&store.pool).await
+}
+
+/// Marks a row as claimed by a worker whose lease ends at `lease_until` (unix ms), as [`claim`]
+/// leaves it: for tests that play a worker which died while sending.
+pub async fn mark_sending(store: &Store, id: i64, lease_until: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = $1 WHERE id = $2")
+        .bind(lease_until)
+        .bind(id)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
