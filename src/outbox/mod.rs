@@ -22,6 +22,7 @@ pub use compose::acknowledgement as render;
 pub use config::{OutboxConfig, SmarthostConfig, TlsMode};
 pub use worker::run;
 
+// Transitional paths for `store::writer::enqueue_ack` and `store::cases` (see `store::outbox::seal_mail`).
 pub use crate::store::crypto::new_uid;
 pub use crate::store::outbox::{Mail, OutboxError, OutboxRow, enqueue as insert, open_mail, seal_mail};
 

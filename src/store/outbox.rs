@@ -104,7 +104,9 @@ fn seal_json<S: AsRef<str>>(key: &super::crypto::DataKey, uid: &[u8], from: &str
 }
 
 /// Seals one outgoing mail for a row whose uid the caller made: `(key_id, wrapped_key, mail_ct)`.
-/// Only for callers not yet on [`NewOutboxMail::seal`].
+/// Transitional: `store::writer::enqueue_ack` and `store::cases::CaseChange::enqueue_mail` still
+/// write their own INSERT with it; once they use [`NewOutboxMail::seal`] and [`insert_sync`] /
+/// [`insert`], this goes (with the `outbox::{new_uid, seal_mail, rcpt_index}` re-exports).
 pub fn seal_mail<S: AsRef<str>>(
     keys: &KeyRing,
     uid: &[u8; 16],
@@ -359,6 +361,52 @@ mod tests {
         assert!(matches!(open_mail(&keys, &other), Err(OutboxError::Crypto(_))), "a ciphertext moved to another row fails");
         assert_eq!(new.rcpt_idx, keys.blind_index("address", b"jane@customer.example"));
         assert_eq!(keys.address_index(" Jane@Customer.Example "), keys.blind_index("address", b"jane@customer.example"));
+    }
+
+    #[tokio::test]
+    async fn both_drivers_insert_the_same_rows_and_the_worker_claims_and_records_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            std::sync::Arc::new(crate::config::Settings::from_str("test.toml", crate::config::DEFAULT_CONFIG, dir.path()).unwrap());
+        let store = Store::open(settings.clone()).await.unwrap();
+        let now = now_millis();
+
+        // The writer's path: rusqlite, in its own transaction.
+        let ack = NewOutboxMail::seal(&store.keys, None, "ack", "", &["jane@customer.example"], b"ack", now - 10).unwrap();
+        let mut conn = rusqlite::Connection::open(settings.database_path()).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert!(!recent_ack_sync(&tx, &ack.rcpt_idx, now - 1000).unwrap());
+        let a = insert_sync(&tx, &ack).unwrap();
+        assert!(recent_ack_sync(&tx, &store.keys.address_index("Jane@customer.example"), now - 1000).unwrap());
+        assert!(!recent_ack_sync(&tx, &ack.rcpt_idx, now).unwrap(), "outside the window");
+        tx.commit().unwrap();
+
+        // A case change's path: sqlx.
+        let reply =
+            NewOutboxMail::seal(&store.keys, None, "reply", "support@example.com", &["bob@customer.example"], b"reply", now).unwrap();
+        let b = insert(&mut store.pool.acquire().await.unwrap(), &reply).await.unwrap();
+        assert!(b > a);
+        assert_eq!(next_due(&store).await.unwrap(), Some(now - 10), "a new row is due when it was made");
+
+        let claimed = claim(&store, now, now + 60_000, 10).await.unwrap();
+        assert_eq!(claimed.iter().map(|r| (r.id, r.kind.as_str(), r.attempts)).collect::<Vec<_>>(), [(a, "ack", 0), (b, "reply", 0)]);
+        assert_eq!(open_mail(&store.keys, &claimed[0]).unwrap().data, b"ack");
+        assert_eq!(open_mail(&store.keys, &claimed[1]).unwrap().from, "support@example.com");
+        assert!(claim(&store, now, now + 60_000, 10).await.unwrap().is_empty(), "leased rows are not claimed twice");
+
+        let attempts = [(a, 1, Attempt::Sent { note: None }), (b, 1, Attempt::Retry { error: "DATA: 451", next_attempt_at: now + 5 })];
+        record(&store, &attempts, now).await.unwrap();
+        assert_eq!(state(&store, a).await.unwrap(), RowState { status: "sent".into(), attempts: 1, last_error: None, sent_at: Some(now) });
+        let retry = state(&store, b).await.unwrap();
+        assert_eq!((retry.status.as_str(), retry.attempts, retry.last_error.as_deref()), ("pending", 1, Some("DATA: 451")));
+        assert_eq!(next_due(&store).await.unwrap(), Some(now + 5));
+        assert_eq!(total_attempts(&store).await.unwrap(), 2);
+
+        mark_sending(&store, b, now + 60_000).await.unwrap();
+        release(&store, &[b]).await.unwrap();
+        assert_eq!(state(&store, b).await.unwrap().status, "pending");
+        record(&store, &[(b, 2, Attempt::Failed { error: "RCPT: 550 5.1.1" })], now).await.unwrap();
+        assert_eq!(state(&store, b).await.unwrap().status, "pending", "only a claimed row is recorded");
     }
 
     #[test]
