@@ -14,7 +14,7 @@ use mailroom::config::Settings;
 use mailroom::outbox::{self, AckTemplate, OutboxConfig, TlsMode};
 use mailroom::shutdown::{self, Phase, ShutdownTrigger};
 use mailroom::store::Store;
-use sqlx::Row;
+use mailroom::store::outbox as rows;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -239,9 +239,8 @@ struct OutboxState {
 }
 
 async fn state(store: &Store, id: i64) -> OutboxState {
-    let row =
-        sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = ?").bind(id).fetch_one(&store.pool).await.unwrap();
-    OutboxState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) }
+    let row = rows::state(store, id).await.unwrap();
+    OutboxState { status: row.status, attempts: row.attempts, last_error: row.last_error, sent_at: row.sent_at }
 }
 
 async fn wait_for(store: &Store, id: i64, what: &str, within: Duration, done: impl Fn(&OutboxState) -> bool) -> OutboxState {
@@ -293,7 +292,7 @@ async fn delivered_exactly_once_after_the_smarthost_comes_back() {
 
     // At rest: neither the recipient nor the content is readable, in the row or anywhere in the
     // database files.
-    let ct: Vec<u8> = sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = ?").bind(id).fetch_one(&store.pool).await.unwrap();
+    let ct: Vec<u8> = rows::sealed_mail(&store, id).await.unwrap();
     assert!(!contains(&ct, CUSTOMER.as_bytes()) && !contains(&ct, b"customer.example"), "mail_ct holds the recipient in clear");
     assert!(!contains(&ct, b"Where is my order"), "mail_ct holds the subject in clear");
 
@@ -421,7 +420,7 @@ async fn two_workers_never_send_a_row_twice() {
     recipients.dedup();
     assert_eq!(recipients.len(), ROWS, "no duplicates");
     assert!(messages.iter().all(|m| m.from == "support@example.com"));
-    let attempts: i64 = sqlx::query_scalar("SELECT SUM(attempts) FROM outbox").fetch_one(&store.pool).await.unwrap();
+    let attempts: i64 = rows::total_attempts(&store).await.unwrap();
     assert_eq!(attempts, ROWS as i64, "one attempt each");
 }
 
@@ -495,12 +494,7 @@ async fn a_row_left_sending_by_a_dead_worker_is_sent_after_its_lease() {
     let now = chrono::Utc::now().timestamp_millis();
     // A worker claimed both and died: one lease has run out, the other has not.
     for (id, lease_until) in [(orphan, now - 1), (held, now + 3_600_000)] {
-        sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = ? WHERE id = ?")
-            .bind(lease_until)
-            .bind(id)
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        rows::mark_sending(&store, id, lease_until).await.unwrap();
     }
     let worker = start_worker(&store, config(port));
     let sent = wait_for_status(&store, orphan, "sent", Duration::from_secs(10)).await;

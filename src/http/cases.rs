@@ -15,10 +15,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mail_builder::MessageBuilder;
-use mail_builder::headers::address::Address;
-use mail_builder::headers::date::Date;
-use mail_builder::headers::message_id::MessageId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,6 +25,7 @@ use super::validate::{CaseId, check_tag, check_text};
 use crate::access::Permission;
 use crate::intake::record::{Mailbox, Record};
 use crate::intake::sla::Priority;
+use crate::outbox::compose;
 use crate::store::cases::{CaseChange, CaseRow, EntryBody, is_overdue, status_name};
 use crate::store::{Store, millis_to_rfc3339, now_millis};
 
@@ -551,63 +548,6 @@ fn usable_address(address: &str) -> bool {
     a.contains('@') && !a.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
 }
 
-/// `Re: [NUMBER] subject`: the tag threads the customer's answer back into the case.
-fn reply_subject(original: Option<&str>, number: &str) -> String {
-    let tag = format!("[{number}]");
-    let text: String = original.unwrap_or("").replace(&tag, " ").chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let mut words = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    while let Some(rest) = words.get(..3).filter(|p| p.eq_ignore_ascii_case("re:")).map(|_| words[3..].trim_start().to_string()) {
-        words = rest;
-    }
-    if words.chars().count() > 200 {
-        words = words.chars().take(200).collect::<String>() + "…";
-    }
-    if words.is_empty() { format!("Re: {tag}") } else { format!("Re: {tag} {words}") }
-}
-
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
-    let mut buf = vec![0u8; bytes];
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| ApiError::internal("no randomness for a Message-ID"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// The reply as RFC 5322 bytes, with its Message-ID and subject.
-fn render_reply(
-    ctx: &HttpContext,
-    from: &str,
-    to: &Mailbox,
-    original: &Record,
-    number: &str,
-    body: &str,
-) -> Result<(Vec<u8>, String, String), ApiError> {
-    let subject = reply_subject(original.subject.as_deref(), number);
-    let id_part: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
-    let message_id = format!("reply.{id_part}.{}@{}", random_hex(8)?, ctx.settings.config.server.hostname);
-    let to_address = to.address.clone().unwrap_or_default();
-    let to_header = Address::new_address(to.name.clone().filter(|n| !n.trim().is_empty()), to_address);
-    let text = body.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n");
-    let mut builder = MessageBuilder::new()
-        .from(Address::new_address(None::<String>, from.to_string()))
-        .to(to_header)
-        .subject(subject.clone())
-        .date(Date::new(chrono::Utc::now().timestamp()))
-        .message_id(message_id.clone());
-    if let Some(original_id) = original
-        .message_id
-        .as_deref()
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>'))
-        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
-    {
-        // References: the thread so far (bounded), then the message answered.
-        let mut references: Vec<String> = original.references.iter().rev().take(10).rev().cloned().collect();
-        references.retain(|r| r != original_id);
-        references.push(original_id.to_string());
-        builder = builder.in_reply_to(MessageId::new(original_id.to_string())).references(MessageId::from(references));
-    }
-    let data = builder.text_body(text).write_to_vec().map_err(ApiError::internal)?;
-    Ok((data, message_id, subject))
-}
-
 /// `POST /api/cases/{id}/reply`: to the customer through the outbox, tagged with the case's
 /// registration number; the case then waits on the customer.
 pub async fn reply(
@@ -633,8 +573,17 @@ pub async fn reply(
         .to_string();
     let (answers, to, original) =
         customer(&ctx, id).await?.ok_or_else(|| ApiError::invalid("no message of this case names a customer address to reply to"))?;
-    let (data, message_id, subject) = render_reply(&ctx, &from, &to, &original, &case.opening, &req.body)?;
     let to_address = to.address.clone().unwrap_or_default();
+    let answered = compose::Original {
+        from: &from,
+        to_name: to.name.as_deref(),
+        to_address: &to_address,
+        subject: original.subject.as_deref(),
+        message_id: original.message_id.as_deref(),
+        references: &original.references,
+    };
+    let compose::Reply { data, message_id, subject } =
+        compose::reply(&answered, &case.opening, &req.body, &ctx.settings.config.server.hostname).map_err(ApiError::internal)?;
 
     let mut change = begin(store, &auth, id, &[Permission::Act]).await?;
     let before = change.case.clone();
@@ -653,16 +602,6 @@ pub async fn reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reply_subjects_carry_the_tag_once() {
-        let n = "MR-2026-000001-7";
-        assert_eq!(reply_subject(Some("Broken order"), n), "Re: [MR-2026-000001-7] Broken order");
-        assert_eq!(reply_subject(Some("RE: re: [MR-2026-000001-7] Broken\r\n order"), n), "Re: [MR-2026-000001-7] Broken order");
-        assert_eq!(reply_subject(None, n), "Re: [MR-2026-000001-7]");
-        assert_eq!(reply_subject(Some("Réclamation"), n), "Re: [MR-2026-000001-7] Réclamation");
-        assert!(reply_subject(Some(&"x".repeat(500)), n).chars().count() < 230);
-    }
 
     #[test]
     fn status_keeps_the_resolution_time_in_step() {

@@ -205,11 +205,8 @@ pub fn check_recipient(settings: &Settings, address: &str) -> RecipientCheck {
     RecipientCheck::UnknownMailbox
 }
 
-/// Lower-cases the domain of an address (local parts are case-sensitive in theory, but every
-/// real mail system treats them case-insensitively, and so do look-ups here).
-pub fn normalize_address(address: &str) -> String {
-    address.trim().to_lowercase()
-}
+/// Moved to the store, with the blind indexes that compare addresses.
+pub use crate::store::crypto::normalize_address;
 
 /// Classification and threading keys for one message (no clear customer data leaves here
 /// except inside ciphertexts).

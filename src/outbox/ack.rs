@@ -1,19 +1,13 @@
 //! Acknowledgements: whether one may be sent at all (RFC 3834 loop safety) and what it says.
 //!
 //! Pure functions, no I/O: the intake decides with [`skip_reason`] while it registers a message,
-//! renders the reply with [`render`] and writes it into the outbox in the same transaction; the
-//! worker only delivers bytes.
+//! renders the reply with [`super::compose::acknowledgement`] (which fills in the [`AckTemplate`]
+//! here) and writes it into the outbox in the same transaction; the worker only delivers bytes.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Display;
 
 use chrono::{DateTime, TimeZone};
-use mail_builder::MessageBuilder;
-use mail_builder::headers::address::Address;
-use mail_builder::headers::date::Date;
-use mail_builder::headers::message_id::MessageId;
-use mail_builder::headers::raw::Raw;
 use mail_parser::MimeHeaders;
 use serde::Deserialize;
 
@@ -243,108 +237,41 @@ fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
 }
 
-/// Normalises line ends to CRLF (templates come from TOML with bare LF).
-fn crlf(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\r', "\n").replace('\n', "\r\n")
+/// An acknowledgement's text, filled in: the registration number made one line, the subject
+/// (starting with the tag `[number]`), and the body (line ends as in the template).
+pub struct AckText {
+    pub number: String,
+    pub subject: String,
+    pub body: String,
 }
 
-/// "Name <addr@x>" or "addr@x" → (name, address).
-fn split_mailbox(mailbox: &str) -> (Option<&str>, &str) {
-    let mailbox = mailbox.trim();
-    match (mailbox.rfind('<'), mailbox.ends_with('>')) {
-        (Some(open), true) => {
-            let name = mailbox[..open].trim().trim_matches('"').trim();
-            let address = mailbox[open + 1..mailbox.len() - 1].trim();
-            ((!name.is_empty()).then_some(name), address)
-        }
-        _ => (None, mailbox),
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if aws_lc_rs::rand::fill(&mut buf).is_err() {
-        // Uniqueness, not secrecy, is what a Message-ID needs; the clock will do in that case.
-        let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 8) * 8)) as u8;
-        }
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Builds the acknowledgement as an RFC 5322 message (CRLF line ends).
-///
-/// `from` is our queue address (optionally `Name <address>`), `to` the customer. The subject
-/// starts with the registration tag `[number]` so that the customer's reply threads back;
-/// In-Reply-To/References point at the customer's message; `Auto-Submitted: auto-replied`
-/// (RFC 3834 §5) and `X-Auto-Response-Suppress: All` keep other responders from answering us.
-/// There is deliberately no `Precedence` header (RFC 3834 §3.1.8).
-#[allow(clippy::too_many_arguments)]
-pub fn render<Tz: TimeZone>(
-    template: &AckTemplate,
-    number: &str,
-    original_subject: &str,
-    due: DateTime<Tz>,
-    queue: &str,
-    from: &str,
-    to: &str,
-    original_message_id: Option<&str>,
-    hostname: &str,
-) -> Vec<u8>
-where
-    Tz::Offset: Display,
-{
-    let number = one_line(number);
-    let tag = format!("[{number}]");
-    let subject_value = clean_subject(original_subject, &tag);
-    let due_text = due.format("%A, %-d %B %Y, %H:%M %Z").to_string();
-    let queue = one_line(queue);
-    let values = [("number", number.as_str()), ("subject", subject_value.as_str()), ("due", due_text.as_str()), ("queue", queue.as_str())];
-
-    let mut subject = one_line(&fill(&template.subject, &values));
-    if !subject.starts_with(&tag) {
-        subject = format!("{tag} {subject}");
-    }
-    let body = crlf(&fill(&template.body, &values));
-
-    let id_part: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' }).collect();
-    let message_id = format!("ack.{id_part}.{}@{}", random_hex(8), hostname.trim());
-
-    let (from_name, from_address) = split_mailbox(from);
-    let from_header: Address = match from_name {
-        Some(name) => (name, from_address).into(),
-        None => from_address.into(),
-    };
-    let (to_name, to_address) = split_mailbox(to);
-    let to_header: Address = match to_name {
-        Some(name) => (name, to_address).into(),
-        None => to_address.into(),
-    };
-
-    let mut builder = MessageBuilder::new()
-        .from(from_header)
-        .to(to_header)
-        .subject(subject)
-        .date(Date::new(chrono::Utc::now().timestamp()))
-        .message_id(message_id);
-    if let Some(original) = original_message_id
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').trim())
-        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+impl AckTemplate {
+    /// Fills in the template for one registration. The customer's subject is cleaned (one line,
+    /// our tag removed, bounded) and never expanded as a template.
+    pub fn fill_in<Tz: TimeZone>(&self, number: &str, original_subject: &str, due: DateTime<Tz>, queue: &str) -> AckText
+    where
+        Tz::Offset: Display,
     {
-        let original: Cow<str> = Cow::Owned(original.to_string());
-        builder = builder.in_reply_to(MessageId::new(original.clone())).references(MessageId::new(original));
+        let number = one_line(number);
+        let tag = format!("[{number}]");
+        let subject_value = clean_subject(original_subject, &tag);
+        let due_text = due.format("%A, %-d %B %Y, %H:%M %Z").to_string();
+        let queue = one_line(queue);
+        let values =
+            [("number", number.as_str()), ("subject", subject_value.as_str()), ("due", due_text.as_str()), ("queue", queue.as_str())];
+        let mut subject = one_line(&fill(&self.subject, &values));
+        if !subject.starts_with(&tag) {
+            subject = format!("{tag} {subject}");
+        }
+        let body = fill(&self.body, &values);
+        AckText { number, subject, body }
     }
-    builder =
-        builder.header("Auto-Submitted", Raw::new("auto-replied")).header("X-Auto-Response-Suppress", Raw::new("All")).text_body(body);
-    let mut out = Vec::with_capacity(2048);
-    builder.serialize(&mut out);
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::compose::acknowledgement as render;
     use chrono::Utc;
     use mail_parser::MessageParser;
 

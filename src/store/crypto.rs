@@ -216,11 +216,67 @@ impl KeyRing {
         ctx.sign().as_ref()[..16].to_vec()
     }
 
+    /// The keyed blind index of an address, normalised: a message's sender and an outbox row's
+    /// recipient share it, so "one acknowledgement per sender per window" can compare them.
+    pub fn address_index(&self, address: &str) -> Vec<u8> {
+        self.blind_index("address", normalize_address(address).as_bytes())
+    }
+
+    /// The one way to start a new sealed row: a new uid, a new data key wrapped under the current
+    /// master key.
+    pub fn new_row(&self) -> Result<RowKey, CryptoError> {
+        self.row_key(new_uid()?)
+    }
+
+    /// A new data key for a row whose uid the caller made (e.g. with [`uid_at`]).
+    pub fn row_key(&self, uid: [u8; 16]) -> Result<RowKey, CryptoError> {
+        let key = DataKey::generate()?;
+        let (key_id, wrapped_key) = self.wrap(&key, &aad("dek", &uid))?;
+        Ok(RowKey { uid, key_id, wrapped_key, key })
+    }
+
     /// The blind index of a case tag: listings filter by it, the tag's text stays sealed. Exact
     /// (case-sensitive) like the tags themselves.
     pub fn tag_index(&self, tag: &str) -> Vec<u8> {
         self.blind_index("case-tag", tag.as_bytes())
     }
+}
+
+/// A fresh row identity: time-ordered prefix (keeps the uid indexes append-mostly), random rest.
+pub fn new_uid() -> Result<[u8; 16], CryptoError> {
+    uid_at(chrono::Utc::now())
+}
+
+/// A row identity whose time-ordered prefix is `at` (a message uses its reception time).
+pub fn uid_at(at: chrono::DateTime<chrono::Utc>) -> Result<[u8; 16], CryptoError> {
+    let mut uid = [0u8; 16];
+    uid[..8].copy_from_slice(&at.timestamp_micros().to_be_bytes());
+    aws_lc_rs::rand::fill(&mut uid[8..]).map_err(|_| CryptoError::Random)?;
+    Ok(uid)
+}
+
+/// The identity and key of a new sealed row: its uid, a new data key, and that key wrapped
+/// under the current master key (bound to the uid). Store `uid`, `key_id` and `wrapped_key`
+/// with the row; seal its values with [`RowKey::seal`].
+pub struct RowKey {
+    pub uid: [u8; 16],
+    pub key_id: u32,
+    pub wrapped_key: Vec<u8>,
+    pub key: DataKey,
+}
+
+impl RowKey {
+    /// Seals one value of this row; `kind` names the column (it is part of the associated data).
+    pub fn seal(&self, kind: &str, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.key.seal(&aad(kind, &self.uid), plaintext)
+    }
+}
+
+/// Lower-cases an address (local parts are case-sensitive in theory, but every real mail system
+/// treats them case-insensitively, and so do look-ups here). Addresses are compared through
+/// blind indexes, so the normalisation belongs with them.
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_lowercase()
 }
 
 fn wrap_aad(key_id: u32, aad: &[u8]) -> Vec<u8> {
@@ -265,6 +321,19 @@ mod tests {
         let (id, wrapped) = ring.wrap(&dk, &aad("dek", b"uid-1")).unwrap();
         let dk2 = ring.unwrap(id, &wrapped, &aad("dek", b"uid-1")).unwrap();
         assert_eq!(dk2.open(&aad("raw", b"uid-1"), &ct).unwrap(), b"hello customer");
+    }
+
+    #[test]
+    fn a_new_row_key_opens_with_its_uid_only() {
+        let (_dir, ring) = ring();
+        let row = ring.new_row().unwrap();
+        let other = ring.new_row().unwrap();
+        assert_ne!(row.uid, other.uid);
+        let ct = row.seal("entry", b"note").unwrap();
+        let key = ring.unwrap(row.key_id, &row.wrapped_key, &aad("dek", &row.uid)).unwrap();
+        assert_eq!(key.open(&aad("entry", &row.uid), &ct).unwrap(), b"note");
+        assert!(ring.unwrap(row.key_id, &row.wrapped_key, &aad("dek", &other.uid)).is_err());
+        assert_eq!(ring.address_index(" Jane@Customer.Example "), ring.blind_index("address", b"jane@customer.example"));
     }
 
     #[test]

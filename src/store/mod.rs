@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
+pub mod outbox;
 mod sqlite;
 pub mod writer;
 
