@@ -14,9 +14,10 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use zeroize::Zeroize;
 
+use super::dispatch::EXPUNGE_REFUSED;
 use super::mailbox::{self, fetch_flags};
 use super::render::{self, Rendered};
-use super::session::{EXPUNGE_REFUSED, FLUSH_AT, Flow, Handled, Session};
+use super::session::{FLUSH_AT, Flow, Handled, Session};
 use crate::store::StoreError;
 use crate::store::audit::AuditEntry;
 use crate::store::mailbox::{FlagUpdate, MailboxEntry};

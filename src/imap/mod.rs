@@ -2,7 +2,9 @@
 //! holding the messages of its cases with our `X-Mailroom-*` header fields on top. Staff use any
 //! mail client; the only changes a client can make are the user's own \Seen and \Flagged flags.
 //!
-//! * `session`: a connection's state machine (TLS, login, mailbox commands, IDLE).
+//! * `session`: a connection's state and its command loop; `input`: reading commands and their
+//!   literals; `login`: STARTTLS, LOGIN, AUTHENTICATE; `dispatch`: the command table;
+//!   `select`: LIST/LSUB, STATUS, SELECT/EXAMINE; `idle`: IDLE.
 //! * `mailbox`: the selected mailbox as the client knows it (sequence numbers, EXPUNGE/EXISTS).
 //! * `fetch`: FETCH and STORE; `search`: SEARCH; `render`: the message as shown and its MIME
 //!   structure; `wire`: command framing (literals) and status lines.
@@ -12,10 +14,15 @@
 //! audited.
 
 pub mod config;
+mod dispatch;
 mod fetch;
+mod idle;
+mod input;
+mod login;
 mod mailbox;
 pub(crate) mod render;
 mod search;
+mod select;
 mod session;
 mod wire;
 

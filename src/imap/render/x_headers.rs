@@ -1,0 +1,35 @@
+//! Our `X-Mailroom-*` header fields, shown on top of every message.
+
+use base64::Engine;
+
+use crate::config::Settings;
+use crate::store::mailbox::MailboxEntry;
+
+/// Our header fields for `entry`, each ending in CRLF. Shown on top of the stored message (our
+/// Received: header + the message as received).
+pub fn x_headers(settings: &Settings, entry: &MailboxEntry) -> String {
+    let mut h = format!("X-Mailroom-Registration: {}\r\n", header_text(&entry.number));
+    if let Some(code) = &entry.category {
+        match settings.config.categories.iter().find(|c| &c.code == code) {
+            Some(category) => h.push_str(&format!("X-Mailroom-Category: {} ({})\r\n", header_text(code), header_text(&category.name))),
+            None => h.push_str(&format!("X-Mailroom-Category: {}\r\n", header_text(code))),
+        }
+    }
+    h.push_str(&format!("X-Mailroom-Priority: {}\r\n", header_text(&entry.priority)));
+    if let Some(due) = entry.due_at.and_then(chrono::DateTime::from_timestamp_millis) {
+        // In the business-hours calendar's zone: the deadline as the team counts it.
+        let tz: chrono_tz::Tz = settings.config.sla.timezone.parse().unwrap_or(chrono_tz::UTC);
+        h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&tz).format("%a, %d %b %Y %H:%M:%S %z")));
+    }
+    h
+}
+
+/// Unstructured header text: one line, non-ASCII as an RFC 2047 encoded word.
+fn header_text(s: &str) -> String {
+    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if s.is_ascii() { s } else { encoded_word(&s) }
+}
+
+pub(super) fn encoded_word(s: &str) -> String {
+    format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
+}

@@ -1,0 +1,118 @@
+//! Finding and opening mailboxes (the queues the user may read): LIST/LSUB, STATUS,
+//! SELECT/EXAMINE.
+
+use std::io;
+
+use imap_codec::imap_types::core::{Atom, QuotedChar};
+use imap_codec::imap_types::flag::{Flag, FlagNameAttribute};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
+
+use super::mailbox::{self, Selected};
+use super::session::{Flow, Handled, Session};
+
+impl Session {
+    /// A queue the user may read, by mailbox name; None for anything else (unknown and
+    /// forbidden look the same).
+    fn readable(&self, name: &str) -> Option<String> {
+        let principal = self.principal.as_ref()?;
+        let queues = self.ctx.settings.config.queues.iter().map(|q| q.name.as_str());
+        // INBOX is case-insensitive (a queue could be called "inbox").
+        principal
+            .readable_queues(queues)
+            .into_iter()
+            .find(|q| q == name || name.eq_ignore_ascii_case("INBOX") && q.eq_ignore_ascii_case("INBOX"))
+    }
+
+    pub(super) fn list(&mut self, tag: &str, reference: &Mailbox, pattern: &ListMailbox, lsub: bool) -> Handled {
+        let reference = match reference {
+            Mailbox::Inbox => b"INBOX".to_vec(),
+            Mailbox::Other(o) => o.as_ref().to_vec(),
+        };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => t.as_ref().to_vec(),
+            ListMailbox::String(s) => s.as_ref().to_vec(),
+        };
+        let delimiter = Some(QuotedChar::try_from(mailbox::DELIMITER).expect("valid delimiter"));
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() && !lsub {
+            // The delimiter probe.
+            let root = Mailbox::try_from("").expect("empty mailbox name");
+            self.out.data(Data::List { items: vec![FlagNameAttribute::Noselect], delimiter, mailbox: root });
+            self.out.ok(tag, None, "LIST completed");
+            return Ok(Flow::Continue);
+        }
+        let full: Vec<u8> = [reference, pattern].concat();
+        let queues = self.ctx.settings.config.queues.iter().map(|q| q.name.as_str());
+        let names = self.principal.as_ref().map(|p| p.readable_queues(queues)).unwrap_or_default();
+        for name in names.into_iter().filter(|n| mailbox::list_matches(&full, n.as_bytes())) {
+            let items = vec![FlagNameAttribute::from(Atom::try_from("HasNoChildren").expect("valid atom"))];
+            let Ok(mailbox) = Mailbox::try_from(name) else { continue };
+            self.out.data(if lsub { Data::Lsub { items, delimiter, mailbox } } else { Data::List { items, delimiter, mailbox } });
+        }
+        self.out.ok(tag, None, &format!("{verb} completed"));
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) -> Handled {
+        let Some(queue) = self.readable(&mailbox::mailbox_name(mailbox)) else {
+            self.out.no(tag, Some("NONEXISTENT"), "No such mailbox");
+            return Ok(Flow::Continue);
+        };
+        let store = &self.ctx.access.store;
+        let (messages, unseen) = store.mailbox_counts(&queue, self.user_id()).await?;
+        let mut values = Vec::new();
+        for item in items {
+            values.push(match item {
+                StatusDataItemName::Messages => StatusDataItem::Messages(messages),
+                StatusDataItemName::Recent => StatusDataItem::Recent(0),
+                StatusDataItemName::Unseen => StatusDataItem::Unseen(unseen),
+                StatusDataItemName::UidNext => StatusDataItem::UidNext(nonzero(store.mailbox_uid_next().await?)),
+                StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nonzero(store.mailbox_uidvalidity(&queue).await?)),
+                StatusDataItemName::Deleted => StatusDataItem::Deleted(0),
+                _ => continue,
+            });
+        }
+        let mailbox = Mailbox::try_from(queue).map_err(|_| io::Error::other("queue name is not a mailbox name"))?;
+        self.out.data(Data::Status { mailbox, items: values.into() });
+        self.out.ok(tag, None, "STATUS completed");
+        Ok(Flow::Continue)
+    }
+
+    pub(super) async fn select(&mut self, tag: &str, mailbox: &Mailbox<'_>, read_only: bool) -> Handled {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = None;
+        self.revoked = false;
+        let Some(queue) = self.readable(&mailbox::mailbox_name(mailbox)) else {
+            self.out.no(tag, Some("NONEXISTENT"), "No such mailbox");
+            return Ok(Flow::Continue);
+        };
+        let store = &self.ctx.access.store;
+        let uidvalidity = store.mailbox_uidvalidity(&queue).await?;
+        let entries = store.mailbox_entries(&queue, self.user_id()).await?;
+        let uid_next = store.mailbox_uid_next().await?;
+        let sel = Selected::new(queue, read_only, entries);
+        self.out.data(Data::Flags(vec![Flag::Seen, Flag::Flagged, mailbox::junk()]));
+        self.out.data(Data::Exists(sel.exists()));
+        self.out.data(Data::Recent(0));
+        if let Some(first) = sel.first_unseen() {
+            self.out.status(None, "OK", Some(&format!("UNSEEN {first}")), "First unseen message");
+        }
+        self.out.status(None, "OK", Some(&format!("UIDVALIDITY {uidvalidity}")), "UIDs valid");
+        self.out.status(None, "OK", Some(&format!("UIDNEXT {uid_next}")), "Predicted next UID");
+        let permanent = if read_only { "PERMANENTFLAGS ()" } else { "PERMANENTFLAGS (\\Seen \\Flagged)" };
+        self.out.status(None, "OK", Some(permanent), "Flags the user can change");
+        self.out.ok(
+            tag,
+            Some(if read_only { "READ-ONLY" } else { "READ-WRITE" }),
+            if read_only { "EXAMINE completed" } else { "SELECT completed" },
+        );
+        self.selected = Some(sel);
+        Ok(Flow::Continue)
+    }
+}
+
+fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n.max(1)).expect("at least 1")
+}
