@@ -78,12 +78,6 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<sqlx::Error> for Failure {
-    fn from(e: sqlx::Error) -> Self {
-        Failure::Store(e.into())
-    }
-}
-
 pub(super) type Handled = Result<Flow, Failure>;
 
 pub(super) struct Session {
