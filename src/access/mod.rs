@@ -26,9 +26,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
-
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
+use crate::store::users::Reservation;
 use crate::store::{Store, StoreError, now_millis};
 use password::Verifier;
 use throttle::Throttle;
@@ -149,40 +148,6 @@ pub struct Access {
     verifier: Arc<Verifier>,
 }
 
-/// Counts one login attempt for user `$1` before its password is checked, as a failure until a
-/// success resets the count. One statement, so concurrent logins (on this node or another one
-/// sharing the database) each see the attempts before them. `$2` now, `$3` max_failures, `$4` the
-/// end of a lockout starting now (all unix ms).
-///
-/// * While a lockout lasts, the attempt is marked `$3 + 1`: refused unchecked.
-/// * An ended lockout starts the count over at 1.
-/// * The attempt that reaches `$3` starts the lockout at once, before its own check, so attempts
-///   arriving meanwhile are refused; if it succeeds, the success lifts the lockout again.
-///
-/// Returns the reserved attempt in `failed_logins` (granted when ≤ `$3`).
-const RESERVE_USER: &str = "UPDATE users SET
-    failed_logins = CASE
-        WHEN locked_until > $2 THEN $3 + 1
-        WHEN locked_until IS NOT NULL THEN 1
-        ELSE failed_logins + 1 END,
-    locked_until = CASE
-        WHEN locked_until > $2 THEN locked_until
-        WHEN (CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
-        ELSE NULL END
-WHERE name = $1
-RETURNING id, password_hash, locked, failed_logins, locked_until";
-
-/// A user's login attempt, reserved by [`RESERVE_USER`].
-struct UserReservation {
-    id: i64,
-    hash: String,
-    /// Locked by an officer (checked only after the password).
-    locked: bool,
-    /// The n-th attempt in a row; over `max_failures`: refused while locked out.
-    attempt: i64,
-    locked_until: Option<i64>,
-}
-
 impl Access {
     pub fn new(store: Store) -> Access {
         let config = &store.settings.config.access;
@@ -251,58 +216,27 @@ impl Access {
             return Err(LoginError::Invalid);
         }
         // Success releases the reservations: the counters start over.
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?")
-            .bind(user.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        audit::append(
-            &self.store.keys,
-            &mut tx,
-            &[AuditEntry {
-                at: now_millis(),
-                actor: format!("user:{name}"),
-                action: "login".into(),
-                object: Some(format!("user:{name}")),
-                detail: Some(format!("via={via} source={source}")),
-            }],
-        )
-        .await
-        .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await?;
+        tx.login_succeeded(user.id).await?;
+        tx.audit(&[AuditEntry {
+            at: now_millis(),
+            actor: format!("user:{name}"),
+            action: "login".into(),
+            object: Some(format!("user:{name}")),
+            detail: Some(format!("via={via} source={source}")),
+        }])
+        .await?;
+        tx.commit().await?;
         self.throttle.source_success(source);
         self.principal(user.id).await?.ok_or(LoginError::Invalid)
     }
 
-    /// Reserves one login attempt for `name` (see [`RESERVE_USER`]); None when no such user.
-    async fn reserve_user(&self, name: &str) -> Result<Option<UserReservation>, StoreError> {
+    /// Reserves one login attempt for `name` before its check (see `store::users::reserve_login`);
+    /// None when no such user.
+    async fn reserve_user(&self, name: &str) -> Result<Option<Reservation>, StoreError> {
         let now = now_millis();
-        let row = sqlx::query(RESERVE_USER)
-            .bind(name)
-            .bind(now)
-            .bind(self.config().max_failures as i64)
-            .bind(now + self.config().lockout.as_millis() as i64)
-            .fetch_optional(&self.store.pool)
-            .await?;
-        if row.is_none() {
-            // A reservation commits a write; an unknown name must cost the same, or the answer's
-            // timing would tell which names exist. Counting it does (a row rewritten unchanged
-            // would not: SQLite skips writing identical content).
-            sqlx::query(
-                "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
-                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
-            )
-            .execute(&self.store.pool)
-            .await?;
-        }
-        Ok(row.map(|row| UserReservation {
-            id: row.get(0),
-            hash: row.get(1),
-            locked: row.get::<i64, _>(2) != 0,
-            attempt: row.get(3),
-            locked_until: row.get(4),
-        }))
+        let lockout_end = now + self.config().lockout.as_millis() as i64;
+        crate::store::users::reserve_login(&self.store, name, now, self.config().max_failures as i64, lockout_end).await
     }
 
     /// Records a failed attempt (its reservation has counted it already): the audit entry, and the
@@ -310,7 +244,7 @@ impl Access {
     /// stands; then waits the growing delay.
     async fn fail(
         &self,
-        user: Option<&UserReservation>,
+        user: Option<&Reservation>,
         name: &str,
         source: IpAddr,
         via: &str,
@@ -319,12 +253,11 @@ impl Access {
     ) -> Result<(), StoreError> {
         let max = self.config().max_failures as i64;
         let user_attempt = user.map_or(0, |u| u.attempt);
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let mut entries = Vec::with_capacity(2);
         if let Some(user) = user.filter(|u| u.attempt == max) {
             // A concurrent success may have lifted it again.
-            let until: Option<i64> =
-                sqlx::query_scalar("SELECT locked_until FROM users WHERE id = ?").bind(user.id).fetch_one(&mut *tx).await?;
+            let until = tx.locked_until(user.id).await?;
             if until.is_some_and(|until| until > now_millis()) {
                 entries.push(AuditEntry {
                     at: now_millis(),
@@ -342,7 +275,7 @@ impl Access {
             object: Some(format!("user:{name}")),
             detail: Some(format!("via={via} source={source} reason={reason}")),
         });
-        audit::append(&self.store.keys, &mut tx, &entries).await?;
+        tx.audit(&entries).await?;
         tx.commit().await?;
         self.throttle.delay(source_attempt.max(user_attempt as u32)).await;
         Ok(())
@@ -362,29 +295,14 @@ impl Access {
     /// user locked or reset meanwhile stops working at once).
     pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>, StoreError> {
         // A pending enrolment code means the password was reset: no session survives that.
-        let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.store.pool)
-            .await?
-        else {
+        let Some(standing) = crate::store::users::standing(&self.store, user_id).await? else {
             return Ok(None);
         };
-        if row.get::<i64, _>(1) != 0 || row.get::<i64, _>(2) != 0 {
-            return Ok(None);
-        }
-        let name: String = row.get(0);
-        let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role")
-            .bind(user_id)
-            .fetch_all(&self.store.pool)
-            .await?;
+        let (name, roles) = (standing.name, standing.roles);
         let mut grants: BTreeMap<String, BTreeSet<Permission>> = BTreeMap::new();
-        let rows = sqlx::query("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = ?")
-            .bind(user_id)
-            .fetch_all(&self.store.pool)
-            .await?;
-        for row in rows {
-            if let Ok(p) = row.get::<&str, _>(1).parse() {
-                grants.entry(row.get(0)).or_default().insert(p);
+        for (queue, permission) in standing.grants {
+            if let Ok(p) = permission.parse() {
+                grants.entry(queue).or_default().insert(p);
             }
         }
         Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
@@ -392,13 +310,8 @@ impl Access {
 
     /// One audit entry in its own transaction.
     pub async fn audit(&self, actor: &str, action: &str, object: Option<String>, detail: Option<String>) -> Result<(), StoreError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(
-            &self.store.keys,
-            &mut tx,
-            &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }],
-        )
-        .await?;
+        let mut tx = self.store.begin_write().await?;
+        tx.audit(&[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await?;
         tx.commit().await?;
         Ok(())
     }

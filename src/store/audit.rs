@@ -81,22 +81,22 @@ pub struct ListedEntry {
 
 /// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
 pub async fn list(
-    pool: &sqlx::SqlitePool,
+    store: &super::Store,
     after: i64,
     limit: i64,
     action: Option<&str>,
     actor: Option<&str>,
-) -> Result<Vec<ListedEntry>, sqlx::Error> {
+) -> Result<Vec<ListedEntry>, super::StoreError> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object, detail FROM audit
-         WHERE id > ? AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3) ORDER BY id LIMIT ?4",
+         WHERE id > $1 AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) ORDER BY id LIMIT $4",
     )
     .bind(after)
     .bind(action)
     .bind(actor)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows
         .into_iter()
