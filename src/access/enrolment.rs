@@ -323,14 +323,14 @@ mod tests {
         assert!(matches!(access.login("anna", PW, ip(2), "test").await, Err(LoginError::Invalid)));
         assert!(matches!(access.enrol("anna", &code, PW, ip(2), "test").await, Err(EnrolError::Invalid)), "the old code is gone");
         // Expired: the code stops working at its expiry.
-        sqlx::query("UPDATE users SET enrolment_expires_at = 1").execute(&access.store.pool).await.unwrap();
+        crate::store::testing::expire_enrolment(&access.store, None).await;
         assert!(matches!(access.enrol("anna", &reset.code, PW, ip(2), "test").await, Err(EnrolError::Invalid)));
         let again = access.reset_password("anna", "test").await.unwrap();
         access.enrol("anna", &again.code, "yet another password", ip(2), "test").await.unwrap();
         access.login("anna", "yet another password", ip(2), "test").await.unwrap();
 
         // The codes are nowhere in the database in clear.
-        access.store.pool.close().await;
+        access.store.close().await;
         let db = std::fs::read(dir.path().join("mailroom.db")).unwrap();
         for c in [&code, &reset.code, &again.code] {
             let canon = canonical(c);
@@ -338,10 +338,7 @@ mod tests {
         }
         let reasons: Vec<String> = {
             let access = Access::new(crate::store::Store::open(access.store.settings.clone()).await.unwrap());
-            sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'enrol.failed' ORDER BY id")
-                .fetch_all(&access.store.pool)
-                .await
-                .unwrap()
+            crate::store::testing::audit_details(&access.store, "enrol.failed").await
         };
         let reasons: Vec<&str> = reasons.iter().map(|d| d.rsplit("reason=").next().unwrap()).collect();
         // A guess, the used code (none pending any more), the replaced code, the expired one.

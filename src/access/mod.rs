@@ -320,6 +320,7 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing;
 
     fn principal(grants: &[(&str, &[Permission])]) -> Principal {
         Principal {
@@ -391,8 +392,7 @@ mod tests {
         assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Invalid)));
         assert!(access.principal(p.user_id).await.unwrap().is_none(), "a locked user has no principal");
 
-        let actions: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT action, detail FROM audit ORDER BY id").fetch_all(&access.store.pool).await.unwrap();
+        let actions: Vec<(String, Option<String>)> = testing::audit_log(&access.store).await;
         let count = |a: &str| actions.iter().filter(|(action, _)| action == a).count();
         assert_eq!(count("login"), 2);
         assert_eq!(count("login.failed"), 6, "{actions:?}");
@@ -445,11 +445,11 @@ mod tests {
         assert!(!access.csrf_ok(&token, &access.csrf_token("another session")));
         assert!(!access.csrf_ok(&token, ""));
         // Expired: move the expiry into the past.
-        sqlx::query("UPDATE sessions SET expires_at = 0").execute(&access.store.pool).await.unwrap();
+        testing::expire_sessions(&access.store).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
         // Idle too long.
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
-        sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - 3600001").execute(&access.store.pool).await.unwrap();
+        testing::age_sessions(&access.store, 3600001).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
         // Logout.
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
@@ -461,10 +461,10 @@ mod tests {
         assert!(access.resume_session(&token).await.is_err());
         let p = access.login("dora", "another long password", "192.0.2.1".parse().unwrap(), "test").await.unwrap();
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
-        sqlx::query("UPDATE users SET locked = 1").execute(&access.store.pool).await.unwrap();
+        testing::lock_every_user(&access.store).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::UserGone)));
         // The database holds only hashes of tokens.
-        let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_all(&access.store.pool).await.unwrap();
+        let stored: Vec<Vec<u8>> = testing::session_token_hashes(&access.store).await;
         assert!(stored.iter().all(|h| h.len() == 32 && h.as_slice() != token.as_bytes()));
     }
 
@@ -495,11 +495,7 @@ mod tests {
     }
 
     async fn audit_details(access: &Access, action: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT COALESCE(detail, '') FROM audit WHERE action = ? ORDER BY id")
-            .bind(action)
-            .fetch_all(&access.store.pool)
-            .await
-            .unwrap()
+        testing::audit_details(&access.store, action).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -508,8 +504,7 @@ mod tests {
         access.add_user("anna", PW, &[], "test").await.unwrap();
         assert!(access.reserve_user("nobody").await.unwrap().is_none(), "unknown names reserve nothing");
         // … but commit a write all the same (the timing of an answer must not tell which names exist).
-        let unknown: i64 =
-            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'login.unknown-user'").fetch_one(&access.store.pool).await.unwrap();
+        let unknown: i64 = testing::counter(&access.store, "login.unknown-user").await;
         assert_eq!(unknown, 1);
 
         let tasks: Vec<_> = (0..50)
@@ -529,19 +524,12 @@ mod tests {
         assert!(attempts[3..].iter().all(|a| *a == 4), "the other 47 are refused: {attempts:?}");
 
         // The third attempt started the lockout before any password was checked.
-        let (failed, until): (i64, Option<i64>) = sqlx::query_as("SELECT failed_logins, locked_until FROM users WHERE name = 'anna'")
-            .fetch_one(&access.store.pool)
-            .await
-            .unwrap();
+        let (failed, until): (i64, Option<i64>) = testing::login_state(&access.store, "anna").await;
         assert_eq!(failed, 4);
         assert!(until.is_some_and(|u| u > now_millis() + 1000));
 
         // When the lockout has ended, the count starts over; the third attempt locks again.
-        sqlx::query("UPDATE users SET locked_until = ? WHERE name = 'anna'")
-            .bind(now_millis() - 1)
-            .execute(&access.store.pool)
-            .await
-            .unwrap();
+        testing::set_login_state(&access.store, "anna", None, now_millis() - 1).await;
         let mut seen = Vec::new();
         for _ in 0..4 {
             seen.push(access.reserve_user("anna").await.unwrap().unwrap().attempt);
@@ -549,11 +537,7 @@ mod tests {
         assert_eq!(seen, [1, 2, 3, 4]);
 
         // A lockout recorded with a zero count (as before reservations existed) still refuses.
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = ? WHERE name = 'anna'")
-            .bind(now_millis() + 60_000)
-            .execute(&access.store.pool)
-            .await
-            .unwrap();
+        testing::set_login_state(&access.store, "anna", Some(0), now_millis() + 60_000).await;
         assert_eq!(access.reserve_user("anna").await.unwrap().unwrap().attempt, 4);
 
         // An officer's unlock clears it; a success resets the count.
@@ -611,8 +595,7 @@ mod tests {
         assert!(matches!(access.login("anna", PW, ip, "test").await, Err(LoginError::Busy { .. })));
         assert!(started.elapsed() >= Duration::from_millis(200), "waited for the queue timeout");
         // Nothing was checked, so nothing counts: neither for anna nor for the source.
-        let failed: i64 =
-            sqlx::query_scalar("SELECT failed_logins FROM users WHERE name = 'anna'").fetch_one(&access.store.pool).await.unwrap();
+        let (failed, _) = testing::login_state(&access.store, "anna").await;
         assert_eq!(failed, 0);
         for _ in 0..3 {
             assert!(matches!(access.login("nobody", PW, ip, "test").await, Err(LoginError::Busy { .. })));

@@ -184,6 +184,7 @@ mod tests {
 
     use super::*;
     use crate::access::admin::By;
+    use crate::store::testing;
 
     const PW: &str = "a password of my own";
 
@@ -216,22 +217,13 @@ mod tests {
         let olga = principal(&access, "olga").await;
         let (anna, bert) = (approved_reset(&access, &olga, "anna").await, approved_reset(&access, &olga, "bert").await);
         // Tampered: bert's sealed code copied into anna's change does not open (bound to its row).
-        sqlx::query(
-            "UPDATE access_changes SET (code_key_id, code_wrapped_key, code_ct) =
-                 (SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = ?1) WHERE id = ?2",
-        )
-        .bind(bert)
-        .bind(anna)
-        .execute(&access.store.pool)
-        .await
-        .unwrap();
+        testing::copy_sealed_code(&access.store, bert, anna).await;
         let err = access.collect_code(&olga, anna).await.unwrap_err();
         assert!(matches!(err, AdminError::Store(StoreError::Crypto(CryptoError::Authentication))), "{err:?}");
         // Expired before it was collected: void, and the sealed copy is gone.
-        sqlx::query("UPDATE users SET enrolment_expires_at = 1 WHERE name = 'bert'").execute(&access.store.pool).await.unwrap();
+        testing::expire_enrolment(&access.store, Some("bert")).await;
         assert!(matches!(access.collect_code(&olga, bert).await, Err(AdminError::Conflict(reason)) if reason.contains("void")));
-        let left: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT code_ct FROM access_changes WHERE id = ?").bind(bert).fetch_one(&access.store.pool).await.unwrap();
+        let left: Option<Vec<u8>> = testing::sealed_code_ciphertext(&access.store, bert).await;
         assert!(left.is_none());
         // A fresh approved reset: collected once; the code is anna's enrolment code.
         let again = approved_reset(&access, &olga, "anna").await;
