@@ -184,8 +184,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Moves committed WAL pages into the database file without ever blocking the writer
-    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     /// Tells watchers that staff-visible data changed (callable from any thread).
     pub fn changed(&self) {
         self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
@@ -196,9 +194,10 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Moves committed WAL pages into the database file without ever blocking the writer
+    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
-        Ok(())
+        Ok(sqlite::checkpoint(&self.pool).await?)
     }
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {

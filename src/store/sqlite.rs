@@ -30,6 +30,12 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// Moves committed WAL pages into the database file without ever blocking the writer (PASSIVE).
+pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+    Ok(())
+}
+
 /// Registrations for operators, oldest first, `$1` at most: each message with its first case's
 /// queue and, as one JSON array, every case it opened or joined (SQLite's JSON aggregation).
 pub(crate) const LIST_MESSAGES: &str =
