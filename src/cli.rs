@@ -389,7 +389,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Audit { command: AuditCommand::List { after, limit, action, actor, json, location } } => {
             let store = open_existing(&location).await?;
-            let entries = crate::store::audit::list(&store.pool, after, limit, action.as_deref(), actor.as_deref()).await?;
+            let entries = crate::store::audit::list(&store, after, limit, action.as_deref(), actor.as_deref()).await?;
             let mut out = std::io::stdout().lock();
             for e in entries {
                 if json {

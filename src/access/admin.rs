@@ -9,10 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::{Row, SqliteConnection};
-
 use super::{Access, Permission, Principal, SECURITY_OFFICER, check_role_name, check_user_name, password};
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
+use crate::store::tx::Tx;
 use crate::store::{StoreError, millis_to_rfc3339, now_millis};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +34,6 @@ pub enum AdminError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for AdminError {
-    fn from(e: sqlx::Error) -> Self {
-        AdminError::Store(e.into())
-    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,33 +90,17 @@ pub struct RoleInfo {
     pub members: Vec<String>,
 }
 
-pub(crate) async fn audit_in(
-    access: &Access,
-    conn: &mut SqliteConnection,
-    actor: &str,
-    action: &str,
-    object: String,
-    detail: Option<String>,
-) -> Result<(), sqlx::Error> {
-    audit::append(
-        &access.store.keys,
-        conn,
-        &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some(object), detail }],
-    )
-    .await
+/// One audit entry by `actor` about `object`, in the change's transaction.
+pub(crate) async fn audit_in(tx: &mut Tx, actor: &str, action: &str, object: String, detail: Option<String>) -> Result<(), StoreError> {
+    tx.audit(&[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some(object), detail }]).await
 }
 
-pub(crate) async fn user_id(conn: &mut SqliteConnection, name: &str) -> Result<i64, AdminError> {
-    sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| AdminError::NoSuchUser(name.into()))
+pub(crate) async fn user_id(tx: &mut Tx, name: &str) -> Result<i64, AdminError> {
+    tx.user_id(name).await?.ok_or_else(|| AdminError::NoSuchUser(name.into()))
 }
 
-pub(crate) async fn role_exists(conn: &mut SqliteConnection, role: &str) -> Result<(), AdminError> {
-    let found: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE name = ?").bind(role).fetch_optional(&mut *conn).await?;
-    found.map(|_| ()).ok_or_else(|| AdminError::NoSuchRole(role.into()))
+pub(crate) async fn role_exists(tx: &mut Tx, role: &str) -> Result<(), AdminError> {
+    if tx.role_exists(role).await? { Ok(()) } else { Err(AdminError::NoSuchRole(role.into())) }
 }
 
 impl Access {
@@ -169,58 +146,37 @@ impl Access {
         check_user_name(name).map_err(AdminError::Invalid)?;
         password::check_strength(password).map_err(AdminError::Invalid)?;
         let hash = password::hash(password).map_err(AdminError::Invalid)?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         for role in roles {
             role_exists(&mut tx, role).await?;
         }
-        let now = now_millis();
-        let inserted = sqlx::query("INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id")
-            .bind(name)
-            .bind(&hash)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = inserted else { return Err(AdminError::Exists(format!("user {name:?}"))) };
-        let id: i64 = row.get(0);
+        let Some(id) = tx.insert_user(name, &hash, now_millis()).await? else {
+            return Err(AdminError::Exists(format!("user {name:?}")));
+        };
         for role in roles {
-            sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *tx).await?;
+            tx.add_membership(id, role).await?;
         }
-        audit_in(
-            self,
-            &mut tx,
-            actor,
-            "user.add",
-            format!("user:{name}"),
-            (!roles.is_empty()).then(|| format!("roles={}", roles.join(","))),
-        )
-        .await?;
+        audit_in(&mut tx, actor, "user.add", format!("user:{name}"), (!roles.is_empty()).then(|| format!("roles={}", roles.join(","))))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserInfo>, AdminError> {
-        let rows = sqlx::query(
-            "SELECT u.name, u.locked, u.locked_until, u.failed_logins, u.created_at, u.password_changed_at,
-                    (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role)),
-                    u.enrolment_mac IS NOT NULL, u.enrolment_expires_at
-             FROM users u ORDER BY u.name",
-        )
-        .fetch_all(&self.store.pool)
-        .await?;
         let now = now_millis();
-        Ok(rows
+        Ok(crate::store::users::list(&self.store)
+            .await?
             .into_iter()
-            .map(|r| UserInfo {
-                name: r.get(0),
-                locked: r.get::<i64, _>(1) != 0,
-                locked_out_until: r.get::<Option<i64>, _>(2).filter(|t| *t > now).map(millis_to_rfc3339),
-                failed_logins: r.get(3),
-                created_at: millis_to_rfc3339(r.get(4)),
-                password_changed_at: millis_to_rfc3339(r.get(5)),
-                roles: r.get::<Option<String>, _>(6).map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
-                enrolment_pending: r.get::<i64, _>(7) != 0,
-                enrolment_expires_at: r.get::<Option<i64>, _>(8).map(millis_to_rfc3339),
+            .map(|u| UserInfo {
+                name: u.name,
+                locked: u.locked,
+                locked_out_until: u.locked_until.filter(|t| *t > now).map(millis_to_rfc3339),
+                failed_logins: u.failed_logins,
+                created_at: millis_to_rfc3339(u.created_at),
+                password_changed_at: millis_to_rfc3339(u.password_changed_at),
+                roles: u.roles,
+                enrolment_pending: u.enrolment_pending,
+                enrolment_expires_at: u.enrolment_expires_at.map(millis_to_rfc3339),
             })
             .collect())
     }
@@ -230,40 +186,32 @@ impl Access {
     pub async fn set_password(&self, name: &str, password: &str, actor: &str) -> Result<(), AdminError> {
         password::check_strength(password).map_err(AdminError::Invalid)?;
         let hash = password::hash(password).map_err(AdminError::Invalid)?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query(
-            "UPDATE users SET password_hash = ?, password_changed_at = ?, failed_logins = 0, locked_until = NULL, password_issuer = NULL,
-                    enrolment_mac = NULL, enrolment_expires_at = NULL, enrolment_issuer = NULL WHERE id = ?",
-        )
-        .bind(&hash)
-        .bind(now_millis())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
+        tx.set_password(id, &hash, now_millis()).await?;
+        tx.end_sessions(id).await?;
+        audit_in(&mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Lock: no login, and every open session stops working at once.
     pub async fn lock_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query("UPDATE users SET locked = 1 WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "user.lock", format!("user:{name}"), None).await?;
+        tx.lock_user(id).await?;
+        tx.end_sessions(id).await?;
+        audit_in(&mut tx, actor, "user.lock", format!("user:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Unlock: lifts both an officer's lock and a temporary lockout after failed logins.
     pub async fn unlock_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query("UPDATE users SET locked = 0, failed_logins = 0, locked_until = NULL WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "user.unlock", format!("user:{name}"), None).await?;
+        tx.unlock_user(id).await?;
+        audit_in(&mut tx, actor, "user.unlock", format!("user:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -271,35 +219,21 @@ impl Access {
     /// Remove: the user's sessions, roles and reading state go; cases assigned to them become
     /// unassigned; the audit log keeps every entry about them.
     pub async fn remove_user(&self, name: &str, actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
-        sqlx::query("UPDATE cases SET assignee = NULL WHERE assignee = ?").bind(id).execute(&mut *tx).await?;
-        for delete in [
-            "DELETE FROM sessions WHERE user_id = ?",
-            "DELETE FROM user_roles WHERE user_id = ?",
-            "DELETE FROM mailbox_flags WHERE user_id = ?",
-        ] {
-            sqlx::query(delete).bind(id).execute(&mut *tx).await?;
-        }
-        sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "user.remove", format!("user:{name}"), None).await?;
+        tx.remove_user(id).await?;
+        audit_in(&mut tx, actor, "user.remove", format!("user:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn add_role(&self, name: &str, description: &str, actor: &str) -> Result<(), AdminError> {
         check_role_name(name).map_err(AdminError::Invalid)?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(description)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
+        let mut tx = self.store.begin_write().await?;
+        if !tx.insert_role(name, description, now_millis()).await? {
             return Err(AdminError::Exists(format!("role {name:?}")));
         }
-        audit_in(self, &mut tx, actor, "role.add", format!("role:{name}"), None).await?;
+        audit_in(&mut tx, actor, "role.add", format!("role:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -321,7 +255,7 @@ impl Access {
     /// Grants permissions on a queue (or "*") to a role.
     pub async fn grant(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
         self.check_grant(role, queue, permissions)?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         self.grant_in(&mut tx, role, queue, permissions, actor, "").await?;
         tx.commit().await?;
@@ -332,7 +266,7 @@ impl Access {
     /// The grant itself, audited by `actor` (with `extra` appended to the detail: an approval).
     pub(crate) async fn grant_in(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         role: &str,
         queue: &str,
         permissions: &[Permission],
@@ -340,33 +274,23 @@ impl Access {
         extra: &str,
     ) -> Result<(), AdminError> {
         for p in permissions {
-            sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)")
-                .bind(role)
-                .bind(queue)
-                .bind(p.as_str())
-                .execute(&mut *conn)
-                .await?;
+            tx.add_grant(role, queue, p.as_str()).await?;
         }
         let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
         let detail = format!("queue={queue} permissions={}{extra}", list.join(","));
-        audit_in(self, conn, actor, "role.grant", format!("role:{role}"), Some(detail)).await?;
+        audit_in(tx, actor, "role.grant", format!("role:{role}"), Some(detail)).await?;
         Ok(())
     }
 
     /// Revokes permissions (all of them on the queue when `permissions` is empty).
     pub async fn revoke(&self, role: &str, queue: &str, permissions: &[Permission], actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         if permissions.is_empty() {
-            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ?").bind(role).bind(queue).execute(&mut *tx).await?;
+            tx.remove_grant(role, queue, None).await?;
         }
         for p in permissions {
-            sqlx::query("DELETE FROM role_grants WHERE role = ? AND queue = ? AND permission = ?")
-                .bind(role)
-                .bind(queue)
-                .bind(p.as_str())
-                .execute(&mut *tx)
-                .await?;
+            tx.remove_grant(role, queue, Some(p.as_str())).await?;
         }
         let list: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
         let detail = if list.is_empty() {
@@ -374,7 +298,7 @@ impl Access {
         } else {
             format!("queue={queue} permissions={}", list.join(","))
         };
-        audit_in(self, &mut tx, actor, "role.revoke", format!("role:{role}"), Some(detail)).await?;
+        audit_in(&mut tx, actor, "role.revoke", format!("role:{role}"), Some(detail)).await?;
         tx.commit().await?;
         self.store.changed();
         Ok(())
@@ -382,7 +306,7 @@ impl Access {
 
     /// Gives a user a role.
     pub async fn assign_role(&self, role: &str, user: &str, actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         let id = user_id(&mut tx, user).await?;
         self.assign_in(&mut tx, role, id, user, actor, "").await?;
@@ -392,49 +316,38 @@ impl Access {
     }
 
     /// The membership itself, audited by `actor` (with `extra` appended: an approval).
-    pub(crate) async fn assign_in(
-        &self,
-        conn: &mut SqliteConnection,
-        role: &str,
-        id: i64,
-        user: &str,
-        actor: &str,
-        extra: &str,
-    ) -> Result<(), AdminError> {
-        sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)").bind(id).bind(role).execute(&mut *conn).await?;
-        audit_in(self, conn, actor, "role.assign", format!("role:{role}"), Some(format!("user={user}{extra}"))).await?;
+    pub(crate) async fn assign_in(&self, tx: &mut Tx, role: &str, id: i64, user: &str, actor: &str, extra: &str) -> Result<(), AdminError> {
+        tx.add_membership(id, role).await?;
+        audit_in(tx, actor, "role.assign", format!("role:{role}"), Some(format!("user={user}{extra}"))).await?;
         Ok(())
     }
 
     /// Takes a role away from a user.
     pub async fn unassign_role(&self, role: &str, user: &str, actor: &str) -> Result<(), AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         let id = user_id(&mut tx, user).await?;
-        sqlx::query("DELETE FROM user_roles WHERE user_id = ? AND role = ?").bind(id).bind(role).execute(&mut *tx).await?;
-        audit_in(self, &mut tx, actor, "role.unassign", format!("role:{role}"), Some(format!("user={user}"))).await?;
+        tx.remove_membership(id, role).await?;
+        audit_in(&mut tx, actor, "role.unassign", format!("role:{role}"), Some(format!("user={user}"))).await?;
         tx.commit().await?;
         self.store.changed();
         Ok(())
     }
 
     pub async fn list_roles(&self) -> Result<Vec<RoleInfo>, AdminError> {
+        let listed = crate::store::roles::list(&self.store).await?;
         let mut roles: BTreeMap<String, RoleInfo> = BTreeMap::new();
-        for r in sqlx::query("SELECT name, description FROM roles ORDER BY name").fetch_all(&self.store.pool).await? {
-            let name: String = r.get(0);
-            roles.insert(name.clone(), RoleInfo { name, description: r.get(1), grants: BTreeMap::new(), members: vec![] });
+        for (name, description) in listed.roles {
+            roles.insert(name.clone(), RoleInfo { name, description, grants: BTreeMap::new(), members: vec![] });
         }
-        for r in sqlx::query("SELECT role, queue, permission FROM role_grants").fetch_all(&self.store.pool).await? {
-            if let (Some(role), Ok(p)) = (roles.get_mut(r.get::<&str, _>(0)), r.get::<&str, _>(2).parse()) {
-                role.grants.entry(r.get(1)).or_default().insert(p);
+        for (role, queue, permission) in listed.grants {
+            if let (Some(role), Ok(p)) = (roles.get_mut(&role), permission.parse()) {
+                role.grants.entry(queue).or_default().insert(p);
             }
         }
-        for r in sqlx::query("SELECT ur.role, u.name FROM user_roles ur JOIN users u ON u.id = ur.user_id ORDER BY u.name")
-            .fetch_all(&self.store.pool)
-            .await?
-        {
-            if let Some(role) = roles.get_mut(r.get::<&str, _>(0)) {
-                role.members.push(r.get(1));
+        for (role, user) in listed.members {
+            if let Some(role) = roles.get_mut(&role) {
+                role.members.push(user);
             }
         }
         Ok(roles.into_values().collect())
@@ -444,28 +357,16 @@ impl Access {
     /// Roles that exist are left alone: after the first start, the officer's changes count.
     pub async fn seed_roles(&self) -> Result<(), AdminError> {
         for role in &self.store.settings.config.roles {
-            let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let created = sqlx::query("INSERT INTO roles (name, description, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-                .bind(&role.name)
-                .bind(&role.description)
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
-            if created.rows_affected() == 0 {
+            let mut tx = self.store.begin_write().await?;
+            if !tx.insert_role(&role.name, &role.description, now_millis()).await? {
                 continue;
             }
             for (queue, permissions) in &role.grants {
                 for p in permissions {
-                    sqlx::query("INSERT OR IGNORE INTO role_grants (role, queue, permission) VALUES (?, ?, ?)")
-                        .bind(&role.name)
-                        .bind(queue)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await?;
+                    tx.add_grant(&role.name, queue, p).await?;
                 }
             }
-            audit_in(self, &mut tx, "config", "role.add", format!("role:{}", role.name), Some("seeded from the configuration".into()))
-                .await?;
+            audit_in(&mut tx, "config", "role.add", format!("role:{}", role.name), Some("seeded from the configuration".into())).await?;
             tx.commit().await?;
         }
         Ok(())

@@ -15,13 +15,13 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{Row, SqliteConnection};
-
 use super::admin::{AdminError, By, Touches, audit_in, role_exists, user_id};
 use super::enrolment::prepare;
 use super::{Access, Permission, Principal, SECURITY_OFFICER};
 use crate::config::GrantApproval;
-use crate::store::{millis_to_rfc3339, now_millis};
+use crate::store::approvals::ChangeRow;
+use crate::store::tx::Tx;
+use crate::store::{StoreError, millis_to_rfc3339, now_millis};
 
 pub const ASSIGN: &str = "role.assign";
 pub const GRANT: &str = "role.grant";
@@ -78,18 +78,6 @@ pub(crate) struct Concern {
     officer_role: bool,
 }
 
-/// `SELECT <every column> FROM access_changes <rest>` as one literal.
-macro_rules! select_changes {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at, status, decided_by, decided_at,
-                    code_ct IS NOT NULL, code_expires_at, code_collected_at
-             FROM access_changes ",
-            $rest
-        )
-    };
-}
-
 pub(crate) struct Stored {
     pub id: i64,
     pub kind: String,
@@ -111,27 +99,24 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
-    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Stored {
+    fn from_row(r: ChangeRow) -> Stored {
         Stored {
-            id: r.get(0),
-            kind: r.get(1),
-            role: r.get(2),
-            user_id: r.get(3),
-            user_name: r.get(4),
-            queue: r.get(5),
-            permissions: r
-                .get::<Option<String>, _>(6)
-                .map(|list| list.split(',').filter_map(|p| p.parse().ok()).collect())
-                .unwrap_or_default(),
-            requester_id: r.get(7),
-            requester: r.get(8),
-            requested_at: r.get(9),
-            status: r.get(10),
-            decided_by: r.get(11),
-            decided_at: r.get(12),
-            code_sealed: r.get(13),
-            code_expires_at: r.get(14),
-            code_collected_at: r.get(15),
+            id: r.id,
+            kind: r.kind,
+            role: r.role,
+            user_id: r.user_id,
+            user_name: r.user_name,
+            queue: r.queue,
+            permissions: r.permissions.map(|list| list.split(',').filter_map(|p| p.parse().ok()).collect()).unwrap_or_default(),
+            requester_id: r.requester_id,
+            requester: r.requester,
+            requested_at: r.requested_at,
+            status: r.status,
+            decided_by: r.decided_by,
+            decided_at: r.decided_at,
+            code_sealed: r.code_sealed,
+            code_expires_at: r.code_expires_at,
+            code_collected_at: r.code_collected_at,
         }
     }
 
@@ -183,50 +168,37 @@ impl Stored {
 }
 
 /// Queues on which a role has any grant.
-async fn role_queues(conn: &mut SqliteConnection, role: &str) -> Result<BTreeSet<String>, sqlx::Error> {
-    let queues: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT queue FROM role_grants WHERE role = ?").bind(role).fetch_all(&mut *conn).await?;
-    Ok(queues.into_iter().collect())
+async fn role_queues(tx: &mut Tx, role: &str) -> Result<BTreeSet<String>, StoreError> {
+    Ok(tx.role_queues(role).await?.into_iter().collect())
 }
 
-pub(crate) async fn concern(conn: &mut SqliteConnection, change: &Stored) -> Result<Concern, sqlx::Error> {
+pub(crate) async fn concern(tx: &mut Tx, change: &Stored) -> Result<Concern, StoreError> {
     Ok(match change.kind.as_str() {
-        ASSIGN => Concern { queues: role_queues(conn, &change.role).await?, officer_role: change.role == SECURITY_OFFICER },
+        ASSIGN => Concern { queues: role_queues(tx, &change.role).await?, officer_role: change.role == SECURITY_OFFICER },
         // What the account can open now: a code for it opens the same to whoever holds the code.
         RESET => {
             let user = change.user_id.unwrap_or_default();
-            Concern { queues: readable_queues(conn, user).await?, officer_role: is_officer(conn, user).await? }
+            Concern { queues: readable_queues(tx, user).await?, officer_role: is_officer(tx, user).await? }
         }
         _ => Concern { queues: change.queue.iter().cloned().collect(), officer_role: false },
     })
 }
 
 /// Queues (or "*") on which an account has `read`, through any of its roles.
-pub(crate) async fn readable_queues(conn: &mut SqliteConnection, user_id: i64) -> Result<BTreeSet<String>, sqlx::Error> {
-    let queues: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT g.queue FROM role_grants g JOIN user_roles ur ON ur.role = g.role WHERE ur.user_id = ? AND g.permission = 'read'",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(queues.into_iter().collect())
+pub(crate) async fn readable_queues(tx: &mut Tx, user_id: i64) -> Result<BTreeSet<String>, StoreError> {
+    Ok(tx.readable_queues(user_id).await?.into_iter().collect())
 }
 
-pub(crate) async fn is_officer(conn: &mut SqliteConnection, user_id: i64) -> Result<bool, sqlx::Error> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = ? AND role = ?")
-        .bind(user_id)
-        .bind(SECURITY_OFFICER)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(found.is_some())
+pub(crate) async fn is_officer(tx: &mut Tx, user_id: i64) -> Result<bool, StoreError> {
+    tx.is_member(user_id, SECURITY_OFFICER).await
 }
 
 /// The accounts a change gives access to: the user for a membership (or the account reset), the
 /// role's members for a grant.
-async fn beneficiaries(conn: &mut SqliteConnection, change: &Stored) -> Result<Vec<i64>, sqlx::Error> {
+async fn beneficiaries(tx: &mut Tx, change: &Stored) -> Result<Vec<i64>, StoreError> {
     match change.kind.as_str() {
         ASSIGN | RESET => Ok(change.user_id.into_iter().collect()),
-        _ => sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role = ?").bind(&change.role).fetch_all(&mut *conn).await,
+        _ => tx.role_members(&change.role).await,
     }
 }
 
@@ -242,103 +214,72 @@ impl Access {
     }
 
     /// Giving someone this role opens mail (the role has queue grants) or makes him an approver.
-    pub(crate) async fn assign_needs_approval(&self, conn: &mut SqliteConnection, role: &str) -> Result<bool, AdminError> {
-        Ok(role == SECURITY_OFFICER || !role_queues(conn, role).await?.is_empty())
+    pub(crate) async fn assign_needs_approval(&self, tx: &mut Tx, role: &str) -> Result<bool, AdminError> {
+        Ok(role == SECURITY_OFFICER || !role_queues(tx, role).await?.is_empty())
     }
 
-    async fn grant_needs_approval(&self, conn: &mut SqliteConnection, role: &str, permissions: &[Permission]) -> Result<bool, AdminError> {
+    async fn grant_needs_approval(&self, tx: &mut Tx, role: &str, permissions: &[Permission]) -> Result<bool, AdminError> {
         if !permissions.contains(&Permission::Read) {
             return Ok(false);
         }
-        let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role = ?").bind(role).fetch_one(&mut *conn).await?;
-        Ok(members > 0)
+        Ok(tx.member_count(role).await? > 0)
     }
 
     /// Stores a pending change (or finds the identical one already pending) and audits the request.
-    async fn hold_in(&self, conn: &mut SqliteConnection, by: &Principal, request: Request<'_>) -> Result<Change, AdminError> {
+    async fn hold_in(&self, tx: &mut Tx, by: &Principal, request: Request<'_>) -> Result<Change, AdminError> {
         let mut permissions = request.permissions;
         permissions.sort();
         permissions.dedup();
         let permissions = (!permissions.is_empty()).then(|| permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","));
         let (user_id, user_name) = request.user.unzip();
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM access_changes WHERE status = 'pending' AND kind = ? AND role = ? AND user_id IS ? AND queue IS ? AND permissions IS ?",
-        )
-        .bind(request.kind)
-        .bind(request.role)
-        .bind(user_id)
-        .bind(request.queue)
-        .bind(&permissions)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let id =
-            match existing {
-                Some(id) => id,
-                None => sqlx::query_scalar(
-                    "INSERT INTO access_changes (kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(request.kind)
-                .bind(request.role)
-                .bind(user_id)
-                .bind(user_name)
-                .bind(request.queue)
-                .bind(&permissions)
-                .bind(by.user_id)
-                .bind(&by.name)
-                .bind(now_millis())
-                .fetch_one(&mut *conn)
-                .await?,
-            };
-        let stored = self.change_in(conn, id).await?.ok_or(AdminError::NoSuchChange(id))?;
-        if existing.is_none() {
+        let stored_request = crate::store::approvals::Request {
+            kind: request.kind,
+            role: request.role,
+            user_id,
+            user_name,
+            queue: request.queue,
+            permissions: permissions.as_deref(),
+        };
+        let (id, new) = tx.hold_change(&stored_request, by.user_id, &by.name, now_millis()).await?;
+        let stored = self.change_in(tx, id).await?.ok_or(AdminError::NoSuchChange(id))?;
+        if new {
             let detail = format!("{} (waits for a second person)", stored.describe());
-            audit_in(self, conn, &by.actor(), "change.requested", format!("change:{id}"), Some(detail)).await?;
+            audit_in(tx, &by.actor(), "change.requested", format!("change:{id}"), Some(detail)).await?;
         }
-        let concern = concern(conn, &stored).await?;
+        let concern = concern(tx, &stored).await?;
         Ok(stored.into_change(&concern))
     }
 
     pub(crate) async fn hold_assign_in(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         by: &Principal,
         role: &str,
         user_id: i64,
         user: &str,
     ) -> Result<Change, AdminError> {
         let request = Request { kind: ASSIGN, role, user: Some((user_id, user)), queue: None, permissions: vec![] };
-        self.hold_in(conn, by, request).await
+        self.hold_in(tx, by, request).await
     }
 
-    pub(crate) async fn hold_reset_in(
-        &self,
-        conn: &mut SqliteConnection,
-        by: &Principal,
-        user_id: i64,
-        user: &str,
-    ) -> Result<Change, AdminError> {
+    pub(crate) async fn hold_reset_in(&self, tx: &mut Tx, by: &Principal, user_id: i64, user: &str) -> Result<Change, AdminError> {
         let request = Request { kind: RESET, role: "", user: Some((user_id, user)), queue: None, permissions: vec![] };
-        self.hold_in(conn, by, request).await
+        self.hold_in(tx, by, request).await
     }
 
-    pub(crate) async fn change_in(&self, conn: &mut SqliteConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
-        Ok(sqlx::query(select_changes!("WHERE id = ?")).bind(id).fetch_optional(&mut *conn).await?.map(|r| Stored::from_row(&r)))
+    pub(crate) async fn change_in(&self, tx: &mut Tx, id: i64) -> Result<Option<Stored>, StoreError> {
+        Ok(tx.change(id).await?.map(Stored::from_row))
     }
 
     /// An officer gives `user` the role `role`: refused for himself; held for approval when it
     /// opens mail; applied otherwise.
     pub async fn request_assign(&self, by: &Principal, role: &str, user: &str) -> Result<Outcome, AdminError> {
         self.refuse_own(by, ASSIGN, Touches::Membership { role, user }).await?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         let id = user_id(&mut tx, user).await?;
-        let member: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = ? AND role = ?")
-            .bind(id)
-            .bind(role)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = if member.is_none() && self.second_person() && self.assign_needs_approval(&mut tx, role).await? {
+        let member = tx.is_member(id, role).await?;
+        let outcome = if !member && self.second_person() && self.assign_needs_approval(&mut tx, role).await? {
             Outcome::Pending(Box::new(self.hold_assign_in(&mut tx, by, role, id, user).await?))
         } else {
             self.assign_in(&mut tx, role, id, user, &by.actor(), "").await?;
@@ -354,7 +295,7 @@ impl Access {
     pub async fn request_grant(&self, by: &Principal, role: &str, queue: &str, permissions: &[Permission]) -> Result<Outcome, AdminError> {
         self.check_grant(role, queue, permissions)?;
         self.refuse_own(by, GRANT, Touches::Grants(role)).await?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         role_exists(&mut tx, role).await?;
         let outcome = if self.second_person() && self.grant_needs_approval(&mut tx, role, permissions).await? {
             let request = Request { kind: GRANT, role, user: None, queue: Some(queue), permissions: permissions.to_vec() };
@@ -371,11 +312,11 @@ impl Access {
     /// Changes with the given status (`pending`, `approved`, `rejected`, or None for all), newest
     /// last. Staff who are not officers see only those they may decide (their queues).
     pub async fn list_changes(&self, viewer: By<'_>, status: Option<&str>) -> Result<Vec<Change>, AdminError> {
-        let mut conn = self.store.pool.acquire().await?;
-        let rows = sqlx::query(select_changes!("WHERE ?1 IS NULL OR status = ?1 ORDER BY id")).bind(status).fetch_all(&mut *conn).await?;
+        let mut conn = self.store.begin_read().await?;
+        let rows = conn.changes(status).await?;
         let mut out = Vec::new();
         for row in rows {
-            let row = Stored::from_row(&row);
+            let row = Stored::from_row(row);
             let concern = concern(&mut conn, &row).await?;
             let visible = match viewer {
                 By::Host(_) => true,
@@ -393,13 +334,12 @@ impl Access {
     pub async fn decide_change(&self, by: By<'_>, id: i64, approve: bool) -> Result<Change, AdminError> {
         let verb = if approve { "approve" } else { "reject" };
         // An approved reset issues a code: its argon2 work is done before the write transaction.
-        let kind: Option<String> =
-            sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = ?").bind(id).fetch_optional(&self.store.pool).await?;
+        let kind = crate::store::approvals::kind(&self.store, id).await?;
         let mut prepared = match kind.as_deref() {
             Some(RESET) if approve => Some(prepare().await?),
             _ => None,
         };
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let change = self.change_in(&mut tx, id).await?.ok_or_else(|| AdminError::NoSuchChange(id))?;
         if change.status != "pending" {
             return Err(AdminError::Conflict(format!("change {id} is already {}", change.status)));
@@ -408,15 +348,8 @@ impl Access {
         if let By::Staff(p) = by
             && let Err(reason) = self.may_decide(&mut tx, p, &change, &concern, approve).await?
         {
-            audit_in(
-                self,
-                &mut tx,
-                &p.actor(),
-                "admin.refused",
-                format!("change:{id}"),
-                Some(format!("attempt=change.{verb} reason={reason}")),
-            )
-            .await?;
+            audit_in(&mut tx, &p.actor(), "admin.refused", format!("change:{id}"), Some(format!("attempt=change.{verb} reason={reason}")))
+                .await?;
             tx.commit().await?;
             return Err(AdminError::Forbidden(refusal(reason, &change, &concern)));
         }
@@ -452,15 +385,9 @@ impl Access {
             }
         }
         let status = if approve { "approved" } else { "rejected" };
-        sqlx::query("UPDATE access_changes SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(&decider)
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        tx.decide_change(id, status, &decider, now_millis()).await?;
         let detail = format!("{} requested_by={requester}", change.describe());
-        audit_in(self, &mut tx, &decider, &format!("change.{status}"), format!("change:{id}"), Some(detail)).await?;
+        audit_in(&mut tx, &decider, &format!("change.{status}"), format!("change:{id}"), Some(detail)).await?;
         let decided = self.change_in(&mut tx, id).await?.ok_or(AdminError::NoSuchChange(id))?;
         tx.commit().await?;
         self.store.changed();
@@ -470,7 +397,7 @@ impl Access {
     /// Ok(Ok) when `p` may decide; Ok(Err(reason code)) when not.
     async fn may_decide(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         p: &Principal,
         change: &Stored,
         concern: &Concern,
@@ -480,14 +407,10 @@ impl Access {
             return Ok(if approve { Err("requester") } else { Ok(()) });
         }
         if approve {
-            if beneficiaries(conn, change).await?.contains(&p.user_id) {
+            if beneficiaries(tx, change).await?.contains(&p.user_id) {
                 return Ok(Err("beneficiary"));
             }
-            let issuer: Option<String> = sqlx::query_scalar("SELECT password_issuer FROM users WHERE id = ?")
-                .bind(p.user_id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .flatten();
+            let issuer = tx.password_issuer(p.user_id).await?;
             if issuer.is_some_and(|i| i == format!("user:{}", change.requester)) {
                 return Ok(Err("enrolled-by-requester"));
             }

@@ -10,13 +10,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use sqlx::{Row, SqliteConnection};
 use zeroize::Zeroizing;
 
 use super::admin::{AdminError, By, audit_in, role_exists, user_id};
 use super::approvals::Change;
 use super::{Access, check_user_name, password};
 use crate::store::crypto::KeyRing;
+use crate::store::enrolment::Issue;
+use crate::store::tx::Tx;
 use crate::store::{StoreError, millis_to_rfc3339, now_millis};
 
 /// Crockford's base32: no I, L, O, U, so a code read aloud or retyped survives.
@@ -57,12 +58,6 @@ pub enum EnrolError {
     Weak(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for EnrolError {
-    fn from(e: sqlx::Error) -> Self {
-        EnrolError::Store(e.into())
-    }
 }
 
 fn random_code() -> Result<Zeroizing<String>, AdminError> {
@@ -120,30 +115,15 @@ pub(crate) async fn prepare() -> Result<Prepared, AdminError> {
 }
 
 impl Access {
-    /// Gives user `id` a fresh code inside `conn`: the old password and any older code stop
+    /// Gives user `id` a fresh code inside `tx`: the old password and any older code stop
     /// working, every session ends, a lockout is lifted (so the user can enrol).
-    pub(crate) async fn issue_code_in(
-        &self,
-        conn: &mut SqliteConnection,
-        id: i64,
-        prepared: Prepared,
-        issuer: &str,
-    ) -> Result<EnrolmentCode, AdminError> {
+    pub(crate) async fn issue_code_in(&self, tx: &mut Tx, id: i64, prepared: Prepared, issuer: &str) -> Result<EnrolmentCode, AdminError> {
         let now = now_millis();
         let expires = now + self.config().enrolment_lifetime.as_millis() as i64;
-        sqlx::query(
-            "UPDATE users SET password_hash = ?, password_changed_at = ?, password_issuer = NULL, enrolment_mac = ?,
-                    enrolment_expires_at = ?, enrolment_issuer = ?, failed_logins = 0, locked_until = NULL WHERE id = ?",
-        )
-        .bind(&prepared.unusable_hash)
-        .bind(now)
-        .bind(code_mac(&self.store.keys, id, &prepared.code))
-        .bind(expires)
-        .bind(issuer)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?").bind(id).execute(&mut *conn).await?;
+        let mac = code_mac(&self.store.keys, id, &prepared.code);
+        let issue = Issue { unusable_hash: &prepared.unusable_hash, mac: &mac, expires_at: expires, issuer };
+        tx.issue_code(id, &issue, now).await?;
+        tx.end_sessions(id).await?;
         Ok(EnrolmentCode { code: prepared.code, expires_at: millis_to_rfc3339(expires) })
     }
 
@@ -154,34 +134,20 @@ impl Access {
         check_user_name(name).map_err(AdminError::Invalid)?;
         let prepared = prepare().await?;
         let actor = by.actor();
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         for role in roles {
             role_exists(&mut tx, role).await?;
         }
-        let now = now_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(name)
-        .bind(&prepared.unusable_hash)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = inserted else { return Err(AdminError::Exists(format!("user {name:?}"))) };
-        let id: i64 = row.get(0);
+        let Some(id) = tx.insert_user(name, &prepared.unusable_hash, now_millis()).await? else {
+            return Err(AdminError::Exists(format!("user {name:?}")));
+        };
         let enrolment = self.issue_code_in(&mut tx, id, prepared, &actor).await?;
         let (mut applied, mut held) = (Vec::new(), Vec::new());
         for role in roles {
             match by {
                 By::Staff(_) if self.second_person() && self.assign_needs_approval(&mut tx, role).await? => held.push(role.clone()),
                 _ => {
-                    sqlx::query("INSERT OR IGNORE INTO user_roles (user_id, role) VALUES (?, ?)")
-                        .bind(id)
-                        .bind(role)
-                        .execute(&mut *tx)
-                        .await?;
+                    tx.add_membership(id, role).await?;
                     applied.push(role.clone());
                 }
             }
@@ -190,7 +156,7 @@ impl Access {
         if !applied.is_empty() {
             detail = format!("roles={} {detail}", applied.join(","));
         }
-        audit_in(self, &mut tx, &actor, "user.add", format!("user:{name}"), Some(detail)).await?;
+        audit_in(&mut tx, &actor, "user.add", format!("user:{name}"), Some(detail)).await?;
         let mut pending = Vec::new();
         if let By::Staff(p) = by {
             for role in &held {
@@ -207,7 +173,7 @@ impl Access {
     /// the user sets a new one. An officer's reset goes through `request_reset` (`resets`).
     pub async fn reset_password(&self, name: &str, actor: &str) -> Result<EnrolmentCode, AdminError> {
         let prepared = prepare().await?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
         let code = self.reset_in(&mut tx, id, name, prepared, actor, "").await?;
         tx.commit().await?;
@@ -227,56 +193,41 @@ impl Access {
             .await
             .map_err(|e| EnrolError::Store(StoreError::BatchFailed(format!("hashing failed: {e}"))))?
             .map_err(EnrolError::Weak)?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let now = now_millis();
         // Consumed only if it is still the code just checked (a concurrent use wins once).
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, password_changed_at = ?, password_issuer = enrolment_issuer, enrolment_mac = NULL,
-                    enrolment_expires_at = NULL, enrolment_issuer = NULL, failed_logins = 0, locked_until = NULL
-             WHERE name = ? AND enrolment_mac = ? AND enrolment_expires_at > ? AND locked = 0",
-        )
-        .bind(&hash)
-        .bind(now)
-        .bind(name)
-        .bind(&mac)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let (action, detail) = if done.rows_affected() == 1 {
+        let done = tx.enrol(name, &mac, &hash, now).await?;
+        let (action, detail) = if done {
             ("user.enrol", format!("via={via} source={source}"))
         } else {
             ("enrol.failed", format!("via={via} source={source} reason=code-used"))
         };
-        audit_in(self, &mut tx, &format!("user:{name}"), action, format!("user:{name}"), Some(detail)).await?;
+        audit_in(&mut tx, &format!("user:{name}"), action, format!("user:{name}"), Some(detail)).await?;
         tx.commit().await?;
-        if done.rows_affected() == 1 { Ok(()) } else { Err(EnrolError::Invalid) }
+        if done { Ok(()) } else { Err(EnrolError::Invalid) }
     }
 
     /// Checks the code and, when it is wrong, counts the failure (user and source) and waits
     /// the growing delay. The stored MAC when the code is right.
     async fn check_code(&self, name: &str, code: &str, source: IpAddr, via: &str) -> Result<Vec<u8>, EnrolError> {
         let now = now_millis();
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let actor = format!("user:{name}");
         let fail_detail = |reason: &str| format!("via={via} source={source} reason={reason}");
         // Checked inside the write transaction: every attempt passes here one at a time.
         if let Some(retry_after) = self.throttle.source_locked(source) {
-            audit_in(self, &mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail("source-locked"))).await?;
+            audit_in(&mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail("source-locked"))).await?;
             tx.commit().await?;
             return Err(EnrolError::Throttled { retry_after });
         }
-        let row =
-            sqlx::query("SELECT id, enrolment_mac, enrolment_expires_at, locked, failed_logins, locked_until FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (user, reason) = match row {
+        let pending = tx.pending_enrolment(name).await?;
+        let (user, reason) = match pending {
             None => (None, "unknown-user"),
-            Some(row) => {
-                let (id, stored, expires): (i64, Option<Vec<u8>>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-                let (locked, failed, locked_until): (i64, i64, Option<i64>) = (row.get(3), row.get(4), row.get(5));
+            Some(pending) => {
+                let (id, stored, expires) = (pending.user_id, pending.mac, pending.expires_at);
+                let (locked, failed, locked_until) = (pending.locked, pending.failed_logins, pending.locked_until);
                 if let Some(until) = locked_until.filter(|until| *until > now) {
-                    audit_in(self, &mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail("user-locked-out"))).await?;
+                    audit_in(&mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail("user-locked-out"))).await?;
                     tx.commit().await?;
                     self.throttle.delay(self.throttle.reserve(source).unwrap_or(self.config().max_failures)).await;
                     return Err(EnrolError::Throttled { retry_after: Duration::from_millis((until - now) as u64) });
@@ -284,7 +235,7 @@ impl Access {
                 let presented = code_mac(&self.store.keys, id, code);
                 let reason = match stored {
                     None => "no-code",
-                    Some(_) if locked != 0 => "user-locked",
+                    Some(_) if locked => "user-locked",
                     Some(_) if expires.is_none_or(|e| e <= now) => "code-expired",
                     Some(stored) if aws_lc_rs::constant_time::verify_slices_are_equal(&stored, &presented).is_err() => "wrong-code",
                     Some(stored) => return Ok(stored),
@@ -300,18 +251,13 @@ impl Access {
             user_failures = failed + 1;
             let config = self.config();
             let lock_until = (user_failures >= config.max_failures as i64).then(|| now + config.lockout.as_millis() as i64);
-            sqlx::query("UPDATE users SET failed_logins = ?, locked_until = COALESCE(?, locked_until) WHERE id = ?")
-                .bind(if lock_until.is_some() { 0 } else { user_failures })
-                .bind(lock_until)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            tx.count_enrol_failure(id, if lock_until.is_some() { 0 } else { user_failures }, lock_until).await?;
             if lock_until.is_some() {
                 let detail = format!("after {user_failures} failed logins or enrolment attempts");
-                audit_in(self, &mut tx, "access", "user.locked-out", actor.clone(), Some(detail)).await?;
+                audit_in(&mut tx, "access", "user.locked-out", actor.clone(), Some(detail)).await?;
             }
         }
-        audit_in(self, &mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail(reason))).await?;
+        audit_in(&mut tx, &actor, "enrol.failed", actor.clone(), Some(fail_detail(reason))).await?;
         tx.commit().await?;
         self.throttle.delay(source_failures.max(user_failures as u32)).await;
         Err(EnrolError::Invalid)
@@ -377,14 +323,14 @@ mod tests {
         assert!(matches!(access.login("anna", PW, ip(2), "test").await, Err(LoginError::Invalid)));
         assert!(matches!(access.enrol("anna", &code, PW, ip(2), "test").await, Err(EnrolError::Invalid)), "the old code is gone");
         // Expired: the code stops working at its expiry.
-        sqlx::query("UPDATE users SET enrolment_expires_at = 1").execute(&access.store.pool).await.unwrap();
+        crate::store::testing::expire_enrolment(&access.store, None).await;
         assert!(matches!(access.enrol("anna", &reset.code, PW, ip(2), "test").await, Err(EnrolError::Invalid)));
         let again = access.reset_password("anna", "test").await.unwrap();
         access.enrol("anna", &again.code, "yet another password", ip(2), "test").await.unwrap();
         access.login("anna", "yet another password", ip(2), "test").await.unwrap();
 
         // The codes are nowhere in the database in clear.
-        access.store.pool.close().await;
+        access.store.close().await;
         let db = std::fs::read(dir.path().join("mailroom.db")).unwrap();
         for c in [&code, &reset.code, &again.code] {
             let canon = canonical(c);
@@ -392,10 +338,7 @@ mod tests {
         }
         let reasons: Vec<String> = {
             let access = Access::new(crate::store::Store::open(access.store.settings.clone()).await.unwrap());
-            sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'enrol.failed' ORDER BY id")
-                .fetch_all(&access.store.pool)
-                .await
-                .unwrap()
+            crate::store::testing::audit_details(&access.store, "enrol.failed").await
         };
         let reasons: Vec<&str> = reasons.iter().map(|d| d.rsplit("reason=").next().unwrap()).collect();
         // A guess, the used code (none pending any more), the replaced code, the expired one.

@@ -27,9 +27,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
-
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
+use crate::store::users::Reservation;
 use crate::store::{Store, StoreError, now_millis};
 use password::Verifier;
 use throttle::Throttle;
@@ -150,40 +149,6 @@ pub struct Access {
     verifier: Arc<Verifier>,
 }
 
-/// Counts one login attempt for user `$1` before its password is checked, as a failure until a
-/// success resets the count. One statement, so concurrent logins (on this node or another one
-/// sharing the database) each see the attempts before them. `$2` now, `$3` max_failures, `$4` the
-/// end of a lockout starting now (all unix ms).
-///
-/// * While a lockout lasts, the attempt is marked `$3 + 1`: refused unchecked.
-/// * An ended lockout starts the count over at 1.
-/// * The attempt that reaches `$3` starts the lockout at once, before its own check, so attempts
-///   arriving meanwhile are refused; if it succeeds, the success lifts the lockout again.
-///
-/// Returns the reserved attempt in `failed_logins` (granted when ≤ `$3`).
-const RESERVE_USER: &str = "UPDATE users SET
-    failed_logins = CASE
-        WHEN locked_until > $2 THEN $3 + 1
-        WHEN locked_until IS NOT NULL THEN 1
-        ELSE failed_logins + 1 END,
-    locked_until = CASE
-        WHEN locked_until > $2 THEN locked_until
-        WHEN (CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
-        ELSE NULL END
-WHERE name = $1
-RETURNING id, password_hash, locked, failed_logins, locked_until";
-
-/// A user's login attempt, reserved by [`RESERVE_USER`].
-struct UserReservation {
-    id: i64,
-    hash: String,
-    /// Locked by an officer (checked only after the password).
-    locked: bool,
-    /// The n-th attempt in a row; over `max_failures`: refused while locked out.
-    attempt: i64,
-    locked_until: Option<i64>,
-}
-
 impl Access {
     pub fn new(store: Store) -> Access {
         let config = &store.settings.config.access;
@@ -252,58 +217,27 @@ impl Access {
             return Err(LoginError::Invalid);
         }
         // Success releases the reservations: the counters start over.
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?")
-            .bind(user.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        audit::append(
-            &self.store.keys,
-            &mut tx,
-            &[AuditEntry {
-                at: now_millis(),
-                actor: format!("user:{name}"),
-                action: "login".into(),
-                object: Some(format!("user:{name}")),
-                detail: Some(format!("via={via} source={source}")),
-            }],
-        )
-        .await
-        .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
+        let mut tx = self.store.begin_write().await?;
+        tx.login_succeeded(user.id).await?;
+        tx.audit(&[AuditEntry {
+            at: now_millis(),
+            actor: format!("user:{name}"),
+            action: "login".into(),
+            object: Some(format!("user:{name}")),
+            detail: Some(format!("via={via} source={source}")),
+        }])
+        .await?;
+        tx.commit().await?;
         self.throttle.source_success(source);
         self.principal(user.id).await?.ok_or(LoginError::Invalid)
     }
 
-    /// Reserves one login attempt for `name` (see [`RESERVE_USER`]); None when no such user.
-    async fn reserve_user(&self, name: &str) -> Result<Option<UserReservation>, StoreError> {
+    /// Reserves one login attempt for `name` before its check (see `store::users::reserve_login`);
+    /// None when no such user.
+    async fn reserve_user(&self, name: &str) -> Result<Option<Reservation>, StoreError> {
         let now = now_millis();
-        let row = sqlx::query(RESERVE_USER)
-            .bind(name)
-            .bind(now)
-            .bind(self.config().max_failures as i64)
-            .bind(now + self.config().lockout.as_millis() as i64)
-            .fetch_optional(&self.store.pool)
-            .await?;
-        if row.is_none() {
-            // A reservation commits a write; an unknown name must cost the same, or the answer's
-            // timing would tell which names exist. Counting it does (a row rewritten unchanged
-            // would not: SQLite skips writing identical content).
-            sqlx::query(
-                "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
-                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
-            )
-            .execute(&self.store.pool)
-            .await?;
-        }
-        Ok(row.map(|row| UserReservation {
-            id: row.get(0),
-            hash: row.get(1),
-            locked: row.get::<i64, _>(2) != 0,
-            attempt: row.get(3),
-            locked_until: row.get(4),
-        }))
+        let lockout_end = now + self.config().lockout.as_millis() as i64;
+        crate::store::users::reserve_login(&self.store, name, now, self.config().max_failures as i64, lockout_end).await
     }
 
     /// Records a failed attempt (its reservation has counted it already): the audit entry, and the
@@ -311,7 +245,7 @@ impl Access {
     /// stands; then waits the growing delay.
     async fn fail(
         &self,
-        user: Option<&UserReservation>,
+        user: Option<&Reservation>,
         name: &str,
         source: IpAddr,
         via: &str,
@@ -320,12 +254,11 @@ impl Access {
     ) -> Result<(), StoreError> {
         let max = self.config().max_failures as i64;
         let user_attempt = user.map_or(0, |u| u.attempt);
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let mut entries = Vec::with_capacity(2);
         if let Some(user) = user.filter(|u| u.attempt == max) {
             // A concurrent success may have lifted it again.
-            let until: Option<i64> =
-                sqlx::query_scalar("SELECT locked_until FROM users WHERE id = ?").bind(user.id).fetch_one(&mut *tx).await?;
+            let until = tx.locked_until(user.id).await?;
             if until.is_some_and(|until| until > now_millis()) {
                 entries.push(AuditEntry {
                     at: now_millis(),
@@ -343,7 +276,7 @@ impl Access {
             object: Some(format!("user:{name}")),
             detail: Some(format!("via={via} source={source} reason={reason}")),
         });
-        audit::append(&self.store.keys, &mut tx, &entries).await?;
+        tx.audit(&entries).await?;
         tx.commit().await?;
         self.throttle.delay(source_attempt.max(user_attempt as u32)).await;
         Ok(())
@@ -363,29 +296,14 @@ impl Access {
     /// user locked or reset meanwhile stops working at once).
     pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>, StoreError> {
         // A pending enrolment code means the password was reset: no session survives that.
-        let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.store.pool)
-            .await?
-        else {
+        let Some(standing) = crate::store::users::standing(&self.store, user_id).await? else {
             return Ok(None);
         };
-        if row.get::<i64, _>(1) != 0 || row.get::<i64, _>(2) != 0 {
-            return Ok(None);
-        }
-        let name: String = row.get(0);
-        let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role")
-            .bind(user_id)
-            .fetch_all(&self.store.pool)
-            .await?;
+        let (name, roles) = (standing.name, standing.roles);
         let mut grants: BTreeMap<String, BTreeSet<Permission>> = BTreeMap::new();
-        let rows = sqlx::query("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = ?")
-            .bind(user_id)
-            .fetch_all(&self.store.pool)
-            .await?;
-        for row in rows {
-            if let Ok(p) = row.get::<&str, _>(1).parse() {
-                grants.entry(row.get(0)).or_default().insert(p);
+        for (queue, permission) in standing.grants {
+            if let Ok(p) = permission.parse() {
+                grants.entry(queue).or_default().insert(p);
             }
         }
         Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
@@ -393,13 +311,8 @@ impl Access {
 
     /// One audit entry in its own transaction.
     pub async fn audit(&self, actor: &str, action: &str, object: Option<String>, detail: Option<String>) -> Result<(), StoreError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
-        audit::append(
-            &self.store.keys,
-            &mut tx,
-            &[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }],
-        )
-        .await?;
+        let mut tx = self.store.begin_write().await?;
+        tx.audit(&[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -408,6 +321,7 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing;
 
     fn principal(grants: &[(&str, &[Permission])]) -> Principal {
         Principal {
@@ -479,8 +393,7 @@ mod tests {
         assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Invalid)));
         assert!(access.principal(p.user_id).await.unwrap().is_none(), "a locked user has no principal");
 
-        let actions: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT action, detail FROM audit ORDER BY id").fetch_all(&access.store.pool).await.unwrap();
+        let actions: Vec<(String, Option<String>)> = testing::audit_log(&access.store).await;
         let count = |a: &str| actions.iter().filter(|(action, _)| action == a).count();
         assert_eq!(count("login"), 2);
         assert_eq!(count("login.failed"), 6, "{actions:?}");
@@ -533,11 +446,11 @@ mod tests {
         assert!(!access.csrf_ok(&token, &access.csrf_token("another session")));
         assert!(!access.csrf_ok(&token, ""));
         // Expired: move the expiry into the past.
-        sqlx::query("UPDATE sessions SET expires_at = 0").execute(&access.store.pool).await.unwrap();
+        testing::expire_sessions(&access.store).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
         // Idle too long.
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
-        sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - 3600001").execute(&access.store.pool).await.unwrap();
+        testing::age_sessions(&access.store, 3600001).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
         // Logout.
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
@@ -549,10 +462,10 @@ mod tests {
         assert!(access.resume_session(&token).await.is_err());
         let p = access.login("dora", "another long password", "192.0.2.1".parse().unwrap(), "test").await.unwrap();
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
-        sqlx::query("UPDATE users SET locked = 1").execute(&access.store.pool).await.unwrap();
+        testing::lock_every_user(&access.store).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::UserGone)));
         // The database holds only hashes of tokens.
-        let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions").fetch_all(&access.store.pool).await.unwrap();
+        let stored: Vec<Vec<u8>> = testing::session_token_hashes(&access.store).await;
         assert!(stored.iter().all(|h| h.len() == 32 && h.as_slice() != token.as_bytes()));
     }
 
@@ -583,11 +496,7 @@ mod tests {
     }
 
     async fn audit_details(access: &Access, action: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT COALESCE(detail, '') FROM audit WHERE action = ? ORDER BY id")
-            .bind(action)
-            .fetch_all(&access.store.pool)
-            .await
-            .unwrap()
+        testing::audit_details(&access.store, action).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -596,8 +505,7 @@ mod tests {
         access.add_user("anna", PW, &[], "test").await.unwrap();
         assert!(access.reserve_user("nobody").await.unwrap().is_none(), "unknown names reserve nothing");
         // … but commit a write all the same (the timing of an answer must not tell which names exist).
-        let unknown: i64 =
-            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'login.unknown-user'").fetch_one(&access.store.pool).await.unwrap();
+        let unknown: i64 = testing::counter(&access.store, "login.unknown-user").await;
         assert_eq!(unknown, 1);
 
         let tasks: Vec<_> = (0..50)
@@ -617,19 +525,12 @@ mod tests {
         assert!(attempts[3..].iter().all(|a| *a == 4), "the other 47 are refused: {attempts:?}");
 
         // The third attempt started the lockout before any password was checked.
-        let (failed, until): (i64, Option<i64>) = sqlx::query_as("SELECT failed_logins, locked_until FROM users WHERE name = 'anna'")
-            .fetch_one(&access.store.pool)
-            .await
-            .unwrap();
+        let (failed, until): (i64, Option<i64>) = testing::login_state(&access.store, "anna").await;
         assert_eq!(failed, 4);
         assert!(until.is_some_and(|u| u > now_millis() + 1000));
 
         // When the lockout has ended, the count starts over; the third attempt locks again.
-        sqlx::query("UPDATE users SET locked_until = ? WHERE name = 'anna'")
-            .bind(now_millis() - 1)
-            .execute(&access.store.pool)
-            .await
-            .unwrap();
+        testing::set_login_state(&access.store, "anna", None, now_millis() - 1).await;
         let mut seen = Vec::new();
         for _ in 0..4 {
             seen.push(access.reserve_user("anna").await.unwrap().unwrap().attempt);
@@ -637,11 +538,7 @@ mod tests {
         assert_eq!(seen, [1, 2, 3, 4]);
 
         // A lockout recorded with a zero count (as before reservations existed) still refuses.
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = ? WHERE name = 'anna'")
-            .bind(now_millis() + 60_000)
-            .execute(&access.store.pool)
-            .await
-            .unwrap();
+        testing::set_login_state(&access.store, "anna", Some(0), now_millis() + 60_000).await;
         assert_eq!(access.reserve_user("anna").await.unwrap().unwrap().attempt, 4);
 
         // An officer's unlock clears it; a success resets the count.
@@ -699,8 +596,7 @@ mod tests {
         assert!(matches!(access.login("anna", PW, ip, "test").await, Err(LoginError::Busy { .. })));
         assert!(started.elapsed() >= Duration::from_millis(200), "waited for the queue timeout");
         // Nothing was checked, so nothing counts: neither for anna nor for the source.
-        let failed: i64 =
-            sqlx::query_scalar("SELECT failed_logins FROM users WHERE name = 'anna'").fetch_one(&access.store.pool).await.unwrap();
+        let (failed, _) = testing::login_state(&access.store, "anna").await;
         assert_eq!(failed, 0);
         for _ in 0..3 {
             assert!(matches!(access.login("nobody", PW, ip, "test").await, Err(LoginError::Busy { .. })));

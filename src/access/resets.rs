@@ -11,14 +11,15 @@
 //! only its MAC remains, as for every code. Resets of accounts that read nothing, the host's
 //! `mailroom user passwd` and `grant_approval = "none"` apply at once.
 
-use sqlx::{Row, SqliteConnection};
 use zeroize::Zeroizing;
 
 use super::admin::{AdminError, Touches, audit_in, user_id};
 use super::approvals::{Change, RESET, concern, is_officer, readable_queues};
 use super::enrolment::{EnrolmentCode, Prepared, code_mac, prepare};
 use super::{Access, Principal};
+use crate::store::approvals::SealedCode;
 use crate::store::crypto::{CryptoError, DataKey, aad};
+use crate::store::tx::Tx;
 use crate::store::{StoreError, millis_to_rfc3339, now_millis};
 
 /// What an officer's reset led to.
@@ -50,8 +51,8 @@ fn crypto(e: CryptoError) -> AdminError {
 impl Access {
     /// A reset of this account hands its holder what the account can open: queues it reads, or
     /// an officer's powers.
-    async fn reset_needs_approval(&self, conn: &mut SqliteConnection, user: i64) -> Result<bool, AdminError> {
-        Ok(self.second_person() && (is_officer(conn, user).await? || !readable_queues(conn, user).await?.is_empty()))
+    async fn reset_needs_approval(&self, tx: &mut Tx, user: i64) -> Result<bool, AdminError> {
+        Ok(self.second_person() && (is_officer(tx, user).await? || !readable_queues(tx, user).await?.is_empty()))
     }
 
     /// An officer resets `name`'s password: refused for himself; held for a second person when the
@@ -59,7 +60,7 @@ impl Access {
     pub async fn request_reset(&self, by: &Principal, name: &str) -> Result<ResetOutcome, AdminError> {
         self.refuse_own(by, RESET, Touches::Account(name)).await?;
         let prepared = prepare().await?;
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let id = user_id(&mut tx, name).await?;
         let outcome = if self.reset_needs_approval(&mut tx, id).await? {
             ResetOutcome::Pending(Box::new(self.hold_reset_in(&mut tx, by, id, name).await?))
@@ -75,16 +76,16 @@ impl Access {
     /// `user.reset` by `actor` (with `extra` appended: an approval).
     pub(crate) async fn reset_in(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         id: i64,
         name: &str,
         prepared: Prepared,
         actor: &str,
         extra: &str,
     ) -> Result<EnrolmentCode, AdminError> {
-        let code = self.issue_code_in(conn, id, prepared, actor).await?;
+        let code = self.issue_code_in(tx, id, prepared, actor).await?;
         let detail = format!("enrolment code valid until {}{extra}", code.expires_at);
-        audit_in(self, conn, actor, "user.reset", format!("user:{name}"), Some(detail)).await?;
+        audit_in(tx, actor, "user.reset", format!("user:{name}"), Some(detail)).await?;
         Ok(code)
     }
 
@@ -93,7 +94,7 @@ impl Access {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn apply_reset_in(
         &self,
-        conn: &mut SqliteConnection,
+        tx: &mut Tx,
         change_id: i64,
         user: i64,
         name: &str,
@@ -101,35 +102,28 @@ impl Access {
         requester: &str,
         extra: &str,
     ) -> Result<(), AdminError> {
-        let code = self.reset_in(conn, user, name, prepared, requester, extra).await?;
-        let expires: i64 =
-            sqlx::query_scalar("SELECT enrolment_expires_at FROM users WHERE id = ?").bind(user).fetch_one(&mut *conn).await?;
+        let code = self.reset_in(tx, user, name, prepared, requester, extra).await?;
+        let expires = tx.enrolment_of(user).await?.and_then(|(_, expires)| expires).unwrap_or_default();
         let aad = code_aad(change_id);
         let data_key = DataKey::generate().map_err(crypto)?;
         let (key_id, wrapped) = self.store.keys.wrap(&data_key, &aad).map_err(crypto)?;
         let sealed = data_key.seal(&aad, code.code.as_bytes()).map_err(crypto)?;
-        sqlx::query("UPDATE access_changes SET code_key_id = ?, code_wrapped_key = ?, code_ct = ?, code_expires_at = ? WHERE id = ?")
-            .bind(key_id as i64)
-            .bind(wrapped)
-            .bind(sealed)
-            .bind(expires)
-            .bind(change_id)
-            .execute(&mut *conn)
-            .await?;
+        let code = SealedCode { key_id: key_id as i64, wrapped_key: wrapped, ciphertext: sealed };
+        tx.seal_code(change_id, &code, expires).await?;
         Ok(())
     }
 
     /// The requester of an approved reset collects its code, once. The sealed copy is gone
     /// afterwards (also when the code turns out expired or replaced: then 409, reset again).
     pub async fn collect_code(&self, by: &Principal, id: i64) -> Result<CollectedCode, AdminError> {
-        let mut tx = self.store.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.store.begin_write().await?;
         let change = self.change_in(&mut tx, id).await?.ok_or(AdminError::NoSuchChange(id))?;
         if change.kind != RESET {
             return Err(AdminError::Conflict(format!("change {id} is not a password reset: it has no code")));
         }
         if change.requester_id != by.user_id {
             let detail = Some("attempt=change.code reason=not-requester".to_string());
-            audit_in(self, &mut tx, &by.actor(), "admin.refused", format!("change:{id}"), detail).await?;
+            audit_in(&mut tx, &by.actor(), "admin.refused", format!("change:{id}"), detail).await?;
             tx.commit().await?;
             return Err(AdminError::Forbidden(format!(
                 "only {}, who requested reset {id}, collects its code (to pass it on): nobody else ever sees it",
@@ -148,12 +142,7 @@ impl Access {
                 millis_to_rfc3339(at)
             )));
         }
-        let row = sqlx::query("SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let (key_id, wrapped, sealed): (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
-        let (Some(key_id), Some(wrapped), Some(sealed)) = (key_id, wrapped, sealed) else {
+        let Some(SealedCode { key_id, wrapped_key: wrapped, ciphertext: sealed }) = tx.sealed_code(id).await? else {
             return Err(AdminError::Conflict(format!("the code of change {id} is void (expired or replaced): reset again")));
         };
         let aad = code_aad(id);
@@ -164,34 +153,23 @@ impl Access {
         let now = now_millis();
         // Still the account's pending code? (A later reset, a password set on the host, the
         // enrolment window passing or the account's removal make it worthless.)
-        let pending: Option<(Option<Vec<u8>>, Option<i64>)> =
-            sqlx::query("SELECT enrolment_mac, enrolment_expires_at FROM users WHERE id = ?")
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
+        let pending = tx.enrolment_of(user).await?;
         let valid = match &pending {
             Some((Some(stored), Some(expires))) if *expires > now => {
                 aws_lc_rs::constant_time::verify_slices_are_equal(stored, &code_mac(&self.store.keys, user, &code)).is_ok()
             }
             _ => false,
         };
-        sqlx::query(
-            "UPDATE access_changes SET code_key_id = NULL, code_wrapped_key = NULL, code_ct = NULL, code_collected_at = ? WHERE id = ?",
-        )
-        .bind(valid.then_some(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        tx.drop_code(id, valid.then_some(now)).await?;
         let name = change.user_name.clone().unwrap_or_default();
         if !valid {
             let detail = Some(format!("user={name} code void (expired or replaced)"));
-            audit_in(self, &mut tx, &by.actor(), "change.code-void", format!("change:{id}"), detail).await?;
+            audit_in(&mut tx, &by.actor(), "change.code-void", format!("change:{id}"), detail).await?;
             tx.commit().await?;
             return Err(AdminError::Conflict(format!("the code of change {id} is void (expired or replaced): reset again")));
         }
         let expires_at = millis_to_rfc3339(pending.and_then(|(_, e)| e).unwrap_or_default());
-        audit_in(self, &mut tx, &by.actor(), "change.code-collected", format!("change:{id}"), Some(format!("user={name}"))).await?;
+        audit_in(&mut tx, &by.actor(), "change.code-collected", format!("change:{id}"), Some(format!("user={name}"))).await?;
         let stored = self.change_in(&mut tx, id).await?.ok_or(AdminError::NoSuchChange(id))?;
         let concern = concern(&mut tx, &stored).await?;
         // Committed before the code is shown: a failed commit shows nothing and keeps it sealed.
@@ -206,6 +184,7 @@ mod tests {
 
     use super::*;
     use crate::access::admin::By;
+    use crate::store::testing;
 
     const PW: &str = "a password of my own";
 
@@ -238,22 +217,13 @@ mod tests {
         let olga = principal(&access, "olga").await;
         let (anna, bert) = (approved_reset(&access, &olga, "anna").await, approved_reset(&access, &olga, "bert").await);
         // Tampered: bert's sealed code copied into anna's change does not open (bound to its row).
-        sqlx::query(
-            "UPDATE access_changes SET (code_key_id, code_wrapped_key, code_ct) =
-                 (SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = ?1) WHERE id = ?2",
-        )
-        .bind(bert)
-        .bind(anna)
-        .execute(&access.store.pool)
-        .await
-        .unwrap();
+        testing::copy_sealed_code(&access.store, bert, anna).await;
         let err = access.collect_code(&olga, anna).await.unwrap_err();
         assert!(matches!(err, AdminError::Store(StoreError::Crypto(CryptoError::Authentication))), "{err:?}");
         // Expired before it was collected: void, and the sealed copy is gone.
-        sqlx::query("UPDATE users SET enrolment_expires_at = 1 WHERE name = 'bert'").execute(&access.store.pool).await.unwrap();
+        testing::expire_enrolment(&access.store, Some("bert")).await;
         assert!(matches!(access.collect_code(&olga, bert).await, Err(AdminError::Conflict(reason)) if reason.contains("void")));
-        let left: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT code_ct FROM access_changes WHERE id = ?").bind(bert).fetch_one(&access.store.pool).await.unwrap();
+        let left: Option<Vec<u8>> = testing::sealed_code_ciphertext(&access.store, bert).await;
         assert!(left.is_none());
         // A fresh approved reset: collected once; the code is anna's enrolment code.
         let again = approved_reset(&access, &olga, "anna").await;

@@ -4,9 +4,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use sqlx::Row;
 
 use super::{Access, Principal};
+use crate::store::sessions::{self as stored, Session};
 use crate::store::{StoreError, now_millis};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -54,15 +54,8 @@ impl Access {
         let token = B64.encode(bytes);
         let now = now_millis();
         let expires = now + self.config().session_lifetime.as_millis() as i64;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, kind, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(token_hash(&token))
-            .bind(principal.user_id)
-            .bind(kind.as_str())
-            .bind(now)
-            .bind(expires)
-            .bind(now)
-            .execute(&self.store.pool)
-            .await?;
+        let session = Session { user_id: principal.user_id, kind: kind.as_str().into(), expires_at: expires, last_seen_at: now };
+        stored::insert(&self.store, &token_hash(&token), &session, now).await?;
         Ok(token)
     }
 
@@ -70,30 +63,16 @@ impl Access {
     /// expired (lifetime or idle) sessions and for users locked or removed since login.
     pub async fn resume_session(&self, token: &str) -> Result<(Principal, SessionKind), SessionError> {
         let hash = token_hash(token);
-        let row = sqlx::query("SELECT user_id, kind, expires_at, last_seen_at FROM sessions WHERE token_hash = ?")
-            .bind(&hash)
-            .fetch_optional(&self.store.pool)
-            .await
-            .map_err(StoreError::from)?;
-        let Some(row) = row else { return Err(SessionError::Unknown) };
-        let (user_id, kind, expires_at, last_seen): (i64, String, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let Some(session) = stored::find(&self.store, &hash).await? else { return Err(SessionError::Unknown) };
+        let Session { user_id, kind, expires_at, last_seen_at: last_seen } = session;
         let now = now_millis();
         if now >= expires_at || now - last_seen >= self.config().session_idle.as_millis() as i64 {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-                .bind(&hash)
-                .execute(&self.store.pool)
-                .await
-                .map_err(StoreError::from)?;
+            stored::delete(&self.store, &hash).await?;
             return Err(SessionError::Expired);
         }
         let principal = self.principal(user_id).await?.ok_or(SessionError::UserGone)?;
         if now - last_seen >= TOUCH_EVERY_MS {
-            sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?")
-                .bind(now)
-                .bind(&hash)
-                .execute(&self.store.pool)
-                .await
-                .map_err(StoreError::from)?;
+            stored::touch(&self.store, &hash, now).await?;
         }
         let kind = if kind == "bearer" { SessionKind::Bearer } else { SessionKind::Cookie };
         Ok((principal, kind))
@@ -101,8 +80,7 @@ impl Access {
 
     /// Logout: the token stops working at once.
     pub async fn end_session(&self, token: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(token_hash(token)).execute(&self.store.pool).await?;
-        Ok(())
+        stored::delete(&self.store, &token_hash(token)).await
     }
 
     /// The CSRF token that belongs to a cookie session (sent in the login reply and expected
@@ -121,11 +99,6 @@ impl Access {
     /// Drops expired sessions (called now and then by the server).
     pub async fn purge_sessions(&self) -> Result<u64, StoreError> {
         let idle_cutoff = now_millis() - self.config().session_idle.as_millis() as i64;
-        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?")
-            .bind(now_millis())
-            .bind(idle_cutoff)
-            .execute(&self.store.pool)
-            .await?;
-        Ok(done.rows_affected())
+        stored::purge(&self.store, now_millis(), idle_cutoff).await
     }
 }

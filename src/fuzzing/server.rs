@@ -201,7 +201,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.trigger.set(shutdown::Phase::Forced);
         if let Some(rt) = self.rt.take() {
-            rt.block_on(self.store.pool.close());
+            rt.block_on(self.store.close());
             // Sessions and the IMAP listener hold the contexts; they go with the runtime.
             rt.shutdown_timeout(Duration::from_secs(5));
         }
@@ -226,12 +226,7 @@ async fn add_user(access: &Access) {
         .hash_password(PASSWORD.as_bytes())
         .expect("hashing")
         .to_string();
-    sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-        .bind(cheap)
-        .bind(USER)
-        .execute(&access.store.pool)
-        .await
-        .expect("setting the cheap hash");
+    crate::store::users::replace_hash(&access.store, USER, &cheap).await.expect("setting the cheap hash");
 }
 
 /// A TLS client that trusts exactly the certificate the server generated in its data dir.

@@ -15,7 +15,6 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::Row;
 
 use super::HttpContext;
 use super::auth::Auth;
@@ -25,7 +24,6 @@ use crate::access::admin::{By, Touches};
 use crate::access::approvals::{Outcome, RESET};
 use crate::access::resets::ResetOutcome;
 use crate::store::audit::ChainCheck;
-use crate::store::millis_to_rfc3339;
 
 /// A caller in the security-officer role.
 pub struct Officer(pub Auth);
@@ -308,15 +306,10 @@ pub async fn audit_log(
     if !(1..=AUDIT_MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {AUDIT_MAX_LIMIT}")));
     }
-    let rows = sqlx::query("SELECT id, at, actor, action, object, detail FROM audit WHERE id > ? ORDER BY id LIMIT ?")
-        .bind(params.after)
-        .bind(limit)
-        .fetch_all(&ctx.access.store.pool)
-        .await
-        .map_err(|e| ApiError::from(crate::store::StoreError::from(e)))?;
+    let rows = crate::store::audit::list(&ctx.access.store, params.after, limit, None, None).await?;
     let entries: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({ "id": r.get::<i64, _>(0), "at": millis_to_rfc3339(r.get(1)), "actor": r.get::<String, _>(2), "action": r.get::<String, _>(3), "object": r.get::<Option<String>, _>(4), "detail": r.get::<Option<String>, _>(5) }))
+        .into_iter()
+        .map(|e| json!({ "id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "object": e.object, "detail": e.detail }))
         .collect();
     let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e["id"].clone())).flatten();
     ctx.access

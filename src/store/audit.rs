@@ -81,22 +81,22 @@ pub struct ListedEntry {
 
 /// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
 pub async fn list(
-    pool: &sqlx::SqlitePool,
+    store: &super::Store,
     after: i64,
     limit: i64,
     action: Option<&str>,
     actor: Option<&str>,
-) -> Result<Vec<ListedEntry>, sqlx::Error> {
+) -> Result<Vec<ListedEntry>, super::StoreError> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object, detail FROM audit
-         WHERE id > ? AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3) ORDER BY id LIMIT ?4",
+         WHERE id > $1 AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) ORDER BY id LIMIT $4",
     )
     .bind(after)
     .bind(action)
     .bind(actor)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(pool)
+    .fetch_all(&store.pool)
     .await?;
     Ok(rows
         .into_iter()
@@ -130,11 +130,12 @@ pub async fn verify(keys: &KeyRing, conn: &mut SqliteConnection) -> Result<Chain
     let mut last_id: Option<i64> = None;
     let mut entries = 0u64;
     loop {
-        let rows = sqlx::query("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(last_id.unwrap_or(i64::MIN))
-            .bind(PAGE)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(last_id.unwrap_or(i64::MIN))
+                .bind(PAGE)
+                .fetch_all(&mut *conn)
+                .await?;
         if rows.is_empty() {
             return Ok(ChainCheck::Intact { entries, head: prev });
         }
@@ -172,7 +173,7 @@ pub fn append_sync(keys: &KeyRing, tx: &rusqlite::Transaction, entries: &[AuditE
         tx.prepare_cached("SELECT hash FROM audit ORDER BY id DESC LIMIT 1")?.query_row([], |r| r.get(0)).optional()?;
     let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
     let mut insert =
-        tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        tx.prepare_cached("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)")?;
     for e in entries {
         let hash = chain_hash(keys, &prev, e);
         insert.execute(rusqlite::params![e.at, e.actor, e.action, e.object, e.detail, prev, hash])?;

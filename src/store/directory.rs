@@ -79,7 +79,7 @@ impl Store {
             let entry_ct = data_key.seal(&aad("customer", &uid), &serde_json::to_vec(c).expect("serialises"))?;
             let (key_id, wrapped) = self.keys.wrap(&data_key, &aad("dek", &uid))?;
             sqlx::query(
-                "INSERT INTO customers (key_idx, tier, uid, key_id, wrapped_key, entry_ct) VALUES (?, ?, ?, ?, ?, ?)
+                "INSERT INTO customers (key_idx, tier, uid, key_id, wrapped_key, entry_ct) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (key_idx) DO UPDATE SET tier = excluded.tier, uid = excluded.uid, key_id = excluded.key_id,
                  wrapped_key = excluded.wrapped_key, entry_ct = excluded.entry_ct",
             )

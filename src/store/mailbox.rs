@@ -45,13 +45,13 @@ impl Store {
     /// UIDs are allocated once per message and queue, so there is no event that would require a
     /// new one.
     pub async fn mailbox_uidvalidity(&self, queue: &str) -> Result<u32, StoreError> {
-        let select = || sqlx::query_scalar::<_, i64>("SELECT uidvalidity FROM mailboxes WHERE queue = ?").bind(queue);
+        let select = || sqlx::query_scalar::<_, i64>("SELECT uidvalidity FROM mailboxes WHERE queue = $1").bind(queue);
         if let Some(v) = select().fetch_optional(&self.pool).await? {
             return Ok(v as u32);
         }
         let now = (chrono::Utc::now().timestamp() as u32).max(1);
         // Concurrent first SELECTs: whichever insert lands first wins, both read the same value.
-        sqlx::query("INSERT OR IGNORE INTO mailboxes (queue, uidvalidity) VALUES (?, ?)")
+        sqlx::query("INSERT INTO mailboxes (queue, uidvalidity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(queue)
             .bind(now as i64)
             .execute(&self.pool)
@@ -74,8 +74,8 @@ impl Store {
              FROM cases c
              JOIN message_cases mc ON mc.case_id = c.id
              JOIN messages m ON m.id = mc.message_id
-             LEFT JOIN mailbox_flags f ON f.user_id = ? AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE c.queue = ?
+             LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
+             WHERE c.queue = $2
              ORDER BY mc.uid",
         )
         .bind(user_id)
@@ -110,8 +110,8 @@ impl Store {
             "SELECT COUNT(*), COALESCE(SUM(COALESCE(f.seen, 0) = 0), 0)
              FROM cases c
              JOIN message_cases mc ON mc.case_id = c.id
-             LEFT JOIN mailbox_flags f ON f.user_id = ? AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE c.queue = ?",
+             LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
+             WHERE c.queue = $2",
         )
         .bind(user_id)
         .bind(queue)
@@ -129,7 +129,7 @@ impl Store {
         let mut tx = super::sqlite::begin_write(&self.pool).await?;
         for f in flags {
             sqlx::query(
-                "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id, case_id, message_id) DO UPDATE SET seen = excluded.seen, flagged = excluded.flagged",
             )
             .bind(user_id)
@@ -152,7 +152,7 @@ impl Store {
     /// Length of our Received: header on message `id`, so RFC822.SIZE is known without
     /// decrypting and decompressing the whole message.
     pub async fn trace_len(&self, id: i64) -> Result<usize, StoreError> {
-        let row = sqlx::query("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = ?")
+        let row = sqlx::query("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?

@@ -5,15 +5,23 @@
 //! arrived while the previous commit was being made is what lets durability keep up with the
 //! network. Reads (admin commands, later the staff views) use the pool.
 
+pub mod approvals;
 pub mod audit;
 pub mod cases;
 pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod directory;
+pub mod enrolment;
 pub mod mailbox;
 pub mod outbox;
+pub mod roles;
+pub mod sessions;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod tx;
+pub mod users;
 pub mod writer;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -178,29 +186,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Moves committed WAL pages into the database file without ever blocking the writer
-    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     /// Tells watchers that staff-visible data changed (callable from any thread).
     pub fn changed(&self) {
         self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
+    /// Closes every pooled connection (waits for those in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Moves committed WAL pages into the database file without ever blocking the writer
+    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
-        Ok(())
+        Ok(sqlite::checkpoint(&self.pool).await?)
     }
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
-                    (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
-                             'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam))
-                     FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
-             FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sqlite::LIST_MESSAGES).bind(limit).fetch_all(&self.pool).await?;
         let mut list: Vec<MessageSummary> = rows
             .into_iter()
             .map(|r| MessageSummary {
@@ -233,7 +236,7 @@ impl Store {
     pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
         let format = &self.settings.reg_format;
         let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
+        let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = $1 AND reg_seq = $2")
             .bind(format.counter_year(year))
             .bind(seq as i64)
             .fetch_optional(&self.pool)
@@ -263,7 +266,7 @@ impl Store {
     pub async fn open_message(&self, id: i64) -> Result<(String, Vec<u8>), StoreError> {
         let row = sqlx::query(
             "SELECT m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, b.raw_ct
-             FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.id = ?",
+             FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -280,7 +283,7 @@ impl Store {
     /// The extracted record of message `id` (from, to, subject, dates …), decrypted. Not audited
     /// (see `open_message`).
     pub async fn open_fields(&self, id: i64) -> Result<crate::intake::record::Record, StoreError> {
-        let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = ?")
+        let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?

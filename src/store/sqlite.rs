@@ -1,4 +1,5 @@
-//! What only SQLite needs: connection options and PRAGMAs, and how a write transaction starts.
+//! What only SQLite needs: connection options and PRAGMAs, how a write transaction starts, and
+//! statements written in SQLite's own dialect (JSON aggregation).
 //! A second engine gets a sibling file with the same functions; nothing outside `store` sees
 //! either.
 
@@ -28,3 +29,18 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
+
+/// Moves committed WAL pages into the database file without ever blocking the writer (PASSIVE).
+pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+    Ok(())
+}
+
+/// Registrations for operators, oldest first, `$1` at most: each message with its first case's
+/// queue and, as one JSON array, every case it opened or joined (SQLite's JSON aggregation).
+pub(crate) const LIST_MESSAGES: &str =
+    "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
+            (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
+                     'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam))
+             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
+     FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";

@@ -1,0 +1,276 @@
+//! Staff accounts: the `users` rows (password hash, officer's lock, login counters) and their
+//! role memberships (`user_roles`). Times are unix milliseconds.
+
+use sqlx::Row;
+
+use super::tx::Tx;
+use super::{Store, StoreError};
+
+/// Counts one login attempt for user `$1` before its password is checked, as a failure until a
+/// success resets the count. One statement, so concurrent logins (on this node or another one
+/// sharing the database) each see the attempts before them. `$2` now, `$3` max_failures, `$4` the
+/// end of a lockout starting now (all unix ms).
+///
+/// * While a lockout lasts, the attempt is marked `$3 + 1`: refused unchecked.
+/// * An ended lockout starts the count over at 1.
+/// * The attempt that reaches `$3` starts the lockout at once, before its own check, so attempts
+///   arriving meanwhile are refused; if it succeeds, the success lifts the lockout again.
+///
+/// Returns the reserved attempt in `failed_logins` (granted when ≤ `$3`).
+const RESERVE_USER: &str = "UPDATE users SET
+    failed_logins = CASE
+        WHEN locked_until > $2 THEN $3 + 1
+        WHEN locked_until IS NOT NULL THEN 1
+        ELSE failed_logins + 1 END,
+    locked_until = CASE
+        WHEN locked_until > $2 THEN locked_until
+        WHEN (CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4
+        ELSE NULL END
+WHERE name = $1
+RETURNING id, password_hash, locked, failed_logins, locked_until";
+
+/// A user's login attempt, reserved by [`reserve_login`].
+#[derive(Debug)]
+pub struct Reservation {
+    pub id: i64,
+    pub hash: String,
+    /// Locked by an officer (checked only after the password).
+    pub locked: bool,
+    /// The n-th attempt in a row; over `max_failures`: refused while locked out.
+    pub attempt: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// Reserves one login attempt for `name` (see [`RESERVE_USER`]); None when no such user.
+/// `lockout_end` is when a lockout starting now would end.
+pub async fn reserve_login(
+    store: &Store,
+    name: &str,
+    now: i64,
+    max_failures: i64,
+    lockout_end: i64,
+) -> Result<Option<Reservation>, StoreError> {
+    let row = sqlx::query(RESERVE_USER).bind(name).bind(now).bind(max_failures).bind(lockout_end).fetch_optional(&store.pool).await?;
+    if row.is_none() {
+        // A reservation commits a write; an unknown name must cost the same, or the answer's
+        // timing would tell which names exist. Counting it does (a row rewritten unchanged
+        // would not: SQLite skips writing identical content).
+        sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+        )
+        .execute(&store.pool)
+        .await?;
+    }
+    Ok(row.map(|row| Reservation {
+        id: row.get(0),
+        hash: row.get(1),
+        locked: row.get::<i64, _>(2) != 0,
+        attempt: row.get(3),
+        locked_until: row.get(4),
+    }))
+}
+
+/// A user as a principal is built from: name, roles, and (queue, permission) grants as stored.
+pub struct Standing {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub grants: Vec<(String, String)>,
+}
+
+/// The user's standing, or None when removed, locked by an officer, or reset (a pending
+/// enrolment code: no session survives that).
+pub async fn standing(store: &Store, user_id: i64) -> Result<Option<Standing>, StoreError> {
+    let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&store.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if row.get::<i64, _>(1) != 0 || row.get::<i64, _>(2) != 0 {
+        return Ok(None);
+    }
+    let roles: Vec<String> =
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(&store.pool).await?;
+    let grants: Vec<(String, String)> =
+        sqlx::query_as("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = $1")
+            .bind(user_id)
+            .fetch_all(&store.pool)
+            .await?;
+    Ok(Some(Standing { name: row.get(0), roles, grants }))
+}
+
+/// A user as listed for officers (no secrets).
+pub struct Listed {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub locked: bool,
+    pub locked_until: Option<i64>,
+    pub failed_logins: i64,
+    pub created_at: i64,
+    pub password_changed_at: i64,
+    pub enrolment_pending: bool,
+    pub enrolment_expires_at: Option<i64>,
+}
+
+/// Every user, by name.
+pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT u.name, u.locked, u.locked_until, u.failed_logins, u.created_at, u.password_changed_at,
+                (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role)),
+                u.enrolment_mac IS NOT NULL, u.enrolment_expires_at
+         FROM users u ORDER BY u.name",
+    )
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Listed {
+            name: r.get(0),
+            locked: r.get::<i64, _>(1) != 0,
+            locked_until: r.get(2),
+            failed_logins: r.get(3),
+            created_at: r.get(4),
+            password_changed_at: r.get(5),
+            roles: r.get::<Option<String>, _>(6).map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            enrolment_pending: r.get::<i64, _>(7) != 0,
+            enrolment_expires_at: r.get(8),
+        })
+        .collect())
+}
+
+/// Replaces a user's password hash directly, nothing else (the fuzzing harness's cheap hash).
+pub async fn replace_hash(store: &Store, name: &str, hash: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2").bind(hash).bind(name).execute(&store.pool).await?;
+    Ok(())
+}
+
+impl Tx {
+    pub async fn user_id(&mut self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(self.conn()).await?)
+    }
+
+    /// A new user; None when the name is taken.
+    pub async fn insert_user(&mut self, name: &str, password_hash: &str, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// Adds a membership (nothing when it exists).
+    pub async fn add_membership(&mut self, user_id: i64, role: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(user_id)
+            .bind(role)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_membership(&mut self, user_id: i64, role: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2").bind(user_id).bind(role).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn is_member(&mut self, user_id: i64, role: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = $1 AND role = $2")
+            .bind(user_id)
+            .bind(role)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// A successful login: the counters start over and a lockout is lifted.
+    pub async fn login_succeeded(&mut self, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(user_id).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Until when the user is locked out after failed logins, if ever.
+    pub async fn locked_until(&mut self, user_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT locked_until FROM users WHERE id = $1").bind(user_id).fetch_one(self.conn()).await?)
+    }
+
+    /// A password set on the host: counters, lockout, issuer and any pending code cleared.
+    pub async fn set_password(&mut self, user_id: i64, password_hash: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2, failed_logins = 0, locked_until = NULL, password_issuer = NULL,
+                    enrolment_mac = NULL, enrolment_expires_at = NULL, enrolment_issuer = NULL WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// An officer's lock (no login until unlocked).
+    pub async fn lock_user(&mut self, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET locked = 1 WHERE id = $1").bind(user_id).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Lifts an officer's lock and a lockout after failed logins.
+    pub async fn unlock_user(&mut self, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET locked = 0, failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a user with its sessions, roles and reading state; its cases become unassigned.
+    pub async fn remove_user(&mut self, user_id: i64) -> Result<(), StoreError> {
+        for statement in [
+            "UPDATE cases SET assignee = NULL WHERE assignee = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM user_roles WHERE user_id = $1",
+            "DELETE FROM mailbox_flags WHERE user_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ] {
+            sqlx::query(statement).bind(user_id).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Who issued the enrolment code with which the user set his password (None: set on the host).
+    pub async fn password_issuer(&mut self, user_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT password_issuer FROM users WHERE id = $1").bind(user_id).fetch_optional(self.conn()).await?.flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::store;
+
+    #[tokio::test]
+    async fn memberships_are_idempotent_and_reservations_count() {
+        let (_dir, store) = store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        assert!(tx.insert_role("support-agent", "", 1).await.unwrap());
+        let id = tx.insert_user("anna", "hash", 1).await.unwrap().unwrap();
+        assert!(tx.insert_user("anna", "other", 2).await.unwrap().is_none(), "the name is taken");
+        tx.add_membership(id, "support-agent").await.unwrap();
+        tx.add_membership(id, "support-agent").await.unwrap();
+        assert!(tx.is_member(id, "support-agent").await.unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(super::standing(&store, id).await.unwrap().unwrap().roles, ["support-agent"]);
+
+        let reserve = |now| super::reserve_login(&store, "anna", now, 2, now + 1000);
+        let attempts = [reserve(10).await.unwrap().unwrap(), reserve(10).await.unwrap().unwrap(), reserve(10).await.unwrap().unwrap()];
+        assert_eq!(attempts.iter().map(|r| r.attempt).collect::<Vec<_>>(), [1, 2, 3], "the third is refused while locked out");
+        assert_eq!(attempts[1].locked_until, Some(1010), "the second started the lockout");
+        assert_eq!(reserve(2000).await.unwrap().unwrap().attempt, 1, "an ended lockout starts over");
+        assert!(super::reserve_login(&store, "nobody", 10, 2, 1010).await.unwrap().is_none());
+    }
+}
