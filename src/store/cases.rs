@@ -735,12 +735,11 @@ impl Store {
         Ok(rows.iter().map(|r| HistoryEntry { id: r.get(0), at: r.get(1), actor: r.get(2), action: r.get(3), detail: r.get(4) }).collect())
     }
 
-    /// The row id of a registration number (the check digit may be left out).
-    pub async fn message_id_by_number(&self, number: &str) -> Result<Option<i64>, StoreError> {
-        let format = &self.settings.reg_format;
-        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+    /// The row id of the message registered as sequence `seq` of counter year `counter_year`
+    /// (0 when numbering is not yearly).
+    pub async fn message_id_by_registration(&self, counter_year: i32, seq: u64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
-            .bind(format.counter_year(year))
+            .bind(counter_year)
             .bind(seq as i64)
             .fetch_optional(&self.pool)
             .await?)
