@@ -32,6 +32,9 @@ use crate::intake::regnum::RegFormat;
 use crate::intake::sla::Calendar;
 use crate::store::Store;
 pub use error::CaseError;
+pub use queues::{CaseList, ListRequest, ListedCase, QueueSummary, Statistics};
+pub use view::{CaseView, RawMessage};
+pub use workflow::Outcome;
 
 /// A configured queue, as the case service needs it.
 #[derive(Debug, Clone)]
