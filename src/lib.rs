@@ -5,6 +5,7 @@
 //! `shutdown` serve everything; `server` wires it together and `cli` is the command line.
 
 pub mod access;
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod fuzzing;

@@ -115,6 +115,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let http_ctx = Arc::new(crate::http::HttpContext {
         settings: settings.clone(),
         access: access.clone(),
+        cases: crate::cases::Cases::new(access.clone(), case_settings(&settings)),
         tls: settings.config.http.tls.then(|| ctx.tls.clone()),
         shutdown: shutdown.clone(),
     });
@@ -226,5 +227,23 @@ fn raise_fd_limit(max_connections: usize) {
                 "the open-file limit is below the connection limits (limits, imap and http max_connections)"
             );
         }
+    }
+}
+
+/// What the case service needs from the configuration (it does not read `Settings` itself).
+fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
+    let config = &settings.config;
+    crate::cases::CaseSettings {
+        queues: config
+            .queues
+            .iter()
+            .map(|q| crate::cases::QueueSetting { name: q.name.clone(), address: settings.queue_address(&q.name).map(str::to_string) })
+            .collect(),
+        categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
+        calendar: settings.calendar.clone(),
+        hostname: config.server.hostname.clone(),
+        outbox_configured: config.outbox.is_some(),
+        own_addresses: settings.own_addresses.clone(),
+        reg_format: settings.reg_format.clone(),
     }
 }

@@ -1,14 +1,6 @@
-//! A case and its work: the case view (decrypted, audited), the raw message download, and the
-//! actions. Each action reads the case under the write lock, checks the caller's permission on
-//! the case's queue as it is at that moment, and commits the change with its `case_history` row
-//! and audit entry in one transaction. A case in a queue the caller cannot read is "not found":
-//! its existence is not revealed. Permission comes before validation, so a refused caller
-//! learns nothing from the reason (404, then 403, then 422).
-//!
-//! Whatever an action must read through the pool besides the case (the assignee's permissions,
-//! the customer's address for a reply) is read before the write lock is taken: a request holding
-//! the lock must never wait for a pool connection that other requests hold while they wait for
-//! the lock.
+//! The case endpoints: each maps its request to a call of the case service ([`crate::cases`]),
+//! and the result or refusal to its response. The rules (who may do what, in which order
+//! refusals come) are the service's; the JSON shapes are here.
 
 use std::sync::Arc;
 
@@ -21,13 +13,30 @@ use serde_json::{Value, json};
 use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path};
-use super::validate::{CaseId, check_tag, check_text};
-use crate::access::Permission;
+use super::validate::CaseId;
+use crate::cases::CaseError;
+use crate::cases::view::CaseView;
+use crate::cases::workflow::Outcome;
 use crate::intake::record::{Mailbox, Record};
-use crate::intake::sla::Priority;
-use crate::outbox::compose;
-use crate::store::cases::{CaseChange, CaseRow, EntryBody, is_overdue, status_name};
-use crate::store::{Store, millis_to_rfc3339, now_millis};
+use crate::store::cases::{CaseRow, is_overdue};
+use crate::store::millis_to_rfc3339;
+
+/// The view written into the audit entries of reads made through this API.
+const VIA: &str = "http";
+
+impl From<CaseError> for ApiError {
+    fn from(e: CaseError) -> ApiError {
+        match e {
+            e @ (CaseError::NotFound(_) | CaseError::NoSuchMessage(_) | CaseError::NoSuchQueue(_)) => ApiError::not_found(e.to_string()),
+            e @ (CaseError::Forbidden { .. } | CaseError::Refused(_)) => ApiError::forbidden(e.to_string()),
+            CaseError::Invalid(reason) => ApiError::invalid(reason),
+            CaseError::Conflict(reason) => ApiError::conflict(reason),
+            CaseError::Unavailable(reason) => ApiError::unavailable(reason),
+            CaseError::Internal(reason) => ApiError::internal(reason),
+            CaseError::Store(e) => e.into(),
+        }
+    }
+}
 
 fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| json!(millis_to_rfc3339(ms)))
@@ -64,82 +73,6 @@ fn mailboxes_json(list: &[Mailbox]) -> Value {
     Value::Array(list.iter().map(mailbox_json).collect())
 }
 
-fn not_found(id: i64) -> ApiError {
-    ApiError::not_found(format!("no case {id} in a queue you may read"))
-}
-
-fn missing(permissions: &[Permission], queue: &str) -> ApiError {
-    let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-    ApiError::forbidden(format!("this needs the {} permission on queue {queue:?}", names.join(" or ")))
-}
-
-/// The case, if the caller may read its queue.
-async fn readable_case(store: &Store, auth: &Auth, id: i64) -> Result<CaseRow, ApiError> {
-    store.case(id).await?.filter(|c| auth.principal.can(&c.queue, Permission::Read)).ok_or_else(|| not_found(id))
-}
-
-/// Takes the write lock on case `id` for a caller who must hold one of `permissions` there.
-async fn begin<'s>(store: &'s Store, auth: &Auth, id: i64, permissions: &[Permission]) -> Result<CaseChange<'s>, ApiError> {
-    let change = store.change_case(id).await?.ok_or_else(|| not_found(id))?;
-    let queue = &change.case.queue;
-    if !auth.principal.can(queue, Permission::Read) {
-        return Err(not_found(id));
-    }
-    if !permissions.iter().any(|p| auth.principal.can(queue, *p)) {
-        return Err(missing(permissions, queue));
-    }
-    Ok(change)
-}
-
-/// Commits unless nothing changed (then the case is returned as it is and nothing is recorded).
-async fn finish(
-    change: CaseChange<'_>,
-    before: &CaseRow,
-    auth: &Auth,
-    action: &str,
-    detail: &str,
-    extra: Value,
-) -> Result<axum::Json<Value>, ApiError> {
-    let now = change.now;
-    let case =
-        if change.case == *before && extra.is_null() { change.case } else { change.commit(&auth.principal.name, action, detail).await? };
-    let mut body = json!({ "case": case_json(&case, now) });
-    if let Value::Object(extra) = extra {
-        body.as_object_mut().expect("an object").extend(extra);
-    }
-    Ok(axum::Json(body))
-}
-
-/// New status, with the resolution time kept in step.
-fn set_status(case: &mut CaseRow, status: &'static str, now: i64) {
-    match status {
-        "resolved" if case.status != "resolved" => case.resolved_at = Some(now),
-        "resolved" => {}
-        "closed" => case.resolved_at = case.resolved_at.or(Some(now)),
-        _ => case.resolved_at = None,
-    }
-    case.status = status.to_string();
-}
-
-/// A change of priority moves the SLA due time to what the new priority allows from opening.
-fn set_priority(ctx: &HttpContext, case: &mut CaseRow, priority: Priority) {
-    if case.priority == priority.as_str() {
-        return;
-    }
-    case.priority = priority.as_str().to_string();
-    if let Some(opened) = chrono::DateTime::from_timestamp_millis(case.opened_at) {
-        case.due_at = Some(ctx.settings.calendar.due(opened, priority).timestamp_millis());
-    }
-}
-
-fn arrow(old: Option<&str>, new: Option<&str>) -> String {
-    format!("{}→{}", old.unwrap_or("none"), new.unwrap_or("none"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading
-// ---------------------------------------------------------------------------------------------
-
 fn record_json(r: &Record) -> Value {
     json!({
         "from": mailboxes_json(&r.from),
@@ -153,37 +86,41 @@ fn record_json(r: &Record) -> Value {
     })
 }
 
-/// `GET /api/cases/{id}`: the case with its messages' records, staff entries and history.
-pub async fn get_case(
-    State(ctx): State<Arc<HttpContext>>,
-    auth: Auth,
-    Path(CaseId(id)): Path<CaseId>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let store = &ctx.access.store;
-    let case = readable_case(store, &auth, id).await?;
-    let list = store.case_messages(id).await?;
-    let mut records = store.open_fields_many(&list.iter().map(|m| m.id).collect::<Vec<_>>()).await?;
-    let mut messages = Vec::new();
-    for m in list {
-        let mut item = json!({
-            "number": m.number,
-            "received_at": millis_to_rfc3339(m.received_at),
-            "size": m.size,
-            "tags": m.tags,
-            "auth": m.auth,
-            "automatic": m.automatic,
-            "parsed": m.parsed,
-            "raw": format!("/api/messages/{}/raw", m.number),
-        });
-        let record = records.remove(&m.id).ok_or_else(|| ApiError::internal(format!("message #{} of case {id} vanished", m.id)))??;
-        if let (Value::Object(item), Value::Object(fields)) = (&mut item, record_json(&record)) {
-            item.extend(fields);
-        }
-        messages.push(item);
+/// The case after an action, with the entry (and outbox row) it added.
+fn outcome_json(outcome: Outcome) -> axum::Json<Value> {
+    let mut body = json!({ "case": case_json(&outcome.case, outcome.now) });
+    if let Some(entry) = outcome.entry {
+        body["entry"] = json!(entry);
     }
-    let entries: Vec<Value> = store
-        .case_entries(id)
-        .await?
+    if let Some(outbox) = outcome.outbox {
+        body["outbox"] = json!(outbox);
+    }
+    axum::Json(body)
+}
+
+fn view_json(view: CaseView) -> Value {
+    let messages: Vec<Value> = view
+        .messages
+        .iter()
+        .map(|(m, record)| {
+            let mut item = json!({
+                "number": m.number,
+                "received_at": millis_to_rfc3339(m.received_at),
+                "size": m.size,
+                "tags": m.tags,
+                "auth": m.auth,
+                "automatic": m.automatic,
+                "parsed": m.parsed,
+                "raw": format!("/api/messages/{}/raw", m.number),
+            });
+            if let (Value::Object(item), Value::Object(fields)) = (&mut item, record_json(record)) {
+                item.extend(fields);
+            }
+            item
+        })
+        .collect();
+    let entries: Vec<Value> = view
+        .entries
         .into_iter()
         .map(|e| {
             json!({
@@ -199,64 +136,43 @@ pub async fn get_case(
             })
         })
         .collect();
-    let history: Vec<Value> = store
-        .case_history(id)
-        .await?
+    let history: Vec<Value> = view
+        .history
         .into_iter()
         .map(|h| json!({ "id": h.id, "at": millis_to_rfc3339(h.at), "actor": h.actor, "action": h.action, "detail": h.detail }))
         .collect();
-    ctx.access
-        .audit(
-            &auth.principal.actor(),
-            "case.read",
-            Some(format!("case:{id}")),
-            Some(format!("via=http opening={} messages={}", case.opening, messages.len())),
-        )
-        .await?;
-    let mut body = case_json(&case, now_millis());
+    let mut body = case_json(&view.case, view.now);
     body["messages"] = Value::Array(messages);
     body["entries"] = Value::Array(entries);
     body["history"] = Value::Array(history);
-    Ok(axum::Json(body))
+    body
+}
+
+/// `GET /api/cases/{id}`: the case with its messages' records, staff entries and history.
+pub async fn get_case(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(CaseId(id)): Path<CaseId>,
+) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(view_json(ctx.cases.read(&auth.principal, VIA, id).await?)))
 }
 
 /// `GET /api/messages/{number}/raw`: the stored message (our trace header + the bytes received)
 /// for a caller who may read a queue in which it has a case.
 pub async fn raw_message(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(number): Path<String>) -> Result<Response, ApiError> {
-    let store = &ctx.access.store;
-    let hidden = || ApiError::not_found(format!("no message {number:?} in a queue you may read"));
-    let id = store.message_id_by_number(&number).await.map_err(|_| hidden())?.ok_or_else(hidden)?;
-    if !store.message_queues(id).await?.iter().any(|q| auth.principal.can(q, Permission::Read)) {
-        return Err(hidden());
-    }
-    let (number, raw) = store.open_message(id).await?;
-    ctx.access.audit(&auth.principal.actor(), "message.read", Some(number.clone()), Some("via=http".into())).await?;
-    let mut response = (StatusCode::OK, raw).into_response();
+    let message = ctx.cases.raw_message(&auth.principal, VIA, &number).await?;
+    let mut response = (StatusCode::OK, message.bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("message/rfc822"));
-    let disposition = format!("attachment; filename=\"{}.eml\"", number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"));
+    let file = message.number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+    let disposition = format!("attachment; filename=\"{file}.eml\"");
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?);
     Ok(response)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Actions
-// ---------------------------------------------------------------------------------------------
-
-/// `POST /api/cases/{id}/claim`: assign the case to me (a new case becomes open), taking it
-/// over from whoever had it; the history keeps who that was.
+/// `POST /api/cases/{id}/claim`: assign the case to me (a new case becomes open).
 pub async fn claim(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(CaseId(id)): Path<CaseId>) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    let me = &auth.principal;
-    let mut detail = format!("assignee {}", arrow(before.assignee.as_deref(), Some(&me.name)));
-    change.case.assignee_id = Some(me.user_id);
-    change.case.assignee = Some(me.name.clone());
-    if before.status == "new" {
-        set_status(&mut change.case, "open", change.now);
-        detail.push_str(" status new→open");
-    }
-    finish(change, &before, &auth, "claim", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.claim(&auth.principal, id).await?))
 }
 
 #[derive(Deserialize)]
@@ -274,37 +190,7 @@ pub async fn assign(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<AssignRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let store = &ctx.access.store;
-    let permissions = [Permission::Assign, Permission::Supervise];
-    // Refuse before looking the assignee up (which reads through the pool, so cannot happen
-    // under the lock): someone who may not assign here learns nothing about users.
-    let case = readable_case(store, &auth, id).await?;
-    if !permissions.iter().any(|p| auth.principal.can(&case.queue, *p)) {
-        return Err(missing(&permissions, &case.queue));
-    }
-    // An unknown name, a locked user and one who may not read the queue get one answer: an
-    // assigner learns whom the case can go to, not who has an account or who is locked.
-    let cannot_work = |name: &str, queue: &str| {
-        ApiError::invalid(format!("{name:?} cannot work cases in queue {queue:?} (no such user, locked, or no read permission there)"))
-    };
-    let assignee = match &req.user {
-        None => None,
-        Some(name) => match store.user_id(name).await? {
-            Some(user_id) => Some(ctx.access.principal(user_id).await?.ok_or_else(|| cannot_work(name, &case.queue))?),
-            None => return Err(cannot_work(name, &case.queue)),
-        },
-    };
-    let mut change = begin(store, &auth, id, &permissions).await?;
-    let before = change.case.clone();
-    if let Some(p) = &assignee
-        && !p.can(&before.queue, Permission::Read)
-    {
-        return Err(cannot_work(&p.name, &before.queue));
-    }
-    change.case.assignee_id = assignee.as_ref().map(|p| p.user_id);
-    change.case.assignee = assignee.as_ref().map(|p| p.name.clone());
-    let detail = format!("assignee {}", arrow(before.assignee.as_deref(), change.case.assignee.as_deref()));
-    finish(change, &before, &auth, "assign", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.assign(&auth.principal, id, req.user.as_deref()).await?))
 }
 
 #[derive(Deserialize)]
@@ -313,31 +199,14 @@ pub struct TransferRequest {
     queue: String,
 }
 
-/// `POST /api/cases/{id}/transfer`: to another configured queue (supervise on the source). The
-/// assignment ends: the new queue's people pick the case up.
+/// `POST /api/cases/{id}/transfer`: to another configured queue (supervise on the source).
 pub async fn transfer(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TransferRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Supervise]).await?;
-    let before = change.case.clone();
-    if !ctx.settings.config.queues.iter().any(|q| q.name == req.queue) {
-        let names: Vec<&str> = ctx.settings.config.queues.iter().map(|q| q.name.as_str()).collect();
-        return Err(ApiError::invalid(format!("no queue is named {:?} (queues: {})", req.queue, names.join(", "))));
-    }
-    if before.queue == req.queue {
-        return Err(ApiError::conflict(format!("case {id} is already in queue {:?}", req.queue)));
-    }
-    change.transfer(&req.queue).await?;
-    let mut detail = format!("queue {}→{}", before.queue, req.queue);
-    if before.assignee_id.is_some() {
-        change.case.assignee_id = None;
-        change.case.assignee = None;
-        detail.push_str(&format!(" assignee {}", arrow(before.assignee.as_deref(), None)));
-    }
-    finish(change, &before, &auth, "transfer", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.transfer(&auth.principal, id, &req.queue).await?))
 }
 
 /// `POST /api/cases/{id}/escalate`: urgent, flagged and tagged `escalated`.
@@ -346,15 +215,7 @@ pub async fn escalate(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    change.case.escalated = true;
-    set_priority(&ctx, &mut change.case, Priority::Urgent);
-    if !change.case.tags.iter().any(|t| t == "escalated") {
-        change.case.tags.push("escalated".into());
-    }
-    let detail = format!("priority {}→urgent", before.priority);
-    finish(change, &before, &auth, "escalate", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.escalate(&auth.principal, id).await?))
 }
 
 #[derive(Deserialize)]
@@ -363,25 +224,14 @@ pub struct StatusRequest {
     status: String,
 }
 
-/// `POST /api/cases/{id}/status`: new → open → waiting → resolved → closed (and back to open or
-/// waiting; never back to new).
+/// `POST /api/cases/{id}/status`.
 pub async fn status(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<StatusRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    let status = status_name(&req.status)
-        .ok_or_else(|| ApiError::invalid(format!("unknown status {:?} (new, open, waiting, resolved, closed)", req.status)))?;
-    if status == "new" && before.status != "new" {
-        // A conflict with the case's state, not a malformed request (409, as for the same queue).
-        return Err(ApiError::conflict("a case that has been worked on cannot become new again; set it to open"));
-    }
-    set_status(&mut change.case, status, change.now);
-    let detail = format!("status {}→{status}", before.status);
-    finish(change, &before, &auth, "status", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.change_status(&auth.principal, id, &req.status).await?))
 }
 
 #[derive(Deserialize)]
@@ -397,13 +247,7 @@ pub async fn priority(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<PriorityRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    let priority = super::validate::priority(&req.priority)
-        .ok_or_else(|| ApiError::invalid(format!("unknown priority {:?} (urgent, normal or low)", req.priority)))?;
-    set_priority(&ctx, &mut change.case, priority);
-    let detail = format!("priority {}→{priority}", before.priority);
-    finish(change, &before, &auth, "priority", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.change_priority(&auth.principal, id, &req.priority).await?))
 }
 
 #[derive(Deserialize)]
@@ -421,18 +265,7 @@ pub async fn category(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<CategoryRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    let categories = &ctx.settings.config.categories;
-    if let Some(code) = &req.category
-        && !categories.iter().any(|c| &c.code == code)
-    {
-        let known: Vec<String> = categories.iter().map(|c| format!("{} ({})", c.code, c.name)).collect();
-        return Err(ApiError::invalid(format!("no category is coded {code:?} (known: {})", known.join(", "))));
-    }
-    change.case.category = req.category;
-    let detail = format!("category {}", arrow(before.category.as_deref(), change.case.category.as_deref()));
-    finish(change, &before, &auth, "category", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.change_category(&auth.principal, id, req.category).await?))
 }
 
 #[derive(Deserialize)]
@@ -451,22 +284,7 @@ pub async fn tags(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TagsRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    for tag in req.add.iter().chain(&req.remove) {
-        check_tag(tag)?;
-    }
-    change.case.tags.retain(|t| !req.remove.contains(t));
-    for tag in &req.add {
-        if !change.case.tags.contains(tag) {
-            change.case.tags.push(tag.clone());
-        }
-    }
-    // Tags are sealed: the history and the audit log record how many changed, never which.
-    let added = change.case.tags.iter().filter(|t| !before.tags.contains(t)).count();
-    let removed = before.tags.iter().filter(|t| !change.case.tags.contains(t)).count();
-    let detail = format!("tags added={added} removed={removed} count={}", change.case.tags.len());
-    finish(change, &before, &auth, "tags", &detail, Value::Null).await
+    Ok(outcome_json(ctx.cases.change_tags(&auth.principal, id, &req.add, &req.remove).await?))
 }
 
 #[derive(Deserialize)]
@@ -482,11 +300,7 @@ pub async fn note(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<NoteRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    check_text("text", &req.text)?;
-    let entry = change.add_entry("note", &auth.principal.name, &EntryBody { text: req.text, ..Default::default() }, None).await?;
-    finish(change, &before, &auth, "note", &format!("entry={entry}"), json!({ "entry": entry })).await
+    Ok(outcome_json(ctx.cases.note(&auth.principal, id, req.text).await?))
 }
 
 #[derive(Deserialize)]
@@ -506,46 +320,13 @@ pub async fn follow_up(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<FollowUpRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let mut change = begin(&ctx.access.store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    let due = chrono::DateTime::parse_from_rfc3339(&req.due)
-        .map_err(|e| ApiError::invalid(format!("due {:?} is not an RFC 3339 time such as 2026-03-02T09:00:00+01:00: {e}", req.due)))?;
-    let due_ms = due.timestamp_millis();
-    if due_ms <= change.now {
-        return Err(ApiError::invalid("due must be in the future"));
-    }
-    change.case.follow_up_at = Some(due_ms);
-    let due_text = millis_to_rfc3339(due_ms);
-    let body = EntryBody { text: req.note, due: Some(due_text.clone()), ..Default::default() };
-    let entry = change.add_entry("follow-up", &auth.principal.name, &body, None).await?;
-    finish(change, &before, &auth, "follow-up", &format!("entry={entry} due={due_text}"), json!({ "entry": entry })).await
+    Ok(outcome_json(ctx.cases.follow_up(&auth.principal, id, &req.due, req.note).await?))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyRequest {
     body: String,
-}
-
-/// Whom a reply goes to: Reply-To, else From, of the case's latest message from a person outside
-/// (automatic messages and our own addresses do not count). Returns (message id, mailbox, record).
-async fn customer(ctx: &HttpContext, case_id: i64) -> Result<Option<(i64, Mailbox, Record)>, ApiError> {
-    let store = &ctx.access.store;
-    for m in store.case_messages(case_id).await?.into_iter().rev().filter(|m| !m.automatic) {
-        let record = store.open_fields(m.id).await?;
-        let mailbox = record.reply_to.first().or(record.from.first()).cloned();
-        if let Some(mailbox) = mailbox.filter(|mb| {
-            mb.address.as_deref().is_some_and(|a| usable_address(a) && !ctx.settings.own_addresses.contains(&a.trim().to_lowercase()))
-        }) {
-            return Ok(Some((m.id, mailbox, record)));
-        }
-    }
-    Ok(None)
-}
-
-fn usable_address(address: &str) -> bool {
-    let a = address.trim();
-    a.contains('@') && !a.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
 }
 
 /// `POST /api/cases/{id}/reply`: to the customer through the outbox, tagged with the case's
@@ -556,81 +337,5 @@ pub async fn reply(
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<ReplyRequest>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let store = &ctx.access.store;
-    let case = readable_case(store, &auth, id).await?;
-    if !auth.principal.can(&case.queue, Permission::Act) {
-        return Err(missing(&[Permission::Act], &case.queue));
-    }
-    // The stated order: 401 → 404 → 403 → 422 → 503. A bad request is a 422 even without an outbox.
-    check_text("body", &req.body)?;
-    if ctx.settings.config.outbox.is_none() {
-        return Err(ApiError::unavailable("replies are sent through the outbox, and this server has no [outbox] section configured"));
-    }
-    let from = ctx
-        .settings
-        .queue_address(&case.queue)
-        .ok_or_else(|| ApiError::invalid(format!("queue {:?} has no address to send from", case.queue)))?
-        .to_string();
-    let (answers, to, original) =
-        customer(&ctx, id).await?.ok_or_else(|| ApiError::invalid("no message of this case names a customer address to reply to"))?;
-    let to_address = to.address.clone().unwrap_or_default();
-    let answered = compose::Original {
-        from: &from,
-        to_name: to.name.as_deref(),
-        to_address: &to_address,
-        subject: original.subject.as_deref(),
-        message_id: original.message_id.as_deref(),
-        references: &original.references,
-    };
-    let compose::Reply { data, message_id, subject } =
-        compose::reply(&answered, &case.opening, &req.body, &ctx.settings.config.server.hostname).map_err(ApiError::internal)?;
-
-    let mut change = begin(store, &auth, id, &[Permission::Act]).await?;
-    let before = change.case.clone();
-    if before.queue != case.queue {
-        return Err(ApiError::conflict("the case moved to another queue meanwhile; reload it and reply again"));
-    }
-    let outbox = change.enqueue_mail(answers, "reply", &from, &to_address, &data).await?;
-    let body = EntryBody { text: req.body, to: Some(to_address), subject: Some(subject), message_id: Some(message_id), due: None };
-    let entry = change.add_entry("reply", &auth.principal.name, &body, Some(outbox)).await?;
-    change.case.first_response_at = change.case.first_response_at.or(Some(change.now));
-    set_status(&mut change.case, "waiting", change.now);
-    let detail = format!("entry={entry} outbox={outbox} status {}→waiting", before.status);
-    finish(change, &before, &auth, "reply", &detail, json!({ "entry": entry, "outbox": outbox })).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_keeps_the_resolution_time_in_step() {
-        let mut case = CaseRow {
-            id: 1,
-            opening: "MR-1".into(),
-            queue: "support".into(),
-            status: "open".into(),
-            priority: "normal".into(),
-            category: None,
-            tags: vec![],
-            due_at: None,
-            opened_at: 0,
-            updated_at: 0,
-            assignee_id: None,
-            assignee: None,
-            escalated: false,
-            spam: false,
-            follow_up_at: None,
-            first_response_at: None,
-            resolved_at: None,
-        };
-        set_status(&mut case, "resolved", 10);
-        assert_eq!(case.resolved_at, Some(10));
-        set_status(&mut case, "closed", 20);
-        assert_eq!(case.resolved_at, Some(10), "closing keeps the resolution time");
-        set_status(&mut case, "open", 30);
-        assert_eq!(case.resolved_at, None, "re-opening clears it");
-        set_status(&mut case, "closed", 40);
-        assert_eq!(case.resolved_at, Some(40));
-    }
+    Ok(outcome_json(ctx.cases.reply(&auth.principal, id, req.body).await?))
 }

@@ -41,6 +41,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::access::Access;
+use crate::cases::Cases;
 use crate::config::Settings;
 use crate::shutdown::{Phase, Shutdown};
 use error::ApiError;
@@ -49,6 +50,8 @@ use error::ApiError;
 pub struct HttpContext {
     pub settings: Arc<Settings>,
     pub access: Access,
+    /// The case workflow: every queue, case and message endpoint goes through it.
+    pub cases: Cases,
     /// Some when `http.tls = true`.
     pub tls: Option<TlsAcceptor>,
     pub shutdown: Shutdown,

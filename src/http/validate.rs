@@ -1,12 +1,15 @@
-//! The input rules that the OpenAPI document declares and the handlers enforce, defined once
-//! here so the two cannot drift apart: case ids, free text, tags, comma-separated lists.
+//! The input rules that the OpenAPI document declares and the server enforces, side by side so
+//! the two cannot drift apart: case ids, free text, tags, comma-separated lists (the checks of
+//! case input are the case service's, `cases::input`, re-exported here).
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-use super::error::ApiError;
-use crate::intake::sla::Priority;
-use crate::store::cases::PRIORITIES;
+// The checks are the case service's (every caller gets the same rules); the document's patterns
+// here are tested against them.
+pub use crate::cases::input::{TAG_MAX_CHARS, check_tag, check_text, priority, split_list};
+#[cfg(test)]
+use crate::cases::input::{is_blank, is_tag_char};
 
 /// A case id in a path: 1 to `i64::MAX`, as the document declares. Anything else is a 400
 /// naming the rule, before any look-up.
@@ -23,53 +26,11 @@ impl<'de> Deserialize<'de> for CaseId {
     }
 }
 
-/// A priority exactly as the document's enum spells it (the config and the CLI are more lenient).
-pub fn priority(name: &str) -> Option<Priority> {
-    PRIORITIES.into_iter().find(|p| p.as_str() == name)
-}
-
-/// Blank characters for free text (notes, replies): JSON Schema's (ECMA-262) `\s`, spelled out
-/// because regex engines disagree about `\s` (Python's includes U+001C–U+001F and U+0085).
-fn is_blank(c: char) -> bool {
-    matches!(
-        c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
-    )
-}
-
 /// The document's pattern for free text: at least one character that is not blank.
 pub const TEXT_PATTERN: &str = "[^\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
 
-/// Free text must hold something other than blanks.
-pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
-    if text.chars().all(is_blank) {
-        return Err(ApiError::invalid(format!("{field} must not be empty or blank")));
-    }
-    Ok(())
-}
-
-pub const TAG_MAX_CHARS: usize = 64;
-
-/// Characters a tag may not contain: Unicode white space, control characters and commas
-/// (listings filter by tags in a query string, comma-separated lists use them).
-fn is_tag_char(c: char) -> bool {
-    !(c.is_whitespace() || c.is_control() || c == ',')
-}
-
-/// The document's pattern for a tag: the same characters as [`is_tag_char`], the whole string.
+/// The document's pattern for a tag: the same characters as [`crate::cases::input::is_tag_char`], the whole string.
 pub const TAG_PATTERN: &str = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,]+$";
-
-/// A tag: 1 to 64 characters without white space, control characters or commas.
-pub fn check_tag(tag: &str) -> Result<(), ApiError> {
-    let n = tag.chars().count();
-    if n == 0 || n > TAG_MAX_CHARS || !tag.chars().all(is_tag_char) {
-        return Err(ApiError::invalid(format!(
-            "tag {tag:?} must be 1 to {TAG_MAX_CHARS} characters without spaces, control characters or commas"
-        )));
-    }
-    Ok(())
-}
 
 /// Characters a password may not start or end with (white space and control characters, as
 /// `password::check_strength` refuses them), and those it may not contain at all (controls).
@@ -99,17 +60,6 @@ pub fn list_pattern(words: &[&str]) -> String {
 pub fn list_regex(words: &[&str]) -> String {
     let one = format!("({})", words.join("|"));
     format!("{one}(,{one})*")
-}
-
-/// The items of a comma-separated list, each checked by `parse`; no blanks, no empty items.
-pub fn split_list<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str, known: &str) -> Result<Vec<T>, ApiError> {
-    text.split(',')
-        .map(|item| {
-            parse(item).ok_or_else(|| {
-                ApiError::invalid(format!("unknown {what} {item:?} in {text:?} (known: {known}; separate with commas, no spaces)"))
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

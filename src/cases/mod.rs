@@ -1,0 +1,101 @@
+//! The case workflow, for every staff view (the HTTP API now; the web page and IMAP next): reading
+//! a case with its messages, entries and history, the raw message, the queues and their listings
+//! and statistics, and the actions (claim, assign, transfer, escalate, status, priority,
+//! category, tags, note, follow-up, reply).
+//!
+//! Every operation takes the acting [`Principal`] and applies the same rules whoever calls: a
+//! case in a queue the caller cannot read is "not found" (its existence is not revealed);
+//! permission comes before validation, so a refused caller learns nothing from the reason
+//! (not found, then forbidden, then invalid). Reads of customer data are audited; each action
+//! commits its change with its `case_history` row and audit entry in one transaction
+//! ([`crate::store::cases::CaseChange`]).
+//!
+//! * `workflow`: the actions on a case.
+//! * `reply`: the reply to the customer through the outbox.
+//! * `view`: a case with everything in it; the raw message.
+//! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
+//! * `input`: the rules for what staff type in.
+//! * `error`: why an operation was refused.
+
+pub mod error;
+pub mod input;
+pub mod queues;
+pub mod reply;
+pub mod view;
+pub mod workflow;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::access::Access;
+use crate::intake::regnum::RegFormat;
+use crate::intake::sla::Calendar;
+use crate::store::Store;
+pub use error::CaseError;
+pub use queues::{CaseList, ListRequest, ListedCase, QueueSummary, Statistics};
+pub use view::{CaseView, RawMessage};
+pub use workflow::Outcome;
+
+/// A configured queue, as the case service needs it.
+#[derive(Debug, Clone)]
+pub struct QueueSetting {
+    pub name: String,
+    /// The address the queue is reached at (its first): the From: of replies.
+    pub address: Option<String>,
+}
+
+/// A configured category: code and name.
+#[derive(Debug, Clone)]
+pub struct Category {
+    pub code: String,
+    pub name: String,
+}
+
+/// What the service needs from the configuration, built once at start by whoever wires it.
+#[derive(Debug, Clone)]
+pub struct CaseSettings {
+    /// In configuration order.
+    pub queues: Vec<QueueSetting>,
+    pub categories: Vec<Category>,
+    /// Due times follow a change of priority.
+    pub calendar: Arc<Calendar>,
+    /// The right-hand side of reply Message-IDs.
+    pub hostname: String,
+    /// Replies go out through the outbox; without one they are refused.
+    pub outbox_configured: bool,
+    /// Every address of ours, lower-cased: never replied to.
+    pub own_addresses: HashSet<String>,
+    /// How registration numbers are written (for the raw message by number).
+    pub reg_format: RegFormat,
+}
+
+impl CaseSettings {
+    fn queue(&self, name: &str) -> Option<&QueueSetting> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    fn queue_address(&self, name: &str) -> Option<&str> {
+        self.queue(name).and_then(|q| q.address.as_deref())
+    }
+}
+
+/// The case service: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Cases {
+    access: Access,
+    settings: Arc<CaseSettings>,
+}
+
+impl Cases {
+    pub fn new(access: Access, settings: CaseSettings) -> Cases {
+        Cases { access, settings: Arc::new(settings) }
+    }
+
+    pub fn settings(&self) -> &CaseSettings {
+        &self.settings
+    }
+
+    fn store(&self) -> &Store {
+        &self.access.store
+    }
+}

@@ -1,0 +1,116 @@
+//! Queue counts (next to a queue's name) and supervisors' statistics: no customer data.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::ACTIVE;
+use crate::store::{Store, StoreError};
+
+/// Counts shown next to a queue's name.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueCounts {
+    /// Cases in each active status.
+    pub by_status: BTreeMap<String, i64>,
+    pub active: i64,
+    pub overdue: i64,
+}
+
+/// Statistics of one queue (no customer data).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub total: i64,
+    pub by_status: BTreeMap<String, i64>,
+    pub by_priority: BTreeMap<String, i64>,
+    /// Category code, or "none".
+    pub by_category: BTreeMap<String, i64>,
+    pub active: i64,
+    pub overdue: i64,
+    /// Answered after their due time, or still unanswered and past it.
+    pub breached: i64,
+    pub responded: i64,
+    pub median_first_response_seconds: Option<f64>,
+    pub resolved: i64,
+    pub median_resolution_seconds: Option<f64>,
+}
+
+impl Store {
+    pub async fn queue_counts(&self, queue: &str, now: i64) -> Result<QueueCounts, StoreError> {
+        let mut counts = QueueCounts::default();
+        for status in ACTIVE {
+            counts.by_status.insert(status.to_string(), 0);
+        }
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') GROUP BY status")
+                .bind(queue)
+                .fetch_all(&self.pool)
+                .await?;
+        for r in rows {
+            let n: i64 = r.get(1);
+            counts.active += n;
+            counts.by_status.insert(r.get(0), n);
+        }
+        // Naming every priority lets SQLite count a due_at range in each (status, priority) run.
+        counts.overdue = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at < $2")
+            .bind(queue)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(counts)
+    }
+
+    pub async fn queue_stats(&self, queue: &str, now: i64) -> Result<QueueStats, StoreError> {
+        let mut stats = QueueStats { queue: queue.to_string(), ..Default::default() };
+        let rows = sqlx::query(
+            "SELECT status, priority, category, COUNT(*),
+                    SUM(CASE WHEN status IN ('new', 'open') AND due_at < $1 THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
+                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END)
+             FROM cases WHERE queue = $2 GROUP BY status, priority, category",
+        )
+        .bind(now)
+        .bind(queue)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            let (status, priority, category, n): (String, String, Option<String>, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            stats.total += n;
+            if ACTIVE.contains(&status.as_str()) {
+                stats.active += n;
+            }
+            stats.overdue += r.get::<i64, _>(4);
+            stats.breached += r.get::<i64, _>(5);
+            *stats.by_status.entry(status).or_default() += n;
+            *stats.by_priority.entry(priority).or_default() += n;
+            *stats.by_category.entry(category.unwrap_or_else(|| "none".into())).or_default() += n;
+        }
+        (stats.responded, stats.median_first_response_seconds) = self.median_ms(queue, "first_response_at").await?;
+        (stats.resolved, stats.median_resolution_seconds) = self.median_ms(queue, "resolved_at").await?;
+        Ok(stats)
+    }
+
+    /// How many cases of the queue have `column` (one of two fixed names) set, and the median of `column - opened_at` in seconds.
+    async fn median_ms(&self, queue: &str, column: &'static str) -> Result<(i64, Option<f64>), StoreError> {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases WHERE queue = $1 AND {column} IS NOT NULL")))
+                .bind(queue)
+                .fetch_one(&self.pool)
+                .await?;
+        if n == 0 {
+            return Ok((0, None));
+        }
+        // The middle value, or the two middle values of an even count.
+        let middle: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} - opened_at AS d FROM cases WHERE queue = $1 AND {column} IS NOT NULL ORDER BY d LIMIT $2 OFFSET $3"
+        )))
+        .bind(queue)
+        .bind(if n % 2 == 0 { 2 } else { 1 })
+        .bind((n - 1) / 2)
+        .fetch_all(&self.pool)
+        .await?;
+        let median = middle.iter().sum::<i64>() as f64 / middle.len().max(1) as f64 / 1000.0;
+        Ok((n, Some(median)))
+    }
+}

@@ -1,0 +1,142 @@
+//! A case's tags, sealed under the case's own data key (made with its first tag), and found by
+//! a keyed blind index per tag (`case_tags`), never by their text.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::{CaseKey, SealedTags};
+use crate::store::crypto::{DataKey, KeyRing, aad};
+use crate::store::{Store, StoreError};
+
+/// Seals `tags` under the case's key, making one (a fresh data key and uid) for its first tag.
+pub fn seal_tags(keys: &KeyRing, key: Option<&CaseKey>, tags: &[String]) -> Result<SealedTags, StoreError> {
+    let (key, data_key) = match key {
+        Some(k) => (k.clone(), keys.unwrap(k.key_id as u32, &k.wrapped_key, &aad("dek", &k.uid))?),
+        None => {
+            let uid = crate::outbox::new_uid()?.to_vec();
+            let data_key = DataKey::generate()?;
+            let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;
+            (CaseKey { uid, key_id: key_id as i64, wrapped_key }, data_key)
+        }
+    };
+    let tags_ct = if tags.is_empty() {
+        None
+    } else {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(tags).expect("strings always serialise"));
+        Some(data_key.seal(&aad("case-tags", &key.uid), &plain)?)
+    };
+    let mut index: Vec<Vec<u8>> = tags.iter().map(|t| keys.tag_index(t)).collect();
+    index.sort();
+    index.dedup();
+    Ok(SealedTags { key, tags_ct, index })
+}
+
+impl Store {
+    /// The tags of a case from its sealed column (empty when it has none).
+    pub(super) fn open_tags(&self, case_id: i64, key: Option<&CaseKey>, tags_ct: Option<&[u8]>) -> Result<Vec<String>, StoreError> {
+        let (Some(key), Some(ct)) = (key, tags_ct) else {
+            return match tags_ct {
+                Some(_) => Err(StoreError::BatchFailed(format!("case {case_id} has sealed tags but no key"))),
+                None => Ok(Vec::new()),
+            };
+        };
+        let plain = zeroize::Zeroizing::new(self.row_key(&key.uid, key.key_id, &key.wrapped_key)?.open(&aad("case-tags", &key.uid), ct)?);
+        serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("stored tags of case {case_id} unreadable: {e}")))
+    }
+
+    /// The tags of several cases (for the operators' `message list`).
+    pub async fn case_tags_many(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut b = QueryBuilder::<Sqlite>::new("SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE id IN (");
+        let mut list = b.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        b.push(")");
+        let mut out = HashMap::new();
+        for r in b.build().fetch_all(&self.pool).await? {
+            let id: i64 = r.get(0);
+            let key = match (r.get::<Option<Vec<u8>>, _>(1), r.get::<Option<i64>, _>(2), r.get::<Option<Vec<u8>>, _>(3)) {
+                (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+                _ => None,
+            };
+            out.insert(id, self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(4))?);
+        }
+        Ok(out)
+    }
+
+    /// Seals the clear tags that migration 0006 found (written before tags were sealed), in
+    /// batches, and wipes their clear text: `secure_delete` zeroes the old row contents in the
+    /// pages, and the WAL that held them is truncated. Cheap once done (the list is empty).
+    pub async fn seal_clear_tags(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases_clear_tags").fetch_one(&mut *conn).await?;
+        if pending == 0 {
+            return Ok(0);
+        }
+        // SQLite-specific (like BEGIN IMMEDIATE below): belongs in `store::sqlite` with the rest.
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        let mut sealed = 0u64;
+        loop {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let rows = sqlx::query(
+                "SELECT c.id, c.tags, c.tags_ct, c.uid, c.key_id, c.wrapped_key FROM cases_clear_tags p JOIN cases c ON c.id = p.case_id ORDER BY p.case_id LIMIT 500",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let id: i64 = r.get(0);
+                let clear: Vec<String> = serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default();
+                let key = match (r.get::<Option<Vec<u8>>, _>(3), r.get::<Option<i64>, _>(4), r.get::<Option<Vec<u8>>, _>(5)) {
+                    (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+                    _ => None,
+                };
+                // Tags sealed since the migration come first, then the old clear ones.
+                let mut tags = self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(2))?;
+                for tag in clear {
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+                write_tags(&mut tx, &self.keys, id, key.as_ref(), &tags).await?;
+                sqlx::query("UPDATE cases SET tags = '[]' WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM cases_clear_tags WHERE case_id = $1").bind(id).execute(&mut *tx).await?;
+                sealed += 1;
+            }
+            tx.commit().await?;
+        }
+        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        Ok(sealed)
+    }
+}
+
+/// Stores a case's tags sealed (making its key with the first tag) and their blind indexes.
+pub(super) async fn write_tags(
+    tx: &mut Transaction<'_, Sqlite>,
+    keys: &KeyRing,
+    case_id: i64,
+    key: Option<&CaseKey>,
+    tags: &[String],
+) -> Result<CaseKey, StoreError> {
+    let sealed = seal_tags(keys, key, tags)?;
+    sqlx::query("UPDATE cases SET uid = $1, key_id = $2, wrapped_key = $3, tags_ct = $4 WHERE id = $5")
+        .bind(&sealed.key.uid)
+        .bind(sealed.key.key_id)
+        .bind(&sealed.key.wrapped_key)
+        .bind(&sealed.tags_ct)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM case_tags WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
+    for idx in &sealed.index {
+        sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2)").bind(case_id).bind(idx).execute(&mut **tx).await?;
+    }
+    Ok(sealed.key)
+}
