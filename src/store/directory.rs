@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::crypto::{DataKey, aad};
+use super::crypto::aad;
 use super::{Store, StoreError, audit, now_millis};
 
 pub const TIERS: [&str; 3] = ["vip", "long-term", "prospect"];
@@ -73,11 +73,8 @@ impl Store {
         let mut tx = super::sqlite::begin_write(&self.pool).await?;
         for c in customers {
             let key = entry_key(&self.keys, &c.address_or_domain);
-            let mut uid = [0u8; 16];
-            aws_lc_rs::rand::fill(&mut uid).map_err(|_| super::crypto::CryptoError::Random)?;
-            let data_key = DataKey::generate()?;
-            let entry_ct = data_key.seal(&aad("customer", &uid), &serde_json::to_vec(c).expect("serialises"))?;
-            let (key_id, wrapped) = self.keys.wrap(&data_key, &aad("dek", &uid))?;
+            let row = self.keys.new_row()?;
+            let entry_ct = row.seal("customer", &serde_json::to_vec(c).expect("serialises"))?;
             sqlx::query(
                 "INSERT INTO customers (key_idx, tier, uid, key_id, wrapped_key, entry_ct) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (key_idx) DO UPDATE SET tier = excluded.tier, uid = excluded.uid, key_id = excluded.key_id,
@@ -85,9 +82,9 @@ impl Store {
             )
             .bind(&key)
             .bind(&c.tier)
-            .bind(&uid[..])
-            .bind(key_id as i64)
-            .bind(&wrapped)
+            .bind(&row.uid[..])
+            .bind(row.key_id as i64)
+            .bind(&row.wrapped_key)
             .bind(&entry_ct)
             .execute(&mut *tx)
             .await?;

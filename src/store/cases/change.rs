@@ -7,7 +7,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::tags::write_tags;
 use super::{CASE_BY_ID, CaseKey, CaseRow, EntryBody, case_from_row};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::crypto::{DataKey, aad};
+use crate::store::outbox::NewOutboxMail;
 use crate::store::{Store, StoreError, now_millis};
 
 impl Store {
@@ -71,20 +71,18 @@ impl CaseChange<'_> {
 
     /// Seals and stores a staff entry; returns its id.
     pub async fn add_entry(&mut self, kind: &str, author: &str, body: &EntryBody, outbox_id: Option<i64>) -> Result<i64, StoreError> {
-        let uid = crate::outbox::new_uid()?;
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(body).expect("strings always serialise"));
-        let data_key = DataKey::generate()?;
-        let body_ct = data_key.seal(&aad("entry", &uid), &plain)?;
-        let (key_id, wrapped_key) = self.store.keys.wrap(&data_key, &aad("dek", &uid))?;
+        let row = self.store.keys.new_row()?;
+        let body_ct = row.seal("entry", &plain)?;
         let id: i64 = sqlx::query_scalar("INSERT INTO case_entries (case_id, at, author, kind, outbox_id, uid, key_id, wrapped_key, body_ct) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
             .bind(self.case.id)
             .bind(self.now)
             .bind(author)
             .bind(kind)
             .bind(outbox_id)
-            .bind(&uid[..])
-            .bind(key_id as i64)
-            .bind(wrapped_key)
+            .bind(&row.uid[..])
+            .bind(row.key_id as i64)
+            .bind(&row.wrapped_key)
             .bind(body_ct)
             .fetch_one(&mut *self.tx)
             .await?;
@@ -93,21 +91,8 @@ impl CaseChange<'_> {
 
     /// Writes outgoing mail into the outbox in this transaction; returns the outbox row id.
     pub async fn enqueue_mail(&mut self, answers: i64, kind: &str, from: &str, to: &str, data: &[u8]) -> Result<i64, StoreError> {
-        let uid = crate::outbox::new_uid()?;
-        let (key_id, wrapped_key, mail_ct) = crate::outbox::seal_mail(&self.store.keys, &uid, from, &[to], data)?;
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO outbox (message_id, kind, rcpt_idx, created_at, next_attempt_at, uid, key_id, wrapped_key, mail_ct) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
-                .bind(answers)
-                .bind(kind)
-                .bind(crate::outbox::rcpt_index(&self.store.keys, to))
-                .bind(self.now)
-                .bind(self.now)
-                .bind(&uid[..])
-                .bind(key_id as i64)
-                .bind(wrapped_key)
-                .bind(mail_ct)
-                .fetch_one(&mut *self.tx)
-                .await?;
+        let row = NewOutboxMail::seal(&self.store.keys, Some(answers), kind, from, &[to], data, self.now)?;
+        let id = crate::store::outbox::insert(&mut self.tx, &row).await?;
         Ok(id)
     }
 

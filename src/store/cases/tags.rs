@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{CaseKey, SealedTags};
-use crate::store::crypto::{DataKey, KeyRing, aad};
+use crate::store::crypto::{KeyRing, aad};
 use crate::store::{Store, StoreError};
 
 /// Seals `tags` under the case's key, making one (a fresh data key and uid) for its first tag.
@@ -14,10 +14,8 @@ pub fn seal_tags(keys: &KeyRing, key: Option<&CaseKey>, tags: &[String]) -> Resu
     let (key, data_key) = match key {
         Some(k) => (k.clone(), keys.unwrap(k.key_id as u32, &k.wrapped_key, &aad("dek", &k.uid))?),
         None => {
-            let uid = crate::outbox::new_uid()?.to_vec();
-            let data_key = DataKey::generate()?;
-            let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;
-            (CaseKey { uid, key_id: key_id as i64, wrapped_key }, data_key)
+            let row = keys.new_row()?;
+            (CaseKey { uid: row.uid.to_vec(), key_id: row.key_id as i64, wrapped_key: row.wrapped_key }, row.key)
         }
     };
     let tags_ct = if tags.is_empty() {
