@@ -333,7 +333,7 @@ async fn delivered_exactly_once_after_the_smarthost_comes_back() {
     worker.stop().await;
     // The database, its WAL (while open) and everything else in the data dir; again after close.
     assert_nothing_in_clear(dir.path());
-    store.pool.close().await;
+    store.close().await;
     assert_nothing_in_clear(dir.path());
 }
 

@@ -17,7 +17,7 @@ use super::config::OutboxConfig;
 use super::smarthost::{Connection, Delivery, Failure, Sender};
 use crate::shutdown::{Phase, Shutdown};
 use crate::store::outbox::{self as rows, Attempt, OutboxError, OutboxRow, open_mail};
-use crate::store::{Store, now_millis};
+use crate::store::{Store, StoreError, now_millis};
 
 /// Runs until shutdown: takes due rows, delivers them, records the outcome.
 pub async fn run(store: Store, config: OutboxConfig, mut shutdown: Shutdown) {
@@ -112,7 +112,7 @@ impl Worker {
     }
 
     /// Earliest `next_attempt_at` of any row still to be sent (unix ms).
-    async fn next_due(&self) -> Result<Option<i64>, sqlx::Error> {
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         rows::next_due(&self.store).await
     }
 
@@ -199,18 +199,18 @@ impl Worker {
     }
 
     /// Takes the due rows for this worker, leased to it for [`Worker::lease`].
-    async fn claim(&self) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    async fn claim(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let now = now_millis();
         rows::claim(&self.store, now, now + self.lease().as_millis() as i64, self.config.batch).await
     }
 
     /// Hands claimed rows back, due now, without counting an attempt.
-    async fn release(&self, ids: &[i64]) -> Result<(), sqlx::Error> {
+    async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
         rows::release(&self.store, ids).await
     }
 
     /// Writes (and drains) the outcomes in one transaction.
-    async fn record(&self, outcomes: &mut Vec<Outcome>) -> Result<(), sqlx::Error> {
+    async fn record(&self, outcomes: &mut Vec<Outcome>) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }

@@ -17,16 +17,22 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection};
 
 use super::crypto::{CryptoError, KeyRing, aad};
-use super::{Store, now_millis, sqlite};
+use super::{Store, StoreError, now_millis, sqlite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error("sealed mail is malformed: {0}")]
     Format(&'static str),
+}
+
+impl From<sqlx::Error> for OutboxError {
+    fn from(e: sqlx::Error) -> Self {
+        OutboxError::Db(e.into())
+    }
 }
 
 /// One outgoing message in clear: envelope sender (empty = null reverse-path `<>`), envelope
@@ -198,7 +204,7 @@ pub fn open_mail(keys: &KeyRing, row: &OutboxRow) -> Result<Mail, OutboxError> {
 /// never get the same row (SQLite runs it under the write lock; a stale snapshot fails instead
 /// of claiming twice). `lease_until` (unix ms) hands the rows back if the worker dies while
 /// sending. Oldest first. (PostgreSQL will want `FOR UPDATE SKIP LOCKED` here.)
-pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> Result<Vec<OutboxRow>, sqlx::Error> {
+pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> Result<Vec<OutboxRow>, StoreError> {
     let rows = sqlx::query(
         "UPDATE outbox SET status = 'sending', next_attempt_at = $1
          WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
@@ -229,7 +235,7 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> R
 }
 
 /// Hands claimed rows back, due now, without counting an attempt.
-pub async fn release(store: &Store, ids: &[i64]) -> Result<(), sqlx::Error> {
+pub async fn release(store: &Store, ids: &[i64]) -> Result<(), StoreError> {
     let mut tx = sqlite::begin_write(&store.pool).await?;
     for id in ids {
         sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status = 'sending'")
@@ -238,7 +244,8 @@ pub async fn release(store: &Store, ids: &[i64]) -> Result<(), sqlx::Error> {
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What became of one claimed row.
@@ -253,7 +260,7 @@ pub enum Attempt<'a> {
 
 /// Writes the attempts (row id, attempts so far, what happened) in one transaction, `now` as the
 /// time of sending.
-pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i64) -> Result<(), sqlx::Error> {
+pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i64) -> Result<(), StoreError> {
     let mut tx = sqlite::begin_write(&store.pool).await?;
     for (id, count, attempt) in attempts {
         match attempt {
@@ -288,12 +295,16 @@ pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i6
             }
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Earliest `next_attempt_at` of any row still to be sent (unix ms).
-pub async fn next_due(store: &Store) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')").fetch_one(&store.pool).await
+pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
+    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')")
+        .fetch_one(&store.pool)
+        .await
+        .map_err(StoreError::from)
 }
 
 /// Where one row stands (for operators and tests).
@@ -306,24 +317,24 @@ pub struct RowState {
     pub sent_at: Option<i64>,
 }
 
-pub async fn state(store: &Store, id: i64) -> Result<RowState, sqlx::Error> {
+pub async fn state(store: &Store, id: i64) -> Result<RowState, StoreError> {
     let row = sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await?;
     Ok(RowState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) })
 }
 
 /// The sealed mail of one row, as stored (to check that nothing is in clear).
-pub async fn sealed_mail(store: &Store, id: i64) -> Result<Vec<u8>, sqlx::Error> {
-    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await
+pub async fn sealed_mail(store: &Store, id: i64) -> Result<Vec<u8>, StoreError> {
+    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await.map_err(StoreError::from)
 }
 
 /// Attempts made over all rows.
-pub async fn total_attempts(store: &Store) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(&store.pool).await
+pub async fn total_attempts(store: &Store) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(&store.pool).await.map_err(StoreError::from)
 }
 
 /// Marks a row as claimed by a worker whose lease ends at `lease_until` (unix ms), as [`claim`]
 /// leaves it: for tests that play a worker which died while sending.
-pub async fn mark_sending(store: &Store, id: i64, lease_until: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_sending(store: &Store, id: i64, lease_until: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = $1 WHERE id = $2")
         .bind(lease_until)
         .bind(id)
