@@ -4,14 +4,19 @@
 //! fingerprint, encrypt under a fresh data key. All of this runs in the session's task, so it is
 //! spread over every core; only the numbering and the commit are serialised (`store::writer`).
 //! Here too: SPF/DKIM/DMARC (`auth`), the customer tier (`Directory`), classification (`rules`),
-//! the SLA due time (`sla`), threading keys and the acknowledgement decision; the writer resolves
-//! threading against the store and writes any acknowledgement in the same transaction.
+//! the SLA due time (`sla`), threading keys and the acknowledgement decision. Registration itself
+//! (`commit`) runs inside the writer's transaction: threading against the store, case placement,
+//! the acknowledgement, our Received header.
 
 pub mod auth;
+mod commit;
 pub mod record;
 pub mod regnum;
 pub mod rules;
 pub mod sla;
+mod submission;
+
+pub use submission::{AckRequest, Outcome, Routing, Submission, Trace};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use crate::config::Settings;
 use crate::store::StoreError;
 use crate::store::codec;
 use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
-use crate::store::writer::{Outcome, Routing, Submission, Trace, WriterHandle};
+use crate::store::writer::WriterHandle;
 use regnum::SubjectTag;
 
 /// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
@@ -162,7 +167,7 @@ impl Intake {
         } else {
             prepare(&self.keys, &self.settings, &self.directory, envelope, &data, received_at, auth.as_ref())?
         };
-        Ok(self.writer.submit(submission).await?)
+        Ok(self.writer.submit(Box::new(submission)).await?.into())
     }
 }
 
@@ -260,7 +265,7 @@ pub fn classify(
 
 fn prepare(
     keys: &KeyRing,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     directory: &Directory,
     envelope: &Envelope,
     data: &[u8],
@@ -351,6 +356,7 @@ fn prepare(
         msgid_idx,
         dedupe_idx,
         trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
+        settings: settings.clone(),
     })
 }
 
@@ -361,7 +367,7 @@ fn acknowledgement(
     record: &record::Record,
     headers: Option<&mail_parser::Message>,
     allowed: bool,
-) -> Option<crate::store::writer::AckRequest> {
+) -> Option<AckRequest> {
     if !allowed {
         return None;
     }
@@ -369,7 +375,7 @@ fn acknowledgement(
         tracing::debug!(reason, "no acknowledgement");
         return None;
     }
-    Some(crate::store::writer::AckRequest {
+    Some(AckRequest {
         to: envelope.mail_from.clone(),
         subject: record.subject.clone().unwrap_or_default(),
         message_id: record.message_id.clone(),
