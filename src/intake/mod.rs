@@ -10,7 +10,10 @@
 
 pub mod auth;
 mod commit;
-pub mod record;
+/// The record type is stored sealed, so it lives in the store; extraction is intake's.
+pub mod record {
+    pub use crate::store::record::*;
+}
 pub mod regnum;
 pub mod rules;
 pub mod sla;

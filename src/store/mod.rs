@@ -11,6 +11,7 @@ pub mod codec;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
+pub mod record;
 mod sqlite;
 pub mod writer;
 
@@ -277,7 +278,7 @@ impl Store {
 
     /// The extracted record of message `id` (from, to, subject, dates …), decrypted. Not audited
     /// (see `open_message`).
-    pub async fn open_fields(&self, id: i64) -> Result<crate::intake::record::Record, StoreError> {
+    pub async fn open_fields(&self, id: i64) -> Result<record::Record, StoreError> {
         let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -293,13 +294,7 @@ impl Store {
     }
 
     /// A message's extracted record from its row's `uid, key_id, wrapped_key, fields_ct`.
-    pub fn open_record(
-        &self,
-        uid: &[u8],
-        key_id: i64,
-        wrapped_key: &[u8],
-        fields_ct: &[u8],
-    ) -> Result<crate::intake::record::Record, StoreError> {
+    pub fn open_record(&self, uid: &[u8], key_id: i64, wrapped_key: &[u8], fields_ct: &[u8]) -> Result<record::Record, StoreError> {
         let fields = zeroize::Zeroizing::new(self.row_key(uid, key_id, wrapped_key)?.open(&aad("fields", uid), fields_ct)?);
         serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
     }
