@@ -10,8 +10,10 @@
 
 pub mod auth;
 mod commit;
+pub mod extract;
 /// The record type is stored sealed, so it lives in the store; extraction is intake's.
 pub mod record {
+    pub use super::extract::{extract, extract_with_headers};
     pub use crate::store::record::*;
 }
 pub mod regnum;

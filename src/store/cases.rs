@@ -24,9 +24,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::audit::{self, AuditEntry};
 use super::crypto::{DataKey, KeyRing, aad};
+use super::priority::Priority;
+use super::record::Record;
 use super::{Store, StoreError, now_millis};
-use crate::intake::record::Record;
-use crate::intake::sla::Priority;
 
 pub const STATUSES: [&str; 5] = ["new", "open", "waiting", "resolved", "closed"];
 /// What a listing shows unless asked otherwise: the cases someone still has to work on.
@@ -738,7 +738,7 @@ impl Store {
     /// The row id of a registration number (the check digit may be left out).
     pub async fn message_id_by_number(&self, number: &str) -> Result<Option<i64>, StoreError> {
         let format = &self.settings.reg_format;
-        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
         Ok(sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
             .bind(format.counter_year(year))
             .bind(seq as i64)

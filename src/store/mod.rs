@@ -11,6 +11,7 @@ pub mod codec;
 pub mod crypto;
 pub mod directory;
 pub mod mailbox;
+pub mod priority;
 pub mod record;
 mod sqlite;
 pub mod writer;
@@ -23,7 +24,6 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 use crate::config::Settings;
-use crate::intake::regnum::RegNumError;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -40,8 +40,9 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    /// Not a registration number: the text given, and why (the format is intake's).
     #[error("{0}: {1}")]
-    BadNumber(String, RegNumError),
+    BadNumber(String, String),
     #[error("no message is registered as {0}")]
     NotFound(String),
     #[error("the store is shutting down")]
@@ -231,7 +232,7 @@ impl Store {
     /// Decrypts a stored message (our trace header + the bytes received) and audits the read.
     pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
         let format = &self.settings.reg_format;
-        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = ? AND reg_seq = ?")
             .bind(format.counter_year(year))
             .bind(seq as i64)
