@@ -37,7 +37,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     let store = Store::open(settings.clone()).await.context("opening the store")?;
     let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
-    let (writer, writer_thread) = writer::spawn(store.clone()).context("starting the writer")?;
+    let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).context("starting the writer")?;
 
     let directory = crate::intake::Directory::default();
     directory.replace(store.customer_tiers().await.context("loading the customer directory")?);

@@ -261,7 +261,7 @@ async fn wait_for_status(store: &Store, id: i64, status: &str, within: Duration)
 
 fn acknowledgement(number: &str) -> Vec<u8> {
     let due = Utc.with_ymd_and_hms(2026, 3, 4, 15, 30, 0).unwrap();
-    outbox::render(
+    outbox::compose::acknowledgement(
         &AckTemplate::default(),
         number,
         "Where is my order?",
@@ -288,7 +288,7 @@ async fn delivered_exactly_once_after_the_smarthost_comes_back() {
     let store = open_store(dir.path()).await;
     let data = acknowledgement("MR-2026-000123-7");
     // Null reverse-path, as RFC 3834 recommends for automatic responses.
-    let id = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &data).await.unwrap();
+    let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &data).await.unwrap();
 
     // At rest: neither the recipient nor the content is readable, in the row or anywhere in the
     // database files.
@@ -355,7 +355,7 @@ async fn a_permanent_refusal_fails_the_row_at_once() {
     let store = open_store(dir.path()).await;
     let port = free_port();
     let capture = Capture::start(port, Mode::RejectRcpt, None).await;
-    let id = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000124-5")).await.unwrap();
+    let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000124-5")).await.unwrap();
     let worker = start_worker(&store, config(port));
 
     let failed = wait_for_status(&store, id, "failed", Duration::from_secs(10)).await;
@@ -375,7 +375,7 @@ async fn a_permanent_refusal_fails_the_row_at_once() {
 async fn retries_stop_after_max_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).await;
-    let id = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000125-3")).await.unwrap();
+    let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000125-3")).await.unwrap();
     let config = OutboxConfig {
         max_attempts: 3,
         retry_initial: Duration::from_millis(50),
@@ -401,7 +401,9 @@ async fn two_workers_never_send_a_row_twice() {
     for i in 0..ROWS {
         let number = format!("MR-2026-{:06}-0", 1000 + i);
         let rcpt = format!("customer{i}@customer.example");
-        ids.push(outbox::insert(&store, None, "ack", "support@example.com", &[rcpt], &acknowledgement(&number)).await.unwrap());
+        ids.push(
+            mailroom::store::outbox::enqueue(&store, None, "ack", "support@example.com", &[rcpt], &acknowledgement(&number)).await.unwrap(),
+        );
     }
     let batch = OutboxConfig { batch: 4, ..config(port) };
     let a = start_worker(&store, batch.clone());
@@ -444,7 +446,7 @@ async fn starttls_is_used_when_configured() {
     let tls = mailroom::tls::server_config(&store.settings).expect("self-signed certificate");
     let port = free_port();
     let capture = Capture::start(port, Mode::Accept, Some(tls)).await;
-    let id = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000126-1")).await.unwrap();
+    let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000126-1")).await.unwrap();
     let worker = start_worker(&store, OutboxConfig { tls: TlsMode::Starttls, allow_invalid_certs: true, ..config(port) });
 
     let sent = wait_for_status(&store, id, "sent", Duration::from_secs(10)).await;
@@ -464,7 +466,7 @@ async fn starttls_required_never_falls_back_to_plain_text() {
     let plain = Capture::start(plain_port, Mode::Accept, None).await;
     let tls_port = free_port();
     let untrusted = Capture::start(tls_port, Mode::Accept, Some(tls)).await;
-    let a = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000127-0")).await.unwrap();
+    let a = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000127-0")).await.unwrap();
     let no_starttls = start_worker(&store, OutboxConfig { tls: TlsMode::Starttls, ..config(plain_port) });
     wait_for(&store, a, "attempted", Duration::from_secs(10), |s| s.last_error.is_some() && s.status != "sending").await;
     no_starttls.stop().await;
@@ -489,8 +491,11 @@ async fn a_row_left_sending_by_a_dead_worker_is_sent_after_its_lease() {
     let store = open_store(dir.path()).await;
     let port = free_port();
     let capture = Capture::start(port, Mode::Accept, None).await;
-    let orphan = outbox::insert(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000128-8")).await.unwrap();
-    let held = outbox::insert(&store, None, "ack", "", &["other@customer.example"], &acknowledgement("MR-2026-000129-6")).await.unwrap();
+    let orphan =
+        mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000128-8")).await.unwrap();
+    let held = mailroom::store::outbox::enqueue(&store, None, "ack", "", &["other@customer.example"], &acknowledgement("MR-2026-000129-6"))
+        .await
+        .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     // A worker claimed both and died: one lease has run out, the other has not.
     for (id, lease_until) in [(orphan, now - 1), (held, now + 3_600_000)] {

@@ -95,7 +95,17 @@ fn exercise(settings: &Settings) {
         let template = settings.acknowledgement_for(queue, decision.category.as_deref());
         let due = settings.calendar.due(received, decision.priority).with_timezone(&settings.calendar.timezone());
         let number = settings.reg_format.format(2026, 7);
-        let ack = crate::outbox::render(template, &number, "complaint", due, queue, "support@example.com", "ana@customer.org", None, "h");
+        let ack = crate::outbox::compose::acknowledgement(
+            template,
+            &number,
+            "complaint",
+            due,
+            queue,
+            "support@example.com",
+            "ana@customer.org",
+            None,
+            "h",
+        );
         let parsed = mail_parser::MessageParser::default().parse(&ack).expect("an acknowledgement parses");
         assert!(parsed.subject().unwrap_or_default().starts_with(&format!("[{number}]")), "the acknowledgement's subject lost the tag");
     }

@@ -123,7 +123,7 @@ fn acknowledge(
         let _ = crate::outbox::skip_reason(&envelope.mail_from, headers, &settings.own_addresses);
     }
     let number = settings.reg_format.format(2026, 123);
-    let rendered = crate::outbox::render(
+    let rendered = crate::outbox::compose::acknowledgement(
         settings.acknowledgement_for(queue, category),
         &number,
         record.subject.as_deref().unwrap_or(""),

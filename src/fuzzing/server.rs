@@ -134,7 +134,8 @@ impl Server {
         let (store, smtp, writer_thread, smtp_listener, imap_addr) = rt.block_on(async {
             let store = Store::open(settings.clone()).await.expect("opening the store");
             let tls = TlsAcceptor::from(crate::tls::server_config(&settings).expect("TLS setup"));
-            let (writer, writer_thread) = crate::store::writer::spawn(store.clone()).expect("starting the writer");
+            let (writer, writer_thread) =
+                crate::store::writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).expect("starting the writer");
             let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
             let smtp = Arc::new(SmtpContext { settings: settings.clone(), intake, tls: tls.clone(), shutdown: shutdown.clone() });
             let access = Access::new(store.clone());

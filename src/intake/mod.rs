@@ -4,15 +4,25 @@
 //! fingerprint, encrypt under a fresh data key. All of this runs in the session's task, so it is
 //! spread over every core; only the numbering and the commit are serialised (`store::writer`).
 //! Here too: SPF/DKIM/DMARC (`auth`), the customer tier (`Directory`), classification (`rules`),
-//! the SLA due time (`sla`), threading keys and the acknowledgement decision; the writer resolves
-//! threading against the store and writes any acknowledgement in the same transaction.
+//! the SLA due time (`sla`), threading keys and the acknowledgement decision. Registration itself
+//! (`commit`) runs inside the writer's transaction: threading against the store, case placement,
+//! the acknowledgement, our Received header.
 
 pub mod auth;
+mod commit;
 pub mod config;
-pub mod record;
+pub mod extract;
+/// The record type is stored sealed, so it lives in the store; extraction is intake's.
+pub mod record {
+    pub use super::extract::{extract, extract_with_headers};
+    pub use crate::store::record::*;
+}
 pub mod regnum;
 pub mod rules;
 pub mod sla;
+mod submission;
+
+pub use submission::{AckRequest, Outcome, Routing, Submission, Trace};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,8 +33,8 @@ use crate::config::Settings;
 
 use crate::store::StoreError;
 use crate::store::codec;
-use crate::store::crypto::{CryptoError, DataKey, KeyRing, aad};
-use crate::store::writer::{Outcome, Routing, Submission, Trace, WriterHandle};
+use crate::store::crypto::{CryptoError, KeyRing};
+use crate::store::writer::WriterHandle;
 use regnum::SubjectTag;
 
 /// Messages above this size are parsed and sealed on the blocking pool, so one 25 MB message
@@ -163,7 +173,7 @@ impl Intake {
         } else {
             prepare(&self.keys, &self.settings, &self.directory, envelope, &data, received_at, auth.as_ref())?
         };
-        Ok(self.writer.submit(submission).await?)
+        Ok(self.writer.submit(Box::new(submission)).await?.into())
     }
 }
 
@@ -258,7 +268,7 @@ pub fn classify(
 
 fn prepare(
     keys: &KeyRing,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     directory: &Directory,
     envelope: &Envelope,
     data: &[u8],
@@ -266,10 +276,8 @@ fn prepare(
     auth: Option<&auth::AuthResults>,
 ) -> Result<Submission, CryptoError> {
     let (hostname, compression) = (settings.config.server.hostname.as_str(), settings.config.storage.compression);
-    let mut uid = [0u8; 16];
     // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
-    uid[..8].copy_from_slice(&received_at.timestamp_micros().to_be_bytes());
-    aws_lc_rs::rand::fill(&mut uid[8..]).map_err(|_| CryptoError::Random)?;
+    let uid = crate::store::crypto::uid_at(received_at)?;
 
     // The header block is parsed once here and serves the record, the rules and the
     // acknowledgement decision.
@@ -311,11 +319,10 @@ fn prepare(
     let due_at = settings.calendar.due(received_at, decision.priority).timestamp_millis();
     let decision_ack = decision.acknowledge && !decision.spam && settings.config.outbox.is_some();
 
-    let data_key = DataKey::generate()?;
-    let raw_ct = data_key.seal(&aad("raw", &uid), &codec::pack(data, compression))?;
+    let row = keys.row_key(uid)?;
+    let raw_ct = row.seal("raw", &codec::pack(data, compression))?;
     let fields = serde_json::to_vec(&record).expect("a record always serialises");
-    let fields_ct = data_key.seal(&aad("fields", &uid), &fields)?;
-    let (key_id, wrapped_key) = keys.wrap(&data_key, &aad("dek", &uid))?;
+    let fields_ct = row.seal("fields", &fields)?;
 
     let sender = normalize_address(&envelope.mail_from);
     let sender_idx = (!sender.is_empty()).then(|| keys.blind_index("address", sender.as_bytes()));
@@ -340,15 +347,16 @@ fn prepare(
         ack: acknowledgement(settings, envelope, &record, headers.as_ref(), decision_ack),
         auth_summary: auth.map(|a| a.summary()),
         auth_header: auth.map(|a| a.header.clone()),
-        data_key,
-        key_id,
-        wrapped_key,
+        data_key: row.key,
+        key_id: row.key_id,
+        wrapped_key: row.wrapped_key,
         raw_ct,
         fields_ct,
         sender_idx,
         msgid_idx,
         dedupe_idx,
         trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
+        settings: settings.clone(),
     })
 }
 
@@ -359,7 +367,7 @@ fn acknowledgement(
     record: &record::Record,
     headers: Option<&mail_parser::Message>,
     allowed: bool,
-) -> Option<crate::store::writer::AckRequest> {
+) -> Option<AckRequest> {
     if !allowed {
         return None;
     }
@@ -367,7 +375,7 @@ fn acknowledgement(
         tracing::debug!(reason, "no acknowledgement");
         return None;
     }
-    Some(crate::store::writer::AckRequest {
+    Some(AckRequest {
         to: envelope.mail_from.clone(),
         subject: record.subject.clone().unwrap_or_default(),
         message_id: record.message_id.clone(),

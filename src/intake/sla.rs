@@ -18,49 +18,8 @@ use chrono_tz::Tz;
 /// it; the deadline then saturates at the end of the horizon instead of looping.
 const SEARCH_DAYS: i64 = 100 * 366;
 
-/// The priority a rule gives a message; each has its own SLA target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Urgent,
-    #[default]
-    Normal,
-    Low,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Urgent => "urgent",
-            Priority::Normal => "normal",
-            Priority::Low => "low",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown priority {0:?} (expected urgent, normal or low)")]
-pub struct ParsePriorityError(pub String);
-
-impl FromStr for Priority {
-    type Err = ParsePriorityError;
-
-    /// Case-insensitive, so the CLI and the HTTP API accept "Urgent" as well as the config does.
-    fn from_str(s: &str) -> Result<Priority, ParsePriorityError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "urgent" => Ok(Priority::Urgent),
-            "normal" => Ok(Priority::Normal),
-            "low" => Ok(Priority::Low),
-            _ => Err(ParsePriorityError(s.to_string())),
-        }
-    }
-}
+/// Priorities are stored with each case, so the type is the store's.
+pub use crate::store::priority::{ParsePriorityError, Priority};
 
 /// The `[sla]` section of the configuration, as written; [`Calendar::from_config`] validates it.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -18,15 +18,5 @@ mod smarthost;
 pub mod worker;
 
 pub use ack::{AckTemplate, skip_reason};
-pub use compose::acknowledgement as render;
 pub use config::{OutboxConfig, SmarthostConfig, TlsMode};
 pub use worker::run;
-
-// Transitional paths for `store::writer::enqueue_ack` and `store::cases` (see `store::outbox::seal_mail`).
-pub use crate::store::crypto::new_uid;
-pub use crate::store::outbox::{Mail, OutboxError, OutboxRow, enqueue as insert, open_mail, seal_mail};
-
-/// Blind index of a recipient for the outbox's `rcpt_idx` (the same as the messages' `sender_idx`).
-pub fn rcpt_index(keys: &crate::store::crypto::KeyRing, address: &str) -> Vec<u8> {
-    keys.address_index(address)
-}

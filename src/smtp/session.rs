@@ -24,11 +24,11 @@ use tokio::time::Instant;
 
 use super::SmtpContext;
 use super::data::DataReceiver;
+use crate::intake::Outcome;
 use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient};
 use crate::net::Stream;
 use crate::net::deadline::after;
 use crate::shutdown::Phase;
-use crate::store::writer::Outcome;
 
 /// Initial buffer: small, because most connections are idle most of the time.
 const INITIAL_BUFFER: usize = 1024;

@@ -15,6 +15,8 @@ pub mod directory;
 pub mod enrolment;
 pub mod mailbox;
 pub mod outbox;
+pub mod priority;
+pub mod record;
 pub mod roles;
 pub mod sessions;
 mod sqlite;
@@ -32,7 +34,6 @@ use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 use crate::config::Settings;
-use crate::intake::regnum::RegNumError;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -49,8 +50,9 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    /// Not a registration number: the text given, and why (the format is intake's).
     #[error("{0}: {1}")]
-    BadNumber(String, RegNumError),
+    BadNumber(String, String),
     #[error("no message is registered as {0}")]
     NotFound(String),
     #[error("the store is shutting down")]
@@ -64,7 +66,7 @@ pub enum StoreError {
 /// Shared handle to the database and the keys.
 #[derive(Clone)]
 pub struct Store {
-    pub pool: SqlitePool,
+    pool: SqlitePool,
     pub keys: Arc<KeyRing>,
     pub settings: Arc<Settings>,
     /// Bumped after every commit that changes what staff see (new mail, case actions), so
@@ -235,7 +237,7 @@ impl Store {
     /// Decrypts a stored message (our trace header + the bytes received) and audits the read.
     pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
         let format = &self.settings.reg_format;
-        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e))?;
+        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = $1 AND reg_seq = $2")
             .bind(format.counter_year(year))
             .bind(seq as i64)
@@ -282,7 +284,7 @@ impl Store {
 
     /// The extracted record of message `id` (from, to, subject, dates …), decrypted. Not audited
     /// (see `open_message`).
-    pub async fn open_fields(&self, id: i64) -> Result<crate::intake::record::Record, StoreError> {
+    pub async fn open_fields(&self, id: i64) -> Result<record::Record, StoreError> {
         let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -298,13 +300,7 @@ impl Store {
     }
 
     /// A message's extracted record from its row's `uid, key_id, wrapped_key, fields_ct`.
-    pub fn open_record(
-        &self,
-        uid: &[u8],
-        key_id: i64,
-        wrapped_key: &[u8],
-        fields_ct: &[u8],
-    ) -> Result<crate::intake::record::Record, StoreError> {
+    pub fn open_record(&self, uid: &[u8], key_id: i64, wrapped_key: &[u8], fields_ct: &[u8]) -> Result<record::Record, StoreError> {
         let fields = zeroize::Zeroizing::new(self.row_key(uid, key_id, wrapped_key)?.open(&aad("fields", uid), fields_ct)?);
         serde_json::from_slice(&fields).map_err(|e| StoreError::BatchFailed(format!("stored record unreadable: {e}")))
     }

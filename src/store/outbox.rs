@@ -109,22 +109,6 @@ fn seal_json<S: AsRef<str>>(key: &super::crypto::DataKey, uid: &[u8], from: &str
     key.seal(&aad("outbox", uid), &plain)
 }
 
-/// Seals one outgoing mail for a row whose uid the caller made: `(key_id, wrapped_key, mail_ct)`.
-/// Transitional: `store::writer::enqueue_ack` and `store::cases::CaseChange::enqueue_mail` still
-/// write their own INSERT with it; once they use [`NewOutboxMail::seal`] and [`insert_sync`] /
-/// [`insert`], this goes (with the `outbox::{new_uid, seal_mail, rcpt_index}` re-exports).
-pub fn seal_mail<S: AsRef<str>>(
-    keys: &KeyRing,
-    uid: &[u8; 16],
-    from: &str,
-    to: &[S],
-    data: &[u8],
-) -> Result<(u32, Vec<u8>, Vec<u8>), CryptoError> {
-    let row = keys.row_key(*uid)?;
-    let mail_ct = seal_json(&row.key, uid, from, to, data)?;
-    Ok((row.key_id, row.wrapped_key, mail_ct))
-}
-
 /// The one INSERT of an outbox row, for both drivers; binds in [`NewOutboxMail`]'s field order
 /// (`created_at` twice: a new row is due at once). Attempts and status take their defaults.
 pub const INSERT: &str = "INSERT INTO outbox (message_id, kind, rcpt_idx, created_at, next_attempt_at, uid, key_id, wrapped_key, mail_ct) \
@@ -421,12 +405,19 @@ mod tests {
     }
 
     #[test]
-    fn seal_mail_for_a_given_uid_opens_with_it() {
+    fn a_sealed_row_opens_with_its_own_key() {
         let dir = tempfile::tempdir().unwrap();
         let keys = KeyRing::load_or_create(&dir.path().join("master.key")).unwrap();
-        let uid = super::super::crypto::new_uid().unwrap();
-        let (key_id, wrapped_key, mail_ct) = seal_mail(&keys, &uid, "a@b", &["c@d"], b"x").unwrap();
-        let row = OutboxRow { id: 1, kind: "reply".into(), attempts: 0, uid: uid.to_vec(), key_id: key_id as i64, wrapped_key, mail_ct };
+        let new = NewOutboxMail::seal(&keys, None, "reply", "a@b", &["c@d"], b"x", 0).unwrap();
+        let row = OutboxRow {
+            id: 1,
+            kind: "reply".into(),
+            attempts: 0,
+            uid: new.uid.to_vec(),
+            key_id: new.key_id as i64,
+            wrapped_key: new.wrapped_key.clone(),
+            mail_ct: new.mail_ct.clone(),
+        };
         assert_eq!(open_mail(&keys, &row).unwrap(), Mail { from: "a@b".into(), to: vec!["c@d".into()], data: b"x".to_vec() });
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{CASE_COLUMNS, CLOCK_RUNNING, CaseRow, PRIORITIES, RawCase, case_from_row, priority_rank};
-use crate::intake::sla::Priority;
+use crate::store::priority::Priority;
 use crate::store::{Store, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

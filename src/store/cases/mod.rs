@@ -41,7 +41,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError};
-use crate::intake::sla::Priority;
+use crate::store::priority::Priority;
 
 pub const STATUSES: [&str; 5] = ["new", "open", "waiting", "resolved", "closed"];
 /// What a listing shows unless asked otherwise: the cases someone still has to work on.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{CASE_BY_ID, CaseRow, EntryBody, case_from_row};
-use crate::intake::record::Record;
 use crate::store::crypto::aad;
+use crate::store::record::Record;
 use crate::store::{Store, StoreError};
 
 /// One message of a case, as listed in the case view (metadata in clear, record decrypted by the caller).

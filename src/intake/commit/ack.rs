@@ -1,0 +1,39 @@
+//! The acknowledgement of a new case: chosen (template by queue and category) and rendered here,
+//! queued in the outbox in the registration's transaction (so no acknowledgement is lost by a
+//! crash), at most one per sender within `outbox.ack_window`.
+
+use crate::outbox::compose;
+use crate::store::StoreError;
+use crate::store::outbox::NewOutboxMail;
+use crate::store::writer::WriteTx;
+
+use super::super::{AckRequest, Submission};
+use super::place::Placement;
+
+pub(super) fn enqueue_ack(
+    tx: &mut WriteTx<'_>,
+    s: &Submission,
+    ack: &AckRequest,
+    message_id: i64,
+    number: &str,
+    placement: &Placement,
+) -> Result<(), StoreError> {
+    let settings = &s.settings;
+    let Some(outbox) = &settings.config.outbox else { return Ok(()) };
+    let now = tx.now();
+    let rcpt_idx = tx.keys().address_index(&ack.to);
+    let window_start = now.timestamp_millis() - outbox.ack_window.as_millis() as i64;
+    if tx.ack_queued_since(&rcpt_idx, window_start)? {
+        return Ok(());
+    }
+    let queue = &placement.queues[0];
+    let from = settings.queue_address(queue).unwrap_or(queue);
+    let due = chrono::DateTime::from_timestamp_millis(s.routing.due_at).unwrap_or(now).with_timezone(&settings.calendar.timezone());
+    let hostname = &settings.config.server.hostname;
+    let template = settings.acknowledgement_for(queue, s.routing.decision.category.as_deref());
+    let data = compose::acknowledgement(template, number, &ack.subject, due, queue, from, &ack.to, ack.message_id.as_deref(), hostname);
+    // RFC 3834: automatic replies go out with the null sender, so nothing bounces back at us.
+    let row = NewOutboxMail::seal(tx.keys(), Some(message_id), "ack", "", &[ack.to.as_str()], &data, now.timestamp_millis())?;
+    tx.queue_mail(&row)?;
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The group-commit writer: the single place where registration numbers are allocated and
+//! messages are committed.
+//!
+//! Sessions hand over fully prepared (parsed, encrypted) registrations through a channel. The
+//! writer takes everything that is waiting — up to `storage.max_batch` — and stores it in ONE
+//! transaction: it finds retries, takes the next numbers, lets each registration write itself
+//! through [`WriteTx`] (intake decides threading, cases and acknowledgements), appends the audit
+//! events. Only when `COMMIT` has returned (the WAL is fsynced: synchronous=FULL) does each
+//! session learn its number and send 250. If anything fails the whole batch rolls back, every
+//! session replies 451 and no number is consumed, so the sequence stays gap-free. While one
+//! commit is being fsynced the next batch accumulates, so the cost of an fsync is shared by
+//! every message that arrived meanwhile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use chrono::Datelike;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::audit::{self, AuditEntry};
+use super::{Store, StoreError};
+
+mod tx;
+pub use tx::{MessageRow, NewCase, WriteTx};
+
+/// One message to register, prepared by intake. The writer decides whether it is a retry of a
+/// message stored earlier (by its indexes), numbers it, and lets it write itself into the batch's
+/// transaction: where it goes (threading, cases) and what follows (acknowledgement) are intake's.
+pub trait Registration: Send {
+    /// Blind index of the Message-ID, when the message has one.
+    fn msgid_idx(&self) -> Option<&[u8]>;
+    /// The retry fingerprint (envelope + Message-ID + body).
+    fn dedupe_idx(&self) -> &[u8];
+    /// Who the audit log names for a retry (the protocol), and its size.
+    fn actor(&self) -> &'static str;
+    fn size(&self) -> usize;
+    /// Stores the message as row `number.id`, inside the batch's transaction; any error rolls
+    /// the whole batch back.
+    fn register(&self, tx: &mut WriteTx<'_>, number: &Numbered) -> Result<(), StoreError>;
+}
+
+/// The identity the writer gave a new message.
+pub struct Numbered {
+    /// Row id of the message.
+    pub id: i64,
+    /// Counter year and sequence (gap-free per year).
+    pub year: i32,
+    pub seq: i64,
+    /// The registration number as shown, formatted by [`Numbering`].
+    pub number: String,
+}
+
+/// How registration numbers are counted and written (intake's format; the store only counts).
+pub trait Numbering: Send + Sync {
+    /// The counter year for a calendar year (one sequence per counter year).
+    fn counter_year(&self, calendar_year: i32) -> i32;
+    fn format(&self, counter_year: i32, seq: u64) -> String;
+}
+
+/// The writer's answer once the batch is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Registered(String),
+    /// A retry of a message registered earlier: the earlier number, nothing stored again.
+    Duplicate(String),
+}
+
+struct Job {
+    registration: Box<dyn Registration>,
+    reply: oneshot::Sender<Result<Answer, StoreError>>,
+}
+
+/// How often the writer itself finishes a checkpoint, so the WAL restarts instead of growing.
+const WRITER_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    // Unbounded, yet bounded in practice: each session has at most one job in flight, and
+    // sessions are bounded by limits.max_connections.
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    /// Returns once the message is durably committed (or the batch failed).
+    pub async fn submit(&self, registration: Box<dyn Registration>) -> Result<Answer, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { registration, reply }).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Starts the writer thread. It runs until every `WriterHandle` is dropped and the queue is
+/// drained; join the returned handle to wait for the last commit.
+///
+/// The writer owns a synchronous SQLite connection on a thread of its own (rusqlite, over the
+/// same libsqlite3 that sqlx uses). sqlx's SQLite driver sends every statement to a worker thread
+/// and back; on the commit path that hand-off, repeated for every statement of every batch, cost
+/// more than the fsync itself, and the commit path is what every sender waits for.
+pub fn spawn(store: Store, numbering: Arc<dyn Numbering>) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
+    let conn = open_connection(&store)?;
+    let max_batch = store.settings.config.storage.max_batch;
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("mailroom-writer".into())
+        .spawn(move || run(store, &*numbering, conn, rx, max_batch))
+        .map_err(|e| StoreError::BatchFailed(format!("starting the writer thread: {e}")))?;
+    Ok((WriterHandle { tx }, thread))
+}
+
+fn open_connection(store: &Store) -> Result<Connection, StoreError> {
+    let conn = Connection::open(store.settings.database_path())?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
+    conn.pragma_update(None, "temp_store", "memory")?;
+    // Checkpoints run in a background task, never inside a commit that senders wait for; once a
+    // checkpoint has caught up, the WAL restarts and is cut back to this size.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    if let Some(max_bytes) = store.settings.config.storage.max_database_size {
+        // Past this size commits fail with SQLITE_FULL, which the sessions turn into 451.
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        conn.pragma_update(None, "max_page_count", (max_bytes as i64 / page_size).max(1))?;
+    }
+    // Blind-index keys are random, so index inserts touch pages all over their B-trees: keep
+    // them in memory instead of re-reading them through the OS for every commit.
+    conn.pragma_update(None, "cache_size", -64 * 1024)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn run(store: Store, numbering: &dyn Numbering, mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut last_checkpoint = Instant::now();
+    while let Ok(first) = rx.recv() {
+        // Everything that queued up during the previous commit shares this one. (Waiting a
+        // little longer for transactions still arriving was measured: bigger batches, but lower
+        // throughput and higher latency on 2 cores, so the writer never waits.)
+        batch.push(first);
+        batch.extend(rx.try_iter().take(max_batch - 1));
+        let started = Instant::now();
+        let result = commit_batch(&store, numbering, &mut conn, &batch);
+        tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
+        match result {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, messages = batch.len(), "commit failed; batch rolled back, senders get 451");
+                let message = e.to_string();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
+                }
+            }
+        }
+        // The background checkpointer copies most of the WAL; finishing here, between commits,
+        // lets the checkpoint complete so the next commit restarts the WAL from its beginning.
+        if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY {
+            last_checkpoint = Instant::now();
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    }
+    // Last one out moves the WAL into the database file, so a clean stop leaves one file.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+}
+
+fn commit_batch(store: &Store, numbering: &dyn Numbering, conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, StoreError> {
+    let settings = &store.settings;
+    let now = chrono::Utc::now();
+    let window_start = now.timestamp_millis() - settings.config.registration.duplicate_window.as_millis() as i64;
+    let year = numbering.counter_year(now.year());
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+    // Decide each job's fate: new, a retry of a message committed earlier (its sender timed out
+    // before our 250 arrived), or a second copy within this batch.
+    enum Plan {
+        New { index: i64 },
+        Duplicate { id: i64, number: String },
+        DuplicateInBatch(usize),
+    }
+    let mut plans = Vec::with_capacity(batch.len());
+    let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
+    let mut fresh = 0i64;
+    {
+        // A retry has the same Message-ID, so the Message-ID index finds it; the fingerprint
+        // (envelope + Message-ID + body) decides. Without a Message-ID, the partial index on the
+        // fingerprint does.
+        let mut by_msgid = tx.prepare_cached(
+            "SELECT id, number FROM messages WHERE msgid_idx = $1 AND dedupe_idx = $2 AND received_at >= $3 ORDER BY id LIMIT 1",
+        )?;
+        let mut by_fingerprint = tx.prepare_cached(
+            "SELECT id, number FROM messages WHERE msgid_idx IS NULL AND dedupe_idx = $1 AND received_at >= $2 ORDER BY id LIMIT 1",
+        )?;
+        for (i, job) in batch.iter().enumerate() {
+            let r = &job.registration;
+            let key = r.dedupe_idx();
+            if let Some(&first) = first_in_batch.get(key) {
+                plans.push(Plan::DuplicateInBatch(first));
+                continue;
+            }
+            let known: Option<(i64, String)> = match r.msgid_idx() {
+                Some(msgid) => by_msgid.query_row(params![msgid, key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
+                None => by_fingerprint.query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
+            };
+            match known {
+                Some((id, number)) => plans.push(Plan::Duplicate { id, number }),
+                None => {
+                    first_in_batch.insert(key, i);
+                    plans.push(Plan::New { index: fresh });
+                    fresh += 1;
+                }
+            }
+        }
+    }
+
+    // The number each new message gets, by batch position.
+    let mut numbers: Vec<Option<String>> = vec![None; batch.len()];
+    let mut ids: Vec<Option<i64>> = vec![None; batch.len()];
+    let mut audit_entries = Vec::with_capacity(batch.len());
+    let at = now.timestamp_millis();
+    if fresh > 0 {
+        // Numbers are taken inside this transaction: if it rolls back, none is consumed.
+        let last_seq: i64 = tx
+            .prepare_cached(
+                "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
+                 ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq",
+            )?
+            .query_row(params![year, fresh], |r| r.get(0))?;
+        let first_seq = last_seq - fresh + 1;
+        let first_message = tx::allocate(&tx, "message", fresh)?;
+        let mut write = WriteTx { tx: &tx, keys: &store.keys, now, audit: &mut audit_entries };
+        for (i, (job, plan)) in batch.iter().zip(&plans).enumerate() {
+            let Plan::New { index } = plan else { continue };
+            let (seq, id) = (first_seq + index, first_message + index);
+            let numbered = Numbered { id, year, seq, number: numbering.format(year, seq as u64) };
+            job.registration.register(&mut write, &numbered)?;
+            numbers[i] = Some(numbered.number);
+            ids[i] = Some(id);
+        }
+    }
+    let answers: Vec<Answer> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, plan)| match plan {
+            Plan::New { .. } => Answer::Registered(numbers[i].clone().expect("numbered above")),
+            Plan::Duplicate { number, .. } => Answer::Duplicate(number.clone()),
+            Plan::DuplicateInBatch(first) => Answer::Duplicate(numbers[*first].clone().expect("first copy numbered above")),
+        })
+        .collect();
+    {
+        let mut count_retry = tx.prepare_cached("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE id = $1")?;
+        for (i, (job, answer)) in batch.iter().zip(&answers).enumerate() {
+            if let Answer::Duplicate(number) = answer {
+                let id = match &plans[i] {
+                    Plan::Duplicate { id, .. } => *id,
+                    Plan::DuplicateInBatch(first) => ids[*first].expect("first copy inserted above"),
+                    Plan::New { .. } => unreachable!("a new message is not a duplicate"),
+                };
+                count_retry.execute(params![id])?;
+                audit_entries.push(AuditEntry {
+                    at,
+                    actor: job.registration.actor().into(),
+                    action: "message.duplicate".into(),
+                    object: Some(number.clone()),
+                    detail: Some(format!("size={}", job.registration.size())),
+                });
+            }
+        }
+    }
+    audit::append_sync(&store.keys, &tx, &audit_entries)?;
+    tx.commit()?;
+    // Wakes IMAP sessions in IDLE (a new registration is an EXISTS in its queue's mailbox).
+    store.changed();
+    Ok(answers)
+}
