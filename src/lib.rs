@@ -1,8 +1,10 @@
 //! mailroom: an SMTP-native front door for an organisation's customer mail.
 //!
-//! The data path reads straight down: `smtp` (receive) → `intake` (parse, extract, encrypt) →
-//! `store::writer` (number, commit). `store` holds the database and the keys; `config`, `tls` and
-//! `shutdown` serve everything; `server` wires it together and `cli` is the command line.
+//! The data path reads straight down: `net` (accept) → `smtp` (receive) → `intake` (parse,
+//! classify, seal; `intake::commit` threads and places inside the writer's transaction) →
+//! `store` (the only SQL: number, commit). Staff come in through `imap` and `http`, which call
+//! `access` and `cases`; `outbox` composes and sends. docs/architecture.md states who may use whom
+//! (checked by tests/architecture.rs).
 
 pub mod access;
 pub mod cases;

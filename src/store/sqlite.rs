@@ -2,6 +2,11 @@
 //! statements written in SQLite's own dialect (JSON aggregation).
 //! A second engine gets a sibling file with the same functions; nothing outside `store` sees
 //! either.
+//!
+//! Placeholders are `$1, $2 …` everywhere (PostgreSQL's form). sqlx binds `$N` by its number,
+//! but SQLite itself treats `$N` as a named parameter numbered by FIRST APPEARANCE, and rusqlite's
+//! positional `params![…]` binds by that order: in statements run through rusqlite (the writer),
+//! write the placeholders in ascending order of first appearance (a repeated `$1` is fine).
 
 use std::path::Path;
 use std::time::Duration;
