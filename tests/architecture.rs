@@ -233,6 +233,24 @@ fn sql_lives_only_under_src_store() {
 }
 
 #[test]
+fn what_only_sqlite_understands_is_in_store_sqlite() {
+    let sqlite_only =
+        Regex::new(r"(?i)\bPRAGMA\b|BEGIN\s+IMMEDIATE|json_group_array|json_object\(|INSERT\s+OR\s+(IGNORE|REPLACE)").unwrap();
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("src/store/sqlite.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in production_lines(&text) {
+            if sqlite_only.is_match(&line) {
+                found.push(format!("{}:{n}: {}", file.strip_prefix(root()).unwrap().display(), line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "SQLite-only statements outside src/store/sqlite.rs:\n{}", found.join("\n"));
+}
+
+#[test]
 fn the_store_hands_out_no_pool() {
     let text = std::fs::read_to_string(root().join("src/store/mod.rs")).unwrap();
     let public_pool = Regex::new(r"pub(\([^)]*\))?\s+(pool\s*:|fn\s+pool\b)").unwrap();

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, Transaction};
 
 pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
@@ -33,6 +33,31 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 /// writers serialise at the start instead of deadlocking.
 pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Starts a write transaction on a connection the caller holds (`BEGIN IMMEDIATE`, as
+/// [`begin_write`]).
+pub(crate) async fn begin_write_on(conn: &mut SqliteConnection) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+    sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+}
+
+/// Makes SQLite zero the contents of deleted or overwritten rows on this connection, so clear
+/// text that is being sealed does not linger in free pages.
+pub(crate) async fn secure_delete(conn: &mut SqliteConnection, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(if on { "PRAGMA secure_delete = ON" } else { "PRAGMA secure_delete = OFF" }).execute(conn).await?;
+    Ok(())
+}
+
+/// Copies the whole WAL into the database file and truncates it (what it held is gone from disk).
+pub(crate) async fn truncate_wal(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await?;
+    Ok(())
+}
+
+/// The writer's checkpoints on its own rusqlite connection: PASSIVE between commits (never
+/// blocks), TRUNCATE when it stops (a clean stop leaves one file).
+pub(crate) fn checkpoint_sync(conn: &rusqlite::Connection, truncate: bool) -> rusqlite::Result<()> {
+    conn.query_row(if truncate { "PRAGMA wal_checkpoint(TRUNCATE)" } else { "PRAGMA wal_checkpoint(PASSIVE)" }, [], |_| Ok(()))
 }
 
 /// Moves committed WAL pages into the database file without ever blocking the writer (PASSIVE).

@@ -7,7 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::{CaseKey, SealedTags};
 use crate::store::crypto::{KeyRing, aad};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, sqlite};
 
 /// Seals `tags` under the case's key, making one (a fresh data key and uid) for its first tag.
 pub fn seal_tags(keys: &KeyRing, key: Option<&CaseKey>, tags: &[String]) -> Result<SealedTags, StoreError> {
@@ -75,11 +75,10 @@ impl Store {
         if pending == 0 {
             return Ok(0);
         }
-        // SQLite-specific (like BEGIN IMMEDIATE below): belongs in `store::sqlite` with the rest.
-        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        sqlite::secure_delete(&mut conn, true).await?;
         let mut sealed = 0u64;
         loop {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let mut tx = sqlite::begin_write_on(&mut conn).await?;
             let rows = sqlx::query(
                 "SELECT c.id, c.tags, c.tags_ct, c.uid, c.key_id, c.wrapped_key FROM cases_clear_tags p JOIN cases c ON c.id = p.case_id ORDER BY p.case_id LIMIT 500",
             )
@@ -109,8 +108,8 @@ impl Store {
             }
             tx.commit().await?;
         }
-        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        sqlite::secure_delete(&mut conn, false).await?;
+        sqlite::truncate_wal(&mut conn).await?;
         Ok(sealed)
     }
 }

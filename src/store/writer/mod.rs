@@ -164,13 +164,13 @@ fn run(store: Store, numbering: &dyn Numbering, mut conn: Connection, rx: mpsc::
         // lets the checkpoint complete so the next commit restarts the WAL from its beginning.
         if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY {
             last_checkpoint = Instant::now();
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            if let Err(e) = super::sqlite::checkpoint_sync(&conn, false) {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
     }
     // Last one out moves the WAL into the database file, so a clean stop leaves one file.
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+    if let Err(e) = super::sqlite::checkpoint_sync(&conn, true) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
 }
