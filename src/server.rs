@@ -36,7 +36,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
     let store = Store::open(settings.clone()).await.context("opening the store")?;
-    let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
+    let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
     let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).context("starting the writer")?;
 
     let directory = crate::intake::Directory::default();

@@ -133,7 +133,9 @@ impl Server {
         let (trigger, shutdown) = shutdown::channel();
         let (store, smtp, writer_thread, smtp_listener, imap_addr) = rt.block_on(async {
             let store = Store::open(settings.clone()).await.expect("opening the store");
-            let tls = TlsAcceptor::from(crate::tls::server_config(&settings).expect("TLS setup"));
+            let tls = TlsAcceptor::from(
+                crate::tls::server_config(&settings.config.tls, &settings.data_dir, &settings.config.server.hostname).expect("TLS setup"),
+            );
             let (writer, writer_thread) =
                 crate::store::writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).expect("starting the writer");
             let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
@@ -234,7 +236,7 @@ async fn add_user(access: &Access) {
 fn client_config(settings: &Settings) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let (cert_path, _, _) = crate::tls::cert_paths(settings);
+    let (cert_path, _, _) = crate::tls::cert_paths(&settings.config.tls, &settings.data_dir);
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&cert_path).expect("reading the generated certificate") {
         roots.add(cert.expect("a PEM certificate")).expect("a usable root");
