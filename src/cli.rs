@@ -522,18 +522,16 @@ fn rules_test(
     Ok(())
 }
 
-async fn open_access(location: &Location) -> anyhow::Result<crate::access::Access> {
-    Ok(crate::access::Access::new(open_existing_or_new(location).await?))
-}
-
 /// User and role commands may run before the first `serve` (to create the first officer), so
 /// they create the database when the data dir exists but holds none yet.
-async fn open_existing_or_new(location: &Location) -> anyhow::Result<Store> {
+async fn open_access(location: &Location) -> anyhow::Result<crate::access::Access> {
     anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
     crate::store::prepare_data_dir(&location.data_dir)?;
-    let store = Store::open(load(location)?).await.context("opening the store")?;
-    crate::access::Access::new(store.clone()).seed_roles().await?;
-    Ok(store)
+    let settings = load(location)?;
+    let store = Store::open(settings.clone()).await.context("opening the store")?;
+    let access = settings.access(store);
+    access.seed_roles().await?;
+    Ok(access)
 }
 
 /// One line of stdin without its line ending; never argv.

@@ -175,6 +175,16 @@ impl Settings {
         self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.addresses.first()).map(String::as_str)
     }
 
+    /// The configured queue names, in order.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.config.queues.iter().map(|q| q.name.clone()).collect()
+    }
+
+    /// Access over `store`, handed its section, the roles to seed and the queue names.
+    pub fn access(&self, store: crate::store::Store) -> crate::access::Access {
+        crate::access::Access::new(store, self.config.access.clone(), self.config.roles.clone(), self.queue_names())
+    }
+
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() { path.to_path_buf() } else { self.data_dir.join(path) }
     }

@@ -66,7 +66,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         }
     }
     // Staff views: IMAP (STARTTLS and implicit TLS) and HTTP.
-    let access = crate::access::Access::new(store.clone());
+    let access = settings.access(store.clone());
     tracing::info!(slots = access.login_slots(), "logins: at most {} password checks at once", access.login_slots());
     access.seed_roles().await.context("creating the roles named in the configuration")?;
     if settings.config.access.grant_approval == crate::config::GrantApproval::None {

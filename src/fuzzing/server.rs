@@ -140,7 +140,7 @@ impl Server {
                 crate::store::writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).expect("starting the writer");
             let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
             let smtp = Arc::new(SmtpContext { settings: settings.clone(), intake, tls: tls.clone(), shutdown: shutdown.clone() });
-            let access = Access::new(store.clone());
+            let access = settings.access(store.clone());
             access.seed_roles().await.expect("seeding roles");
             add_user(&access).await;
             for (i, message) in SEED_MESSAGES.iter().enumerate() {
