@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "mailroom", version, about = "SMTP-native front door for customer mail: every message registered, encrypted, routed")]
@@ -344,7 +344,7 @@ async fn open_existing(location: &Location) -> anyhow::Result<Store> {
     let db = settings.database_path();
     anyhow::ensure!(db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
     crate::store::prepare_data_dir(&settings.data_dir)?;
-    Store::open(settings).await.context("opening the store")
+    Store::open(settings.store_options()).await.context("opening the store")
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -376,7 +376,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Message { command: MessageCommand::Show { number, location } } => {
             let store = open_existing(&location).await?;
-            let raw = store.read_raw(&number, &actor()).await?;
+            let format = &load(&location)?.reg_format;
+            let (year, seq) =
+                format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
+            let raw =
+                store.read_raw(format.counter_year(year), seq, &actor()).await?.ok_or_else(|| StoreError::NotFound(number.to_string()))?;
             std::io::stdout().lock().write_all(&raw)?;
             Ok(())
         }
@@ -528,7 +532,7 @@ async fn open_access(location: &Location) -> anyhow::Result<crate::access::Acces
     anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
     crate::store::prepare_data_dir(&location.data_dir)?;
     let settings = load(location)?;
-    let store = Store::open(settings.clone()).await.context("opening the store")?;
+    let store = Store::open(settings.store_options()).await.context("opening the store")?;
     let access = settings.access(store);
     access.seed_roles().await?;
     Ok(access)

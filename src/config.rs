@@ -175,6 +175,16 @@ impl Settings {
         self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.addresses.first()).map(String::as_str)
     }
 
+    /// What the store is opened with: its files, resolved against the data dir, and `[storage]`.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            database_path: self.database_path(),
+            master_key_path: self.master_key_path(),
+            data_dir: self.data_dir.clone(),
+            storage: self.config.storage.clone(),
+        }
+    }
+
     /// The configured queue names, in order.
     pub fn queue_names(&self) -> Vec<String> {
         self.config.queues.iter().map(|q| q.name.clone()).collect()

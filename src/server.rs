@@ -35,9 +35,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
-    let store = Store::open(settings.clone()).await.context("opening the store")?;
+    let store = Store::open(settings.store_options()).await.context("opening the store")?;
     let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
-    let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).context("starting the writer")?;
+    let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone()), config.registration.duplicate_window)
+        .context("starting the writer")?;
 
     let directory = crate::intake::Directory::default();
     directory.replace(store.customer_tiers().await.context("loading the customer directory")?);
@@ -152,7 +153,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             }
         })
     };
-    let outbox = settings.config.outbox.clone().map(|config| tokio::spawn(crate::outbox::run(store.clone(), config, shutdown.clone())));
+    let outbox =
+        settings.config.outbox.clone().map(|config| {
+            tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), shutdown.clone()))
+        });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;

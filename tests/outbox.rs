@@ -197,7 +197,7 @@ name = "support"
 addresses = ["support@example.com"]
 "#;
     let settings = Settings::from_str("outbox-test.toml", toml, dir).expect("test config is valid");
-    Store::open(Arc::new(settings)).await.expect("store opens")
+    Store::open(settings.store_options()).await.expect("store opens")
 }
 
 fn config(port: u16) -> OutboxConfig {
@@ -219,7 +219,7 @@ struct Running {
 
 fn start_worker(store: &Store, config: OutboxConfig) -> Running {
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(outbox::run(store.clone(), config, shutdown));
+    let task = tokio::spawn(outbox::run(store.clone(), config, "mx.example.com".into(), shutdown));
     Running { trigger, task }
 }
 

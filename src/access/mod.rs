@@ -371,7 +371,7 @@ mod tests {
         let text = edit(text);
         let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
         assert_eq!(settings.config.access.max_failures, 3);
-        let access = settings.access(Store::open(settings.clone()).await.unwrap());
+        let access = settings.access(Store::open(settings.store_options()).await.unwrap());
         access.seed_roles().await.unwrap();
         (dir, access)
     }

@@ -162,7 +162,9 @@ async fn through_session(s: &Server, payload: &[u8], seed: u8, bdat: bool) {
                 .strip_prefix("250 2.0.0 Registered ")
                 .and_then(|rest| rest.split(' ').next())
                 .unwrap_or_else(|| panic!("not registered: {}", reply.last_line));
-            let stored = s.store.read_raw(number, "fuzz").await.expect("reading the message back");
+            let format = &s.settings.reg_format;
+            let (year, seq) = format.parse_number(number, true).expect("a registration number");
+            let stored = s.store.read_raw(format.counter_year(year), seq, "fuzz").await.expect("reading the message back").expect("stored");
             assert!(stored.len() >= message.len() && stored.ends_with(&message), "the stored message is not the one sent");
             let trace = &stored[..stored.len() - message.len()];
             assert!(trace.starts_with(b"Received: ") && trace.ends_with(b"\r\n"), "our trace header, then the message");

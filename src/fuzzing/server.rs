@@ -103,6 +103,8 @@ pub struct Server {
     rt: Option<tokio::runtime::Runtime>,
     dir: PathBuf,
     pub store: Store,
+    /// The configuration the server was started with (the fuzz config in a fresh dir).
+    pub settings: Arc<Settings>,
     smtp: Option<Arc<SmtpContext>>,
     smtp_listener: TcpListener,
     pub imap_addr: SocketAddr,
@@ -132,12 +134,16 @@ impl Server {
         let settings = Arc::new(Settings::from_str("fuzz.toml", CONFIG, &dir).expect("the fuzz configuration is valid"));
         let (trigger, shutdown) = shutdown::channel();
         let (store, smtp, writer_thread, smtp_listener, imap_addr) = rt.block_on(async {
-            let store = Store::open(settings.clone()).await.expect("opening the store");
+            let store = Store::open(settings.store_options()).await.expect("opening the store");
             let tls = TlsAcceptor::from(
                 crate::tls::server_config(&settings.config.tls, &settings.data_dir, &settings.config.server.hostname).expect("TLS setup"),
             );
-            let (writer, writer_thread) =
-                crate::store::writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).expect("starting the writer");
+            let (writer, writer_thread) = crate::store::writer::spawn(
+                store.clone(),
+                Arc::new(settings.reg_format.clone()),
+                settings.config.registration.duplicate_window,
+            )
+            .expect("starting the writer");
             let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
             let smtp = Arc::new(SmtpContext { settings: settings.clone(), intake, tls: tls.clone(), shutdown: shutdown.clone() });
             let access = settings.access(store.clone());
@@ -170,6 +176,7 @@ impl Server {
             rt: Some(rt),
             dir,
             store,
+            settings,
             smtp: Some(smtp),
             smtp_listener,
             imap_addr,
