@@ -44,7 +44,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     directory.replace(store.customer_tiers().await.context("loading the customer directory")?);
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
-        settings: settings.clone(),
+        hostname: config.server.hostname.clone(),
+        limits: config.limits.clone(),
+        lmtp: config.lmtp.clone(),
         intake: Intake::new(
             store.keys.clone(),
             writer,

@@ -87,7 +87,7 @@ fn receiver(payload: &[u8], max_size: usize, max_line: usize, seed: u8) {
 async fn through_session(s: &Server, payload: &[u8], seed: u8, bdat: bool) {
     let (client, server_end, peer) = s.smtp_pair().await;
     let session = tokio::spawn(crate::smtp::session::run(s.smtp().clone(), server_end, peer, Protocol::Smtp));
-    let limits = &s.smtp().settings.config.limits;
+    let limits = &s.settings.config.limits;
     let mut c = Client { stream: client, parser: ReplyParser::default() };
     assert_eq!(c.reply().await.code, 220);
     for command in ["EHLO fuzz.example.org", "MAIL FROM:<sender@customer.org>", "RCPT TO:<support@example.com>"] {

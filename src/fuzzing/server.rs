@@ -145,7 +145,14 @@ impl Server {
             )
             .expect("starting the writer");
             let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
-            let smtp = Arc::new(SmtpContext { settings: settings.clone(), intake, tls: tls.clone(), shutdown: shutdown.clone() });
+            let smtp = Arc::new(SmtpContext {
+                hostname: settings.config.server.hostname.clone(),
+                limits: settings.config.limits.clone(),
+                lmtp: settings.config.lmtp.clone(),
+                intake,
+                tls: tls.clone(),
+                shutdown: shutdown.clone(),
+            });
             let access = settings.access(store.clone());
             access.seed_roles().await.expect("seeding roles");
             add_user(&access).await;

@@ -157,6 +157,11 @@ impl Intake {
         Intake { keys, writer, settings, authenticator, directory }
     }
 
+    /// Checks a recipient against our routing ([`check_recipient`]).
+    pub fn check_recipient(&self, address: &str) -> RecipientCheck {
+        check_recipient(&self.settings, address)
+    }
+
     /// Registers one message: returns only after it is durably committed.
     pub async fn register(&self, envelope: &Envelope, data: Vec<u8>) -> Result<Outcome, IntakeError> {
         let received_at = chrono::Utc::now();
