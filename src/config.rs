@@ -185,6 +185,21 @@ impl Settings {
         }
     }
 
+    /// What the IMAP view needs: its section, our hostname, two limits, queues, categories and
+    /// the calendar's zone.
+    pub fn imap_settings(&self) -> crate::imap::ImapSettings {
+        let config = &self.config;
+        crate::imap::ImapSettings {
+            imap: config.imap.clone(),
+            hostname: config.server.hostname.clone(),
+            command_timeout: config.limits.command_timeout,
+            max_errors: config.limits.max_errors,
+            queues: self.queue_names(),
+            categories: config.categories.iter().map(|c| (c.code.clone(), c.name.clone())).collect(),
+            timezone: config.sla.timezone.parse().unwrap_or(chrono_tz::UTC),
+        }
+    }
+
     /// The configured queue names, in order.
     pub fn queue_names(&self) -> Vec<String> {
         self.config.queues.iter().map(|q| q.name.clone()).collect()

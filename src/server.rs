@@ -106,7 +106,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
     let imap_ctx = Arc::new(crate::imap::ImapContext {
-        settings: settings.clone(),
+        settings: settings.imap_settings(),
         access: access.clone(),
         tls: ctx.tls.clone(),
         shutdown: shutdown.clone(),
