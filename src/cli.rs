@@ -376,7 +376,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Message { command: MessageCommand::Show { number, location } } => {
             let store = open_existing(&location).await?;
-            let format = &load(&location)?.reg_format;
+            let format = &load(&location)?.policy.reg_format;
             let (year, seq) =
                 format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
             let raw =
@@ -434,7 +434,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
-            println!("{}: OK ({} domains, {} queue addresses)", settings.source, settings.domains.len(), settings.addresses.len());
+            println!(
+                "{}: OK ({} domains, {} queue addresses)",
+                settings.source,
+                settings.policy.domains.len(),
+                settings.policy.addresses.len()
+            );
             Ok(())
         }
     }
@@ -458,7 +463,7 @@ fn rules_test(
     let mut recipients = Vec::new();
     let mut not_ours = Vec::new();
     for address in candidates {
-        match check_recipient(&settings, &address) {
+        match check_recipient(&settings.policy, &address) {
             RecipientCheck::Accept(queue) => recipients.push((address, queue)),
             _ => not_ours.push(address),
         }
@@ -473,8 +478,8 @@ fn rules_test(
         tls: None,
     };
     let received = chrono::Utc::now();
-    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None, None);
-    let due = settings.calendar.due(received, decision.priority);
+    let (decision, tags) = classify(&settings.policy, &envelope, &record, &raw, received, None, None, None);
+    let due = settings.policy.calendar.due(received, decision.priority);
     let categories: std::collections::HashMap<&str, &str> =
         settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
     if json {

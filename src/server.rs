@@ -37,8 +37,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     let store = Store::open(settings.store_options()).await.context("opening the store")?;
     let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
-    let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone()), config.registration.duplicate_window)
-        .context("starting the writer")?;
+    let (writer, writer_thread) =
+        writer::spawn(store.clone(), Arc::new(settings.policy.reg_format.clone()), config.registration.duplicate_window)
+            .context("starting the writer")?;
 
     let directory = crate::intake::Directory::default();
     directory.replace(store.customer_tiers().await.context("loading the customer directory")?);
@@ -50,8 +51,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         intake: Intake::new(
             store.keys.clone(),
             writer,
-            settings.clone(),
-            crate::intake::authenticator(&settings).context("setting up SPF/DKIM/DMARC checks")?,
+            settings.policy.clone(),
+            crate::intake::authenticator(&config.authentication, &config.server.hostname, &settings.data_dir)
+                .context("setting up SPF/DKIM/DMARC checks")?,
             directory.clone(),
         ),
         tls: TlsAcceptor::from(tls),
@@ -243,13 +245,16 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         queues: config
             .queues
             .iter()
-            .map(|q| crate::cases::QueueSetting { name: q.name.clone(), address: settings.queue_address(&q.name).map(str::to_string) })
+            .map(|q| crate::cases::QueueSetting {
+                name: q.name.clone(),
+                address: settings.policy.queue_address(&q.name).map(str::to_string),
+            })
             .collect(),
         categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
-        calendar: settings.calendar.clone(),
+        calendar: settings.policy.calendar.clone(),
         hostname: config.server.hostname.clone(),
         outbox_configured: config.outbox.is_some(),
-        own_addresses: settings.own_addresses.clone(),
-        reg_format: settings.reg_format.clone(),
+        own_addresses: settings.policy.own_addresses.clone(),
+        reg_format: settings.policy.reg_format.clone(),
     }
 }

@@ -162,7 +162,7 @@ async fn through_session(s: &Server, payload: &[u8], seed: u8, bdat: bool) {
                 .strip_prefix("250 2.0.0 Registered ")
                 .and_then(|rest| rest.split(' ').next())
                 .unwrap_or_else(|| panic!("not registered: {}", reply.last_line));
-            let format = &s.settings.reg_format;
+            let format = &s.settings.policy.reg_format;
             let (year, seq) = format.parse_number(number, true).expect("a registration number");
             let stored = s.store.read_raw(format.counter_year(year), seq, "fuzz").await.expect("reading the message back").expect("stored");
             assert!(stored.len() >= message.len() && stored.ends_with(&message), "the stored message is not the one sent");

@@ -140,11 +140,11 @@ impl Server {
             );
             let (writer, writer_thread) = crate::store::writer::spawn(
                 store.clone(),
-                Arc::new(settings.reg_format.clone()),
+                Arc::new(settings.policy.reg_format.clone()),
                 settings.config.registration.duplicate_window,
             )
             .expect("starting the writer");
-            let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
+            let intake = Intake::new(store.keys.clone(), writer, settings.policy.clone(), None, Directory::default());
             let smtp = Arc::new(SmtpContext {
                 hostname: settings.config.server.hostname.clone(),
                 limits: settings.config.limits.clone(),
