@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Parser)]
 #[command(name = "mailroom", version, about = "SMTP-native front door for customer mail: every message registered, encrypted, routed")]
@@ -344,7 +344,7 @@ async fn open_existing(location: &Location) -> anyhow::Result<Store> {
     let db = settings.database_path();
     anyhow::ensure!(db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
     crate::store::prepare_data_dir(&settings.data_dir)?;
-    Store::open(settings).await.context("opening the store")
+    Store::open(settings.store_options()).await.context("opening the store")
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -376,7 +376,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Message { command: MessageCommand::Show { number, location } } => {
             let store = open_existing(&location).await?;
-            let raw = store.read_raw(&number, &actor()).await?;
+            let format = &load(&location)?.policy.reg_format;
+            let (year, seq) =
+                format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
+            let raw =
+                store.read_raw(format.counter_year(year), seq, &actor()).await?.ok_or_else(|| StoreError::NotFound(number.to_string()))?;
             std::io::stdout().lock().write_all(&raw)?;
             Ok(())
         }
@@ -430,7 +434,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
-            println!("{}: OK ({} domains, {} queue addresses)", settings.source, settings.domains.len(), settings.addresses.len());
+            println!(
+                "{}: OK ({} domains, {} queue addresses)",
+                settings.source,
+                settings.policy.domains.len(),
+                settings.policy.addresses.len()
+            );
             Ok(())
         }
     }
@@ -454,7 +463,7 @@ fn rules_test(
     let mut recipients = Vec::new();
     let mut not_ours = Vec::new();
     for address in candidates {
-        match check_recipient(&settings, &address) {
+        match check_recipient(&settings.policy, &address) {
             RecipientCheck::Accept(queue) => recipients.push((address, queue)),
             _ => not_ours.push(address),
         }
@@ -469,8 +478,8 @@ fn rules_test(
         tls: None,
     };
     let received = chrono::Utc::now();
-    let (decision, tags) = classify(&settings, &envelope, &record, &raw, received, None, None, None);
-    let due = settings.calendar.due(received, decision.priority);
+    let (decision, tags) = classify(&settings.policy, &envelope, &record, &raw, received, None, None, None);
+    let due = settings.policy.calendar.due(received, decision.priority);
     let categories: std::collections::HashMap<&str, &str> =
         settings.config.categories.iter().map(|c| (c.code.as_str(), c.name.as_str())).collect();
     if json {
@@ -522,18 +531,16 @@ fn rules_test(
     Ok(())
 }
 
-async fn open_access(location: &Location) -> anyhow::Result<crate::access::Access> {
-    Ok(crate::access::Access::new(open_existing_or_new(location).await?))
-}
-
 /// User and role commands may run before the first `serve` (to create the first officer), so
 /// they create the database when the data dir exists but holds none yet.
-async fn open_existing_or_new(location: &Location) -> anyhow::Result<Store> {
+async fn open_access(location: &Location) -> anyhow::Result<crate::access::Access> {
     anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
     crate::store::prepare_data_dir(&location.data_dir)?;
-    let store = Store::open(load(location)?).await.context("opening the store")?;
-    crate::access::Access::new(store.clone()).seed_roles().await?;
-    Ok(store)
+    let settings = load(location)?;
+    let store = Store::open(settings.store_options()).await.context("opening the store")?;
+    let access = settings.access(store);
+    access.seed_roles().await?;
+    Ok(access)
 }
 
 /// One line of stdin without its line ending; never argv.

@@ -3,14 +3,16 @@
 //! Every error names the file, the line and the key (`deploy/mailroom.toml:42: limits.max_recipients:
 //! must be at least 1`), because an operator fixing a config at 3 a.m. should not have to guess.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 pub use crate::access::config::{AccessConfig, GrantApproval, RoleConfig};
 pub use crate::http::config::HttpConfig;
 pub use crate::imap::config::ImapConfig;
+use crate::intake::Policy;
 pub use crate::intake::config::{AuthenticationConfig, IntakeConfig, MailConfig, QueueConfig, RegistrationConfig};
 use crate::intake::regnum::RegFormat;
 use crate::intake::rules::{CategoryConfig, RuleConfig, RuleSet};
@@ -112,15 +114,8 @@ pub struct Settings {
     pub config: Config,
     pub source: String,
     pub data_dir: PathBuf,
-    pub reg_format: RegFormat,
-    /// Lower-cased accepted domains.
-    pub domains: BTreeSet<String>,
-    /// Lower-cased address → queue name.
-    pub addresses: HashMap<String, String>,
-    pub rules: std::sync::Arc<RuleSet>,
-    pub calendar: std::sync::Arc<Calendar>,
-    /// Every address of ours, lower-cased: never acknowledged (no loops between our own queues).
-    pub own_addresses: std::collections::HashSet<String>,
+    /// Routing, numbering and acknowledgement state, derived once: what intake decides by.
+    pub policy: Arc<Policy>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -128,7 +123,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("source", &self.source)
             .field("data_dir", &self.data_dir)
-            .field("rules", &self.rules.len())
+            .field("rules", &self.policy.rules.len())
             .finish_non_exhaustive()
     }
 }
@@ -155,24 +150,39 @@ impl Settings {
         validate(name, text, config, data_dir)
     }
 
-    /// Where mail without a more specific queue goes (postmaster): the queue marked `default`,
-    /// else the first configured queue.
-    pub fn default_queue(&self) -> &str {
-        let queues = &self.config.queues;
-        queues.iter().find(|q| q.default).or(queues.first()).map_or("inbox", |q| q.name.as_str())
+    /// What the store is opened with: its files, resolved against the data dir, and `[storage]`.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            database_path: self.database_path(),
+            master_key_path: self.master_key_path(),
+            data_dir: self.data_dir.clone(),
+            storage: self.config.storage.clone(),
+        }
     }
 
-    /// The acknowledgement text for a case: its category's, else its queue's, else the global one.
-    pub fn acknowledgement_for(&self, queue: &str, category: Option<&str>) -> &crate::outbox::AckTemplate {
-        let by_category =
-            category.and_then(|code| self.config.categories.iter().find(|c| c.code == code)).and_then(|c| c.acknowledgement.as_ref());
-        let by_queue = self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.acknowledgement.as_ref());
-        by_category.or(by_queue).unwrap_or(&self.config.acknowledgement)
+    /// What the IMAP view needs: its section, our hostname, two limits, queues, categories and
+    /// the calendar's zone.
+    pub fn imap_settings(&self) -> crate::imap::ImapSettings {
+        let config = &self.config;
+        crate::imap::ImapSettings {
+            imap: config.imap.clone(),
+            hostname: config.server.hostname.clone(),
+            command_timeout: config.limits.command_timeout,
+            max_errors: config.limits.max_errors,
+            queues: self.queue_names(),
+            categories: config.categories.iter().map(|c| (c.code.clone(), c.name.clone())).collect(),
+            timezone: config.sla.timezone.parse().unwrap_or(chrono_tz::UTC),
+        }
     }
 
-    /// The address a queue is reached at (its first), for the From: of acknowledgements.
-    pub fn queue_address(&self, queue: &str) -> Option<&str> {
-        self.config.queues.iter().find(|q| q.name == queue).and_then(|q| q.addresses.first()).map(String::as_str)
+    /// The configured queue names, in order.
+    pub fn queue_names(&self) -> Vec<String> {
+        self.config.queues.iter().map(|q| q.name.clone()).collect()
+    }
+
+    /// Access over `store`, handed its section, the roles to seed and the queue names.
+    pub fn access(&self, store: crate::store::Store) -> crate::access::Access {
+        crate::access::Access::new(store, self.config.access.clone(), self.config.roles.clone(), self.queue_names())
     }
 
     pub fn resolve(&self, path: &Path) -> PathBuf {
@@ -283,17 +293,23 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     })?;
 
     let own_addresses = addresses.keys().cloned().collect();
-    Ok(Settings {
-        source: name.to_string(),
-        data_dir: data_dir.to_path_buf(),
+    let policy = Policy {
         reg_format,
         domains,
         addresses,
-        rules: std::sync::Arc::new(rules),
-        calendar: std::sync::Arc::new(calendar),
         own_addresses,
-        config,
-    })
+        recipient_delimiter: config.mail.recipient_delimiter.clone(),
+        rules: Arc::new(rules),
+        calendar: Arc::new(calendar),
+        queues: config.queues.clone(),
+        categories: config.categories.clone(),
+        acknowledgement: config.acknowledgement.clone(),
+        acknowledge: config.intake.acknowledge,
+        ack_window: config.outbox.as_ref().map(|outbox| outbox.ack_window),
+        hostname: config.server.hostname.clone(),
+        compression: config.storage.compression,
+    };
+    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config })
 }
 
 #[cfg(test)]
@@ -309,9 +325,9 @@ mod tests {
     #[test]
     fn embedded_default_is_valid() {
         let s = load(DEFAULT_CONFIG).expect("deploy/mailroom.toml must be valid");
-        assert!(s.domains.contains("example.com"));
+        assert!(s.policy.domains.contains("example.com"));
         for a in ["support@example.com", "sales@example.com", "complaints@example.com"] {
-            assert!(s.addresses.contains_key(a), "{a} must be accepted by the demo config");
+            assert!(s.policy.addresses.contains_key(a), "{a} must be accepted by the demo config");
         }
         assert_eq!(s.config.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
         assert_eq!(s.config.lmtp.listen, vec!["127.0.0.1:2424".parse().unwrap()]);

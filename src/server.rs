@@ -35,20 +35,25 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
-    let store = Store::open(settings.clone()).await.context("opening the store")?;
-    let tls = crate::tls::server_config(&settings).context("setting up TLS")?;
-    let (writer, writer_thread) = writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).context("starting the writer")?;
+    let store = Store::open(settings.store_options()).await.context("opening the store")?;
+    let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
+    let (writer, writer_thread) =
+        writer::spawn(store.clone(), Arc::new(settings.policy.reg_format.clone()), config.registration.duplicate_window)
+            .context("starting the writer")?;
 
     let directory = crate::intake::Directory::default();
     directory.replace(store.customer_tiers().await.context("loading the customer directory")?);
     let (trigger, shutdown) = shutdown::channel();
     let ctx = Arc::new(SmtpContext {
-        settings: settings.clone(),
+        hostname: config.server.hostname.clone(),
+        limits: config.limits.clone(),
+        lmtp: config.lmtp.clone(),
         intake: Intake::new(
             store.keys.clone(),
             writer,
-            settings.clone(),
-            crate::intake::authenticator(&settings).context("setting up SPF/DKIM/DMARC checks")?,
+            settings.policy.clone(),
+            crate::intake::authenticator(&config.authentication, &config.server.hostname, &settings.data_dir)
+                .context("setting up SPF/DKIM/DMARC checks")?,
             directory.clone(),
         ),
         tls: TlsAcceptor::from(tls),
@@ -66,7 +71,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         }
     }
     // Staff views: IMAP (STARTTLS and implicit TLS) and HTTP.
-    let access = crate::access::Access::new(store.clone());
+    let access = settings.access(store.clone());
     tracing::info!(slots = access.login_slots(), "logins: at most {} password checks at once", access.login_slots());
     access.seed_roles().await.context("creating the roles named in the configuration")?;
     if settings.config.access.grant_approval == crate::config::GrantApproval::None {
@@ -103,7 +108,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
     let imap_ctx = Arc::new(crate::imap::ImapContext {
-        settings: settings.clone(),
+        settings: settings.imap_settings(),
         access: access.clone(),
         tls: ctx.tls.clone(),
         shutdown: shutdown.clone(),
@@ -152,7 +157,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             }
         })
     };
-    let outbox = settings.config.outbox.clone().map(|config| tokio::spawn(crate::outbox::run(store.clone(), config, shutdown.clone())));
+    let outbox =
+        settings.config.outbox.clone().map(|config| {
+            tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), shutdown.clone()))
+        });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;
@@ -237,13 +245,16 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         queues: config
             .queues
             .iter()
-            .map(|q| crate::cases::QueueSetting { name: q.name.clone(), address: settings.queue_address(&q.name).map(str::to_string) })
+            .map(|q| crate::cases::QueueSetting {
+                name: q.name.clone(),
+                address: settings.policy.queue_address(&q.name).map(str::to_string),
+            })
             .collect(),
         categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
-        calendar: settings.calendar.clone(),
+        calendar: settings.policy.calendar.clone(),
         hostname: config.server.hostname.clone(),
         outbox_configured: config.outbox.is_some(),
-        own_addresses: settings.own_addresses.clone(),
-        reg_format: settings.reg_format.clone(),
+        own_addresses: settings.policy.own_addresses.clone(),
+        reg_format: settings.policy.reg_format.clone(),
     }
 }

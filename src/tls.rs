@@ -12,8 +12,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use crate::config::Settings;
-
 /// `[tls]`: the certificate and key; both or neither (then one is generated).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,18 +41,21 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Where the certificate and key come from: the config, or the generated pair in the data dir.
-pub fn cert_paths(settings: &Settings) -> (PathBuf, PathBuf, bool) {
-    match (&settings.config.tls.cert, &settings.config.tls.key) {
-        (Some(cert), Some(key)) => (settings.resolve(cert), settings.resolve(key), false),
-        _ => (settings.data_dir.join("certs/cert.pem"), settings.data_dir.join("certs/key.pem"), true),
+/// Where the certificate and key come from: the config (relative paths are within the data
+/// dir), or the generated pair in the data dir.
+pub fn cert_paths(tls: &TlsConfig, data_dir: &Path) -> (PathBuf, PathBuf, bool) {
+    let resolve = |path: &Path| if path.is_absolute() { path.to_path_buf() } else { data_dir.join(path) };
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => (resolve(cert), resolve(key), false),
+        _ => (data_dir.join("certs/cert.pem"), data_dir.join("certs/key.pem"), true),
     }
 }
 
-pub fn server_config(settings: &Settings) -> Result<Arc<ServerConfig>, TlsError> {
-    let (cert_path, key_path, generated) = cert_paths(settings);
+/// The rustls server configuration; `hostname` names a generated certificate.
+pub fn server_config(tls: &TlsConfig, data_dir: &Path, hostname: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert_path, key_path, generated) = cert_paths(tls, data_dir);
     if generated && !(cert_path.exists() && key_path.exists()) {
-        generate(&settings.config.server.hostname, &cert_path, &key_path)?;
+        generate(hostname, &cert_path, &key_path)?;
         tracing::info!(cert = %cert_path.display(), "generated a self-signed TLS certificate");
     }
     let file_err = |path: &Path, reason: String| TlsError::File { path: path.to_path_buf(), reason };

@@ -197,7 +197,7 @@ name = "support"
 addresses = ["support@example.com"]
 "#;
     let settings = Settings::from_str("outbox-test.toml", toml, dir).expect("test config is valid");
-    Store::open(Arc::new(settings)).await.expect("store opens")
+    Store::open(settings.store_options()).await.expect("store opens")
 }
 
 fn config(port: u16) -> OutboxConfig {
@@ -219,7 +219,7 @@ struct Running {
 
 fn start_worker(store: &Store, config: OutboxConfig) -> Running {
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(outbox::run(store.clone(), config, shutdown));
+    let task = tokio::spawn(outbox::run(store.clone(), config, "mx.example.com".into(), shutdown));
     Running { trigger, task }
 }
 
@@ -443,7 +443,7 @@ async fn shutdown_wakes_an_idle_worker() {
 async fn starttls_is_used_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).await;
-    let tls = mailroom::tls::server_config(&store.settings).expect("self-signed certificate");
+    let tls = mailroom::tls::server_config(&Default::default(), dir.path(), "mx.example.com").expect("self-signed certificate");
     let port = free_port();
     let capture = Capture::start(port, Mode::Accept, Some(tls)).await;
     let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &acknowledgement("MR-2026-000126-1")).await.unwrap();
@@ -461,7 +461,7 @@ async fn starttls_is_used_when_configured() {
 async fn starttls_required_never_falls_back_to_plain_text() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path()).await;
-    let tls = mailroom::tls::server_config(&store.settings).expect("self-signed certificate");
+    let tls = mailroom::tls::server_config(&Default::default(), dir.path(), "mx.example.com").expect("self-signed certificate");
     let plain_port = free_port();
     let plain = Capture::start(plain_port, Mode::Accept, None).await;
     let tls_port = free_port();

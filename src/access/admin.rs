@@ -132,11 +132,11 @@ impl Access {
     }
 
     pub(crate) fn known_queue(&self, queue: &str) -> Result<(), AdminError> {
-        if queue == "*" || self.store.settings.config.queues.iter().any(|q| q.name == queue) {
+        let queues = &self.setup.queues;
+        if queue == "*" || queues.iter().any(|q| q == queue) {
             return Ok(());
         }
-        let names: Vec<&str> = self.store.settings.config.queues.iter().map(|q| q.name.as_str()).collect();
-        Err(AdminError::Invalid(format!("no queue is named {queue:?} (queues: {}, or * for all)", names.join(", "))))
+        Err(AdminError::Invalid(format!("no queue is named {queue:?} (queues: {}, or * for all)", queues.join(", "))))
     }
 
     /// A user with a password chosen on the host (`mailroom user add --password-stdin`, for
@@ -356,7 +356,7 @@ impl Access {
     /// Creates the roles named in the config that the database does not have yet (first start).
     /// Roles that exist are left alone: after the first start, the officer's changes count.
     pub async fn seed_roles(&self) -> Result<(), AdminError> {
-        for role in &self.store.settings.config.roles {
+        for role in &self.setup.roles {
             let mut tx = self.store.begin_write().await?;
             if !tx.insert_role(&role.name, &role.description, now_millis()).await? {
                 continue;

@@ -16,9 +16,9 @@
 use std::collections::BTreeSet;
 
 use super::admin::{AdminError, By, Touches, audit_in, role_exists, user_id};
+use super::config::GrantApproval;
 use super::enrolment::prepare;
 use super::{Access, Permission, Principal, SECURITY_OFFICER};
-use crate::config::GrantApproval;
 use crate::store::approvals::ChangeRow;
 use crate::store::tx::Tx;
 use crate::store::{StoreError, millis_to_rfc3339, now_millis};

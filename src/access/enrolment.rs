@@ -287,7 +287,7 @@ mod tests {
             .replace("failure_delay = \"250ms\"", "failure_delay = \"10ms\"")
             .replace("max_failures = 5 ", &format!("max_failures = {max_failures} "));
         let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
-        let access = Access::new(crate::store::Store::open(settings).await.unwrap());
+        let access = settings.access(crate::store::Store::open(settings.store_options()).await.unwrap());
         access.seed_roles().await.unwrap();
         (dir, access)
     }
@@ -337,8 +337,9 @@ mod tests {
             assert!(!db.windows(canon.len()).any(|w| w == canon.as_bytes()) && !db.windows(c.len()).any(|w| w == c.as_bytes()));
         }
         let reasons: Vec<String> = {
-            let access = Access::new(crate::store::Store::open(access.store.settings.clone()).await.unwrap());
-            crate::store::testing::audit_details(&access.store, "enrol.failed").await
+            let settings = crate::config::Settings::from_str("test.toml", crate::config::DEFAULT_CONFIG, dir.path()).unwrap();
+            let store = crate::store::Store::open(settings.store_options()).await.unwrap();
+            crate::store::testing::audit_details(&store, "enrol.failed").await
         };
         let reasons: Vec<&str> = reasons.iter().map(|d| d.rsplit("reason=").next().unwrap()).collect();
         // A guess, the used code (none pending any more), the replaced code, the expired one.

@@ -27,6 +27,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::config::{AccessConfig, RoleConfig};
 use crate::store::audit::AuditEntry;
 use crate::store::users::Reservation;
 use crate::store::{Store, StoreError, now_millis};
@@ -147,14 +148,23 @@ pub struct Access {
     pub store: Store,
     throttle: Arc<Throttle>,
     verifier: Arc<Verifier>,
+    setup: Arc<Setup>,
+}
+
+/// What access is handed from the configuration at start.
+struct Setup {
+    config: AccessConfig,
+    /// Roles to create on first start ([`Access::seed_roles`]).
+    roles: Vec<RoleConfig>,
+    /// The configured queue names, which grants may name.
+    queues: Vec<String>,
 }
 
 impl Access {
-    pub fn new(store: Store) -> Access {
-        let config = &store.settings.config.access;
+    pub fn new(store: Store, config: AccessConfig, roles: Vec<RoleConfig>, queues: Vec<String>) -> Access {
         let throttle = Arc::new(Throttle::new(config.clone()));
-        let verifier = Arc::new(Verifier::new(config));
-        Access { store, throttle, verifier }
+        let verifier = Arc::new(Verifier::new(&config));
+        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues }) }
     }
 
     /// How many password checks may run at once (`[access] max_concurrent_logins`, or automatic).
@@ -162,8 +172,8 @@ impl Access {
         self.verifier.slots()
     }
 
-    fn config(&self) -> &crate::config::AccessConfig {
-        &self.store.settings.config.access
+    fn config(&self) -> &AccessConfig {
+        &self.setup.config
     }
 
     /// Checks a user name and password from `source` for protocol `via` ("imap", "http").
@@ -361,7 +371,7 @@ mod tests {
         let text = edit(text);
         let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
         assert_eq!(settings.config.access.max_failures, 3);
-        let access = Access::new(Store::open(settings).await.unwrap());
+        let access = settings.access(Store::open(settings.store_options()).await.unwrap());
         access.seed_roles().await.unwrap();
         (dir, access)
     }

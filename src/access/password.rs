@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
-use crate::config::AccessConfig;
+use super::config::AccessConfig;
 
 /// Shortest password accepted by `user add` / `user passwd`.
 pub const MIN_LENGTH: usize = 12;

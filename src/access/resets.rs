@@ -192,7 +192,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = crate::config::DEFAULT_CONFIG.replace("failure_delay = \"250ms\"", "failure_delay = \"10ms\"");
         let settings = std::sync::Arc::new(crate::config::Settings::from_str("test.toml", &text, dir.path()).unwrap());
-        let access = Access::new(crate::store::Store::open(settings).await.unwrap());
+        let access = settings.access(crate::store::Store::open(settings.store_options()).await.unwrap());
         access.seed_roles().await.unwrap();
         for (name, roles) in [("olga", &["security-officer"][..]), ("anna", &["support-agent"]), ("bert", &["support-agent"])] {
             access.add_user(name, PW, &roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "test").await.unwrap();

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::AccessConfig;
+use super::config::AccessConfig;
 
 struct SourceState {
     failures: u32,

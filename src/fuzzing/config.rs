@@ -31,16 +31,16 @@ fn exercise(settings: &Settings) {
     let known_queue = |q: &str| queues.is_empty() || queues.contains(&q);
 
     for seq in [1, 42, 999_999, 123_456_789_012] {
-        let number = settings.reg_format.format(2026, seq);
-        let year = settings.reg_format.counter_year(2026);
+        let number = settings.policy.reg_format.format(2026, seq);
+        let year = settings.policy.reg_format.counter_year(2026);
         assert_eq!(
-            settings.reg_format.parse_number(&number, false),
+            settings.policy.reg_format.parse_number(&number, false),
             Ok((year, seq)),
             "registration number {number:?} does not read back (format {:?})",
             settings.config.registration.format
         );
         let subject = format!("Re: [{number}] order");
-        let tags = settings.reg_format.find_tags(&subject);
+        let tags = settings.policy.reg_format.find_tags(&subject);
         assert!(
             tags.iter().any(|t| matches!(t, SubjectTag::Valid { year: y, seq: s, .. } if *y == year && *s == seq)),
             "the tag in {subject:?} is not found"
@@ -48,26 +48,26 @@ fn exercise(settings: &Settings) {
     }
 
     let mut recipients = Vec::new();
-    for (address, queue) in &settings.addresses {
-        match crate::intake::check_recipient(settings, address) {
+    for (address, queue) in &settings.policy.addresses {
+        match crate::intake::check_recipient(&settings.policy, address) {
             RecipientCheck::Accept(q) => assert_eq!(&q, queue, "{address} routes elsewhere"),
             other => panic!("a configured address is refused: {address} → {other:?}"),
         }
         recipients.push((address.clone(), queue.clone()));
     }
-    if let RecipientCheck::Accept(q) = crate::intake::check_recipient(settings, "postmaster") {
+    if let RecipientCheck::Accept(q) = crate::intake::check_recipient(&settings.policy, "postmaster") {
         assert!(known_queue(&q), "postmaster routes to unknown queue {q}");
     }
     recipients.truncate(3);
     if recipients.is_empty() {
-        recipients.push(("postmaster".into(), settings.default_queue().to_string()));
+        recipients.push(("postmaster".into(), settings.policy.default_queue().to_string()));
     }
 
     let received = chrono::DateTime::from_timestamp(1_795_000_000, 0).expect("an instant");
     let dst_change = chrono::DateTime::from_timestamp(1_774_746_000, 0).expect("an instant"); // 2026-03-29 01:00 UTC
     for at in [received, dst_change] {
         for priority in [Priority::Urgent, Priority::Normal, Priority::Low] {
-            let due = settings.calendar.due(at, priority);
+            let due = settings.policy.calendar.due(at, priority);
             assert!(due >= at, "{priority} due {due} before {at}");
         }
     }
@@ -89,12 +89,12 @@ fn exercise(settings: &Settings) {
     };
     let headers = mail_parser::MessageParser::default().parse_headers(raw);
     for tier in [None, Some("vip"), Some("prospect")] {
-        let (decision, _) = crate::intake::classify(settings, &envelope, &record, raw, received, None, tier, headers.as_ref());
+        let (decision, _) = crate::intake::classify(&settings.policy, &envelope, &record, raw, received, None, tier, headers.as_ref());
         assert!(decision.queues.iter().all(|q| known_queue(q)), "unknown queue in {:?}", decision.queues);
         let queue = decision.queues.first().map_or("support", String::as_str);
-        let template = settings.acknowledgement_for(queue, decision.category.as_deref());
-        let due = settings.calendar.due(received, decision.priority).with_timezone(&settings.calendar.timezone());
-        let number = settings.reg_format.format(2026, 7);
+        let template = settings.policy.acknowledgement_for(queue, decision.category.as_deref());
+        let due = settings.policy.calendar.due(received, decision.priority).with_timezone(&settings.policy.calendar.timezone());
+        let number = settings.policy.reg_format.format(2026, 7);
         let ack = crate::outbox::compose::acknowledgement(
             template,
             &number,

@@ -87,7 +87,7 @@ fn receiver(payload: &[u8], max_size: usize, max_line: usize, seed: u8) {
 async fn through_session(s: &Server, payload: &[u8], seed: u8, bdat: bool) {
     let (client, server_end, peer) = s.smtp_pair().await;
     let session = tokio::spawn(crate::smtp::session::run(s.smtp().clone(), server_end, peer, Protocol::Smtp));
-    let limits = &s.smtp().settings.config.limits;
+    let limits = &s.settings.config.limits;
     let mut c = Client { stream: client, parser: ReplyParser::default() };
     assert_eq!(c.reply().await.code, 220);
     for command in ["EHLO fuzz.example.org", "MAIL FROM:<sender@customer.org>", "RCPT TO:<support@example.com>"] {
@@ -162,7 +162,9 @@ async fn through_session(s: &Server, payload: &[u8], seed: u8, bdat: bool) {
                 .strip_prefix("250 2.0.0 Registered ")
                 .and_then(|rest| rest.split(' ').next())
                 .unwrap_or_else(|| panic!("not registered: {}", reply.last_line));
-            let stored = s.store.read_raw(number, "fuzz").await.expect("reading the message back");
+            let format = &s.settings.policy.reg_format;
+            let (year, seq) = format.parse_number(number, true).expect("a registration number");
+            let stored = s.store.read_raw(format.counter_year(year), seq, "fuzz").await.expect("reading the message back").expect("stored");
             assert!(stored.len() >= message.len() && stored.ends_with(&message), "the stored message is not the one sent");
             let trace = &stored[..stored.len() - message.len()];
             assert!(trace.starts_with(b"Received: ") && trace.ends_with(b"\r\n"), "our trace header, then the message");

@@ -90,7 +90,7 @@ fn classify(settings: &Settings, raw: &[u8], record: &Record, headers: Option<&m
     let received = chrono::DateTime::from_timestamp(1_795_000_000, 0).expect("a valid instant");
     let queues: BTreeSet<&str> = settings.config.queues.iter().map(|q| q.name.as_str()).collect();
     for tier in [None, Some("vip")] {
-        let (decision, tags) = crate::intake::classify(settings, &envelope, record, raw, received, None, tier, headers);
+        let (decision, tags) = crate::intake::classify(&settings.policy, &envelope, record, raw, received, None, tier, headers);
         assert!(!decision.queues.is_empty(), "a message must land in a queue");
         assert!(decision.queues.iter().all(|q| queues.contains(q.as_str())), "unknown queue in {:?}", decision.queues);
         if let Some(code) = &decision.category {
@@ -98,11 +98,11 @@ fn classify(settings: &Settings, raw: &[u8], record: &Record, headers: Option<&m
         }
         for tag in tags {
             if let SubjectTag::Valid { year, seq, text } = tag {
-                let again = settings.reg_format.parse_number(&text, false).expect("a valid tag parses again");
+                let again = settings.policy.reg_format.parse_number(&text, false).expect("a valid tag parses again");
                 assert_eq!(again, (year, seq));
             }
         }
-        let due = settings.calendar.due(received, decision.priority);
+        let due = settings.policy.calendar.due(received, decision.priority);
         assert!(due >= received, "due before received");
         acknowledge(settings, &envelope, record, headers, &decision.queues[0], decision.category.as_deref(), due);
     }
@@ -120,16 +120,16 @@ fn acknowledge(
     due: chrono::DateTime<chrono::Utc>,
 ) {
     if let Some(headers) = headers {
-        let _ = crate::outbox::skip_reason(&envelope.mail_from, headers, &settings.own_addresses);
+        let _ = crate::outbox::skip_reason(&envelope.mail_from, headers, &settings.policy.own_addresses);
     }
-    let number = settings.reg_format.format(2026, 123);
+    let number = settings.policy.reg_format.format(2026, 123);
     let rendered = crate::outbox::compose::acknowledgement(
-        settings.acknowledgement_for(queue, category),
+        settings.policy.acknowledgement_for(queue, category),
         &number,
         record.subject.as_deref().unwrap_or(""),
-        due.with_timezone(&settings.calendar.timezone()),
+        due.with_timezone(&settings.policy.calendar.timezone()),
         queue,
-        settings.queue_address(queue).unwrap_or("support@example.com"),
+        settings.policy.queue_address(queue).unwrap_or("support@example.com"),
         &envelope.mail_from,
         record.message_id.as_deref(),
         &settings.config.server.hostname,

@@ -103,6 +103,8 @@ pub struct Server {
     rt: Option<tokio::runtime::Runtime>,
     dir: PathBuf,
     pub store: Store,
+    /// The configuration the server was started with (the fuzz config in a fresh dir).
+    pub settings: Arc<Settings>,
     smtp: Option<Arc<SmtpContext>>,
     smtp_listener: TcpListener,
     pub imap_addr: SocketAddr,
@@ -132,13 +134,26 @@ impl Server {
         let settings = Arc::new(Settings::from_str("fuzz.toml", CONFIG, &dir).expect("the fuzz configuration is valid"));
         let (trigger, shutdown) = shutdown::channel();
         let (store, smtp, writer_thread, smtp_listener, imap_addr) = rt.block_on(async {
-            let store = Store::open(settings.clone()).await.expect("opening the store");
-            let tls = TlsAcceptor::from(crate::tls::server_config(&settings).expect("TLS setup"));
-            let (writer, writer_thread) =
-                crate::store::writer::spawn(store.clone(), Arc::new(settings.reg_format.clone())).expect("starting the writer");
-            let intake = Intake::new(store.keys.clone(), writer, settings.clone(), None, Directory::default());
-            let smtp = Arc::new(SmtpContext { settings: settings.clone(), intake, tls: tls.clone(), shutdown: shutdown.clone() });
-            let access = Access::new(store.clone());
+            let store = Store::open(settings.store_options()).await.expect("opening the store");
+            let tls = TlsAcceptor::from(
+                crate::tls::server_config(&settings.config.tls, &settings.data_dir, &settings.config.server.hostname).expect("TLS setup"),
+            );
+            let (writer, writer_thread) = crate::store::writer::spawn(
+                store.clone(),
+                Arc::new(settings.policy.reg_format.clone()),
+                settings.config.registration.duplicate_window,
+            )
+            .expect("starting the writer");
+            let intake = Intake::new(store.keys.clone(), writer, settings.policy.clone(), None, Directory::default());
+            let smtp = Arc::new(SmtpContext {
+                hostname: settings.config.server.hostname.clone(),
+                limits: settings.config.limits.clone(),
+                lmtp: settings.config.lmtp.clone(),
+                intake,
+                tls: tls.clone(),
+                shutdown: shutdown.clone(),
+            });
+            let access = settings.access(store.clone());
             access.seed_roles().await.expect("seeding roles");
             add_user(&access).await;
             for (i, message) in SEED_MESSAGES.iter().enumerate() {
@@ -155,7 +170,7 @@ impl Server {
             let smtp_listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the SMTP listener");
             let imap_listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the IMAP listener");
             let imap_addr = imap_listener.local_addr().expect("IMAP address");
-            let imap = Arc::new(ImapContext { settings: settings.clone(), access, tls, shutdown });
+            let imap = Arc::new(ImapContext { settings: settings.imap_settings(), access, tls, shutdown });
             let pools = Arc::new(crate::imap::ImapPools {
                 sessions: crate::net::Pool::new("imap", 64, 0),
                 unauthenticated: crate::net::Pool::evicting("imap-prelogin", 64, 0),
@@ -168,6 +183,7 @@ impl Server {
             rt: Some(rt),
             dir,
             store,
+            settings,
             smtp: Some(smtp),
             smtp_listener,
             imap_addr,
@@ -234,7 +250,7 @@ async fn add_user(access: &Access) {
 fn client_config(settings: &Settings) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let (cert_path, _, _) = crate::tls::cert_paths(settings);
+    let (cert_path, _, _) = crate::tls::cert_paths(&settings.config.tls, &settings.data_dir);
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&cert_path).expect("reading the generated certificate") {
         roots.add(cert.expect("a PEM certificate")).expect("a usable root");

@@ -34,7 +34,7 @@ async fn converse(s: &Server, input: &[u8], protocol: Protocol, lockstep: bool) 
     let (client, server_end, peer) = s.smtp_pair().await;
     let session = tokio::spawn(crate::smtp::session::run(s.smtp().clone(), server_end, peer, protocol));
     let (reader, writer) = client.into_split();
-    let max_line = s.smtp().settings.config.limits.max_command_line;
+    let max_line = s.settings.config.limits.max_command_line;
     let mut conversation = if lockstep {
         Conversation::Live { reader, writer, parser: ReplyParser::default() }
     } else {

@@ -29,7 +29,7 @@ impl Session {
         let mut changes = self.ctx.access.store.changes.subscribe();
         let mut changes_open = true;
         let mut shutdown = self.ctx.shutdown.clone();
-        let deadline = Instant::now() + self.ctx.settings.config.imap.idle_timeout;
+        let deadline = Instant::now() + self.ctx.settings.imap.idle_timeout;
         let mut next_check = Instant::now() + IDLE_RECHECK;
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf) {

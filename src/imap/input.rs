@@ -37,7 +37,7 @@ impl Session {
     pub(super) fn read_deadline(&self) -> Instant {
         match self.principal {
             None => self.login_deadline,
-            Some(_) => Instant::now() + self.ctx.settings.config.imap.idle_timeout,
+            Some(_) => Instant::now() + self.ctx.settings.imap.idle_timeout,
         }
     }
 
@@ -88,7 +88,7 @@ impl Session {
     /// A complete command: its lines and literals, asking for each synchronising literal with
     /// `+` once its size is accepted.
     pub(super) async fn read_command(&mut self) -> io::Result<Input> {
-        let max_literal = self.ctx.settings.config.imap.max_literal as u64;
+        let max_literal = self.ctx.settings.imap.max_literal as u64;
         let max_command = 2 * (MAX_LINE as u64 + max_literal);
         let mut command = Vec::new();
         loop {

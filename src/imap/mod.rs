@@ -33,17 +33,34 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use self::config::ImapConfig;
 use crate::access::Access;
-use crate::config::Settings;
 use crate::net::{Admission, Listener, Policy, Pool, Refusal, Refused, Stream};
 use crate::shutdown::Shutdown;
 
 /// What every IMAP session shares.
 pub struct ImapContext {
-    pub settings: Arc<Settings>,
+    pub settings: ImapSettings,
     pub access: Access,
     pub tls: TlsAcceptor,
     pub shutdown: Shutdown,
+}
+
+/// What the IMAP view is handed from the configuration.
+pub struct ImapSettings {
+    pub imap: ImapConfig,
+    /// Ours, for the greeting.
+    pub hostname: String,
+    /// `[limits]`: how long a command may take to arrive, and how many bad ones in a row end
+    /// the session.
+    pub command_timeout: Duration,
+    pub max_errors: u32,
+    /// The configured queue names, in order: the mailboxes.
+    pub queues: Vec<String>,
+    /// Category code → name, for `X-Mailroom-Category`.
+    pub categories: std::collections::HashMap<String, String>,
+    /// The business-hours calendar's zone, in which `X-Mailroom-Due` is shown.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// The two pools every IMAP connection is admitted to: all sessions, and the smaller one of
@@ -56,7 +73,7 @@ pub struct ImapPools {
 /// Accepts IMAP connections until shutdown. `implicit_tls`: the 993-style listener (TLS from the
 /// first byte); otherwise 143-style with STARTTLS.
 pub async fn listen(listener: TcpListener, implicit_tls: bool, ctx: Arc<ImapContext>, pools: Arc<ImapPools>) {
-    let policy = Policy::capped(ctx.settings.config.imap.max_connections_per_source);
+    let policy = Policy::capped(ctx.settings.imap.max_connections_per_source);
     let listener = Listener::new(listener, if implicit_tls { "imaps" } else { "imap" })
         .gate(pools.sessions.clone(), policy)
         .gate(pools.unauthenticated.clone(), policy);
@@ -100,7 +117,7 @@ async fn open(ctx: &ImapContext, socket: TcpStream, implicit_tls: bool) -> Optio
     if !implicit_tls {
         return Some(Stream::Plain(socket));
     }
-    match tokio::time::timeout(ctx.settings.config.imap.prelogin_timeout, ctx.tls.accept(socket)).await {
+    match tokio::time::timeout(ctx.settings.imap.prelogin_timeout, ctx.tls.accept(socket)).await {
         Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "IMAP TLS handshake failed");

@@ -17,7 +17,7 @@ impl Session {
     /// forbidden look the same).
     fn readable(&self, name: &str) -> Option<String> {
         let principal = self.principal.as_ref()?;
-        let queues = self.ctx.settings.config.queues.iter().map(|q| q.name.as_str());
+        let queues = self.ctx.settings.queues.iter().map(String::as_str);
         // INBOX is case-insensitive (a queue could be called "inbox").
         principal
             .readable_queues(queues)
@@ -44,7 +44,7 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let full: Vec<u8> = [reference, pattern].concat();
-        let queues = self.ctx.settings.config.queues.iter().map(|q| q.name.as_str());
+        let queues = self.ctx.settings.queues.iter().map(String::as_str);
         let names = self.principal.as_ref().map(|p| p.readable_queues(queues)).unwrap_or_default();
         for name in names.into_iter().filter(|n| mailbox::list_matches(&full, n.as_bytes())) {
             let items = vec![FlagNameAttribute::from(Atom::try_from("HasNoChildren").expect("valid atom"))];

@@ -106,7 +106,7 @@ pub(super) struct Session {
 
 impl Session {
     fn new(ctx: Arc<ImapContext>, stream: Stream, peer: SocketAddr, tls: bool, prelogin: Guard) -> Session {
-        let login_deadline = crate::net::deadline::after(Instant::now(), ctx.settings.config.imap.prelogin_timeout);
+        let login_deadline = crate::net::deadline::after(Instant::now(), ctx.settings.imap.prelogin_timeout);
         Session {
             ctx,
             stream,
@@ -146,7 +146,7 @@ impl Session {
         if self.out.buf.is_empty() {
             return Ok(());
         }
-        let timeout = self.ctx.settings.config.limits.command_timeout;
+        let timeout = self.ctx.settings.command_timeout;
         let Session { stream, out, .. } = self;
         let write = async {
             stream.write_all(&out.buf).await?;
@@ -158,7 +158,7 @@ impl Session {
     }
 
     async fn serve(&mut self) -> io::Result<()> {
-        let greeting = format!("{} IMAP4rev1 mailroom ready", self.ctx.settings.config.server.hostname);
+        let greeting = format!("{} IMAP4rev1 mailroom ready", self.ctx.settings.hostname);
         let code = self.capability_code();
         self.out.status(None, "OK", Some(&code), &greeting);
         loop {
@@ -230,7 +230,7 @@ impl Session {
         };
         if self.bad_in_a_row == bad_before {
             self.bad_in_a_row = 0;
-        } else if self.bad_in_a_row >= self.ctx.settings.config.limits.max_errors {
+        } else if self.bad_in_a_row >= self.ctx.settings.max_errors {
             self.out.bye(None, "Too many invalid commands");
             tracing::info!(peer = %self.peer.ip(), "IMAP: too many invalid commands; disconnected");
             return Ok(Flow::Close);

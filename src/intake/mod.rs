@@ -12,6 +12,7 @@ pub mod auth;
 mod commit;
 pub mod config;
 pub mod extract;
+pub mod policy;
 /// The record type is stored sealed, so it lives in the store; extraction is intake's.
 pub mod record {
     pub use super::extract::{extract, extract_with_headers};
@@ -22,14 +23,13 @@ pub mod rules;
 pub mod sla;
 mod submission;
 
+pub use policy::Policy;
 pub use submission::{AckRequest, Outcome, Routing, Submission, Trace};
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
-
-use crate::config::Settings;
 
 use crate::store::StoreError;
 use crate::store::codec;
@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn recipient_checks() {
-        let s = Settings::from_str("t", crate::config::DEFAULT_CONFIG, std::path::Path::new("/tmp")).unwrap();
+        let s = crate::config::Settings::from_str("t", crate::config::DEFAULT_CONFIG, std::path::Path::new("/tmp")).unwrap().policy;
         let accept = |q: &str| RecipientCheck::Accept(q.to_string());
         assert_eq!(check_recipient(&s, "support@example.com"), accept("support"));
         assert_eq!(check_recipient(&s, "Sales@Example.COM"), accept("sales"));
@@ -104,7 +104,7 @@ pub enum IntakeError {
 pub struct Intake {
     keys: Arc<KeyRing>,
     writer: WriterHandle,
-    settings: Arc<Settings>,
+    policy: Arc<Policy>,
     /// None when `authentication.verify = "off"`.
     authenticator: Option<auth::Authenticator>,
     directory: Directory,
@@ -135,12 +135,16 @@ impl Directory {
 }
 
 /// The authenticator the configuration asks for.
-pub fn authenticator(settings: &Settings) -> Result<Option<auth::Authenticator>, auth::AuthError> {
-    let cfg = &settings.config.authentication;
-    let hostname = &settings.config.server.hostname;
+/// `hostname` is ours; a relative records file is within `data_dir`.
+pub fn authenticator(
+    cfg: &config::AuthenticationConfig,
+    hostname: &str,
+    data_dir: &std::path::Path,
+) -> Result<Option<auth::Authenticator>, auth::AuthError> {
+    let resolve = |path: &std::path::Path| if path.is_absolute() { path.to_path_buf() } else { data_dir.join(path) };
     let authenticator = match (&cfg.records, cfg.verify.as_str()) {
         (_, "off") => return Ok(None),
-        (Some(path), _) => auth::Authenticator::with_records(hostname, auth::StaticRecords::from_toml_file(settings.resolve(path))?),
+        (Some(path), _) => auth::Authenticator::with_records(hostname, auth::StaticRecords::from_toml_file(resolve(path))?),
         (None, _) => auth::Authenticator::system(hostname)?,
     };
     Ok(Some(authenticator.with_timeout(cfg.timeout)))
@@ -150,11 +154,16 @@ impl Intake {
     pub fn new(
         keys: Arc<KeyRing>,
         writer: WriterHandle,
-        settings: Arc<Settings>,
+        policy: Arc<Policy>,
         authenticator: Option<auth::Authenticator>,
         directory: Directory,
     ) -> Intake {
-        Intake { keys, writer, settings, authenticator, directory }
+        Intake { keys, writer, policy, authenticator, directory }
+    }
+
+    /// Checks a recipient against our routing ([`check_recipient`]).
+    pub fn check_recipient(&self, address: &str) -> RecipientCheck {
+        check_recipient(&self.policy, address)
     }
 
     /// Registers one message: returns only after it is durably committed.
@@ -165,13 +174,12 @@ impl Intake {
             None => None,
         };
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, settings, directory) =
-                (self.keys.clone(), envelope.clone(), self.settings.clone(), self.directory.clone());
-            tokio::task::spawn_blocking(move || prepare(&keys, &settings, &directory, &envelope, &data, received_at, auth.as_ref()))
+            let (keys, envelope, policy, directory) = (self.keys.clone(), envelope.clone(), self.policy.clone(), self.directory.clone());
+            tokio::task::spawn_blocking(move || prepare(&keys, &policy, &directory, &envelope, &data, received_at, auth.as_ref()))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, &self.settings, &self.directory, envelope, &data, received_at, auth.as_ref())?
+            prepare(&self.keys, &self.policy, &self.directory, envelope, &data, received_at, auth.as_ref())?
         };
         Ok(self.writer.submit(Box::new(submission)).await?.into())
     }
@@ -191,26 +199,26 @@ pub enum RecipientCheck {
 /// Checks a recipient against the configured domains and queue addresses. `postmaster` (bare or
 /// at any of our domains) is always accepted (RFC 5321 §4.5.1); `local+tag@domain` is
 /// `local@domain` when a recipient delimiter is configured.
-pub fn check_recipient(settings: &Settings, address: &str) -> RecipientCheck {
+pub fn check_recipient(policy: &Policy, address: &str) -> RecipientCheck {
     let address = normalize_address(address);
     if address == "postmaster" {
-        return RecipientCheck::Accept(settings.default_queue().to_string());
+        return RecipientCheck::Accept(policy.default_queue().to_string());
     }
     let Some((local, domain)) = address.rsplit_once('@') else { return RecipientCheck::UnknownMailbox };
-    if !settings.domains.contains(domain) {
+    if !policy.domains.contains(domain) {
         return RecipientCheck::ForeignDomain;
     }
-    if let Some(queue) = settings.addresses.get(&address) {
+    if let Some(queue) = policy.addresses.get(&address) {
         return RecipientCheck::Accept(queue.clone());
     }
-    if let Some(delimiter) = settings.config.mail.recipient_delimiter.as_deref()
+    if let Some(delimiter) = policy.recipient_delimiter.as_deref()
         && let Some((base, _tag)) = local.split_once(delimiter)
-        && let Some(queue) = settings.addresses.get(&format!("{base}@{domain}"))
+        && let Some(queue) = policy.addresses.get(&format!("{base}@{domain}"))
     {
         return RecipientCheck::Accept(queue.clone());
     }
     if local == "postmaster" {
-        return RecipientCheck::Accept(settings.default_queue().to_string());
+        return RecipientCheck::Accept(policy.default_queue().to_string());
     }
     RecipientCheck::UnknownMailbox
 }
@@ -222,7 +230,7 @@ pub use crate::store::crypto::normalize_address;
 /// except inside ciphertexts).
 #[allow(clippy::too_many_arguments)]
 pub fn classify(
-    settings: &Settings,
+    policy: &Policy,
     envelope: &Envelope,
     record: &record::Record,
     data: &[u8],
@@ -262,20 +270,20 @@ pub fn classify(
         received_at,
     )
     .with_headers(headers);
-    let decision = settings.rules.evaluate(&facts, routed, settings.config.intake.acknowledge);
-    (decision, settings.reg_format.find_tags(subject))
+    let decision = policy.rules.evaluate(&facts, routed, policy.acknowledge);
+    (decision, policy.reg_format.find_tags(subject))
 }
 
 fn prepare(
     keys: &KeyRing,
-    settings: &Arc<Settings>,
+    policy: &Arc<Policy>,
     directory: &Directory,
     envelope: &Envelope,
     data: &[u8],
     received_at: chrono::DateTime<chrono::Utc>,
     auth: Option<&auth::AuthResults>,
 ) -> Result<Submission, CryptoError> {
-    let (hostname, compression) = (settings.config.server.hostname.as_str(), settings.config.storage.compression);
+    let (hostname, compression) = (policy.hostname.as_str(), policy.compression);
     // Time-ordered prefix keeps the uid index append-mostly; the rest is random.
     let uid = crate::store::crypto::uid_at(received_at)?;
 
@@ -298,11 +306,11 @@ fn prepare(
         }
         authenticated
     });
-    let (decision, subject_tags) = classify(settings, envelope, &record, data, received_at, auth, tier.as_deref(), headers.as_ref());
+    let (decision, subject_tags) = classify(policy, envelope, &record, data, received_at, auth, tier.as_deref(), headers.as_ref());
     let mut thread_numbers = Vec::new();
     for tag in subject_tags {
         match tag {
-            SubjectTag::Valid { year, seq, .. } => thread_numbers.push((settings.reg_format.counter_year(year), seq)),
+            SubjectTag::Valid { year, seq, .. } => thread_numbers.push((policy.reg_format.counter_year(year), seq)),
             SubjectTag::Invalid { .. } if !message_tags.iter().any(|t| t == "invalid-registration-tag") => {
                 message_tags.push("invalid-registration-tag".to_string())
             }
@@ -316,8 +324,8 @@ fn prepare(
             reference_idx.push(idx);
         }
     }
-    let due_at = settings.calendar.due(received_at, decision.priority).timestamp_millis();
-    let decision_ack = decision.acknowledge && !decision.spam && settings.config.outbox.is_some();
+    let due_at = policy.calendar.due(received_at, decision.priority).timestamp_millis();
+    let decision_ack = decision.acknowledge && !decision.spam && policy.ack_window.is_some();
 
     let row = keys.row_key(uid)?;
     let raw_ct = row.seal("raw", &codec::pack(data, compression))?;
@@ -344,7 +352,7 @@ fn prepare(
         tls: envelope.tls.clone(),
         parsed: record.parsed,
         routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
-        ack: acknowledgement(settings, envelope, &record, headers.as_ref(), decision_ack),
+        ack: acknowledgement(policy, envelope, &record, headers.as_ref(), decision_ack),
         auth_summary: auth.map(|a| a.summary()),
         auth_header: auth.map(|a| a.header.clone()),
         data_key: row.key,
@@ -356,13 +364,13 @@ fn prepare(
         msgid_idx,
         dedupe_idx,
         trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
-        settings: settings.clone(),
+        policy: policy.clone(),
     })
 }
 
 /// An acknowledgement request, if rules allow one and RFC 3834 loop safety does too.
 fn acknowledgement(
-    settings: &Settings,
+    policy: &Policy,
     envelope: &Envelope,
     record: &record::Record,
     headers: Option<&mail_parser::Message>,
@@ -371,7 +379,7 @@ fn acknowledgement(
     if !allowed {
         return None;
     }
-    if let Some(reason) = crate::outbox::skip_reason(&envelope.mail_from, headers?, &settings.own_addresses) {
+    if let Some(reason) = crate::outbox::skip_reason(&envelope.mail_from, headers?, &policy.own_addresses) {
         tracing::debug!(reason, "no acknowledgement");
         return None;
     }

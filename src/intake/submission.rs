@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::Settings;
+use super::Policy;
 use crate::store::crypto::DataKey;
 
 use super::rules::Decision;
@@ -39,7 +39,7 @@ pub struct Submission {
     pub dedupe_idx: Vec<u8>,
     pub trace: Trace,
     /// Queue addresses, acknowledgement templates and the SLA calendar, for the acknowledgement.
-    pub settings: Arc<Settings>,
+    pub policy: Arc<Policy>,
 }
 
 /// Where a message goes: the classification decision and the keys that may join it to an

@@ -20,8 +20,9 @@ use crate::store::outbox::{self as rows, Attempt, OutboxError, OutboxRow, open_m
 use crate::store::{Store, StoreError, now_millis};
 
 /// Runs until shutdown: takes due rows, delivers them, records the outcome.
-pub async fn run(store: Store, config: OutboxConfig, mut shutdown: Shutdown) {
-    let smarthost = match config.smarthost(&store.settings.config.server.hostname) {
+/// `hostname` is ours, for EHLO.
+pub async fn run(store: Store, config: OutboxConfig, hostname: String, mut shutdown: Shutdown) {
+    let smarthost = match config.smarthost(&hostname) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("outbox: smarthost {e}; outgoing mail stays queued");

@@ -12,14 +12,17 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Settings;
+use self::config::{Limits, LmtpConfig};
 use crate::intake::{Intake, Protocol};
 use crate::net::{Admission, Listener, Policy, Pool};
 use crate::shutdown::Shutdown;
 
 /// What every session shares.
 pub struct SmtpContext {
-    pub settings: Arc<Settings>,
+    /// Ours, for the banner, EHLO and every reply that names us.
+    pub hostname: String,
+    pub limits: Limits,
+    pub lmtp: LmtpConfig,
     pub intake: Intake,
     pub tls: TlsAcceptor,
     pub shutdown: Shutdown,
@@ -27,16 +30,16 @@ pub struct SmtpContext {
 
 /// How a connection is admitted: SMTP is capped per source; LMTP serves a trusted MTA and is
 /// capped only when `lmtp.max_connections_per_source` says so.
-pub fn policy(settings: &Settings, protocol: Protocol) -> Policy {
+pub fn policy(ctx: &SmtpContext, protocol: Protocol) -> Policy {
     match protocol {
-        Protocol::Smtp => Policy::capped(settings.config.limits.max_connections_per_source),
-        Protocol::Lmtp => settings.config.lmtp.max_connections_per_source.map_or(Policy::trusted(), Policy::capped),
+        Protocol::Smtp => Policy::capped(ctx.limits.max_connections_per_source),
+        Protocol::Lmtp => ctx.lmtp.max_connections_per_source.map_or(Policy::trusted(), Policy::capped),
     }
 }
 
 /// Accepts connections until shutdown begins; each holds a slot in `connections` while it runs.
 pub async fn listen(listener: TcpListener, protocol: Protocol, ctx: Arc<SmtpContext>, connections: Arc<Pool>) {
-    let listener = Listener::new(listener, protocol.name()).gate(connections, policy(&ctx.settings, protocol));
+    let listener = Listener::new(listener, protocol.name()).gate(connections, policy(&ctx, protocol));
     listener
         .run(ctx.shutdown.clone(), |socket, peer, admission| match admission {
             Admission::Admitted(slots) => {
@@ -47,9 +50,7 @@ pub async fn listen(listener: TcpListener, protocol: Protocol, ctx: Arc<SmtpCont
                 });
             }
             // The client waits for our banner before it sends anything: one write, then close.
-            Admission::Refused(refused) => {
-                refused.answer_now(&socket, busy_reply(&ctx.settings.config.server.hostname, refused.why).as_bytes())
-            }
+            Admission::Refused(refused) => refused.answer_now(&socket, busy_reply(&ctx.hostname, refused.why).as_bytes()),
         })
         .await;
 }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::SmtpContext;
 use super::data::DataReceiver;
 use crate::intake::Outcome;
-use crate::intake::{Envelope, Protocol, RecipientCheck, check_recipient};
+use crate::intake::{Envelope, Protocol, RecipientCheck};
 use crate::net::Stream;
 use crate::net::deadline::after;
 use crate::shutdown::Phase;
@@ -98,7 +98,7 @@ struct Session {
 
 impl Session {
     fn new(ctx: Arc<SmtpContext>, stream: Stream, peer: SocketAddr, protocol: Protocol) -> Session {
-        let session_deadline = after(Instant::now(), ctx.settings.config.limits.max_session_time);
+        let session_deadline = after(Instant::now(), ctx.limits.max_session_time);
         Session {
             ctx,
             stream,
@@ -116,7 +116,7 @@ impl Session {
     }
 
     fn hostname(&self) -> &str {
-        &self.ctx.settings.config.server.hostname
+        &self.ctx.hostname
     }
 
     fn reply(&mut self, line: impl AsRef<str>) {
@@ -128,7 +128,7 @@ impl Session {
     fn error(&mut self, line: impl AsRef<str>) -> Flow {
         self.reply(line);
         self.errors += 1;
-        if self.errors >= self.ctx.settings.config.limits.max_errors {
+        if self.errors >= self.ctx.limits.max_errors {
             let closing = format!("421 4.7.0 {} Too many errors, closing connection", self.hostname());
             self.reply(closing);
             tracing::info!(peer = %self.peer.ip(), errors = self.errors, "too many errors; disconnected");
@@ -141,7 +141,7 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
-        let timeout = self.ctx.settings.config.limits.command_timeout;
+        let timeout = self.ctx.limits.command_timeout;
         let Session { stream, out, .. } = self;
         let write = async {
             stream.write_all(out).await?;
@@ -217,7 +217,7 @@ impl Session {
                 self.close_with(Input::Shutdown).await?;
                 return Ok(());
             }
-            let timeout = self.ctx.settings.config.limits.command_timeout;
+            let timeout = self.ctx.limits.command_timeout;
             let deadline = *line_deadline.get_or_insert_with(|| after(Instant::now(), timeout));
             // Between transactions shutdown interrupts at once; inside one (MAIL given, the
             // client is about to send data) only when forced.
@@ -235,7 +235,7 @@ impl Session {
 
     /// Takes the next complete command line off the buffer.
     fn next_line(&mut self) -> Option<Line> {
-        let max = self.ctx.settings.config.limits.max_command_line;
+        let max = self.ctx.limits.max_command_line;
         if self.discarding {
             match memchr::memchr(b'\n', &self.buf) {
                 Some(pos) => {
@@ -266,7 +266,7 @@ impl Session {
     async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
         // smtp-proto wraps SIZE values of 21+ digits around and rejects 20-digit ones as invalid;
         // RFC 1870 says any size over our limit is a 552, so look at the digits ourselves.
-        let max = self.ctx.settings.config.limits.max_message_size;
+        let max = self.ctx.limits.max_message_size;
         if let Some(size) = declared_size(line)
             && size > max as u128
         {
@@ -362,7 +362,7 @@ impl Session {
         let mut lines = vec![
             hostname,
             "PIPELINING".into(),
-            format!("SIZE {}", self.ctx.settings.config.limits.max_message_size),
+            format!("SIZE {}", self.ctx.limits.max_message_size),
             "8BITMIME".into(),
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),
@@ -400,7 +400,7 @@ impl Session {
         if !address.is_ascii() && !smtputf8 {
             return self.error("553 5.6.7 Non-ASCII address requires SMTPUTF8");
         }
-        let max = self.ctx.settings.config.limits.max_message_size;
+        let max = self.ctx.limits.max_message_size;
         if size > max {
             return self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"));
         }
@@ -427,13 +427,13 @@ impl Session {
         if !address.is_ascii() && !tx.smtputf8 {
             return self.error("553 5.6.7 Non-ASCII address requires SMTPUTF8");
         }
-        if tx.recipients.len() >= self.ctx.settings.config.limits.max_recipients {
+        if tx.recipients.len() >= self.ctx.limits.max_recipients {
             // Not an error: the client sends the rest in another transaction (RFC 5321 §4.5.3.1.10).
             self.reply("452 4.5.3 Too many recipients");
             return Flow::Continue;
         }
         let address = if postmaster { "postmaster".to_string() } else { address };
-        match check_recipient(&self.ctx.settings, &address) {
+        match self.ctx.intake.check_recipient(&address) {
             RecipientCheck::Accept(queue) => {
                 self.tx.as_mut().expect("checked above").recipients.push((address, queue));
                 self.reply("250 2.1.5 Recipient OK");
@@ -464,7 +464,7 @@ impl Session {
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>");
         self.flush().await?;
-        let limits = &self.ctx.settings.config.limits;
+        let limits = &self.ctx.limits;
         let mut receiver = DataReceiver::new(limits.max_message_size, limits.max_data_line);
         let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
         let mut received = 0;
@@ -482,7 +482,7 @@ impl Session {
             }
         }
         let end_of_data = Instant::now();
-        let max_line = self.ctx.settings.config.limits.max_data_line;
+        let max_line = self.ctx.limits.max_data_line;
         let verdict = if receiver.too_big {
             Err(self.too_big())
         } else if receiver.line_too_long {
@@ -494,20 +494,20 @@ impl Session {
     }
 
     fn too_big(&self) -> Refusal {
-        ("552 5.3.4", format!("Message size exceeds fixed limit of {} bytes", self.ctx.settings.config.limits.max_message_size))
+        ("552 5.3.4", format!("Message size exceeds fixed limit of {} bytes", self.ctx.limits.max_message_size))
     }
 
     async fn bdat(&mut self, size: usize, last: bool) -> io::Result<Flow> {
         // The chunk is always read in full first, whatever the verdict, so the next command
         // is found where the client put it (RFC 3030 §4.2).
         let refusal = self.data_refusal();
-        let max = self.ctx.settings.config.limits.max_message_size;
+        let max = self.ctx.limits.max_message_size;
         let so_far = self.tx.as_ref().and_then(|tx| tx.bdat.as_ref()).map_or(0, Vec::len);
         let overflow = refusal.is_none() && so_far.saturating_add(size) > max;
         let keep = refusal.is_none() && !overflow;
         let mut chunk = Vec::with_capacity(if keep { size.min(READ_CHUNK * 64) } else { 0 });
         let mut remaining = size;
-        let limits = &self.ctx.settings.config.limits;
+        let limits = &self.ctx.limits;
         let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
         loop {
             let take = remaining.min(self.buf.len());
@@ -607,7 +607,7 @@ impl Session {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
             return Err(io::Error::other("STARTTLS on a stream that is not plain"));
         };
-        let timeout = self.ctx.settings.config.limits.command_timeout;
+        let timeout = self.ctx.limits.command_timeout;
         let tls = tokio::time::timeout(timeout, self.ctx.tls.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;

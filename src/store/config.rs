@@ -3,6 +3,17 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+/// What [`super::Store::open`] is handed: the resolved file paths and the `[storage]` section.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub database_path: PathBuf,
+    pub master_key_path: PathBuf,
+    /// The data dir, whose generated TLS files the store keeps private too.
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {

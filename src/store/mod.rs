@@ -33,7 +33,7 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
-use crate::config::Settings;
+pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -68,7 +68,8 @@ pub enum StoreError {
 pub struct Store {
     pool: SqlitePool,
     pub keys: Arc<KeyRing>,
-    pub settings: Arc<Settings>,
+    /// Where the files are and the `[storage]` section (the writer reads both).
+    options: Arc<StoreOptions>,
     /// Bumped after every commit that changes what staff see (new mail, case actions), so
     /// IMAP sessions in IDLE and other watchers re-read at once instead of polling blindly.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
@@ -160,8 +161,8 @@ fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
 impl Store {
     /// Opens (creating when missing) the database and the key file, and runs migrations. `serve`
     /// and the admin commands have checked the data dir first ([`prepare_data_dir`]).
-    pub async fn open(settings: Arc<Settings>) -> Result<Store, StoreError> {
-        let db_path = settings.database_path();
+    pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        let db_path = options.database_path.clone();
         if let Some(dir) = db_path.parent() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
@@ -174,13 +175,13 @@ impl Store {
             db_path.clone(),
             suffixed("-wal"),
             suffixed("-shm"),
-            settings.data_dir.join("certs"),
-            settings.data_dir.join("certs/cert.pem"),
+            options.data_dir.join("certs"),
+            options.data_dir.join("certs/cert.pem"),
         ])?;
-        let keys = Arc::new(KeyRing::load_or_create(&settings.master_key_path())?);
+        let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(sqlite::connect_options(&db_path)).await?;
         MIGRATOR.run(&pool).await?;
-        let store = Store { pool, keys, settings, changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        let store = Store { pool, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
         let sealed = store.seal_clear_tags().await?;
         if sealed > 0 {
             tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
@@ -234,16 +235,10 @@ impl Store {
         Ok(list)
     }
 
-    /// Decrypts a stored message (our trace header + the bytes received) and audits the read.
-    pub async fn read_raw(&self, number: &str, actor: &str) -> Result<Vec<u8>, StoreError> {
-        let format = &self.settings.reg_format;
-        let (year, seq) = format.parse_number(number.trim(), true).map_err(|e| StoreError::BadNumber(number.to_string(), e.to_string()))?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = $1 AND reg_seq = $2")
-            .bind(format.counter_year(year))
-            .bind(seq as i64)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(number.to_string()))?;
+    /// Decrypts the message registered as (`counter_year`, `seq`) (our trace header + the bytes
+    /// received) and audits the read; `None` when there is none.
+    pub async fn read_raw(&self, counter_year: i32, seq: u64, actor: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(id) = self.message_id_by_registration(counter_year, seq).await? else { return Ok(None) };
         let (number, raw) = self.open_message(id).await?;
         let mut tx = sqlite::begin_write(&self.pool).await?;
         audit::append(
@@ -259,7 +254,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(raw)
+        Ok(Some(raw))
     }
 
     /// Decrypts message `id` (by row id): its registration number and the bytes as stored (our

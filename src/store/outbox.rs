@@ -363,7 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings =
             std::sync::Arc::new(crate::config::Settings::from_str("test.toml", crate::config::DEFAULT_CONFIG, dir.path()).unwrap());
-        let store = Store::open(settings.clone()).await.unwrap();
+        let store = Store::open(settings.store_options()).await.unwrap();
         let now = now_millis();
 
         // The writer's path: rusqlite, in its own transaction.

@@ -2,24 +2,23 @@
 
 use base64::Engine;
 
-use crate::config::Settings;
+use crate::imap::ImapSettings;
 use crate::store::mailbox::MailboxEntry;
 
 /// Our header fields for `entry`, each ending in CRLF. Shown on top of the stored message (our
 /// Received: header + the message as received).
-pub fn x_headers(settings: &Settings, entry: &MailboxEntry) -> String {
+pub fn x_headers(settings: &ImapSettings, entry: &MailboxEntry) -> String {
     let mut h = format!("X-Mailroom-Registration: {}\r\n", header_text(&entry.number));
     if let Some(code) = &entry.category {
-        match settings.config.categories.iter().find(|c| &c.code == code) {
-            Some(category) => h.push_str(&format!("X-Mailroom-Category: {} ({})\r\n", header_text(code), header_text(&category.name))),
+        match settings.categories.get(code) {
+            Some(name) => h.push_str(&format!("X-Mailroom-Category: {} ({})\r\n", header_text(code), header_text(name))),
             None => h.push_str(&format!("X-Mailroom-Category: {}\r\n", header_text(code))),
         }
     }
     h.push_str(&format!("X-Mailroom-Priority: {}\r\n", header_text(&entry.priority)));
     if let Some(due) = entry.due_at.and_then(chrono::DateTime::from_timestamp_millis) {
         // In the business-hours calendar's zone: the deadline as the team counts it.
-        let tz: chrono_tz::Tz = settings.config.sla.timezone.parse().unwrap_or(chrono_tz::UTC);
-        h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&tz).format("%a, %d %b %Y %H:%M:%S %z")));
+        h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&settings.timezone).format("%a, %d %b %Y %H:%M:%S %z")));
     }
     h
 }

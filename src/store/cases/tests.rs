@@ -3,16 +3,9 @@
 use super::listing::{run_query, runs};
 use super::tags::write_tags;
 use super::*;
-use std::sync::Arc;
 
 async fn store(dir: &std::path::Path) -> Store {
-    let settings = crate::config::Settings::from_str(
-        "test.toml",
-        "[mail]\ndomains = [\"example.com\"]\n[[queues]]\nname = \"support\"\naddresses = [\"support@example.com\"]\n[[queues]]\nname = \"sales\"\naddresses = [\"sales@example.com\"]\n",
-        dir,
-    )
-    .unwrap();
-    Store::open(Arc::new(settings)).await.unwrap()
+    Store::open(crate::store::testing::options(dir)).await.unwrap()
 }
 
 /// `n` cases spread over both queues, every status and priority, due times out of order.
@@ -228,15 +221,10 @@ async fn clear_tags_written_before_0006_are_sealed_and_wiped_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let marker = format!("clear-tag-marker-{}", std::process::id());
     {
-        let settings = crate::config::Settings::from_str(
-            "test.toml",
-            "[mail]\ndomains = [\"example.com\"]\n[[queues]]\nname = \"support\"\naddresses = [\"support@example.com\"]\n",
-            dir.path(),
-        )
-        .unwrap();
+        let options = crate::store::testing::options(dir.path());
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(crate::store::sqlite::connect_options(&settings.database_path()))
+            .connect_with(crate::store::sqlite::connect_options(&options.database_path))
             .await
             .unwrap();
         crate::store::MIGRATOR.run_to(5, &pool).await.unwrap();

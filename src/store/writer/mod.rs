@@ -98,19 +98,23 @@ impl WriterHandle {
 /// same libsqlite3 that sqlx uses). sqlx's SQLite driver sends every statement to a worker thread
 /// and back; on the commit path that hand-off, repeated for every statement of every batch, cost
 /// more than the fsync itself, and the commit path is what every sender waits for.
-pub fn spawn(store: Store, numbering: Arc<dyn Numbering>) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
+pub fn spawn(
+    store: Store,
+    numbering: Arc<dyn Numbering>,
+    duplicate_window: Duration,
+) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let conn = open_connection(&store)?;
-    let max_batch = store.settings.config.storage.max_batch;
+    let max_batch = store.options.storage.max_batch;
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mailroom-writer".into())
-        .spawn(move || run(store, &*numbering, conn, rx, max_batch))
+        .spawn(move || run(store, &*numbering, conn, rx, max_batch, duplicate_window))
         .map_err(|e| StoreError::BatchFailed(format!("starting the writer thread: {e}")))?;
     Ok((WriterHandle { tx }, thread))
 }
 
 fn open_connection(store: &Store) -> Result<Connection, StoreError> {
-    let conn = Connection::open(store.settings.database_path())?;
+    let conn = Connection::open(&store.options.database_path)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "wal")?;
     // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.
@@ -122,7 +126,7 @@ fn open_connection(store: &Store) -> Result<Connection, StoreError> {
     // checkpoint has caught up, the WAL restarts and is cut back to this size.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    if let Some(max_bytes) = store.settings.config.storage.max_database_size {
+    if let Some(max_bytes) = store.options.storage.max_database_size {
         // Past this size commits fail with SQLITE_FULL, which the sessions turn into 451.
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
         conn.pragma_update(None, "max_page_count", (max_bytes as i64 / page_size).max(1))?;
@@ -134,7 +138,15 @@ fn open_connection(store: &Store) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn run(store: Store, numbering: &dyn Numbering, mut conn: Connection, rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// `duplicate_window`: how long a retry of a committed message is recognised as one.
+fn run(
+    store: Store,
+    numbering: &dyn Numbering,
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    duplicate_window: Duration,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut last_checkpoint = Instant::now();
     while let Ok(first) = rx.recv() {
@@ -144,7 +156,7 @@ fn run(store: Store, numbering: &dyn Numbering, mut conn: Connection, rx: mpsc::
         batch.push(first);
         batch.extend(rx.try_iter().take(max_batch - 1));
         let started = Instant::now();
-        let result = commit_batch(&store, numbering, &mut conn, &batch);
+        let result = commit_batch(&store, numbering, &mut conn, &batch, duplicate_window);
         tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(outcomes) => {
@@ -175,10 +187,15 @@ fn run(store: Store, numbering: &dyn Numbering, mut conn: Connection, rx: mpsc::
     }
 }
 
-fn commit_batch(store: &Store, numbering: &dyn Numbering, conn: &mut Connection, batch: &[Job]) -> Result<Vec<Answer>, StoreError> {
-    let settings = &store.settings;
+fn commit_batch(
+    store: &Store,
+    numbering: &dyn Numbering,
+    conn: &mut Connection,
+    batch: &[Job],
+    duplicate_window: Duration,
+) -> Result<Vec<Answer>, StoreError> {
     let now = chrono::Utc::now();
-    let window_start = now.timestamp_millis() - settings.config.registration.duplicate_window.as_millis() as i64;
+    let window_start = now.timestamp_millis() - duplicate_window.as_millis() as i64;
     let year = numbering.counter_year(now.year());
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
