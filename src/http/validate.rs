@@ -4,6 +4,7 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 
 // The checks are the case service's (every caller gets the same rules); the document's patterns
 // here are tested against them.
@@ -41,13 +42,28 @@ const PASSWORD_EXCLUDED: &str = "\\u0000-\\u001f\\u007f-\\u009f";
 pub const NAME_PATTERN: &str = "^[-A-Za-z0-9._@]{1,64}$";
 
 /// The document's schema of a user or role name in a request body.
-pub fn name_schema() -> serde_json::Value {
-    serde_json::json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": NAME_PATTERN })
+pub fn name_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64)).pattern(Some(NAME_PATTERN)).build()
 }
 
 /// The document's pattern for a new password (its length is `minLength`).
 pub fn password_pattern() -> String {
     format!("^[^{PASSWORD_EDGE_EXCLUDED}]([^{PASSWORD_EXCLUDED}]*[^{PASSWORD_EDGE_EXCLUDED}])?$")
+}
+
+/// The document's schema of a new password (`password::check_strength`: at least 12 characters).
+pub fn password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .min_length(Some(12))
+        .pattern(Some(password_pattern()))
+        .build()
+}
+
+/// The document's schema of a one-time enrolment code.
+pub fn code_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).examples(["7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB"]).build()
 }
 
 /// A pattern for a comma-separated list of `words` (no spaces, no empty items), as
