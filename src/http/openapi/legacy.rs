@@ -1,12 +1,10 @@
 //! The part of the OpenAPI document still written out by hand: the route groups not yet
-//! described by `#[utoipa::path]` (queues, cases, admin). `super::document_for` merges it into
+//! described by `#[utoipa::path]` (cases, admin). `super::document_for` merges it into
 //! the generated document; each group leaves this file as it is converted.
 
 use serde_json::{Value, json};
 
-use crate::http::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
-use crate::http::validate::{TAG_MAX_CHARS, TAG_PATTERN, TEXT_PATTERN, list_pattern, list_regex};
-use crate::store::cases::STATUSES;
+use crate::http::validate::{TAG_MAX_CHARS, TAG_PATTERN, TEXT_PATTERN};
 
 /// Paths (`path → method → operation`) and component schemas to merge.
 pub(super) struct Legacy {
@@ -219,8 +217,6 @@ fn approval_operations() -> Vec<(&'static str, &'static str, Value)> {
 /// The operations and schemas of the route groups not yet generated, with `categories`
 /// (configured codes) as enums.
 pub(super) fn operations_for(categories: &[String]) -> Legacy {
-    let mut category_filter: Vec<Value> = categories.iter().map(|c| json!(c)).collect();
-    category_filter.push(json!("none"));
     let mut category_value: Vec<Value> = categories.iter().map(|c| json!(c)).collect();
     category_value.push(Value::Null);
     let mut paths = serde_json::Map::new();
@@ -232,90 +228,6 @@ pub(super) fn operations_for(categories: &[String]) -> Legacy {
         o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
         o
     };
-
-    put(
-        "/api/queues",
-        "get",
-        op(
-            "listQueues",
-            "queues",
-            "The queues I may read, with counts",
-            "Counts of active cases (new, open, waiting) and of overdue ones (new or open past their due time). 403 when the caller may read no queue.",
-            vec![],
-            None,
-            ("200", ok("queues", schema("QueueList"))),
-            &["401", "403"],
-        ),
-    );
-    put(
-        "/api/queues/{queue}/cases",
-        "get",
-        op(
-            "listCases",
-            "queues",
-            "A queue's cases",
-            "Filtered, sorted and paged straight from an index. Each item shows the subject and sender of the case's opening message (decrypted for the page only). \
-             Audited as queue.list. Unknown filter values are rejected with 422 naming the known ones.",
-            vec![
-                path_param("queue", "queue name", "string"),
-                query_param(
-                    "status",
-                    "comma-separated statuses (no spaces), or active (default: new, open, waiting) or all",
-                    json!({ "type": "string", "pattern": format!("^(active|all|{})$", list_regex(&STATUSES)), "example": "open,waiting" }),
-                ),
-                query_param(
-                    "priority",
-                    "comma-separated priorities (no spaces)",
-                    json!({ "type": "string", "pattern": list_pattern(&["urgent", "normal", "low"]), "example": "urgent" }),
-                ),
-                query_param("category", "a configured category code, or none", json!({ "type": "string", "enum": category_filter })),
-                query_param("overdue", "only overdue cases (true) or only the others (false)", json!({ "type": "boolean" })),
-                query_param("tag", "cases carrying this tag (exact match)", tag()),
-                query_param(
-                    "assignee",
-                    "me, none, or a user name (a name that is no user matches no case)",
-                    json!({ "type": "string", "minLength": 1 }),
-                ),
-                query_param(
-                    "sort",
-                    "order (a leading - reverses it); priority means urgent first, then by due time",
-                    json!({ "type": "string", "enum": crate::store::cases::Sort::NAMES, "default": "due" }),
-                ),
-                query_param(
-                    "limit",
-                    "page size",
-                    json!({ "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT }),
-                ),
-                query_param(
-                    "offset",
-                    "cases to skip (for deep pages use the cursor)",
-                    json!({ "type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 }),
-                ),
-                query_param(
-                    "cursor",
-                    "next_cursor of the previous page, as it is (same sort and filters); anything else is refused with 422",
-                    json!({ "type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$" }),
-                ),
-            ],
-            None,
-            ("200", ok("a page of cases", schema("CaseList"))),
-            &["400", "401", "403", "404", "422"],
-        ),
-    );
-    put(
-        "/api/stats",
-        "get",
-        op(
-            "stats",
-            "queues",
-            "Statistics of the queues I supervise",
-            "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times (elapsed seconds from opening).",
-            vec![query_param("queue", "only this queue", json!({ "type": "string", "minLength": 1 }))],
-            None,
-            ("200", ok("statistics", schema("Stats"))),
-            &["400", "401", "403"],
-        ),
-    );
 
     put(
         "/api/cases/{id}",
@@ -704,12 +616,6 @@ fn schemas() -> Value {
     let nullable_time = json!({ "type": ["string", "null"], "format": "date-time" });
     let mut schemas = serde_json::Map::new();
     schemas.insert(
-        "QueueList".into(),
-        json!({ "type": "object", "properties": { "queues": { "type": "array", "items": { "type": "object", "properties": {
-                    "name": { "type": "string" }, "address": { "type": ["string", "null"] }, "permissions": { "type": "array", "items": { "type": "string" } },
-                    "active": { "type": "integer" }, "overdue": { "type": "integer" }, "by_status": { "type": "object", "additionalProperties": { "type": "integer" } } } } } } }),
-    );
-    schemas.insert(
         "Mailbox".into(),
         json!({ "type": "object", "properties": { "name": { "type": ["string", "null"] }, "address": { "type": ["string", "null"] } } }),
     );
@@ -727,12 +633,6 @@ fn schemas() -> Value {
         "CaseListItem".into(),
         json!({ "allOf": [schema("Case"), { "type": "object", "properties": {
                     "message_count": { "type": "integer" }, "subject": { "type": ["string", "null"] }, "from": { "oneOf": [schema("Mailbox"), { "type": "null" }] } } }] }),
-    );
-    schemas.insert(
-        "CaseList".into(),
-        json!({ "type": "object", "properties": {
-                    "queue": { "type": "string" }, "sort": { "type": "string" }, "limit": { "type": "integer" }, "offset": { "type": "integer" },
-                    "items": { "type": "array", "items": schema("CaseListItem") }, "next_cursor": { "type": ["string", "null"] } } }),
     );
     schemas.insert("Message".into(), json!({ "type": "object", "properties": {
                     "number": { "type": "string" }, "received_at": { "type": "string", "format": "date-time" }, "size": { "type": "integer" },
@@ -759,16 +659,6 @@ fn schemas() -> Value {
                     "history": { "type": "array", "items": schema("HistoryEntry") } } }] }),
     );
     schemas.insert("ActionResult".into(), json!({ "type": "object", "properties": { "case": schema("Case"), "entry": { "type": "integer" }, "outbox": { "type": "integer" } } }));
-    schemas.insert(
-        "Stats".into(),
-        json!({ "type": "object", "properties": { "generated_at": { "type": "string", "format": "date-time" }, "queues": { "type": "array", "items": { "type": "object", "properties": {
-                    "queue": { "type": "string" }, "total": { "type": "integer" },
-                    "by_status": { "type": "object", "additionalProperties": { "type": "integer" } }, "by_priority": { "type": "object", "additionalProperties": { "type": "integer" } },
-                    "by_category": { "type": "object", "additionalProperties": { "type": "integer" } },
-                    "active": { "type": "integer" }, "overdue": { "type": "integer" }, "breached": { "type": "integer" },
-                    "responded": { "type": "integer" }, "median_first_response_seconds": { "type": ["number", "null"] },
-                    "resolved": { "type": "integer" }, "median_resolution_seconds": { "type": ["number", "null"] } } } } } }),
-    );
     schemas.insert(
         "User".into(),
         json!({ "type": "object", "properties": {

@@ -49,11 +49,20 @@ pub fn document_for(categories: &[String]) -> Value {
             entry[method] = operation.clone();
         }
     }
+    fill_in_categories(&mut document, categories);
     let schemas = document["components"]["schemas"].as_object_mut().expect("components.schemas");
     for (name, schema) in legacy.schemas.as_object().into_iter().flatten() {
-        schemas.entry(name.clone()).or_insert_with(|| schema.clone());
+        schemas.insert(name.clone(), schema.clone());
     }
     document
+}
+
+/// The category codes are configuration: the listing's filter takes one of them or "none".
+fn fill_in_categories(document: &mut Value, categories: &[String]) {
+    let filter: Vec<Value> = categories.iter().map(|c| Value::from(c.as_str())).chain([Value::from("none")]).collect();
+    let parameters = document["paths"]["/api/queues/{queue}/cases"]["get"]["parameters"].as_array_mut().expect("listCases parameters");
+    let category = parameters.iter_mut().find(|p| p["name"] == "category").expect("the category filter");
+    category["schema"]["enum"] = Value::Array(filter);
 }
 
 /// Every (method, path) the document describes.
