@@ -117,8 +117,16 @@ fn conflict(mut o: Value, when: &str) -> Value {
     o
 }
 
+/// A closed object (an empty `required` or `properties` is left out, as the typed model writes it).
 fn object(required: &[&str], properties: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+    let mut o = json!({ "type": "object", "additionalProperties": false });
+    if !required.is_empty() {
+        o["required"] = json!(required);
+    }
+    if properties.as_object().is_some_and(|p| !p.is_empty()) {
+        o["properties"] = properties;
+    }
+    o
 }
 
 /// Adds the 202 answer of a change that waits for a second person's approval.
@@ -311,7 +319,7 @@ pub(super) fn operations_for(categories: &[String]) -> Legacy {
             "setCategory",
             "Change the category (act)",
             "A configured category code; null clears it.",
-            Some(json_body(object(&["category"], json!({ "category": { "enum": category_value } })))),
+            Some(json_body(object(&["category"], json!({ "category": { "type": ["string", "null"], "enum": category_value } })))),
         ),
     );
     put(

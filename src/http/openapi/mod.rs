@@ -113,6 +113,30 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
     }
 
+    /// The served document is OpenAPI 3.1 as utoipa models it: it reads back into
+    /// `utoipa::openapi::OpenApi` and writes out the same, so no part (hand-written ones included)
+    /// is outside the specification's structure. (tests/openapi_fuzz.rs has schemathesis load it too.)
+    #[test]
+    fn the_document_round_trips_through_the_typed_model() {
+        let doc = document_for(&["BZZX".to_string()]);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let typed: utoipa::openapi::PathItem =
+                serde_json::from_value(item.clone()).unwrap_or_else(|e| panic!("path {path} is not an OpenAPI path item: {e}"));
+            assert_eq!(&serde_json::to_value(&typed).unwrap(), item, "path {path} does not round-trip");
+        }
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            let typed: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> =
+                serde_json::from_value(schema.clone()).unwrap_or_else(|e| panic!("schema {name} is not a schema: {e}"));
+            assert_eq!(&serde_json::to_value(&typed).unwrap(), schema, "schema {name} does not round-trip");
+        }
+        let typed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).expect("the document reads as utoipa's OpenApi");
+        assert!(matches!(typed.openapi, utoipa::openapi::OpenApiVersion::Version31));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), doc, "the document does not round-trip");
+        let listing = &doc["paths"]["/api/queues/{queue}/cases"]["get"]["parameters"];
+        let category = listing.as_array().unwrap().iter().find(|p| p["name"] == "category").unwrap();
+        assert_eq!(category["schema"]["enum"], serde_json::json!(["BZZX", "none"]));
+    }
+
     /// `DUMP_OPENAPI=FILE cargo test --lib dump_document` writes the document (with one category)
     /// to FILE, to compare it with an earlier one.
     #[test]
