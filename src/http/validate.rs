@@ -4,6 +4,8 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 
 // The checks are the case service's (every caller gets the same rules); the document's patterns
@@ -24,6 +26,28 @@ impl<'de> Deserialize<'de> for CaseId {
             return Err(D::Error::custom(format!("a case id is a whole number from 1 to {}, not {id}", i64::MAX)));
         }
         Ok(CaseId(id))
+    }
+}
+
+/// The case id parameter of a path, as the document declares it.
+pub struct CaseIdParam;
+
+impl utoipa::IntoParams for CaseIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(i64::MAX));
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("case id"))
+                .schema(Some(schema))
+                .build(),
+        ]
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::http::{auth, enrol, queues};
+use crate::http::{auth, cases, enrol, queues};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,19 @@ use crate::http::{auth, enrol, queues};
         queues::list_queues,
         queues::list_cases,
         queues::stats,
+        cases::get_case,
+        cases::claim,
+        cases::assign,
+        cases::transfer,
+        cases::escalate,
+        cases::status,
+        cases::priority,
+        cases::category,
+        cases::tags,
+        cases::note,
+        cases::reply,
+        cases::follow_up,
+        cases::raw_message,
     ),
     components(
         schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats),
@@ -116,4 +129,4 @@ macro_rules! legacy_schemas {
     )*};
 }
 
-legacy_schemas!(CaseListItem);
+legacy_schemas!(CaseListItem, CaseDetail, ActionResult);

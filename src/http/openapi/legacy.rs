@@ -1,31 +1,13 @@
-//! The part of the OpenAPI document still written out by hand: the route groups not yet
-//! described by `#[utoipa::path]` (cases, admin). `super::document_for` merges it into
-//! the generated document; each group leaves this file as it is converted.
+//! The part of the OpenAPI document still written out by hand: the admin group's operations and
+//! the answer schemas of the cases group (and the admin group's). `super::document_for` merges
+//! it into the generated document; each group leaves this file as it is converted.
 
 use serde_json::{Value, json};
-
-use crate::http::validate::{TAG_MAX_CHARS, TAG_PATTERN, TEXT_PATTERN};
 
 /// Paths (`path → method → operation`) and component schemas to merge.
 pub(super) struct Legacy {
     pub paths: serde_json::Map<String, Value>,
     pub schemas: Value,
-}
-
-/// A case id: what `validate::CaseId` accepts.
-fn id_param() -> Value {
-    json!({ "name": "id", "in": "path", "required": true, "description": "case id",
-            "schema": { "type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX } })
-}
-
-/// Free text: something other than blanks (`validate::check_text`).
-fn text() -> Value {
-    json!({ "type": "string", "minLength": 1, "pattern": TEXT_PATTERN })
-}
-
-/// A tag (`validate::check_tag`).
-fn tag() -> Value {
-    json!({ "type": "string", "minLength": 1, "maxLength": TAG_MAX_CHARS, "pattern": TAG_PATTERN })
 }
 
 fn schema(name: &str) -> Value {
@@ -94,28 +76,6 @@ fn op(
 }
 
 const CHANGE_ERRORS: &[&str] = &["400", "401", "403", "404", "413", "415", "422"];
-
-fn case_action(id: &str, summary: &str, description: &str, body: Option<Value>) -> Value {
-    let errors: &[&str] = if body.is_some() { CHANGE_ERRORS } else { &["400", "401", "403", "404"] };
-    let mut o = op(
-        id,
-        "cases",
-        summary,
-        description,
-        vec![id_param()],
-        body,
-        ("200", ok("the case after the change", schema("ActionResult"))),
-        errors,
-    );
-    o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
-    o
-}
-
-/// Adds the 409 answer to an operation that the case's state can refuse.
-fn conflict(mut o: Value, when: &str) -> Value {
-    o["responses"]["409"] = json!({ "description": when, "content": { "application/json": { "schema": schema("Error") } } });
-    o
-}
 
 /// A closed object (an empty `required` or `properties` is left out, as the typed model writes it).
 fn object(required: &[&str], properties: Value) -> Value {
@@ -222,11 +182,8 @@ fn approval_operations() -> Vec<(&'static str, &'static str, Value)> {
     ]
 }
 
-/// The operations and schemas of the route groups not yet generated, with `categories`
-/// (configured codes) as enums.
-pub(super) fn operations_for(categories: &[String]) -> Legacy {
-    let mut category_value: Vec<Value> = categories.iter().map(|c| json!(c)).collect();
-    category_value.push(Value::Null);
+/// The operations and schemas of the route groups not yet generated.
+pub(super) fn operations() -> Legacy {
     let mut paths = serde_json::Map::new();
     let mut put = |path: &str, method: &str, operation: Value| {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
@@ -236,152 +193,6 @@ pub(super) fn operations_for(categories: &[String]) -> Legacy {
         o["security"] = json!([{ "cookie": [], "csrf": [] }, { "bearer": [] }]);
         o
     };
-
-    put(
-        "/api/cases/{id}",
-        "get",
-        op(
-            "getCase",
-            "cases",
-            "A case with its messages, entries and history",
-            "The messages' records (from, to, cc, subject, date, attachments, registration number, received_at, tags, auth), the staff entries (notes, replies, follow-ups) and the case history. Decrypted on read and audited as case.read. 404 for a case in a queue the caller may not read.",
-            vec![id_param()],
-            None,
-            ("200", ok("the case", schema("CaseDetail"))),
-            &["400", "401", "404"],
-        ),
-    );
-    put(
-        "/api/cases/{id}/claim",
-        "post",
-        case_action(
-            "claim",
-            "Take the case (act)",
-            "Assigns the case to the caller, taking it over from whoever had it (the history keeps who); a new case becomes open.",
-            None,
-        ),
-    );
-    put(
-        "/api/cases/{id}/assign",
-        "post",
-        case_action(
-            "assign",
-            "Assign the case (assign or supervise)",
-            "To a user who may read the case's queue (422 otherwise); null unassigns.",
-            Some(json_body(object(&["user"], json!({ "user": { "type": ["string", "null"], "minLength": 1 } })))),
-        ),
-    );
-    put(
-        "/api/cases/{id}/transfer",
-        "post",
-        conflict(
-            case_action(
-                "transfer",
-                "Move the case to another queue (supervise on its queue)",
-                "The target must be a configured queue. The assignment ends; the case's messages get fresh IMAP UIDs in the target mailbox.",
-                Some(json_body(object(&["queue"], json!({ "queue": { "type": "string", "minLength": 1 } })))),
-            ),
-            "the case is already in that queue",
-        ),
-    );
-    put(
-        "/api/cases/{id}/escalate",
-        "post",
-        case_action("escalate", "Escalate (act)", "Priority urgent (the due time follows), flagged escalated, tag escalated.", None),
-    );
-    put(
-        "/api/cases/{id}/status",
-        "post",
-        conflict(
-            case_action(
-                "setStatus",
-                "Change the status (act)",
-                "new → open → waiting → resolved → closed; a worked case cannot become new again. Resolving records the resolution time, re-opening clears it.",
-                Some(json_body(object(&["status"], json!({ "status": { "type": "string", "enum": crate::store::cases::STATUSES } })))),
-            ),
-            "new for a case that has been worked on",
-        ),
-    );
-    put(
-        "/api/cases/{id}/priority",
-        "post",
-        case_action(
-            "setPriority",
-            "Change the priority (act)",
-            "The due time becomes what the new priority's SLA allows from opening.",
-            Some(json_body(object(&["priority"], json!({ "priority": { "type": "string", "enum": ["urgent", "normal", "low"] } })))),
-        ),
-    );
-    put(
-        "/api/cases/{id}/category",
-        "post",
-        case_action(
-            "setCategory",
-            "Change the category (act)",
-            "A configured category code; null clears it.",
-            Some(json_body(object(&["category"], json!({ "category": { "type": ["string", "null"], "enum": category_value } })))),
-        ),
-    );
-    put(
-        "/api/cases/{id}/tags",
-        "post",
-        case_action(
-            "setTags",
-            "Add and remove tags (act)",
-            "Removes, then adds. Tags have 1 to 64 characters without white space, control characters or commas. The history and the audit log record how many changed, not which (tags are stored sealed).",
-            Some(json_body(object(
-                &[],
-                json!({ "add": { "type": "array", "items": tag() }, "remove": { "type": "array", "items": tag() } }),
-            ))),
-        ),
-    );
-    put(
-        "/api/cases/{id}/notes",
-        "post",
-        case_action(
-            "addNote",
-            "Add an internal note (act)",
-            "Stored encrypted.",
-            Some(json_body(object(&["text"], json!({ "text": text() })))),
-        ),
-    );
-    let mut reply = case_action(
-        "reply",
-        "Reply to the customer (act)",
-        "Sent through the outbox from the queue's address to the Reply-To (else From) of the case's latest customer message, with subject `Re: [REGISTRATION NUMBER] …` so the answer threads back, \
-         In-Reply-To/References to the customer's message and a fresh Message-ID. Records the first response time and sets the case waiting. 503 when no [outbox] is configured.",
-        Some(json_body(object(&["body"], json!({ "body": text() })))),
-    );
-    reply["responses"]["503"] = error("Unavailable");
-    reply["responses"]["409"] = error("Conflict");
-    put("/api/cases/{id}/reply", "post", reply);
-    put(
-        "/api/cases/{id}/follow-up",
-        "post",
-        case_action(
-            "followUp",
-            "Set a follow-up date (act)",
-            "due is an RFC 3339 time in the future; the optional note is stored encrypted.",
-            Some(json_body(object(&["due"], json!({ "due": { "type": "string", "format": "date-time" }, "note": { "type": "string" } })))),
-        ),
-    );
-    put(
-        "/api/messages/{number}/raw",
-        "get",
-        op(
-            "rawMessage",
-            "cases",
-            "Download a message as stored",
-            "Our Received: header followed by the bytes received, for a caller who may read a queue in which the message has a case. Audited as message.read.",
-            vec![path_param("number", "registration number", "string")],
-            None,
-            (
-                "200",
-                json!({ "description": "the message", "content": { "message/rfc822": { "schema": { "type": "string", "format": "binary" } } } }),
-            ),
-            &["401", "404"],
-        ),
-    );
 
     let officer = "Security officers only (403 for everyone else).";
     put(

@@ -42,7 +42,7 @@ pub fn document() -> Value {
 /// The document, with `categories` (configured codes) as enums. Pure data: built once per process.
 pub fn document_for(categories: &[String]) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the generated document is JSON");
-    let legacy = legacy::operations_for(categories);
+    let legacy = legacy::operations();
     for (path, item) in legacy.paths {
         let entry = document["paths"].as_object_mut().expect("paths").entry(path).or_insert_with(|| Value::Object(Default::default()));
         for (method, operation) in item.as_object().into_iter().flatten() {
@@ -57,9 +57,13 @@ pub fn document_for(categories: &[String]) -> Value {
     document
 }
 
-/// The category codes are configuration: the listing's filter takes one of them or "none".
+/// The category codes are configuration: the listing's filter takes one of them or "none", a
+/// case's category one of them or null.
 fn fill_in_categories(document: &mut Value, categories: &[String]) {
-    let filter: Vec<Value> = categories.iter().map(|c| Value::from(c.as_str())).chain([Value::from("none")]).collect();
+    let codes = || categories.iter().map(|c| Value::from(c.as_str()));
+    let filter: Vec<Value> = codes().chain([Value::from("none")]).collect();
+    let value: Vec<Value> = codes().chain([Value::Null]).collect();
+    document["components"]["schemas"]["CategoryRequest"]["properties"]["category"]["enum"] = Value::Array(value);
     let parameters = document["paths"]["/api/queues/{queue}/cases"]["get"]["parameters"].as_array_mut().expect("listCases parameters");
     let category = parameters.iter_mut().find(|p| p["name"] == "category").expect("the category filter");
     category["schema"]["enum"] = Value::Array(filter);
