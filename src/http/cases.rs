@@ -15,24 +15,17 @@ use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, Object, ObjectBuilder, 
 use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path};
-use super::openapi::doc::Conflict;
 use super::openapi::doc::{
-    ActionResult, BadRequest, CaseDetail, ErrorBody, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable,
+    ActionResult, BadRequest, CaseDetail, Conflict, ErrorBody, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable,
     UnsupportedMediaType,
 };
-use super::queues::tag_schema;
-use super::validate::{CaseId, CaseIdParam, TEXT_PATTERN};
+use super::validate::{CaseId, CaseIdParam, tag_schema, text_schema};
 use crate::cases::CaseError;
 use crate::cases::view::CaseView;
 use crate::cases::workflow::Outcome;
 use crate::intake::record::{Mailbox, Record};
 use crate::store::cases::{CaseRow, is_overdue};
 use crate::store::millis_to_rfc3339;
-
-/// Free text: something other than blanks (`validate::check_text`).
-fn text_schema() -> Object {
-    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(TEXT_PATTERN)).build()
-}
 
 fn nullable_string_schema() -> Object {
     ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])).build()

@@ -17,7 +17,7 @@ use super::auth::Auth;
 use super::cases::{case_json, mailbox_json};
 use super::error::{ApiError, Path, Query};
 use super::openapi::doc::{BadRequest, CaseListItem, Forbidden, Invalid, NotFound, Unauthenticated};
-use super::validate::{TAG_MAX_CHARS, TAG_PATTERN, list_pattern, list_regex};
+use super::validate::{list_pattern, list_regex, tag_schema};
 use crate::cases::queues::ListRequest;
 pub use crate::cases::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use crate::store::cases::{QueueStats, STATUSES, Sort};
@@ -142,10 +142,6 @@ fn priority_filter_schema() -> Object {
 /// The configured codes and "none" are filled in by `openapi::document_for`.
 fn category_filter_schema() -> Object {
     string().build()
-}
-
-pub(super) fn tag_schema() -> Object {
-    string().min_length(Some(1)).max_length(Some(TAG_MAX_CHARS)).pattern(Some(TAG_PATTERN)).build()
 }
 
 fn non_empty_schema() -> Object {

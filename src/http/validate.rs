@@ -54,6 +54,16 @@ impl utoipa::IntoParams for CaseIdParam {
 /// The document's pattern for free text: at least one character that is not blank.
 pub const TEXT_PATTERN: &str = "[^\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
 
+/// The document's schema of free text ([`check_text`]).
+pub fn text_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(TEXT_PATTERN)).build()
+}
+
+/// The document's schema of a tag ([`check_tag`]).
+pub fn tag_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(TAG_MAX_CHARS)).pattern(Some(TAG_PATTERN)).build()
+}
+
 /// The document's pattern for a tag: the same characters as [`crate::cases::input::is_tag_char`], the whole string.
 pub const TAG_PATTERN: &str = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,]+$";
 
