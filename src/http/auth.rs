@@ -7,6 +7,7 @@
 //! browser never adds by itself, so no CSRF check is needed. Each kind of token is accepted only
 //! the way it was issued.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,13 +15,15 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use super::error::{ApiError, Json};
 use super::{HttpContext, RequestUser};
 use crate::access::sessions::{SessionError, SessionKind};
-use crate::access::{LoginError, Principal};
+use crate::access::{LoginError, Permission, Principal};
+use crate::http::openapi::doc::{BadRequest, ErrorBody, Forbidden, Invalid, Throttled, TooLarge, Unauthenticated, UnsupportedMediaType};
 use crate::store::{millis_to_rfc3339, now_millis};
 
 pub const COOKIE: &str = "mailroom_session";
@@ -108,7 +111,7 @@ fn check_origin(ctx: &HttpContext, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-#[derive(Deserialize, Clone, Copy, Default)]
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
 enum LoginMode {
     #[default]
@@ -116,16 +119,87 @@ enum LoginMode {
     Bearer,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/login`'s body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     user: String,
+    #[schema(format = Password)]
     password: String,
     #[serde(default)]
+    #[schema(schema_with = login_mode_schema)]
     mode: LoginMode,
 }
 
+/// `mode` of a login: cookie unless said otherwise.
+fn login_mode_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["cookie", "bearer"])).default(Some("cookie".into())).build()
+}
+
+// Fields in alphabetical order: the order they always had on the wire.
+/// The answer to a login.
+#[derive(Serialize, ToSchema)]
+pub struct Login {
+    /// cookie mode
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    csrf_token: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    #[schema(inline)]
+    mode: LoginMode,
+    officer: bool,
+    roles: Vec<String>,
+    /// bearer mode
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    token: Option<String>,
+    user: String,
+}
+
+// Fields in alphabetical order, as on the wire.
+/// The answer to `GET /api/me`.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    csrf_token: Option<String>,
+    #[schema(value_type = BTreeMap<String, Vec<String>>)]
+    grants: BTreeMap<String, BTreeSet<Permission>>,
+    officer: bool,
+    queues: Vec<String>,
+    roles: Vec<String>,
+    #[schema(value_type = String)]
+    session: SessionKind,
+    user: String,
+}
+
 /// `POST /api/login`.
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    operation_id = "login",
+    tag = "session",
+    summary = "Log in",
+    description = "Checks the password (failures are delayed, counted and audited; repeated failures lock the user and the source out for a while). \
+         mode cookie (default) sets an HttpOnly, Secure, SameSite=Strict cookie `mailroom_session` and returns the CSRF token that every \
+         state-changing request of the session must carry in `X-CSRF-Token`. mode bearer returns a token for `Authorization: Bearer`. \
+         A request with an Origin header must come from this server's origin.",
+    security(()),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "logged in", body = Login),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "wrong user name or password (error invalid_credentials)", body = ErrorBody),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
+        (status = 429, response = Throttled),
+        (status = 503, description = "too many logins are being checked at once (error busy); nothing was checked: try again after Retry-After seconds",
+            body = ErrorBody, headers(("Retry-After" = i64))),
+    ),
+)]
 pub async fn login(
     State(ctx): State<Arc<HttpContext>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -150,24 +224,45 @@ pub async fn login(
     let token = ctx.access.start_session(&principal, kind).await?;
     let lifetime = ctx.settings.config.access.session_lifetime;
     let expires_at = millis_to_rfc3339(now_millis() + lifetime.as_millis() as i64);
-    let mut body =
-        json!({ "user": principal.name, "roles": principal.roles, "officer": principal.officer, "mode": kind, "expires_at": expires_at });
+    let mut body = Login {
+        csrf_token: None,
+        expires_at,
+        mode: req.mode,
+        officer: principal.officer,
+        roles: principal.roles,
+        token: None,
+        user: principal.name,
+    };
     match kind {
         SessionKind::Cookie => {
-            body["csrf_token"] = json!(ctx.access.csrf_token(&token));
+            body.csrf_token = Some(ctx.access.csrf_token(&token));
             let cookie = format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", lifetime.as_secs());
             let mut response = axum::Json(body).into_response();
             response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
             Ok(response)
         }
         SessionKind::Bearer => {
-            body["token"] = json!(token);
+            body.token = Some(token);
             Ok(axum::Json(body).into_response())
         }
     }
 }
 
 /// `POST /api/logout`: the session ends at once (and the browser drops the cookie).
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    operation_id = "logout",
+    tag = "session",
+    summary = "Log out",
+    description = "The session ends at once; a cookie session's cookie is cleared.",
+    security(("cookie" = [], "csrf" = []), ("bearer" = [])),
+    responses(
+        (status = 204, description = "logged out"),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+    ),
+)]
 pub async fn logout(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<Response, ApiError> {
     ctx.access.end_session(&auth.token).await?;
     let actor = auth.principal.actor();
@@ -182,19 +277,18 @@ pub async fn logout(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<R
 
 /// `GET /api/me`: who I am, what I may do where, and (for a cookie session) the CSRF token
 /// again, so a reloaded page can pick it up.
-pub async fn me(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> axum::Json<serde_json::Value> {
-    let p = &auth.principal;
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    operation_id = "me",
+    tag = "session",
+    summary = "Who I am",
+    description = "User, roles, grants per queue, the queues I may read, the session kind, and for a cookie session its CSRF token.",
+    responses((status = 200, description = "the caller", body = Me), (status = 401, response = Unauthenticated)),
+)]
+pub async fn me(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> axum::Json<Me> {
+    let p = auth.principal;
     let queues = p.readable_queues(ctx.settings.config.queues.iter().map(|q| q.name.as_str()));
-    let mut body = json!({
-        "user": p.name,
-        "roles": p.roles,
-        "officer": p.officer,
-        "grants": p.grants,
-        "queues": queues,
-        "session": auth.kind,
-    });
-    if auth.kind == SessionKind::Cookie {
-        body["csrf_token"] = json!(ctx.access.csrf_token(&auth.token));
-    }
-    axum::Json(body)
+    let csrf_token = (auth.kind == SessionKind::Cookie).then(|| ctx.access.csrf_token(&auth.token));
+    axum::Json(Me { csrf_token, grants: p.grants, officer: p.officer, queues, roles: p.roles, session: auth.kind, user: p.name })
 }

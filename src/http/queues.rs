@@ -5,37 +5,76 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use super::HttpContext;
 use super::auth::Auth;
 use super::cases::{case_json, mailbox_json};
 use super::error::{ApiError, Path, Query};
+use super::openapi::doc::{BadRequest, CaseListItem, Forbidden, Invalid, NotFound, Unauthenticated};
+use super::validate::{list_pattern, list_regex, tag_schema};
 use crate::cases::queues::ListRequest;
 pub use crate::cases::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use crate::store::cases::{QueueStats, STATUSES, Sort};
+
+/// The queues I may read.
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    queues: Vec<QueueEntry>,
+}
+
+// Fields in alphabetical order, as on the wire.
+/// One queue I may read, with counts.
+#[derive(Serialize, ToSchema)]
+#[schema(as = QueueList_queues)]
+pub struct QueueEntry {
+    active: i64,
+    address: Option<String>,
+    by_status: std::collections::BTreeMap<String, i64>,
+    name: String,
+    overdue: i64,
+    #[schema(value_type = Vec<String>)]
+    permissions: Vec<crate::access::Permission>,
+}
 
 /// `GET /api/queues`.
-pub async fn list_queues(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<axum::Json<Value>, ApiError> {
-    let queues: Vec<Value> = ctx
+#[utoipa::path(
+    get,
+    path = "/api/queues",
+    operation_id = "listQueues",
+    tag = "queues",
+    summary = "The queues I may read, with counts",
+    description = "Counts of active cases (new, open, waiting) and of overdue ones (new or open past their due time). 403 when the caller may read no queue.",
+    responses(
+        (status = 200, description = "queues", body = QueueList),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+    ),
+)]
+pub async fn list_queues(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<axum::Json<QueueList>, ApiError> {
+    let queues = ctx
         .cases
         .queues(&auth.principal)
         .await?
         .into_iter()
-        .map(|q| {
-            json!({
-                "name": q.name,
-                "address": q.address,
-                "permissions": q.permissions,
-                "active": q.counts.active,
-                "overdue": q.counts.overdue,
-                "by_status": q.counts.by_status,
-            })
+        .map(|q| QueueEntry {
+            active: q.counts.active,
+            address: q.address,
+            by_status: q.counts.by_status,
+            name: q.name,
+            overdue: q.counts.overdue,
+            permissions: q.permissions,
         })
         .collect();
-    Ok(axum::Json(json!({ "queues": queues })))
+    Ok(axum::Json(QueueList { queues }))
 }
 
+/// The filters, order and page of a queue's cases (`cases::queues` checks them).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -49,6 +88,85 @@ pub struct ListParams {
     limit: Option<usize>,
     offset: Option<usize>,
     cursor: Option<String>,
+}
+
+// Written out rather than derived: a derived parameter with its own schema loses its description.
+impl IntoParams for ListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query("status", "comma-separated statuses (no spaces), or active (default: new, open, waiting) or all", status_filter_schema()),
+            query("priority", "comma-separated priorities (no spaces)", priority_filter_schema()),
+            query("category", "a configured category code, or none", category_filter_schema()),
+            query(
+                "overdue",
+                "only overdue cases (true) or only the others (false)",
+                ObjectBuilder::new().schema_type(Type::Boolean).build(),
+            ),
+            query("tag", "cases carrying this tag (exact match)", tag_schema()),
+            query("assignee", "me, none, or a user name (a name that is no user matches no case)", non_empty_schema()),
+            query("sort", "order (a leading - reverses it); priority means urgent first, then by due time", sort_schema()),
+            query("limit", "page size", limit_schema()),
+            query("offset", "cases to skip (for deep pages use the cursor)", offset_schema()),
+            query(
+                "cursor",
+                "next_cursor of the previous page, as it is (same sort and filters); anything else is refused with 422",
+                cursor_schema(),
+            ),
+        ]
+    }
+}
+
+/// An optional query parameter.
+fn query(name: &str, description: &str, schema: Object) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn status_filter_schema() -> Object {
+    string().pattern(Some(format!("^(active|all|{})$", list_regex(&STATUSES)))).examples(["open,waiting"]).build()
+}
+
+fn priority_filter_schema() -> Object {
+    string().pattern(Some(list_pattern(&["urgent", "normal", "low"]))).examples(["urgent"]).build()
+}
+
+/// The configured codes and "none" are filled in by `openapi::document_for`.
+fn category_filter_schema() -> Object {
+    string().build()
+}
+
+fn non_empty_schema() -> Object {
+    string().min_length(Some(1)).build()
+}
+
+fn sort_schema() -> Object {
+    string().enum_values(Some(Sort::NAMES)).default(Some("due".into())).build()
+}
+
+fn limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT as f64))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
+}
+
+fn offset_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(MAX_OFFSET as f64)).default(Some(0.into())).build()
+}
+
+fn cursor_schema() -> Object {
+    string().min_length(Some(1)).pattern(Some("^[A-Za-z0-9_-]+$")).build()
 }
 
 impl From<ListParams> for ListRequest {
@@ -68,13 +186,44 @@ impl From<ListParams> for ListRequest {
     }
 }
 
+// Fields in alphabetical order, as on the wire.
+/// A page of a queue's cases.
+#[derive(Serialize, ToSchema)]
+pub struct CaseList {
+    #[schema(value_type = Vec<CaseListItem>)]
+    items: Vec<Value>,
+    limit: usize,
+    next_cursor: Option<String>,
+    offset: usize,
+    queue: String,
+    sort: String,
+}
+
 /// `GET /api/queues/{queue}/cases`.
+#[utoipa::path(
+    get,
+    path = "/api/queues/{queue}/cases",
+    operation_id = "listCases",
+    tag = "queues",
+    summary = "A queue's cases",
+    description = "Filtered, sorted and paged straight from an index. Each item shows the subject and sender of the case's opening message (decrypted for the page only). \
+             Audited as queue.list. Unknown filter values are rejected with 422 naming the known ones.",
+    params(("queue" = String, Path, description = "queue name", min_length = 1), ListParams),
+    responses(
+        (status = 200, description = "a page of cases", body = CaseList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+    ),
+)]
 pub async fn list_cases(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Path(queue): Path<String>,
     Query(params): Query<ListParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<CaseList>, ApiError> {
     let list = ctx.cases.list(&auth.principal, &queue, params.into()).await?;
     let items: Vec<Value> = list
         .items
@@ -87,14 +236,14 @@ pub async fn list_cases(
             item
         })
         .collect();
-    Ok(axum::Json(json!({
-        "queue": list.queue,
-        "sort": list.sort,
-        "limit": list.limit,
-        "offset": list.offset,
-        "items": items,
-        "next_cursor": list.next_cursor,
-    })))
+    Ok(axum::Json(CaseList {
+        items,
+        limit: list.limit,
+        next_cursor: list.next_cursor,
+        offset: list.offset,
+        queue: list.queue,
+        sort: list.sort,
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -103,12 +252,80 @@ pub struct StatsParams {
     queue: Option<String>,
 }
 
+impl IntoParams for StatsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query("queue", "only this queue", non_empty_schema())]
+    }
+}
+
+/// Statistics of the queues I supervise.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    #[schema(format = DateTime)]
+    generated_at: String,
+    queues: Vec<QueueStatistics>,
+}
+
+// The store's `QueueStats`, field for field and in its order (the wire's).
+/// Statistics of one queue (no customer data).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Stats_queues)]
+pub struct QueueStatistics {
+    queue: String,
+    total: i64,
+    by_status: std::collections::BTreeMap<String, i64>,
+    by_priority: std::collections::BTreeMap<String, i64>,
+    by_category: std::collections::BTreeMap<String, i64>,
+    active: i64,
+    overdue: i64,
+    breached: i64,
+    responded: i64,
+    median_first_response_seconds: Option<f64>,
+    resolved: i64,
+    median_resolution_seconds: Option<f64>,
+}
+
+impl From<QueueStats> for QueueStatistics {
+    fn from(s: QueueStats) -> Self {
+        QueueStatistics {
+            queue: s.queue,
+            total: s.total,
+            by_status: s.by_status,
+            by_priority: s.by_priority,
+            by_category: s.by_category,
+            active: s.active,
+            overdue: s.overdue,
+            breached: s.breached,
+            responded: s.responded,
+            median_first_response_seconds: s.median_first_response_seconds,
+            resolved: s.resolved,
+            median_resolution_seconds: s.median_resolution_seconds,
+        }
+    }
+}
+
 /// `GET /api/stats`: the queues where I supervise (or the one named), no customer data.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    operation_id = "stats",
+    tag = "queues",
+    summary = "Statistics of the queues I supervise",
+    description = "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times (elapsed seconds from opening).",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "statistics", body = Stats),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+    ),
+)]
 pub async fn stats(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Query(params): Query<StatsParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Stats>, ApiError> {
     let stats = ctx.cases.stats(&auth.principal, params.queue.as_deref()).await?;
-    Ok(axum::Json(json!({ "generated_at": crate::store::millis_to_rfc3339(stats.generated_at), "queues": stats.queues })))
+    let generated_at = crate::store::millis_to_rfc3339(stats.generated_at);
+    Ok(axum::Json(Stats { generated_at, queues: stats.queues.into_iter().map(QueueStatistics::from).collect() }))
 }

@@ -4,6 +4,9 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 
 // The checks are the case service's (every caller gets the same rules); the document's patterns
 // here are tested against them.
@@ -26,8 +29,40 @@ impl<'de> Deserialize<'de> for CaseId {
     }
 }
 
+/// The case id parameter of a path, as the document declares it.
+pub struct CaseIdParam;
+
+impl utoipa::IntoParams for CaseIdParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(i64::MAX));
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("case id"))
+                .schema(Some(schema))
+                .build(),
+        ]
+    }
+}
+
 /// The document's pattern for free text: at least one character that is not blank.
 pub const TEXT_PATTERN: &str = "[^\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
+
+/// The document's schema of free text ([`check_text`]).
+pub fn text_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(TEXT_PATTERN)).build()
+}
+
+/// The document's schema of a tag ([`check_tag`]).
+pub fn tag_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(TAG_MAX_CHARS)).pattern(Some(TAG_PATTERN)).build()
+}
 
 /// The document's pattern for a tag: the same characters as [`crate::cases::input::is_tag_char`], the whole string.
 pub const TAG_PATTERN: &str = "^[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000,]+$";
@@ -41,13 +76,28 @@ const PASSWORD_EXCLUDED: &str = "\\u0000-\\u001f\\u007f-\\u009f";
 pub const NAME_PATTERN: &str = "^[-A-Za-z0-9._@]{1,64}$";
 
 /// The document's schema of a user or role name in a request body.
-pub fn name_schema() -> serde_json::Value {
-    serde_json::json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": NAME_PATTERN })
+pub fn name_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64)).pattern(Some(NAME_PATTERN)).build()
 }
 
 /// The document's pattern for a new password (its length is `minLength`).
 pub fn password_pattern() -> String {
     format!("^[^{PASSWORD_EDGE_EXCLUDED}]([^{PASSWORD_EXCLUDED}]*[^{PASSWORD_EDGE_EXCLUDED}])?$")
+}
+
+/// The document's schema of a new password (`password::check_strength`: at least 12 characters).
+pub fn password_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+        .min_length(Some(12))
+        .pattern(Some(password_pattern()))
+        .build()
+}
+
+/// The document's schema of a one-time enrolment code.
+pub fn code_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).examples(["7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB"]).build()
 }
 
 /// A pattern for a comma-separated list of `words` (no spaces, no empty items), as

@@ -1,0 +1,132 @@
+//! What utoipa generates the document from: the operations (`#[utoipa::path]` on each handler),
+//! the component schemas (the request and response types), the shared error answers and the
+//! security schemes.
+
+use serde::Serialize;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+
+use crate::http::{auth, cases, enrol, queues};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mailroom staff API",
+        description = "Queues, cases and access management of mailroom. Every error is {\"error\": code, \"reason\": sentence}. \
+                       Reads of customer data are authorised per queue and audited.",
+    ),
+    servers((url = "/")),
+    security(("cookie" = []), ("bearer" = [])),
+    paths(
+        crate::http::index,
+        super::serve_document,
+        auth::login,
+        auth::logout,
+        auth::me,
+        enrol::enrol,
+        queues::list_queues,
+        queues::list_cases,
+        queues::stats,
+        cases::get_case,
+        cases::claim,
+        cases::assign,
+        cases::transfer,
+        cases::escalate,
+        cases::status,
+        cases::priority,
+        cases::category,
+        cases::tags,
+        cases::note,
+        cases::reply,
+        cases::follow_up,
+        cases::raw_message,
+    ),
+    components(
+        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats),
+        responses(BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
+    ),
+    modifiers(&SecuritySchemes),
+)]
+pub struct ApiDoc;
+
+/// The body of every failure (`error::ApiError`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    #[schema(example = "forbidden")]
+    pub error: String,
+    pub reason: String,
+}
+
+/// Session cookie, its CSRF header, and bearer tokens.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("cookie", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::COOKIE))));
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "required with the cookie on every state-changing request",
+            ))),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// An error answer with the `Error` body.
+fn error_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content("application/json", Content::new(Some(Ref::from_schema_name("Error"))))
+}
+
+/// The same, with the `Retry-After` header (seconds).
+fn retry_response(description: &str) -> ResponseBuilder {
+    error_response(description).header("Retry-After", Header::new(Object::with_type(Type::Integer)))
+}
+
+/// The error answers operations share, each a `components.responses` entry.
+macro_rules! shared_responses {
+    ($($name:ident: $make:ident($description:expr);)*) => {$(
+        pub struct $name;
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), $make($description).into())
+            }
+        }
+    )*};
+}
+
+shared_responses! {
+    BadRequest: error_response("malformed JSON, path or query parameter (error bad_json or bad_request)");
+    Unauthenticated: error_response("no session, or it ended (logged out, expired, user locked or removed)");
+    Forbidden: error_response("missing permission (error forbidden) or CSRF check failed (error csrf)");
+    NotFound: error_response("no such thing, or it is in a queue the caller may not read");
+    Conflict: error_response("the current state does not allow it");
+    TooLarge: error_response("the body is larger than http.max_body");
+    UnsupportedMediaType: error_response("the body is not sent as application/json");
+    Invalid: error_response("well-formed but not acceptable: unknown name, wrong field, value out of range (the reason says which)");
+    Throttled: retry_response("too many failed logins; try again after Retry-After seconds");
+    Unavailable: error_response("not configured, or the request ran out of time");
+}
+
+/// A schema the hand-written part of the document (`legacy.rs`) defines: typed fields can refer
+/// to it by name until its group is generated too.
+macro_rules! legacy_schemas {
+    ($($name:ident),*) => {$(
+        pub struct $name;
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+                Ref::from_schema_name(stringify!($name)).into()
+            }
+        }
+        impl ToSchema for $name {}
+    )*};
+}
+
+legacy_schemas!(CaseListItem, CaseDetail, ActionResult);
