@@ -175,6 +175,17 @@ impl Settings {
         }
     }
 
+    /// What the HTTP API needs: its section, the session lifetime, queue names, category codes.
+    pub fn http_settings(&self) -> crate::http::HttpSettings {
+        let config = &self.config;
+        crate::http::HttpSettings {
+            http: config.http.clone(),
+            session_lifetime: config.access.session_lifetime,
+            queues: self.queue_names(),
+            category_codes: config.categories.iter().map(|c| c.code.clone()).collect(),
+        }
+    }
+
     /// The configured queue names, in order.
     pub fn queue_names(&self) -> Vec<String> {
         self.config.queues.iter().map(|q| q.name.clone()).collect()

@@ -118,7 +118,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
     let http_ctx = Arc::new(crate::http::HttpContext {
-        settings: settings.clone(),
+        settings: settings.http_settings(),
         access: access.clone(),
         cases: crate::cases::Cases::new(access.clone(), case_settings(&settings)),
         tls: settings.config.http.tls.then(|| ctx.tls.clone()),

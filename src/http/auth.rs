@@ -222,7 +222,7 @@ pub async fn login(
         LoginMode::Bearer => SessionKind::Bearer,
     };
     let token = ctx.access.start_session(&principal, kind).await?;
-    let lifetime = ctx.settings.config.access.session_lifetime;
+    let lifetime = ctx.settings.session_lifetime;
     let expires_at = millis_to_rfc3339(now_millis() + lifetime.as_millis() as i64);
     let mut body = Login {
         csrf_token: None,
@@ -288,7 +288,7 @@ pub async fn logout(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<R
 )]
 pub async fn me(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> axum::Json<Me> {
     let p = auth.principal;
-    let queues = p.readable_queues(ctx.settings.config.queues.iter().map(|q| q.name.as_str()));
+    let queues = p.readable_queues(ctx.settings.queues.iter().map(String::as_str));
     let csrf_token = (auth.kind == SessionKind::Cookie).then(|| ctx.access.csrf_token(&auth.token));
     axum::Json(Me { csrf_token, grants: p.grants, officer: p.officer, queues, roles: p.roles, session: auth.kind, user: p.name })
 }

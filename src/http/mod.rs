@@ -42,19 +42,29 @@ use tower::ServiceExt;
 
 use crate::access::Access;
 use crate::cases::Cases;
-use crate::config::Settings;
 use crate::shutdown::{Phase, Shutdown};
 use error::ApiError;
 
 /// What every HTTP request shares.
 pub struct HttpContext {
-    pub settings: Arc<Settings>,
+    pub settings: HttpSettings,
     pub access: Access,
     /// The case workflow: every queue, case and message endpoint goes through it.
     pub cases: Cases,
     /// Some when `http.tls = true`.
     pub tls: Option<TlsAcceptor>,
     pub shutdown: Shutdown,
+}
+
+/// What the HTTP API is handed from the configuration.
+pub struct HttpSettings {
+    pub http: config::HttpConfig,
+    /// `[access]`: how long a login lasts (the cookie's Max-Age, the answer's expires_at).
+    pub session_lifetime: Duration,
+    /// The configured queue names, in order (`/api/me` lists the readable ones).
+    pub queues: Vec<String>,
+    /// The configured category codes: enums in the OpenAPI document.
+    pub category_codes: Vec<String>,
 }
 
 /// The staff user of a request, filled in by the session extractor, for the log line.
@@ -135,7 +145,7 @@ pub fn routes() -> Routes {
 
 /// The whole application: routes, JSON answers for unknown routes and methods, limits, logging.
 pub fn app(ctx: Arc<HttpContext>) -> Router {
-    let max_body = ctx.settings.config.http.max_body;
+    let max_body = ctx.settings.http.max_body;
     routes()
         .router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such endpoint; GET /api/openapi.json lists them") })
@@ -164,7 +174,7 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let user = RequestUser::default();
     req.extensions_mut().insert(user.clone());
-    let mut response = match tokio::time::timeout(ctx.settings.config.http.request_timeout, next.run(req)).await {
+    let mut response = match tokio::time::timeout(ctx.settings.http.request_timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
             .into_response(),
@@ -226,7 +236,7 @@ async fn index() -> Response {
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, connections: Arc<crate::net::Pool>) {
     use crate::net::{Admission, Listener, Policy, deadline::WriteDeadline};
     let app = app(ctx.clone());
-    let config = &ctx.settings.config.http;
+    let config = &ctx.settings.http;
     let (idle, write_limit) = (config.idle_timeout.min(config.request_timeout), config.request_timeout);
     let name = if ctx.tls.is_some() { "https" } else { "http" };
     let listener = Listener::new(listener, name).gate(connections.clone(), Policy::capped(config.max_connections_per_source));

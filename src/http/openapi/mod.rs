@@ -30,8 +30,7 @@ use super::HttpContext;
 )]
 pub async fn serve_document(State(ctx): State<Arc<HttpContext>>) -> axum::Json<Value> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    let codes: Vec<String> = ctx.settings.config.categories.iter().map(|c| c.code.clone()).collect();
-    axum::Json(DOCUMENT.get_or_init(|| document_for(&codes)).clone())
+    axum::Json(DOCUMENT.get_or_init(|| document_for(&ctx.settings.category_codes)).clone())
 }
 
 /// The document without configured categories (what the route test needs).
