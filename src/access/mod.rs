@@ -412,6 +412,29 @@ mod tests {
         assert!(matches!(access.store.verify_audit().await.unwrap(), crate::store::audit::ChainCheck::Intact { .. }));
     }
 
+    /// Asking again for a change that is already pending finds it (one change, one audit entry);
+    /// the lookup treats absent values (a grant has no user) as equal, on every engine.
+    #[tokio::test]
+    async fn an_identical_pending_change_is_found_not_held_twice() {
+        let (_dir, access) = access().await;
+        access.add_user("olga", PW, &["security-officer".into()], "test").await.unwrap();
+        access.add_user("anna", PW, &["support-agent".into()], "test").await.unwrap();
+        let olga = access.login("olga", PW, "192.0.2.1".parse().unwrap(), "test").await.unwrap();
+        let pending = |outcome| match outcome {
+            approvals::Outcome::Pending(change) => change.id,
+            approvals::Outcome::Applied => panic!("granting read to a role with members waits for approval"),
+        };
+        let first = pending(access.request_grant(&olga, "support-agent", "sales", &[Permission::Read]).await.unwrap());
+        let again = pending(access.request_grant(&olga, "support-agent", "sales", &[Permission::Read]).await.unwrap());
+        assert_eq!(first, again, "the same grant asked twice is one pending change");
+        let other = pending(access.request_grant(&olga, "support-agent", "complaints", &[Permission::Read]).await.unwrap());
+        assert_ne!(first, other, "another queue is another change");
+        let both = pending(access.request_grant(&olga, "support-agent", "sales", &[Permission::Read, Permission::Act]).await.unwrap());
+        assert_ne!(first, both, "other permissions are another change");
+        let requested = testing::audit_log(&access.store).await.into_iter().filter(|(a, _)| a == "change.requested").count();
+        assert_eq!(requested, 3);
+    }
+
     #[tokio::test]
     async fn a_source_address_is_locked_out_across_user_names() {
         let (_dir, access) = access().await;

@@ -111,7 +111,8 @@ impl Tx {
     ) -> Result<(i64, bool), StoreError> {
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM access_changes
-             WHERE status = 'pending' AND kind = $1 AND role = $2 AND user_id IS $3 AND queue IS $4 AND permissions IS $5",
+             WHERE status = 'pending' AND kind = $1 AND role = $2 AND user_id IS NOT DISTINCT FROM $3 AND queue IS NOT DISTINCT FROM $4
+               AND permissions IS NOT DISTINCT FROM $5",
         )
         .bind(request.kind)
         .bind(request.role)
