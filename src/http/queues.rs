@@ -117,7 +117,7 @@ impl IntoParams for ListParams {
 }
 
 /// An optional query parameter.
-fn query(name: &str, description: &str, schema: Object) -> Parameter {
+pub(super) fn query(name: &str, description: &str, schema: Object) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)

@@ -9,6 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
+use crate::http::admin::{self, ResetBody, answers};
 use crate::http::{auth, cases, enrol, queues};
 
 #[derive(OpenApi)]
@@ -43,12 +44,32 @@ use crate::http::{auth, cases, enrol, queues};
         cases::reply,
         cases::follow_up,
         cases::raw_message,
+        admin::list_users,
+        admin::add_user,
+        admin::reset_password,
+        admin::lock_user,
+        admin::unlock_user,
+        admin::remove_user,
+        admin::list_roles,
+        admin::add_role,
+        admin::grant,
+        admin::revoke,
+        admin::add_member,
+        admin::remove_member,
+        admin::list_changes,
+        admin::approve_change,
+        admin::reject_change,
+        admin::collect_code,
+        admin::audit_log,
+        admin::audit_verify,
     ),
     components(
-        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats),
+        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats,
+            admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
+            answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck),
         responses(BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ResetBody),
 )]
 pub struct ApiDoc;
 
