@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::ArrayBuilder;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::{Content, Required};
 use utoipa::{Modify, ToSchema};
 
