@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -14,9 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::HttpContext;
 use super::auth::Auth;
-use super::cases::{case_json, mailbox_json};
+use super::cases::answers::{Case, CaseListItem, Mailbox, Sorted};
 use super::error::{ApiError, Path, Query};
-use super::openapi::doc::{BadRequest, CaseListItem, Forbidden, Invalid, NotFound, Unauthenticated};
+use super::openapi::doc::{BadRequest, Forbidden, Invalid, NotFound, Unauthenticated};
 use super::validate::{list_pattern, list_regex, tag_schema};
 use crate::cases::queues::ListRequest;
 pub use crate::cases::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
@@ -117,7 +116,7 @@ impl IntoParams for ListParams {
 }
 
 /// An optional query parameter.
-fn query(name: &str, description: &str, schema: Object) -> Parameter {
+pub(super) fn query(name: &str, description: &str, schema: Object) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)
@@ -191,7 +190,7 @@ impl From<ListParams> for ListRequest {
 #[derive(Serialize, ToSchema)]
 pub struct CaseList {
     #[schema(value_type = Vec<CaseListItem>)]
-    items: Vec<Value>,
+    items: Vec<Sorted<CaseListItem>>,
     limit: usize,
     next_cursor: Option<String>,
     offset: usize,
@@ -225,15 +224,16 @@ pub async fn list_cases(
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<CaseList>, ApiError> {
     let list = ctx.cases.list(&auth.principal, &queue, params.into()).await?;
-    let items: Vec<Value> = list
+    let items = list
         .items
         .iter()
         .map(|listed| {
-            let mut item = case_json(&listed.case, list.now);
-            item["message_count"] = json!(listed.message_count);
-            item["subject"] = json!(listed.subject);
-            item["from"] = listed.from.as_ref().map_or(Value::Null, mailbox_json);
-            item
+            Sorted(CaseListItem {
+                case: Case::new(&listed.case, list.now),
+                from: listed.from.as_ref().map(Mailbox::from),
+                message_count: listed.message_count,
+                subject: listed.subject.clone(),
+            })
         })
         .collect();
     Ok(axum::Json(CaseList {

@@ -80,6 +80,11 @@ pub fn name_schema() -> Object {
     ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64)).pattern(Some(NAME_PATTERN)).build()
 }
 
+/// The document's schema of a permission on a queue (`access::Permission`).
+pub fn permission_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(crate::access::Permission::ALL.map(|p| p.as_str()))).build()
+}
+
 /// The document's pattern for a new password (its length is `minLength`).
 pub fn password_pattern() -> String {
     format!("^[^{PASSWORD_EDGE_EXCLUDED}]([^{PASSWORD_EXCLUDED}]*[^{PASSWORD_EDGE_EXCLUDED}])?$")

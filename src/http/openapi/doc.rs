@@ -9,6 +9,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
+use crate::http::admin::{self, ResetBody, answers};
+use crate::http::cases::answers as case;
 use crate::http::{auth, cases, enrol, queues};
 
 #[derive(OpenApi)]
@@ -43,12 +45,33 @@ use crate::http::{auth, cases, enrol, queues};
         cases::reply,
         cases::follow_up,
         cases::raw_message,
+        admin::list_users,
+        admin::add_user,
+        admin::reset_password,
+        admin::lock_user,
+        admin::unlock_user,
+        admin::remove_user,
+        admin::list_roles,
+        admin::add_role,
+        admin::grant,
+        admin::revoke,
+        admin::add_member,
+        admin::remove_member,
+        admin::list_changes,
+        admin::approve_change,
+        admin::reject_change,
+        admin::collect_code,
+        admin::audit_log,
+        admin::audit_verify,
     ),
     components(
-        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats),
+        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats,
+            admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
+            answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,
+            case::Mailbox, case::Case, case::CaseListItem, case::Message, case::Entry, case::HistoryEntry, case::CaseDetail, case::ActionResult),
         responses(BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ResetBody),
 )]
 pub struct ApiDoc;
 
@@ -114,19 +137,3 @@ shared_responses! {
     Throttled: retry_response("too many failed logins; try again after Retry-After seconds");
     Unavailable: error_response("not configured, or the request ran out of time");
 }
-
-/// A schema the hand-written part of the document (`legacy.rs`) defines: typed fields can refer
-/// to it by name until its group is generated too.
-macro_rules! legacy_schemas {
-    ($($name:ident),*) => {$(
-        pub struct $name;
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
-                Ref::from_schema_name(stringify!($name)).into()
-            }
-        }
-        impl ToSchema for $name {}
-    )*};
-}
-
-legacy_schemas!(CaseListItem, CaseDetail, ActionResult);

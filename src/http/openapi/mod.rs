@@ -1,10 +1,9 @@
-//! The OpenAPI 3.1 document of the API, served at `/api/openapi.json`. utoipa generates it from
-//! the handlers' `#[utoipa::path]` and the request and response types (`doc.rs` lists them);
-//! the route groups not converted yet are still written by hand (`legacy.rs`) and merged in. A
-//! test compares its operations with the router's.
+//! The OpenAPI 3.1 document of the API, served at `/api/openapi.json`. utoipa generates all of it
+//! from the handlers' `#[utoipa::path]` and the request and response types (`doc.rs` lists them);
+//! only the configured category codes are filled in at run time. A test compares its operations
+//! with the router's.
 
 pub(crate) mod doc;
-mod legacy;
 
 use std::sync::{Arc, OnceLock};
 
@@ -41,18 +40,7 @@ pub fn document() -> Value {
 /// The document, with `categories` (configured codes) as enums. Pure data: built once per process.
 pub fn document_for(categories: &[String]) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the generated document is JSON");
-    let legacy = legacy::operations();
-    for (path, item) in legacy.paths {
-        let entry = document["paths"].as_object_mut().expect("paths").entry(path).or_insert_with(|| Value::Object(Default::default()));
-        for (method, operation) in item.as_object().into_iter().flatten() {
-            entry[method] = operation.clone();
-        }
-    }
     fill_in_categories(&mut document, categories);
-    let schemas = document["components"]["schemas"].as_object_mut().expect("components.schemas");
-    for (name, schema) in legacy.schemas.as_object().into_iter().flatten() {
-        schemas.insert(name.clone(), schema.clone());
-    }
     document
 }
 
@@ -117,7 +105,7 @@ mod tests {
     }
 
     /// The served document is OpenAPI 3.1 as utoipa models it: it reads back into
-    /// `utoipa::openapi::OpenApi` and writes out the same, so no part (hand-written ones included)
+    /// `utoipa::openapi::OpenApi` and writes out the same, so no part (the modifiers' included)
     /// is outside the specification's structure. (tests/openapi_fuzz.rs has schemathesis load it too.)
     #[test]
     fn the_document_round_trips_through_the_typed_model() {

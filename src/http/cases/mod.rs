@@ -1,6 +1,8 @@
 //! The case endpoints: each maps its request to a call of the case service ([`crate::cases`]),
 //! and the result or refusal to its response. The rules (who may do what, in which order
-//! refusals come) are the service's; the JSON shapes are here.
+//! refusals come) are the service's; the JSON shapes are in `answers.rs`.
+
+pub mod answers;
 
 use std::sync::Arc;
 
@@ -8,7 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
 
@@ -16,16 +17,11 @@ use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path};
 use super::openapi::doc::{
-    ActionResult, BadRequest, CaseDetail, Conflict, ErrorBody, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable,
-    UnsupportedMediaType,
+    BadRequest, Conflict, ErrorBody, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use super::validate::{CaseId, CaseIdParam, tag_schema, text_schema};
 use crate::cases::CaseError;
-use crate::cases::view::CaseView;
-use crate::cases::workflow::Outcome;
-use crate::intake::record::{Mailbox, Record};
-use crate::store::cases::{CaseRow, is_overdue};
-use crate::store::millis_to_rfc3339;
+use answers::{ActionResult, CaseDetail, Sorted};
 
 fn nullable_string_schema() -> Object {
     ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])).build()
@@ -75,116 +71,6 @@ impl From<CaseError> for ApiError {
     }
 }
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| json!(millis_to_rfc3339(ms)))
-}
-
-/// A case's metadata as every endpoint shows it.
-pub fn case_json(c: &CaseRow, now: i64) -> Value {
-    json!({
-        "id": c.id,
-        "opening": c.opening,
-        "queue": c.queue,
-        "status": c.status,
-        "priority": c.priority,
-        "category": c.category,
-        "tags": c.tags,
-        "due": time(c.due_at),
-        "overdue": is_overdue(&c.status, c.due_at, now),
-        "assignee": c.assignee,
-        "escalated": c.escalated,
-        "spam": c.spam,
-        "opened_at": millis_to_rfc3339(c.opened_at),
-        "updated_at": millis_to_rfc3339(c.updated_at),
-        "follow_up_at": time(c.follow_up_at),
-        "first_response_at": time(c.first_response_at),
-        "resolved_at": time(c.resolved_at),
-    })
-}
-
-pub fn mailbox_json(m: &Mailbox) -> Value {
-    json!({ "name": m.name, "address": m.address })
-}
-
-fn mailboxes_json(list: &[Mailbox]) -> Value {
-    Value::Array(list.iter().map(mailbox_json).collect())
-}
-
-fn record_json(r: &Record) -> Value {
-    json!({
-        "from": mailboxes_json(&r.from),
-        "to": mailboxes_json(&r.to),
-        "cc": mailboxes_json(&r.cc),
-        "reply_to": mailboxes_json(&r.reply_to),
-        "subject": r.subject,
-        "date": r.date,
-        "message_id": r.message_id,
-        "attachments": r.attachments.iter().map(|a| json!({ "name": a.name, "content_type": a.content_type, "size": a.size })).collect::<Vec<_>>(),
-    })
-}
-
-/// The case after an action, with the entry (and outbox row) it added.
-fn outcome_json(outcome: Outcome) -> axum::Json<Value> {
-    let mut body = json!({ "case": case_json(&outcome.case, outcome.now) });
-    if let Some(entry) = outcome.entry {
-        body["entry"] = json!(entry);
-    }
-    if let Some(outbox) = outcome.outbox {
-        body["outbox"] = json!(outbox);
-    }
-    axum::Json(body)
-}
-
-fn view_json(view: CaseView) -> Value {
-    let messages: Vec<Value> = view
-        .messages
-        .iter()
-        .map(|(m, record)| {
-            let mut item = json!({
-                "number": m.number,
-                "received_at": millis_to_rfc3339(m.received_at),
-                "size": m.size,
-                "tags": m.tags,
-                "auth": m.auth,
-                "automatic": m.automatic,
-                "parsed": m.parsed,
-                "raw": format!("/api/messages/{}/raw", m.number),
-            });
-            if let (Value::Object(item), Value::Object(fields)) = (&mut item, record_json(record)) {
-                item.extend(fields);
-            }
-            item
-        })
-        .collect();
-    let entries: Vec<Value> = view
-        .entries
-        .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": millis_to_rfc3339(e.at),
-                "author": e.author,
-                "kind": e.kind,
-                "text": e.body.text,
-                "to": e.body.to,
-                "subject": e.body.subject,
-                "due": e.body.due,
-                "outbox_status": e.outbox_status,
-            })
-        })
-        .collect();
-    let history: Vec<Value> = view
-        .history
-        .into_iter()
-        .map(|h| json!({ "id": h.id, "at": millis_to_rfc3339(h.at), "actor": h.actor, "action": h.action, "detail": h.detail }))
-        .collect();
-    let mut body = case_json(&view.case, view.now);
-    body["messages"] = Value::Array(messages);
-    body["entries"] = Value::Array(entries);
-    body["history"] = Value::Array(history);
-    body
-}
-
 /// `GET /api/cases/{id}`: the case with its messages' records, staff entries and history.
 #[utoipa::path(
     get,
@@ -205,8 +91,8 @@ pub async fn get_case(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(view_json(ctx.cases.read(&auth.principal, VIA, id).await?)))
+) -> Result<axum::Json<Sorted<CaseDetail>>, ApiError> {
+    Ok(axum::Json(Sorted(ctx.cases.read(&auth.principal, VIA, id).await?.into())))
 }
 
 /// `GET /api/messages/{number}/raw`: the stored message (our trace header + the bytes received)
@@ -254,8 +140,12 @@ pub async fn raw_message(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(n
         (status = 404, response = NotFound),
     ),
 )]
-pub async fn claim(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(CaseId(id)): Path<CaseId>) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.claim(&auth.principal, id).await?))
+pub async fn claim(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path(CaseId(id)): Path<CaseId>,
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.claim(&auth.principal, id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -294,8 +184,8 @@ pub async fn assign(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<AssignRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.assign(&auth.principal, id, req.user.as_deref()).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.assign(&auth.principal, id, req.user.as_deref()).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -333,8 +223,8 @@ pub async fn transfer(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TransferRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.transfer(&auth.principal, id, &req.queue).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.transfer(&auth.principal, id, &req.queue).await?.into()))
 }
 
 /// `POST /api/cases/{id}/escalate`: urgent, flagged and tagged `escalated`.
@@ -359,8 +249,8 @@ pub async fn escalate(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.escalate(&auth.principal, id).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.escalate(&auth.principal, id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -398,8 +288,8 @@ pub async fn status(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<StatusRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.change_status(&auth.principal, id, &req.status).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.change_status(&auth.principal, id, &req.status).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -436,8 +326,8 @@ pub async fn priority(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<PriorityRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.change_priority(&auth.principal, id, &req.priority).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.change_priority(&auth.principal, id, &req.priority).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -477,8 +367,8 @@ pub async fn category(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<CategoryRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.change_category(&auth.principal, id, req.category).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.change_category(&auth.principal, id, req.category).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -519,8 +409,8 @@ pub async fn tags(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<TagsRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.change_tags(&auth.principal, id, &req.add, &req.remove).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.change_tags(&auth.principal, id, &req.add, &req.remove).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -557,8 +447,8 @@ pub async fn note(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<NoteRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.note(&auth.principal, id, req.text).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.note(&auth.principal, id, req.text).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -599,8 +489,8 @@ pub async fn follow_up(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<FollowUpRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.follow_up(&auth.principal, id, &req.due, req.note).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.follow_up(&auth.principal, id, &req.due, req.note).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -641,6 +531,6 @@ pub async fn reply(
     auth: Auth,
     Path(CaseId(id)): Path<CaseId>,
     Json(req): Json<ReplyRequest>,
-) -> Result<axum::Json<Value>, ApiError> {
-    Ok(outcome_json(ctx.cases.reply(&auth.principal, id, req.body).await?))
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.reply(&auth.principal, id, req.body).await?.into()))
 }
