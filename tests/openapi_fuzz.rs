@@ -1,5 +1,6 @@
 //! schemathesis against a live `mailroom serve`: thousands of requests generated from the served
-//! OpenAPI document, as a staff user with every queue permission. Every check is on: no 5xx, no
+//! OpenAPI document, as a staff user with every queue permission, then the admin group as a
+//! security officer. For the staff user every check is on: no 5xx, no
 //! answer outside the document, schema-valid requests accepted and schema-violating ones refused
 //! (the document is exactly as strict as the server), no request that works without the token.
 //! `tests/openapi/schemathesis.toml` lists the business rules no schema can state.
@@ -79,13 +80,44 @@ fn schemathesis_finds_nothing_the_document_does_not_allow() {
         server.smtp_session().send_message("ann@client.example.org", &[to], body.as_bytes());
     }
     let token = login(&server, "lead");
+    // The officer logs in now: the run below tries logins that lock this source address out.
+    server.add_user("olga", PW, &["security-officer"]);
+    for user in ["anna", "bert"] {
+        server.add_user(user, PW, &[]);
+    }
+    let officer = login(&server, "olga");
     // Logging out would end the one session every request uses.
-    run(&st, &server, &token, &["--exclude-path", "/api/logout"], 60, 30);
+    run(&st, &server, &token, &["--exclude-path", "/api/logout"], ALL_CHECKS, 60, 30);
+
+    // The admin group as a security officer, so its success answers are generated too (above, its
+    // operations only answered 401/403). Access rules (a grant on an unknown queue, a member that
+    // is no user, a second person's approval) refuse many well-formed requests, as documented:
+    // every check but positive_data_acceptance. Without the coverage phase: schemathesis 4.32.5
+    // sometimes fails there with an internal KeyError (its own error, not a finding) on the
+    // approve and code operations; the lead's run above covers their boundaries.
+    let officer_filter = ["--include-path-regex", "^/api/admin/", "--phases", "examples,fuzzing,stateful"];
+    run(&st, &server, &officer, &officer_filter, OFFICER_CHECKS, 45, 15);
+    // The point of this run: success answers, checked against their schemas.
+    let log = server.log_text();
+    let succeeded: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("user=\"olga\"") && l.contains(" status=2"))
+        .filter_map(|l| l.split("route=\"").nth(1)?.split('"').next())
+        .collect();
+    eprintln!("admin routes the officer reached with success: {succeeded:?}");
+    assert!(succeeded.len() >= 8, "the officer's run reached only these admin routes with success: {succeeded:?}");
 }
 
-/// Runs schemathesis with every check against `server` as the bearer of `token`; fails on any
+/// Every check schemathesis has.
+const ALL_CHECKS: &str = "all";
+
+/// Every check but positive_data_acceptance (see the officer run).
+const OFFICER_CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,\
+     response_schema_conformance,negative_data_rejection,ignored_auth";
+
+/// Runs schemathesis with `checks` against `server` as the bearer of `token`; fails on any
 /// finding, on fewer than `min_operations` operations tested, or on too few requests.
-fn run(st: &Path, server: &Server, token: &str, filter: &[&str], seconds: u32, min_operations: usize) {
+fn run(st: &Path, server: &Server, token: &str, filter: &[&str], checks: &str, seconds: u32, min_operations: usize) {
     let work = tempfile::tempdir().unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi/schemathesis.toml");
     let started = std::time::Instant::now();
@@ -96,7 +128,7 @@ fn run(st: &Path, server: &Server, token: &str, filter: &[&str], seconds: u32, m
         .arg(&config)
         .args(["run", &format!("{}/api/openapi.json", server.http_url())])
         .args(filter)
-        .args(["--checks", "all", "--max-time", &seconds.to_string(), "--seed", "1", "-w", "2", "--no-color"])
+        .args(["--checks", checks, "--max-time", &seconds.to_string(), "--seed", "1", "-w", "2", "--no-color"])
         .output()
         .expect("run schemathesis");
     let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
