@@ -15,6 +15,7 @@ use crate::access::Permission;
 use crate::access::admin::Touches;
 use crate::http::HttpContext;
 use crate::http::error::{ApiError, Json, Path};
+use crate::http::openapi::doc::ChangeErrors;
 use crate::http::openapi::doc::{BadRequest, Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, UnsupportedMediaType};
 use crate::http::validate::{name_schema, permission_schema};
 
@@ -122,13 +123,7 @@ const ROLE_NAME: &str = "role name";
     responses(
         (status = 204, description = "done"),
         (status = 202, description = "held for a second person's approval (nothing applied yet)", body = Pending),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn grant(
@@ -153,13 +148,7 @@ pub async fn grant(
     request_body = Grant,
     responses(
         (status = 204, description = "done"),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn revoke(
@@ -196,13 +185,7 @@ pub struct Member {
     responses(
         (status = 204, description = "done"),
         (status = 202, description = "held for a second person's approval (nothing applied yet)", body = Pending),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn add_member(

@@ -20,6 +20,7 @@ use crate::access::approvals::RESET;
 use crate::access::resets::ResetOutcome;
 use crate::http::HttpContext;
 use crate::http::error::{ApiError, Json, Path};
+use crate::http::openapi::doc::ChangeErrors;
 use crate::http::openapi::doc::{BadRequest, Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, UnsupportedMediaType};
 use crate::http::validate::name_schema;
 
@@ -136,13 +137,7 @@ const USER_NAME: &str = "user name";
     responses(
         (status = 200, description = "reset", body = Reset),
         (status = 202, description = "held for a second person's approval (nothing applied yet)", body = Pending),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn reset_password(

@@ -21,6 +21,7 @@ use super::openapi::doc::{
 };
 use super::validate::{CaseId, CaseIdParam, tag_schema, text_schema};
 use crate::cases::CaseError;
+use crate::http::openapi::doc::ChangeErrors;
 use answers::{ActionResult, CaseDetail, Sorted};
 
 fn nullable_string_schema() -> Object {
@@ -170,13 +171,7 @@ pub struct AssignRequest {
     request_body = AssignRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn assign(
@@ -312,13 +307,7 @@ pub struct PriorityRequest {
     request_body = PriorityRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn priority(
@@ -353,13 +342,7 @@ pub struct CategoryRequest {
     request_body = CategoryRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn category(
@@ -395,13 +378,7 @@ pub struct TagsRequest {
     request_body = TagsRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn tags(
@@ -433,13 +410,7 @@ pub struct NoteRequest {
     request_body = NoteRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn note(
@@ -475,13 +446,7 @@ pub struct FollowUpRequest {
     request_body = FollowUpRequest,
     responses(
         (status = 200, description = "the case after the change", body = ActionResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = TooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Invalid),
+        ChangeErrors,
     ),
 )]
 pub async fn follow_up(

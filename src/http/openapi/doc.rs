@@ -137,3 +137,24 @@ shared_responses! {
     Throttled: retry_response("too many failed logins; try again after Retry-After seconds");
     Unavailable: error_response("not configured, or the request ran out of time");
 }
+
+/// The errors every change sent with a JSON body can meet (an action on a case, an access
+/// change): bad JSON, no session, no permission, no such thing, too large, not JSON, invalid.
+pub struct ChangeErrors;
+
+impl utoipa::IntoResponses for ChangeErrors {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        [
+            ("400", "BadRequest"),
+            ("401", "Unauthenticated"),
+            ("403", "Forbidden"),
+            ("404", "NotFound"),
+            ("413", "TooLarge"),
+            ("415", "UnsupportedMediaType"),
+            ("422", "Invalid"),
+        ]
+        .into_iter()
+        .map(|(status, name)| (status.to_string(), Ref::from_response_name(name).into()))
+        .collect()
+    }
+}
