@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command of mailroom (README, and .ci/run calls it). On a fresh Debian machine with
 # rustup's cargo: installs the real peers the tests talk to (Postfix's smtp-source/smtp-sink,
-# swaks, sqlite3, mbsync, curl, python3), checks formatting and clippy, then runs every test.
+# swaks, sqlite3, mbsync, curl, python3, chromium, Node and the npm packages of the browser tests),
+# checks formatting and clippy, then runs every test.
 # Idempotent; run it as root (or with sudo). Extra arguments go to `cargo test` (e.g. a filter).
 set -euo pipefail
 
@@ -15,7 +16,13 @@ section() {
 # Debian packages the tests need. postfix provides /usr/sbin/smtp-source and /usr/sbin/smtp-sink;
 # libnet-ssleay-perl gives swaks its STARTTLS support; isync (mbsync) and curl are IMAP clients
 # for tests/imap.rs, curl is also the HTTP client of tests/http_api.rs; python3 runs tests/py.
-PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3 python3-venv)
+# tests/browser.rs drives Debian's chromium from Node (playwright-core, from npm below);
+# fonts-liberation gives it Latin text (a recommend we do not install) and fonts-wqy-microhei
+# Chinese text in screenshots (5 MB installed; fonts-noto-cjk would be 91 MB).
+# Node itself (>= 20, with npm) is not installed here: Debian 12's nodejs is 18, too old for
+# playwright-core, and these machines carry Node 20 from NodeSource, which Debian's npm conflicts with.
+PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3 python3-venv
+    chromium fonts-liberation fonts-wqy-microhei)
 
 section "environment"
 if [[ $EUID -eq 0 ]]; then
@@ -81,6 +88,17 @@ if [[ ! -x target/schemathesis-venv/bin/schemathesis ]]; then
     target/schemathesis-venv/bin/pip install -q schemathesis==4.32.5
 fi
 target/schemathesis-venv/bin/schemathesis --version
+
+# playwright-core and @axe-core/playwright for tests/browser.rs, exactly as package-lock.json
+# pins them. They never download a browser (the tests use /usr/bin/chromium) and run no install
+# scripts; `npm ci` replaces node_modules/, so a second run ends in the same state.
+section "npm ci"
+command -v npm >/dev/null 2>&1 || { echo "node and npm (Node >= 20) are needed for tests/browser.rs" >&2; exit 1; }
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+((node_major >= 20)) || { echo "Node $(node --version) is too old: playwright-core needs >= 20" >&2; exit 1; }
+echo "node: $(node --version), npm: $(npm --version)"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund
+/usr/bin/chromium --version
 
 # One debug profile for clippy and the tests, lockfile respected.
 section "cargo fmt --check"

@@ -1,0 +1,180 @@
+//! The staff web page in a real browser: each test starts the real `mailroom serve` (users from
+//! the admin CLI, mail sent over SMTP first), then runs one scenario, `node
+//! tests/browser/<scenario>.mjs`, which drives Debian's chromium through playwright-core
+//! (tests/browser/lib.mjs: axe WCAG 2.1 A/AA, zero CSP violations and console errors,
+//! screenshots). The scenario's output is streamed (`--nocapture` shows it live) and it must
+//! exit 0. Screenshots land in `target/browser-screenshots/<scenario>/`, emptied at each run.
+//!
+//! Prerequisites (scripts/test.sh installs both): `apt-get install chromium` and
+//! `PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci` at the repository root. Without them these tests
+//! fail and say so; they never skip.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PW: &str = "correct-horse-battery-staple";
+const AGENT: &str = "anna";
+const OFFICER: &str = "olga";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CUSTOMER: &str = "customer@client.example.org";
+/// A scenario that takes longer has hung (chromium starts in about a second).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(180);
+
+const ROLES: &str = r#"
+[access]
+# One deliberate wrong password must not slow the scenario down.
+failure_delay = "10ms"
+
+[[roles]]
+name = "support-agent"
+grants = { support = ["read", "act"] }
+
+[[roles]]
+name = "sales-agent"
+grants = { sales = ["read", "act"] }
+"#;
+
+/// Two chromiums at once on a two-core machine only make both slow: one scenario at a time.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/browser-screenshots/<scenario>` (CARGO_TARGET_TMPDIR is `target/tmp`).
+fn out_dir(scenario: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("browser-screenshots").join(scenario)
+}
+
+/// Fails (never skips) with what to install when node, the npm packages or chromium are missing.
+fn check_prerequisites() {
+    let mut missing = vec![];
+    if Command::new("node").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        missing.push("`node` is not on PATH (apt-get install nodejs npm)".to_string());
+    }
+    for package in ["playwright-core", "@axe-core/playwright", "axe-core"] {
+        if !repo().join("node_modules").join(package).join("package.json").is_file() {
+            missing.push(format!(
+                "node_modules/{package} is missing: run `PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci` in {}",
+                repo().display()
+            ));
+        }
+    }
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("{CHROMIUM} is missing: apt-get install chromium"));
+    }
+    assert!(missing.is_empty(), "the browser tests cannot run (scripts/test.sh installs all of this):\n  {}", missing.join("\n  "));
+}
+
+/// A server with the support and sales queues, an agent of support, an officer, and mail in both
+/// queues; returns it with the subjects sent (customer content the officer must never see).
+fn start_server() -> (Server, Vec<String>) {
+    let server = Server::start(Opts { extra_toml: ROLES.into(), ..Default::default() });
+    server.add_user(AGENT, PW, &["support-agent"]);
+    server.add_user(OFFICER, PW, &["security-officer"]);
+    let mut subjects = vec![];
+    for queue in ["support", "sales"] {
+        let subject = unique_token(&format!("Browser test mail for {queue} "));
+        let to = format!("{queue}@example.com");
+        let message = format!(
+            "From: Ann Customer <{CUSTOMER}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@client.example.org>\r\n\
+             Date: Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\nHello, please help.\r\n",
+            unique_token("browser-")
+        );
+        server.smtp_session().send_message(CUSTOMER, &[&to], message.as_bytes());
+        subjects.push(subject);
+    }
+    (server, subjects)
+}
+
+/// Runs `node tests/browser/<scenario>.mjs` against a fresh server and asserts it exits 0.
+fn run_scenario(scenario: &str) {
+    check_prerequisites();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (server, subjects) = start_server();
+    let out = out_dir(scenario);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let script = repo().join("tests").join("browser").join(format!("{scenario}.mjs"));
+    assert!(script.is_file(), "no scenario {}", script.display());
+
+    let mut child = Command::new("node")
+        .arg(&script)
+        .current_dir(repo())
+        .env("MAILROOM_URL", server.http_url())
+        .env("MAILROOM_BROWSER_OUT", &out)
+        .env("MAILROOM_CHROMIUM", CHROMIUM)
+        .env("MAILROOM_AGENT_USER", AGENT)
+        .env("MAILROOM_AGENT_PASSWORD", PW)
+        .env("MAILROOM_AGENT_QUEUES", "support")
+        .env("MAILROOM_OTHER_QUEUES", "sales,complaints")
+        .env("MAILROOM_OFFICER_USER", OFFICER)
+        .env("MAILROOM_OFFICER_PASSWORD", PW)
+        .env("MAILROOM_CUSTOMER_TEXT", subjects.join("\n"))
+        // Chromium's profile (a fresh --user-data-dir per session) goes into the server's temp dir.
+        .env("TMPDIR", server.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn node {}: {e}", script.display()));
+    let readers = [stream(child.stdout.take().unwrap(), scenario), stream(child.stderr.take().unwrap(), scenario)];
+
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for reader in readers {
+        let _ = reader.join();
+    }
+    match status {
+        Some(status) if status.success() => {
+            let shots = std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+            assert!(shots > 0, "scenario {scenario} passed but wrote no screenshot into {}", out.display());
+            eprintln!("scenario {scenario}: passed, {shots} screenshot(s) in {}", out.display());
+        }
+        Some(status) => panic!("scenario {scenario} failed ({status}): its output is above; screenshots in {}", out.display()),
+        None => panic!("scenario {scenario} did not finish within {SCENARIO_LIMIT:?}: its output is above"),
+    }
+}
+
+/// Echoes a pipe line by line: live with `--nocapture`, otherwise shown with the failure.
+fn stream(pipe: impl Read + Send + 'static, scenario: &str) -> std::thread::JoinHandle<()> {
+    let prefix = format!("[browser {scenario}]");
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{prefix} {line}");
+        }
+    })
+}
+
+#[test]
+fn login_page_wrong_password_and_chinese() {
+    run_scenario("login");
+}
+
+#[test]
+fn agent_sees_his_queues_follows_one_and_logs_out() {
+    run_scenario("agent");
+}
+
+#[test]
+fn officer_sees_no_queue_and_no_customer_content() {
+    run_scenario("officer");
+}

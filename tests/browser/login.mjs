@@ -1,0 +1,40 @@
+// The login page: renders cleanly (axe, zero CSP violations, both widths), refuses a wrong
+// password with the contract's message, and speaks Simplified Chinese to a zh-CN browser.
+
+import { assert, env, scenario, url } from './lib.mjs';
+
+await scenario('login', async ({ open, step }) => {
+  const anon = await open('login');
+  const page = anon.page;
+
+  await step('the login page renders with labelled fields', async () => {
+    const response = await anon.goto('/login');
+    assert.equal(response.status(), 200);
+    await page.getByLabel('User name').waitFor();
+    await page.getByLabel('Password').waitFor();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    assert.equal(await page.getByLabel('Password').getAttribute('type'), 'password');
+    assert.match(await page.locator('html').getAttribute('lang'), /^en\b/);
+    await anon.checkPageAtBothWidths('login');
+  });
+
+  await step('a wrong password shows the message and stays on the login page', async () => {
+    await anon.login({ user: env.agent.user, password: `not-${env.agent.password}` });
+    assert.equal(new URL(page.url()).pathname, '/login');
+    await page.getByText('User name or password is wrong').waitFor();
+    // Nothing that a session would give: "/" still sends us back to the login page.
+    await anon.checkPage('wrong-password');
+    await anon.goto('/');
+    assert.equal(page.url(), url('/login'));
+  });
+
+  const zh = await open('login-zh-CN', { locale: 'zh-CN' });
+  await step('a zh-CN browser gets the page in Chinese', async () => {
+    await zh.goto('/login');
+    assert.match(await zh.page.locator('html').getAttribute('lang'), /^zh\b/i);
+    const text = await zh.page.locator('body').innerText();
+    assert.match(text, /[\u4e00-\u9fff]/u, `no Chinese characters in: ${text}`);
+    assert.equal(await zh.page.getByRole('button', { name: 'Log in', exact: true }).count(), 0, 'English button text on a zh-CN page');
+    await zh.checkPageAtBothWidths('login');
+  });
+});
