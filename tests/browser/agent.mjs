@@ -32,7 +32,7 @@ await scenario('agent', async ({ open, step }) => {
     await page.getByRole('link', { name: queue, exact: true }).click();
     await page.waitForURL(url(`/queues/${queue}`));
     // The queue page comes later; whatever it answers today, a missing page is not an error here.
-    agent.tolerate((m) => m.url === url(`/queues/${queue}`) && /Failed to load resource/.test(m.text));
+    agent.tolerate((m) => m.source === url(`/queues/${queue}`) && /Failed to load resource/.test(m.text));
     await agent.goto('/');
   });
 

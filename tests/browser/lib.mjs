@@ -90,9 +90,12 @@ export class Session {
       });
     });
     page.on('console', (m) => {
-      const entry = { type: m.type(), text: m.text(), url: page.url() };
+      // `source` is what the message is about (a failed load names the resource), `url` the page.
+      const entry = { type: m.type(), text: m.text(), source: m.location().url, url: page.url() };
+      log(`[${name}] console.${entry.type}: ${entry.text} (${entry.source}, page ${entry.url})`);
+      // Chromium asks every site for /favicon.ico; the contract has none (yet).
+      if (entry.type === 'error' && new URL(entry.source || entry.url).pathname === '/favicon.ico') return;
       session.console.push(entry);
-      log(`[${name}] console.${entry.type}: ${entry.text} (${entry.url})`);
     });
     page.on('pageerror', (e) => {
       session.console.push({ type: 'error', text: `uncaught: ${e.message}`, url: page.url() });
