@@ -24,6 +24,8 @@ const AGENT: &str = "anna";
 const OFFICER: &str = "olga";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CUSTOMER: &str = "customer@client.example.org";
+/// New cases sent to each of support and sales before the scenario starts.
+const MAIL_PER_QUEUE: usize = 2;
 /// A scenario that takes longer has hung (chromium starts in about a second).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(180);
 
@@ -80,7 +82,7 @@ fn start_server() -> (Server, Vec<String>) {
     server.add_user(AGENT, PW, &["support-agent"]);
     server.add_user(OFFICER, PW, &["security-officer"]);
     let mut subjects = vec![];
-    for queue in ["support", "sales"] {
+    for queue in ["support", "sales"].into_iter().flat_map(|q| [q; MAIL_PER_QUEUE]) {
         let subject = unique_token(&format!("Browser test mail for {queue} "));
         let to = format!("{queue}@example.com");
         let message = format!(
@@ -115,6 +117,7 @@ fn run_scenario(scenario: &str) {
         .env("MAILROOM_AGENT_PASSWORD", PW)
         .env("MAILROOM_AGENT_QUEUES", "support")
         .env("MAILROOM_OTHER_QUEUES", "sales,complaints")
+        .env("MAILROOM_MAIL_PER_QUEUE", MAIL_PER_QUEUE.to_string())
         .env("MAILROOM_OFFICER_USER", OFFICER)
         .env("MAILROOM_OFFICER_PASSWORD", PW)
         .env("MAILROOM_CUSTOMER_TEXT", subjects.join("\n"))

@@ -1,5 +1,5 @@
-// An agent logs in, lands on "My queues", sees exactly his queues as links named like them,
-// follows one, logs out and is back at the login page (and "/" no longer lets him in).
+// An agent logs in, lands on "My queues", sees exactly his queues as links named like them
+// (with the open and unassigned counts of the mail sent), follows one, logs out and is back at the login page (and "/" no longer lets him in).
 
 import { assert, env, scenario, url } from './lib.mjs';
 
@@ -19,6 +19,13 @@ await scenario('agent', async ({ open, step }) => {
       const link = page.getByRole('link', { name: queue, exact: true });
       assert.equal(await link.count(), 1, `one link named ${queue}`);
       assert.equal(await link.getAttribute('href'), `/queues/${queue}`);
+    }
+    // Each queue got this many new cases over SMTP, nobody took one: open and unassigned.
+    const mail = Number(process.env.MAILROOM_MAIL_PER_QUEUE ?? 'NaN');
+    for (const queue of env.agentQueues) {
+      const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: queue, exact: true }) });
+      const counts = await row.getByRole('cell').allInnerTexts();
+      assert.deepEqual(counts.slice(0, 2).map((c) => Number(c.trim())), [mail, mail], `${queue}: open, unassigned in ${counts}`);
     }
     for (const queue of env.otherQueues) {
       assert.equal(await page.getByRole('link', { name: queue, exact: true }).count(), 0, `a link to ${queue}`);
