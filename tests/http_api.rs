@@ -1316,14 +1316,20 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
         let r = api.call(&method.to_uppercase(), &concrete, &Auth::Anonymous, None, &[]);
         let code = if r.status == 200 { String::new() } else { r.json()["error"].as_str().unwrap_or_default().to_string() };
         assert!(r.status != 405 && code != "no_such_route", "{method} {path} is documented but not routed: {}", r.text());
-        let public = path == "/" || path == "/api/openapi.json" || path == "/api/login" || path == "/api/enrol";
+        let public = path == "/api/openapi.json" || path == "/api/login" || path == "/api/enrol";
         if !public {
             assert_eq!(code, "unauthenticated", "{method} {path} without a session");
         }
     }
     assert_eq!(api.get("/api/nothing-here", &Auth::Anonymous).error(404), "no_such_route");
+    // `/` is the web page (not in the document): anonymous goes to the login page, whose footer
+    // points to the document.
+    assert!(!routed.iter().any(|(_, p)| p == "/"), "the page is not an API route");
     let index = api.get("/", &Auth::Anonymous);
-    assert!(index.text().contains("/api/openapi.json"));
+    assert_eq!((index.status, index.header("location").as_deref()), (303, Some("/login")));
+    let login = api.get("/login", &Auth::Anonymous);
+    assert_eq!(login.status, 200);
+    assert!(login.text().contains("<a href=\"/api/openapi.json\">"), "{}", login.text());
 }
 
 #[test]
@@ -1361,10 +1367,9 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
     let r = api.get("/api/me", &anna);
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
-    // Every answer, JSON, HTML and errors alike, carries the restrictive CSP; plain HTTP no HSTS.
+    // Every API answer, JSON and errors alike, carries the restrictive CSP; plain HTTP no HSTS.
     for (what, r) in [
         ("JSON", api.get("/api/me", &anna)),
-        ("the page", api.get("/", &Auth::Anonymous)),
         ("the document", api.get("/api/openapi.json", &Auth::Anonymous)),
         ("401", api.get("/api/me", &Auth::Anonymous)),
         ("404 route", api.get("/api/nope", &anna)),
@@ -1373,7 +1378,12 @@ fn errors_are_json_with_the_right_status_and_shutdown_is_clean() {
         ("422", api.post("/api/login", &Auth::Anonymous, json!({ "user": "anna" }))),
     ] {
         let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no Content-Security-Policy: {r:?}"));
-        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        assert_eq!(csp, mailroom::http::CONTENT_SECURITY_POLICY, "{what}");
+        assert!(r.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
+    }
+    // The web page has its own: scripts and styles from this server only, nothing inline.
+    for (what, r) in [("the login page", api.get("/login", &Auth::Anonymous)), ("a page's 404", api.get("/nope", &Auth::Anonymous))] {
+        assert_eq!(r.header("content-security-policy").as_deref(), Some(mailroom::http::web::headers::CONTENT_SECURITY_POLICY), "{what}");
         assert!(r.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
     }
 
@@ -1420,7 +1430,7 @@ fn https_serves_the_same_api_over_tls() {
     let me = https("/api/me");
     assert_eq!(me.ok()["user"], "anna");
     // Over TLS every answer, errors too, tells the browser to use nothing else for a year.
-    for r in [&me, &https("/api/nope"), &https("/"), &parse_response(&out.stdout)] {
+    for r in [&me, &https("/api/nope"), &https("/login"), &https("/"), &parse_response(&out.stdout)] {
         assert_eq!(r.header("strict-transport-security").as_deref(), Some("max-age=31536000"), "{r:?}");
         assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")), "{r:?}");
     }

@@ -125,13 +125,17 @@ impl Principal {
     }
 }
 
-/// Why a login failed. Clients are told only "invalid credentials" for every case but
-/// `Throttled`, so a guesser learns nothing about which names exist or which are locked;
-/// the audit log records the real reason.
+/// Why a login failed. A guesser learns nothing about which names exist: only `Throttled` and,
+/// after the right password, `Locked` differ from `Invalid` (the API and IMAP still answer
+/// "invalid" for `Locked`; the web page tells the person who knows the password). The audit log
+/// records the real reason.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("invalid user name or password")]
     Invalid,
+    /// The password was right but a security officer has locked the account.
+    #[error("invalid user name or password")]
+    Locked,
     #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
     Throttled { retry_after: Duration },
     /// Every password-check slot stayed taken for `login_queue_timeout`; nothing was checked or
@@ -221,10 +225,9 @@ impl Access {
             return Err(LoginError::Invalid);
         }
         if user.locked {
-            // Checked after the password, so only someone who knows it learns the account is locked
-            // (and the client still hears "invalid").
+            // Checked after the password, so only someone who knows it learns the account is locked.
             self.fail(Some(&user), name, source, via, "user-locked", source_attempt).await?;
-            return Err(LoginError::Invalid);
+            return Err(LoginError::Locked);
         }
         // Success releases the reservations: the counters start over.
         let mut tx = self.store.begin_write().await?;
@@ -398,9 +401,9 @@ mod tests {
         // An officer's unlock lifts it.
         access.unlock_user("anna", "test").await.unwrap();
         access.login("anna", PW, fresh, "test").await.unwrap();
-        // A locked user cannot log in, even with the right password, and is told only "invalid".
+        // A locked user cannot log in, even with the right password (and only then learns why).
         access.lock_user("anna", "test").await.unwrap();
-        assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Invalid)));
+        assert!(matches!(access.login("anna", PW, fresh, "test").await, Err(LoginError::Locked)));
         assert!(access.principal(p.user_id).await.unwrap().is_none(), "a locked user has no principal");
 
         let actions: Vec<(String, Option<String>)> = testing::audit_log(&access.store).await;

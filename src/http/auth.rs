@@ -102,14 +102,33 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// A browser names the page a request comes from in `Origin`; it must be this server's own.
 fn check_origin(ctx: &HttpContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    if origin_is_ours(ctx, headers) { Ok(()) } else { Err(csrf_error("the request comes from another origin than this server")) }
+}
+
+/// True when the request has no `Origin` or names this server's own (the API and the page
+/// share this rule).
+pub(crate) fn origin_is_ours(ctx: &HttpContext, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let scheme = if ctx.tls.is_some() { "https" } else { "http" };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     match (origin.to_str().ok(), host) {
-        (Some(origin), Some(host)) if origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")) => Ok(()),
-        _ => Err(csrf_error("the request comes from another origin than this server")),
+        (Some(origin), Some(host)) => origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")),
+        _ => false,
     }
 }
+
+/// The session cookie's value, if the request carries one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_token(headers)
+}
+
+/// The `Set-Cookie` value that starts a cookie session in the browser (API and page alike).
+pub(crate) fn session_cookie_header(token: &str, lifetime: std::time::Duration) -> String {
+    format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", lifetime.as_secs())
+}
+
+/// The `Set-Cookie` value that makes the browser drop the session cookie.
+pub(crate) const CLEARED_COOKIE: &str = "mailroom_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0";
 
 #[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
@@ -210,7 +229,8 @@ pub async fn login(
     check_origin(&ctx, &headers)?;
     let principal = match ctx.access.login(&req.user, &req.password, peer.ip(), "http").await {
         Ok(p) => p,
-        Err(LoginError::Invalid) => {
+        // The API does not tell a locked account from a wrong password.
+        Err(LoginError::Invalid | LoginError::Locked) => {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string()));
         }
         Err(e @ LoginError::Throttled { retry_after }) => return Err(ApiError::throttled(e.to_string(), retry_after)),
@@ -236,7 +256,7 @@ pub async fn login(
     match kind {
         SessionKind::Cookie => {
             body.csrf_token = Some(ctx.access.csrf_token(&token));
-            let cookie = format!("{COOKIE}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={}", lifetime.as_secs());
+            let cookie = session_cookie_header(&token, lifetime);
             let mut response = axum::Json(body).into_response();
             response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
             Ok(response)
@@ -269,8 +289,7 @@ pub async fn logout(State(ctx): State<Arc<HttpContext>>, auth: Auth) -> Result<R
     ctx.access.audit(&actor, "logout", Some(actor.clone()), Some("via=http".into())).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if auth.kind == SessionKind::Cookie {
-        let expired = format!("{COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0");
-        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&expired).map_err(ApiError::internal)?);
+        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEARED_COOKIE));
     }
     Ok(response)
 }

@@ -47,7 +47,7 @@ impl Session {
             }
             Err(e) => {
                 match e {
-                    LoginError::Invalid => self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Invalid credentials"),
+                    LoginError::Invalid | LoginError::Locked => self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Invalid credentials"),
                     LoginError::Throttled { .. } => self.out.no(tag, Some("UNAVAILABLE"), "Too many failed logins, try again later"),
                     LoginError::Busy { .. } => {
                         // Nothing was checked: not the client's failure, so it does not count towards the BYE.

@@ -23,7 +23,6 @@ use crate::http::{auth, cases, enrol, queues};
     servers((url = "/")),
     security(("cookie" = []), ("bearer" = [])),
     paths(
-        crate::http::index,
         super::serve_document,
         auth::login,
         auth::logout,

@@ -15,7 +15,14 @@ pub struct QueueCounts {
     pub by_status: BTreeMap<String, i64>,
     pub active: i64,
     pub overdue: i64,
+    /// Active cases nobody is assigned to.
+    pub unassigned: i64,
+    /// New or open cases due from now to [`DUE_SOON`] ahead (not yet overdue).
+    pub due_soon: i64,
 }
+
+/// How far ahead "due soon" looks: the next 24 hours.
+pub const DUE_SOON: i64 = 24 * 3600 * 1000;
 
 /// Statistics of one queue (no customer data).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -56,6 +63,17 @@ impl Store {
         counts.overdue = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at < $2")
             .bind(queue)
             .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        counts.unassigned =
+            sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') AND assignee IS NULL")
+                .bind(queue)
+                .fetch_one(&self.pool)
+                .await?;
+        counts.due_soon = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at >= $2 AND due_at < $3")
+            .bind(queue)
+            .bind(now)
+            .bind(now + DUE_SOON)
             .fetch_one(&self.pool)
             .await?;
         Ok(counts)

@@ -1,0 +1,94 @@
+//! Static assets embedded in the binary (sites may be air-gapped: no CDN), served under a URL
+//! that carries a hash of the content, so a browser may cache each one for a year and a new
+//! release is fetched at once.
+
+use std::sync::OnceLock;
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{PageError, Problem};
+use super::i18n::Lang;
+
+/// One embedded file.
+struct Asset {
+    /// What templates call it (`chrome.asset("htmx")`).
+    name: &'static str,
+    ext: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+const ASSETS: [Asset; 2] = [
+    // htmx 2.0.11 from the npm tarball htmx.org@2.0.11 (dist/htmx.min.js), 0BSD: see
+    // assets/htmx-2.0.11.LICENSE. 2.x on purpose: 4.x changes attribute inheritance.
+    Asset {
+        name: "htmx",
+        ext: "js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../assets/htmx-2.0.11.min.js"),
+    },
+    Asset { name: "app", ext: "css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../../assets/app.css") },
+];
+
+/// Immutable: the URL changes whenever the content does.
+pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// Each asset's file name in URLs, `{name}-{hash}.{ext}` (the hash: 16 hex digits of SHA-256).
+fn file_names() -> &'static [String] {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, asset.bytes);
+                let hash: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}-{hash}.{}", asset.name, asset.ext)
+            })
+            .collect()
+    })
+}
+
+/// The URL of the asset templates call `name`.
+pub fn url(name: &str) -> String {
+    let index = ASSETS.iter().position(|a| a.name == name).unwrap_or_else(|| panic!("no asset named {name}"));
+    format!("/assets/{}", file_names()[index])
+}
+
+/// `GET /assets/{file}`: the asset whose current name is `file`; anything else (an old hash
+/// included) is 404, so a stale URL never gets new content under an immutable cache.
+pub async fn serve(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(index) = file_names().iter().position(|name| *name == file) else {
+        return PageError::new(Lang::negotiate(&headers), Problem::NotFound).into_response();
+    };
+    let asset = &ASSETS[index];
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
+        ],
+        asset.bytes,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_name_hash_and_extension() {
+        let htmx = url("htmx");
+        let re = regex::Regex::new(r"^/assets/htmx-[0-9a-f]{16}\.js$").unwrap();
+        assert!(re.is_match(&htmx), "{htmx}");
+        assert!(url("app").ends_with(".css"));
+        assert_ne!(file_names()[0], file_names()[1]);
+    }
+
+    #[test]
+    fn the_vendored_htmx_is_2_0_11() {
+        let text = std::str::from_utf8(ASSETS[0].bytes).unwrap();
+        assert!(text.contains("version:\"2.0.11\""), "htmx.min.js is not 2.0.11");
+    }
+}

@@ -1,0 +1,47 @@
+//! What the page frame (`templates/base.html`) needs on every page: the language, the logged-in
+//! user and the session's CSRF token for the "Log out" form.
+
+use super::assets;
+use super::i18n::{Catalog, Lang};
+
+/// The logged-in user as the frame shows them.
+pub struct SessionChrome {
+    pub user: String,
+    /// The session's CSRF token, for the hidden `csrf` field of every form.
+    pub csrf: String,
+}
+
+pub struct Chrome {
+    pub lang: Lang,
+    catalog: &'static Catalog,
+    /// None on the login page and on errors before a session is known.
+    pub session: Option<SessionChrome>,
+}
+
+impl Chrome {
+    pub fn anonymous(lang: Lang) -> Chrome {
+        Chrome { lang, catalog: lang.catalog(), session: None }
+    }
+
+    pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
+        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf }) }
+    }
+
+    /// The UI text for `key` in the page's language.
+    pub fn t<'a>(&self, key: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        self.catalog.get(key)
+    }
+
+    /// The UI text for `key` with `{name}` placeholders filled.
+    pub fn fill(&self, key: &str, values: &[(&str, &str)]) -> String {
+        self.catalog.fill(key, values)
+    }
+
+    /// The content-hash URL of an embedded asset.
+    pub fn asset(&self, name: &str) -> String {
+        assets::url(name)
+    }
+}

@@ -1,0 +1,35 @@
+//! Headers on every page answer (error pages included). The API's stricter policy is set by
+//! `observe` only where no handler or layer set one.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::http::{HttpContext, STRICT_TRANSPORT_SECURITY};
+
+/// Scripts, styles and fetches only from this server, nothing inline (no `'unsafe-inline'`),
+/// never framed by another site, forms only to us.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Sets the page headers on `headers`. `Cache-Control: no-store` unless the answer chose its own
+/// (the immutable assets).
+pub fn set_page_headers(headers: &mut HeaderMap, tls: bool) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    if tls {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
+    }
+}
+
+/// The layer over every page route.
+pub async fn page_headers(State(ctx): State<Arc<HttpContext>>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    set_page_headers(response.headers_mut(), ctx.tls.is_some());
+    response
+}

@@ -1,0 +1,148 @@
+//! The page session: the API's cookie session (`http::auth`, `Access`), read from the
+//! `mailroom_session` cookie. No session, or one that ended, sends the browser to `/login`.
+//!
+//! Every page POST passes three checks before its handler runs ([`Posted`]): `Origin`, when
+//! present, is this server; `Sec-Fetch-Site`, when present, is `same-origin` or `none`; the form's
+//! hidden `csrf` field is the session's CSRF token. `POST /login` has no session yet and passes
+//! the first two only ([`check_fetch`]).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::chrome::Chrome;
+use super::error::{PageError, Problem};
+use super::i18n::Lang;
+use crate::access::Principal;
+use crate::access::sessions::{SessionError, SessionKind};
+use crate::http::auth::{CLEARED_COOKIE, origin_is_ours, session_cookie};
+use crate::http::{HttpContext, RequestUser};
+
+/// The logged-in staff user of a page request.
+pub struct PageSession {
+    pub principal: Principal,
+    pub lang: Lang,
+    token: String,
+}
+
+impl PageSession {
+    /// The page frame for this user.
+    pub fn chrome(&self, ctx: &HttpContext) -> Chrome {
+        Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// Why a page request does not reach its handler.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No session, or one that ended: log in (the stale cookie is cleared).
+    LogIn {
+        clear_cookie: bool,
+    },
+    Page(PageError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::LogIn { clear_cookie } => {
+                let mut response = see_other("/login");
+                if clear_cookie {
+                    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEARED_COOKIE));
+                }
+                response
+            }
+            Refusal::Page(e) => e.into_response(),
+        }
+    }
+}
+
+/// `303 See Other` to `location`: after a form POST the browser GETs the next page.
+pub fn see_other(location: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, HeaderValue::from_static(location))]).into_response()
+}
+
+impl FromRequestParts<Arc<HttpContext>> for PageSession {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<HttpContext>) -> Result<Self, Refusal> {
+        let lang = Lang::negotiate(&parts.headers);
+        let Some(token) = session_cookie(&parts.headers) else { return Err(Refusal::LogIn { clear_cookie: false }) };
+        let principal = match ctx.access.resume_session(&token).await {
+            Ok((principal, SessionKind::Cookie)) => principal,
+            // A bearer token is never accepted as a cookie.
+            Ok((_, SessionKind::Bearer)) => return Err(Refusal::LogIn { clear_cookie: true }),
+            Err(SessionError::Store(e)) => return Err(Refusal::Page(PageError::internal(lang, e))),
+            Err(_) => return Err(Refusal::LogIn { clear_cookie: true }),
+        };
+        if let Some(user) = parts.extensions.get::<RequestUser>() {
+            let _ = user.0.set(principal.name.clone());
+        }
+        Ok(PageSession { principal, lang, token })
+    }
+}
+
+/// The browser's word on where a request comes from: `Origin` must be ours and
+/// `Sec-Fetch-Site` same-origin or none (typed by the user), when they are sent.
+pub fn check_fetch(ctx: &HttpContext, headers: &HeaderMap) -> bool {
+    let site_ok = match headers.get("sec-fetch-site") {
+        None => true,
+        Some(site) => matches!(site.to_str(), Ok("same-origin" | "none")),
+    };
+    site_ok && origin_is_ours(ctx, headers)
+}
+
+/// A page form with its hidden CSRF field, from a logged-in user, having passed every check.
+pub struct Posted<T> {
+    pub session: PageSession,
+    pub form: T,
+}
+
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    fields: T,
+}
+
+/// A form with no fields of its own (just `csrf`), such as "Log out".
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+impl<T: DeserializeOwned + Send> FromRequest<Arc<HttpContext>> for Posted<T> {
+    type Rejection = Refusal;
+
+    async fn from_request(req: Request, ctx: &Arc<HttpContext>) -> Result<Self, Refusal> {
+        let (mut parts, body) = req.into_parts();
+        let lang = Lang::negotiate(&parts.headers);
+        let refuse = |why: &str| {
+            tracing::info!(target: "mailroom::http", why, "page: a POST was refused");
+            Refusal::Page(PageError::new(lang, Problem::Forbidden))
+        };
+        if !check_fetch(ctx, &parts.headers) {
+            return Err(refuse("origin or sec-fetch-site"));
+        }
+        let session = PageSession::from_request_parts(&mut parts, ctx).await?;
+        let Form(WithCsrf { csrf, fields }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), ctx)
+            .await
+            .map_err(|_| Refusal::Page(PageError::new(lang, Problem::BadForm)))?;
+        if csrf.is_empty() {
+            return Err(refuse("no csrf field"));
+        }
+        if !ctx.access.csrf_ok(&session.token, &csrf) {
+            return Err(refuse("wrong csrf token"));
+        }
+        Ok(Posted { session, form: fields })
+    }
+}

@@ -1,0 +1,563 @@
+//! The staff web page over real sockets: `mailroom serve` and the `curl` binary posting forms
+//! the way a browser without JavaScript does (cookie jar, form bodies, `Origin` and
+//! `Sec-Fetch-Site` where a browser sends them). Mail arrives by SMTP. Also the scan of
+//! `templates/`: no inline script, style attribute or `on…=` handler, and no text outside the
+//! catalogs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const PW: &str = "correct-horse-battery-staple";
+const CUSTOMER: &str = "customer@client.example.org";
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                        form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const ROLES: &str = r#"
+[[roles]]
+name = "support-agent"
+grants = { support = ["read", "act"] }
+
+[[roles]]
+name = "sales-agent"
+grants = { sales = ["read", "act"] }
+"#;
+
+fn start(extra: &str) -> Server {
+    Server::start(Opts { extra_toml: format!("{ROLES}\n{extra}"), ..Default::default() })
+}
+
+// ---------------------------------------------------------------------------------------------
+// A browser without JavaScript, made of curl
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Page {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+
+    /// The value of the first hidden `csrf` field.
+    fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field: {}", self.body)) + 19;
+        self.body[start..].split('"').next().unwrap().to_string()
+    }
+
+    fn assert_page_headers(&self, what: &str) {
+        assert_eq!(self.header("content-security-policy"), Some(PAGE_CSP), "{what}: {self:?}");
+        assert_eq!(self.header("x-content-type-options"), Some("nosniff"), "{what}");
+        assert_eq!(self.header("referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(self.header("cache-control"), Some("no-store"), "{what}");
+        assert!(self.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
+    }
+
+    /// A readable HTML page (not JSON, not bare text) with its language set.
+    fn assert_html(&self, lang: &str) {
+        assert!(self.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{self:?}");
+        assert!(self.body.starts_with("<!doctype html>"), "{}", self.body);
+        assert!(self.body.contains(&format!("<html lang=\"{lang}\">")), "{}", self.body);
+    }
+}
+
+struct Browser {
+    base: String,
+    jar: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Browser {
+    fn new(server: &Server) -> Browser {
+        let dir = tempfile::tempdir().unwrap();
+        Browser { base: server.http_url(), jar: dir.path().join("cookies"), _dir: dir }
+    }
+
+    fn request(&self, method: &str, path: &str, form: &[(&str, &str)], headers: &[&str]) -> Page {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "-i", "--max-time", "60", "-H", "Expect:", "-X", method]).arg("-b").arg(&self.jar).arg("-c").arg(&self.jar);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        for (name, value) in form {
+            cmd.args(["--data-urlencode", &format!("{name}={value}")]);
+        }
+        if method == "POST" && form.is_empty() {
+            cmd.args(["-H", "Content-Type: application/x-www-form-urlencoded", "--data-binary", ""]);
+        }
+        cmd.arg(format!("{}{path}", self.base));
+        let out = cmd.output().expect("run curl");
+        assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
+        parse(&out.stdout)
+    }
+
+    fn get(&self, path: &str) -> Page {
+        self.request("GET", path, &[], &[])
+    }
+
+    fn get_with(&self, path: &str, headers: &[&str]) -> Page {
+        self.request("GET", path, &[], headers)
+    }
+
+    /// A form POST as a browser sends it from one of our pages.
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let origin = format!("Origin: {}", self.base);
+        self.request("POST", path, form, &[&origin, "Sec-Fetch-Site: same-origin"])
+    }
+
+    fn log_in(&self, user: &str, password: &str) -> Page {
+        self.post("/login", &[("user", user), ("password", password)])
+    }
+
+    /// Logged in and on "My queues".
+    fn logged_in(server: &Server, user: &str) -> (Browser, Page) {
+        let browser = Browser::new(server);
+        let r = browser.log_in(user, PW);
+        assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
+        let home = browser.get("/");
+        assert_eq!(home.status, 200, "{home:?}");
+        (browser, home)
+    }
+
+    fn session_token(&self) -> Option<String> {
+        let jar = std::fs::read_to_string(&self.jar).ok()?;
+        jar.lines().find(|l| l.contains("mailroom_session")).and_then(|l| l.split('\t').next_back()).map(str::to_string)
+    }
+}
+
+fn parse(raw: &[u8]) -> Page {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header block: {text}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    Page { status, headers, body: body.to_string() }
+}
+
+fn send(server: &Server, to: &str, subject: &str) -> String {
+    let message = format!(
+        "From: Ann Customer <{CUSTOMER}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@client.example.org>\r\n\
+         Date: Mon, 2 Mar 2026 10:00:00 +0000\r\n\r\nHello, please help.\r\n",
+        unique_token("m")
+    );
+    server.smtp_session().send_message(CUSTOMER, &[to], message.as_bytes())
+}
+
+fn db(server: &Server) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn
+}
+
+/// The count in the "My queues" row of `queue`, column `column` (data-count attribute).
+fn count_in(page: &Page, queue: &str, column: &str) -> i64 {
+    let row_start = page.body.find(&format!("<tr data-queue=\"{queue}\">")).unwrap_or_else(|| panic!("no row for {queue}: {}", page.body));
+    let row = &page.body[row_start..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let cell = row.find(&format!("data-count=\"{column}\">")).unwrap_or_else(|| panic!("no {column} in {row}"));
+    row[cell..].split('>').nth(1).unwrap().split('<').next().unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login and logout
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_login_page_speaks_the_readers_language() {
+    let server = start("");
+    let browser = Browser::new(&server);
+    let en = browser.get("/login");
+    assert_eq!(en.status, 200);
+    en.assert_html("en");
+    en.assert_page_headers("the login page");
+    for text in [">User name</label>", ">Password</label>", "<button type=\"submit\">Log in</button>", "<h1>Log in</h1>"] {
+        assert!(en.body.contains(text), "{text} in {}", en.body);
+    }
+    assert!(en.body.contains("<a href=\"/api/openapi.json\">"), "the footer points to the API document");
+    assert!(!en.body.contains("Log out"), "nobody to log out");
+    assert!(en.body.contains("\"historyCacheSize\":0") && en.body.contains("\"allowEval\":false"), "htmx is configured");
+
+    let zh = browser.get_with("/login", &["Accept-Language: zh-CN,zh;q=0.9,en;q=0.5"]);
+    zh.assert_html("zh-CN");
+    assert!(zh.body.contains(">用户名</label>") && zh.body.contains(">密码</label>"), "{}", zh.body);
+    let ru = browser.get_with("/login", &["Accept-Language: ru"]);
+    ru.assert_html("ru");
+    assert!(ru.body.contains(">Имя пользователя</label>") && ru.body.contains(">Войти</button>"), "{}", ru.body);
+    let other = browser.get_with("/login", &["Accept-Language: de-DE, fr;q=0.8"]);
+    other.assert_html("en");
+}
+
+#[test]
+fn login_sets_the_api_session_cookie_and_logout_ends_it() {
+    let server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    let browser = Browser::new(&server);
+
+    let wrong = browser.log_in("anna", "not-the-password");
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    wrong.assert_html("en");
+    assert!(wrong.body.contains("User name or password is wrong."), "{}", wrong.body);
+    assert!(wrong.body.contains("value=\"anna\""), "the name is kept");
+    assert!(!wrong.body.contains("not-the-password"), "never the password");
+    assert!(wrong.header("set-cookie").is_none());
+    let unknown = browser.log_in("nobody", PW);
+    assert_eq!(unknown.status, 401, "an unknown name reads like a wrong password");
+    assert!(unknown.body.contains("User name or password is wrong."));
+    let empty = browser.log_in("anna", "");
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("Enter a user name and a password."));
+
+    let ok = browser.log_in("anna", PW);
+    assert_eq!((ok.status, ok.location()), (303, Some("/")), "{ok:?}");
+    ok.assert_page_headers("the login answer");
+    let cookie = ok.header("set-cookie").unwrap();
+    for part in ["mailroom_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    let home = browser.get("/");
+    assert_eq!(home.status, 200, "{home:?}");
+    home.assert_html("en");
+    home.assert_page_headers("my queues");
+    assert!(home.body.contains("<h1>My queues</h1>"));
+    assert!(home.body.contains("<strong>anna</strong>") && home.body.contains(">Log out</button>"), "{}", home.body);
+
+    // The page's session is the API's cookie session: the API accepts it too.
+    let token = browser.session_token().unwrap();
+    let me = Command::new("curl")
+        .args(["-s", "-H", &format!("Cookie: mailroom_session={token}")])
+        .arg(format!("{}/api/me", server.http_url()))
+        .output()
+        .unwrap();
+    let me: serde_json::Value = serde_json::from_slice(&me.stdout).unwrap();
+    assert_eq!((me["user"].as_str(), me["session"].as_str()), (Some("anna"), Some("cookie")), "{me}");
+    assert_eq!(me["csrf_token"].as_str().unwrap(), home.csrf(), "one CSRF token for page and API");
+
+    let out = browser.post("/logout", &[("csrf", &home.csrf())]);
+    assert_eq!((out.status, out.location()), (303, Some("/login")), "{out:?}");
+    assert!(out.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")), "{out:?}");
+    let after = browser.get("/");
+    assert_eq!((after.status, after.location()), (303, Some("/login")), "logged out");
+    // The ended session's cookie, sent again, leads to the login page and is cleared.
+    let replay = browser.get_with("/", &[&format!("Cookie: mailroom_session={token}")]);
+    assert_eq!((replay.status, replay.location()), (303, Some("/login")));
+    assert!(replay.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
+    let audit: i64 = db(&server)
+        .query_row("SELECT COUNT(*) FROM audit WHERE action = 'logout' AND detail = 'via=web'", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("audit table: {e}"));
+    assert_eq!(audit, 1);
+}
+
+#[test]
+fn no_or_expired_session_leads_to_the_login_page() {
+    let server = start("[access]\nsession_lifetime = \"2s\"\n");
+    server.add_user("anna", PW, &["support-agent"]);
+    let anonymous = Browser::new(&server);
+    let r = anonymous.get("/");
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+    r.assert_page_headers("the redirect");
+    let r = anonymous.get_with("/", &["Cookie: mailroom_session=made-up-token"]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+    // A bearer token is not a cookie session.
+    let bearer = Command::new("curl")
+        .args(["-s", "-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("{{\"user\":\"anna\",\"password\":\"{PW}\",\"mode\":\"bearer\"}}"))
+        .arg(format!("{}/api/login", server.http_url()))
+        .output()
+        .unwrap();
+    let bearer: serde_json::Value = serde_json::from_slice(&bearer.stdout).unwrap();
+    let r = anonymous.get_with("/", &[&format!("Cookie: mailroom_session={}", bearer["token"].as_str().unwrap())]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")), "a bearer token in a cookie");
+
+    let (browser, _) = Browser::logged_in(&server, "anna");
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = browser.get("/");
+    assert_eq!((r.status, r.location()), (303, Some("/login")), "the session expired");
+}
+
+#[test]
+fn lockout_and_a_locked_account_are_told_clearly() {
+    let server = start("[access]\nfailure_delay = \"10ms\"\nmax_failure_delay = \"20ms\"\nmax_failures = 3\nlockout = \"30s\"\n");
+    server.add_user("anna", PW, &["support-agent"]);
+    let browser = Browser::new(&server);
+    for _ in 0..3 {
+        assert_eq!(browser.log_in("anna", "wrong password").status, 401);
+    }
+    // Locked out: even the right password waits, and the page says how long.
+    let r = browser.log_in("anna", PW);
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.body.contains("Too many failed logins. Try again in "), "{}", r.body);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert!(r.header("set-cookie").is_none());
+    let ru = browser.request("POST", "/login", &[("user", "anna"), ("password", PW)], &["Accept-Language: ru"]);
+    assert!(ru.body.contains("Слишком много неудачных попыток входа"), "{}", ru.body);
+
+    // A locked account: only the right password learns why. (Another server: this source
+    // address is locked out on the first.)
+    let server = start("");
+    server.add_user("bert", PW, &["support-agent"]);
+    assert!(server.cli(&["user", "lock", "bert"]).status.success());
+    let other = Browser::new(&server);
+    let r = other.log_in("bert", PW);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("This account is locked. Ask a security officer to unlock it."), "{}", r.body);
+    let r = other.log_in("bert", "wrong password");
+    assert_eq!(r.status, 401);
+    assert!(!r.body.contains("locked"), "a wrong password does not learn the account is locked");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSRF, Origin, Sec-Fetch-Site
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
+    let server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    server.add_user("bert", PW, &["support-agent"]);
+    let (browser, home) = Browser::logged_in(&server, "anna");
+    let csrf = home.csrf();
+    let (_, bert_home) = Browser::logged_in(&server, "bert");
+    let ours = format!("Origin: {}", browser.base);
+
+    let refused = |r: Page, what: &str| {
+        assert_eq!(r.status, 403, "{what}: {r:?}");
+        r.assert_html("en");
+        r.assert_page_headers(what);
+        assert!(r.body.contains("This request was refused"), "{what}: {}", r.body);
+        assert!(r.header("set-cookie").is_none(), "{what}: the session stays");
+    };
+    refused(browser.request("POST", "/logout", &[], &[&ours]), "no csrf field");
+    refused(browser.request("POST", "/logout", &[("csrf", "")], &[&ours]), "an empty csrf field");
+    refused(browser.request("POST", "/logout", &[("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")], &[&ours]), "a wrong token");
+    refused(browser.request("POST", "/logout", &[("csrf", &bert_home.csrf())], &[&ours]), "another session's token");
+    refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Origin: http://evil.example"]), "a foreign Origin");
+    refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Origin: null"]), "an opaque Origin");
+    refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Sec-Fetch-Site: cross-site"]), "Sec-Fetch-Site cross-site");
+    refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Sec-Fetch-Site: same-site"]), "Sec-Fetch-Site same-site");
+    let ru = browser.request("POST", "/logout", &[], &[&ours, "Accept-Language: ru"]);
+    assert_eq!(ru.status, 403);
+    ru.assert_html("ru");
+    assert_eq!(browser.get("/").status, 200, "after all that the session still stands");
+
+    // Login CSRF: no other site may log a browser in.
+    let login = Browser::new(&server);
+    let form = [("user", "anna"), ("password", PW)];
+    refused(login.request("POST", "/login", &form, &["Origin: http://evil.example"]), "login from a foreign Origin");
+    refused(login.request("POST", "/login", &form, &["Sec-Fetch-Site: cross-site"]), "login from another site");
+    assert_eq!(login.get("/").status, 303, "not logged in");
+    // A client that sends neither header (curl, a script) may log in; the check is the browser's.
+    assert_eq!(login.request("POST", "/login", &form, &[]).status, 303);
+
+    // Without any session a POST just leads to the login page.
+    let anonymous = Browser::new(&server);
+    let r = anonymous.request("POST", "/logout", &[("csrf", &csrf)], &[&ours]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+
+    // Both checks passed: logged out.
+    let r = browser.request("POST", "/logout", &[("csrf", &csrf)], &[&ours, "Sec-Fetch-Site: same-origin"]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// My queues
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn my_queues_shows_exactly_my_queues_with_their_counts() {
+    let server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    server.add_user("sam", PW, &["sales-agent"]);
+    server.add_user("olga", PW, &["security-officer"]);
+    let subjects = ["Overdue one", "Due soon", "Due later", "Waiting on the customer"];
+    for subject in subjects {
+        send(&server, "support@example.com", subject);
+    }
+    send(&server, "sales@example.com", "A sales question");
+
+    // Shape the cases: one overdue, one due within 24 h (and assigned), one due in 3 days, one
+    // waiting (its clock stopped, so past due is not overdue).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let conn = db(&server);
+    let ids: Vec<i64> = {
+        let mut stmt = conn.prepare("SELECT id FROM cases WHERE queue = 'support' ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(ids.len(), 4);
+    let hour = 3_600_000;
+    let set = |sql: &str, id: i64, value: i64| assert_eq!(conn.execute(sql, [value, id]).unwrap(), 1);
+    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[0], now - hour);
+    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[1], now + 2 * hour);
+    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[2], now + 72 * hour);
+    set("UPDATE cases SET due_at = ?1, status = 'waiting' WHERE id = ?2", ids[3], now - hour);
+    let anna_id: i64 = conn.query_row("SELECT id FROM users WHERE name = 'anna'", [], |r| r.get(0)).unwrap();
+    set("UPDATE cases SET assignee = ?1 WHERE id = ?2", ids[1], anna_id);
+    drop(conn);
+
+    let (_, anna) = Browser::logged_in(&server, "anna");
+    assert!(anna.body.contains("<a href=\"/queues/support\">support</a>"), "{}", anna.body);
+    assert!(!anna.body.contains("/queues/sales") && !anna.body.contains("/queues/complaints"), "only my queues: {}", anna.body);
+    let counts: Vec<i64> = ["open", "unassigned", "overdue", "due-soon"].iter().map(|c| count_in(&anna, "support", c)).collect();
+    assert_eq!(counts, [4, 3, 1, 1], "open, unassigned, overdue, due in 24 h");
+    for subject in subjects {
+        assert!(!anna.body.contains(subject), "the overview shows counts, not mail");
+    }
+    for header in [">Queue</th>", ">Open</th>", ">Unassigned</th>", ">Overdue</th>", ">Due in 24 h</th>"] {
+        assert!(anna.body.contains(header), "{header}");
+    }
+
+    let (_, sam) = Browser::logged_in(&server, "sam");
+    assert!(sam.body.contains("<a href=\"/queues/sales\">sales</a>") && !sam.body.contains("/queues/support"), "{}", sam.body);
+    assert_eq!(count_in(&sam, "sales", "open"), 1);
+    assert_eq!(count_in(&sam, "sales", "unassigned"), 1);
+
+    // The officer reads no mail: no queue, a pointer to where the officer's work is.
+    let (_, olga) = Browser::logged_in(&server, "olga");
+    assert!(!olga.body.contains("/queues/"), "{}", olga.body);
+    assert!(olga.body.contains("As a security officer you manage users, roles and the audit log"), "{}", olga.body);
+    assert!(!olga.body.contains("A sales question") && !olga.body.contains(CUSTOMER));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers, errors, assets
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_page_answer_has_the_page_headers_and_the_api_keeps_its_own() {
+    let server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    let (browser, _) = Browser::logged_in(&server, "anna");
+    let not_found = browser.get_with("/no/such/page", &["Accept-Language: zh-CN"]);
+    assert_eq!(not_found.status, 404);
+    not_found.assert_html("zh-CN");
+    not_found.assert_page_headers("the 404 page");
+    assert!(not_found.body.contains("没有这个页面。"), "{}", not_found.body);
+    let wrong_method = browser.request("PUT", "/login", &[], &[]);
+    assert_eq!(wrong_method.status, 405);
+    wrong_method.assert_html("en");
+    wrong_method.assert_page_headers("405");
+    for path in ["/", "/login", "/queues/support"] {
+        browser.get(path).assert_page_headers(path);
+    }
+    // The API's answers keep their stricter policy and their JSON errors.
+    let api = browser.get("/api/no-such-route");
+    assert_eq!(api.status, 404);
+    assert!(api.body.contains("\"no_such_route\""), "{}", api.body);
+    assert_eq!(api.header("content-security-policy"), Some(mailroom::http::CONTENT_SECURITY_POLICY));
+    assert_eq!(browser.get("/api/me").header("content-security-policy"), Some(mailroom::http::CONTENT_SECURITY_POLICY));
+}
+
+#[test]
+fn assets_are_served_immutable_under_their_content_hash() {
+    let server = start("");
+    let browser = Browser::new(&server);
+    let login = browser.get("/login");
+    let url_of = |prefix: &str, ext: &str| {
+        let start = login.body.find(&format!("\"/assets/{prefix}-")).unwrap_or_else(|| panic!("no {prefix} asset in {}", login.body)) + 1;
+        let url = login.body[start..].split('"').next().unwrap().to_string();
+        assert!(url.ends_with(ext), "{url}");
+        url
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (url, content_type, file) in [
+        (url_of("htmx", ".js"), "text/javascript; charset=utf-8", root.join("assets/htmx-2.0.11.min.js")),
+        (url_of("app", ".css"), "text/css; charset=utf-8", root.join("assets/app.css")),
+    ] {
+        let r = browser.get(&url);
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(r.header("content-type"), Some(content_type), "{url}");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"), "{url}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.body, std::fs::read_to_string(&file).unwrap(), "{url} is {}", file.display());
+        // The hash is the content's: 16 hex digits of SHA-256.
+        let hash = url.rsplit('-').next().unwrap().split('.').next().unwrap();
+        assert_eq!(hash.len(), 16);
+        let out = Command::new("sha256sum").arg(&file).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(hash), "{url}");
+    }
+    for stale in ["/assets/app-0000000000000000.css", "/assets/htmx-2.0.11.min.js", "/assets/app.css", "/assets/..%2FCargo.toml"] {
+        let r = browser.get(stale);
+        assert_eq!(r.status, 404, "{stale}");
+        r.assert_html("en");
+        r.assert_page_headers(stale);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The template scan
+// ---------------------------------------------------------------------------------------------
+
+/// What is wrong with one template: inline script, style, event handlers, `javascript:` URLs,
+/// and text a reader sees that does not come from a catalog (`{{ chrome.t("key") }}` or a value).
+fn template_faults(text: &str) -> Vec<String> {
+    let mut faults = Vec::new();
+    let script = regex::Regex::new(r"(?is)<script\b([^>]*)>(.*?)</script\s*>").unwrap();
+    for found in script.captures_iter(text) {
+        if !found[1].contains("src=") || !found[2].trim().is_empty() {
+            faults.push(format!("inline script: {}", &found[0]));
+        }
+    }
+    let checks = [
+        (r"(?i)<style\b", "a <style> element"),
+        (r"(?i)\sstyle\s*=", "a style attribute"),
+        (r"(?i)\son[a-z]+\s*=", "an on… handler"),
+        (r"(?i)javascript:", "a javascript: URL"),
+        (r#"(?i)\s(title|alt|aria-label|aria-description|placeholder)\s*=\s*["'][^"'{]*\p{L}"#, "attribute text without a catalog key"),
+    ];
+    for (pattern, what) in checks {
+        if let Some(m) = regex::Regex::new(pattern).unwrap().find(text) {
+            faults.push(format!("{what}: {}", m.as_str()));
+        }
+    }
+    // Bare text: strip template syntax, then tags; no letter may remain.
+    let template_syntax = regex::Regex::new(r"(?s)\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}").unwrap();
+    let tags = regex::Regex::new(r"(?s)<[^>]*>").unwrap();
+    let stripped = tags.replace_all(&template_syntax.replace_all(text, " "), " ").into_owned();
+    for word in stripped.split_whitespace().filter(|w| w.chars().any(char::is_alphabetic)) {
+        faults.push(format!("text outside the catalog: {word:?}"));
+    }
+    faults
+}
+
+#[test]
+fn templates_have_no_inline_script_style_handler_or_uncatalogued_text() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "html") {
+            let faults = template_faults(&std::fs::read_to_string(&path).unwrap());
+            assert!(faults.is_empty(), "{}: {faults:#?}", path.display());
+            scanned += 1;
+        }
+    }
+    assert!(scanned >= 4, "base, login, my queues, error: {scanned}");
+
+    // The scan finds what it looks for.
+    for bad in [
+        "<script>alert(1)</script>",
+        "<script src=\"/a.js\">x()</script>",
+        "<p style=\"color: red\">{{ x }}</p>",
+        "<style>p {}</style>",
+        "<button onclick=\"go()\">{{ x }}</button>",
+        "<a href=\"javascript:go()\">{{ x }}</a>",
+        "<p>{{ chrome.t(\"a\") }} Hello</p>",
+        "<img alt=\"Logo\" src=\"/x\">",
+        "<p>用户名</p>",
+    ] {
+        assert!(!template_faults(bad).is_empty(), "missed: {bad}");
+    }
+    assert!(template_faults("<p class=\"x\">{{ chrome.t(\"a\") }} · <a href=\"/\">{{ name }}</a></p>").is_empty());
+}
