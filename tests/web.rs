@@ -347,6 +347,13 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
     refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Origin: null"]), "an opaque Origin");
     refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Sec-Fetch-Site: cross-site"]), "Sec-Fetch-Site cross-site");
     refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &["Sec-Fetch-Site: same-site"]), "Sec-Fetch-Site same-site");
+    // What chromium sends for our own form under Referrer-Policy: no-referrer is `Origin: null`
+    // with `Sec-Fetch-Site: same-origin` (accepted below); null with any other site is refused.
+    for site in ["cross-site", "same-site", "none"] {
+        let headers = ["Origin: null", &format!("Sec-Fetch-Site: {site}")];
+        refused(browser.request("POST", "/logout", &[("csrf", &csrf)], &headers), &format!("an opaque Origin from {site}"));
+    }
+    refused(browser.request("POST", "/logout", &[], &["Origin: null", "Sec-Fetch-Site: same-origin"]), "opaque, same-origin, no csrf");
     let ru = browser.request("POST", "/logout", &[], &[&ours, "Accept-Language: ru"]);
     assert_eq!(ru.status, 403);
     ru.assert_html("ru");
@@ -357,9 +364,14 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
     let form = [("user", "anna"), ("password", PW)];
     refused(login.request("POST", "/login", &form, &["Origin: http://evil.example"]), "login from a foreign Origin");
     refused(login.request("POST", "/login", &form, &["Sec-Fetch-Site: cross-site"]), "login from another site");
+    refused(login.request("POST", "/login", &form, &["Origin: null"]), "login from an opaque Origin");
+    refused(login.request("POST", "/login", &form, &["Origin: null", "Sec-Fetch-Site: cross-site"]), "opaque login from another site");
     assert_eq!(login.get("/").status, 303, "not logged in");
     // A client that sends neither header (curl, a script) may log in; the check is the browser's.
     assert_eq!(login.request("POST", "/login", &form, &[]).status, 303);
+    // Chromium's own login form under Referrer-Policy: no-referrer.
+    let chromium = Browser::new(&server);
+    assert_eq!(chromium.request("POST", "/login", &form, &["Origin: null", "Sec-Fetch-Site: same-origin"]).status, 303);
 
     // Without any session a POST just leads to the login page.
     let anonymous = Browser::new(&server);
@@ -368,6 +380,10 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
 
     // Both checks passed: logged out.
     let r = browser.request("POST", "/logout", &[("csrf", &csrf)], &[&ours, "Sec-Fetch-Site: same-origin"]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+    // The same as chromium sends it.
+    let (chromium, home) = Browser::logged_in(&server, "bert");
+    let r = chromium.request("POST", "/logout", &[("csrf", &home.csrf())], &["Origin: null", "Sec-Fetch-Site: same-origin"]);
     assert_eq!((r.status, r.location()), (303, Some("/login")));
 }
 

@@ -94,12 +94,16 @@ impl FromRequestParts<Arc<HttpContext>> for PageSession {
 
 /// The browser's word on where a request comes from: `Origin` must be ours and
 /// `Sec-Fetch-Site` same-origin or none (typed by the user), when they are sent.
+///
+/// Under our `Referrer-Policy: no-referrer` a browser submits a form of our own page with
+/// `Origin: null` (Fetch: the origin of a no-cors request follows the referrer policy; found by
+/// tests/browser.rs in chromium). `null` is then vouched for by `Sec-Fetch-Site: same-origin`,
+/// which no page can set; `null` without it (a sandboxed frame, an old browser) is refused.
 pub fn check_fetch(ctx: &HttpContext, headers: &HeaderMap) -> bool {
-    let site_ok = match headers.get("sec-fetch-site") {
-        None => true,
-        Some(site) => matches!(site.to_str(), Ok("same-origin" | "none")),
-    };
-    site_ok && origin_is_ours(ctx, headers)
+    let site = headers.get("sec-fetch-site").map(|site| site.to_str().unwrap_or(""));
+    let site_ok = site.is_none_or(|site| matches!(site, "same-origin" | "none"));
+    let opaque_same_origin = site == Some("same-origin") && headers.get(header::ORIGIN).is_some_and(|o| o == "null");
+    site_ok && (opaque_same_origin || origin_is_ours(ctx, headers))
 }
 
 /// A page form with its hidden CSRF field, from a logged-in user, having passed every check.
