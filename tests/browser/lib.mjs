@@ -131,6 +131,7 @@ export class Session {
     await this.checkPage(`${label}-desktop`);
     await this.page.setViewportSize(PHONE);
     await this.checkPage(`${label}-phone`);
+    await assertNoSideways(this.page, `${this.name}/${label}-phone`);
     await this.page.setViewportSize(DESKTOP);
   }
 
@@ -172,6 +173,17 @@ export async function checkAxe(page, label) {
   }
   assert.equal(results.violations.length, 0, `${label}: ${results.violations.length} axe violation(s), listed above`);
   log(`axe ${label}: ${results.passes.length} rules pass, 0 violations`);
+}
+
+/** The page fits the viewport's width: a phone user never scrolls sideways to read it. */
+export async function assertNoSideways(page, label) {
+  const { scrollWidth, innerWidth, widest } = await page.evaluate(() => {
+    const over = [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+      .map((e) => `${e.tagName.toLowerCase()}${e.className ? '.' + e.className : ''}`);
+    return { scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth, widest: over.slice(0, 8) };
+  });
+  assert.ok(scrollWidth <= innerWidth, `${label}: ${scrollWidth} px wide in a ${innerWidth} px viewport; beyond it: ${widest.join(', ')}`);
 }
 
 export async function screenshot(page, name) {
