@@ -121,3 +121,29 @@ pub async fn logout(State(ctx): State<Arc<HttpContext>>, posted: Posted<NoFields
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEARED_COOKIE));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_page_has_labelled_fields_and_escapes_what_was_typed() {
+        let page = LoginPage {
+            chrome: Chrome::anonymous(Lang::En),
+            user: "<b>\"x\"".into(),
+            problem: Some("User name or password is wrong.".into()),
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("<label for=\"user\">User name</label>") && html.contains("<label for=\"password\">Password</label>"));
+        assert!(html.contains("<button type=\"submit\">Log in</button>"));
+        assert!(html.contains("value=\"&#60;b&#62;&#34;x&#34;\""), "{html}");
+        assert!(html.contains("role=\"alert\">User name or password is wrong.</p>"));
+        assert!(!html.contains("Log out"), "nobody is logged in");
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_of_at_least_one() {
+        assert_eq!(seconds(Duration::from_millis(10)), "1");
+        assert_eq!(seconds(Duration::from_millis(29_001)), "30");
+    }
+}
