@@ -20,7 +20,7 @@ use super::session::{NoFields, Posted, check_fetch, see_other};
 use crate::access::LoginError;
 use crate::access::sessions::SessionKind;
 use crate::http::HttpContext;
-use crate::http::auth::{CLEARED_COOKIE, session_cookie_header};
+use crate::http::auth::{CLEARED_COOKIE, session_cookie, session_cookie_header};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -40,8 +40,13 @@ pub struct LoginForm {
     password: String,
 }
 
-/// `GET /login`.
-pub async fn form(headers: HeaderMap) -> Response {
+/// `GET /login`; someone still logged in goes on to `/`.
+pub async fn form(State(ctx): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_cookie(&headers)
+        && matches!(ctx.access.resume_session(&token).await, Ok((_, SessionKind::Cookie)))
+    {
+        return see_other("/");
+    }
     let page = LoginPage { chrome: Chrome::anonymous(Lang::negotiate(&headers)), user: String::new(), problem: None };
     render(StatusCode::OK, &page)
 }
