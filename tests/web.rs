@@ -232,6 +232,8 @@ fn login_sets_the_api_session_cookie_and_logout_ends_it() {
     home.assert_page_headers("my queues");
     assert!(home.body.contains("<h1>My queues</h1>"));
     assert!(home.body.contains("<strong>anna</strong>") && home.body.contains(">Log out</button>"), "{}", home.body);
+    let again = browser.get("/login");
+    assert_eq!((again.status, again.location()), (303, Some("/")), "logged in already");
 
     // The page's session is the API's cookie session: the API accepts it too.
     let token = browser.session_token().unwrap();

@@ -173,10 +173,19 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let user = RequestUser::default();
     req.extensions_mut().insert(user.clone());
+    // Where a timeout's answer goes: JSON for the API, a page for a browser on the web page.
+    let page_lang = (!web::is_api_path(req.uri().path())).then(|| web::i18n::Lang::negotiate(req.headers()));
     let mut response = match tokio::time::timeout(ctx.settings.http.request_timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
-            .into_response(),
+        Err(_) => match page_lang {
+            Some(lang) => {
+                let mut page = web::error::PageError::new(lang, web::error::Problem::Unavailable).into_response();
+                web::headers::set_page_headers(page.headers_mut(), ctx.tls.is_some());
+                page
+            }
+            None => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
+                .into_response(),
+        },
     };
     let headers = response.headers_mut();
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));

@@ -52,3 +52,38 @@ pub async fn my_queues(State(ctx): State<Arc<HttpContext>>, session: PageSession
     let page = MyQueues { chrome: session.chrome(&ctx), queues, officer: session.principal.officer };
     render(StatusCode::OK, &page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::web::i18n::Lang;
+
+    fn page(queues: Vec<QueueRow>, officer: bool, lang: Lang) -> String {
+        MyQueues { chrome: Chrome::logged_in(lang, "anna".into(), "TOKEN".into()), queues, officer }.render().unwrap()
+    }
+
+    fn row(name: &str) -> QueueRow {
+        QueueRow { name: name.into(), open: 7, unassigned: 3, overdue: 2, due_soon: 1 }
+    }
+
+    #[test]
+    fn an_agent_sees_each_queue_as_a_link_named_like_it_with_counts() {
+        let html = page(vec![row("support"), row("a b&c")], false, Lang::En);
+        assert!(html.contains("<h1>My queues</h1>"));
+        assert!(html.contains("<a href=\"/queues/support\">support</a>"), "{html}");
+        assert!(html.contains("<a href=\"/queues/a%20b%26c\">a b&#38;c</a>"), "the name is escaped and the URL encoded: {html}");
+        for (column, n) in [("open", 7), ("unassigned", 3), ("overdue", 2), ("due-soon", 1)] {
+            assert!(html.contains(&format!("data-count=\"{column}\">{n}</td>")), "{column}: {html}");
+        }
+        assert!(html.contains("<input type=\"hidden\" name=\"csrf\" value=\"TOKEN\">"), "the log-out form carries the token");
+        assert!(!html.contains("security officer"));
+    }
+
+    #[test]
+    fn without_queues_an_officer_gets_a_pointer_and_anyone_else_a_reason() {
+        let officer = page(Vec::new(), true, Lang::En);
+        assert!(!officer.contains("<table") && officer.contains("As a security officer"), "{officer}");
+        let nobody = page(Vec::new(), false, Lang::ZhCn);
+        assert!(nobody.contains("<html lang=\"zh-CN\">") && nobody.contains("您无权查看任何队列"), "{nobody}");
+    }
+}

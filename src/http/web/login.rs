@@ -20,7 +20,7 @@ use super::session::{NoFields, Posted, check_fetch, see_other};
 use crate::access::LoginError;
 use crate::access::sessions::SessionKind;
 use crate::http::HttpContext;
-use crate::http::auth::{CLEARED_COOKIE, session_cookie_header};
+use crate::http::auth::{CLEARED_COOKIE, session_cookie, session_cookie_header};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -40,8 +40,13 @@ pub struct LoginForm {
     password: String,
 }
 
-/// `GET /login`.
-pub async fn form(headers: HeaderMap) -> Response {
+/// `GET /login`; someone still logged in goes on to `/`.
+pub async fn form(State(ctx): State<Arc<HttpContext>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_cookie(&headers)
+        && matches!(ctx.access.resume_session(&token).await, Ok((_, SessionKind::Cookie)))
+    {
+        return see_other("/");
+    }
     let page = LoginPage { chrome: Chrome::anonymous(Lang::negotiate(&headers)), user: String::new(), problem: None };
     render(StatusCode::OK, &page)
 }
@@ -120,4 +125,30 @@ pub async fn logout(State(ctx): State<Arc<HttpContext>>, posted: Posted<NoFields
     let mut response = see_other("/login");
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static(CLEARED_COOKIE));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_page_has_labelled_fields_and_escapes_what_was_typed() {
+        let page = LoginPage {
+            chrome: Chrome::anonymous(Lang::En),
+            user: "<b>\"x\"".into(),
+            problem: Some("User name or password is wrong.".into()),
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("<label for=\"user\">User name</label>") && html.contains("<label for=\"password\">Password</label>"));
+        assert!(html.contains("<button type=\"submit\">Log in</button>"));
+        assert!(html.contains("value=\"&#60;b&#62;&#34;x&#34;\""), "{html}");
+        assert!(html.contains("role=\"alert\">User name or password is wrong.</p>"));
+        assert!(!html.contains("Log out"), "nobody is logged in");
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_of_at_least_one() {
+        assert_eq!(seconds(Duration::from_millis(10)), "1");
+        assert_eq!(seconds(Duration::from_millis(29_001)), "30");
+    }
 }
