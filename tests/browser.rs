@@ -167,6 +167,12 @@ fn stream(pipe: impl Read + Send + 'static, scenario: &str) -> std::thread::Join
     })
 }
 
+/// The checks themselves, against deliberately faulty pages (the scenario serves them itself).
+#[test]
+fn the_harness_catches_csp_violations_console_errors_axe_faults_and_wide_pages() {
+    run_scenario("harness");
+}
+
 #[test]
 fn login_page_wrong_password_and_chinese() {
     run_scenario("login");
