@@ -234,6 +234,14 @@ fn login_sets_the_api_session_cookie_and_logout_ends_it() {
     assert!(home.body.contains("<strong>anna</strong>") && home.body.contains(">Log out</button>"), "{}", home.body);
     let again = browser.get("/login");
     assert_eq!((again.status, again.location()), (303, Some("/")), "logged in already");
+    // Logging in again replaces the session: the first one ends.
+    let first = browser.session_token().unwrap();
+    assert_eq!(browser.log_in("anna", PW).status, 303);
+    assert_ne!(browser.session_token().unwrap(), first);
+    let replaced = Browser::new(&server).get_with("/", &[&format!("Cookie: mailroom_session={first}")]);
+    assert_eq!((replaced.status, replaced.location()), (303, Some("/login")), "the replaced session ended");
+    let home = browser.get("/");
+    assert_eq!(home.status, 200);
 
     // The page's session is the API's cookie session: the API accepts it too.
     let token = browser.session_token().unwrap();

@@ -71,6 +71,12 @@ pub async fn submit(
     }
     let (status, problem, retry_after) = match ctx.access.login(&user, &password, peer.ip(), "web").await {
         Ok(principal) => {
+            // A session this browser still had is replaced, not left running beside the new one.
+            if let Some(previous) = session_cookie(&headers)
+                && let Err(e) = ctx.access.end_session(&previous).await
+            {
+                return PageError::internal(lang, e).into_response();
+            }
             return match ctx.access.start_session(&principal, SessionKind::Cookie).await {
                 Ok(token) => logged_in(&token, ctx.settings.session_lifetime),
                 Err(e) => PageError::internal(lang, e).into_response(),

@@ -33,7 +33,7 @@ mod tags;
 pub use change::CaseChange;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
-pub use stats::{QueueCounts, QueueStats};
+pub use stats::{DUE_SOON, QueueCounts, QueueStats};
 pub use tags::seal_tags;
 
 use serde::{Deserialize, Serialize};

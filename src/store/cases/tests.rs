@@ -259,6 +259,40 @@ async fn clear_tags_written_before_0006_are_sealed_and_wiped_on_open() {
     }
 }
 
+#[tokio::test]
+async fn queue_counts_match_a_count_in_memory_at_every_edge_of_the_day_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    seed(&store, 600).await;
+    sqlx::query("INSERT INTO users (id, name, password_hash, created_at, password_changed_at) VALUES (1, 'anna', 'x', 0, 0)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cases SET assignee = 1 WHERE id % 3 = 0").execute(&store.pool).await.unwrap();
+    let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(&store.pool).await.unwrap();
+    // Both edges of the day ahead on open support cases: 10 (new) due exactly now, 2 (open) due
+    // exactly a day later.
+    let due_times: Vec<i64> = rows.iter().filter_map(|r| r.2).collect();
+    let now = due_times[due_times.len() / 2];
+    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 10").bind(now).execute(&store.pool).await.unwrap();
+    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 2").bind(now + DUE_SOON).execute(&store.pool).await.unwrap();
+    let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(&store.pool).await.unwrap();
+    for queue in ["support", "sales"] {
+        let mine: Vec<_> = rows.iter().filter(|r| r.0 == queue).collect();
+        let active = |r: &&&(String, String, Option<i64>, Option<i64>)| ACTIVE.contains(&r.1.as_str());
+        let running = |r: &&&(String, String, Option<i64>, Option<i64>)| CLOCK_RUNNING.contains(&r.1.as_str());
+        let counts = store.queue_counts(queue, now).await.unwrap();
+        assert_eq!(counts.active, mine.iter().filter(active).count() as i64, "{queue}");
+        assert_eq!(counts.unassigned, mine.iter().filter(active).filter(|r| r.3.is_none()).count() as i64, "{queue}");
+        assert_eq!(counts.overdue, mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d < now)).count() as i64, "{queue}");
+        let due_soon = mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d >= now && d < now + DUE_SOON)).count() as i64;
+        assert_eq!(counts.due_soon, due_soon, "{queue}");
+        assert!(counts.unassigned > 0 && counts.unassigned < counts.active, "{queue}: the seed has both");
+    }
+}
+
 #[test]
 fn sorts_parse_and_name_themselves() {
     for name in Sort::NAMES {
