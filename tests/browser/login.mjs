@@ -1,6 +1,8 @@
 // The login page: renders cleanly (axe, zero CSP violations, both widths), refuses a wrong
-// password with the contract's message, and speaks Simplified Chinese to a zh-CN browser.
+// password with the contract's message, refuses a login posted by another origin's form (the
+// browser's own Origin and Sec-Fetch-Site), and speaks Simplified Chinese to a zh-CN browser.
 
+import { createServer } from 'node:http';
 import { assert, env, scenario, url } from './lib.mjs';
 
 await scenario('login', async ({ open, step }) => {
@@ -28,6 +30,34 @@ await scenario('login', async ({ open, step }) => {
     await anon.checkPage('wrong-password');
     await anon.goto('/');
     assert.equal(page.url(), url('/login'));
+  });
+
+  await step('a login form on another origin cannot log the browser in (login CSRF)', async () => {
+    // Another port of the same host: same-site, so a SameSite=Strict cookie would even be sent.
+    const target = url('/login');
+    const evil = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(
+        `<!doctype html><html lang="en"><head><title>Win a prize</title></head><body><main>` +
+          `<h1>Win a prize</h1><form method="post" action="${target}">` +
+          `<input type="hidden" name="user" value="${env.agent.user}">` +
+          `<input type="hidden" name="password" value="${env.agent.password}">` +
+          `<button type="submit">Claim</button></form></main></body></html>`,
+      );
+    });
+    await new Promise((ok) => evil.listen(0, '127.0.0.1', ok));
+    try {
+      await page.goto(`http://127.0.0.1:${evil.address().port}/`);
+      await page.getByRole('button', { name: 'Claim' }).click();
+      await page.waitForURL(target);
+      await page.getByText('This request was refused').waitFor();
+      anon.tolerate((m) => m.source === target && /status of 403/.test(m.text));
+      await anon.checkPage('login-csrf-refused');
+      await anon.goto('/');
+      assert.equal(page.url(), url('/login'), 'the foreign form logged the browser in');
+    } finally {
+      evil.close();
+    }
   });
 
   const zh = await open('login-zh-CN', { locale: 'zh-CN' });
