@@ -28,10 +28,7 @@ impl Chrome {
     }
 
     /// The UI text for `key` in the page's language.
-    pub fn t<'a>(&self, key: &'a str) -> &'a str
-    where
-        'static: 'a,
-    {
+    pub fn t<'a>(&self, key: &'a str) -> &'a str {
         self.catalog.get(key)
     }
 
