@@ -10,14 +10,17 @@
 //! * `error`: error pages (404, 403, …) as readable HTML.
 //! * `login`: log in and out.
 //! * `home`: "My queues".
+//! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 
 pub mod assets;
+pub mod bulk;
 pub mod chrome;
 pub mod error;
 pub mod headers;
 pub mod home;
 pub mod i18n;
 pub mod login;
+pub mod queue;
 pub mod session;
 
 use std::sync::Arc;
@@ -34,6 +37,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/", get(home::my_queues))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/queues/{queue}", get(queue::list))
+        .route("/queues/{queue}/bulk", post(bulk::bulk))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }
