@@ -457,6 +457,230 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The queue list and its bulk actions
+// ---------------------------------------------------------------------------------------------
+
+const CATEGORIES: &str = r#"
+[[categories]]
+code = "BZZX"
+name = "Business enquiry"
+"#;
+
+/// The ids of the cases the list shows, in order (`<tr data-case="…">`).
+fn listed_cases(page: &Page) -> Vec<i64> {
+    page.body.split("<tr data-case=\"").skip(1).map(|rest| rest.split('"').next().unwrap().parse().unwrap()).collect()
+}
+
+fn case_ids(server: &Server, queue: &str) -> Vec<i64> {
+    let conn = db(server);
+    let mut stmt = conn.prepare("SELECT id FROM cases WHERE queue = ?1 ORDER BY id").unwrap();
+    stmt.query_map([queue], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn opening_number(server: &Server, id: i64) -> String {
+    db(server).query_row("SELECT opening_number FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
+    let server = start(CATEGORIES);
+    server.add_user("anna", PW, &["support-agent"]);
+    let subjects = ["Later one", "Overdue one", "Soon one"];
+    for subject in subjects {
+        send(&server, "support@example.com", subject);
+    }
+    send(&server, "sales@example.com", "A sales question");
+    let ids = case_ids(&server, "support");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let hour = 3_600_000;
+    let conn = db(&server);
+    let set = |sql: &str, id: i64, value: i64| assert_eq!(conn.execute(sql, rusqlite::params![value, id]).unwrap(), 1);
+    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[0], now + 50 * hour);
+    set("UPDATE cases SET due_at = ?1, priority = 'urgent', category = 'BZZX' WHERE id = ?2", ids[1], now - 2 * hour - 60_000);
+    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[2], now + 3 * hour + 60_000);
+    drop(conn);
+
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let page = anna.get("/queues/support");
+    assert_eq!(page.status, 200, "{page:?}");
+    page.assert_page_headers("queue list");
+    page.assert_html("en");
+    assert_eq!(listed_cases(&page), [ids[1], ids[2], ids[0]], "by due time, soonest first");
+    for subject in subjects {
+        assert!(page.body.contains(subject), "{subject}");
+    }
+    assert!(!page.body.contains("A sales question"), "only this queue's cases");
+    for header in [
+        "<caption>",
+        ">Number</th>",
+        ">Due</th>",
+        ">Priority</th>",
+        ">Category</th>",
+        ">Customer</th>",
+        ">Subject</th>",
+        ">Status</th>",
+        ">Assignee</th>",
+    ] {
+        assert!(page.body.contains(header), "{header}: {}", page.body);
+    }
+    let number = opening_number(&server, ids[1]);
+    assert!(page.body.contains(&format!("<a href=\"/cases/{}\">{number}</a>", ids[1])), "{}", page.body);
+    assert!(page.body.contains("class=\"overdue\">overdue by 2 h</time>"), "{}", page.body);
+    assert!(page.body.contains(">in 3 h</time>") && page.body.contains(">in 2 d</time>"), "{}", page.body);
+    assert!(page.body.contains("<time datetime=\""));
+    assert!(page.body.contains(">Urgent</td>") && page.body.contains("<span class=\"code\">BZZX</span> Business enquiry"));
+    assert!(page.body.contains("Ann Customer") && page.body.contains(CUSTOMER), "the opening message's sender");
+    assert!(page.body.contains(">New</td>") && page.body.contains(">Unassigned</td>"));
+
+    // In Russian, the same list.
+    let ru = anna.get_with("/queues/support", &["Accept-Language: ru"]);
+    assert!(ru.body.contains("<html lang=\"ru\">") && ru.body.contains("просрочено на 2 ч"), "{}", ru.body);
+
+    // Another queue and no queue: the same 404 page, as in the API.
+    let other = anna.get("/queues/sales");
+    let none = anna.get("/queues/nosuch");
+    assert_eq!((other.status, none.status), (404, 404));
+    other.assert_html("en");
+    assert_eq!(other.body, none.body, "a queue I may not read looks like one that does not exist");
+    assert!(!other.body.contains("A sales question"));
+
+    // htmx asks for the rows alone.
+    let rows = anna.get_with("/queues/support?priority=urgent", &["HX-Request: true"]);
+    assert_eq!(rows.status, 200);
+    assert!(rows.body.trim_start().starts_with("<div id=\"rows\">") && !rows.body.contains("<html"), "{}", rows.body);
+    assert_eq!(listed_cases(&rows), [ids[1]]);
+}
+
+#[test]
+fn queue_filters_bad_values_and_paging() {
+    let server = start(CATEGORIES);
+    server.add_user("anna", PW, &["support-agent"]);
+    for i in 0..5 {
+        send(&server, "support@example.com", &format!("Question {i}"));
+    }
+    let ids = case_ids(&server, "support");
+    let conn = db(&server);
+    conn.execute("UPDATE cases SET priority = 'low', category = 'BZZX' WHERE id = ?1", [ids[0]]).unwrap();
+    conn.execute("UPDATE cases SET due_at = 1000 WHERE id = ?1", [ids[1]]).unwrap();
+    conn.execute("UPDATE cases SET status = 'resolved' WHERE id = ?1", [ids[2]]).unwrap();
+    drop(conn);
+    let (anna, _) = Browser::logged_in(&server, "anna");
+
+    let only = |query: &str| -> Vec<i64> {
+        let page = anna.get(&format!("/queues/support?{query}"));
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        let mut cases = listed_cases(&page);
+        cases.sort();
+        cases
+    };
+    assert_eq!(only("priority=low"), [ids[0]]);
+    assert_eq!(only("category=BZZX"), [ids[0]]);
+    assert_eq!(only("overdue=yes"), [ids[1]]);
+    assert_eq!(only("status=resolved"), [ids[2]]);
+    assert_eq!(only("status="), [ids[0], ids[1], ids[3], ids[4]], "empty means the default: active");
+    assert_eq!(only("assignee=me"), Vec::<i64>::new());
+    assert_eq!(only("assignee=none&status=all").len(), 5);
+
+    // Bad values: the form again with the reason, no rows, no JSON.
+    for (query, reason) in [
+        ("status=sleeping", "status"),
+        ("priority=high", "priority"),
+        ("category=NOPE", "no category is coded"),
+        ("overdue=maybe", "overdue must be yes or no"),
+        ("sort=random", "sort"),
+        ("limit=lots", "limit must be a whole number"),
+        ("cursor=garbage", "the cursor is malformed"),
+    ] {
+        let page = anna.get(&format!("/queues/support?{query}"));
+        assert_eq!(page.status, 422, "{query}: {}", page.body);
+        page.assert_html("en");
+        assert!(page.body.contains("These filters cannot be applied:") && page.body.contains(reason), "{query}: {}", page.body);
+        assert!(page.body.contains("<form class=\"filters\"") && listed_cases(&page).is_empty(), "{query}");
+    }
+
+    // Paging by cursor: two, two, then the last active one; the link keeps the filters.
+    let mut seen = Vec::new();
+    let mut path = "/queues/support?limit=2&sort=opened".to_string();
+    loop {
+        let page = anna.get(&path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        seen.extend(listed_cases(&page));
+        let Some(at) = page.body.find("<a rel=\"next\" href=\"") else { break };
+        let href = page.body[at + 20..].split('"').next().unwrap().replace("&#38;", "&");
+        assert!(href.contains("limit=2") && href.contains("sort=opened") && href.contains("cursor="), "{href}");
+        assert!(page.body.contains(">Next page</a>"));
+        path = href;
+    }
+    assert_eq!(seen, [ids[0], ids[1], ids[3], ids[4]], "every active case once, in opening order");
+}
+
+#[test]
+fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
+    let server = start("");
+    server.add_user("anna", PW, &["support-agent"]);
+    for subject in ["First", "Second"] {
+        send(&server, "support@example.com", subject);
+    }
+    let ids = case_ids(&server, "support");
+    let numbers: Vec<String> = ids.iter().map(|id| opening_number(&server, *id)).collect();
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let page = anna.get("/queues/support");
+    assert_eq!(listed_cases(&page).len(), 2);
+    let csrf = page.csrf();
+    let tick: Vec<(String, String)> = ids.iter().zip(&numbers).map(|(id, n)| (format!("case-{id}"), n.clone())).collect();
+    let mut form: Vec<(&str, &str)> = tick.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    form.push(("action", "claim"));
+
+    // Refused: without the token, with a wrong one, from another site. Nothing changes.
+    let refused = [
+        anna.post("/queues/support/bulk", &form),
+        anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", "wrong")]].concat()),
+        anna.request(
+            "POST",
+            "/queues/support/bulk",
+            &[form.clone(), vec![("csrf", csrf.as_str())]].concat(),
+            &["Origin: https://evil.example", "Sec-Fetch-Site: cross-site"],
+        ),
+    ];
+    for r in &refused {
+        assert_eq!(r.status, 403, "{r:?}");
+        r.assert_html("en");
+    }
+    let assigned: i64 = db(&server).query_row("SELECT count(*) FROM cases WHERE assignee IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(assigned, 0, "a refused POST claims nothing");
+
+    // Nothing ticked or no action: the reason, nothing done.
+    let empty = anna.post("/queues/support/bulk", &[("csrf", csrf.as_str()), ("action", "claim")]);
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("Select at least one case."), "{}", empty.body);
+
+    // The second case left this queue after the page was shown: claimed one, refused the other.
+    db(&server).execute("UPDATE cases SET queue = 'sales' WHERE id = ?1", [ids[1]]).unwrap();
+    let done = anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", csrf.as_str())]].concat());
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains(&format!("<li class=\"done\" data-result=\"done\"><strong>{}</strong>: done</li>", numbers[0])),
+        "{}",
+        done.body
+    );
+    assert!(
+        done.body.contains(&format!("<strong>{}</strong>: refused: no case {} in a queue you may read", numbers[1], ids[1])),
+        "{}",
+        done.body
+    );
+    let assignee: Option<String> = db(&server)
+        .query_row("SELECT (SELECT name FROM users WHERE id = assignee) FROM cases WHERE id = ?1", [ids[0]], |r| r.get(0))
+        .unwrap();
+    assert_eq!(assignee.as_deref(), Some("anna"));
+    assert_eq!(listed_cases(&done), [ids[0]], "then the list again");
+    assert!(done.body.contains(">anna</td>"));
+
+    // Another queue's bulk form: 404, as its list.
+    let other = anna.post("/queues/sales/bulk", &[form.clone(), vec![("csrf", csrf.as_str())]].concat());
+    assert_eq!(other.status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Headers, errors, assets
 // ---------------------------------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ pub struct Filters {
     pub overdue: String,
     #[serde(default)]
     pub sort: String,
+    /// Cases per page (not in the form; the API's `limit`, for a link or a test).
+    #[serde(default)]
+    pub limit: String,
     #[serde(default)]
     pub cursor: String,
 }
@@ -58,6 +61,10 @@ impl Filters {
             "no" => Some(false),
             other => return Err(format!("overdue must be yes or no, not {other:?}")),
         };
+        let limit = match given(&self.limit) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| format!("limit must be a whole number, not {text:?}"))?),
+        };
         Ok(ListRequest {
             status: given(&self.status),
             priority: given(&self.priority),
@@ -67,6 +74,7 @@ impl Filters {
             assignee: given(&self.assignee),
             sort: given(&self.sort),
             cursor: given(&self.cursor),
+            limit,
             ..ListRequest::default()
         })
     }
@@ -81,6 +89,7 @@ impl Filters {
             ("assignee", &self.assignee),
             ("overdue", &self.overdue),
             ("sort", &self.sort),
+            ("limit", &self.limit),
         ];
         let mut query: Vec<String> = pairs
             .iter()
