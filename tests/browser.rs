@@ -184,6 +184,11 @@ fn agent_sees_his_queues_follows_one_and_logs_out() {
 }
 
 #[test]
+fn agent_opens_his_queue_filters_and_claims_two_cases_in_bulk() {
+    run_scenario("queue");
+}
+
+#[test]
 fn officer_sees_no_queue_and_no_customer_content() {
     run_scenario("officer");
 }
