@@ -656,7 +656,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
 
     // The second case left this queue after the page was shown: claimed one, refused the other.
     db(&server).execute("UPDATE cases SET queue = 'sales' WHERE id = ?1", [ids[1]]).unwrap();
-    let done = anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", csrf.as_str())]].concat());
+    let done = anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", csrf.as_str()), ("keep_assignee", "me")]].concat());
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(
         done.body.contains(&format!("<li class=\"done\" data-result=\"done\"><strong>{}</strong>: done</li>", numbers[0])),
@@ -673,6 +673,12 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
         .unwrap();
     assert_eq!(assignee.as_deref(), Some("anna"));
     assert_eq!(listed_cases(&done), [ids[0]], "then the list again");
+    assert!(
+        done.body.contains("<input id=\"f-assignee\" name=\"assignee\" value=\"me\">")
+            && done.body.contains("<input type=\"hidden\" name=\"keep_assignee\" value=\"me\">"),
+        "with the filters it had: {}",
+        done.body
+    );
     assert!(done.body.contains(">anna</td>"));
 
     // Another queue's bulk form: 404, as its list.

@@ -1,6 +1,6 @@
 //! `POST /queues/{queue}/bulk`: one action of the case service (claim, assign, transfer, status,
 //! priority, category, tags) on every case ticked in the list, each reported as done or refused
-//! with the service's reason; then the list again.
+//! with the service's reason; then the list again, with the filters the form kept (`keep_…`).
 //!
 //! Each ticked case arrives as `case-{id}={registration number}` (one field per case: the form
 //! decoder takes no repeated names); the number is only the label of its result line. Every
@@ -110,10 +110,10 @@ pub async fn bulk(State(ctx): State<Arc<HttpContext>>, Path(queue): Path<String>
         Err(key) => Some(key),
         Ok(action) => {
             let results = run(&ctx, &session, &cases, &action).await;
-            return answer(&ctx, &session, &queue, StatusCode::OK, None, results).await;
+            return answer(&ctx, &session, &queue, Filters::from_kept(&form), StatusCode::OK, None, results).await;
         }
     };
-    answer(&ctx, &session, &queue, StatusCode::UNPROCESSABLE_ENTITY, problem, Vec::new()).await
+    answer(&ctx, &session, &queue, Filters::from_kept(&form), StatusCode::UNPROCESSABLE_ENTITY, problem, Vec::new()).await
 }
 
 async fn run(ctx: &HttpContext, session: &PageSession, cases: &[(i64, String)], action: &Action) -> Vec<BulkResult> {
@@ -132,16 +132,18 @@ async fn run(ctx: &HttpContext, session: &PageSession, cases: &[(i64, String)], 
     results
 }
 
-/// The list again (default filters), with the results or the reason nothing was done.
+/// The list again (with the filters it had), with the results or the reason nothing was done.
 async fn answer(
     ctx: &HttpContext,
     session: &PageSession,
     queue: &str,
+    filters: Filters,
     status: StatusCode,
     problem: Option<&'static str>,
     results: Vec<BulkResult>,
 ) -> Response {
-    match build(ctx, session, queue, Filters::default(), results).await {
+    match build(ctx, session, queue, filters, results).await {
+        // Kept filters the listing refuses (the form was edited) show their reason as on a GET.
         Ok((_, chrome, mut view)) => {
             view.bulk_problem = problem;
             render(status, &QueuePage { chrome, view })

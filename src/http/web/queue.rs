@@ -79,6 +79,37 @@ impl Filters {
         })
     }
 
+    /// The filters (no cursor) as name and value, for the bulk form to bring back.
+    pub fn kept(&self) -> Vec<(&'static str, &str)> {
+        let pairs = [
+            ("status", &self.status),
+            ("priority", &self.priority),
+            ("category", &self.category),
+            ("tag", &self.tag),
+            ("assignee", &self.assignee),
+            ("overdue", &self.overdue),
+            ("sort", &self.sort),
+            ("limit", &self.limit),
+        ];
+        pairs.into_iter().filter(|(_, value)| !value.trim().is_empty()).map(|(name, value)| (name, value.as_str())).collect()
+    }
+
+    /// The filters the bulk form kept (`keep_status`, …): the list after the action shows the same.
+    pub fn from_kept(form: &std::collections::HashMap<String, String>) -> Filters {
+        let kept = |name: &str| form.get(&format!("keep_{name}")).cloned().unwrap_or_default();
+        Filters {
+            status: kept("status"),
+            priority: kept("priority"),
+            category: kept("category"),
+            tag: kept("tag"),
+            assignee: kept("assignee"),
+            overdue: kept("overdue"),
+            sort: kept("sort"),
+            limit: kept("limit"),
+            cursor: String::new(),
+        }
+    }
+
     /// The query string of the next page: these filters and `cursor`.
     fn next_page(&self, cursor: &str) -> String {
         let pairs = [
