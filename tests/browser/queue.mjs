@@ -1,6 +1,7 @@
 // An agent opens his queue from "My queues", sees its cases (and only its cases), narrows the list
-// with the filter form (htmx swaps the rows and pushes the URL), ticks two cases, claims them in
-// bulk and sees each reported as done, with himself as their assignee.
+// with the filter form (htmx swaps the rows and pushes the URL), sees a bulk status change done
+// for one case and refused with the reason for the other, ticks two cases, claims them in bulk
+// and sees each reported as done, with himself as their assignee.
 
 import { assert, env, scenario, url } from './lib.mjs';
 
@@ -40,6 +41,28 @@ await scenario('queue', async ({ open, step }) => {
     assert.equal(await cases.count(), 0);
     await agent.checkPage('queue-filtered');
     await agent.goto(`/queues/${queue}`);
+  });
+
+  await step('a bulk action reports each case: one done, one refused with the reason', async () => {
+    const [first, second] = await cases.evaluateAll((rows) => rows.map((r) => r.dataset.case));
+    // Open the first case, then ask for both to be "new": the opened one cannot go back.
+    await page.locator(`#pick-${first}`).check();
+    await page.getByLabel('Action').selectOption('status');
+    await page.locator('#b-status').selectOption('open');
+    await page.getByRole('button', { name: 'Apply to the selected cases' }).click();
+    await page.getByRole('heading', { level: 2, name: 'Results' }).waitFor();
+    assert.equal(await page.locator('li[data-result="done"]').count(), 1);
+    await page.locator(`#pick-${first}`).check();
+    await page.locator(`#pick-${second}`).check();
+    await page.getByLabel('Action').selectOption('status');
+    await page.locator('#b-status').selectOption('new');
+    await page.getByRole('button', { name: 'Apply to the selected cases' }).click();
+    await page.locator('li[data-result="refused"]').waitFor();
+    const refused = await page.locator('li[data-result="refused"]').allInnerTexts();
+    assert.equal(refused.length, 1, refused.join('\n'));
+    assert.match(refused[0], /refused: a case that has been worked on cannot become new again/);
+    assert.equal(await page.locator('li[data-result="done"]').count(), 1);
+    await agent.checkPage('queue-bulk-refused');
   });
 
   await step('tick two cases and claim them in bulk', async () => {
