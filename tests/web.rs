@@ -549,6 +549,10 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
     assert_eq!(rows.status, 200);
     assert!(rows.body.trim_start().starts_with("<div id=\"rows\">") && !rows.body.contains("<html"), "{}", rows.body);
     assert_eq!(listed_cases(&rows), [ids[1]]);
+    // A refused filter too: htmx swaps only 2xx answers by default, so the reason comes with 200.
+    let bad = anna.get_with("/queues/support?overdue=maybe", &["HX-Request: true"]);
+    assert_eq!(bad.status, 200);
+    assert!(bad.body.trim_start().starts_with("<div id=\"rows\">") && bad.body.contains("overdue must be yes or no"), "{}", bad.body);
 }
 
 #[test]

@@ -354,7 +354,8 @@ pub async fn list(
     // A query string that is not even a form (`?status=%ff`) is a bad request, shown as a page.
     let Ok(Query(filters)) = filters else { return PageError::new(session.lang, Problem::BadForm).into_response() };
     match build(&ctx, &session, &queue, filters, Vec::new()).await {
-        Ok((status, chrome, view)) if headers.contains_key("hx-request") => render(status, &QueueRows { chrome, view }),
+        // htmx swaps no 4xx answer by default: the rows with the reason come as 200 so it shows them.
+        Ok((_, chrome, view)) if headers.contains_key("hx-request") => render(StatusCode::OK, &QueueRows { chrome, view }),
         Ok((status, chrome, view)) => render(status, &QueuePage { chrome, view }),
         Err(response) => response,
     }
