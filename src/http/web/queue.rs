@@ -112,21 +112,7 @@ impl Filters {
 
     /// The query string of the next page: these filters and `cursor`.
     fn next_page(&self, cursor: &str) -> String {
-        let pairs = [
-            ("status", &self.status),
-            ("priority", &self.priority),
-            ("category", &self.category),
-            ("tag", &self.tag),
-            ("assignee", &self.assignee),
-            ("overdue", &self.overdue),
-            ("sort", &self.sort),
-            ("limit", &self.limit),
-        ];
-        let mut query: Vec<String> = pairs
-            .iter()
-            .filter(|(_, value)| !value.trim().is_empty())
-            .map(|(name, value)| format!("{name}={}", encode(value.trim())))
-            .collect();
+        let mut query: Vec<String> = self.kept().into_iter().map(|(name, value)| format!("{name}={}", encode(value.trim()))).collect();
         query.push(format!("cursor={}", encode(cursor)));
         query.join("&")
     }
