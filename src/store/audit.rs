@@ -111,6 +111,47 @@ pub async fn list(
         .collect())
 }
 
+/// What the officer's audit page asks for: newest first, entries before `before` (by id),
+/// optionally one action, one actor and a time range (`from` inclusive, `to` exclusive, ms).
+#[derive(Debug, Default, Clone)]
+pub struct NewestFilter<'a> {
+    pub before: Option<i64>,
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// One page of the log, newest first (the officer's audit page).
+pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit: i64) -> Result<Vec<ListedEntry>, super::StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, object, detail FROM audit
+         WHERE ($1 IS NULL OR id < $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3)
+           AND ($4 IS NULL OR at >= $4) AND ($5 IS NULL OR at < $5)
+         ORDER BY id DESC LIMIT $6",
+    )
+    .bind(filter.before)
+    .bind(filter.action)
+    .bind(filter.actor)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(limit.clamp(0, 100_000))
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ListedEntry {
+            id: r.get(0),
+            at: super::millis_to_rfc3339(r.get(1)),
+            actor: r.get(2),
+            action: r.get(3),
+            object: r.get(4),
+            detail: r.get(5),
+        })
+        .collect())
+}
+
 /// The outcome of checking the whole chain.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ChainCheck {

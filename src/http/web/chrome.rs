@@ -9,6 +9,8 @@ pub struct SessionChrome {
     pub user: String,
     /// The session's CSRF token, for the hidden `csrf` field of every form.
     pub csrf: String,
+    /// A security officer: the header links to the officer pages (`/admin/…`).
+    pub officer: bool,
 }
 
 pub struct Chrome {
@@ -24,7 +26,25 @@ impl Chrome {
     }
 
     pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf }) }
+        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf, officer: false }) }
+    }
+
+    /// The same frame for a security officer (`officer` true) or not.
+    pub fn with_officer(mut self, officer: bool) -> Chrome {
+        if let Some(session) = self.session.as_mut() {
+            session.officer = officer;
+        }
+        self
+    }
+
+    /// The session's CSRF token for a form's hidden `csrf` field ("" without a session).
+    pub fn csrf(&self) -> &str {
+        self.session.as_ref().map(|s| s.csrf.as_str()).unwrap_or("")
+    }
+
+    /// True for a logged-in security officer: the header shows the officer pages.
+    pub fn is_officer(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.officer)
     }
 
     /// The UI text for `key` in the page's language.

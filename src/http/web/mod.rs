@@ -11,7 +11,14 @@
 //! * `login`: log in and out.
 //! * `home`: "My queues".
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
+//! * `admin`: what the security officer's pages share; `admin_users`, `admin_roles`,
+//!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain").
 
+pub mod admin;
+pub mod admin_audit;
+pub mod admin_changes;
+pub mod admin_roles;
+pub mod admin_users;
 pub mod assets;
 pub mod bulk;
 pub mod chrome;
@@ -39,6 +46,21 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/logout", post(login::logout))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
+        .route("/admin/users", get(admin_users::list).post(admin_users::add))
+        .route("/admin/users/{name}/lock", post(admin_users::lock))
+        .route("/admin/users/{name}/unlock", post(admin_users::unlock))
+        .route("/admin/users/{name}/password", post(admin_users::reset))
+        .route("/admin/users/{name}/remove", get(admin_users::confirm_remove).post(admin_users::remove))
+        .route("/admin/roles", get(admin_roles::list).post(admin_roles::add))
+        .route("/admin/roles/{role}/grants", post(admin_roles::grants))
+        .route("/admin/roles/{role}/members", post(admin_roles::add_member))
+        .route("/admin/roles/{role}/members/{user}/remove", post(admin_roles::remove_member))
+        .route("/admin/changes", get(admin_changes::list))
+        .route("/admin/changes/{id}/approve", post(admin_changes::approve))
+        .route("/admin/changes/{id}/reject", post(admin_changes::reject))
+        .route("/admin/changes/{id}/code", post(admin_changes::collect))
+        .route("/admin/audit", get(admin_audit::list))
+        .route("/admin/audit/verify", post(admin_audit::verify))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

@@ -34,7 +34,7 @@ pub struct PageSession {
 impl PageSession {
     /// The page frame for this user.
     pub fn chrome(&self, ctx: &HttpContext) -> Chrome {
-        Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
+        Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token)).with_officer(self.principal.officer)
     }
 
     pub fn token(&self) -> &str {
