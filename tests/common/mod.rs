@@ -8,6 +8,7 @@
 //!   sends exact bytes and reads (multi-line) replies, for byte-level assertions.
 //! * [`tls`]: a rustls client config that accepts the server's self-signed certificate.
 //! * [`regnum`]: the registration-number oracle (format, Damm check digit).
+//! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
 //! * [`wire`], [`message`], [`files`], [`net`], [`wait`]: bytes, test messages, files on disk,
 //!   connections from chosen sources, polling.
 //!
@@ -20,6 +21,7 @@ mod config;
 mod files;
 mod message;
 mod net;
+mod page;
 mod regnum;
 mod server;
 mod smtp;
@@ -29,7 +31,7 @@ mod wire;
 
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
-pub use self::{cli::*, config::*, files::*, message::*, net::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*};
+pub use self::{cli::*, config::*, files::*, message::*, net::*, page::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*};
 
 pub const HOST: &str = "mx.example.com";
 /// LMTP before LHLO: the table says "Send EHLO first"; "Send LHLO first" names the right verb.
