@@ -452,7 +452,8 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
     // The officer reads no mail: no queue, a pointer to where the officer's work is.
     let (_, olga) = Browser::logged_in(&server, "olga");
     assert!(!olga.body.contains("/queues/"), "{}", olga.body);
-    assert!(olga.body.contains("As a security officer you manage users, roles and the audit log"), "{}", olga.body);
+    assert!(olga.body.contains("As a security officer you manage users, roles, pending access changes and the audit log"), "{}", olga.body);
+    assert!(olga.body.contains("<li><a href=\"/admin/users\">Users</a></li>"), "the pointer links the officer pages: {}", olga.body);
     assert!(!olga.body.contains("A sales question") && !olga.body.contains(CUSTOMER));
 }
 
