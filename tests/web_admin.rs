@@ -59,6 +59,13 @@ fn user_row<'a>(page: &'a Page, user: &str) -> &'a str {
     &row[..row.find("</tr>").unwrap()]
 }
 
+/// The page CSP and headers (`http::web::headers`), on the officer's pages too.
+fn assert_page_headers(page: &Page) {
+    assert!(page.header("content-security-policy").is_some_and(|csp| csp.starts_with("default-src 'none'; script-src 'self'")), "{page:?}");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+}
+
 fn enrol(server: &Server, user: &str, code: &str, password: &str) {
     let out = server.cli_stdin(&["user", "enrol", user, "--stdin"], format!("{code}\n{password}\n").as_bytes());
     assert!(out.status.success(), "enrol {user}: {}", out.stderr);
@@ -76,6 +83,7 @@ fn every_officer_page_renders_for_an_officer_and_refuses_everyone_else() {
     let users = officer.get("/admin/users");
     assert_eq!(users.status, 200, "{users:?}");
     users.assert_html();
+    assert_page_headers(&users);
     assert!(users.body.contains("<h1>Users</h1>"));
     for user in [OFFICER, SECOND_OFFICER, AGENT] {
         assert!(users.body.contains(&format!("<tr data-user=\"{user}\">")), "{user}: {}", users.body);
@@ -103,6 +111,7 @@ fn every_officer_page_renders_for_an_officer_and_refuses_everyone_else() {
         let r = agent.get(path);
         assert_eq!(r.status, 403, "{path}: {r:?}");
         r.assert_html();
+        assert_page_headers(&r);
         assert!(
             r.body.contains("Only a security officer manages users, roles and the audit log.")
                 || r.body.contains("Only security officers and supervisors see and decide pending access changes."),
