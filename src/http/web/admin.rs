@@ -100,8 +100,14 @@ impl Notice {
         Notice { outcome: Outcome::Done, text, code: None }
     }
 
+    /// Waiting for a second person, told in `text`.
+    pub fn waiting(text: String) -> Notice {
+        Notice { outcome: Outcome::Pending, text, code: None }
+    }
+
+    /// Change `change_id` waits for a second person (the general sentence).
     pub fn pending(chrome: &Chrome, change_id: i64) -> Notice {
-        Notice { outcome: Outcome::Pending, text: chrome.fill("admin.pending", &[("id", &change_id.to_string())]), code: None }
+        Notice::waiting(chrome.fill("admin.pending", &[("id", &change_id.to_string())]))
     }
 
     pub fn refused(reason: String) -> Notice {

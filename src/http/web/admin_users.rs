@@ -101,7 +101,13 @@ async fn users_page(ctx: &HttpContext, session: &PageSession, status: StatusCode
         Err(e) => return PageError::internal(session.lang, e).into_response(),
     };
     let reset_of = |name: &str| changes.iter().find(|c| c.kind == RESET && c.user.as_deref() == Some(name)).map(|c| c.id);
-    let users = users.into_iter().map(|u| UserRow::new(u.clone(), reset_of(&u.name))).collect();
+    let users = users
+        .into_iter()
+        .map(|u| {
+            let reset = reset_of(&u.name);
+            UserRow::new(u, reset)
+        })
+        .collect();
     render(status, &UsersPage { chrome: session.chrome(ctx), notice, users, roles })
 }
 
@@ -141,10 +147,9 @@ pub async fn add(State(ctx): State<Arc<HttpContext>>, Posted { session, form }: 
         } else {
             let ids: Vec<String> = account.pending.iter().map(|c| format!("#{}", c.id)).collect();
             let waiting: Vec<&str> = account.pending.iter().filter_map(|c| c.role.as_deref()).collect();
-            let mut notice = Notice::pending(&chrome, account.pending[0].id);
-            notice.text =
+            let text =
                 chrome.fill("admin.users.added_pending", &[("user", name), ("roles", &waiting.join(", ")), ("ids", &ids.join(", "))]);
-            notice.with_code(code)
+            Notice::waiting(text).with_code(code)
         }
     });
     answer(&ctx, &session, result).await
@@ -194,9 +199,7 @@ pub async fn reset(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String>
                 Notice::done(chrome.fill("admin.users.reset_done", &[("user", &name)])).with_code(ShownCode::new(&name, enrolment))
             }
             ResetOutcome::Pending(change) => {
-                let mut notice = Notice::pending(&chrome, change.id);
-                notice.text = chrome.fill("admin.users.reset_pending", &[("user", &name), ("id", &change.id.to_string())]);
-                notice
+                Notice::waiting(chrome.fill("admin.users.reset_pending", &[("user", &name), ("id", &change.id.to_string())]))
             }
         })
     };
