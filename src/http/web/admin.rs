@@ -187,6 +187,30 @@ mod tests {
     use crate::http::web::i18n::Lang;
 
     #[test]
+    fn keys_the_pages_pass_around_as_values_exist_in_every_catalog() {
+        // The catalog test finds keys written as t("…") or fill("…"); these travel as values.
+        let keys = [
+            "admin.officers_only",
+            "admin.changes.approvers_only",
+            "admin.users.state_active",
+            "admin.users.state_locked",
+            "admin.users.state_locked_out",
+            "admin.users.state_enrolling",
+            "admin.changes.status_pending",
+            "admin.changes.status_approved",
+            "admin.changes.status_rejected",
+            "admin.audit.bad_from",
+            "admin.audit.bad_to",
+            "admin.audit.bad_before",
+        ];
+        for lang in Lang::ALL {
+            for key in keys {
+                assert_ne!(lang.catalog().get(key), key, "{}: no message {key}", lang.tag());
+            }
+        }
+    }
+
+    #[test]
     fn a_refusal_keeps_the_apis_status_and_the_services_reason() {
         let chrome = Chrome::logged_in(Lang::En, "olga".into(), "T".into());
         assert_eq!(Notice::done("ok".into()).status(StatusCode::FORBIDDEN), StatusCode::OK);
