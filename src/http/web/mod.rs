@@ -11,9 +11,17 @@
 //! * `login`: log in and out.
 //! * `home`: "My queues".
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
+//! * `case`: one case with its thread; `case_sla` its SLA line; `case_body` a message taken apart;
+//!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
+//!   action forms with collision detection.
 
 pub mod assets;
 pub mod bulk;
+pub mod case;
+pub mod case_actions;
+pub mod case_body;
+pub mod case_parts;
+pub mod case_sla;
 pub mod chrome;
 pub mod error;
 pub mod headers;
@@ -39,6 +47,10 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/logout", post(login::logout))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
+        .route("/cases/{id}", get(case::show))
+        .route("/cases/{id}/{action}", post(case_actions::act))
+        .route("/cases/{id}/messages/{mid}/html", get(case_parts::html))
+        .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }
