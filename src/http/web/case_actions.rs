@@ -122,6 +122,27 @@ pub async fn act(
 mod tests {
     use super::*;
 
+    /// The reply branch's `/cases/{id}/reply…` routes sit beside `/cases/{id}/{action}`: the
+    /// router takes both, and the static path wins.
+    #[tokio::test]
+    async fn reply_routes_take_precedence_over_the_action_route() {
+        use axum::body::Body;
+        use axum::routing::{get, post};
+        use tower::ServiceExt;
+        let router = axum::Router::new()
+            .route("/cases/{id}/{action}", post(|| async { "action" }))
+            .route("/cases/{id}/reply", get(|| async { "reply" }).post(|| async { "reply" }))
+            .route("/cases/{id}/messages/{mid}/html", get(|| async { "html" }));
+        for (method, path, expected) in
+            [("POST", "/cases/7/reply", "reply"), ("POST", "/cases/7/claim", "action"), ("GET", "/cases/7/messages/3/html", "html")]
+        {
+            let request = axum::http::Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 64).await.unwrap();
+            assert_eq!(&body[..], expected.as_bytes(), "{method} {path}");
+        }
+    }
+
     #[test]
     fn a_local_follow_up_time_is_read_in_the_calendars_zone() {
         let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
