@@ -347,4 +347,89 @@ mod tests {
         }
         assert_eq!(action_key("delete"), None);
     }
+
+    fn stamp_at(text: &str) -> Stamp {
+        Stamp { datetime: format!("{text}:00.000Z"), text: text.replace('T', " ") }
+    }
+
+    fn sample(act: bool) -> CaseViewPage {
+        let message = MessageItem {
+            id: 41,
+            number: "MR-2026-000041-7".into(),
+            from: "Ann <ann@client.example>".into(),
+            to: "support@example.com".into(),
+            cc: String::new(),
+            subject: Some("Help".into()),
+            at: stamp_at("2026-12-02T10:00"),
+            automatic: false,
+            body: Body {
+                text: Some("<script>alert(1)</script> hi".into()),
+                has_html: true,
+                attachments: vec![case_body::AttachmentInfo {
+                    index: 0,
+                    name: "a.pdf".into(),
+                    content_type: "application/pdf".into(),
+                    size: 2048,
+                }],
+            },
+        };
+        let note = EntryItem {
+            id: 5,
+            kind: "note".into(),
+            author: "bert".into(),
+            at: stamp_at("2026-12-02T11:00"),
+            text: "Call back".into(),
+            due: None,
+            to: None,
+            subject: None,
+            outbox_status: None,
+        };
+        CaseViewPage {
+            id: 9,
+            header: Header {
+                number: "MR-2026-000041-7".into(),
+                subject: Some("Help".into()),
+                queue: "support".into(),
+                status: "status.open".into(),
+                priority: "priority.normal".into(),
+                category_code: None,
+                category_name: String::new(),
+                assignee: None,
+                tags: vec!["vip".into()],
+                escalated: false,
+                sla: SlaLine { text: "due in 3 h".into(), datetime: Some("2026-12-02T13:00:00.000Z".into()), overdue: false },
+            },
+            thread: vec![ThreadItem { new: false, item: Item::Message(message) }, ThreadItem { new: true, item: Item::Entry(note) }],
+            seen: "m41.e5.h3".into(),
+            forms: Forms { act, assign: false, supervise: false, other_queues: vec![], categories: vec![], timezone: "UTC".into() },
+            notice: Some(Notice::Collision),
+        }
+    }
+
+    #[test]
+    fn the_page_shows_the_thread_escaped_and_only_the_forms_the_reader_may_use() {
+        let chrome = || Chrome::logged_in(Lang::En, "anna".into(), "TOKEN".into());
+        let html = CasePage { chrome: chrome(), view: sample(true) }.render().unwrap();
+        for part in [
+            "<li class=\"message\" id=\"m41\" data-message=\"41\">",
+            "&#60;script&#62;alert(1)&#60;/script&#62; hi</pre>",
+            "<iframe sandbox src=\"/cases/9/messages/41/html\" title=\"HTML version of message MR-2026-000041-7\"></iframe>",
+            "href=\"/cases/9/messages/41/attachments/0\" download>a.pdf</a> <span class=\"muted\">application/pdf, 2.0 KB</span>",
+            "<li class=\"entry note new\" id=\"e5\" data-entry=\"note\"><strong class=\"new-mark\">New:</strong>",
+            "Internal note — not sent to the customer",
+            "<time datetime=\"2026-12-02T13:00:00.000Z\">due in 3 h</time>",
+            "data-notice=\"collision\">This case changed while you were looking at it",
+            "<a class=\"button\" href=\"/cases/9/reply\">Reply</a>",
+            "<input type=\"hidden\" name=\"seen\" value=\"m41.e5.h3\">",
+            "action=\"/cases/9/note\"",
+        ] {
+            assert!(html.contains(part), "{part}: {html}");
+        }
+        assert!(!html.contains("<script>alert"), "customer text is escaped");
+        assert!(!html.contains("action=\"/cases/9/assign\"") && !html.contains("action=\"/cases/9/transfer\""));
+        let reader = CasePage { chrome: chrome(), view: sample(false) }.render().unwrap();
+        assert!(!reader.contains("action=\"/cases/9/"), "a reader without act gets no action form: {reader}");
+        let ru = CasePage { chrome: Chrome::logged_in(Lang::Ru, "anna".into(), "T".into()), view: sample(true) }.render().unwrap();
+        assert!(ru.contains("Внутренняя заметка — клиенту не отправляется") && ru.contains(">Ответить</a>"), "{ru}");
+    }
 }
