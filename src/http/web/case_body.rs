@@ -64,9 +64,13 @@ fn html_of(message: &Message) -> Option<String> {
     })
 }
 
-/// The HTML part of `raw`, decoded to a string (served as UTF-8).
+/// The HTML part of `raw`, decoded to a string (served as UTF-8), without its `<meta
+/// http-equiv>` elements: a refresh would navigate the frame to a remote page (which the CSP of
+/// the part does not govern), and a declared charset is no longer true once re-encoded.
 pub fn html(raw: &[u8]) -> Option<String> {
-    html_of(&parse(raw)?)
+    static META: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let meta = META.get_or_init(|| regex::Regex::new(r"(?is)<meta\b[^>]*\bhttp-equiv\b[^>]*>").expect("a valid pattern"));
+    Some(meta.replace_all(&html_of(&parse(raw)?)?, "").into_owned())
 }
 
 /// Attachment `index` of `raw`: its info and decoded bytes.
@@ -136,6 +140,8 @@ Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"a.p
         assert!(attachment(raw, 1).is_none());
         assert!(html(raw).unwrap().contains("<b>there</b>"));
         assert_eq!(html(&message("utf-8", b"plain")), None, "a text part is not HTML");
+        let refresh = b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<head><META HTTP-EQUIV=\"refresh\" content=\"0; url=https://x.example/\"><meta charset=utf-8></head><p>x</p>\r\n";
+        assert_eq!(html(refresh).unwrap().trim(), "<head><meta charset=utf-8></head><p>x</p>");
     }
 
     #[test]
