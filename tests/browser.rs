@@ -98,9 +98,15 @@ fn start_server() -> (Server, Vec<String>) {
 
 /// Runs `node tests/browser/<scenario>.mjs` against a fresh server and asserts it exits 0.
 fn run_scenario(scenario: &str) {
+    run_scenario_with(scenario, |_| {});
+}
+
+/// The same, with `setup` run on the server (more mail, say) before the browser starts.
+fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let (server, subjects) = start_server();
+    setup(&server);
     let out = out_dir(scenario);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
@@ -191,4 +197,20 @@ fn agent_opens_his_queue_filters_and_claims_two_cases_in_bulk() {
 #[test]
 fn officer_sees_no_queue_and_no_customer_content() {
     run_scenario("officer");
+}
+
+/// The case page: an HTML-only mail (shown in its sandboxed frame) in the agent's queue.
+const HTML_MAIL_SUBJECT: &str = "Browser test HTML mail";
+
+#[test]
+fn agent_opens_a_case_from_the_list_adds_a_note_and_claims_it() {
+    run_scenario_with("case", |server| {
+        let message = format!(
+            "From: Ann Customer <{CUSTOMER}>\r\nTo: support@example.com\r\nSubject: {HTML_MAIL_SUBJECT}\r\n\
+             Message-ID: <{}@client.example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+             <p style=\"color: #123456\">Hello from an <b>HTML</b> mail.</p>\r\n",
+            unique_token("browser-html-")
+        );
+        server.smtp_session().send_message(CUSTOMER, &["support@example.com"], message.as_bytes());
+    });
 }

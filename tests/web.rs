@@ -5,6 +5,9 @@
 //! catalogs.
 
 mod common;
+// The case page's tests (branch case), in their own file.
+#[path = "web/case.rs"]
+mod case;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -33,7 +33,7 @@ use crate::intake::sla::Calendar;
 use crate::store::Store;
 pub use error::CaseError;
 pub use queues::{CaseList, ListRequest, ListedCase, QueueSummary, Statistics};
-pub use view::{CaseView, RawMessage};
+pub use view::{CaseView, RawMessage, last_event, parse_last_event};
 pub use workflow::Outcome;
 
 /// A configured queue, as the case service needs it.

@@ -187,10 +187,12 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
                 .into_response(),
         },
     };
+    // DENY, but for the one answer our own page frames: a mail's HTML part (`web::case_parts`).
+    let frame = web::headers::frame_options(&response);
     let headers = response.headers_mut();
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_FRAME_OPTIONS, frame);
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // Every answer but a page (which set its own), JSON and errors included: nothing served here
     // may run script, load anything, or be framed, whatever a browser makes of it.

@@ -246,6 +246,25 @@ impl Calendar {
         total
     }
 
+    /// Working days from `a` to `b` as a person counts them on the calendar: the working days
+    /// after `a`'s local date up to and including `b`'s (zero if `b` is on `a`'s date or
+    /// earlier). "Due Thursday" seen on Wednesday is 1 working day away, seen on Friday for
+    /// Monday too. At most a century is counted.
+    pub fn working_days_until(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> u32 {
+        let (mut day, last) = (self.first_day(a), self.first_day(b));
+        let mut count = 0;
+        for _ in 0..SEARCH_DAYS {
+            match day.succ_opt() {
+                Some(next) if next <= last => day = next,
+                _ => break,
+            }
+            if self.is_working_day(day) {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// The nominal length of a working day (end − start in wall-clock time).
     fn working_day_length(&self) -> Duration {
         Duration::minutes((self.end - self.start).into())
@@ -395,6 +414,17 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn working_days_until_counts_calendar_working_days() {
+        let cal = Calendar::default();
+        // 2026-12-02 is a Wednesday.
+        assert_eq!(cal.working_days_until(utc("2026-12-02T10:00:00Z"), utc("2026-12-03T14:00:00Z")), 1);
+        assert_eq!(cal.working_days_until(utc("2026-12-02T10:00:00Z"), utc("2026-12-02T16:00:00Z")), 0);
+        assert_eq!(cal.working_days_until(utc("2026-12-04T16:00:00Z"), utc("2026-12-07T09:00:00Z")), 1, "Friday to Monday");
+        assert_eq!(cal.working_days_until(utc("2026-12-02T10:00:00Z"), utc("2026-12-09T10:00:00Z")), 5);
+        assert_eq!(cal.working_days_until(utc("2026-12-09T10:00:00Z"), utc("2026-12-02T10:00:00Z")), 0);
     }
 
     fn berlin() -> SlaConfig {

@@ -27,9 +27,32 @@ pub fn set_page_headers(headers: &mut HeaderMap, tls: bool) {
     }
 }
 
+/// On an answer that set its own headers (a part of a customer's message, `case_parts`): the
+/// page layer leaves them, and `framable_by_self` makes `observe` send `X-Frame-Options:
+/// SAMEORIGIN` instead of DENY (the sandboxed frame of the case page, and nothing else).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnHeaders {
+    pub framable_by_self: bool,
+}
+
+/// `X-Frame-Options` for an answer: DENY unless it is a mail part our own page frames.
+pub fn frame_options(response: &Response) -> HeaderValue {
+    match response.extensions().get::<OwnHeaders>() {
+        Some(OwnHeaders { framable_by_self: true }) => HeaderValue::from_static("SAMEORIGIN"),
+        _ => HeaderValue::from_static("DENY"),
+    }
+}
+
 /// The layer over every page route.
 pub async fn page_headers(State(ctx): State<Arc<HttpContext>>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
-    set_page_headers(response.headers_mut(), ctx.tls.is_some());
+    let tls = ctx.tls.is_some();
+    if response.extensions().get::<OwnHeaders>().is_some() {
+        if tls {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
+        }
+        return response;
+    }
+    set_page_headers(response.headers_mut(), tls);
     response
 }

@@ -13,6 +13,9 @@
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 //! * `admin`: what the security officer's pages share; `admin_users`, `admin_roles`,
 //!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain").
+//! * `case`: one case with its thread; `case_sla` its SLA line; `case_body` a message taken apart;
+//!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
+//!   action forms with collision detection.
 
 pub mod admin;
 pub mod admin_audit;
@@ -21,6 +24,11 @@ pub mod admin_roles;
 pub mod admin_users;
 pub mod assets;
 pub mod bulk;
+pub mod case;
+pub mod case_actions;
+pub mod case_body;
+pub mod case_parts;
+pub mod case_sla;
 pub mod chrome;
 pub mod error;
 pub mod headers;
@@ -61,6 +69,10 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/changes/{id}/code", post(admin_changes::collect))
         .route("/admin/audit", get(admin_audit::list))
         .route("/admin/audit/verify", post(admin_audit::verify))
+        .route("/cases/{id}", get(case::show))
+        .route("/cases/{id}/{action}", post(case_actions::act))
+        .route("/cases/{id}/messages/{mid}/html", get(case_parts::html))
+        .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

@@ -185,7 +185,7 @@ pub struct Due {
 }
 
 /// `{n} min` / `{n} h` / `{n} d`, rounded down, at least one minute.
-fn span(chrome: &Chrome, ms: i64) -> String {
+pub fn span(chrome: &Chrome, ms: i64) -> String {
     let minutes = (ms / 60_000).max(1);
     let (key, n) = match minutes {
         m if m < 60 => ("unit.minutes", m),
