@@ -16,15 +16,28 @@ pub struct Chrome {
     catalog: &'static Catalog,
     /// None on the login page and on errors before a session is known.
     pub session: Option<SessionChrome>,
+    /// The user supervises some queue: the header links the dashboard.
+    supervise: bool,
 }
 
 impl Chrome {
     pub fn anonymous(lang: Lang) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: None }
+        Chrome { lang, catalog: lang.catalog(), session: None, supervise: false }
     }
 
     pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf }) }
+        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf }), supervise: false }
+    }
+
+    /// The same frame for a user who supervises some queue (or not).
+    pub fn supervising(mut self, supervise: bool) -> Chrome {
+        self.supervise = supervise;
+        self
+    }
+
+    /// Whether the header links the dashboard (`GET /dashboard`).
+    pub fn can_supervise(&self) -> bool {
+        self.supervise
     }
 
     /// The UI text for `key` in the page's language.

@@ -10,11 +10,14 @@
 //! * `error`: error pages (404, 403, …) as readable HTML.
 //! * `login`: log in and out.
 //! * `home`: "My queues".
+//! * `dashboard`: the supervisors' dashboard and its CSV downloads; `chart`: its SVG bar charts.
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 
 pub mod assets;
 pub mod bulk;
+pub mod chart;
 pub mod chrome;
+pub mod dashboard;
 pub mod error;
 pub mod headers;
 pub mod home;
@@ -39,6 +42,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/logout", post(login::logout))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
+        .route("/dashboard", get(dashboard::show))
+        .route("/dashboard/{file}", get(dashboard::csv))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

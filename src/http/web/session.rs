@@ -35,6 +35,7 @@ impl PageSession {
     /// The page frame for this user.
     pub fn chrome(&self, ctx: &HttpContext) -> Chrome {
         Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
+            .supervising(!ctx.cases.supervised_queues(&self.principal).is_empty())
     }
 
     pub fn token(&self) -> &str {
