@@ -269,7 +269,10 @@ fn the_dashboard_shows_what_happened_and_the_tier_shows_in_list_and_api() {
         let start = body.find(&format!("data-chart=\"{chart}\"")).unwrap_or_else(|| panic!("no chart {chart}"));
         let svg_start = body[..start].rfind("<svg").unwrap();
         let svg = &body[svg_start..svg_start + body[svg_start..].find("</svg>").unwrap()];
-        assert!(svg.contains("role=\"img\"") && svg.contains(&format!("aria-labelledby=\"{chart}-title {chart}-desc\"")), "{svg}");
+        assert!(
+            svg.contains("role=\"img\"") && svg.contains(&format!("aria-labelledby=\"{chart}-title\" aria-describedby=\"{chart}-desc\"")),
+            "{svg}"
+        );
         assert!(svg.contains(&format!("<title id=\"{chart}-title\">")) && svg.contains(&format!("<desc id=\"{chart}-desc\">")), "{svg}");
         assert!(!svg.contains("style="), "{svg}");
         assert!(body.contains(&format!("href=\"/dashboard/{chart}.csv\"")), "CSV link of {chart}");

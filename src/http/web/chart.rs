@@ -1,9 +1,8 @@
 //! Horizontal bar charts as inline SVG, drawn on the server: no chart library, no script. Each
 //! bar carries its value as text (readable without colour); colours come from CSS classes in
-//! app.css (`.chart .bar.s0`, `.s1`), never a `style` attribute. The chart is an image with a
-//! title and a description (`role="img"`, `aria-labelledby`); the page puts the data table next
-//! to it.
-
+//! app.css (`.chart .bar.s0`, `.s1`), never a `style` attribute. The chart is an image
+//! (`role="img"`) named by its `<title>` (`aria-labelledby`) and described by its `<desc>`
+//! (`aria-describedby`); the page puts the data table next to it.
 use std::fmt::Write;
 
 /// One row of bars: a label and a value per series (`None`: no value, drawn as "–").
@@ -30,8 +29,9 @@ pub struct BarChart {
 
 const WIDTH: f64 = 640.0;
 const LABEL_WIDTH: f64 = 120.0;
-/// Room right of the longest bar for its value.
-const VALUE_WIDTH: f64 = 70.0;
+/// Room right of a bar per character of its value text (12 px text), and at least this much.
+const CHAR_WIDTH: f64 = 7.0;
+const MIN_VALUE_WIDTH: f64 = 40.0;
 const BAR_HEIGHT: f64 = 16.0;
 const BAR_GAP: f64 = 2.0;
 const GROUP_GAP: f64 = 8.0;
@@ -62,7 +62,25 @@ impl BarChart {
     /// The width of the bar for `value` in pixels: proportional, the scale's maximum full width.
     pub fn bar_width(&self, value: f64) -> f64 {
         let max = self.scale_max();
-        if max <= 0.0 { 0.0 } else { (value.max(0.0) / max).min(1.0) * (WIDTH - LABEL_WIDTH - VALUE_WIDTH) }
+        if max <= 0.0 { 0.0 } else { (value.max(0.0) / max).min(1.0) * self.area() }
+    }
+
+    /// The width of a full bar: what the labels and the longest value text leave.
+    pub fn area(&self) -> f64 {
+        let longest =
+            self.groups.iter().flat_map(|g| (0..g.values.len()).map(|s| self.value_text(g, s).chars().count())).max().unwrap_or(0);
+        WIDTH - LABEL_WIDTH - (longest as f64 * CHAR_WIDTH + 8.0).max(MIN_VALUE_WIDTH)
+    }
+
+    /// The text beside bar `s` of `group`; with several series it names its series, so the bars
+    /// differ by more than colour.
+    fn value_text(&self, group: &Group, s: usize) -> String {
+        let value = group.values[s];
+        let text = value.map_or("–".to_string(), |v| format!("{}{}", format_value(v), self.unit));
+        match self.series.get(s) {
+            Some(name) if self.series.len() > 1 => format!("{name}: {text}"),
+            _ => text,
+        }
     }
 
     fn scale_max(&self) -> f64 {
@@ -79,7 +97,7 @@ impl BarChart {
         let mut svg = String::new();
         let _ = write!(
             svg,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" role=\"img\" aria-labelledby=\"{id}-title {id}-desc\" \
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" role=\"img\" aria-labelledby=\"{id}-title\" aria-describedby=\"{id}-desc\" \
              viewBox=\"0 0 {WIDTH} {height}\" width=\"{WIDTH}\" height=\"{height}\" data-chart=\"{id}\">\
              <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
             escape(&self.title),
@@ -112,9 +130,7 @@ impl BarChart {
             for (s, value) in group.values.iter().enumerate() {
                 let y = top + s as f64 * (BAR_HEIGHT + BAR_GAP);
                 let width = value.map_or(0.0, |v| self.bar_width(v));
-                let text = value.map_or("–".to_string(), |v| format!("{}{}", format_value(v), self.unit));
-                // With several series each value names its series: the bars differ by more than colour.
-                let text = if self.series.len() > 1 { format!("{}: {text}", self.series[s]) } else { text };
+                let text = self.value_text(group, s);
                 let _ = write!(
                     svg,
                     "<rect class=\"bar s{s}\" x=\"{LABEL_WIDTH}\" y=\"{y}\" width=\"{width:.1}\" height=\"{BAR_HEIGHT}\"/>\
@@ -151,17 +167,19 @@ mod tests {
         Group { label: label.into(), values: values.to_vec() }
     }
 
-    const AREA: f64 = WIDTH - LABEL_WIDTH - VALUE_WIDTH;
-
     #[test]
     fn bars_scale_to_the_largest_value_or_the_given_maximum() {
         let c = chart(vec![group("a", &[Some(10.0)]), group("b", &[Some(5.0)]), group("c", &[Some(0.0)])], 1);
-        assert_eq!(c.bar_width(10.0), AREA, "the largest value fills the area");
-        assert_eq!(c.bar_width(5.0), AREA / 2.0);
+        assert_eq!(c.area(), WIDTH - LABEL_WIDTH - MIN_VALUE_WIDTH, "short values leave the least room");
+        assert_eq!(c.bar_width(10.0), c.area(), "the largest value fills the area");
+        assert_eq!(c.bar_width(5.0), c.area() / 2.0);
         assert_eq!(c.bar_width(0.0), 0.0);
         let percent = BarChart { max: Some(100.0), unit: "%", ..chart(vec![group("w", &[Some(50.0)])], 1) };
-        assert_eq!(percent.bar_width(50.0), AREA / 2.0, "a fixed maximum, not the largest value");
-        assert_eq!(percent.bar_width(150.0), AREA, "never past the area");
+        assert_eq!(percent.bar_width(50.0), percent.area() / 2.0, "a fixed maximum, not the largest value");
+        assert_eq!(percent.bar_width(150.0), percent.area(), "never past the area");
+        // Long value texts take their room from the bars.
+        let long = chart(vec![group("a", &[Some(1.0), Some(123456.0)])], 2);
+        assert_eq!(long.area(), WIDTH - LABEL_WIDTH - ("S1: 123456".len() as f64 * CHAR_WIDTH + 8.0));
         let svg = percent.svg();
         assert!(svg.contains(">50%</text>"), "{svg}");
     }
@@ -170,7 +188,7 @@ mod tests {
     fn an_image_with_title_and_description_escaped() {
         let svg = chart(vec![group("<b>", &[Some(3.0)])], 1).svg();
         assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"));
-        assert!(svg.contains("role=\"img\" aria-labelledby=\"flow-title flow-desc\""), "{svg}");
+        assert!(svg.contains("role=\"img\" aria-labelledby=\"flow-title\" aria-describedby=\"flow-desc\""), "{svg}");
         assert!(svg.contains("<title id=\"flow-title\">Cases &lt;per&gt; day</title>"), "{svg}");
         assert!(svg.contains("<desc id=\"flow-desc\">Bar chart &amp; table</desc>"), "{svg}");
         assert!(svg.contains(">&lt;b&gt;</text>") && !svg.contains("<b>"), "{svg}");
@@ -191,7 +209,7 @@ mod tests {
     #[test]
     fn one_value_fills_the_area_and_a_missing_one_is_a_dash() {
         let one = chart(vec![group("only", &[Some(2.5)])], 1);
-        assert!(one.svg().contains(&format!("width=\"{AREA:.1}\"")), "{}", one.svg());
+        assert!(one.svg().contains(&format!("width=\"{:.1}\"", one.area())), "{}", one.svg());
         assert!(one.svg().contains(">2.5</text>"));
         let missing = chart(vec![group("w1", &[None])], 1).svg();
         assert!(missing.contains(">–</text>") && missing.contains("width=\"0.0\""), "{missing}");
