@@ -307,8 +307,9 @@ async fn dashboard_figures_count_each_day_week_and_range_of_one_queue() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     const D: i64 = DAY_MS;
-    // (id, queue, status, opened, due, first response, resolved, category, tier)
-    let cases: [(i64, &str, &str, i64, i64, Option<i64>, Option<i64>, Option<&str>, Option<&str>); 5] = [
+    /// (id, queue, status, opened, due, first response, resolved, category, tier)
+    type Seeded = (i64, &'static str, &'static str, i64, i64, Option<i64>, Option<i64>, Option<&'static str>, Option<&'static str>);
+    let cases: [Seeded; 5] = [
         (1, "support", "new", 10 * D + 5, 10 * D + 1000, None, None, None, None),
         (2, "support", "resolved", 10 * D + 6, 10 * D + 1000, Some(10 * D + 100), Some(11 * D + 10), None, None),
         (3, "support", "waiting", 11 * D, 11 * D + 10, Some(11 * D + 5000), None, Some("BZZX"), Some("vip")),
