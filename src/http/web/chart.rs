@@ -53,6 +53,14 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Characters of a group label that fit left of the bars; longer labels are cut with "…" (the
+/// table beside the chart has them whole).
+const LABEL_CHARS: usize = 15;
+
+fn label(text: &str) -> String {
+    if text.chars().count() <= LABEL_CHARS { text.to_string() } else { text.chars().take(LABEL_CHARS - 1).chain(['…']).collect() }
+}
+
 /// A value as shown: whole numbers without decimals, others with one.
 pub fn format_value(value: f64) -> String {
     if value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.1}") }
@@ -125,7 +133,7 @@ impl BarChart {
                 "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
                 LABEL_WIDTH - 6.0,
                 top + BAR_HEIGHT - 4.0,
-                escape(&group.label)
+                escape(&label(&group.label))
             );
             for (s, value) in group.values.iter().enumerate() {
                 let y = top + s as f64 * (BAR_HEIGHT + BAR_GAP);
@@ -213,6 +221,13 @@ mod tests {
         assert!(one.svg().contains(">2.5</text>"));
         let missing = chart(vec![group("w1", &[None])], 1).svg();
         assert!(missing.contains(">–</text>") && missing.contains("width=\"0.0\""), "{missing}");
+    }
+
+    #[test]
+    fn long_labels_are_cut_to_fit_left_of_the_bars() {
+        let svg = chart(vec![group("TSJJ Complaint or suggestion", &[Some(1.0)])], 1).svg();
+        assert!(svg.contains(">TSJJ Complaint…</text>"), "{svg}");
+        assert_eq!(label("2026-11-30"), "2026-11-30");
     }
 
     #[test]

@@ -289,6 +289,68 @@ pub fn table_csv(view: &DashboardPage, chart: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cases::dashboard::{Backlog, DayFlow, WeekSla};
+    use crate::http::web::i18n::Lang;
+
+    fn sample() -> Dashboard {
+        let b = Backlog { queue: "support".into(), open: 5, unassigned: 3, waiting: 2, overdue: 1, due_soon: 4 };
+        Dashboard {
+            generated_at: "2026-11-30T06:00:00.000Z".into(),
+            queues: vec!["support".into()],
+            supervised: vec!["support".into(), "a b".into()],
+            backlog: vec![b],
+            overdue: 1,
+            due_soon: 4,
+            flow: vec![
+                DayFlow { day: "2026-11-29".into(), opened: 0, resolved: 0 },
+                DayFlow { day: "2026-11-30".into(), opened: 7, resolved: 2 },
+            ],
+            first_response: Durations { count: 3, median_hours: Some(1.5), p90_hours: Some(4.0) },
+            resolution: Durations { count: 0, median_hours: None, p90_hours: None },
+            sla: vec![WeekSla { week: "2026-W49".into(), met: 3, missed: 1, met_percent: Some(75.0) }],
+            by_category: vec![Volume { name: "none".into(), cases: 7 }],
+            by_tier: vec![Volume { name: "vip".into(), cases: 2 }, Volume { name: "none".into(), cases: 5 }],
+        }
+    }
+
+    fn render_in(lang: Lang) -> (String, DashboardPage) {
+        let chrome = Chrome::logged_in(lang, "sam".into(), "TOKEN".into()).supervising(true);
+        let d = sample();
+        let categories = volume_rows(&d.by_category, str::to_string);
+        let tiers = volume_rows(&d.by_tier, |t| tier_key(t).map_or(t.to_string(), |k| chrome.t(k).to_string()));
+        let charts = charts(&chrome, &d, &categories, &tiers);
+        let page = DashboardPage { chrome, d, filter: "a b".into(), query: "?queue=a%20b".into(), categories, tiers, charts };
+        (page.render().unwrap(), page)
+    }
+
+    #[test]
+    fn the_page_has_every_chart_beside_its_table_in_every_language() {
+        for lang in Lang::ALL {
+            let (html, _) = render_in(lang);
+            assert!(html.contains(&format!("<html lang=\"{}\">", lang.tag())), "{html}");
+            assert!(html.contains("<a href=\"/dashboard\">"), "the header links the dashboard");
+            assert_eq!(html.matches("<svg ").count(), CHARTS.len());
+            for chart in CHARTS {
+                assert!(html.contains(&format!("data-table=\"{chart}\"")) && html.contains(&format!("data-chart=\"{chart}\"")), "{chart}");
+                assert!(html.contains(&format!("href=\"/dashboard/{chart}.csv?queue=a%20b\"")), "{chart}: CSV keeps the filter");
+            }
+            assert!(html.contains("<option value=\"a b\" selected>"), "{html}");
+            assert!(html.contains("data-figure=\"overdue\">1</dd>") && html.contains("data-figure=\"due-soon\">4</dd>"));
+        }
+        let (en, _) = render_in(Lang::En);
+        assert!(en.contains("<th scope=\"row\">VIP</th>"), "tiers are named through the catalog");
+        assert!(en.contains(">75%</text>") && en.contains("data-col=\"met_percent\">75</td>"), "{en}");
+    }
+
+    #[test]
+    fn each_csv_has_a_header_and_the_rows_of_its_table() {
+        let (_, page) = render_in(Lang::Ru);
+        assert_eq!(table_csv(&page, "backlog"), "queue,open,unassigned,waiting,overdue,due_soon\r\nsupport,5,3,2,1,4\r\n");
+        assert_eq!(table_csv(&page, "flow"), "day,new,resolved\r\n2026-11-29,0,0\r\n2026-11-30,7,2\r\n");
+        assert_eq!(table_csv(&page, "times"), "measure,cases,median_hours,p90_hours\r\nfirst_response,3,1.5,4\r\nresolution,0,,\r\n");
+        assert_eq!(table_csv(&page, "sla"), "week,met,missed,met_percent\r\n2026-W49,3,1,75\r\n");
+        assert_eq!(table_csv(&page, "tier"), "tier,cases\r\nvip,2\r\nnone,5\r\n", "codes, not the translated names");
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {
