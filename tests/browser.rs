@@ -22,6 +22,8 @@ use common::*;
 const PW: &str = "correct-horse-battery-staple";
 const AGENT: &str = "anna";
 const OFFICER: &str = "olga";
+/// Supervises support (the dashboard).
+const SUPERVISOR: &str = "sam";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CUSTOMER: &str = "customer@client.example.org";
 /// New cases sent to each of support and sales before the scenario starts.
@@ -41,6 +43,10 @@ grants = { support = ["read", "act"] }
 [[roles]]
 name = "sales-agent"
 grants = { sales = ["read", "act"] }
+
+[[roles]]
+name = "support-lead"
+grants = { support = ["read", "act", "supervise"] }
 "#;
 
 /// Two chromiums at once on a two-core machine only make both slow: one scenario at a time.
@@ -81,6 +87,7 @@ fn start_server() -> (Server, Vec<String>) {
     let server = Server::start(Opts { extra_toml: ROLES.into(), ..Default::default() });
     server.add_user(AGENT, PW, &["support-agent"]);
     server.add_user(OFFICER, PW, &["security-officer"]);
+    server.add_user(SUPERVISOR, PW, &["support-lead"]);
     let mut subjects = vec![];
     for queue in ["support", "sales"].into_iter().flat_map(|q| [q; MAIL_PER_QUEUE]) {
         let subject = unique_token(&format!("Browser test mail for {queue} "));
@@ -126,6 +133,8 @@ fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
         .env("MAILROOM_MAIL_PER_QUEUE", MAIL_PER_QUEUE.to_string())
         .env("MAILROOM_OFFICER_USER", OFFICER)
         .env("MAILROOM_OFFICER_PASSWORD", PW)
+        .env("MAILROOM_SUPERVISOR_USER", SUPERVISOR)
+        .env("MAILROOM_SUPERVISOR_PASSWORD", PW)
         .env("MAILROOM_CUSTOMER_TEXT", subjects.join("\n"))
         // Chromium's profile (a fresh --user-data-dir per session) goes into the server's temp dir.
         .env("TMPDIR", server.root())
@@ -213,4 +222,9 @@ fn agent_opens_a_case_from_the_list_adds_a_note_and_claims_it() {
         );
         server.smtp_session().send_message(CUSTOMER, &["support@example.com"], message.as_bytes());
     });
+}
+
+#[test]
+fn supervisor_opens_the_dashboard_from_the_header_and_sees_every_chart() {
+    run_scenario("dashboard");
 }

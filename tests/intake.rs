@@ -326,6 +326,7 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
     let real = c.send_message("ana@customer.org", &["support@example.com"], &message("ana@customer.org", "Hello from a VIP", ""));
     let case = &cases(&s, &real)[0];
     assert_eq!((case["priority"].as_str(), case["tags"].clone()), (Some("urgent"), serde_json::json!(["vip"])), "{case:?}");
+    assert_eq!(case["tier"], "vip", "the tier is kept on the case: {case:?}");
     assert!(message_tags(&s, &real).is_empty());
 
     // Same From:, but sent by someone else: DMARC fails, so no VIP treatment, and a warning tag.
@@ -333,6 +334,7 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
         c.send_message("mallory@attacker.example", &["support@example.com"], &message("ana@customer.org", "Urgent wire transfer", ""));
     let case = &cases(&s, &spoof)[0];
     assert_eq!(case["priority"], "normal", "{case:?}");
+    assert_eq!(case["tier"], serde_json::Value::Null, "an unauthenticated sender's tier is not kept: {case:?}");
     assert!(!case["tags"].as_array().unwrap().contains(&serde_json::json!("vip")));
     assert_eq!(message_tags(&s, &spoof), vec!["unverified-sender".to_string()]);
 

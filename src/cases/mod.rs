@@ -14,9 +14,11 @@
 //! * `reply`: the reply to the customer through the outbox.
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
+//! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
 
+pub mod dashboard;
 pub mod error;
 pub mod input;
 pub mod queues;

@@ -282,6 +282,7 @@ mod tests {
             follow_up_at: None,
             first_response_at: None,
             resolved_at: None,
+            tier: None,
         };
         set_status(&mut case, "resolved", 10);
         assert_eq!(case.resolved_at, Some(10));

@@ -113,6 +113,7 @@ pub fn routes() -> Routes {
         .get("/api/queues", queues::list_queues)
         .get("/api/queues/{queue}/cases", queues::list_cases)
         .get("/api/stats", queues::stats)
+        .get("/api/stats/dashboard", queues::dashboard)
         .get("/api/cases/{id}", cases::get_case)
         .post("/api/cases/{id}/claim", cases::claim)
         .post("/api/cases/{id}/assign", cases::assign)

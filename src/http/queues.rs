@@ -329,3 +329,30 @@ pub async fn stats(
     let generated_at = crate::store::millis_to_rfc3339(stats.generated_at);
     Ok(axum::Json(Stats { generated_at, queues: stats.queues.into_iter().map(QueueStatistics::from).collect() }))
 }
+
+/// `GET /api/stats/dashboard`: the supervisors' dashboard, the same figures as `GET /dashboard`.
+#[utoipa::path(
+    get,
+    path = "/api/stats/dashboard",
+    operation_id = "dashboard",
+    tag = "queues",
+    summary = "Dashboard of the queues I supervise",
+    description = "Backlog per queue (new and open, unassigned, waiting), overdue and due in the next 24 h; cases opened and resolved per UTC \
+                   day (last 14 days); first-response and resolution time, median and 90th percentile in hours, of the cases answered or \
+                   resolved in the last 30 days; SLA met per ISO week (cases opened in the last 8 weeks); cases opened in the last 30 days \
+                   by category and by customer tier. No customer data.",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "the dashboard", body = crate::cases::dashboard::Dashboard),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+    ),
+)]
+pub async fn dashboard(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Query(params): Query<StatsParams>,
+) -> Result<axum::Json<crate::cases::dashboard::Dashboard>, ApiError> {
+    Ok(axum::Json(ctx.cases.dashboard(&auth.principal, params.queue.as_deref()).await?))
+}

@@ -351,7 +351,7 @@ fn prepare(
         protocol: envelope.protocol.name(),
         tls: envelope.tls.clone(),
         parsed: record.parsed,
-        routing: Routing { decision, due_at, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
+        routing: Routing { decision, due_at, tier, thread_numbers, reference_idx, automatic: record.automatic, message_tags },
         ack: acknowledgement(policy, envelope, &record, headers.as_ref(), decision_ack),
         auth_summary: auth.map(|a| a.summary()),
         auth_header: auth.map(|a| a.header.clone()),

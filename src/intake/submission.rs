@@ -49,6 +49,8 @@ pub struct Routing {
     pub decision: Decision,
     /// SLA due time for a new case (unix ms).
     pub due_at: i64,
+    /// The sender's customer tier (trusted: only for an authenticated sender), kept on a new case.
+    pub tier: Option<String>,
     /// Valid registration tags from the subject: (counter year, sequence).
     pub thread_numbers: Vec<(i32, u64)>,
     /// Blind indexes of the In-Reply-To and References Message-IDs.

@@ -107,6 +107,8 @@ pub struct CaseSummary {
     pub due_at: Option<String>,
     pub tags: Vec<String>,
     pub spam: bool,
+    /// The sender's customer tier when the case was opened.
+    pub tier: Option<String>,
 }
 
 /// Everything mailroom creates from now on is private to its user: files 0600, directories
@@ -312,6 +314,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
         priority: String,
         due_at: Option<i64>,
         spam: i64,
+        tier: Option<String>,
     }
     let raw: Vec<Raw> = serde_json::from_str(json).unwrap_or_default();
     raw.into_iter()
@@ -325,6 +328,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
             due_at: r.due_at.map(millis_to_rfc3339),
             tags: Vec::new(),
             spam: r.spam != 0,
+            tier: r.tier,
         })
         .collect()
 }

@@ -86,6 +86,9 @@ pub struct Case {
     #[schema(schema_with = status_schema)]
     status: String,
     tags: Vec<String>,
+    /// the sender's customer tier when the case was opened (vip, long-term, prospect), if known
+    #[schema(required = true)]
+    tier: Option<String>,
     #[schema(format = DateTime)]
     updated_at: String,
 }
@@ -110,6 +113,7 @@ impl Case {
             spam: c.spam,
             status: c.status.clone(),
             tags: c.tags.clone(),
+            tier: c.tier.clone(),
             updated_at: millis_to_rfc3339(c.updated_at),
         }
     }

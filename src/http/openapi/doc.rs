@@ -9,6 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
+use crate::cases::dashboard;
 use crate::http::admin::{self, ResetBody, answers};
 use crate::http::cases::answers as case;
 use crate::http::{auth, cases, enrol, queues};
@@ -31,6 +32,7 @@ use crate::http::{auth, cases, enrol, queues};
         queues::list_queues,
         queues::list_cases,
         queues::stats,
+        queues::dashboard,
         cases::get_case,
         cases::claim,
         cases::assign,
@@ -65,6 +67,7 @@ use crate::http::{auth, cases, enrol, queues};
     ),
     components(
         schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats,
+            dashboard::Dashboard, dashboard::Backlog, dashboard::DayFlow, dashboard::Durations, dashboard::WeekSla, dashboard::Volume,
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,
             case::Mailbox, case::Case, case::CaseListItem, case::Message, case::Entry, case::HistoryEntry, case::CaseDetail, case::ActionResult),

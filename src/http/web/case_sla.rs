@@ -81,6 +81,7 @@ mod tests {
             follow_up_at: None,
             first_response_at: None,
             resolved_at: None,
+            tier: None,
         }
     }
 

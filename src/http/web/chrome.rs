@@ -18,15 +18,17 @@ pub struct Chrome {
     catalog: &'static Catalog,
     /// None on the login page and on errors before a session is known.
     pub session: Option<SessionChrome>,
+    /// The user supervises some queue: the header links the dashboard.
+    supervise: bool,
 }
 
 impl Chrome {
     pub fn anonymous(lang: Lang) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: None }
+        Chrome { lang, catalog: lang.catalog(), session: None, supervise: false }
     }
 
     pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf, officer: false }) }
+        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf, officer: false }), supervise: false }
     }
 
     /// The same frame for a security officer (`officer` true) or not.
@@ -45,6 +47,17 @@ impl Chrome {
     /// True for a logged-in security officer: the header shows the officer pages.
     pub fn is_officer(&self) -> bool {
         self.session.as_ref().is_some_and(|s| s.officer)
+    }
+
+    /// The same frame for a user who supervises some queue (or not).
+    pub fn supervising(mut self, supervise: bool) -> Chrome {
+        self.supervise = supervise;
+        self
+    }
+
+    /// Whether the header links the dashboard (`GET /dashboard`).
+    pub fn can_supervise(&self) -> bool {
+        self.supervise
     }
 
     /// The UI text for `key` in the page's language.

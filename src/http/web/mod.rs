@@ -10,6 +10,7 @@
 //! * `error`: error pages (404, 403, …) as readable HTML.
 //! * `login`: log in and out.
 //! * `home`: "My queues".
+//! * `dashboard`: the supervisors' dashboard and its CSV downloads; `chart`: its SVG bar charts.
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 //! * `admin`: what the security officer's pages share; `admin_users`, `admin_roles`,
 //!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain").
@@ -29,7 +30,9 @@ pub mod case_actions;
 pub mod case_body;
 pub mod case_parts;
 pub mod case_sla;
+pub mod chart;
 pub mod chrome;
+pub mod dashboard;
 pub mod error;
 pub mod headers;
 pub mod home;
@@ -73,6 +76,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/{action}", post(case_actions::act))
         .route("/cases/{id}/messages/{mid}/html", get(case_parts::html))
         .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))
+        .route("/dashboard", get(dashboard::show))
+        .route("/dashboard/{file}", get(dashboard::csv))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

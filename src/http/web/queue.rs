@@ -171,6 +171,8 @@ pub struct Row {
     pub category_name: String,
     pub customer_name: Option<String>,
     pub customer_address: Option<String>,
+    /// Catalog key of the customer's tier badge (`tier.vip`, …), when the case has a tier.
+    pub tier_key: Option<&'static str>,
     pub subject: Option<String>,
     pub status_key: String,
     pub assignee: Option<String>,
@@ -202,6 +204,16 @@ pub fn due(chrome: &Chrome, due_at: i64, now: i64) -> Due {
     Due { datetime: millis_to_rfc3339(due_at), overdue, text }
 }
 
+/// The catalog key of a directory tier's badge.
+pub fn tier_key(tier: &str) -> Option<&'static str> {
+    match tier {
+        "vip" => Some("tier.vip"),
+        "long-term" => Some("tier.long_term"),
+        "prospect" => Some("tier.prospect"),
+        _ => None,
+    }
+}
+
 fn row(chrome: &Chrome, ctx: &HttpContext, item: ListedCase, now: i64) -> Row {
     let case = item.case;
     let category_name = case
@@ -221,6 +233,7 @@ fn row(chrome: &Chrome, ctx: &HttpContext, item: ListedCase, now: i64) -> Row {
         category_name,
         customer_name: from.as_ref().and_then(|m| m.name.clone()).filter(|n| !n.trim().is_empty()),
         customer_address: from.and_then(|m| m.address),
+        tier_key: case.tier.as_deref().and_then(tier_key),
         subject: item.subject,
         status_key: format!("status.{}", case.status),
         assignee: case.assignee,
@@ -407,6 +420,7 @@ mod tests {
             category_name: "Billing".into(),
             customer_name: Some("Ann <b>".into()),
             customer_address: Some("ann@client.example".into()),
+            tier_key: Some("tier.vip"),
             subject: Some("Help & more".into()),
             status_key: "status.open".into(),
             assignee: None,
@@ -424,6 +438,7 @@ mod tests {
             ">Urgent</td>",
             "<span class=\"code\">BIL</span> Billing",
             "Ann &#60;b&#62;",
+            "<span class=\"badge tier\" data-tier>VIP</span>",
             "Help &#38; more",
             ">Open</td>",
             ">Unassigned</td>",

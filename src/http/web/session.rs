@@ -34,7 +34,9 @@ pub struct PageSession {
 impl PageSession {
     /// The page frame for this user.
     pub fn chrome(&self, ctx: &HttpContext) -> Chrome {
-        Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token)).with_officer(self.principal.officer)
+        Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
+            .with_officer(self.principal.officer)
+            .supervising(!ctx.cases.supervised_queues(&self.principal).is_empty())
     }
 
     pub fn token(&self) -> &str {

@@ -73,6 +73,7 @@ pub(super) fn place(
             priority: d.priority.as_str(),
             due_at: r.due_at,
             spam: d.spam,
+            tier: r.tier.as_deref(),
             tags: sealed.as_ref(),
         })?;
         if let Some(sender) = &s.sender_idx {

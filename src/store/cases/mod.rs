@@ -33,7 +33,7 @@ mod tags;
 pub use change::CaseChange;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
-pub use stats::{DUE_SOON, QueueCounts, QueueStats};
+pub use stats::{DAY_MS, DUE_SOON, DashboardFigures, DashboardRanges, MAX_DURATIONS, QueueCounts, QueueStats};
 pub use tags::seal_tags;
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,8 @@ pub struct CaseRow {
     pub follow_up_at: Option<i64>,
     pub first_response_at: Option<i64>,
     pub resolved_at: Option<i64>,
+    /// The sender's customer tier when the case was opened (vip, long-term, prospect).
+    pub tier: Option<String>,
 }
 
 /// The columns `case_from_row` reads (a macro, so queries stay `&'static str`).
@@ -95,7 +97,7 @@ macro_rules! case_columns {
     () => {
         "c.id, c.opening_number, c.queue, c.status, c.priority, c.category, c.tags_ct, c.due_at, c.opened_at, c.updated_at, \
          c.assignee, (SELECT u.name FROM users u WHERE u.id = c.assignee), c.escalated, c.spam, c.follow_up_at, c.first_response_at, c.resolved_at, \
-         c.uid, c.key_id, c.wrapped_key"
+         c.uid, c.key_id, c.wrapped_key, c.tier"
     };
 }
 const CASE_COLUMNS: &str = case_columns!();
@@ -151,6 +153,7 @@ fn case_from_row(r: &SqliteRow) -> RawCase {
         follow_up_at: r.get(14),
         first_response_at: r.get(15),
         resolved_at: r.get(16),
+        tier: r.get(20),
     };
     RawCase { row, key, tags_ct: r.get(6) }
 }

@@ -132,3 +132,103 @@ impl Store {
         Ok((n, Some(median)))
     }
 }
+
+/// A day in the store's dashboard figures: days since 1970-01-01 (UTC).
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The time ranges the dashboard asks one queue's figures for (unix ms, each `[since, now)`).
+#[derive(Debug, Clone, Copy)]
+pub struct DashboardRanges {
+    pub now: i64,
+    /// Opened and resolved per day.
+    pub days_since: i64,
+    /// SLA met per ISO week (cases opened since).
+    pub weeks_since: i64,
+    /// First-response and resolution times, and volume by category and tier.
+    pub durations_since: i64,
+}
+
+/// At most this many durations are read per queue and measure, whatever the range holds.
+pub const MAX_DURATIONS: i64 = 200_000;
+
+/// One queue's dashboard figures (no customer data).
+#[derive(Debug, Clone, Default)]
+pub struct DashboardFigures {
+    /// Day (days since 1970-01-01, UTC) → cases opened that day.
+    pub opened_per_day: BTreeMap<i64, i64>,
+    /// Day → cases resolved that day (and not re-opened since).
+    pub resolved_per_day: BTreeMap<i64, i64>,
+    /// ISO week (weeks since Monday 1969-12-29) → (first response in time, late or still missing past due).
+    pub sla_per_week: BTreeMap<i64, (i64, i64)>,
+    /// Milliseconds from opening to the first response, of the cases first answered in the range.
+    pub response_ms: Vec<i64>,
+    /// Milliseconds from opening to resolution, of the cases resolved in the range.
+    pub resolution_ms: Vec<i64>,
+    /// Category code ("none" for none) → cases opened in the range.
+    pub by_category: BTreeMap<String, i64>,
+    /// Tier ("none" for none) → cases opened in the range.
+    pub by_tier: BTreeMap<String, i64>,
+}
+
+/// Every status named, so SQLite reads an `opened_at` range in each run of (queue, status, opened_at).
+const ALL_STATUSES: &str = "status IN ('new', 'open', 'waiting', 'resolved', 'closed')";
+
+impl Store {
+    /// The dashboard's figures of `queue` over the ranges: each query reads an index range.
+    pub async fn dashboard_figures(&self, queue: &str, r: &DashboardRanges) -> Result<DashboardFigures, StoreError> {
+        let mut f = DashboardFigures::default();
+        let per_day = |column: &str| {
+            let filter = if column == "opened_at" { ALL_STATUSES.to_string() } else { format!("{column} IS NOT NULL") };
+            format!(
+                "SELECT {column} / {DAY_MS}, COUNT(*) FROM cases WHERE queue = $1 AND {filter} AND {column} >= $2 AND {column} < $3 GROUP BY 1"
+            )
+        };
+        for (column, out) in [("opened_at", &mut f.opened_per_day), ("resolved_at", &mut f.resolved_per_day)] {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(per_day(column)))
+                .bind(queue)
+                .bind(r.days_since)
+                .bind(r.now)
+                .fetch_all(&self.pool)
+                .await?;
+            out.extend(rows);
+        }
+        // Day 0 was a Thursday: adding 3 makes weeks start on Monday, as ISO weeks do.
+        let weeks: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (opened_at / {DAY_MS} + 3) / 7,
+                    SUM(CASE WHEN first_response_at IS NOT NULL AND first_response_at <= due_at THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
+                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END)
+             FROM cases WHERE queue = $2 AND {ALL_STATUSES} AND opened_at >= $3 AND opened_at < $1 GROUP BY 1"
+        )))
+        .bind(r.now)
+        .bind(queue)
+        .bind(r.weeks_since)
+        .fetch_all(&self.pool)
+        .await?;
+        f.sla_per_week = weeks.into_iter().map(|(week, met, missed)| (week, (met, missed))).collect();
+        for (column, out) in [("first_response_at", &mut f.response_ms), ("resolved_at", &mut f.resolution_ms)] {
+            *out = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT {column} - opened_at FROM cases WHERE queue = $1 AND {column} IS NOT NULL AND {column} >= $2 AND {column} < $3 LIMIT $4"
+            )))
+            .bind(queue)
+            .bind(r.durations_since)
+            .bind(r.now)
+            .bind(MAX_DURATIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        }
+        let volume: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT category, tier, COUNT(*) FROM cases WHERE queue = $1 AND {ALL_STATUSES} AND opened_at >= $2 AND opened_at < $3 GROUP BY category, tier"
+        )))
+        .bind(queue)
+        .bind(r.durations_since)
+        .bind(r.now)
+        .fetch_all(&self.pool)
+        .await?;
+        for (category, tier, n) in volume {
+            *f.by_category.entry(category.unwrap_or_else(|| "none".into())).or_default() += n;
+            *f.by_tier.entry(tier.unwrap_or_else(|| "none".into())).or_default() += n;
+        }
+        Ok(f)
+    }
+}

@@ -301,3 +301,50 @@ fn sorts_parse_and_name_themselves() {
     assert!("size".parse::<Sort>().is_err());
     assert!("--due".parse::<Sort>().is_err());
 }
+
+#[tokio::test]
+async fn dashboard_figures_count_each_day_week_and_range_of_one_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    const D: i64 = DAY_MS;
+    /// (id, queue, status, opened, due, first response, resolved, category, tier)
+    type Seeded = (i64, &'static str, &'static str, i64, i64, Option<i64>, Option<i64>, Option<&'static str>, Option<&'static str>);
+    let cases: [Seeded; 5] = [
+        (1, "support", "new", 10 * D + 5, 10 * D + 1000, None, None, None, None),
+        (2, "support", "resolved", 10 * D + 6, 10 * D + 1000, Some(10 * D + 100), Some(11 * D + 10), None, None),
+        (3, "support", "waiting", 11 * D, 11 * D + 10, Some(11 * D + 5000), None, Some("BZZX"), Some("vip")),
+        (4, "sales", "new", 11 * D, 11 * D + 10, None, None, None, None),
+        (5, "support", "new", 2 * D, 2 * D + 10, None, None, None, None),
+    ];
+    for (id, queue, status, opened, due, responded, resolved, category, tier) in cases {
+        sqlx::query(
+            "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, priority, due_at, tags, first_response_at, resolved_at, category, tier)
+             VALUES ($1, 'MR-' || $1, $2, $3, $4, $4, 'normal', $5, '[]', $6, $7, $8, $9)",
+        )
+        .bind(id)
+        .bind(queue)
+        .bind(status)
+        .bind(opened)
+        .bind(due)
+        .bind(responded)
+        .bind(resolved)
+        .bind(category)
+        .bind(tier)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+    let ranges = DashboardRanges { now: 12 * D, days_since: 9 * D, weeks_since: 0, durations_since: 9 * D };
+    let mut f = store.dashboard_figures("support", &ranges).await.unwrap();
+    assert_eq!(f.opened_per_day, [(10, 2), (11, 1)].into(), "case 5 is older than the days asked, case 4 another queue's");
+    assert_eq!(f.resolved_per_day, [(11, 1)].into());
+    // Weeks start on Monday: day 2 (a Saturday) is week 0, day 10 week 1, day 11 (a Monday) week 2.
+    assert_eq!(f.sla_per_week, [(0, (0, 1)), (1, (1, 1)), (2, (0, 1))].into(), "in time, late, or unanswered past due");
+    f.response_ms.sort();
+    assert_eq!(f.response_ms, [94, 5000]);
+    assert_eq!(f.resolution_ms, [D + 4]);
+    assert_eq!(f.by_category, [("none".to_string(), 2), ("BZZX".to_string(), 1)].into());
+    assert_eq!(f.by_tier, [("none".to_string(), 2), ("vip".to_string(), 1)].into());
+    let empty = store.dashboard_figures("complaints", &ranges).await.unwrap();
+    assert!(empty.opened_per_day.is_empty() && empty.response_ms.is_empty() && empty.by_tier.is_empty());
+}

@@ -58,6 +58,8 @@ pub struct NewCase<'a> {
     pub priority: &'a str,
     pub due_at: i64,
     pub spam: bool,
+    /// The sender's customer tier, when known and trusted.
+    pub tier: Option<&'a str>,
     /// The case's key and sealed tags, when it has tags.
     pub tags: Option<&'a super::super::cases::SealedTags>,
 }
@@ -124,8 +126,8 @@ impl WriteTx<'_> {
         let key = case.tags.map(|t| &t.key);
         self.tx
             .prepare_cached(
-                "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct)
-                 VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
+                 VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )?
             .execute(params![
                 case.id,
@@ -139,7 +141,8 @@ impl WriteTx<'_> {
                 key.map(|k| &k.uid),
                 key.map(|k| k.key_id),
                 key.map(|k| &k.wrapped_key),
-                case.tags.and_then(|t| t.tags_ct.as_ref())
+                case.tags.and_then(|t| t.tags_ct.as_ref()),
+                case.tier
             ])?;
         let mut index_tag = self.tx.prepare_cached("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING")?;
         for idx in case.tags.iter().flat_map(|t| &t.index) {
