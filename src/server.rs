@@ -256,5 +256,7 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         outbox_configured: config.outbox.is_some(),
         own_addresses: settings.policy.own_addresses.clone(),
         reg_format: settings.policy.reg_format.clone(),
+        templates: config.templates.clone(),
+        undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
     }
 }

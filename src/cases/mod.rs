@@ -11,7 +11,10 @@
 //! ([`crate::store::cases::CaseChange`]).
 //!
 //! * `workflow`: the actions on a case.
-//! * `reply`: the reply to the customer through the outbox.
+//! * `reply`: the reply to the customer through the outbox: prepared (a draft to preview), sent.
+//! * `reply_form`: the templates offered for a case, one filled in for the reply form.
+//! * `templates`: reply templates and the placeholder language of a reply.
+//! * `undo`: taking a reply back within the undo window.
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
 //! * `input`: the rules for what staff type in.
@@ -21,6 +24,9 @@ pub mod error;
 pub mod input;
 pub mod queues;
 pub mod reply;
+pub mod reply_form;
+pub mod templates;
+pub mod undo;
 pub mod view;
 pub mod workflow;
 
@@ -67,6 +73,11 @@ pub struct CaseSettings {
     pub own_addresses: HashSet<String>,
     /// How registration numbers are written (for the raw message by number).
     pub reg_format: RegFormat,
+    /// Reply templates (`[[templates]]`), in configuration order.
+    pub templates: Vec<templates::ReplyTemplate>,
+    /// How long a reply waits in the outbox, withdrawable, before it may be sent (`[outbox]
+    /// undo_seconds`; zero: sent at once).
+    pub undo_window: std::time::Duration,
 }
 
 impl CaseSettings {

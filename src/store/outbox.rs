@@ -129,6 +129,31 @@ pub async fn insert(conn: &mut SqliteConnection, row: &NewOutboxMail) -> Result<
         .await
 }
 
+/// Makes a row due no earlier than `at` (unix ms): a staff reply's undo window.
+pub async fn hold_until(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2").bind(at).bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Takes a row back before it is sent: one statement, only while it is still pending, never
+/// attempted and not yet due at `now`. The worker's [`claim`] is conditional on the status too and
+/// SQLite runs both under its write lock, so exactly one of them wins. True when withdrawn.
+pub async fn withdraw(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE outbox SET status = 'withdrawn' WHERE id = $1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > $2",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A row's status (pending, sending, sent, failed, withdrawn), if it exists.
+pub async fn status_of(conn: &mut SqliteConnection, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1").bind(id).fetch_optional(conn).await
+}
+
 /// Inserts a row in the writer's rusqlite transaction; returns its id.
 pub fn insert_sync(tx: &rusqlite::Transaction, row: &NewOutboxMail) -> rusqlite::Result<i64> {
     tx.prepare_cached(INSERT)?.query_row(
