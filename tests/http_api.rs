@@ -1047,7 +1047,8 @@ fn header<'a>(data: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     let (port, captured) = capture();
-    let server = start(&format!("[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\nundo_seconds = 0\n"));
+    let server =
+        start(&format!("[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\nundo_seconds = 0\n"));
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("lead", PW, &["support-lead"]);
     let subject = unique_token("Refund for order ");

@@ -6,9 +6,37 @@
 use super::workflow::{Outcome, finish, set_status};
 use super::{CaseError, Cases};
 use crate::access::{Permission, Principal};
-use crate::store::cases::TooLate;
+use crate::store::cases::{CaseEntry, CaseRow, TooLate};
+
+/// One reply of a case and where it stands.
+#[derive(Debug, Clone)]
+pub struct ReplyState {
+    pub case: CaseRow,
+    pub entry: CaseEntry,
+    /// While it can still be taken back: when the outbox may send it (unix ms).
+    pub leaves_at: Option<i64>,
+    /// When this was read (unix ms).
+    pub now: i64,
+}
 
 impl Cases {
+    /// Reply `entry` of case `id` (someone who may read the case), with its undo deadline.
+    pub async fn reply_state(&self, who: &Principal, id: i64, entry: i64) -> Result<ReplyState, CaseError> {
+        let case = self.readable_case(who, id).await?;
+        let entry = self
+            .store()
+            .case_entries(id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == entry && e.kind == "reply")
+            .ok_or_else(|| CaseError::Invalid(format!("case {id} has no reply {entry}")))?;
+        let leaves_at = match (entry.outbox_id, entry.state.as_deref()) {
+            (Some(outbox), None) => crate::store::outbox::pending_until(self.store(), outbox).await?,
+            _ => None,
+        };
+        Ok(ReplyState { case, entry, leaves_at, now: crate::store::now_millis() })
+    }
+
     /// Withdraws reply `entry` of case `id`: its author, or someone who supervises the queue.
     /// After the window: "already sent" or "too late" (a conflict with the reply's state).
     pub async fn undo_reply(&self, who: &Principal, id: i64, entry: i64) -> Result<Outcome, CaseError> {

@@ -11,6 +11,7 @@
 //! * `login`: log in and out.
 //! * `home`: "My queues".
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
+//! * `reply`: the reply pages under `/cases/{id}/reply…`: form with templates, preview, send, undo.
 
 pub mod assets;
 pub mod bulk;
@@ -21,6 +22,7 @@ pub mod home;
 pub mod i18n;
 pub mod login;
 pub mod queue;
+pub mod reply;
 pub mod session;
 
 use std::sync::Arc;
@@ -39,6 +41,11 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/logout", post(login::logout))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
+        .route("/cases/{id}/reply", get(reply::form).post(reply::edit))
+        .route("/cases/{id}/reply/preview", post(reply::preview))
+        .route("/cases/{id}/reply/send", post(reply::send))
+        .route("/cases/{id}/reply/{entry}", get(reply::state))
+        .route("/cases/{id}/reply/{entry}/undo", post(reply::undo))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }
