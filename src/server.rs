@@ -248,6 +248,7 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
             .map(|q| crate::cases::QueueSetting {
                 name: q.name.clone(),
                 address: settings.policy.queue_address(&q.name).map(str::to_string),
+                review: q.review,
             })
             .collect(),
         categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),

@@ -27,6 +27,19 @@ grants = { support = ["read", "act"] }
 name = "sales-agent"
 grants = { sales = ["read", "act"] }
 
+[[roles]]
+name = "vip-agent"
+grants = { vip = ["read", "act"] }
+
+[[roles]]
+name = "vip-reviewer"
+grants = { vip = ["read", "act", "review"] }
+
+[[queues]]
+name = "vip"
+addresses = ["vip@example.com"]
+review = true
+
 [[templates]]
 name = "thanks"
 queues = ["support"]
@@ -397,7 +410,7 @@ fn undo_within_the_window_sends_nothing_and_the_reply_shows_withdrawn() {
     let bert = Browser::logged_in(&server, "bert");
     let r = bert.submit(&from, &format!("{location}/undo"), &[]);
     assert_eq!(r.status, 403, "{r:?}");
-    assert!(r.body.contains("only its author (anna)"), "{}", r.body);
+    assert!(r.body.contains("only its author (anna), a reviewer"), "{}", r.body);
 
     let undo = anna.post(&format!("{location}/undo"), &[("csrf", &queued.csrf())]);
     assert_eq!((undo.status, undo.location()), (303, Some(location.as_str())), "{undo:?}");
@@ -474,4 +487,81 @@ fn reply_pages_need_a_session_the_csrf_token_and_the_queue() {
     }
     let r = sam.submit("/", &format!("/cases/{id}/reply/send"), &[("body", "Hello")]);
     assert_eq!(r.status, 404);
+}
+
+#[test]
+fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_one_leaves() {
+    let (server, captured) = start(1);
+    server.add_user("val", PW, &["vip-agent"]);
+    server.add_user("rita", PW, &["vip-reviewer"]);
+    server.add_user("rolf", PW, &["vip-reviewer"]);
+    let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "vip@example.com", "Contract question");
+    let id = case_of(&server, &number);
+    let rita = Browser::logged_in(&server, "rita");
+    let rolf = Browser::logged_in(&server, "rolf");
+    let val = Browser::logged_in(&server, "val");
+    let form = format!("/cases/{id}/reply");
+    let replies =
+        |server: &Server| db(server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap();
+
+    // Rita writes: the reply awaits review, nothing is queued, the case is unchanged.
+    let sent = rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear {customer_name}, first draft.")]);
+    assert_eq!(sent.status, 303, "{sent:?}");
+    let location = sent.location().unwrap().to_string();
+    let entry = location.rsplit('/').next().unwrap().to_string();
+    let page = rita.get(&location);
+    assert!(page.body.contains("data-state=\"reply.awaiting\""), "{}", page.body);
+    assert_eq!(replies(&server), 0, "no outbox row while awaiting review");
+    let status: String = db(&server).query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "new");
+
+    // The author cannot approve her own reply (nor return it); no review permission, no approval.
+    let own = rita.submit(&form, &format!("/cases/{id}/reply/{entry}/approve"), &[]);
+    assert_eq!(own.status, 403, "{own:?}");
+    assert!(own.body.contains("you wrote this reply"), "{}", own.body);
+    assert!(!rita.get(&form).body.contains(&format!("/reply/{entry}/approve")), "no approve button for the author");
+    let no_permission = val.submit(&form, &format!("/cases/{id}/reply/{entry}/approve"), &[]);
+    assert_eq!(no_permission.status, 403, "{no_permission:?}");
+    assert!(no_permission.body.contains("review permission"), "{}", no_permission.body);
+    let forged = rolf.post(&format!("/cases/{id}/reply/{entry}/approve"), &[]);
+    assert_eq!(forged.status, 403, "no CSRF token");
+    assert_eq!(replies(&server), 0);
+
+    // Rolf sees it in his list (Rita does not: it is her own) and returns it with a comment.
+    assert!(rolf.get("/reviews").body.contains(&format!("data-review=\"{entry}\"")));
+    assert!(!rita.get("/reviews").body.contains(&format!("data-review=\"{entry}\"")));
+    let returned = rolf.submit(&form, &format!("/cases/{id}/reply/{entry}/return"), &[("comment", "Please mention clause 4.")]);
+    assert_eq!((returned.status, returned.location()), (303, Some(form.as_str())), "{returned:?}");
+
+    // Rita sees the comment, edits the returned text and sends it again.
+    let mine = rita.get(&form);
+    assert!(mine.body.contains("Comment from rolf: Please mention clause 4."), "{}", mine.body);
+    let edit = rita.get(&format!("{form}?edit={entry}"));
+    assert_eq!(edit.textarea(), "Dear Ann Customer, first draft.");
+    let again = rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear Ann Customer, see clause 4.")]);
+    assert_eq!(again.status, 303);
+    let second = again.location().unwrap().rsplit('/').next().unwrap().to_string();
+    assert_eq!(rolf.submit(&form, &format!("/cases/{id}/reply/{entry}/approve"), &[]).status, 409, "a returned reply cannot be approved");
+
+    // Rolf approves: queued with the undo window, then sent with the tag.
+    let approved = rolf.submit(&form, &format!("/cases/{id}/reply/{second}/approve"), &[]);
+    assert_eq!(approved.status, 303, "{approved:?}");
+    assert!(wait_until(Duration::from_secs(20), || !captured.lock().unwrap().is_empty()), "the approved reply never arrived");
+    let mail = captured.lock().unwrap()[0].clone();
+    assert_eq!(subject_of(&mail.data), format!("Re: [{number}] Contract question"));
+    assert!(mail.data.contains("see clause 4."), "{}", mail.data);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(captured.lock().unwrap().len(), 1, "only the approved reply is sent");
+
+    let conn = db(&server);
+    let actions: Vec<String> = conn
+        .prepare("SELECT action FROM case_history WHERE case_id = ?1 ORDER BY id")
+        .unwrap()
+        .query_map([id], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(actions, ["reply.submitted", "reply.returned", "reply.submitted", "reply.approved"]);
+    let status: String = conn.query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "waiting");
 }

@@ -13,6 +13,7 @@
 //! * `workflow`: the actions on a case.
 //! * `reply`: the reply to the customer through the outbox: prepared (a draft to preview), sent.
 //! * `reply_form`: the templates offered for a case, one filled in for the reply form.
+//! * `review`: four eyes: approving or returning a reply in a queue with `review = true`.
 //! * `templates`: reply templates and the placeholder language of a reply.
 //! * `undo`: taking a reply back within the undo window.
 //! * `view`: a case with everything in it; the raw message.
@@ -25,6 +26,7 @@ pub mod input;
 pub mod queues;
 pub mod reply;
 pub mod reply_form;
+pub mod review;
 pub mod templates;
 pub mod undo;
 pub mod view;
@@ -48,6 +50,8 @@ pub struct QueueSetting {
     pub name: String,
     /// The address the queue is reached at (its first): the From: of replies.
     pub address: Option<String>,
+    /// Replies wait for review (four eyes) before they are sent.
+    pub review: bool,
 }
 
 /// A configured category: code and name.
@@ -81,7 +85,7 @@ pub struct CaseSettings {
 }
 
 impl CaseSettings {
-    fn queue(&self, name: &str) -> Option<&QueueSetting> {
+    pub(crate) fn queue(&self, name: &str) -> Option<&QueueSetting> {
         self.queues.iter().find(|q| q.name == name)
     }
 

@@ -16,7 +16,7 @@ use super::{CaseError, Cases};
 use crate::access::{Permission, Principal};
 use crate::intake::record::{Mailbox, Record};
 use crate::outbox::compose;
-use crate::store::cases::{CaseRow, EntryBody};
+use crate::store::cases::{CaseChange, CaseRow, EntryBody};
 use crate::store::{millis_to_rfc3339, now_millis};
 
 /// What the agent asks to send, as typed: body and subject in the placeholder language.
@@ -46,20 +46,26 @@ pub struct Draft {
     pub promise: Option<i64>,
 }
 
-/// A reply queued: the case after it, and when the outbox may send it (unix ms).
+/// A reply queued: the case after it, and when the outbox may send it (unix ms); None while it
+/// awaits review.
 #[derive(Debug, Clone)]
 pub struct SentReply {
     pub outcome: Outcome,
-    pub leaves_at: i64,
+    pub leaves_at: Option<i64>,
 }
 
+/// The state of a reply waiting for a reviewer (no outbox row yet).
+pub const AWAITING_REVIEW: &str = "awaiting-review";
+/// The state of a reply a reviewer sent back to its author with a comment.
+pub const RETURNED: &str = "returned";
+
 /// Everything sending needs, computed before the case's write lock is taken.
-struct Prepared {
-    draft: Draft,
-    answers: i64,
-    to_address: String,
-    data: Vec<u8>,
-    message_id: String,
+pub(super) struct Prepared {
+    pub draft: Draft,
+    pub answers: i64,
+    pub to_address: String,
+    pub data: Vec<u8>,
+    pub message_id: String,
 }
 
 impl Cases {
@@ -84,24 +90,32 @@ impl Cases {
         if before.queue != draft.case.queue {
             return Err(CaseError::Conflict("the case moved to another queue meanwhile; reload it and reply again".into()));
         }
+        let entry_body = EntryBody {
+            text: draft.body,
+            to: Some(to_address.clone()),
+            subject: Some(draft.subject),
+            message_id: Some(message_id),
+            ..EntryBody::default()
+        };
+        if self.settings.queue(&before.queue).is_some_and(|q| q.review) {
+            // Four eyes: no outbox row until a reviewer approves; the case is unchanged meanwhile.
+            let entry = change.add_entry("reply", &who.name, &entry_body, None).await?;
+            change.set_reply_state(entry, Some(AWAITING_REVIEW), None, None).await?;
+            let mut detail = format!("entry={entry} awaiting review");
+            promise_in(&mut change, who, draft.promise, &mut detail).await?;
+            let outcome = finish(change, &before, who, "reply.submitted", &detail, Some((entry, None))).await?;
+            return Ok(SentReply { outcome, leaves_at: None });
+        }
         let leaves_at = change.now + self.settings.undo_window.as_millis() as i64;
         let outbox = change.enqueue_mail(answers, "reply", &draft.from, &to_address, &data, leaves_at).await?;
-        let entry_body =
-            EntryBody { text: draft.body, to: Some(to_address), subject: Some(draft.subject), message_id: Some(message_id), due: None };
         let entry = change.add_entry("reply", &who.name, &entry_body, Some(outbox)).await?;
         change.set_reply_state(entry, None, Some(&before.status), None).await?;
         let mut detail = format!("entry={entry} outbox={outbox} status {}→waiting", before.status);
-        if let Some(due) = draft.promise {
-            let due_text = millis_to_rfc3339(due);
-            change.case.follow_up_at = Some(due);
-            let body = EntryBody { due: Some(due_text.clone()), ..EntryBody::default() };
-            let promised = change.add_entry("follow-up", &who.name, &body, None).await?;
-            detail.push_str(&format!(" promised={due_text} follow-up={promised}"));
-        }
+        promise_in(&mut change, who, draft.promise, &mut detail).await?;
         change.case.first_response_at = change.case.first_response_at.or(Some(change.now));
         set_status(&mut change.case, "waiting", change.now);
         let outcome = finish(change, &before, who, "reply", &detail, Some((entry, Some(outbox)))).await?;
-        Ok(SentReply { outcome, leaves_at })
+        Ok(SentReply { outcome, leaves_at: Some(leaves_at) })
     }
 
     async fn prepare(&self, who: &Principal, id: i64, request: &ReplyRequest) -> Result<Prepared, CaseError> {
@@ -109,6 +123,13 @@ impl Cases {
         if !who.can(&case.queue, Permission::Act) {
             return Err(CaseError::forbidden(&[Permission::Act], &case.queue));
         }
+        self.draft_for(who, case, request).await
+    }
+
+    /// Checks, renders and composes `request` for `case`, whoever may send it (the author, or a
+    /// reviewer approving the author's text).
+    pub(super) async fn draft_for(&self, who: &Principal, case: CaseRow, request: &ReplyRequest) -> Result<Prepared, CaseError> {
+        let id = case.id;
         check_text("body", &request.body)?;
         let promise = request.promise.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(|p| self.promise(p)).transpose()?;
         if !self.settings.outbox_configured {
@@ -203,6 +224,18 @@ impl Cases {
         }
         Ok(None)
     }
+}
+
+/// A promised date becomes the case's follow-up date, with its entry, in the same change.
+async fn promise_in(change: &mut CaseChange<'_>, who: &Principal, promise: Option<i64>, detail: &mut String) -> Result<(), CaseError> {
+    if let Some(due) = promise {
+        let due_text = millis_to_rfc3339(due);
+        change.case.follow_up_at = Some(due);
+        let body = EntryBody { due: Some(due_text.clone()), ..EntryBody::default() };
+        let promised = change.add_entry("follow-up", &who.name, &body, None).await?;
+        detail.push_str(&format!(" promised={due_text} follow-up={promised}"));
+    }
+    Ok(())
 }
 
 fn usable_address(address: &str) -> bool {

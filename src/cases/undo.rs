@@ -37,15 +37,15 @@ impl Cases {
         Ok(ReplyState { case, entry, leaves_at, now: crate::store::now_millis() })
     }
 
-    /// Withdraws reply `entry` of case `id`: its author, or someone who supervises the queue.
+    /// Withdraws reply `entry` of case `id`: its author, or someone who supervises or reviews the queue.
     /// After the window: "already sent" or "too late" (a conflict with the reply's state).
     pub async fn undo_reply(&self, who: &Principal, id: i64, entry: i64) -> Result<Outcome, CaseError> {
-        let mut change = self.begin(who, id, &[Permission::Act, Permission::Supervise]).await?;
+        let mut change = self.begin(who, id, &[Permission::Act, Permission::Supervise, Permission::Review]).await?;
         let before = change.case.clone();
         let reply = change.reply_entry(entry).await?.ok_or_else(|| CaseError::Invalid(format!("case {id} has no reply {entry}")))?;
-        if reply.author != who.name && !who.can(&before.queue, Permission::Supervise) {
+        if reply.author != who.name && !who.can(&before.queue, Permission::Supervise) && !who.can(&before.queue, Permission::Review) {
             return Err(CaseError::Refused(format!(
-                "only its author ({}) or a supervisor of the queue can take a reply back",
+                "only its author ({}), a reviewer or a supervisor of the queue can take a reply back",
                 reply.author
             )));
         }

@@ -195,7 +195,7 @@ impl Message {
 }
 
 fn entry_kind_schema() -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["note", "reply", "follow-up"])).build()
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["note", "reply", "follow-up", "review"])).build()
 }
 
 fn outbox_status_schema() -> Object {

@@ -46,6 +46,9 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/reply/send", post(reply::send))
         .route("/cases/{id}/reply/{entry}", get(reply::state))
         .route("/cases/{id}/reply/{entry}/undo", post(reply::undo))
+        .route("/cases/{id}/reply/{entry}/approve", post(reply::approve))
+        .route("/cases/{id}/reply/{entry}/return", post(reply::give_back))
+        .route("/reviews", get(reply::reviews))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

@@ -10,6 +10,9 @@
 //! * `GET /cases/{id}/reply/{entry}`: "Reply queued — it leaves at …" with "Undo", or what
 //!   became of it; `POST …/{entry}/undo` takes it back within the undo window.
 //!
+//! * `POST …/{entry}/approve` and `…/{entry}/return` (four eyes, a queue with `review = true`);
+//!   `GET /reviews`: the replies awaiting my review.
+//!
 //! Every refusal is a page with the case service's reason, never JSON; a case the user may not
 //! read is the same 404 page as one that does not exist.
 
@@ -54,6 +57,9 @@ impl ReplyFields {
 pub struct TemplateQuery {
     #[serde(default)]
     pub template: String,
+    /// A returned reply of mine to edit and send again.
+    #[serde(default)]
+    pub edit: String,
 }
 
 /// The form page.
@@ -114,6 +120,8 @@ impl StatePage {
             (_, Some("sent")) => "reply.sent",
             (_, Some("failed")) => "reply.failed",
             (_, Some("sending")) => "reply.sending",
+            (Some("awaiting-review"), _) => "reply.awaiting",
+            (Some("returned"), _) => "reply.returned",
             _ if self.leaves_at.is_some() => "reply.queued",
             _ => "reply.leaving",
         }
@@ -157,16 +165,23 @@ fn refused(ctx: &HttpContext, session: &PageSession, id: i64, e: CaseError) -> R
     render(status, &RefusedPage { chrome: session.chrome(ctx), id, reason: e.to_string() })
 }
 
+/// What the form starts from: a template, or a returned reply to edit.
+#[derive(Default, Clone, Copy)]
+struct Start<'a> {
+    template: Option<&'a str>,
+    edit: Option<i64>,
+}
+
 /// The form, filled with `fields` (or from a template), with the reason of a refusal.
 async fn form_page(
     ctx: &HttpContext,
     session: &PageSession,
     id: i64,
-    template: Option<&str>,
+    start: Start<'_>,
     fields: Option<ReplyFields>,
     problem: Option<(StatusCode, String)>,
 ) -> Response {
-    let mut form = match ctx.cases.reply_form(&session.principal, id, template).await {
+    let mut form = match ctx.cases.reply_form(&session.principal, id, start.template, start.edit).await {
         Ok(form) => form,
         Err(e) => return refused(ctx, session, id, e),
     };
@@ -191,16 +206,23 @@ pub async fn form(
     query: Result<Query<TemplateQuery>, QueryRejection>,
 ) -> Response {
     let Some(id) = number(&id) else { return not_found(&session) };
-    let Ok(Query(TemplateQuery { template })) = query else { return PageError::new(session.lang, Problem::BadForm).into_response() };
-    let template = Some(template.as_str()).filter(|t| !t.trim().is_empty());
-    form_page(&ctx, &session, id, template, None, None).await
+    let Ok(Query(TemplateQuery { template, edit })) = query else { return PageError::new(session.lang, Problem::BadForm).into_response() };
+    let edit = match edit.trim() {
+        "" => None,
+        text => match number(text) {
+            Some(entry) => Some(entry),
+            None => return PageError::new(session.lang, Problem::BadForm).into_response(),
+        },
+    };
+    let start = Start { template: Some(template.as_str()).filter(|t| !t.trim().is_empty()), edit };
+    form_page(&ctx, &session, id, start, None, None).await
 }
 
 /// `POST /cases/{id}/reply`: the form again with what was posted ("Edit").
 pub async fn edit(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>, posted: Posted<ReplyFields>) -> Response {
     let Some(id) = number(&id) else { return not_found(&posted.session) };
     let Posted { session, form } = posted;
-    form_page(&ctx, &session, id, None, Some(form), None).await
+    form_page(&ctx, &session, id, Start::default(), Some(form), None).await
 }
 
 /// `POST /cases/{id}/reply/preview`.
@@ -213,7 +235,7 @@ pub async fn preview(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>
             render(StatusCode::OK, &PreviewPage { chrome: session.chrome(&ctx), draft, fields, promised })
         }
         Err(CaseError::Invalid(reason)) => {
-            form_page(&ctx, &session, id, None, Some(fields), Some((StatusCode::UNPROCESSABLE_ENTITY, reason))).await
+            form_page(&ctx, &session, id, Start::default(), Some(fields), Some((StatusCode::UNPROCESSABLE_ENTITY, reason))).await
         }
         Err(e) => refused(&ctx, &session, id, e),
     }
@@ -229,7 +251,7 @@ pub async fn send(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>, p
             None => PageError::internal(session.lang, "a sent reply has no entry").into_response(),
         },
         Err(CaseError::Invalid(reason)) => {
-            form_page(&ctx, &session, id, None, Some(fields), Some((StatusCode::UNPROCESSABLE_ENTITY, reason))).await
+            form_page(&ctx, &session, id, Start::default(), Some(fields), Some((StatusCode::UNPROCESSABLE_ENTITY, reason))).await
         }
         Err(e) => refused(&ctx, &session, id, e),
     }
@@ -263,6 +285,56 @@ pub async fn undo(State(ctx): State<Arc<HttpContext>>, Path((id, entry)): Path<(
         Ok(_) => see_other(&format!("/cases/{id}/reply/{entry}")),
         Err(e @ CaseError::Conflict(_)) => state_page(&ctx, &session, id, entry, Some((StatusCode::CONFLICT, e.to_string()))).await,
         Err(e) => refused(&ctx, &session, id, e),
+    }
+}
+
+/// The reviewer's comment when returning a reply.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnFields {
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST /cases/{id}/reply/{entry}/approve`: queued (with the undo window); to its page.
+pub async fn approve(State(ctx): State<Arc<HttpContext>>, Path((id, entry)): Path<(String, String)>, posted: Posted<NoFields>) -> Response {
+    let session = posted.session;
+    let (Some(id), Some(entry)) = (number(&id), number(&entry)) else { return not_found(&session) };
+    match ctx.cases.approve_reply(&session.principal, id, entry).await {
+        Ok(_) => see_other(&format!("/cases/{id}/reply/{entry}")),
+        Err(e) => refused(&ctx, &session, id, e),
+    }
+}
+
+/// `POST /cases/{id}/reply/{entry}/return`: back to its author with the comment.
+pub async fn give_back(
+    State(ctx): State<Arc<HttpContext>>,
+    Path((id, entry)): Path<(String, String)>,
+    posted: Posted<ReturnFields>,
+) -> Response {
+    let Posted { session, form } = posted;
+    let (Some(id), Some(entry)) = (number(&id), number(&entry)) else { return not_found(&session) };
+    match ctx.cases.return_reply(&session.principal, id, entry, form.comment).await {
+        Ok(_) => see_other(&format!("/cases/{id}/reply")),
+        Err(e) => refused(&ctx, &session, id, e),
+    }
+}
+
+/// The list of replies awaiting my review.
+#[derive(Template)]
+#[template(path = "reviews.html")]
+pub struct ReviewsPage {
+    pub chrome: Chrome,
+    pub items: Vec<(crate::store::cases::AwaitingReview, LocalTime)>,
+}
+
+/// `GET /reviews`.
+pub async fn reviews(State(ctx): State<Arc<HttpContext>>, session: PageSession) -> Response {
+    match ctx.cases.reviews(&session.principal).await {
+        Ok(list) => {
+            let items = list.into_iter().map(|r| (r.clone(), local(&ctx, r.at))).collect();
+            render(StatusCode::OK, &ReviewsPage { chrome: session.chrome(&ctx), items })
+        }
+        Err(e) => PageError::internal(session.lang, e).into_response(),
     }
 }
 

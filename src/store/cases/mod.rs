@@ -35,7 +35,7 @@ mod tags;
 pub use change::CaseChange;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
-pub use replies::{ReplyEntry, TooLate};
+pub use replies::{AwaitingReview, ReplyEntry, TooLate};
 pub use stats::{DUE_SOON, QueueCounts, QueueStats};
 pub use tags::seal_tags;
 
@@ -181,6 +181,9 @@ pub struct EntryBody {
     /// Follow-up: when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<String>,
+    /// A reviewer's comment: the reply entry it returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<i64>,
 }
 
 // After `case_columns!`, which the tests use.

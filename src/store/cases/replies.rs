@@ -1,11 +1,52 @@
 //! A reply's life after it was written, inside a [`CaseChange`]: what it replaced, its state
 //! (withdrawn, awaiting review, returned), and taking its outbox row back within the undo window.
 
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::CaseChange;
-use crate::store::StoreError;
+use super::{CaseChange, EntryBody};
 use crate::store::outbox;
+use crate::store::{Store, StoreError};
+
+/// A reply awaiting review, as a reviewer's list shows it (no content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitingReview {
+    pub case_id: i64,
+    pub opening: String,
+    pub queue: String,
+    pub entry: i64,
+    pub author: String,
+    pub at: i64,
+}
+
+impl Store {
+    /// Replies awaiting review in `queues`, oldest first.
+    pub async fn awaiting_review(&self, queues: &[String]) -> Result<Vec<AwaitingReview>, StoreError> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut b = QueryBuilder::<Sqlite>::new(
+            "SELECT c.id, c.opening_number, c.queue, e.id, e.author, e.at FROM case_entries e JOIN cases c ON c.id = e.case_id \
+             WHERE e.kind = 'reply' AND e.state = 'awaiting-review' AND c.queue IN (",
+        );
+        let mut list = b.separated(", ");
+        for q in queues {
+            list.push_bind(q.clone());
+        }
+        b.push(") ORDER BY e.id LIMIT 500");
+        let rows = b.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| AwaitingReview {
+                case_id: r.get(0),
+                opening: r.get(1),
+                queue: r.get(2),
+                entry: r.get(3),
+                author: r.get(4),
+                at: r.get(5),
+            })
+            .collect())
+    }
+}
 
 /// A reply entry of the case being changed, as an undo or a review needs it (no content).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +103,24 @@ impl CaseChange<'_> {
         .bind(entry)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    /// Seals `body` anew for entry `entry` (a fresh data key), e.g. the Message-ID an approved
+    /// reply really leaves with.
+    pub async fn update_entry_body(&mut self, entry: i64, body: &EntryBody) -> Result<(), StoreError> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(body).expect("strings always serialise"));
+        let row = self.store.keys.new_row()?;
+        let body_ct = row.seal("entry", &plain)?;
+        sqlx::query("UPDATE case_entries SET uid = $1, key_id = $2, wrapped_key = $3, body_ct = $4 WHERE id = $5 AND case_id = $6")
+            .bind(&row.uid[..])
+            .bind(row.key_id as i64)
+            .bind(&row.wrapped_key)
+            .bind(body_ct)
+            .bind(entry)
+            .bind(self.case.id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
