@@ -388,20 +388,20 @@ mod tests {
             ))
         };
         let ok = with("name = \"later\"\nqueues = [\"support\"]\ncategories = [\"BZZX\"]\nsubject = \"{number}\"\nbody = \"By {due}, {agent} of {queue}. {{x}}\"").unwrap();
-        assert_eq!(ok.config.templates.len(), 2);
+        assert_eq!(ok.config.templates.len(), 4, "two from the demo config, two here");
         let lines = DEFAULT_CONFIG.lines().count();
         for (entry, key, line, reason) in [
-            ("name = \"b\"\nbody = \"Dear {customer}\"", "templates[1].body", lines + 8, "unknown placeholder {customer}"),
-            ("name = \"b\"\nsubject = \"Re {\"\nbody = \"x\"", "templates[1].subject", lines + 8, "not closed"),
-            ("name = \"thanks\"\nbody = \"x\"", "templates[1].name", lines + 7, "defined twice"),
+            ("name = \"b\"\nbody = \"Dear {customer}\"", "templates[3].body", lines + 8, "unknown placeholder {customer}"),
+            ("name = \"b\"\nsubject = \"Re {\"\nbody = \"x\"", "templates[3].subject", lines + 8, "not closed"),
+            ("name = \"thanks\"\nbody = \"x\"", "templates[3].name", lines + 7, "defined twice"),
             (
                 "name = \"b\"\nqueues = [\"support\", \"nope\"]\nbody = \"x\"",
-                "templates[1].queues[1]",
+                "templates[3].queues[1]",
                 lines + 8,
                 "no queue is named \"nope\"",
             ),
-            ("name = \"b\"\ncategories = [\"NOPE\"]\nbody = \"x\"", "templates[1].categories[0]", lines + 8, "no category"),
-            ("name = \"b\"\nbody = \"x\"\ncolour = \"red\"", "templates[1]", 0, "colour"),
+            ("name = \"b\"\ncategories = [\"NOPE\"]\nbody = \"x\"", "templates[3].categories[0]", lines + 8, "no category"),
+            ("name = \"b\"\nbody = \"x\"\ncolour = \"red\"", "templates[3]", 0, "colour"),
         ] {
             let e = with(entry).unwrap_err();
             assert!(e.key.starts_with(key), "{entry}: {e}");
