@@ -538,8 +538,13 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     assert!(mine.body.contains("Comment from rolf: Please mention clause 4."), "{}", mine.body);
     let edit = rita.get(&format!("{form}?edit={entry}"));
     assert_eq!(edit.textarea(), "Dear Ann Customer, first draft.");
-    let again = rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear Ann Customer, see clause 4.")]);
+    assert!(edit.body.contains(&format!("name=\"replaces\" value=\"{entry}\"")), "{}", edit.body);
+    let again =
+        rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear Ann Customer, see clause 4."), ("replaces", &entry)]);
     assert_eq!(again.status, 303);
+    assert!(!rita.get(&form).body.contains(&format!("?edit={entry}")), "the returned reply was replaced");
+    let old_state: String = db(&server).query_row("SELECT state FROM case_entries WHERE id = ?1", [&entry], |r| r.get(0)).unwrap();
+    assert_eq!(old_state, "resubmitted");
     let second = again.location().unwrap().rsplit('/').next().unwrap().to_string();
     assert_eq!(rolf.submit(&form, &format!("/cases/{id}/reply/{entry}/approve"), &[]).status, 409, "a returned reply cannot be approved");
 

@@ -28,6 +28,9 @@ pub struct ReplyRequest {
     /// "Promise an answer by": a date (`2026-12-03`, the end of that day in the SLA calendar's
     /// zone) or an RFC 3339 time; it becomes the case's follow-up date.
     pub promise: Option<String>,
+    /// A reply of the sender's that a reviewer returned, which this one replaces (it then leaves
+    /// the list of returned replies).
+    pub replaces: Option<i64>,
 }
 
 /// A reply exactly as it will be sent.
@@ -58,6 +61,8 @@ pub struct SentReply {
 pub const AWAITING_REVIEW: &str = "awaiting-review";
 /// The state of a reply a reviewer sent back to its author with a comment.
 pub const RETURNED: &str = "returned";
+/// The state of a returned reply its author has sent again, edited, as a new reply.
+pub const RESUBMITTED: &str = "resubmitted";
 
 /// Everything sending needs, computed before the case's write lock is taken.
 pub(super) struct Prepared {
@@ -89,6 +94,13 @@ impl Cases {
         let before = change.case.clone();
         if before.queue != draft.case.queue {
             return Err(CaseError::Conflict("the case moved to another queue meanwhile; reload it and reply again".into()));
+        }
+        if let Some(old) = request.replaces {
+            let returned = change.reply_entry(old).await?;
+            if !returned.is_some_and(|r| r.author == who.name && r.state.as_deref() == Some(RETURNED)) {
+                return Err(CaseError::Invalid(format!("reply {old} is not one of yours returned by a reviewer")));
+            }
+            change.set_reply_state(old, Some(RESUBMITTED), None, None).await?;
         }
         let entry_body = EntryBody {
             text: draft.body,

@@ -34,6 +34,8 @@ pub struct ReplyForm {
     pub can_write: bool,
     /// Replies awaiting review and returned ones, oldest first.
     pub pending: Vec<PendingReply>,
+    /// The returned reply being edited, which the new one replaces.
+    pub replaces: Option<i64>,
 }
 
 impl Cases {
@@ -70,7 +72,16 @@ impl Cases {
             .collect();
         let offered = self.templates_for(&case);
         let names = offered.iter().map(|t| t.name.clone()).collect();
-        let mut form = ReplyForm { case, templates: names, chosen: None, subject: String::new(), body: String::new(), can_write, pending };
+        let mut form = ReplyForm {
+            case,
+            templates: names,
+            chosen: None,
+            subject: String::new(),
+            body: String::new(),
+            can_write,
+            pending,
+            replaces: None,
+        };
         if let Some(edit) = edit {
             let returned = form
                 .pending
@@ -80,6 +91,7 @@ impl Cases {
             // The stored text is what was sent for review, placeholders already filled.
             form.body = returned.entry.body.text.replace('{', "{{").replace('}', "}}");
             form.subject = returned.entry.body.subject.clone().unwrap_or_default().replace('{', "{{").replace('}', "}}");
+            form.replaces = Some(edit);
             return Ok(form);
         }
         let Some(name) = template.map(str::trim).filter(|n| !n.is_empty()) else { return Ok(form) };

@@ -58,7 +58,12 @@ impl Cases {
     /// window; the case then waits on the customer.
     pub async fn approve_reply(&self, who: &Principal, id: i64, entry: i64) -> Result<Outcome, CaseError> {
         let (case, reply) = self.reviewable(who, id, entry).await?;
-        let request = ReplyRequest { body: literal(&reply.body.text), subject: reply.body.subject.as_deref().map(literal), promise: None };
+        let request = ReplyRequest {
+            body: literal(&reply.body.text),
+            subject: reply.body.subject.as_deref().map(literal),
+            promise: None,
+            replaces: None,
+        };
         let Prepared { draft, answers, to_address, data, message_id } = self.draft_for(who, case, &request).await?;
         let mut change = self.begin(who, id, &[Permission::Review]).await?;
         let before = change.case.clone();

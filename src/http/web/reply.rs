@@ -44,12 +44,20 @@ pub struct ReplyFields {
     pub body: String,
     #[serde(default)]
     pub promise: String,
+    /// The returned reply this one replaces (hidden; empty for a new reply).
+    #[serde(default)]
+    pub replaces: String,
 }
 
 impl ReplyFields {
     fn request(&self) -> ReplyRequest {
         let given = |v: &str| Some(v.to_string()).filter(|v| !v.trim().is_empty());
-        ReplyRequest { body: self.body.clone(), subject: given(&self.subject), promise: given(&self.promise) }
+        ReplyRequest {
+            body: self.body.clone(),
+            subject: given(&self.subject),
+            promise: given(&self.promise),
+            replaces: number(self.replaces.trim()),
+        }
     }
 }
 
@@ -122,6 +130,7 @@ impl StatePage {
             (_, Some("sending")) => "reply.sending",
             (Some("awaiting-review"), _) => "reply.awaiting",
             (Some("returned"), _) => "reply.returned",
+            (Some("resubmitted"), _) => "reply.resubmitted",
             _ if self.leaves_at.is_some() => "reply.queued",
             _ => "reply.leaving",
         }
@@ -190,6 +199,7 @@ async fn form_page(
         form.subject = fields.subject;
         form.body = fields.body;
         promise = fields.promise;
+        form.replaces = number(fields.replaces.trim());
     }
     let (status, problem) = match problem {
         Some((status, reason)) => (status, Some(reason)),
