@@ -208,7 +208,7 @@ fn outbox_status_schema() -> Object {
 fn reply_state_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .description(Some("a reply's own state: null (outbox_status tells), withdrawn, awaiting-review, returned"))
+        .description(Some("a reply's own state: null (outbox_status tells), withdrawn, awaiting-review, returned, resubmitted (returned, then sent again as a new reply)"))
         .build()
 }
 

@@ -55,7 +55,8 @@ pub struct ReplyEntry {
     pub at: i64,
     pub author: String,
     pub outbox_id: Option<i64>,
-    /// None: queued or sent (the outbox row tells); `withdrawn`, `awaiting-review`, `returned`.
+    /// None: queued or sent (the outbox row tells); `withdrawn`, `awaiting-review`, `returned`,
+    /// `resubmitted`.
     pub state: Option<String>,
     /// The case status the reply replaced.
     pub status_before: Option<String>,
