@@ -64,7 +64,7 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Roles and what they may do on which queue (read, act, assign, supervise).
+    /// Roles and what they may do on which queue (read, act, assign, supervise, review).
     Role {
         #[command(subcommand)]
         command: RoleCommand,

@@ -75,6 +75,9 @@ pub struct Config {
     /// database, managed with `mailroom role …`, is what counts).
     #[serde(default)]
     pub roles: Vec<RoleConfig>,
+    /// Reply templates offered on the reply page.
+    #[serde(default)]
+    pub templates: Vec<crate::cases::templates::ReplyTemplate>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +299,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
             template.validate().map_err(|reason| err(&format!("categories[{ci}].acknowledgement"), reason))?;
         }
     }
+    validate_templates(&config.templates, &queue_names, &codes).map_err(within("templates"))?;
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
     crate::access::config::validate_roles(&config.roles, &queue_names).map_err(within("roles"))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {
@@ -321,6 +325,29 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         compression: config.storage.compression,
     };
     Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config })
+}
+
+/// Each template well-formed, its name unique, its scope naming configured queues and categories;
+/// or (key such as `[1].queues[0]`, reason).
+fn validate_templates(
+    templates: &[crate::cases::templates::ReplyTemplate],
+    queues: &BTreeSet<String>,
+    categories: &BTreeSet<String>,
+) -> Result<(), (String, String)> {
+    let mut names = BTreeSet::new();
+    for (ti, template) in templates.iter().enumerate() {
+        template.check().map_err(|(key, reason)| (format!("[{ti}].{key}"), reason))?;
+        if !names.insert(template.name.as_str()) {
+            return Err((format!("[{ti}].name"), format!("template {:?} is defined twice", template.name)));
+        }
+        if let Some((qi, q)) = template.queues.iter().enumerate().find(|(_, q)| !queues.contains(*q)) {
+            return Err((format!("[{ti}].queues[{qi}]"), format!("no queue is named {q:?}")));
+        }
+        if let Some((ci, c)) = template.categories.iter().enumerate().find(|(_, c)| !categories.contains(*c)) {
+            return Err((format!("[{ti}].categories[{ci}]"), format!("no category is coded {c:?}")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -351,6 +378,39 @@ mod tests {
         assert_eq!(e.line, 6, "{e}");
         assert!(e.reason.contains("max_bogus"), "{e}");
         assert!(e.key.starts_with("limits"), "{e}");
+    }
+
+    #[test]
+    fn reply_templates_are_checked_naming_line_and_key() {
+        let with = |entry: &str| {
+            load(&format!(
+                "{DEFAULT_CONFIG}\n[[templates]]\nname = \"thanks\"\nbody = \"Dear {{customer_name}}\"\n\n[[templates]]\n{entry}\n"
+            ))
+        };
+        let ok = with("name = \"later\"\nqueues = [\"support\"]\ncategories = [\"BZZX\"]\nsubject = \"{number}\"\nbody = \"By {due}, {agent} of {queue}. {{x}}\"").unwrap();
+        assert_eq!(ok.config.templates.len(), 4, "two from the demo config, two here");
+        let lines = DEFAULT_CONFIG.lines().count();
+        for (entry, key, line, reason) in [
+            ("name = \"b\"\nbody = \"Dear {customer}\"", "templates[3].body", lines + 8, "unknown placeholder {customer}"),
+            ("name = \"b\"\nsubject = \"Re {\"\nbody = \"x\"", "templates[3].subject", lines + 8, "not closed"),
+            ("name = \"thanks\"\nbody = \"x\"", "templates[3].name", lines + 7, "defined twice"),
+            (
+                "name = \"b\"\nqueues = [\"support\", \"nope\"]\nbody = \"x\"",
+                "templates[3].queues[1]",
+                lines + 8,
+                "no queue is named \"nope\"",
+            ),
+            ("name = \"b\"\ncategories = [\"NOPE\"]\nbody = \"x\"", "templates[3].categories[0]", lines + 8, "no category"),
+            ("name = \"b\"\nbody = \"x\"\ncolour = \"red\"", "templates[3]", 0, "colour"),
+        ] {
+            let e = with(entry).unwrap_err();
+            assert!(e.key.starts_with(key), "{entry}: {e}");
+            assert!(e.reason.contains(reason), "{entry}: {e}");
+            if line > 0 {
+                assert_eq!(e.line, line, "{entry}: {e}");
+            }
+            assert_eq!(e.file, "test.toml");
+        }
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
             .map(|q| crate::cases::QueueSetting {
                 name: q.name.clone(),
                 address: settings.policy.queue_address(&q.name).map(str::to_string),
+                review: q.review,
             })
             .collect(),
         categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
@@ -256,5 +257,7 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         outbox_configured: config.outbox.is_some(),
         own_addresses: settings.policy.own_addresses.clone(),
         reg_format: settings.policy.reg_format.clone(),
+        templates: config.templates.clone(),
+        undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
     }
 }

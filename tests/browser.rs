@@ -83,8 +83,8 @@ fn check_prerequisites() {
 
 /// A server with the support and sales queues, an agent of support, an officer, and mail in both
 /// queues; returns it with the subjects sent (customer content the officer must never see).
-fn start_server() -> (Server, Vec<String>) {
-    let server = Server::start(Opts { extra_toml: ROLES.into(), ..Default::default() });
+fn start_server(extra_toml: &str) -> (Server, Vec<String>) {
+    let server = Server::start(Opts { extra_toml: format!("{ROLES}\n{extra_toml}"), ..Default::default() });
     server.add_user(AGENT, PW, &["support-agent"]);
     server.add_user(OFFICER, PW, &["security-officer"]);
     server.add_user(SUPERVISOR, PW, &["support-lead"]);
@@ -105,15 +105,16 @@ fn start_server() -> (Server, Vec<String>) {
 
 /// Runs `node tests/browser/<scenario>.mjs` against a fresh server and asserts it exits 0.
 fn run_scenario(scenario: &str) {
-    run_scenario_with(scenario, |_| {});
+    run_scenario_with(scenario, "", |_| Vec::new());
 }
 
-/// The same, with `setup` run on the server (more mail, say) before the browser starts.
-fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
+/// The same with more configuration, and `setup` (users, mail) giving the scenario more
+/// environment variables.
+fn run_scenario_with(scenario: &str, extra_toml: &str, setup: impl FnOnce(&Server) -> Vec<(String, String)>) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let (server, subjects) = start_server();
-    setup(&server);
+    let (server, subjects) = start_server(extra_toml);
+    let extra_env = setup(&server);
     let out = out_dir(scenario);
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
@@ -138,6 +139,7 @@ fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
         .env("MAILROOM_CUSTOMER_TEXT", subjects.join("\n"))
         // Chromium's profile (a fresh --user-data-dir per session) goes into the server's temp dir.
         .env("TMPDIR", server.root())
+        .envs(extra_env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,7 +215,7 @@ const HTML_MAIL_SUBJECT: &str = "Browser test HTML mail";
 
 #[test]
 fn agent_opens_a_case_from_the_list_adds_a_note_and_claims_it() {
-    run_scenario_with("case", |server| {
+    run_scenario_with("case", "", |server| {
         let message = format!(
             "From: Ann Customer <{CUSTOMER}>\r\nTo: support@example.com\r\nSubject: {HTML_MAIL_SUBJECT}\r\n\
              Message-ID: <{}@client.example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
@@ -221,10 +223,113 @@ fn agent_opens_a_case_from_the_list_adds_a_note_and_claims_it() {
             unique_token("browser-html-")
         );
         server.smtp_session().send_message(CUSTOMER, &["support@example.com"], message.as_bytes());
+        Vec::new()
     });
 }
 
 #[test]
 fn supervisor_opens_the_dashboard_from_the_header_and_sees_every_chart() {
     run_scenario("dashboard");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies: a capture SMTP server on loopback the outbox sends to
+// ---------------------------------------------------------------------------------------------
+
+/// Accepts everything and writes each message's data to `dir/<n>.eml` (test mail only).
+fn capture_into(dir: PathBuf) -> u16 {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for stream in listener.incoming().flatten() {
+            let (dir, count) = (dir.clone(), count.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut out = stream.try_clone()?;
+                let mut reader = BufReader::new(stream);
+                out.write_all(b"220 capture.test ESMTP\r\n")?;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    let upper = line.trim_end().to_ascii_uppercase();
+                    if upper.starts_with("EHLO") {
+                        out.write_all(b"250-capture.test\r\n250 8BITMIME\r\n")?;
+                    } else if upper == "DATA" {
+                        out.write_all(b"354 go ahead\r\n")?;
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            if reader.read_line(&mut l)? == 0 || l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
+                        }
+                        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::fs::write(dir.join(format!("{n}.eml.part")), &data)?;
+                        std::fs::rename(dir.join(format!("{n}.eml.part")), dir.join(format!("{n}.eml")))?;
+                        out.write_all(b"250 2.0.0 Ok\r\n")?;
+                    } else if upper == "QUIT" {
+                        out.write_all(b"221 bye\r\n")?;
+                        return Ok(());
+                    } else {
+                        out.write_all(b"250 Ok\r\n")?;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn agent_replies_from_a_template_undoes_one_and_a_reviewer_approves_another() {
+    let capture = out_dir("reply-capture");
+    let _ = std::fs::remove_dir_all(&capture);
+    std::fs::create_dir_all(&capture).unwrap();
+    let port = capture_into(capture.clone());
+    let extra = format!(
+        r#"
+[[roles]]
+name = "vip-reviewer"
+grants = {{ vip = ["read", "act", "review"] }}
+
+[[queues]]
+name = "vip"
+addresses = ["vip@example.com"]
+review = true
+
+[[templates]]
+name = "Thank you"
+body = "Dear {{customer_name}},\nthank you for your message {{number}}.\n{{agent}}"
+
+[intake]
+acknowledge = false
+
+[outbox]
+smarthost = "127.0.0.1:{port}"
+tls = "none"
+poll_interval = "200ms"
+undo_seconds = 5
+"#
+    );
+    run_scenario_with("reply", &extra, |server| {
+        server.add_user("rita", PW, &["vip-reviewer"]);
+        server.add_user("rolf", PW, &["vip-reviewer"]);
+        let message = format!(
+            "From: Vic Customer <{CUSTOMER}>\r\nTo: vip@example.com\r\nSubject: {}\r\nMessage-ID: <{}@client.example.org>\r\n\r\nHello.\r\n",
+            unique_token("VIP question "),
+            unique_token("vip-")
+        );
+        server.smtp_session().send_message(CUSTOMER, &["vip@example.com"], message.as_bytes());
+        vec![
+            ("MAILROOM_CAPTURE_DIR".into(), capture.display().to_string()),
+            ("MAILROOM_SMTP".into(), server.smtp_addr().to_string()),
+            ("MAILROOM_REVIEW_AUTHOR".into(), "rita".into()),
+            ("MAILROOM_REVIEWER".into(), "rolf".into()),
+            ("MAILROOM_UNDO_SECONDS".into(), "5".into()),
+        ]
+    });
 }

@@ -1047,7 +1047,8 @@ fn header<'a>(data: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     let (port, captured) = capture();
-    let server = start(&format!("[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\n"));
+    let server =
+        start(&format!("[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\nundo_seconds = 0\n"));
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("lead", PW, &["support-lead"]);
     let subject = unique_token("Refund for order ");
@@ -1090,6 +1091,14 @@ fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
     );
     let view = api.get(&format!("/api/cases/{id}"), &anna).ok();
     assert_eq!(view["entries"][0]["kind"], "reply");
+    assert_eq!(view["entries"][0]["state"], serde_json::Value::Null);
+
+    // Undo after sending: refused with the reason (the JSON API calls the same service as the page).
+    let entry = view["entries"][0]["id"].as_i64().unwrap();
+    let refused = api.post(&format!("/api/cases/{id}/replies/{entry}/undo"), &anna, json!({}));
+    assert_eq!(refused.error(409), "conflict");
+    let no_reply = api.post(&format!("/api/cases/{id}/replies/999999/undo"), &anna, json!({}));
+    assert_eq!(no_reply.error(422), "invalid");
     assert_eq!(view["entries"][0]["to"], "ann.private@client.example.org");
     assert_eq!(view["entries"][0]["subject"], reply_subject);
 

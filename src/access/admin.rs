@@ -247,7 +247,7 @@ impl Access {
             ));
         }
         if permissions.is_empty() {
-            return Err(AdminError::Invalid("name at least one permission (read, act, assign, supervise)".into()));
+            return Err(AdminError::Invalid("name at least one permission (read, act, assign, supervise, review)".into()));
         }
         Ok(())
     }

@@ -49,10 +49,12 @@ pub enum Permission {
     Assign,
     /// Statistics and reassignment: transfer cases to other queues, assign.
     Supervise,
+    /// Approve or return replies written by others in a queue with `review = true` (four eyes).
+    Review,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 4] = [Permission::Read, Permission::Act, Permission::Assign, Permission::Supervise];
+    pub const ALL: [Permission; 5] = [Permission::Read, Permission::Act, Permission::Assign, Permission::Supervise, Permission::Review];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,6 +62,7 @@ impl Permission {
             Permission::Act => "act",
             Permission::Assign => "assign",
             Permission::Supervise => "supervise",
+            Permission::Review => "review",
         }
     }
 }
@@ -70,7 +73,7 @@ impl FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown permission {s:?} (read, act, assign, supervise)"))
+            .ok_or_else(|| format!("unknown permission {s:?} (read, act, assign, supervise, review)"))
     }
 }
 

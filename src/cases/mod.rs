@@ -11,7 +11,11 @@
 //! ([`crate::store::cases::CaseChange`]).
 //!
 //! * `workflow`: the actions on a case.
-//! * `reply`: the reply to the customer through the outbox.
+//! * `reply`: the reply to the customer through the outbox: prepared (a draft to preview), sent.
+//! * `reply_form`: the templates offered for a case, one filled in for the reply form.
+//! * `review`: four eyes: approving or returning a reply in a queue with `review = true`.
+//! * `templates`: reply templates and the placeholder language of a reply.
+//! * `undo`: taking a reply back within the undo window.
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
 //! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
@@ -23,6 +27,10 @@ pub mod error;
 pub mod input;
 pub mod queues;
 pub mod reply;
+pub mod reply_form;
+pub mod review;
+pub mod templates;
+pub mod undo;
 pub mod view;
 pub mod workflow;
 
@@ -44,6 +52,8 @@ pub struct QueueSetting {
     pub name: String,
     /// The address the queue is reached at (its first): the From: of replies.
     pub address: Option<String>,
+    /// Replies wait for review (four eyes) before they are sent.
+    pub review: bool,
 }
 
 /// A configured category: code and name.
@@ -69,10 +79,15 @@ pub struct CaseSettings {
     pub own_addresses: HashSet<String>,
     /// How registration numbers are written (for the raw message by number).
     pub reg_format: RegFormat,
+    /// Reply templates (`[[templates]]`), in configuration order.
+    pub templates: Vec<templates::ReplyTemplate>,
+    /// How long a reply waits in the outbox, withdrawable, before it may be sent (`[outbox]
+    /// undo_seconds`; zero: sent at once).
+    pub undo_window: std::time::Duration,
 }
 
 impl CaseSettings {
-    fn queue(&self, name: &str) -> Option<&QueueSetting> {
+    pub(crate) fn queue(&self, name: &str) -> Option<&QueueSetting> {
         self.queues.iter().find(|q| q.name == name)
     }
 

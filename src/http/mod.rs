@@ -126,6 +126,7 @@ pub fn routes() -> Routes {
         .post("/api/cases/{id}/notes", cases::note)
         .post("/api/cases/{id}/reply", cases::reply)
         .post("/api/cases/{id}/follow-up", cases::follow_up)
+        .post("/api/cases/{id}/replies/{entry}/undo", cases::undo_reply)
         .get("/api/messages/{number}/raw", cases::raw_message)
         .get("/api/admin/users", admin::list_users)
         .post("/api/admin/users", admin::add_user)

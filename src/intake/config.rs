@@ -71,6 +71,9 @@ pub struct QueueConfig {
     pub default: bool,
     /// Acknowledgement text for this queue (wins over the global one).
     pub acknowledgement: Option<crate::outbox::AckTemplate>,
+    /// Replies wait for a second person with the `review` permission here before they are sent.
+    #[serde(default)]
+    pub review: bool,
 }
 
 impl AuthenticationConfig {

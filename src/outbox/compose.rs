@@ -152,6 +152,8 @@ pub struct Original<'a> {
     pub message_id: Option<&'a str>,
     /// Its References (the thread before it).
     pub references: &'a [String],
+    /// The subject the agent wrote instead of "Re: …" (tagged all the same).
+    pub own_subject: Option<&'a str>,
 }
 
 /// A staff reply, rendered.
@@ -173,7 +175,10 @@ pub fn reply(original: &Original, number: &str, body: &str, hostname: &str) -> R
 }
 
 fn reply_at(original: &Original, number: &str, body: &str, hostname: &str, stamp: Stamp) -> Reply {
-    let subject = reply_subject(original.subject, number);
+    let subject = match original.own_subject.filter(|s| !s.trim().is_empty()) {
+        Some(own) => own_subject(own, number),
+        None => reply_subject(original.subject, number),
+    };
     let id_part: String = number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
     let message_id = message_id("reply", &id_part, &stamp.nonce, hostname);
     let answers = original
@@ -197,6 +202,17 @@ fn reply_at(original: &Original, number: &str, body: &str, hostname: &str, stamp
         text: body.to_string(),
     };
     Reply { data: compose(draft, stamp.date), message_id, subject }
+}
+
+/// The agent's own subject, one line, with the tag (`[NUMBER] subject` unless it has it already).
+fn own_subject(own: &str, number: &str) -> String {
+    let tag = format!("[{number}]");
+    let text: String = own.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if words.chars().count() > 200 {
+        words = words.chars().take(200).collect::<String>() + "…";
+    }
+    if words.contains(&tag) { words } else { format!("{tag} {words}") }
 }
 
 /// `Re: [NUMBER] subject`: the tag threads the customer's answer back into the case.
@@ -287,6 +303,7 @@ mod tests {
             subject: Some("RE: re: [MR-2026-000001-7] Broken\r\n order"),
             message_id: Some("<abc@customer.example>"),
             references: &refs,
+            own_subject: None,
         };
         let r = reply_at(&original, "MR-2026-000001-7", "Hello Jane,\nwe are on it.\n\nRegards\r\nSupport\n", host, stamp());
         expect("reply1", &r.data);
@@ -301,13 +318,21 @@ mod tests {
             subject: Some("Réclamation über 5 €"),
             message_id: Some("orig@kunde.example"),
             references: &refs,
+            own_subject: None,
         };
         let r = reply_at(&original, "MR-2026-000002-5", "Grüße\r\n", host, stamp());
         expect("reply2", &r.data);
         assert_eq!(r.subject, "Re: [MR-2026-000002-5] Réclamation über 5 €");
 
-        let original =
-            Original { from: "support@example.com", to_name: None, to_address: "", subject: None, message_id: None, references: &[] };
+        let original = Original {
+            from: "support@example.com",
+            to_name: None,
+            to_address: "",
+            subject: None,
+            message_id: None,
+            references: &[],
+            own_subject: None,
+        };
         let r = reply_at(&original, "MR 2026.3", "x", host, stamp());
         expect("reply3", &r.data);
         assert_eq!((r.message_id.as_str(), r.subject.as_str()), ("reply.MR-2026-3.0123456789abcdef@mx.example.com", "Re: [MR 2026.3]"));
@@ -321,6 +346,7 @@ mod tests {
             subject: Some(&long),
             message_id: Some("<bad id@x>"),
             references: &refs,
+            own_subject: None,
         };
         let r = reply_at(&original, "MR-2026-000004-1", "line\rline\n", host, stamp());
         expect("reply4", &r.data);
@@ -334,12 +360,21 @@ mod tests {
         assert_eq!(reply_subject(None, n), "Re: [MR-2026-000001-7]");
         assert_eq!(reply_subject(Some("Réclamation"), n), "Re: [MR-2026-000001-7] Réclamation");
         assert!(reply_subject(Some(&"x".repeat(500)), n).chars().count() < 230);
+        assert_eq!(own_subject("Your refund\r\n", n), "[MR-2026-000001-7] Your refund");
+        assert_eq!(own_subject("About [MR-2026-000001-7]", n), "About [MR-2026-000001-7]", "tagged once");
     }
 
     #[test]
     fn the_random_part_differs_between_renderings() {
-        let original =
-            Original { from: "support@example.com", to_name: None, to_address: "a@b", subject: None, message_id: None, references: &[] };
+        let original = Original {
+            from: "support@example.com",
+            to_name: None,
+            to_address: "a@b",
+            subject: None,
+            message_id: None,
+            references: &[],
+            own_subject: None,
+        };
         let a = reply(&original, "MR-1", "x", "h").unwrap();
         let b = reply(&original, "MR-1", "x", "h").unwrap();
         assert_ne!(a.message_id, b.message_id);

@@ -18,6 +18,9 @@ pub enum TlsMode {
     Implicit,
 }
 
+/// The longest undo window: a reply held longer than this is a draft, not a sent reply.
+pub const MAX_UNDO_SECONDS: u64 = 600;
+
 /// The `[outbox]` section of the configuration.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +54,9 @@ pub struct OutboxConfig {
     pub poll_interval: Duration,
     /// Rows taken per pass (sent over one connection).
     pub batch: usize,
+    /// Seconds a staff reply waits in the outbox before it may be sent, during which its author
+    /// can take it back (0: sent at once).
+    pub undo_seconds: u64,
 }
 
 impl Default for OutboxConfig {
@@ -69,6 +75,7 @@ impl Default for OutboxConfig {
             timeout: Duration::from_secs(60),
             poll_interval: Duration::from_secs(1),
             batch: 16,
+            undo_seconds: 20,
         }
     }
 }
@@ -89,6 +96,7 @@ impl fmt::Debug for OutboxConfig {
             .field("timeout", &self.timeout)
             .field("poll_interval", &self.poll_interval)
             .field("batch", &self.batch)
+            .field("undo_seconds", &self.undo_seconds)
             .finish()
     }
 }
@@ -114,6 +122,9 @@ impl OutboxConfig {
         }
         if self.batch == 0 || self.batch > 1000 {
             return Err(("outbox.batch", "must be between 1 and 1000".into()));
+        }
+        if self.undo_seconds > MAX_UNDO_SECONDS {
+            return Err(("outbox.undo_seconds", format!("must be between 0 and {MAX_UNDO_SECONDS}")));
         }
         if self.username.is_some() != self.password.is_some() {
             let key = if self.username.is_some() { "outbox.password" } else { "outbox.username" };
@@ -214,6 +225,7 @@ mod tests {
         assert_eq!(c.retry_initial, Duration::from_secs(30));
         assert_eq!(c.retry_max, Duration::from_secs(3600));
         assert_eq!(c.ack_window, Duration::from_secs(3600));
+        assert_eq!(c.undo_seconds, 20);
         assert!(c.validate().is_ok());
 
         let c: OutboxConfig = toml::from_str(
@@ -252,6 +264,9 @@ mod tests {
             "no password over plain text"
         );
         assert_eq!(with(&|c| c.batch = 0), Some("outbox.batch"));
+        assert_eq!(with(&|c| c.undo_seconds = 0), None, "0 turns the undo window off");
+        assert_eq!(with(&|c| c.undo_seconds = MAX_UNDO_SECONDS), None);
+        assert_eq!(with(&|c| c.undo_seconds = MAX_UNDO_SECONDS + 1), Some("outbox.undo_seconds"));
     }
 
     #[test]

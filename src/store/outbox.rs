@@ -129,6 +129,31 @@ pub async fn insert(conn: &mut SqliteConnection, row: &NewOutboxMail) -> Result<
         .await
 }
 
+/// Makes a row due no earlier than `at` (unix ms): a staff reply's undo window.
+pub async fn hold_until(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2").bind(at).bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Takes a row back before it is sent: one statement, only while it is still pending, never
+/// attempted and not yet due at `now`. The worker's [`claim`] is conditional on the status too and
+/// SQLite runs both under its write lock, so exactly one of them wins. True when withdrawn.
+pub async fn withdraw(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE outbox SET status = 'withdrawn' WHERE id = $1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > $2",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A row's status (pending, sending, sent, failed, withdrawn), if it exists.
+pub async fn status_of(conn: &mut SqliteConnection, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1").bind(id).fetch_optional(conn).await
+}
+
 /// Inserts a row in the writer's rusqlite transaction; returns its id.
 pub fn insert_sync(tx: &rusqlite::Transaction, row: &NewOutboxMail) -> rusqlite::Result<i64> {
     tx.prepare_cached(INSERT)?.query_row(
@@ -291,6 +316,14 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
         .map_err(StoreError::from)
 }
 
+/// When a row still waiting to be sent is due (unix ms); None once taken, sent or withdrawn.
+pub async fn pending_until(store: &Store, id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT next_attempt_at FROM outbox WHERE id = $1 AND status = 'pending' AND attempts = 0")
+        .bind(id)
+        .fetch_optional(&store.pool)
+        .await?)
+}
+
 /// Where one row stands (for operators and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowState {
@@ -402,6 +435,55 @@ mod tests {
         assert_eq!(state(&store, b).await.unwrap().status, "pending");
         record(&store, &[(b, 2, Attempt::Failed { error: "RCPT: 550 5.1.1" })], now).await.unwrap();
         assert_eq!(state(&store, b).await.unwrap().status, "pending", "only a claimed row is recorded");
+    }
+
+    #[tokio::test]
+    async fn exactly_one_of_undo_and_the_workers_claim_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            std::sync::Arc::new(crate::config::Settings::from_str("test.toml", crate::config::DEFAULT_CONFIG, dir.path()).unwrap());
+        let store = Store::open(settings.store_options()).await.unwrap();
+        let (mut claimed_wins, mut undo_wins) = (0, 0);
+        for _ in 0..40 {
+            let now = now_millis();
+            let held = now + 2_000;
+            let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
+            let id = {
+                let mut conn = store.pool.acquire().await.unwrap();
+                let id = insert(&mut conn, &row).await.unwrap();
+                hold_until(&mut conn, id, held).await.unwrap();
+                id
+            };
+            assert!(claim(&store, held - 1, held + 60_000, 10).await.unwrap().is_empty(), "held rows are not due");
+            // The worker's clock says the row is due; the undo's says it is not yet: only the status decides.
+            let (claimed, withdrawn) = tokio::join!(claim(&store, held, held + 60_000, 10), async {
+                let mut conn = store.pool.acquire().await.unwrap();
+                withdraw(&mut conn, id, held - 1).await.unwrap()
+            });
+            let claimed = claimed.unwrap().iter().any(|r| r.id == id);
+            assert!(claimed != withdrawn, "exactly one wins (claimed {claimed}, withdrawn {withdrawn})");
+            let status = state(&store, id).await.unwrap().status;
+            assert_eq!(status, if withdrawn { "withdrawn" } else { "sending" });
+            if claimed {
+                claimed_wins += 1;
+                record(&store, &[(id, 1, Attempt::Sent { note: None })], held).await.unwrap();
+                let mut conn = store.pool.acquire().await.unwrap();
+                assert!(!withdraw(&mut conn, id, held - 1).await.unwrap(), "a sent row is never withdrawn");
+            } else {
+                undo_wins += 1;
+                assert!(claim(&store, held + 10_000, held + 60_000, 10).await.unwrap().iter().all(|r| r.id != id), "never claimed later");
+            }
+        }
+        assert_eq!(claimed_wins + undo_wins, 40);
+        // After its time, an untouched row cannot be withdrawn either.
+        let now = now_millis();
+        let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let id = insert(&mut conn, &row).await.unwrap();
+        hold_until(&mut conn, id, now + 1_000).await.unwrap();
+        assert!(!withdraw(&mut conn, id, now + 1_000).await.unwrap(), "too late at its time");
+        assert!(withdraw(&mut conn, id, now + 999).await.unwrap());
+        assert_eq!(status_of(&mut conn, id).await.unwrap().as_deref(), Some("withdrawn"));
     }
 
     #[test]

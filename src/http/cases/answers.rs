@@ -199,13 +199,20 @@ impl Message {
 }
 
 fn entry_kind_schema() -> Object {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["note", "reply", "follow-up"])).build()
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["note", "reply", "follow-up", "review"])).build()
 }
 
 fn outbox_status_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .description(Some("a reply's delivery: pending, sending, sent, failed"))
+        .description(Some("a reply's delivery: pending, sending, sent, failed, withdrawn (taken back within the undo window)"))
+        .build()
+}
+
+fn reply_state_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .description(Some("a reply's own state: null (outbox_status tells), withdrawn, awaiting-review, returned, resubmitted (returned, then sent again as a new reply)"))
         .build()
 }
 
@@ -222,6 +229,8 @@ pub struct Entry {
     kind: String,
     #[schema(required = true, schema_with = outbox_status_schema)]
     outbox_status: Option<String>,
+    #[schema(required = true, schema_with = reply_state_schema)]
+    state: Option<String>,
     #[schema(required = true)]
     subject: Option<String>,
     text: String,
@@ -238,6 +247,7 @@ impl From<CaseEntry> for Entry {
             id: e.id,
             kind: e.kind,
             outbox_status: e.outbox_status,
+            state: e.state,
             subject: e.body.subject,
             text: e.body.text,
             to: e.body.to,

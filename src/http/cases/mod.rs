@@ -474,7 +474,9 @@ pub struct ReplyRequest {
     tag = "cases",
     summary = "Reply to the customer (act)",
     description = "Sent through the outbox from the queue's address to the Reply-To (else From) of the case's latest customer message, with subject `Re: [REGISTRATION NUMBER] …` so the answer threads back, \
-         In-Reply-To/References to the customer's message and a fresh Message-ID. Records the first response time and sets the case waiting. 503 when no [outbox] is configured.",
+         In-Reply-To/References to the customer's message and a fresh Message-ID. Records the first response time and sets the case waiting. 503 when no [outbox] is configured. \
+         The body may use the reply placeholders ({customer_name}, {number}, {due}, {agent}, {queue}; {{ and }} for literal braces); one without a value is refused (422) naming it. \
+         The mail waits in the outbox for the undo window ([outbox] undo_seconds), during which POST /api/cases/{id}/replies/{entry}/undo takes it back.",
     security(("cookie" = [], "csrf" = []), ("bearer" = [])),
     params(CaseIdParam),
     request_body = ReplyRequest,
@@ -498,4 +500,38 @@ pub async fn reply(
     Json(req): Json<ReplyRequest>,
 ) -> Result<axum::Json<ActionResult>, ApiError> {
     Ok(axum::Json(ctx.cases.reply(&auth.principal, id, req.body).await?.into()))
+}
+
+/// `POST /api/cases/{id}/replies/{entry}/undo`: takes a reply back within the undo window.
+#[utoipa::path(
+    post,
+    path = "/api/cases/{id}/replies/{entry}/undo",
+    operation_id = "undoReply",
+    tag = "cases",
+    summary = "Take a reply back within the undo window (its author, or supervise)",
+    description = "Withdraws the reply's outgoing mail while it still waits in the outbox ([outbox] undo_seconds): nothing is sent, the entry stays in the case \
+         marked withdrawn, and a case status the reply changed goes back to what it was. After the window, or once the outbox has taken it: 409 (already sent, too late).",
+    security(("cookie" = [], "csrf" = []), ("bearer" = [])),
+    params(
+        CaseIdParam,
+        ("entry" = i64, Path, description = "the reply's entry id", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "the case after the change", body = ActionResult),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
+    ),
+)]
+pub async fn undo_reply(
+    State(ctx): State<Arc<HttpContext>>,
+    auth: Auth,
+    Path((CaseId(id), entry)): Path<(CaseId, i64)>,
+) -> Result<axum::Json<ActionResult>, ApiError> {
+    Ok(axum::Json(ctx.cases.undo_reply(&auth.principal, id, entry).await?.into()))
 }

@@ -45,6 +45,7 @@ use crate::http::{auth, cases, enrol, queues};
         cases::note,
         cases::reply,
         cases::follow_up,
+        cases::undo_reply,
         cases::raw_message,
         admin::list_users,
         admin::add_user,

@@ -79,7 +79,7 @@ struct RolesPage {
     queues: Vec<String>,
     /// Every user, for the "add member" forms.
     users: Vec<String>,
-    permissions: [Permission; 4],
+    permissions: [Permission; Permission::ALL.len()],
 }
 
 async fn roles_page(ctx: &HttpContext, session: &PageSession, status: StatusCode, notice: Option<Notice>) -> Response {

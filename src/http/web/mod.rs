@@ -17,6 +17,7 @@
 //! * `case`: one case with its thread; `case_sla` its SLA line; `case_body` a message taken apart;
 //!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
 //!   action forms with collision detection.
+//! * `reply`: the reply pages under `/cases/{id}/reply…`: form with templates, preview, send, undo.
 
 pub mod admin;
 pub mod admin_audit;
@@ -39,6 +40,7 @@ pub mod home;
 pub mod i18n;
 pub mod login;
 pub mod queue;
+pub mod reply;
 pub mod session;
 
 use std::sync::Arc;
@@ -78,6 +80,14 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))
         .route("/dashboard", get(dashboard::show))
         .route("/dashboard/{file}", get(dashboard::csv))
+        .route("/cases/{id}/reply", get(reply::form).post(reply::edit))
+        .route("/cases/{id}/reply/preview", post(reply::preview))
+        .route("/cases/{id}/reply/send", post(reply::send))
+        .route("/cases/{id}/reply/{entry}", get(reply::state))
+        .route("/cases/{id}/reply/{entry}/undo", post(reply::undo))
+        .route("/cases/{id}/reply/{entry}/approve", post(reply::approve))
+        .route("/cases/{id}/reply/{entry}/return", post(reply::give_back))
+        .route("/reviews", get(reply::reviews))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

@@ -23,8 +23,8 @@ impl Store {
 /// A change to one case in progress. Edit `case`, call the methods for what is more than a field,
 /// then [`CaseChange::commit`]; dropping it rolls everything back.
 pub struct CaseChange<'s> {
-    store: &'s Store,
-    tx: Transaction<'static, Sqlite>,
+    pub(super) store: &'s Store,
+    pub(super) tx: Transaction<'static, Sqlite>,
     /// The tags as read, so a commit re-seals them only when they changed.
     tags_before: Vec<String>,
     key: Option<CaseKey>,
@@ -89,10 +89,23 @@ impl CaseChange<'_> {
         Ok(id)
     }
 
-    /// Writes outgoing mail into the outbox in this transaction; returns the outbox row id.
-    pub async fn enqueue_mail(&mut self, answers: i64, kind: &str, from: &str, to: &str, data: &[u8]) -> Result<i64, StoreError> {
+    /// Writes outgoing mail into the outbox in this transaction, not to be sent before `send_at`
+    /// (unix ms; the undo window); returns the outbox row id.
+    pub async fn enqueue_mail(
+        &mut self,
+        answers: i64,
+        kind: &str,
+        from: &str,
+        to: &str,
+        data: &[u8],
+        send_at: i64,
+    ) -> Result<i64, StoreError> {
         let row = NewOutboxMail::seal(&self.store.keys, Some(answers), kind, from, &[to], data, self.now)?;
         let id = crate::store::outbox::insert(&mut self.tx, &row).await?;
+        if send_at > self.now {
+            // Not visible to the worker before this transaction commits, so never due earlier.
+            crate::store::outbox::hold_until(&mut self.tx, id, send_at).await?;
+        }
         Ok(id)
     }
 

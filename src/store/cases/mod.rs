@@ -19,6 +19,7 @@
 //! * `read`: read models: a case, its messages, staff entries and history.
 //! * `stats`: queue counts and statistics.
 //! * `change`: the write path ([`CaseChange`]).
+//! * `replies`: a reply's state, and taking its outbox row back within the undo window.
 //! * `tags`: sealing, storing and opening a case's tags.
 //!
 //! SQL uses `$N` placeholders. Dynamic queries (a listing's runs, `IN` lists) are built with
@@ -27,12 +28,14 @@
 mod change;
 mod listing;
 mod read;
+mod replies;
 mod stats;
 mod tags;
 
 pub use change::CaseChange;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
+pub use replies::{AwaitingReview, ReplyEntry, TooLate};
 pub use stats::{DAY_MS, DUE_SOON, DashboardFigures, DashboardRanges, MAX_DURATIONS, QueueCounts, QueueStats};
 pub use tags::seal_tags;
 
@@ -181,6 +184,9 @@ pub struct EntryBody {
     /// Follow-up: when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<String>,
+    /// A reviewer's comment: the reply entry it returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<i64>,
 }
 
 // After `case_columns!`, which the tests use.

@@ -30,8 +30,10 @@ pub struct CaseEntry {
     pub author: String,
     pub kind: String,
     pub outbox_id: Option<i64>,
-    /// The outgoing mail's state (pending, sending, sent, failed) for a reply.
+    /// The outgoing mail's state (pending, sending, sent, failed, withdrawn) for a reply.
     pub outbox_status: Option<String>,
+    /// A reply's own state: None (the outbox row tells), `withdrawn`, `awaiting-review`, `returned`.
+    pub state: Option<String>,
     pub body: EntryBody,
 }
 
@@ -109,7 +111,7 @@ impl Store {
     /// Staff entries of a case, decrypted. Not audited: the caller audits the read of the case.
     pub async fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT e.id, e.at, e.author, e.kind, e.outbox_id, o.status, e.uid, e.key_id, e.wrapped_key, e.body_ct
+            "SELECT e.id, e.at, e.author, e.kind, e.outbox_id, o.status, e.uid, e.key_id, e.wrapped_key, e.body_ct, e.state
              FROM case_entries e LEFT JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = $1 ORDER BY e.id",
         )
         .bind(case_id)
@@ -128,6 +130,7 @@ impl Store {
                 kind: r.get(3),
                 outbox_id: r.get(4),
                 outbox_status: r.get(5),
+                state: r.get(10),
                 body,
             });
         }
