@@ -129,7 +129,7 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
         "<dd data-field=\"cc\">boss@client.example.org</dd>".to_string(),
         "<dd data-field=\"status\">New</dd>".to_string(),
         "<dd data-field=\"assignee\">Unassigned</dd>".to_string(),
-        format!("<a class=\"button\" href=\"/cases/{gb_case}/reply\">Reply</a>"),
+        format!("<a class=\"button\" href=\"/cases/{gb_case}/reply\" data-key-reply>Reply</a>"),
         "<time datetime=\"".to_string(),
     ] {
         assert!(page.body.contains(&part), "{part}: {}", page.body);

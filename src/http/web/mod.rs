@@ -16,6 +16,7 @@
 //! * `case`: one case with its thread; `case_sla` its SLA line; `case_body` a message taken apart;
 //!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
 //!   action forms with collision detection.
+//! * `settings`: the user's own language and keyboard shortcuts (`assets/app.js`).
 
 pub mod admin;
 pub mod admin_audit;
@@ -37,6 +38,7 @@ pub mod i18n;
 pub mod login;
 pub mod queue;
 pub mod session;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/", get(home::my_queues))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/settings", get(settings::show).post(settings::save))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
         .route("/admin/users", get(admin_users::list).post(admin_users::add))
