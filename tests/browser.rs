@@ -210,6 +210,11 @@ fn officer_sees_no_queue_and_no_customer_content() {
     run_scenario("officer");
 }
 
+#[test]
+fn agent_works_by_keyboard_then_switches_shortcuts_off_and_chooses_chinese() {
+    run_scenario("keys");
+}
+
 /// The case page: an HTML-only mail (shown in its sandboxed frame) in the agent's queue.
 const HTML_MAIL_SUBJECT: &str = "Browser test HTML mail";
 

@@ -8,6 +8,9 @@ mod common;
 // The case page's tests (branch case), in their own file.
 #[path = "web/case.rs"]
 mod case;
+// The settings page and the keyboard script (branch keys).
+#[path = "web/settings.rs"]
+mod settings;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -528,7 +531,7 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
         assert!(page.body.contains(header), "{header}: {}", page.body);
     }
     let number = opening_number(&server, ids[1]);
-    assert!(page.body.contains(&format!("<a href=\"/cases/{}\">{number}</a>", ids[1])), "{}", page.body);
+    assert!(page.body.contains(&format!("<a href=\"/cases/{}\" data-open>{number}</a>", ids[1])), "{}", page.body);
     assert!(page.body.contains("class=\"overdue\">overdue by 2 h</time>"), "{}", page.body);
     assert!(page.body.contains(">in 3 h</time>") && page.body.contains(">in 2 d</time>"), "{}", page.body);
     assert!(page.body.contains("<time datetime=\""));

@@ -17,6 +17,7 @@ pub mod approvals;
 pub mod config;
 pub mod enrolment;
 pub mod password;
+pub mod preferences;
 pub mod resets;
 pub mod sessions;
 pub mod throttle;

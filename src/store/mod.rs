@@ -15,6 +15,7 @@ pub mod directory;
 pub mod enrolment;
 pub mod mailbox;
 pub mod outbox;
+pub mod preferences;
 pub mod priority;
 pub mod record;
 pub mod roles;

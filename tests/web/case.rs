@@ -120,8 +120,8 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
     page.assert_page_headers("the case page");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     for part in [
-        format!("<li class=\"message\" id=\"m{gb_id}\" data-message=\"{gb_id}\">"),
-        format!("<a class=\"code\" href=\"#m{gb_id}\">{gb_number}</a>"),
+        format!("<li class=\"message\" id=\"m{gb_id}\" data-message=\"{gb_id}\" data-row>"),
+        format!("<a class=\"code\" href=\"#m{gb_id}\" data-open>{gb_number}</a>"),
         "<pre class=\"body\" data-body>您好，世界</pre>".to_string(),
         "<dd data-field=\"subject\">您好，世界</dd>".to_string(),
         format!("<dd data-field=\"from\">张三 &#60;{CUSTOMER}&#62;</dd>"),
@@ -129,7 +129,7 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
         "<dd data-field=\"cc\">boss@client.example.org</dd>".to_string(),
         "<dd data-field=\"status\">New</dd>".to_string(),
         "<dd data-field=\"assignee\">Unassigned</dd>".to_string(),
-        format!("<a class=\"button\" href=\"/cases/{gb_case}/reply\">Reply</a>"),
+        format!("<a class=\"button\" href=\"/cases/{gb_case}/reply\" data-key-reply>Reply</a>"),
         "<time datetime=\"".to_string(),
     ] {
         assert!(page.body.contains(&part), "{part}: {}", page.body);

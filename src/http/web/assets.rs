@@ -20,7 +20,7 @@ struct Asset {
     bytes: &'static [u8],
 }
 
-const ASSETS: [Asset; 2] = [
+const ASSETS: [Asset; 3] = [
     // htmx 2.0.11 from the npm tarball htmx.org@2.0.11 (dist/htmx.min.js), 0BSD: see
     // assets/htmx-2.0.11.LICENSE. 2.x on purpose: 4.x changes attribute inheritance.
     Asset {
@@ -30,6 +30,8 @@ const ASSETS: [Asset; 2] = [
         bytes: include_bytes!("../../../assets/htmx-2.0.11.min.js"),
     },
     Asset { name: "app", ext: "css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../../assets/app.css") },
+    // The keyboard shortcuts; only pages of users who have them on load it.
+    Asset { name: "keys", ext: "js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../../../assets/app.js") },
 ];
 
 /// Immutable: the URL changes whenever the content does.

@@ -411,15 +411,15 @@ mod tests {
         let chrome = || Chrome::logged_in(Lang::En, "anna".into(), "TOKEN".into());
         let html = CasePage { chrome: chrome(), view: sample(true) }.render().unwrap();
         for part in [
-            "<li class=\"message\" id=\"m41\" data-message=\"41\">",
+            "<li class=\"message\" id=\"m41\" data-message=\"41\" data-row>",
             "&#60;script&#62;alert(1)&#60;/script&#62; hi</pre>",
             "<iframe sandbox src=\"/cases/9/messages/41/html\" title=\"HTML version of message MR-2026-000041-7\"></iframe>",
             "href=\"/cases/9/messages/41/attachments/0\" download>a.pdf</a> <span class=\"muted\">application/pdf, 2.0 KB</span>",
-            "<li class=\"entry note new\" id=\"e5\" data-entry=\"note\"><strong class=\"new-mark\">New:</strong>",
+            "<li class=\"entry note new\" id=\"e5\" data-entry=\"note\" data-row><strong class=\"new-mark\">New:</strong>",
             "Internal note — not sent to the customer",
             "<time datetime=\"2026-12-02T13:00:00.000Z\">due in 3 h</time>",
             "data-notice=\"collision\">This case changed while you were looking at it",
-            "<a class=\"button\" href=\"/cases/9/reply\">Reply</a>",
+            "<a class=\"button\" href=\"/cases/9/reply\" data-key-reply>Reply</a>",
             "<input type=\"hidden\" name=\"seen\" value=\"m41.e5.h3\">",
             "action=\"/cases/9/note\"",
         ] {

@@ -11,7 +11,22 @@ pub struct SessionChrome {
     pub csrf: String,
     /// A security officer: the header links to the officer pages (`/admin/…`).
     pub officer: bool,
+    /// Keyboard shortcuts on: the frame loads `app.js` and its help dialog.
+    pub shortcuts: bool,
 }
+
+/// The keyboard shortcuts `assets/app.js` knows, as its help dialog lists them: the keys (their
+/// names on the keyboard, not translated) and the catalog key of what they do.
+pub const SHORTCUTS: [(&[&str], &str); 8] = [
+    (&["j", "k"], "keys.move"),
+    (&["o", "Enter"], "keys.open"),
+    (&["x"], "keys.select"),
+    (&["r"], "keys.reply"),
+    (&["n"], "keys.note"),
+    (&["a"], "keys.assign"),
+    (&["?"], "keys.help"),
+    (&["Esc"], "keys.close_help"),
+];
 
 pub struct Chrome {
     pub lang: Lang,
@@ -28,7 +43,12 @@ impl Chrome {
     }
 
     pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: Some(SessionChrome { user, csrf, officer: false }), supervise: false }
+        Chrome {
+            lang,
+            catalog: lang.catalog(),
+            session: Some(SessionChrome { user, csrf, officer: false, shortcuts: true }),
+            supervise: false,
+        }
     }
 
     /// The same frame for a security officer (`officer` true) or not.
@@ -37,6 +57,24 @@ impl Chrome {
             session.officer = officer;
         }
         self
+    }
+
+    /// The same frame with the user's keyboard shortcuts on or off.
+    pub fn with_shortcuts(mut self, shortcuts: bool) -> Chrome {
+        if let Some(session) = self.session.as_mut() {
+            session.shortcuts = shortcuts;
+        }
+        self
+    }
+
+    /// True when the page loads the keyboard shortcuts (a logged-in user who has them on).
+    pub fn shortcuts(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.shortcuts)
+    }
+
+    /// The shortcut list of the help dialog.
+    pub fn shortcut_list(&self) -> &'static [(&'static [&'static str], &'static str)] {
+        &SHORTCUTS
     }
 
     /// The session's CSRF token for a form's hidden `csrf` field ("" without a session).

@@ -1,5 +1,5 @@
 //! UI text in English, Simplified Chinese and Russian, from the catalogs in `locales/`
-//! (embedded), chosen from `Accept-Language` (a per-user choice comes later).
+//! (embedded), chosen by the user (`/settings`) or else from `Accept-Language`.
 //!
 //! Templates write every visible string as `{{ chrome.t("…") }}`; the scan test in
 //! `tests/web.rs` refuses bare text in a template, and the unit tests here check that every key a
@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, header};
+
+use crate::access::preferences::Language;
 
 /// A UI language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,16 @@ impl Lang {
                 Some(_) => None,
             },
             _ => None,
+        }
+    }
+
+    /// The language a user chose in his settings; None for `auto` (ask the browser).
+    pub fn chosen(choice: Language) -> Option<Lang> {
+        match choice {
+            Language::Auto => None,
+            Language::En => Some(Lang::En),
+            Language::ZhCn => Some(Lang::ZhCn),
+            Language::Ru => Some(Lang::Ru),
         }
     }
 

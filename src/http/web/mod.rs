@@ -18,6 +18,7 @@
 //!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
 //!   action forms with collision detection.
 //! * `reply`: the reply pages under `/cases/{id}/reply…`: form with templates, preview, send, undo.
+//! * `settings`: the user's own language and keyboard shortcuts (`assets/app.js`).
 
 pub mod admin;
 pub mod admin_audit;
@@ -42,6 +43,7 @@ pub mod login;
 pub mod queue;
 pub mod reply;
 pub mod session;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -57,6 +59,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/", get(home::my_queues))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/settings", get(settings::show).post(settings::save))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
         .route("/admin/users", get(admin_users::list).post(admin_users::add))

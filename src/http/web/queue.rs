@@ -433,7 +433,7 @@ mod tests {
         let html = QueuePage { chrome: chrome(), view: view(vec![sample()]) }.render().unwrap();
         for part in [
             "<caption>",
-            "<a href=\"/cases/7\">MR-2026-000007-3</a>",
+            "<a href=\"/cases/7\" data-open>MR-2026-000007-3</a>",
             "<time datetime=\"1970-01-01T10:00:00.000Z\" class=\"overdue\">overdue by 3 h</time>",
             ">Urgent</td>",
             "<span class=\"code\">BIL</span> Billing",

@@ -20,6 +20,7 @@ use super::chrome::Chrome;
 use super::error::{PageError, Problem};
 use super::i18n::Lang;
 use crate::access::Principal;
+use crate::access::preferences::Preferences;
 use crate::access::sessions::{SessionError, SessionKind};
 use crate::http::auth::{CLEARED_COOKIE, origin_is_ours, session_cookie};
 use crate::http::{HttpContext, RequestUser};
@@ -27,7 +28,10 @@ use crate::http::{HttpContext, RequestUser};
 /// The logged-in staff user of a page request.
 pub struct PageSession {
     pub principal: Principal,
+    /// The user's chosen language, or the browser's (`Accept-Language`) on `auto`.
     pub lang: Lang,
+    /// The user's own settings (`/settings`).
+    pub preferences: Preferences,
     token: String,
 }
 
@@ -37,6 +41,7 @@ impl PageSession {
         Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
             .with_officer(self.principal.officer)
             .supervising(!ctx.cases.supervised_queues(&self.principal).is_empty())
+            .with_shortcuts(self.preferences.shortcuts)
     }
 
     pub fn token(&self) -> &str {
@@ -90,7 +95,9 @@ impl FromRequestParts<Arc<HttpContext>> for PageSession {
         if let Some(user) = parts.extensions.get::<RequestUser>() {
             let _ = user.0.set(principal.name.clone());
         }
-        Ok(PageSession { principal, lang, token })
+        let preferences = ctx.access.preferences(principal.user_id).await.map_err(|e| Refusal::Page(PageError::internal(lang, e)))?;
+        let lang = Lang::chosen(preferences.language).unwrap_or(lang);
+        Ok(PageSession { principal, lang, preferences, token })
     }
 }
 
@@ -143,6 +150,12 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<HttpContext>> for Posted<T> {
         let Form(WithCsrf { csrf, fields }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), ctx)
             .await
             .map_err(|_| Refusal::Page(PageError::new(lang, Problem::BadForm)))?;
+        // Refused in the user's own language from here on.
+        let lang = session.lang;
+        let refuse = |why: &str| {
+            tracing::info!(target: "mailroom::http", why, "page: a POST was refused");
+            Refusal::Page(PageError::new(lang, Problem::Forbidden))
+        };
         if csrf.is_empty() {
             return Err(refuse("no csrf field"));
         }
