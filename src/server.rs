@@ -256,5 +256,6 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         outbox_configured: config.outbox.is_some(),
         own_addresses: settings.policy.own_addresses.clone(),
         reg_format: settings.policy.reg_format.clone(),
+        presence_expiry: config.http.presence_expiry,
     }
 }

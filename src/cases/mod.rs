@@ -14,11 +14,13 @@
 //! * `reply`: the reply to the customer through the outbox.
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
+//! * `presence`: who is viewing or replying to which case (heartbeats that expire, no locks).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
 
 pub mod error;
 pub mod input;
+pub mod presence;
 pub mod queues;
 pub mod reply;
 pub mod view;
@@ -26,12 +28,14 @@ pub mod workflow;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::access::Access;
 use crate::intake::regnum::RegFormat;
 use crate::intake::sla::Calendar;
 use crate::store::Store;
 pub use error::CaseError;
+pub use presence::Activity;
 pub use queues::{CaseList, ListRequest, ListedCase, QueueSummary, Statistics};
 pub use view::{CaseView, RawMessage, last_event, parse_last_event};
 pub use workflow::Outcome;
@@ -67,6 +71,8 @@ pub struct CaseSettings {
     pub own_addresses: HashSet<String>,
     /// How registration numbers are written (for the raw message by number).
     pub reg_format: RegFormat,
+    /// A presence heartbeat counts this long (`[http] presence_expiry`).
+    pub presence_expiry: Duration,
 }
 
 impl CaseSettings {
@@ -84,11 +90,13 @@ impl CaseSettings {
 pub struct Cases {
     access: Access,
     settings: Arc<CaseSettings>,
+    presence: Arc<presence::Presence>,
 }
 
 impl Cases {
     pub fn new(access: Access, settings: CaseSettings) -> Cases {
-        Cases { access, settings: Arc::new(settings) }
+        let presence = Arc::new(presence::Presence::new(settings.presence_expiry));
+        Cases { access, settings: Arc::new(settings), presence }
     }
 
     pub fn settings(&self) -> &CaseSettings {
