@@ -8,6 +8,9 @@ mod common;
 // The case page's tests (branch case), in their own file.
 #[path = "web/case.rs"]
 mod case;
+// Presence markers and the "N new" banner (branch presence).
+#[path = "web/presence.rs"]
+mod presence;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
