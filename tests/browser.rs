@@ -77,8 +77,8 @@ fn check_prerequisites() {
 
 /// A server with the support and sales queues, an agent of support, an officer, and mail in both
 /// queues; returns it with the subjects sent (customer content the officer must never see).
-fn start_server() -> (Server, Vec<String>) {
-    let server = Server::start(Opts { extra_toml: ROLES.into(), ..Default::default() });
+fn start_server(http_extra: &str) -> (Server, Vec<String>) {
+    let server = Server::start(Opts { extra_toml: ROLES.into(), http_extra: http_extra.into(), ..Default::default() });
     server.add_user(AGENT, PW, &["support-agent"]);
     server.add_user(OFFICER, PW, &["security-officer"]);
     let mut subjects = vec![];
@@ -103,9 +103,14 @@ fn run_scenario(scenario: &str) {
 
 /// The same, with `setup` run on the server (more mail, say) before the browser starts.
 fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
+    run_scenario_configured(scenario, "", setup);
+}
+
+/// The same, with extra `[http]` lines (shorter polling intervals, say).
+fn run_scenario_configured(scenario: &str, http_extra: &str, setup: impl FnOnce(&Server)) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let (server, subjects) = start_server();
+    let (server, subjects) = start_server(http_extra);
     setup(&server);
     let out = out_dir(scenario);
     let _ = std::fs::remove_dir_all(&out);
@@ -117,6 +122,7 @@ fn run_scenario_with(scenario: &str, setup: impl FnOnce(&Server)) {
         .arg(&script)
         .current_dir(repo())
         .env("MAILROOM_URL", server.http_url())
+        .env("MAILROOM_SMTP", server.smtp_addr().to_string())
         .env("MAILROOM_BROWSER_OUT", &out)
         .env("MAILROOM_CHROMIUM", CHROMIUM)
         .env("MAILROOM_AGENT_USER", AGENT)
@@ -213,4 +219,14 @@ fn agent_opens_a_case_from_the_list_adds_a_note_and_claims_it() {
         );
         server.smtp_session().send_message(CUSTOMER, &["support@example.com"], message.as_bytes());
     });
+}
+
+/// The second agent of the presence scenario (tests/browser/presence.mjs names him).
+const COLLEAGUE: &str = "bert";
+
+#[test]
+fn two_agents_see_each_other_on_a_case_and_new_mail_shows_a_banner() {
+    // Short intervals so the scenario watches htmx poll instead of waiting half a minute.
+    let quick = "presence_heartbeat = \"1s\"\npresence_expiry = \"5s\"\nnew_cases_poll = \"1s\"";
+    run_scenario_configured("presence", quick, |server| server.add_user(COLLEAGUE, PW, &["support-agent"]));
 }
