@@ -82,3 +82,17 @@ impl HttpConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_must_outlive_its_heartbeat_and_polls_are_at_least_a_second() {
+        assert!(HttpConfig::default().validate().is_ok());
+        let short = HttpConfig { presence_expiry: Duration::from_secs(20), ..HttpConfig::default() };
+        assert_eq!(short.validate().unwrap_err().0, "presence_expiry");
+        let busy = HttpConfig { new_cases_poll: Duration::from_millis(200), ..HttpConfig::default() };
+        assert_eq!(busy.validate().unwrap_err().0, "new_cases_poll");
+    }
+}

@@ -22,10 +22,21 @@ fn new_case(server: &Server, subject: &str) -> i64 {
         .unwrap()
 }
 
-/// The "also here" line of a case page.
+/// The "also here" line of a case page, as text.
 fn also_here(page: &Page) -> String {
     let start = page.body.find("data-presence>").unwrap_or_else(|| panic!("no presence line: {}", page.body)) + 14;
-    page.body[start..].split("</p>").next().unwrap().to_string()
+    let html = page.body[start..].split("</p>").next().unwrap();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
 }
 
 /// The `<tr>` of case `id` in a queue list.
@@ -63,7 +74,8 @@ fn colleagues_see_who_views_or_replies_until_it_expires() {
     let csrf = page.csrf();
     let beat = bert.post(&format!("/cases/{id}/presence"), &[("csrf", &csrf), ("kind", "replying")]);
     assert_eq!(beat.status, 200, "{beat:?}");
-    assert!(beat.body.contains("anna is viewing") && !beat.body.contains("<html"), "the fragment alone: {}", beat.body);
+    assert!(beat.body.contains("data-colleagues><span class=\"colleague\" data-user=\"anna\">anna is viewing</span>"), "{}", beat.body);
+    assert!(!beat.body.contains("<html"), "the fragment alone: {}", beat.body);
     assert!(also_here(&anna.get(&format!("/cases/{id}"))).contains("bert is replying"));
     assert!(row_of(&anna.get("/queues/support"), id).contains("replying: bert"));
 

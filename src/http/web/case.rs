@@ -439,7 +439,7 @@ mod tests {
             "action=\"/cases/9/note\"",
             "hx-post=\"/cases/9/presence\" hx-trigger=\"every 20s\"",
             "<input type=\"hidden\" name=\"kind\" value=\"viewing\">",
-            "role=\"status\" data-presence><span class=\"colleague\" data-user=\"olga\">olga is viewing</span></p>",
+            "role=\"status\" data-presence><span class=\"colleagues\" data-colleagues><span class=\"colleague\" data-user=\"olga\">olga is viewing</span></span></p>",
         ] {
             assert!(html.contains(part), "{part}: {html}");
         }
