@@ -259,5 +259,6 @@ fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
         reg_format: settings.policy.reg_format.clone(),
         templates: config.templates.clone(),
         undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
+        presence_expiry: config.http.presence_expiry,
     }
 }

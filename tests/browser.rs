@@ -83,8 +83,8 @@ fn check_prerequisites() {
 
 /// A server with the support and sales queues, an agent of support, an officer, and mail in both
 /// queues; returns it with the subjects sent (customer content the officer must never see).
-fn start_server(extra_toml: &str) -> (Server, Vec<String>) {
-    let server = Server::start(Opts { extra_toml: format!("{ROLES}\n{extra_toml}"), ..Default::default() });
+fn start_server(extra_toml: &str, http_extra: &str) -> (Server, Vec<String>) {
+    let server = Server::start(Opts { extra_toml: format!("{ROLES}\n{extra_toml}"), http_extra: http_extra.into(), ..Default::default() });
     server.add_user(AGENT, PW, &["support-agent"]);
     server.add_user(OFFICER, PW, &["security-officer"]);
     server.add_user(SUPERVISOR, PW, &["support-lead"]);
@@ -111,9 +111,21 @@ fn run_scenario(scenario: &str) {
 /// The same with more configuration, and `setup` (users, mail) giving the scenario more
 /// environment variables.
 fn run_scenario_with(scenario: &str, extra_toml: &str, setup: impl FnOnce(&Server) -> Vec<(String, String)>) {
+    run_scenario_full(scenario, extra_toml, "", setup);
+}
+
+/// The same, with extra `[http]` lines (shorter polling intervals, say).
+fn run_scenario_configured(scenario: &str, http_extra: &str, setup: impl FnOnce(&Server)) {
+    run_scenario_full(scenario, "", http_extra, |server| {
+        setup(server);
+        Vec::new()
+    });
+}
+
+fn run_scenario_full(scenario: &str, extra_toml: &str, http_extra: &str, setup: impl FnOnce(&Server) -> Vec<(String, String)>) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let (server, subjects) = start_server(extra_toml);
+    let (server, subjects) = start_server(extra_toml, http_extra);
     let extra_env = setup(&server);
     let out = out_dir(scenario);
     let _ = std::fs::remove_dir_all(&out);
@@ -125,6 +137,7 @@ fn run_scenario_with(scenario: &str, extra_toml: &str, setup: impl FnOnce(&Serve
         .arg(&script)
         .current_dir(repo())
         .env("MAILROOM_URL", server.http_url())
+        .env("MAILROOM_SMTP", server.smtp_addr().to_string())
         .env("MAILROOM_BROWSER_OUT", &out)
         .env("MAILROOM_CHROMIUM", CHROMIUM)
         .env("MAILROOM_AGENT_USER", AGENT)
@@ -337,4 +350,14 @@ undo_seconds = 5
             ("MAILROOM_UNDO_SECONDS".into(), "5".into()),
         ]
     });
+}
+
+/// The second agent of the presence scenario (tests/browser/presence.mjs names him).
+const COLLEAGUE: &str = "bert";
+
+#[test]
+fn two_agents_see_each_other_on_a_case_and_new_mail_shows_a_banner() {
+    // Short intervals so the scenario watches htmx poll instead of waiting half a minute.
+    let quick = "presence_heartbeat = \"1s\"\npresence_expiry = \"5s\"\nnew_cases_poll = \"1s\"";
+    run_scenario_configured("presence", quick, |server| server.add_user(COLLEAGUE, PW, &["support-agent"]));
 }

@@ -11,6 +11,9 @@ mod case;
 // The settings page and the keyboard script (branch keys).
 #[path = "web/settings.rs"]
 mod settings;
+// Presence markers and the "N new" banner (branch presence).
+#[path = "web/presence.rs"]
+mod presence;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

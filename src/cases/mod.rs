@@ -19,12 +19,14 @@
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
 //! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
+//! * `presence`: who is viewing or replying to which case (heartbeats that expire, no locks).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
 
 pub mod dashboard;
 pub mod error;
 pub mod input;
+pub mod presence;
 pub mod queues;
 pub mod reply;
 pub mod reply_form;
@@ -36,12 +38,14 @@ pub mod workflow;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::access::Access;
 use crate::intake::regnum::RegFormat;
 use crate::intake::sla::Calendar;
 use crate::store::Store;
 pub use error::CaseError;
+pub use presence::Activity;
 pub use queues::{CaseList, ListRequest, ListedCase, QueueSummary, Statistics};
 pub use view::{CaseView, RawMessage, last_event, parse_last_event};
 pub use workflow::Outcome;
@@ -84,6 +88,8 @@ pub struct CaseSettings {
     /// How long a reply waits in the outbox, withdrawable, before it may be sent (`[outbox]
     /// undo_seconds`; zero: sent at once).
     pub undo_window: std::time::Duration,
+    /// A presence heartbeat counts this long (`[http] presence_expiry`).
+    pub presence_expiry: Duration,
 }
 
 impl CaseSettings {
@@ -101,11 +107,13 @@ impl CaseSettings {
 pub struct Cases {
     access: Access,
     settings: Arc<CaseSettings>,
+    presence: Arc<presence::Presence>,
 }
 
 impl Cases {
     pub fn new(access: Access, settings: CaseSettings) -> Cases {
-        Cases { access, settings: Arc::new(settings) }
+        let presence = Arc::new(presence::Presence::new(settings.presence_expiry));
+        Cases { access, settings: Arc::new(settings), presence }
     }
 
     pub fn settings(&self) -> &CaseSettings {

@@ -102,6 +102,15 @@ impl Cases {
         Ok(queues)
     }
 
+    /// How many cases were opened in `queue` after `since` (unix ms, a listing's `now`): the
+    /// queue page's "N new — refresh". Counts only, no customer data, so not audited.
+    pub async fn opened_since(&self, who: &Principal, queue: &str, since: i64) -> Result<i64, CaseError> {
+        if self.settings.queue(queue).is_none() || !who.can(queue, Permission::Read) {
+            return Err(CaseError::NoSuchQueue(queue.to_string()));
+        }
+        Ok(self.store().cases_opened_since(queue, since).await?)
+    }
+
     /// A page of `queue`'s cases. Only the page's opening messages are decrypted, and only their
     /// subject and sender shown; the listing is audited (`queue.list`).
     pub async fn list(&self, who: &Principal, queue: &str, request: ListRequest) -> Result<CaseList, CaseError> {

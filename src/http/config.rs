@@ -24,6 +24,15 @@ pub struct HttpConfig {
     /// the previous response (so idle keep-alive connections and silent ones are closed).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// The web page's presence marker ("olga is viewing") lasts this long after a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub presence_expiry: Duration,
+    /// How often an open case page sends its presence heartbeat (keep it below the expiry).
+    #[serde(with = "humantime_serde")]
+    pub presence_heartbeat: Duration,
+    /// How often the queue list asks whether new cases arrived ("N new — refresh").
+    #[serde(with = "humantime_serde")]
+    pub new_cases_poll: Duration,
 }
 
 impl Default for HttpConfig {
@@ -36,6 +45,9 @@ impl Default for HttpConfig {
             max_connections: 1000,
             max_connections_per_source: 100,
             idle_timeout: Duration::from_secs(30),
+            presence_expiry: Duration::from_secs(60),
+            presence_heartbeat: Duration::from_secs(20),
+            new_cases_poll: Duration::from_secs(30),
         }
     }
 }
@@ -45,6 +57,14 @@ impl HttpConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         if self.idle_timeout < Duration::from_secs(1) {
             return Err(("idle_timeout".into(), "must be at least 1s".into()));
+        }
+        for (key, value) in [("presence_heartbeat", self.presence_heartbeat), ("new_cases_poll", self.new_cases_poll)] {
+            if value < Duration::from_secs(1) {
+                return Err((key.into(), "must be at least 1s".into()));
+            }
+        }
+        if self.presence_expiry <= self.presence_heartbeat {
+            return Err(("presence_expiry".into(), "must be longer than presence_heartbeat".into()));
         }
         for (key, value) in [("max_connections", self.max_connections), ("max_connections_per_source", self.max_connections_per_source)] {
             if value == 0 {
@@ -60,5 +80,19 @@ impl HttpConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_must_outlive_its_heartbeat_and_polls_are_at_least_a_second() {
+        assert!(HttpConfig::default().validate().is_ok());
+        let short = HttpConfig { presence_expiry: Duration::from_secs(20), ..HttpConfig::default() };
+        assert_eq!(short.validate().unwrap_err().0, "presence_expiry");
+        let busy = HttpConfig { new_cases_poll: Duration::from_millis(200), ..HttpConfig::default() };
+        assert_eq!(busy.validate().unwrap_err().0, "new_cases_poll");
     }
 }

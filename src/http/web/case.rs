@@ -20,10 +20,11 @@ use super::case_body::{self, Body};
 use super::case_sla::{SlaLine, sla_line};
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
+use super::presence::{PresenceView, for_page};
 use super::queue::{Choice, PRIORITY_CHOICES};
 use super::session::PageSession;
 use crate::access::Permission;
-use crate::cases::{CaseError, CaseView, last_event};
+use crate::cases::{Activity, CaseError, CaseView, last_event};
 use crate::http::HttpContext;
 use crate::intake::sla::Calendar;
 use crate::store::millis_to_rfc3339;
@@ -140,6 +141,8 @@ pub struct CaseViewPage {
     pub seen: String,
     pub forms: Forms,
     pub notice: Option<Notice>,
+    /// The "also here" line (`presence.html`); None only in render tests.
+    pub presence: Option<PresenceView>,
 }
 
 impl CaseViewPage {
@@ -287,9 +290,15 @@ pub async fn page(
         categories: settings.categories.iter().map(|c| (c.code.clone(), c.name.clone())).collect(),
         timezone: calendar.timezone().name().to_string(),
     };
+    // Opening the page is the first "viewing" heartbeat: the marker works without JavaScript.
+    let presence = match for_page(ctx, session, id, Activity::Viewing).await {
+        Ok(presence) => presence,
+        Err(CaseError::NotFound(_)) => return PageError::new(lang, Problem::NotFound).into_response(),
+        Err(e) => return PageError::internal(lang, e).into_response(),
+    };
     let seen_now = last_event(&view);
     let thread = thread(calendar, &view, bodies, seen);
-    let page = CaseViewPage { id, header, thread, seen: seen_now, forms, notice };
+    let page = CaseViewPage { id, header, thread, seen: seen_now, forms, notice, presence: Some(presence) };
     render(status, &CasePage { chrome, view: page })
 }
 
@@ -403,6 +412,12 @@ mod tests {
             seen: "m41.e5.h3".into(),
             forms: Forms { act, assign: false, supervise: false, other_queues: vec![], categories: vec![], timezone: "UTC".into() },
             notice: Some(Notice::Collision),
+            presence: Some(PresenceView {
+                case_id: 9,
+                activity: Activity::Viewing,
+                every: 20,
+                others: vec![super::super::presence::Colleague { user: "olga".into(), replying: false }],
+            }),
         }
     }
 
@@ -422,6 +437,9 @@ mod tests {
             "<a class=\"button\" href=\"/cases/9/reply\" data-key-reply>Reply</a>",
             "<input type=\"hidden\" name=\"seen\" value=\"m41.e5.h3\">",
             "action=\"/cases/9/note\"",
+            "hx-post=\"/cases/9/presence\" hx-trigger=\"every 20s\"",
+            "<input type=\"hidden\" name=\"kind\" value=\"viewing\">",
+            "role=\"status\" data-presence><span class=\"colleagues\" data-colleagues><span class=\"colleague\" data-user=\"olga\">olga is viewing</span></span></p>",
         ] {
             assert!(html.contains(part), "{part}: {html}");
         }

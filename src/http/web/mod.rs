@@ -19,6 +19,8 @@
 //!   action forms with collision detection.
 //! * `reply`: the reply pages under `/cases/{id}/reply…`: form with templates, preview, send, undo.
 //! * `settings`: the user's own language and keyboard shortcuts (`assets/app.js`).
+//! * `presence`: the "also here" line and its heartbeat; the queue list's markers and its
+//!   "N new — refresh" banner live in `queue` and `queue_new`.
 
 pub mod admin;
 pub mod admin_audit;
@@ -40,7 +42,9 @@ pub mod headers;
 pub mod home;
 pub mod i18n;
 pub mod login;
+pub mod presence;
 pub mod queue;
+pub mod queue_new;
 pub mod reply;
 pub mod session;
 pub mod settings;
@@ -62,6 +66,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/settings", get(settings::show).post(settings::save))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
+        .route("/queues/{queue}/new", get(queue_new::count))
         .route("/admin/users", get(admin_users::list).post(admin_users::add))
         .route("/admin/users/{name}/lock", post(admin_users::lock))
         .route("/admin/users/{name}/unlock", post(admin_users::unlock))
@@ -78,6 +83,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/audit", get(admin_audit::list))
         .route("/admin/audit/verify", post(admin_audit::verify))
         .route("/cases/{id}", get(case::show))
+        .route("/cases/{id}/presence", post(presence::heartbeat))
         .route("/cases/{id}/{action}", post(case_actions::act))
         .route("/cases/{id}/messages/{mid}/html", get(case_parts::html))
         .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))

@@ -15,12 +15,13 @@ use serde::Deserialize;
 use super::bulk::BulkResult;
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
+use super::presence::{Colleague, colleagues};
 use super::session::PageSession;
 use crate::cases::CaseError;
 use crate::cases::queues::{CaseList, ListRequest, ListedCase};
 use crate::http::HttpContext;
 use crate::store::cases::Sort;
-use crate::store::millis_to_rfc3339;
+use crate::store::{millis_to_rfc3339, now_millis};
 
 /// The filter form's fields as the browser sends them: an empty field means "any".
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +111,11 @@ impl Filters {
         }
     }
 
+    /// The query string of these filters (no cursor): the list again, from its first page.
+    pub fn first_page(&self) -> String {
+        self.kept().into_iter().map(|(name, value)| format!("{name}={}", encode(value.trim()))).collect::<Vec<_>>().join("&")
+    }
+
     /// The query string of the next page: these filters and `cursor`.
     fn next_page(&self, cursor: &str) -> String {
         let mut query: Vec<String> = self.kept().into_iter().map(|(name, value)| format!("{name}={}", encode(value.trim()))).collect();
@@ -176,6 +182,8 @@ pub struct Row {
     pub subject: Option<String>,
     pub status_key: String,
     pub assignee: Option<String>,
+    /// Colleagues viewing or replying to it now ("viewing: olga").
+    pub present: Vec<Colleague>,
 }
 
 /// A due time as text relative to now and as a machine-readable `<time datetime>`.
@@ -237,6 +245,7 @@ fn row(chrome: &Chrome, ctx: &HttpContext, item: ListedCase, now: i64) -> Row {
         subject: item.subject,
         status_key: format!("status.{}", case.status),
         assignee: case.assignee,
+        present: Vec::new(),
     }
 }
 
@@ -256,6 +265,10 @@ pub struct QueueView {
     pub results: Vec<BulkResult>,
     /// Catalog key of why a bulk action did nothing at all.
     pub bulk_problem: Option<&'static str>,
+    /// When the list was read (unix ms): the "N new — refresh" poll counts cases opened after it.
+    pub since: i64,
+    /// Seconds between those polls (`[http] new_cases_poll`).
+    pub poll: u64,
 }
 
 impl QueueView {
@@ -320,13 +333,18 @@ pub async fn build(
         Err(Err(CaseError::NoSuchQueue(_))) => return Err(PageError::new(session.lang, Problem::NotFound).into_response()),
         Err(Err(e)) => return Err(PageError::internal(session.lang, e).into_response()),
     };
-    let (rows, next, sort) = match list {
+    let (mut rows, next, sort, since) = match list {
         Some(CaseList { items, next_cursor, now, sort, .. }) => {
-            let rows = items.into_iter().map(|item| row(&chrome, ctx, item, now)).collect();
-            (rows, next_cursor.map(|c| filters.next_page(&c)), sort)
+            let rows: Vec<Row> = items.into_iter().map(|item| row(&chrome, ctx, item, now)).collect();
+            (rows, next_cursor.map(|c| filters.next_page(&c)), sort, now)
         }
-        None => (Vec::new(), None, Sort::default().name()),
+        None => (Vec::new(), None, Sort::default().name(), now_millis()),
     };
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let mut present = ctx.cases.present(&session.principal, &ids);
+    for r in &mut rows {
+        r.present = colleagues(present.remove(&r.id).unwrap_or_default());
+    }
     let view = QueueView {
         queue: queue.to_string(),
         sort,
@@ -338,6 +356,8 @@ pub async fn build(
         results,
         bulk_problem: None,
         filters,
+        since,
+        poll: ctx.settings.http.new_cases_poll.as_secs().max(1),
     };
     Ok((status, chrome, view))
 }
@@ -406,6 +426,8 @@ mod tests {
             other_queues: vec!["sales".into()],
             results: Vec::new(),
             bulk_problem: None,
+            since: 1_800_000_000_000,
+            poll: 30,
         }
     }
 
@@ -424,6 +446,7 @@ mod tests {
             subject: Some("Help & more".into()),
             status_key: "status.open".into(),
             assignee: None,
+            present: vec![Colleague { user: "olga".into(), replying: false }, Colleague { user: "ivan".into(), replying: true }],
         }
     }
 
@@ -447,6 +470,9 @@ mod tests {
             "action=\"/queues/support/bulk\"",
             "hx-get=\"/queues/support\"",
             "href=\"/queues/support?cursor=AB\">Next page</a>",
+            "<span class=\"colleague\" data-user=\"olga\">viewing: olga</span>",
+            "<span class=\"colleague\" data-user=\"ivan\">replying: ivan</span>",
+            "hx-get=\"/queues/support/new?since=1800000000000\" hx-trigger=\"every 30s\"",
         ] {
             assert!(html.contains(part), "{part}: {html}");
         }

@@ -44,6 +44,18 @@ pub struct QueueStats {
 }
 
 impl Store {
+    /// Cases opened in `queue` after `since` (unix ms), whatever their status now. Naming every
+    /// status lets SQLite count an `opened_at` range in each run of `cases_queue_status`.
+    pub async fn cases_opened_since(&self, queue: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting', 'resolved', 'closed') AND opened_at > $2",
+        )
+        .bind(queue)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn queue_counts(&self, queue: &str, now: i64) -> Result<QueueCounts, StoreError> {
         let mut counts = QueueCounts::default();
         for status in ACTIVE {

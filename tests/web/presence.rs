@@ -1,0 +1,136 @@
+//! Presence ("olga is viewing") on the case page and the queue list, its heartbeat, and the
+//! queue list's "N new — refresh" banner, with the curl browser of `tests/web.rs`.
+
+use super::*;
+
+/// Expiry short enough to watch a marker disappear without a long sleep.
+fn start_quick() -> Server {
+    Server::start(Opts {
+        extra_toml: ROLES.to_string(),
+        http_extra: "presence_expiry = \"3s\"\npresence_heartbeat = \"1s\"\nnew_cases_poll = \"1s\"".into(),
+        ..Default::default()
+    })
+}
+
+/// Sends a mail to support@ and returns its case id.
+fn new_case(server: &Server, subject: &str) -> i64 {
+    let number = send(server, "support@example.com", subject);
+    db(server)
+        .query_row("SELECT mc.case_id FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE m.number = ?1", [&number], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+/// The "also here" line of a case page, as text.
+fn also_here(page: &Page) -> String {
+    let start = page.body.find("data-presence>").unwrap_or_else(|| panic!("no presence line: {}", page.body)) + 14;
+    let html = page.body[start..].split("</p>").next().unwrap();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The `<tr>` of case `id` in a queue list.
+fn row_of(page: &Page, id: i64) -> String {
+    let start = page.body.find(&format!("<tr data-case=\"{id}\">")).unwrap_or_else(|| panic!("no row {id}: {}", page.body));
+    page.body[start..].split("</tr>").next().unwrap().to_string()
+}
+
+#[test]
+fn colleagues_see_who_views_or_replies_until_it_expires() {
+    let server = start_quick();
+    for user in ["anna", "bert"] {
+        server.add_user(user, PW, &["support-agent"]);
+    }
+    server.add_user("sam", PW, &["sales-agent"]);
+    let id = new_case(&server, "Presence please");
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (bert, _) = Browser::logged_in(&server, "bert");
+    let (sam, sams_home) = Browser::logged_in(&server, "sam");
+
+    let first = anna.get(&format!("/cases/{id}"));
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(also_here(&first), "", "alone on the case");
+    assert!(first.body.contains("hx-trigger=\"every 1s\""), "the heartbeat interval comes from [http]: {}", first.body);
+
+    // Bert opens the case: the page itself recorded anna's "viewing" without any script.
+    let page = bert.get(&format!("/cases/{id}"));
+    assert!(also_here(&page).contains("anna is viewing"), "{}", also_here(&page));
+    assert!(!also_here(&page).contains("bert"), "nobody is told about himself");
+    let list = bert.get("/queues/support");
+    let row = row_of(&list, id);
+    assert!(row.contains("viewing: anna") && !row.contains("bert"), "{row}");
+
+    // The heartbeat says "replying"; anna sees it on her page and in her list.
+    let csrf = page.csrf();
+    let beat = bert.post(&format!("/cases/{id}/presence"), &[("csrf", &csrf), ("kind", "replying")]);
+    assert_eq!(beat.status, 200, "{beat:?}");
+    assert!(beat.body.contains("data-colleagues><span class=\"colleague\" data-user=\"anna\">anna is viewing</span>"), "{}", beat.body);
+    assert!(!beat.body.contains("<html"), "the fragment alone: {}", beat.body);
+    assert!(also_here(&anna.get(&format!("/cases/{id}"))).contains("bert is replying"));
+    assert!(row_of(&anna.get("/queues/support"), id).contains("replying: bert"));
+
+    // Refusals: no CSRF token, a wrong kind, a case of a queue sam may not read (as if none).
+    assert_eq!(bert.post(&format!("/cases/{id}/presence"), &[("kind", "viewing")]).status, 403);
+    assert_eq!(bert.post(&format!("/cases/{id}/presence"), &[("csrf", &csrf), ("kind", "typing")]).status, 400);
+    let sams = sam.post(&format!("/cases/{id}/presence"), &[("csrf", &sams_home.csrf()), ("kind", "viewing")]);
+    assert_eq!(sams.status, 404, "{sams:?}");
+    assert_eq!(sam.post("/cases/999999/presence", &[("csrf", &sams_home.csrf()), ("kind", "viewing")]).status, 404);
+    assert!(!row_of(&anna.get("/queues/support"), id).contains("sam"), "a refused heartbeat records nothing");
+
+    // Three seconds without a heartbeat: the markers are gone.
+    std::thread::sleep(Duration::from_millis(3300));
+    let row = row_of(&bert.get("/queues/support"), id);
+    assert!(!row.contains("data-presence"), "expired: {row}");
+    assert_eq!(also_here(&anna.get(&format!("/cases/{id}"))), "", "bert's heartbeat expired");
+}
+
+#[test]
+fn the_queue_list_counts_cases_that_came_after_it_was_read() {
+    let server = start_quick();
+    server.add_user("anna", PW, &["support-agent"]);
+    server.add_user("sam", PW, &["sales-agent"]);
+    new_case(&server, "Before the list");
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let list = anna.get("/queues/support?status=all");
+    let since: String = {
+        let start = list.body.find("data-since=\"").unwrap_or_else(|| panic!("no data-since: {}", list.body)) + 12;
+        list.body[start..].split('"').next().unwrap().to_string()
+    };
+    assert!(
+        list.body.contains(&format!("hx-get=\"/queues/support/new?since={since}&amp;status=all\" hx-trigger=\"every 1s\"")),
+        "{}",
+        list.body
+    );
+    let poll = format!("/queues/support/new?since={since}&status=all");
+    let nothing = anna.get(&poll);
+    assert_eq!(nothing.status, 200);
+    assert!(nothing.body.trim().is_empty(), "nothing new yet: {}", nothing.body);
+
+    std::thread::sleep(Duration::from_millis(5));
+    new_case(&server, "After the list");
+    new_case(&server, "After the list, again");
+    send(&server, "sales@example.com", "Another queue");
+    let banner = anna.get(&poll);
+    assert_eq!(banner.status, 200, "{banner:?}");
+    assert!(banner.body.contains("href=\"/queues/support?status=all\" data-new=\"2\">2 new cases — refresh</a>"), "{}", banner.body);
+    banner.assert_page_headers("the banner fragment");
+    // The list itself did not change under the reader: the banner only links to the fresh list.
+    assert_eq!(listed_cases(&anna.get("/queues/support?status=all")).len(), 3);
+
+    let (sam, _) = Browser::logged_in(&server, "sam");
+    assert_eq!(sam.get(&poll).status, 404, "another queue's count is not told");
+    assert_eq!(anna.get("/queues/nope/new?since=0").status, 404);
+    assert_eq!(anna.get("/queues/support/new?since=yesterday").status, 400);
+    let ru = anna.get_with(&format!("/queues/support/new?since={since}"), &["Accept-Language: ru"]);
+    assert!(ru.body.contains("Новых обращений: 2 — обновить"), "{}", ru.body);
+}
