@@ -221,7 +221,7 @@ fn the_dashboard_shows_what_happened_and_the_tier_shows_in_list_and_api() {
     let agent_pages = Pages::log_in(&server, dir.path(), "anna");
     let list = agent_pages.get("/queues/support");
     assert_eq!(list.status, 200);
-    let vip_row = &list.body[list.body.find(&format!("<tr data-case=\"{vip_id}\">")).unwrap()..];
+    let vip_row = &list.body[list.body.find(&format!("<tr data-case=\"{vip_id}\" ")).unwrap()..];
     let vip_row = &vip_row[..vip_row.find("</tr>").unwrap()];
     assert!(vip_row.contains("<span class=\"badge tier\" data-tier>VIP</span>"), "{vip_row}");
     assert_eq!(list.body.matches("data-tier>").count(), 1, "only the VIP's case has a badge");

@@ -492,6 +492,17 @@ mod tests {
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
         testing::age_sessions(&access.store, 3600001).await;
         assert!(matches!(access.resume_session(&token).await, Err(sessions::SessionError::Expired)));
+        // A background request (a page's own poll) keeps no session alive; the user's request does.
+        let token = access.start_session(&p, sessions::SessionKind::Cookie).await.unwrap();
+        testing::age_sessions(&access.store, 3_000_000).await;
+        access.check_session(&token).await.unwrap();
+        testing::age_sessions(&access.store, 600_001).await;
+        assert!(matches!(access.check_session(&token).await, Err(sessions::SessionError::Expired)), "polls alone kept it alive");
+        let token = access.start_session(&p, sessions::SessionKind::Cookie).await.unwrap();
+        testing::age_sessions(&access.store, 3_000_000).await;
+        access.resume_session(&token).await.unwrap();
+        testing::age_sessions(&access.store, 600_001).await;
+        access.resume_session(&token).await.expect("the user's own request counts as activity");
         // Logout.
         let token = access.start_session(&p, sessions::SessionKind::Bearer).await.unwrap();
         access.end_session(&token).await.unwrap();

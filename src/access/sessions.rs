@@ -39,6 +39,13 @@ pub enum SessionError {
     Store(#[from] StoreError),
 }
 
+/// Whether a request shows that someone is at the keyboard (and so keeps the session from idling).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    User,
+    Background,
+}
+
 /// `last_seen_at` is written at most this often per session (not on every request).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -62,6 +69,17 @@ impl Access {
     /// The principal behind a token, with permissions as they are now. Fails for unknown,
     /// expired (lifetime or idle) sessions and for users locked or removed since login.
     pub async fn resume_session(&self, token: &str) -> Result<(Principal, SessionKind), SessionError> {
+        self.resume(token, Activity::User).await
+    }
+
+    /// Like [`Access::resume_session`] for a request the page makes by itself (a presence
+    /// heartbeat, a "new mail" poll): it does not count as the user's activity, so an open tab
+    /// left alone still ends after `session_idle`.
+    pub async fn check_session(&self, token: &str) -> Result<(Principal, SessionKind), SessionError> {
+        self.resume(token, Activity::Background).await
+    }
+
+    async fn resume(&self, token: &str, activity: Activity) -> Result<(Principal, SessionKind), SessionError> {
         let hash = token_hash(token);
         let Some(session) = stored::find(&self.store, &hash).await? else { return Err(SessionError::Unknown) };
         let Session { user_id, kind, expires_at, last_seen_at: last_seen } = session;
@@ -71,7 +89,7 @@ impl Access {
             return Err(SessionError::Expired);
         }
         let principal = self.principal(user_id).await?.ok_or(SessionError::UserGone)?;
-        if now - last_seen >= TOUCH_EVERY_MS {
+        if activity == Activity::User && now - last_seen >= TOUCH_EVERY_MS {
             stored::touch(&self.store, &hash, now).await?;
         }
         let kind = if kind == "bearer" { SessionKind::Bearer } else { SessionKind::Cookie };

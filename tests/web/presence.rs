@@ -41,7 +41,7 @@ fn also_here(page: &Page) -> String {
 
 /// The `<tr>` of case `id` in a queue list.
 fn row_of(page: &Page, id: i64) -> String {
-    let start = page.body.find(&format!("<tr data-case=\"{id}\">")).unwrap_or_else(|| panic!("no row {id}: {}", page.body));
+    let start = page.body.find(&format!("<tr data-case=\"{id}\" ")).unwrap_or_else(|| panic!("no row {id}: {}", page.body));
     page.body[start..].split("</tr>").next().unwrap().to_string()
 }
 
@@ -133,4 +133,38 @@ fn the_queue_list_counts_cases_that_came_after_it_was_read() {
     assert_eq!(anna.get("/queues/support/new?since=yesterday").status, 400);
     let ru = anna.get_with(&format!("/queues/support/new?since={since}"), &["Accept-Language: ru"]);
     assert!(ru.body.contains("Новых обращений: 2 — обновить"), "{}", ru.body);
+}
+
+/// The sessions' `last_seen_at`, as the database holds them (oldest session first).
+fn last_seen(server: &Server, statement: &str) -> String {
+    let out = Command::new("sqlite3").arg(server.data_dir.join("mailroom.db")).arg(statement).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {statement}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn heartbeats_and_polls_do_not_keep_an_idle_session_alive() {
+    let server = start_quick();
+    server.add_user("anna", PW, &["support-agent"]);
+    let id = new_case(&server, "Left open in a tab");
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let page = anna.get(&format!("/cases/{id}"));
+    let csrf = page.csrf();
+    // Two minutes without the user: more than the interval at which a request counts.
+    last_seen(&server, "UPDATE sessions SET last_seen_at = last_seen_at - 120000");
+    let before = last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions");
+
+    let beat = anna.post(&format!("/cases/{id}/presence"), &[("csrf", &csrf), ("kind", "viewing")]);
+    assert_eq!(beat.status, 200, "{beat:?}");
+    let poll = anna.get("/queues/support/new?since=0");
+    assert_eq!(poll.status, 200, "{poll:?}");
+    assert_eq!(
+        last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions"),
+        before,
+        "the page's own requests are not the user's activity"
+    );
+
+    // Opening a page is.
+    assert_eq!(anna.get("/queues/support").status, 200);
+    assert_ne!(last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions"), before);
 }

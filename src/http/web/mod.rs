@@ -51,11 +51,12 @@ pub mod settings;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 
 use super::HttpContext;
+use session::Background;
 
 /// The page routes, with the page headers on every answer.
 pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
@@ -66,7 +67,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/settings", get(settings::show).post(settings::save))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
-        .route("/queues/{queue}/new", get(queue_new::count))
+        .route("/queues/{queue}/new", get(queue_new::count).layer(Extension(Background)))
         .route("/admin/users", get(admin_users::list).post(admin_users::add))
         .route("/admin/users/{name}/lock", post(admin_users::lock))
         .route("/admin/users/{name}/unlock", post(admin_users::unlock))
@@ -83,7 +84,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/audit", get(admin_audit::list))
         .route("/admin/audit/verify", post(admin_audit::verify))
         .route("/cases/{id}", get(case::show))
-        .route("/cases/{id}/presence", post(presence::heartbeat))
+        .route("/cases/{id}/presence", post(presence::heartbeat).layer(Extension(Background)))
         .route("/cases/{id}/{action}", post(case_actions::act))
         .route("/cases/{id}/messages/{mid}/html", get(case_parts::html))
         .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))

@@ -79,13 +79,23 @@ pub fn see_other(location: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, HeaderValue::from_static(location))]).into_response()
 }
 
+/// Marks the routes the page calls by itself (presence heartbeat, "N new" poll): they check
+/// the session without counting as the user's activity, so an open tab still idles out.
+#[derive(Clone, Copy)]
+pub struct Background;
+
 impl FromRequestParts<Arc<HttpContext>> for PageSession {
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<HttpContext>) -> Result<Self, Refusal> {
         let lang = Lang::negotiate(&parts.headers);
         let Some(token) = session_cookie(&parts.headers) else { return Err(Refusal::LogIn { clear_cookie: false }) };
-        let principal = match ctx.access.resume_session(&token).await {
+        let resumed = if parts.extensions.get::<Background>().is_some() {
+            ctx.access.check_session(&token).await
+        } else {
+            ctx.access.resume_session(&token).await
+        };
+        let principal = match resumed {
             Ok((principal, SessionKind::Cookie)) => principal,
             // A bearer token is never accepted as a cookie.
             Ok((_, SessionKind::Bearer)) => return Err(Refusal::LogIn { clear_cookie: true }),
