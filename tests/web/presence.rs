@@ -168,3 +168,21 @@ fn heartbeats_and_polls_do_not_keep_an_idle_session_alive() {
     assert_eq!(anna.get("/queues/support").status, 200);
     assert_ne!(last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions"), before);
 }
+
+#[test]
+fn the_reply_page_tells_colleagues_someone_is_replying() {
+    let server = start_quick();
+    for user in ["anna", "bert"] {
+        server.add_user(user, PW, &["support-agent"]);
+    }
+    let id = new_case(&server, "Who answers this one");
+    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (bert, _) = Browser::logged_in(&server, "bert");
+    let reply = anna.get(&format!("/cases/{id}/reply"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(reply.body.contains("name=\"kind\" value=\"replying\""), "the reply page's heartbeat says replying: {}", reply.body);
+    let page = bert.get(&format!("/cases/{id}"));
+    assert!(also_here(&page).contains("anna is replying"), "{}", also_here(&page));
+    let row = row_of(&bert.get("/queues/support"), id);
+    assert!(row.contains("replying: anna"), "{row}");
+}

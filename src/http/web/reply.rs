@@ -27,11 +27,12 @@ use serde::Deserialize;
 
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
+use super::presence::{self, PresenceView};
 use super::session::{NoFields, PageSession, Posted};
-use crate::cases::CaseError;
 use crate::cases::reply::{Draft, ReplyRequest};
 use crate::cases::reply_form::ReplyForm;
 use crate::cases::undo::ReplyState;
+use crate::cases::{Activity, CaseError};
 use crate::http::HttpContext;
 use crate::store::millis_to_rfc3339;
 
@@ -79,6 +80,8 @@ pub struct ReplyPage {
     pub promise: String,
     /// The case service's reason the last attempt was refused.
     pub problem: Option<String>,
+    /// Colleagues on the case; this page's heartbeat says "replying".
+    pub presence: Option<PresenceView>,
 }
 
 /// The preview page.
@@ -205,7 +208,9 @@ async fn form_page(
         Some((status, reason)) => (status, Some(reason)),
         None => (StatusCode::OK, None),
     };
-    render(status, &ReplyPage { chrome: session.chrome(ctx), form, promise, problem })
+    // Presence is a courtesy: the form still works when it cannot be recorded.
+    let presence = presence::for_page(ctx, session, id, Activity::Replying).await.ok();
+    render(status, &ReplyPage { chrome: session.chrome(ctx), form, promise, problem, presence })
 }
 
 /// `GET /cases/{id}/reply`.
