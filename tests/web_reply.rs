@@ -85,6 +85,13 @@ impl Page {
         self.body[start..].split('"').next().unwrap().to_string()
     }
 
+    /// The value of the hidden field `name`, if the page has one.
+    fn hidden(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        Some(self.body[start..].split('"').next().unwrap().to_string())
+    }
+
     /// The text of the element marked `data-draft="{name}"`.
     fn draft(&self, name: &str) -> String {
         let marker = format!("data-draft=\"{name}\">");
@@ -147,10 +154,15 @@ impl Browser {
         self.request("POST", path, form, &[&origin, "Sec-Fetch-Site: same-origin"])
     }
 
-    /// A form POST with the session's CSRF token (read from the page at `from`).
+    /// A form POST with the session's CSRF token and, when the page at `from` has it, the case's
+    /// last event it was opened at (`seen`), as the browser would send them.
     fn submit(&self, from: &str, path: &str, form: &[(&str, &str)]) -> Page {
-        let csrf = self.get(from).csrf();
+        let page = self.get(from);
+        let (csrf, seen) = (page.csrf(), page.hidden("seen"));
         let mut fields = vec![("csrf", csrf.as_str())];
+        if let Some(seen) = &seen {
+            fields.push(("seen", seen.as_str()));
+        }
         fields.extend_from_slice(form);
         self.post(path, &fields)
     }
@@ -306,7 +318,7 @@ fn a_template_fills_the_form_and_an_unresolved_placeholder_blocks_sending() {
     let nameless = case_of(&server, &nameless);
     let filled = anna.get(&format!("/cases/{nameless}/reply?template=thanks"));
     assert!(filled.textarea().starts_with("Dear {customer_name},"), "{}", filled.textarea());
-    let r = anna.submit(&from, &format!("/cases/{nameless}/reply/send"), &[("body", &filled.textarea())]);
+    let r = anna.submit(&format!("/cases/{nameless}/reply"), &format!("/cases/{nameless}/reply/send"), &[("body", &filled.textarea())]);
     assert_eq!(r.status, 422, "{r:?}");
     assert!(r.body.contains("the placeholder {customer_name} has no value for this case"), "{}", r.body);
 
@@ -343,7 +355,9 @@ fn preview_then_send_leaves_after_the_undo_window_with_the_tag_and_the_promise()
     assert!(edit.body.contains("value=\"2099-01-02\""));
 
     // Send: queued, held for the undo window.
-    let sent = anna.post(&format!("/cases/{id}/reply/send"), &[("csrf", &preview.csrf()), ("body", text), ("promise", "2099-01-02")]);
+    let seen = preview.hidden("seen").expect("the preview carries the case's last event on");
+    let sent = anna
+        .post(&format!("/cases/{id}/reply/send"), &[("csrf", &preview.csrf()), ("seen", &seen), ("body", text), ("promise", "2099-01-02")]);
     assert_eq!(sent.status, 303, "{sent:?}");
     let location = sent.location().unwrap().to_string();
     assert!(location.starts_with(&format!("/cases/{id}/reply/")), "{location}");
@@ -569,4 +583,47 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     assert_eq!(actions, ["reply.submitted", "reply.returned", "reply.submitted", "reply.approved"]);
     let status: String = conn.query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
     assert_eq!(status, "waiting");
+}
+
+#[test]
+fn a_reply_to_a_case_that_changed_meanwhile_is_not_sent_and_the_text_is_kept() {
+    let (server, captured) = start(1);
+    server.add_user("bert", PW, &["support-agent"]);
+    let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Where is my parcel");
+    let id = case_of(&server, &number);
+    let anna = Browser::logged_in(&server, "anna");
+    let bert = Browser::logged_in(&server, "bert");
+
+    // Anna starts her reply; meanwhile bert answers and the customer writes again.
+    let form = anna.get(&format!("/cases/{id}/reply"));
+    let (csrf, seen) = (form.csrf(), form.hidden("seen").expect("the reply form carries the case's last event"));
+    let first = bert.submit(&format!("/cases/{id}/reply"), &format!("/cases/{id}/reply/send"), &[("body", "Bert here: it ships today.")]);
+    assert_eq!(first.status, 303, "{first:?}");
+
+    let text = "Anna here: it ships tomorrow.";
+    let late = anna.post(&format!("/cases/{id}/reply/send"), &[("csrf", &csrf), ("seen", &seen), ("body", text)]);
+    assert_eq!(late.status, 409, "{late:?}");
+    assert!(late.body.contains("data-notice=\"reply-collision\""), "{}", late.body);
+    assert!(late.body.contains("Bert here: it ships today."), "the case page shows what bert sent: {}", late.body);
+    assert!(late.body.contains(&format!("name=\"body\" value=\"{text}\"")), "anna's text is kept: {}", late.body);
+    let replies: i64 =
+        db(&server).query_row("SELECT count(*) FROM case_entries WHERE case_id = ?1 AND kind = 'reply'", [id], |r| r.get(0)).unwrap();
+    assert_eq!(replies, 1, "only bert's reply was queued");
+
+    // Without `seen` the form is not one of ours: refused, nothing sent.
+    let bare = anna.post(&format!("/cases/{id}/reply/send"), &[("csrf", &csrf), ("body", text)]);
+    assert_eq!(bare.status, 400, "{bare:?}");
+
+    // "Continue my reply" brings the form back with her text and a fresh `seen`: now it goes.
+    let again = anna.post(&format!("/cases/{id}/reply"), &[("csrf", &csrf), ("body", text)]);
+    assert_eq!(again.status, 200, "{again:?}");
+    let fresh = again.hidden("seen").unwrap();
+    assert_ne!(fresh, seen);
+    let sent = anna.post(&format!("/cases/{id}/reply/send"), &[("csrf", &csrf), ("seen", &fresh), ("body", text)]);
+    assert_eq!(sent.status, 303, "{sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while captured.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(captured.lock().unwrap().len(), 2, "bert's and anna's replies left, nothing twice");
 }

@@ -124,10 +124,21 @@ pub struct Forms {
     pub timezone: String,
 }
 
+/// A reply's text as the agent wrote it (the reply form's fields).
+pub struct KeptReply {
+    pub subject: String,
+    pub body: String,
+    pub promise: String,
+    pub replaces: String,
+}
+
 /// What the page says above the case.
 pub enum Notice {
     /// The form's `seen` was older than the case: nothing was done.
     Collision,
+    /// A reply was not sent because the case changed meanwhile: the agent's text comes back
+    /// with the page, to continue from once the new items are read.
+    ReplyCollision(KeptReply),
     /// The service refused the action, with its reason.
     Refused(String),
     /// The action was done (catalog key of its name).

@@ -25,6 +25,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::case::{self, KeptReply, Notice};
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
 use super::presence::{self, PresenceView};
@@ -32,7 +33,7 @@ use super::session::{NoFields, PageSession, Posted};
 use crate::cases::reply::{Draft, ReplyRequest};
 use crate::cases::reply_form::ReplyForm;
 use crate::cases::undo::ReplyState;
-use crate::cases::{Activity, CaseError};
+use crate::cases::{Activity, CaseError, parse_last_event};
 use crate::http::HttpContext;
 use crate::store::millis_to_rfc3339;
 
@@ -48,6 +49,10 @@ pub struct ReplyFields {
     /// The returned reply this one replaces (hidden; empty for a new reply).
     #[serde(default)]
     pub replaces: String,
+    /// The case's last event when the form was opened (`cases::last_event`): sending checks
+    /// that nothing came in or happened since, so nobody answers twice by accident.
+    #[serde(default)]
+    pub seen: String,
 }
 
 impl ReplyFields {
@@ -82,6 +87,8 @@ pub struct ReplyPage {
     pub problem: Option<String>,
     /// Colleagues on the case; this page's heartbeat says "replying".
     pub presence: Option<PresenceView>,
+    /// The case's last event as the agent saw it when starting the reply.
+    pub seen: String,
 }
 
 /// The preview page.
@@ -198,7 +205,9 @@ async fn form_page(
         Err(e) => return refused(ctx, session, id, e),
     };
     let mut promise = String::new();
+    let mut seen = String::new();
     if let Some(fields) = fields {
+        seen = fields.seen;
         form.subject = fields.subject;
         form.body = fields.body;
         promise = fields.promise;
@@ -209,8 +218,14 @@ async fn form_page(
         None => (StatusCode::OK, None),
     };
     // Presence is a courtesy: the form still works when it cannot be recorded.
+    if seen.is_empty() {
+        seen = match ctx.cases.current_event(&session.principal, id).await {
+            Ok(seen) => seen,
+            Err(e) => return refused(ctx, session, id, e),
+        };
+    }
     let presence = presence::for_page(ctx, session, id, Activity::Replying).await.ok();
-    render(status, &ReplyPage { chrome: session.chrome(ctx), form, promise, problem, presence })
+    render(status, &ReplyPage { chrome: session.chrome(ctx), form, promise, problem, presence, seen })
 }
 
 /// `GET /cases/{id}/reply`.
@@ -260,6 +275,19 @@ pub async fn preview(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>
 pub async fn send(State(ctx): State<Arc<HttpContext>>, Path(id): Path<String>, posted: Posted<ReplyFields>) -> Response {
     let Some(id) = number(&id) else { return not_found(&posted.session) };
     let Posted { session, form: fields } = posted;
+    // Collision detection: the case must be as the agent saw it when starting the reply (read
+    // just before sending, as the case page's actions do; see `case_actions`).
+    match ctx.cases.current_event(&session.principal, id).await {
+        Ok(now) if now == fields.seen => {}
+        Ok(_) if fields.seen.is_empty() => return PageError::new(session.lang, Problem::BadForm).into_response(),
+        Ok(_) => {
+            let seen = parse_last_event(&fields.seen);
+            let ReplyFields { subject, body, promise, replaces, .. } = fields;
+            let kept = Notice::ReplyCollision(KeptReply { subject, body, promise, replaces });
+            return case::page(&ctx, &session, id, StatusCode::CONFLICT, Some(kept), seen).await;
+        }
+        Err(e) => return refused(&ctx, &session, id, e),
+    }
     match ctx.cases.send_reply(&session.principal, id, fields.request()).await {
         Ok(sent) => match sent.outcome.entry {
             Some(entry) => see_other(&format!("/cases/{id}/reply/{entry}")),
