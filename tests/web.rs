@@ -757,6 +757,14 @@ fn assets_are_served_immutable_under_their_content_hash() {
         let out = Command::new("sha256sum").arg(&file).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).starts_with(hash), "{url}");
     }
+    // A browser that accepts gzip gets it (curl unpacks it again); no page is compressed.
+    let htmx = url_of("htmx", ".js");
+    let packed = browser.request("GET", &htmx, &[], &["Accept-Encoding: gzip"]);
+    assert_eq!((packed.header("content-encoding"), packed.header("vary")), (Some("gzip"), Some("accept-encoding")), "{packed:?}");
+    let out = Command::new("curl").args(["-s", "--compressed", "-o", "-"]).arg(format!("{}{htmx}", server.http_url())).output().unwrap();
+    assert_eq!(out.stdout, std::fs::read(root.join("assets/htmx-2.0.11.min.js")).unwrap(), "gzip unpacks to the file");
+    let page = browser.request("GET", "/login", &[], &["Accept-Encoding: gzip"]);
+    assert_eq!(page.header("content-encoding"), None, "pages hold the CSRF token: never compressed");
     for stale in ["/assets/app-0000000000000000.css", "/assets/htmx-2.0.11.min.js", "/assets/app.css", "/assets/..%2FCargo.toml"] {
         let r = browser.get(stale);
         assert_eq!(r.status, 404, "{stale}");
