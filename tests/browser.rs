@@ -361,3 +361,15 @@ fn two_agents_see_each_other_on_a_case_and_new_mail_shows_a_banner() {
     let quick = "presence_heartbeat = \"1s\"\npresence_expiry = \"5s\"\nnew_cases_poll = \"1s\"";
     run_scenario_configured("presence", quick, |server| server.add_user(COLLEAGUE, PW, &["support-agent"]));
 }
+
+#[test]
+fn two_agents_reply_to_one_case_and_the_second_gets_the_409_view() {
+    // Replies are queued but never leave: the undo window outlasts the scenario.
+    let outbox = "[intake]\nacknowledge = false\n\n[outbox]\nsmarthost = \"127.0.0.1:9\"\ntls = \"none\"\nundo_seconds = 600\n";
+    run_scenario_with("collision", outbox, |server| {
+        server.add_user(COLLEAGUE, PW, &["support-agent"]);
+        let db = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
+        let foreign: i64 = db.query_row("SELECT min(id) FROM cases WHERE queue = 'sales'", [], |r| r.get(0)).unwrap();
+        vec![("MAILROOM_FOREIGN_CASE".into(), foreign.to_string())]
+    });
+}
