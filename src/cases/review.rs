@@ -36,13 +36,7 @@ impl Cases {
         if !who.can(&case.queue, Permission::Review) {
             return Err(CaseError::forbidden(&[Permission::Review], &case.queue));
         }
-        let reply = self
-            .store()
-            .case_entries(id)
-            .await?
-            .into_iter()
-            .find(|e| e.id == entry && e.kind == "reply")
-            .ok_or_else(|| CaseError::Invalid(format!("case {id} has no reply {entry}")))?;
+        let reply = self.reply_entry(id, entry).await?;
         if reply.author == who.name {
             return Err(CaseError::Refused(
                 "you wrote this reply: someone else with the review permission must approve or return it".into(),

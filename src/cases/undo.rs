@@ -20,16 +20,20 @@ pub struct ReplyState {
 }
 
 impl Cases {
-    /// Reply `entry` of case `id` (someone who may read the case), with its undo deadline.
-    pub async fn reply_state(&self, who: &Principal, id: i64, entry: i64) -> Result<ReplyState, CaseError> {
-        let case = self.readable_case(who, id).await?;
-        let entry = self
-            .store()
+    /// Reply `entry` of case `id` (the caller has checked that the case may be read).
+    pub(super) async fn reply_entry(&self, id: i64, entry: i64) -> Result<CaseEntry, CaseError> {
+        self.store()
             .case_entries(id)
             .await?
             .into_iter()
             .find(|e| e.id == entry && e.kind == "reply")
-            .ok_or_else(|| CaseError::Invalid(format!("case {id} has no reply {entry}")))?;
+            .ok_or_else(|| CaseError::Invalid(format!("case {id} has no reply {entry}")))
+    }
+
+    /// Reply `entry` of case `id` (someone who may read the case), with its undo deadline.
+    pub async fn reply_state(&self, who: &Principal, id: i64, entry: i64) -> Result<ReplyState, CaseError> {
+        let case = self.readable_case(who, id).await?;
+        let entry = self.reply_entry(id, entry).await?;
         let leaves_at = match (entry.outbox_id, entry.state.as_deref()) {
             (Some(outbox), None) => crate::store::outbox::pending_until(self.store(), outbox).await?,
             _ => None,

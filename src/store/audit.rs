@@ -79,6 +79,19 @@ pub struct ListedEntry {
     pub detail: Option<String>,
 }
 
+/// One row of `SELECT id, at, actor, action, object, detail FROM audit`.
+fn listed(r: &sqlx::sqlite::SqliteRow) -> ListedEntry {
+    use sqlx::Row;
+    ListedEntry {
+        id: r.get(0),
+        at: super::millis_to_rfc3339(r.get(1)),
+        actor: r.get(2),
+        action: r.get(3),
+        object: r.get(4),
+        detail: r.get(5),
+    }
+}
+
 /// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
 pub async fn list(
     store: &super::Store,
@@ -87,7 +100,6 @@ pub async fn list(
     action: Option<&str>,
     actor: Option<&str>,
 ) -> Result<Vec<ListedEntry>, super::StoreError> {
-    use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object, detail FROM audit
          WHERE id > $1 AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) ORDER BY id LIMIT $4",
@@ -98,17 +110,7 @@ pub async fn list(
     .bind(limit.clamp(0, 100_000))
     .fetch_all(&store.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ListedEntry {
-            id: r.get(0),
-            at: super::millis_to_rfc3339(r.get(1)),
-            actor: r.get(2),
-            action: r.get(3),
-            object: r.get(4),
-            detail: r.get(5),
-        })
-        .collect())
+    Ok(rows.iter().map(listed).collect())
 }
 
 /// What the officer's audit page asks for: newest first, entries before `before` (by id),
@@ -124,7 +126,6 @@ pub struct NewestFilter<'a> {
 
 /// One page of the log, newest first (the officer's audit page).
 pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit: i64) -> Result<Vec<ListedEntry>, super::StoreError> {
-    use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object, detail FROM audit
          WHERE ($1 IS NULL OR id < $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3)
@@ -139,17 +140,7 @@ pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit:
     .bind(limit.clamp(0, 100_000))
     .fetch_all(&store.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ListedEntry {
-            id: r.get(0),
-            at: super::millis_to_rfc3339(r.get(1)),
-            actor: r.get(2),
-            action: r.get(3),
-            object: r.get(4),
-            detail: r.get(5),
-        })
-        .collect())
+    Ok(rows.iter().map(listed).collect())
 }
 
 /// The outcome of checking the whole chain.
