@@ -262,6 +262,12 @@ fn smtp_session(stream: std::net::TcpStream, sink: &Mutex<Vec<Captured>>) -> std
     }
 }
 
+/// The `<li>` of the page that carries `marker`.
+fn line_of<'a>(body: &'a str, marker: &str) -> &'a str {
+    let at = body.find(marker).unwrap_or_else(|| panic!("no {marker} in {body}"));
+    &body[at..at + body[at..].find("</li>").unwrap()]
+}
+
 fn subject_of(data: &str) -> String {
     let head = &data[..data.find("\r\n\r\n").unwrap_or(data.len())];
     head.split("\r\n").find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().to_string()
@@ -583,6 +589,23 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     assert_eq!(actions, ["reply.submitted", "reply.returned", "reply.submitted", "reply.approved"]);
     let status: String = conn.query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
     assert_eq!(status, "waiting");
+
+    // The header links the reviews for reviewers only.
+    assert!(rolf.get("/").body.contains("<a href=\"/reviews\">Reviews</a>"));
+    assert!(!val.get("/").body.contains("href=\"/reviews\""));
+
+    // The case page tells the story in words, in the reader's language: the reviewer's comment
+    // (internal), each reply's state, and history lines with statuses and authors translated.
+    let case = rolf.get(&format!("/cases/{id}"));
+    assert!(case.body.contains("Reviewer&#39;s comment — internal, not sent to the customer"), "{}", case.body);
+    assert!(case.body.contains("data-state=\"reply_state.resubmitted\""), "{}", case.body);
+    assert!(case.body.contains("data-state=\"reply_state.sent\">Sent</p>"), "{}", case.body);
+    let approved_line = line_of(&case.body, "data-history=\"reply.approved\"");
+    assert!(approved_line.contains("rolf approved a reply — written by rita; Status: New → Waiting"), "{approved_line}");
+    let ru = rolf.request("GET", &format!("/cases/{id}"), &[], &["Accept-Language: ru"]);
+    let approved_line = line_of(&ru.body, "data-history=\"reply.approved\"");
+    assert!(approved_line.contains("rolf одобрил(а) ответ — автор: rita; Статус: Новое → Ожидание"), "{approved_line}");
+    assert!(!ru.body.contains(" entry=") && !ru.body.contains("outbox="), "no internal ids on the page: {}", ru.body);
 }
 
 #[test]

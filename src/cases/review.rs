@@ -20,14 +20,18 @@ fn literal(text: &str) -> String {
 impl Cases {
     /// Replies awaiting my review: in the queues where I may review, written by others.
     pub async fn reviews(&self, who: &Principal) -> Result<Vec<AwaitingReview>, CaseError> {
-        let queues: Vec<String> = self
-            .settings
-            .queues
-            .iter()
-            .filter(|q| who.can(&q.name, Permission::Read) && who.can(&q.name, Permission::Review))
-            .map(|q| q.name.clone())
-            .collect();
+        let queues = self.reviewed_queues(who);
         Ok(self.store().awaiting_review(&queues).await?.into_iter().filter(|r| r.author != who.name).collect())
+    }
+
+    /// True when `who` may review replies in some queue (the page header links `/reviews`).
+    pub fn reviews_somewhere(&self, who: &Principal) -> bool {
+        !self.reviewed_queues(who).is_empty()
+    }
+
+    fn reviewed_queues(&self, who: &Principal) -> Vec<String> {
+        let reviews = |q: &str| who.can(q, Permission::Read) && who.can(q, Permission::Review);
+        self.settings.queues.iter().filter(|q| reviews(&q.name)).map(|q| q.name.clone()).collect()
     }
 
     /// The reply `entry` of case `id` awaiting review, checked for a reviewer who is not its author.

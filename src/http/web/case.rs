@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::case_body::{self, Body};
+use super::case_history::{HistoryText, history_text, reply_state_key};
 use super::case_sla::{SlaLine, sla_line};
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
@@ -69,7 +70,7 @@ impl MessageItem {
 
 pub struct EntryItem {
     pub id: i64,
-    /// `note`, `reply` or `follow-up`.
+    /// `note`, `reply`, `follow-up` or `review` (a reviewer's comment).
     pub kind: String,
     pub author: String,
     pub at: Stamp,
@@ -77,14 +78,16 @@ pub struct EntryItem {
     pub due: Option<Stamp>,
     pub to: Option<String>,
     pub subject: Option<String>,
-    pub outbox_status: Option<String>,
+    /// The catalog key of a reply's state (sent, awaiting review, …).
+    pub state: Option<&'static str>,
 }
 
 pub struct HistoryItem {
     pub at: Stamp,
-    pub actor: String,
-    pub action: String,
-    pub detail: String,
+    /// The stored action code (for `data-history`).
+    pub code: String,
+    /// Actor, action and detail in the reader's language.
+    pub text: HistoryText,
 }
 
 pub enum Item {
@@ -200,7 +203,7 @@ const SHOWN_AS_ENTRIES: [&str; 3] = ["note", "follow-up", "reply"];
 
 /// The thread in time order (a message before an entry before a history line at the same
 /// instant). `seen`: the (message, entry, history) ids the reader had seen; later ones are new.
-fn thread(calendar: &Calendar, view: &CaseView, bodies: Vec<Body>, seen: Option<(i64, i64, i64)>) -> Vec<ThreadItem> {
+fn thread(chrome: &Chrome, calendar: &Calendar, view: &CaseView, bodies: Vec<Body>, seen: Option<(i64, i64, i64)>) -> Vec<ThreadItem> {
     let newer = |id: i64, pick: fn((i64, i64, i64)) -> i64| seen.is_some_and(|s| id > pick(s));
     let mut items: Vec<(i64, u8, i64, ThreadItem)> = Vec::new();
     for ((m, record), body) in view.messages.iter().zip(bodies) {
@@ -229,16 +232,15 @@ fn thread(calendar: &Calendar, view: &CaseView, bodies: Vec<Body>, seen: Option<
             due,
             to: e.body.to.clone(),
             subject: e.body.subject.clone(),
-            outbox_status: e.outbox_status.clone(),
+            state: reply_state_key(e.state.as_deref(), e.outbox_status.as_deref()),
         };
         items.push((e.at, 1, e.id, ThreadItem { new: newer(e.id, |s| s.1), item: Item::Entry(item) }));
     }
     for h in view.history.iter().filter(|h| !SHOWN_AS_ENTRIES.contains(&h.action.as_str())) {
         let item = HistoryItem {
             at: stamp(calendar, h.at),
-            actor: h.actor.clone(),
-            action: h.action.clone(),
-            detail: h.detail.clone().unwrap_or_default(),
+            code: h.action.clone(),
+            text: history_text(chrome, calendar, &h.actor, &h.action, h.detail.as_deref().unwrap_or_default()),
         };
         items.push((h.at, 2, h.id, ThreadItem { new: newer(h.id, |s| s.2), item: Item::History(item) }));
     }
@@ -308,7 +310,7 @@ pub async fn page(
         Err(e) => return PageError::internal(lang, e).into_response(),
     };
     let seen_now = last_event(&view);
-    let thread = thread(calendar, &view, bodies, seen);
+    let thread = thread(&chrome, calendar, &view, bodies, seen);
     let page = CaseViewPage { id, header, thread, seen: seen_now, forms, notice, presence: Some(presence) };
     render(status, &CasePage { chrome, view: page })
 }
@@ -402,7 +404,7 @@ mod tests {
             due: None,
             to: None,
             subject: None,
-            outbox_status: None,
+            state: None,
         };
         CaseViewPage {
             id: 9,

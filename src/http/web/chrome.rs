@@ -35,11 +35,13 @@ pub struct Chrome {
     pub session: Option<SessionChrome>,
     /// The user supervises some queue: the header links the dashboard.
     supervise: bool,
+    /// The user may review replies in some queue: the header links `/reviews`.
+    review: bool,
 }
 
 impl Chrome {
     pub fn anonymous(lang: Lang) -> Chrome {
-        Chrome { lang, catalog: lang.catalog(), session: None, supervise: false }
+        Chrome { lang, catalog: lang.catalog(), session: None, supervise: false, review: false }
     }
 
     pub fn logged_in(lang: Lang, user: String, csrf: String) -> Chrome {
@@ -48,6 +50,7 @@ impl Chrome {
             catalog: lang.catalog(),
             session: Some(SessionChrome { user, csrf, officer: false, shortcuts: true }),
             supervise: false,
+            review: false,
         }
     }
 
@@ -96,6 +99,17 @@ impl Chrome {
     /// Whether the header links the dashboard (`GET /dashboard`).
     pub fn can_supervise(&self) -> bool {
         self.supervise
+    }
+
+    /// The same frame for a user who may review replies in some queue (or not).
+    pub fn reviewing(mut self, review: bool) -> Chrome {
+        self.review = review;
+        self
+    }
+
+    /// Whether the header links the replies awaiting review (`GET /reviews`).
+    pub fn can_review(&self) -> bool {
+        self.review
     }
 
     /// The UI text for `key` in the page's language.

@@ -32,6 +32,7 @@ pub mod bulk;
 pub mod case;
 pub mod case_actions;
 pub mod case_body;
+pub mod case_history;
 pub mod case_parts;
 pub mod case_sla;
 pub mod chart;

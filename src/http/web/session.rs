@@ -41,6 +41,7 @@ impl PageSession {
         Chrome::logged_in(self.lang, self.principal.name.clone(), ctx.access.csrf_token(&self.token))
             .with_officer(self.principal.officer)
             .supervising(!ctx.cases.supervised_queues(&self.principal).is_empty())
+            .reviewing(ctx.cases.reviews_somewhere(&self.principal))
             .with_shortcuts(self.preferences.shortcuts)
     }
 
