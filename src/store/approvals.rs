@@ -82,7 +82,7 @@ pub struct SealedCode {
 /// The kind of change `id`, read before any write transaction (an approved reset prepares its
 /// code first).
 pub async fn kind(store: &Store, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = $1").bind(id).fetch_optional(&store.pool).await?)
+    Ok(sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = $1").bind(id).fetch_optional(store.sqlite()).await?)
 }
 
 impl Tx {

@@ -5,7 +5,9 @@
 
 use super::crypto::KeyRing;
 use rusqlite::OptionalExtension;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, SqliteConnection};
+
+use super::engine::{Conn, on_conn};
 
 /// The hash of the (empty) chain's predecessor.
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -40,31 +42,33 @@ pub fn chain_hash(keys: &KeyRing, prev: &[u8], e: &AuditEntry) -> Vec<u8> {
 
 /// Appends entries inside the caller's write transaction (which serialises all appenders, the
 /// server's writer and admin commands alike, so the chain never forks).
-pub async fn append(keys: &KeyRing, conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
+pub async fn append(keys: &KeyRing, conn: &mut Conn, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
     }
-    let last: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(&mut *conn).await?;
-    let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let hash = chain_hash(keys, &prev, e);
-        rows.push((e, std::mem::replace(&mut prev, hash.clone()), hash));
-    }
-    // Stay well below SQLite's bound-parameter limit.
-    for chunk in rows.chunks(500) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) ");
-        q.push_values(chunk, |mut b, (e, prev, hash)| {
-            b.push_bind(e.at)
-                .push_bind(&e.actor)
-                .push_bind(&e.action)
-                .push_bind(&e.object)
-                .push_bind(&e.detail)
-                .push_bind(prev)
-                .push_bind(hash);
-        });
-        q.build().execute(&mut *conn).await?;
-    }
+    on_conn!(conn, c => {
+        let last: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(&mut *c).await?;
+        let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in entries {
+            let hash = chain_hash(keys, &prev, e);
+            rows.push((e, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        // Stay well below SQLite's bound-parameter limit.
+        for chunk in rows.chunks(500) {
+            let mut q = QueryBuilder::new("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) ");
+            q.push_values(chunk, |mut b, (e, prev, hash)| {
+                b.push_bind(e.at)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.action)
+                    .push_bind(&e.object)
+                    .push_bind(&e.detail)
+                    .push_bind(prev)
+                    .push_bind(hash);
+            });
+            q.build().execute(&mut *c).await?;
+        }
+    });
     Ok(())
 }
 
@@ -108,7 +112,7 @@ pub async fn list(
     .bind(action)
     .bind(actor)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(&store.pool)
+    .fetch_all(store.sqlite())
     .await?;
     Ok(rows.iter().map(listed).collect())
 }
@@ -138,7 +142,7 @@ pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit:
     .bind(filter.from)
     .bind(filter.to)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(&store.pool)
+    .fetch_all(store.sqlite())
     .await?;
     Ok(rows.iter().map(listed).collect())
 }

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::crypto::aad;
+use super::engine::{on_conn, on_db};
 use super::{Store, StoreError, audit, now_millis};
 
 pub const TIERS: [&str; 3] = ["vip", "long-term", "prospect"];
@@ -67,15 +67,18 @@ pub fn to_csv(customers: &[Customer]) -> String {
     String::from_utf8(writer.into_inner().expect("in memory")).expect("csv of strings is UTF-8")
 }
 
+/// A directory row as stored: `uid, key_id, wrapped_key, entry_ct`.
+type SealedEntry = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+
 impl Store {
     /// Adds or replaces directory entries; audited (count only).
     pub async fn import_customers(&self, customers: &[Customer], actor: &str) -> Result<usize, StoreError> {
-        let mut tx = super::sqlite::begin_write(&self.pool).await?;
+        let mut tx = self.db.begin_write().await?;
         for c in customers {
             let key = entry_key(&self.keys, &c.address_or_domain);
             let row = self.keys.new_row()?;
             let entry_ct = row.seal("customer", &serde_json::to_vec(c).expect("serialises"))?;
-            sqlx::query(
+            on_conn!(&mut tx, conn => sqlx::query(
                 "INSERT INTO customers (key_idx, tier, uid, key_id, wrapped_key, entry_ct) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (key_idx) DO UPDATE SET tier = excluded.tier, uid = excluded.uid, key_id = excluded.key_id,
                  wrapped_key = excluded.wrapped_key, entry_ct = excluded.entry_ct",
@@ -86,8 +89,9 @@ impl Store {
             .bind(row.key_id as i64)
             .bind(&row.wrapped_key)
             .bind(&entry_ct)
-            .execute(&mut *tx)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|_| ())?);
         }
         let entry = audit::AuditEntry {
             at: now_millis(),
@@ -103,15 +107,16 @@ impl Store {
 
     /// Decrypts the whole directory (an audited read).
     pub async fn export_customers(&self, actor: &str) -> Result<Vec<Customer>, StoreError> {
-        let rows = sqlx::query("SELECT uid, key_id, wrapped_key, entry_ct FROM customers ORDER BY id").fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let uid: Vec<u8> = r.get(0);
-            let data_key = self.keys.unwrap(r.get::<i64, _>(1) as u32, r.get::<&[u8], _>(2), &aad("dek", &uid))?;
-            let plain = data_key.open(&aad("customer", &uid), r.get::<&[u8], _>(3))?;
+        let sealed: Vec<SealedEntry> = on_db!(&self.db, pool => {
+            sqlx::query_as("SELECT uid, key_id, wrapped_key, entry_ct FROM customers ORDER BY id").fetch_all(pool).await?
+        });
+        let mut out = Vec::with_capacity(sealed.len());
+        for (uid, key_id, wrapped_key, entry_ct) in sealed {
+            let data_key = self.keys.unwrap(key_id as u32, &wrapped_key, &aad("dek", &uid))?;
+            let plain = data_key.open(&aad("customer", &uid), &entry_ct)?;
             out.push(serde_json::from_slice(&plain).map_err(|e| StoreError::BatchFailed(format!("directory entry: {e}")))?);
         }
-        let mut tx = super::sqlite::begin_write(&self.pool).await?;
+        let mut tx = self.db.begin_write().await?;
         let entry = audit::AuditEntry {
             at: now_millis(),
             actor: actor.into(),
@@ -126,7 +131,7 @@ impl Store {
 
     /// Blind index → tier, for routing. No decryption needed.
     pub async fn customer_tiers(&self) -> Result<HashMap<Vec<u8>, String>, StoreError> {
-        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as("SELECT key_idx, tier FROM customers").fetch_all(&self.pool).await?;
+        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as("SELECT key_idx, tier FROM customers").fetch_all(self.sqlite()).await?;
         Ok(rows.into_iter().collect())
     }
 }

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::audit::{self, AuditEntry};
 use super::crypto::aad;
+use super::engine::on_conn;
 use super::{Store, StoreError};
 
 /// One message as a mailbox shows it: where it is, what the case says about it, and the flags
@@ -46,7 +47,7 @@ impl Store {
     /// new one.
     pub async fn mailbox_uidvalidity(&self, queue: &str) -> Result<u32, StoreError> {
         let select = || sqlx::query_scalar::<_, i64>("SELECT uidvalidity FROM mailboxes WHERE queue = $1").bind(queue);
-        if let Some(v) = select().fetch_optional(&self.pool).await? {
+        if let Some(v) = select().fetch_optional(self.sqlite()).await? {
             return Ok(v as u32);
         }
         let now = (chrono::Utc::now().timestamp() as u32).max(1);
@@ -54,15 +55,15 @@ impl Store {
         sqlx::query("INSERT INTO mailboxes (queue, uidvalidity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(queue)
             .bind(now as i64)
-            .execute(&self.pool)
+            .execute(self.sqlite())
             .await?;
-        Ok(select().fetch_one(&self.pool).await? as u32)
+        Ok(select().fetch_one(self.sqlite()).await? as u32)
     }
 
     /// The next UID any mailbox can see: one more than the message sequence, which every UID
     /// (delivery or transfer) is taken from.
     pub async fn mailbox_uid_next(&self) -> Result<u32, StoreError> {
-        let last: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&self.pool).await?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(self.sqlite()).await?;
         Ok(u32::try_from(last + 1).unwrap_or(u32::MAX))
     }
 
@@ -80,7 +81,7 @@ impl Store {
         )
         .bind(user_id)
         .bind(queue)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         Ok(rows
             .into_iter()
@@ -115,7 +116,7 @@ impl Store {
         )
         .bind(user_id)
         .bind(queue)
-        .fetch_one(&self.pool)
+        .fetch_one(self.sqlite())
         .await?;
         Ok((row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u32))
     }
@@ -126,9 +127,9 @@ impl Store {
         if flags.is_empty() && entries.is_empty() {
             return Ok(());
         }
-        let mut tx = super::sqlite::begin_write(&self.pool).await?;
+        let mut tx = self.db.begin_write().await?;
         for f in flags {
-            sqlx::query(
+            on_conn!(&mut tx, c => sqlx::query(
                 "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (user_id, case_id, message_id) DO UPDATE SET seen = excluded.seen, flagged = excluded.flagged",
             )
@@ -137,8 +138,9 @@ impl Store {
             .bind(f.message_id)
             .bind(f.seen as i64)
             .bind(f.flagged as i64)
-            .execute(&mut *tx)
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())?);
         }
         audit::append(&self.keys, &mut tx, entries).await?;
         tx.commit().await?;
@@ -154,7 +156,7 @@ impl Store {
     pub async fn trace_len(&self, id: i64) -> Result<usize, StoreError> {
         let row = sqlx::query("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.sqlite())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         let uid: Vec<u8> = row.get(0);

@@ -12,9 +12,11 @@ pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod directory;
+pub mod engine;
 pub mod enrolment;
 pub mod mailbox;
 pub mod outbox;
+mod postgres;
 pub mod preferences;
 pub mod priority;
 pub mod record;
@@ -32,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sqlx::Row;
+
+use engine::on_db;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 pub use config::StoreOptions;
@@ -67,7 +71,7 @@ pub enum StoreError {
 /// Shared handle to the database and the keys.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: engine::Db,
     pub keys: Arc<KeyRing>,
     /// Where the files are and the `[storage]` section (the writer reads both).
     options: Arc<StoreOptions>,
@@ -184,7 +188,8 @@ impl Store {
         let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(sqlite::connect_options(&db_path)).await?;
         MIGRATOR.run(&pool).await?;
-        let store = Store { pool, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        let store =
+            Store { db: engine::Db::Sqlite(pool), keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
         let sealed = store.seal_clear_tags().await?;
         if sealed > 0 {
             tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
@@ -199,20 +204,33 @@ impl Store {
 
     /// Closes every pooled connection (waits for those in use to come back).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
+    }
+
+    /// The engine's pool, for [`engine::on_db!`].
+    pub(crate) fn db(&self) -> &engine::Db {
+        &self.db
+    }
+
+    /// The SQLite pool, for code not yet written for both engines (panics on PostgreSQL).
+    // TRANSITION (#11): removed once every store module runs through `engine::on_db!`.
+    pub(crate) fn sqlite(&self) -> &SqlitePool {
+        match &self.db {
+            engine::Db::Sqlite(pool) => pool,
+            engine::Db::Postgres(_) => panic!("this store operation is not yet available on PostgreSQL"),
+        }
     }
 
     /// Moves committed WAL pages into the database file without ever blocking the writer
     /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        Ok(sqlite::checkpoint(&self.pool).await?)
+        Ok(sqlite::checkpoint(self.sqlite()).await?)
     }
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
-        let rows = sqlx::query(sqlite::LIST_MESSAGES).bind(limit).fetch_all(&self.pool).await?;
-        let mut list: Vec<MessageSummary> = rows
-            .into_iter()
-            .map(|r| MessageSummary {
+        let mut list: Vec<MessageSummary> = on_db!(&self.db, pool => {
+            let sql = if matches!(self.db, engine::Db::Sqlite(_)) { sqlite::LIST_MESSAGES } else { postgres::LIST_MESSAGES };
+            sqlx::query(sql).bind(limit).fetch_all(pool).await?.into_iter().map(|r| MessageSummary {
                 number: r.get(0),
                 received_at: millis_to_rfc3339(r.get(1)),
                 size: r.get(2),
@@ -225,7 +243,8 @@ impl Store {
                 auth: r.get(9),
                 cases: parse_cases(r.get::<Option<&str>, _>(10).unwrap_or("[]")),
             })
-            .collect();
+            .collect()
+        });
         // Case tags are sealed: opened here, for the operator on the host (who holds the key).
         let ids: Vec<i64> = list.iter().flat_map(|m| m.cases.iter().map(|c| c.case)).collect();
         let mut tags = std::collections::HashMap::new();
@@ -243,7 +262,7 @@ impl Store {
     pub async fn read_raw(&self, counter_year: i32, seq: u64, actor: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(id) = self.message_id_by_registration(counter_year, seq).await? else { return Ok(None) };
         let (number, raw) = self.open_message(id).await?;
-        let mut tx = sqlite::begin_write(&self.pool).await?;
+        let mut tx = self.db.begin_write().await?;
         audit::append(
             &self.keys,
             &mut tx,
@@ -269,7 +288,7 @@ impl Store {
              FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.sqlite())
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         let number: String = row.get(0);
@@ -285,7 +304,7 @@ impl Store {
     pub async fn open_fields(&self, id: i64) -> Result<record::Record, StoreError> {
         let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.sqlite())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
         self.open_record(row.get(0), row.get(1), row.get(2), row.get(3))
@@ -337,7 +356,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
 impl Store {
     /// Checks the audit chain (read-only).
     pub async fn verify_audit(&self) -> Result<audit::ChainCheck, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.sqlite().acquire().await?;
         Ok(audit::verify(&self.keys, &mut conn).await?)
     }
 }

@@ -183,7 +183,7 @@ pub async fn enqueue<S: AsRef<str>>(
     data: &[u8],
 ) -> Result<i64, OutboxError> {
     let row = NewOutboxMail::seal(&store.keys, message_id, kind, from, to, data, now_millis())?;
-    let mut conn = store.pool.acquire().await?;
+    let mut conn = store.sqlite().acquire().await?;
     Ok(insert(&mut conn, &row).await?)
 }
 
@@ -224,7 +224,7 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> R
     .bind(lease_until)
     .bind(now)
     .bind(batch as i64)
-    .fetch_all(&store.pool)
+    .fetch_all(store.sqlite())
     .await?;
     let mut rows: Vec<OutboxRow> = rows
         .into_iter()
@@ -245,7 +245,7 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> R
 
 /// Hands claimed rows back, due now, without counting an attempt.
 pub async fn release(store: &Store, ids: &[i64]) -> Result<(), StoreError> {
-    let mut tx = sqlite::begin_write(&store.pool).await?;
+    let mut tx = sqlite::begin_write(store.sqlite()).await?;
     for id in ids {
         sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status = 'sending'")
             .bind(now_millis())
@@ -270,7 +270,7 @@ pub enum Attempt<'a> {
 /// Writes the attempts (row id, attempts so far, what happened) in one transaction, `now` as the
 /// time of sending.
 pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i64) -> Result<(), StoreError> {
-    let mut tx = sqlite::begin_write(&store.pool).await?;
+    let mut tx = sqlite::begin_write(store.sqlite()).await?;
     for (id, count, attempt) in attempts {
         match attempt {
             Attempt::Sent { note } => {
@@ -311,7 +311,7 @@ pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i6
 /// Earliest `next_attempt_at` of any row still to be sent (unix ms).
 pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
     sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')")
-        .fetch_one(&store.pool)
+        .fetch_one(store.sqlite())
         .await
         .map_err(StoreError::from)
 }
@@ -320,7 +320,7 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
 pub async fn pending_until(store: &Store, id: i64) -> Result<Option<i64>, StoreError> {
     Ok(sqlx::query_scalar("SELECT next_attempt_at FROM outbox WHERE id = $1 AND status = 'pending' AND attempts = 0")
         .bind(id)
-        .fetch_optional(&store.pool)
+        .fetch_optional(store.sqlite())
         .await?)
 }
 
@@ -335,18 +335,19 @@ pub struct RowState {
 }
 
 pub async fn state(store: &Store, id: i64) -> Result<RowState, StoreError> {
-    let row = sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await?;
+    let row =
+        sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(store.sqlite()).await?;
     Ok(RowState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) })
 }
 
 /// The sealed mail of one row, as stored (to check that nothing is in clear).
 pub async fn sealed_mail(store: &Store, id: i64) -> Result<Vec<u8>, StoreError> {
-    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(&store.pool).await.map_err(StoreError::from)
+    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(store.sqlite()).await.map_err(StoreError::from)
 }
 
 /// Attempts made over all rows.
 pub async fn total_attempts(store: &Store) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(&store.pool).await.map_err(StoreError::from)
+    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(store.sqlite()).await.map_err(StoreError::from)
 }
 
 /// Marks a row as claimed by a worker whose lease ends at `lease_until` (unix ms), as [`claim`]
@@ -355,7 +356,7 @@ pub async fn mark_sending(store: &Store, id: i64, lease_until: i64) -> Result<()
     sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = $1 WHERE id = $2")
         .bind(lease_until)
         .bind(id)
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await?;
     Ok(())
 }
@@ -412,7 +413,7 @@ mod tests {
         // A case change's path: sqlx.
         let reply =
             NewOutboxMail::seal(&store.keys, None, "reply", "support@example.com", &["bob@customer.example"], b"reply", now).unwrap();
-        let b = insert(&mut store.pool.acquire().await.unwrap(), &reply).await.unwrap();
+        let b = insert(&mut store.sqlite().acquire().await.unwrap(), &reply).await.unwrap();
         assert!(b > a);
         assert_eq!(next_due(&store).await.unwrap(), Some(now - 10), "a new row is due when it was made");
 
@@ -449,7 +450,7 @@ mod tests {
             let held = now + 2_000;
             let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
             let id = {
-                let mut conn = store.pool.acquire().await.unwrap();
+                let mut conn = store.sqlite().acquire().await.unwrap();
                 let id = insert(&mut conn, &row).await.unwrap();
                 hold_until(&mut conn, id, held).await.unwrap();
                 id
@@ -457,7 +458,7 @@ mod tests {
             assert!(claim(&store, held - 1, held + 60_000, 10).await.unwrap().is_empty(), "held rows are not due");
             // The worker's clock says the row is due; the undo's says it is not yet: only the status decides.
             let (claimed, withdrawn) = tokio::join!(claim(&store, held, held + 60_000, 10), async {
-                let mut conn = store.pool.acquire().await.unwrap();
+                let mut conn = store.sqlite().acquire().await.unwrap();
                 withdraw(&mut conn, id, held - 1).await.unwrap()
             });
             let claimed = claimed.unwrap().iter().any(|r| r.id == id);
@@ -467,7 +468,7 @@ mod tests {
             if claimed {
                 claimed_wins += 1;
                 record(&store, &[(id, 1, Attempt::Sent { note: None })], held).await.unwrap();
-                let mut conn = store.pool.acquire().await.unwrap();
+                let mut conn = store.sqlite().acquire().await.unwrap();
                 assert!(!withdraw(&mut conn, id, held - 1).await.unwrap(), "a sent row is never withdrawn");
             } else {
                 undo_wins += 1;
@@ -478,7 +479,7 @@ mod tests {
         // After its time, an untouched row cannot be withdrawn either.
         let now = now_millis();
         let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
-        let mut conn = store.pool.acquire().await.unwrap();
+        let mut conn = store.sqlite().acquire().await.unwrap();
         let id = insert(&mut conn, &row).await.unwrap();
         hold_until(&mut conn, id, now + 1_000).await.unwrap();
         assert!(!withdraw(&mut conn, id, now + 1_000).await.unwrap(), "too late at its time");

@@ -2,8 +2,7 @@
 //! The store keeps the language as the tag it is given; `access::preferences` says which tags
 //! are valid.
 
-use sqlx::Row;
-
+use super::engine::{on_conn, on_db};
 use super::tx::Tx;
 use super::{Store, StoreError};
 
@@ -17,17 +16,16 @@ pub struct StoredPreferences {
 
 /// The user's settings, or None when he never saved any.
 pub async fn get(store: &Store, user_id: i64) -> Result<Option<StoredPreferences>, StoreError> {
-    let row = sqlx::query("SELECT language, shortcuts FROM user_preferences WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(&store.pool)
-        .await?;
-    Ok(row.map(|row| StoredPreferences { language: row.get(0), shortcuts: row.get::<i64, _>(1) != 0 }))
+    let row: Option<(String, i64)> = on_db!(store.db(), pool => {
+        sqlx::query_as("SELECT language, shortcuts FROM user_preferences WHERE user_id = $1").bind(user_id).fetch_optional(pool).await?
+    });
+    Ok(row.map(|(language, shortcuts)| StoredPreferences { language, shortcuts: shortcuts != 0 }))
 }
 
 impl Tx {
     /// Saves the user's settings (replacing what was there).
     pub async fn set_preferences(&mut self, user_id: i64, preferences: &StoredPreferences, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        on_conn!(self.engine(), c => sqlx::query(
             "INSERT INTO user_preferences (user_id, language, shortcuts, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id) DO UPDATE SET language = excluded.language, shortcuts = excluded.shortcuts,
                  updated_at = excluded.updated_at",
@@ -36,8 +34,9 @@ impl Tx {
         .bind(&preferences.language)
         .bind(i64::from(preferences.shortcuts))
         .bind(now)
-        .execute(self.conn())
-        .await?;
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 }

@@ -17,10 +17,10 @@ pub struct Listed {
 }
 
 pub async fn list(store: &Store) -> Result<Listed, StoreError> {
-    let roles = sqlx::query_as("SELECT name, description FROM roles ORDER BY name").fetch_all(&store.pool).await?;
-    let grants = sqlx::query_as("SELECT role, queue, permission FROM role_grants").fetch_all(&store.pool).await?;
+    let roles = sqlx::query_as("SELECT name, description FROM roles ORDER BY name").fetch_all(store.sqlite()).await?;
+    let grants = sqlx::query_as("SELECT role, queue, permission FROM role_grants").fetch_all(store.sqlite()).await?;
     let members = sqlx::query("SELECT ur.role, u.name FROM user_roles ur JOIN users u ON u.id = ur.user_id ORDER BY u.name")
-        .fetch_all(&store.pool)
+        .fetch_all(store.sqlite())
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))

@@ -22,7 +22,7 @@ pub async fn insert(store: &Store, token_hash: &[u8], session: &Session, now: i6
         .bind(now)
         .bind(session.expires_at)
         .bind(session.last_seen_at)
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await?;
     Ok(())
 }
@@ -30,18 +30,18 @@ pub async fn insert(store: &Store, token_hash: &[u8], session: &Session, now: i6
 pub async fn find(store: &Store, token_hash: &[u8]) -> Result<Option<Session>, StoreError> {
     let row = sqlx::query("SELECT user_id, kind, expires_at, last_seen_at FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
-        .fetch_optional(&store.pool)
+        .fetch_optional(store.sqlite())
         .await?;
     Ok(row.map(|r| Session { user_id: r.get(0), kind: r.get(1), expires_at: r.get(2), last_seen_at: r.get(3) }))
 }
 
 pub async fn delete(store: &Store, token_hash: &[u8]) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&store.pool).await?;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(store.sqlite()).await?;
     Ok(())
 }
 
 pub async fn touch(store: &Store, token_hash: &[u8], now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2").bind(now).bind(token_hash).execute(&store.pool).await?;
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2").bind(now).bind(token_hash).execute(store.sqlite()).await?;
     Ok(())
 }
 
@@ -50,7 +50,7 @@ pub async fn purge(store: &Store, now: i64, idle_cutoff: i64) -> Result<u64, Sto
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
         .bind(now)
         .bind(idle_cutoff)
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await?;
     Ok(done.rows_affected())
 }

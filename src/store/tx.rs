@@ -8,18 +8,12 @@
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::SqliteConnection;
 
 use super::audit::{self, AuditEntry};
 use super::crypto::KeyRing;
-use super::{Store, StoreError, sqlite};
-
-enum Conn {
-    Write(Transaction<'static, Sqlite>),
-    /// Reads only, no transaction (listings).
-    Read(PoolConnection<Sqlite>),
-}
+use super::engine::Conn;
+use super::{Store, StoreError};
 
 /// A write transaction (or a plain read connection) over the staff tables.
 pub struct Tx {
@@ -31,34 +25,35 @@ impl Store {
     /// Starts a write unit: the write lock is taken at once; nothing is kept unless
     /// [`Tx::commit`] is called.
     pub async fn begin_write(&self) -> Result<Tx, StoreError> {
-        Ok(Tx { conn: Conn::Write(sqlite::begin_write(&self.pool).await?), keys: self.keys.clone() })
+        Ok(Tx { conn: self.db.begin_write().await?, keys: self.keys.clone() })
     }
 
     /// A connection for a sequence of reads (no lock, no transaction).
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
-        Ok(Tx { conn: Conn::Read(self.pool.acquire().await?), keys: self.keys.clone() })
+        Ok(Tx { conn: self.db.begin_read().await?, keys: self.keys.clone() })
     }
 }
 
 impl Tx {
+    /// The engine's connection, for [`super::engine::on_conn!`].
+    pub(super) fn engine(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// The SQLite connection, for code not yet written for both engines (panics on PostgreSQL).
+    // TRANSITION (#11): removed once every staff module runs through `engine::on_conn!`.
     pub(super) fn conn(&mut self) -> &mut SqliteConnection {
-        match &mut self.conn {
-            Conn::Write(tx) => tx,
-            Conn::Read(conn) => conn,
-        }
+        self.conn.sqlite()
     }
 
     /// Appends audit entries in this transaction (the change and its record commit together).
     pub async fn audit(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         let keys = self.keys.clone();
-        Ok(audit::append(&keys, self.conn(), entries).await?)
+        Ok(audit::append(&keys, &mut self.conn, entries).await?)
     }
 
     /// Keeps everything done in this unit (a read unit has nothing to keep).
     pub async fn commit(self) -> Result<(), StoreError> {
-        if let Conn::Write(tx) = self.conn {
-            tx.commit().await?;
-        }
-        Ok(())
+        Ok(self.conn.commit().await?)
     }
 }

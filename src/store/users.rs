@@ -50,7 +50,7 @@ pub async fn reserve_login(
     max_failures: i64,
     lockout_end: i64,
 ) -> Result<Option<Reservation>, StoreError> {
-    let row = sqlx::query(RESERVE_USER).bind(name).bind(now).bind(max_failures).bind(lockout_end).fetch_optional(&store.pool).await?;
+    let row = sqlx::query(RESERVE_USER).bind(name).bind(now).bind(max_failures).bind(lockout_end).fetch_optional(store.sqlite()).await?;
     if row.is_none() {
         // A reservation commits a write; an unknown name must cost the same, or the answer's
         // timing would tell which names exist. Counting it does (a row rewritten unchanged
@@ -59,7 +59,7 @@ pub async fn reserve_login(
             "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
         )
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await?;
     }
     Ok(row.map(|row| Reservation {
@@ -83,7 +83,7 @@ pub struct Standing {
 pub async fn standing(store: &Store, user_id: i64) -> Result<Option<Standing>, StoreError> {
     let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = $1")
         .bind(user_id)
-        .fetch_optional(&store.pool)
+        .fetch_optional(store.sqlite())
         .await?
     else {
         return Ok(None);
@@ -92,11 +92,11 @@ pub async fn standing(store: &Store, user_id: i64) -> Result<Option<Standing>, S
         return Ok(None);
     }
     let roles: Vec<String> =
-        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(&store.pool).await?;
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(store.sqlite()).await?;
     let grants: Vec<(String, String)> =
         sqlx::query_as("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = $1")
             .bind(user_id)
-            .fetch_all(&store.pool)
+            .fetch_all(store.sqlite())
             .await?;
     Ok(Some(Standing { name: row.get(0), roles, grants }))
 }
@@ -122,7 +122,7 @@ pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
                 u.enrolment_mac IS NOT NULL, u.enrolment_expires_at
          FROM users u ORDER BY u.name",
     )
-    .fetch_all(&store.pool)
+    .fetch_all(store.sqlite())
     .await?;
     Ok(rows
         .into_iter()
@@ -142,7 +142,7 @@ pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
 
 /// Replaces a user's password hash directly, nothing else (the fuzzing harness's cheap hash).
 pub async fn replace_hash(store: &Store, name: &str, hash: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2").bind(hash).bind(name).execute(&store.pool).await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2").bind(hash).bind(name).execute(store.sqlite()).await?;
     Ok(())
 }
 

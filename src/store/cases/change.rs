@@ -2,19 +2,20 @@
 //! so the caller's permission check, the update, the `case_history` row and the audit entry see
 //! one state and are stored together or not at all. Staff entries are sealed like messages.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::tags::write_tags;
 use super::{CASE_BY_ID, CaseKey, CaseRow, EntryBody, case_from_row};
 use crate::store::audit::{self, AuditEntry};
+use crate::store::engine::Conn;
 use crate::store::outbox::NewOutboxMail;
 use crate::store::{Store, StoreError, now_millis};
 
 impl Store {
     /// Starts a change of case `id`: takes the write lock and reads the case (None: no such case).
     pub async fn change_case(&self, id: i64) -> Result<Option<CaseChange<'_>>, StoreError> {
-        let mut tx = crate::store::sqlite::begin_write(&self.pool).await?;
-        let Some(row) = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&mut *tx).await? else { return Ok(None) };
+        let mut tx = self.db.begin_write().await?;
+        let Some(row) = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(tx.sqlite()).await? else { return Ok(None) };
         let (case, key) = self.open_case(case_from_row(&row))?;
         Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), key, case, now: now_millis() }))
     }
@@ -24,7 +25,7 @@ impl Store {
 /// then [`CaseChange::commit`]; dropping it rolls everything back.
 pub struct CaseChange<'s> {
     pub(super) store: &'s Store,
-    pub(super) tx: Transaction<'static, Sqlite>,
+    pub(super) tx: Conn,
     /// The tags as read, so a commit re-seals them only when they changed.
     tags_before: Vec<String>,
     key: Option<CaseKey>,
@@ -39,20 +40,20 @@ impl CaseChange<'_> {
     pub async fn transfer(&mut self, queue: &str) -> Result<(), StoreError> {
         let messages: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM message_cases WHERE case_id = $1 ORDER BY uid, message_id")
             .bind(self.case.id)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.tx.sqlite())
             .await?;
         if !messages.is_empty() {
             let n = messages.len() as i64;
             let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'message' RETURNING value")
                 .bind(n)
-                .fetch_one(&mut *self.tx)
+                .fetch_one(self.tx.sqlite())
                 .await?;
             for (i, message_id) in messages.iter().enumerate() {
                 sqlx::query("UPDATE message_cases SET uid = $1 WHERE case_id = $2 AND message_id = $3")
                     .bind(last - n + 1 + i as i64)
                     .bind(self.case.id)
                     .bind(message_id)
-                    .execute(&mut *self.tx)
+                    .execute(self.tx.sqlite())
                     .await?;
             }
         }
@@ -64,7 +65,7 @@ impl CaseChange<'_> {
     pub async fn messages_newest_first(&mut self) -> Result<Vec<(i64, bool)>, StoreError> {
         let rows = sqlx::query("SELECT m.id, m.automatic FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE mc.case_id = $1 ORDER BY m.id DESC")
             .bind(self.case.id)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.tx.sqlite())
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get::<i64, _>(1) != 0)).collect())
     }
@@ -84,7 +85,7 @@ impl CaseChange<'_> {
             .bind(row.key_id as i64)
             .bind(&row.wrapped_key)
             .bind(body_ct)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.tx.sqlite())
             .await?;
         Ok(id)
     }
@@ -101,10 +102,10 @@ impl CaseChange<'_> {
         send_at: i64,
     ) -> Result<i64, StoreError> {
         let row = NewOutboxMail::seal(&self.store.keys, Some(answers), kind, from, &[to], data, self.now)?;
-        let id = crate::store::outbox::insert(&mut self.tx, &row).await?;
+        let id = crate::store::outbox::insert(self.tx.sqlite(), &row).await?;
         if send_at > self.now {
             // Not visible to the worker before this transaction commits, so never due earlier.
-            crate::store::outbox::hold_until(&mut self.tx, id, send_at).await?;
+            crate::store::outbox::hold_until(self.tx.sqlite(), id, send_at).await?;
         }
         Ok(id)
     }
@@ -114,7 +115,7 @@ impl CaseChange<'_> {
     /// tag text: tags are sealed).
     pub async fn commit(mut self, actor: &str, action: &str, detail: &str) -> Result<CaseRow, StoreError> {
         if self.case.tags != self.tags_before {
-            self.key = Some(write_tags(&mut self.tx, &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
+            self.key = Some(write_tags(self.tx.sqlite(), &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
         }
         let c = &self.case;
         sqlx::query(
@@ -133,7 +134,7 @@ impl CaseChange<'_> {
         .bind(c.resolved_at)
         .bind(self.now)
         .bind(c.id)
-        .execute(&mut *self.tx)
+        .execute(self.tx.sqlite())
         .await?;
         let detail = (!detail.is_empty()).then(|| detail.to_string());
         sqlx::query("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)")
@@ -142,7 +143,7 @@ impl CaseChange<'_> {
             .bind(actor)
             .bind(action)
             .bind(&detail)
-            .execute(&mut *self.tx)
+            .execute(self.tx.sqlite())
             .await?;
         let entry = AuditEntry {
             at: self.now,

@@ -278,7 +278,7 @@ impl Store {
         let mut found: Vec<RawCase> = Vec::new();
         for (status, priority) in runs(q) {
             let Some(mut query) = run_query(q, status, priority, now, want, "") else { continue };
-            let rows = query.build().fetch_all(&self.pool).await?;
+            let rows = query.build().fetch_all(self.sqlite()).await?;
             found.extend(rows.iter().map(case_from_row));
         }
         found.sort_by(|a, b| q.sort.compare(&a.row, &b.row));

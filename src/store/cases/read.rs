@@ -48,7 +48,7 @@ pub struct HistoryEntry {
 
 impl Store {
     pub async fn case(&self, id: i64) -> Result<Option<CaseRow>, StoreError> {
-        let row = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(self.sqlite()).await?;
         row.as_ref().map(|r| self.open_case(case_from_row(r)).map(|(case, _)| case)).transpose()
     }
 
@@ -63,7 +63,7 @@ impl Store {
             list.push_bind(*id);
         }
         b.push(") GROUP BY case_id");
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows = b.build().fetch_all(self.sqlite()).await?;
         Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
     }
 
@@ -81,7 +81,7 @@ impl Store {
             list.push_bind(*id);
         }
         b.push(")");
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows = b.build().fetch_all(self.sqlite()).await?;
         Ok(rows.iter().map(|r| (r.get(0), self.open_record(r.get(1), r.get(2), r.get(3), r.get(4)))).collect())
     }
 
@@ -91,7 +91,7 @@ impl Store {
              FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE mc.case_id = $1 ORDER BY m.id",
         )
         .bind(case_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         Ok(rows
             .iter()
@@ -115,7 +115,7 @@ impl Store {
              FROM case_entries e LEFT JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = $1 ORDER BY e.id",
         )
         .bind(case_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         let mut entries = Vec::with_capacity(rows.len());
         for r in rows {
@@ -140,7 +140,7 @@ impl Store {
     pub async fn case_history(&self, case_id: i64) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = sqlx::query("SELECT id, at, actor, action, detail FROM case_history WHERE case_id = $1 ORDER BY id")
             .bind(case_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.sqlite())
             .await?;
         Ok(rows.iter().map(|r| HistoryEntry { id: r.get(0), at: r.get(1), actor: r.get(2), action: r.get(3), detail: r.get(4) }).collect())
     }
@@ -151,7 +151,7 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT id FROM messages WHERE reg_year = $1 AND reg_seq = $2")
             .bind(counter_year)
             .bind(seq as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.sqlite())
             .await?)
     }
 
@@ -159,11 +159,11 @@ impl Store {
     pub async fn message_queues(&self, id: i64) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT DISTINCT c.queue FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE mc.message_id = $1")
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.sqlite())
             .await?)
     }
 
     pub async fn user_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(self.sqlite()).await?)
     }
 }

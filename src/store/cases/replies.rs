@@ -33,7 +33,7 @@ impl Store {
             list.push_bind(q.clone());
         }
         b.push(") ORDER BY e.id LIMIT 500");
-        let rows = b.build().fetch_all(&self.pool).await?;
+        let rows = b.build().fetch_all(self.sqlite()).await?;
         Ok(rows
             .iter()
             .map(|r| AwaitingReview {
@@ -75,7 +75,7 @@ impl CaseChange<'_> {
         )
         .bind(entry)
         .bind(self.case.id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.tx.sqlite())
         .await?;
         Ok(row.map(|r| ReplyEntry {
             id: r.get(0),
@@ -102,7 +102,7 @@ impl CaseChange<'_> {
         .bind(status_before)
         .bind(outbox_id)
         .bind(entry)
-        .execute(&mut *self.tx)
+        .execute(self.tx.sqlite())
         .await?;
         Ok(())
     }
@@ -120,17 +120,17 @@ impl CaseChange<'_> {
             .bind(body_ct)
             .bind(entry)
             .bind(self.case.id)
-            .execute(&mut *self.tx)
+            .execute(self.tx.sqlite())
             .await?;
         Ok(())
     }
 
     /// Takes the reply's outbox row back (see [`outbox::withdraw`]) or says why not.
     pub async fn withdraw_mail(&mut self, outbox_id: i64) -> Result<Result<(), TooLate>, StoreError> {
-        if outbox::withdraw(&mut self.tx, outbox_id, self.now).await? {
+        if outbox::withdraw(self.tx.sqlite(), outbox_id, self.now).await? {
             return Ok(Ok(()));
         }
-        let status = outbox::status_of(&mut self.tx, outbox_id).await?.unwrap_or_else(|| "gone".into());
+        let status = outbox::status_of(self.tx.sqlite(), outbox_id).await?.unwrap_or_else(|| "gone".into());
         Ok(Err(TooLate(status)))
     }
 }

@@ -52,7 +52,7 @@ impl Store {
         )
         .bind(queue)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(self.sqlite())
         .await?)
     }
 
@@ -64,7 +64,7 @@ impl Store {
         let rows =
             sqlx::query("SELECT status, COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') GROUP BY status")
                 .bind(queue)
-                .fetch_all(&self.pool)
+                .fetch_all(self.sqlite())
                 .await?;
         for r in rows {
             let n: i64 = r.get(1);
@@ -75,18 +75,18 @@ impl Store {
         counts.overdue = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at < $2")
             .bind(queue)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(self.sqlite())
             .await?;
         counts.unassigned =
             sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') AND assignee IS NULL")
                 .bind(queue)
-                .fetch_one(&self.pool)
+                .fetch_one(self.sqlite())
                 .await?;
         counts.due_soon = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at >= $2 AND due_at < $3")
             .bind(queue)
             .bind(now)
             .bind(now + DUE_SOON)
-            .fetch_one(&self.pool)
+            .fetch_one(self.sqlite())
             .await?;
         Ok(counts)
     }
@@ -102,7 +102,7 @@ impl Store {
         )
         .bind(now)
         .bind(queue)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         for r in rows {
             let (status, priority, category, n): (String, String, Option<String>, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -126,7 +126,7 @@ impl Store {
         let n: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases WHERE queue = $1 AND {column} IS NOT NULL")))
                 .bind(queue)
-                .fetch_one(&self.pool)
+                .fetch_one(self.sqlite())
                 .await?;
         if n == 0 {
             return Ok((0, None));
@@ -138,7 +138,7 @@ impl Store {
         .bind(queue)
         .bind(if n % 2 == 0 { 2 } else { 1 })
         .bind((n - 1) / 2)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         let median = middle.iter().sum::<i64>() as f64 / middle.len().max(1) as f64 / 1000.0;
         Ok((n, Some(median)))
@@ -200,7 +200,7 @@ impl Store {
                 .bind(queue)
                 .bind(r.days_since)
                 .bind(r.now)
-                .fetch_all(&self.pool)
+                .fetch_all(self.sqlite())
                 .await?;
             out.extend(rows);
         }
@@ -215,7 +215,7 @@ impl Store {
         .bind(r.now)
         .bind(queue)
         .bind(r.weeks_since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         f.sla_per_week = weeks.into_iter().map(|(week, met, missed)| (week, (met, missed))).collect();
         for (column, out) in [("first_response_at", &mut f.response_ms), ("resolved_at", &mut f.resolution_ms)] {
@@ -226,7 +226,7 @@ impl Store {
             .bind(r.durations_since)
             .bind(r.now)
             .bind(MAX_DURATIONS)
-            .fetch_all(&self.pool)
+            .fetch_all(self.sqlite())
             .await?;
         }
         let volume: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -235,7 +235,7 @@ impl Store {
         .bind(queue)
         .bind(r.durations_since)
         .bind(r.now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.sqlite())
         .await?;
         for (category, tier, n) in volume {
             *f.by_category.entry(category.unwrap_or_else(|| "none".into())).or_default() += n;

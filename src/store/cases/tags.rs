@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{CaseKey, SealedTags};
 use crate::store::crypto::{KeyRing, aad};
@@ -55,7 +55,7 @@ impl Store {
         }
         b.push(")");
         let mut out = HashMap::new();
-        for r in b.build().fetch_all(&self.pool).await? {
+        for r in b.build().fetch_all(self.sqlite()).await? {
             let id: i64 = r.get(0);
             let key = match (r.get::<Option<Vec<u8>>, _>(1), r.get::<Option<i64>, _>(2), r.get::<Option<Vec<u8>>, _>(3)) {
                 (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
@@ -70,7 +70,7 @@ impl Store {
     /// batches, and wipes their clear text: `secure_delete` zeroes the old row contents in the
     /// pages, and the WAL that held them is truncated. Cheap once done (the list is empty).
     pub async fn seal_clear_tags(&self) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.sqlite().acquire().await?;
         let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases_clear_tags").fetch_one(&mut *conn).await?;
         if pending == 0 {
             return Ok(0);
@@ -116,7 +116,7 @@ impl Store {
 
 /// Stores a case's tags sealed (making its key with the first tag) and their blind indexes.
 pub(super) async fn write_tags(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut SqliteConnection,
     keys: &KeyRing,
     case_id: i64,
     key: Option<&CaseKey>,
@@ -129,11 +129,11 @@ pub(super) async fn write_tags(
         .bind(&sealed.key.wrapped_key)
         .bind(&sealed.tags_ct)
         .bind(case_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM case_tags WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM case_tags WHERE case_id = $1").bind(case_id).execute(&mut *tx).await?;
     for idx in &sealed.index {
-        sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2)").bind(case_id).bind(idx).execute(&mut **tx).await?;
+        sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2)").bind(case_id).bind(idx).execute(&mut *tx).await?;
     }
     Ok(sealed.key)
 }

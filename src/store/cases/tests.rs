@@ -23,11 +23,11 @@ async fn seed(store: &Store, n: i64) {
          FROM k",
     )
     .bind(n)
-    .execute(&store.pool)
+    .execute(store.sqlite())
     .await
     .unwrap();
     // Every 11th case is tagged vip, sealed as the API would store it.
-    let mut tx = store.pool.begin().await.unwrap();
+    let mut tx = store.sqlite().begin().await.unwrap();
     for id in (11..=n).step_by(11) {
         write_tags(&mut tx, &store.keys, id, None, &["vip".to_string()]).await.unwrap();
     }
@@ -52,7 +52,7 @@ fn query(sort: &str) -> CaseQuery {
 
 /// The same listing computed the slow way: every case, filtered and sorted in memory.
 async fn reference(store: &Store, q: &CaseQuery, tag: Option<&str>, now: i64) -> Vec<i64> {
-    let rows = sqlx::query(concat!("SELECT ", case_columns!(), " FROM cases c")).fetch_all(&store.pool).await.unwrap();
+    let rows = sqlx::query(concat!("SELECT ", case_columns!(), " FROM cases c")).fetch_all(store.sqlite()).await.unwrap();
     let mut all: Vec<CaseRow> = rows
         .iter()
         .map(|r| store.open_case(case_from_row(r)).unwrap().0)
@@ -131,7 +131,7 @@ async fn listing_reads_indexes_in_order() {
             for (status, priority) in runs(&q) {
                 let Some(mut b) = run_query(&q, status, priority, 1, 8, "EXPLAIN QUERY PLAN ") else { continue };
                 let sql = b.sql().as_str().to_string();
-                let plan: Vec<String> = b.build().fetch_all(&store.pool).await.unwrap().iter().map(|r| r.get::<String, _>(3)).collect();
+                let plan: Vec<String> = b.build().fetch_all(store.sqlite()).await.unwrap().iter().map(|r| r.get::<String, _>(3)).collect();
                 let plan = plan.join(" | ");
                 let index = if sort.contains("opened") {
                     "cases_queue_status"
@@ -159,7 +159,7 @@ async fn transfer_gives_fresh_growing_uids_and_everything_commits_together() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
     seed(&store, 4).await;
-    sqlx::query("UPDATE counters SET value = 50 WHERE name = 'message'").execute(&store.pool).await.unwrap();
+    sqlx::query("UPDATE counters SET value = 50 WHERE name = 'message'").execute(store.sqlite()).await.unwrap();
     // Two message links for case 2 (messages need not exist for the link table's uid logic,
     // but foreign keys are on: create minimal rows).
     for id in [7i64, 9] {
@@ -169,13 +169,13 @@ async fn transfer_gives_fresh_growing_uids_and_everything_commits_together() {
         )
         .bind(id)
         .bind(id)
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await
         .unwrap();
         sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, 2, ?)")
             .bind(id)
             .bind(id)
-            .execute(&store.pool)
+            .execute(store.sqlite())
             .await
             .unwrap();
     }
@@ -186,20 +186,20 @@ async fn transfer_gives_fresh_growing_uids_and_everything_commits_together() {
     let case = change.commit("anna", "transfer", "queue support→sales").await.unwrap();
     assert_eq!(case.queue, "sales");
     let uids: Vec<i64> =
-        sqlx::query_scalar("SELECT uid FROM message_cases WHERE case_id = 2 ORDER BY message_id").fetch_all(&store.pool).await.unwrap();
+        sqlx::query_scalar("SELECT uid FROM message_cases WHERE case_id = 2 ORDER BY message_id").fetch_all(store.sqlite()).await.unwrap();
     assert_eq!(uids, vec![51, 52]);
-    let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&store.pool).await.unwrap();
+    let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(store.sqlite()).await.unwrap();
     assert_eq!(counter, 52, "later messages get ids above the fresh uids");
     let entries = store.case_entries(2).await.unwrap();
     assert_eq!((entries[0].id, entries[0].body.text.as_str()), (entry, "moved"));
     let history = store.case_history(2).await.unwrap();
     assert_eq!((history[0].action.as_str(), history[0].detail.as_deref()), ("transfer", Some("queue support→sales")));
     let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'case.transfer' AND object = 'case:2'")
-        .fetch_one(&store.pool)
+        .fetch_one(store.sqlite())
         .await
         .unwrap();
     assert_eq!(audited, 1);
-    let sealed: Vec<u8> = sqlx::query_scalar("SELECT body_ct FROM case_entries").fetch_one(&store.pool).await.unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT body_ct FROM case_entries").fetch_one(store.sqlite()).await.unwrap();
     assert!(!sealed.windows(5).any(|w| w == b"moved"), "entries are sealed");
 
     // A change that is dropped leaves nothing behind.
@@ -209,7 +209,7 @@ async fn transfer_gives_fresh_growing_uids_and_everything_commits_together() {
     drop(change);
     assert_eq!(store.case(2).await.unwrap().unwrap().queue, "sales");
     assert_eq!(store.case_entries(2).await.unwrap().len(), 1);
-    let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(&store.pool).await.unwrap();
+    let counter: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(store.sqlite()).await.unwrap();
     assert_eq!(counter, 52);
     assert!(store.change_case(999).await.unwrap().is_none());
 }
@@ -249,10 +249,10 @@ async fn clear_tags_written_before_0006_are_sealed_and_wiped_on_open() {
     q.tag_idx = Some(store.keys.tag_index("vip"));
     let page = store.list_cases(&q, 0).await.unwrap();
     assert_eq!(page.cases.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1, 3]);
-    let clear: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE tags != '[]'").fetch_one(&store.pool).await.unwrap();
+    let clear: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE tags != '[]'").fetch_one(store.sqlite()).await.unwrap();
     assert_eq!(clear, 0);
     assert_eq!(store.seal_clear_tags().await.unwrap(), 0, "done once");
-    store.pool.close().await;
+    store.sqlite().close().await;
     for file in ["mailroom.db", "mailroom.db-wal", "mailroom.db-shm"] {
         let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
         assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "{file} still holds the clear tag");
@@ -265,20 +265,20 @@ async fn queue_counts_match_a_count_in_memory_at_every_edge_of_the_day_ahead() {
     let store = store(dir.path()).await;
     seed(&store, 600).await;
     sqlx::query("INSERT INTO users (id, name, password_hash, created_at, password_changed_at) VALUES (1, 'anna', 'x', 0, 0)")
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await
         .unwrap();
-    sqlx::query("UPDATE cases SET assignee = 1 WHERE id % 3 = 0").execute(&store.pool).await.unwrap();
+    sqlx::query("UPDATE cases SET assignee = 1 WHERE id % 3 = 0").execute(store.sqlite()).await.unwrap();
     let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(&store.pool).await.unwrap();
+        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(store.sqlite()).await.unwrap();
     // Both edges of the day ahead on open support cases: 10 (new) due exactly now, 2 (open) due
     // exactly a day later.
     let due_times: Vec<i64> = rows.iter().filter_map(|r| r.2).collect();
     let now = due_times[due_times.len() / 2];
-    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 10").bind(now).execute(&store.pool).await.unwrap();
-    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 2").bind(now + DUE_SOON).execute(&store.pool).await.unwrap();
+    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 10").bind(now).execute(store.sqlite()).await.unwrap();
+    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 2").bind(now + DUE_SOON).execute(store.sqlite()).await.unwrap();
     let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(&store.pool).await.unwrap();
+        sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(store.sqlite()).await.unwrap();
     for queue in ["support", "sales"] {
         let mine: Vec<_> = rows.iter().filter(|r| r.0 == queue).collect();
         let active = |r: &&&(String, String, Option<i64>, Option<i64>)| ACTIVE.contains(&r.1.as_str());
@@ -330,7 +330,7 @@ async fn dashboard_figures_count_each_day_week_and_range_of_one_queue() {
         .bind(resolved)
         .bind(category)
         .bind(tier)
-        .execute(&store.pool)
+        .execute(store.sqlite())
         .await
         .unwrap();
     }
