@@ -254,60 +254,12 @@ fn supervisor_opens_the_dashboard_from_the_header_and_sees_every_chart() {
 // Replies: a capture SMTP server on loopback the outbox sends to
 // ---------------------------------------------------------------------------------------------
 
-/// Accepts everything and writes each message's data to `dir/<n>.eml` (test mail only).
-fn capture_into(dir: PathBuf) -> u16 {
-    use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for stream in listener.incoming().flatten() {
-            let (dir, count) = (dir.clone(), count.clone());
-            std::thread::spawn(move || -> std::io::Result<()> {
-                let mut out = stream.try_clone()?;
-                let mut reader = BufReader::new(stream);
-                out.write_all(b"220 capture.test ESMTP\r\n")?;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line)? == 0 {
-                        return Ok(());
-                    }
-                    let upper = line.trim_end().to_ascii_uppercase();
-                    if upper.starts_with("EHLO") {
-                        out.write_all(b"250-capture.test\r\n250 8BITMIME\r\n")?;
-                    } else if upper == "DATA" {
-                        out.write_all(b"354 go ahead\r\n")?;
-                        let mut data = String::new();
-                        loop {
-                            let mut l = String::new();
-                            if reader.read_line(&mut l)? == 0 || l == ".\r\n" {
-                                break;
-                            }
-                            data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(&l));
-                        }
-                        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        std::fs::write(dir.join(format!("{n}.eml.part")), &data)?;
-                        std::fs::rename(dir.join(format!("{n}.eml.part")), dir.join(format!("{n}.eml")))?;
-                        out.write_all(b"250 2.0.0 Ok\r\n")?;
-                    } else if upper == "QUIT" {
-                        out.write_all(b"221 bye\r\n")?;
-                        return Ok(());
-                    } else {
-                        out.write_all(b"250 Ok\r\n")?;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn agent_replies_from_a_template_undoes_one_and_a_reviewer_approves_another() {
     let capture = out_dir("reply-capture");
     let _ = std::fs::remove_dir_all(&capture);
     std::fs::create_dir_all(&capture).unwrap();
-    let port = capture_into(capture.clone());
+    let port = capture_smtp_into(capture.clone());
     let extra = format!(
         r#"
 [[roles]]

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use common::*;
@@ -969,76 +968,6 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
 // Replies through the outbox
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
-struct Captured {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-/// A minimal SMTP server that accepts and records everything.
-fn capture() -> (u16, Arc<Mutex<Vec<Captured>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sink = Arc::new(Mutex::new(Vec::new()));
-    let messages = sink.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                let _ = smtp_session(stream, &sink);
-            });
-        }
-    });
-    (port, messages)
-}
-
-fn smtp_session(stream: std::net::TcpStream, sink: &Mutex<Vec<Captured>>) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    out.write_all(b"220 capture.test ESMTP\r\n")?;
-    let (mut from, mut to) = (String::new(), Vec::new());
-    let angle = |s: &str| s.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(a, _)| a.to_string()).unwrap_or_default();
-    loop {
-        let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        let upper = text.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            out.write_all(b"250-capture.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("MAIL FROM:") {
-            from = angle(&text);
-            to.clear();
-            out.write_all(b"250 2.1.0 Ok\r\n")?;
-        } else if upper.starts_with("RCPT TO:") {
-            to.push(angle(&text));
-            out.write_all(b"250 2.1.5 Ok\r\n")?;
-        } else if upper == "DATA" {
-            out.write_all(b"354 go ahead\r\n")?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if reader.read_until(b'\n', &mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
-            }
-            sink.lock().unwrap().push(Captured { from: from.clone(), to: to.clone(), data: String::from_utf8_lossy(&data).into_owned() });
-            out.write_all(b"250 2.0.0 Ok\r\n")?;
-        } else if upper == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            out.write_all(b"250 Ok\r\n")?;
-        }
-    }
-}
-
 fn header<'a>(data: &'a str, name: &str) -> Option<&'a str> {
     let head = &data[..data.find("\r\n\r\n").unwrap_or(data.len())];
     head.split("\r\n").find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
@@ -1046,7 +975,7 @@ fn header<'a>(data: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn a_reply_goes_out_with_the_tag_and_the_customers_answer_joins_the_case() {
-    let (port, captured) = capture();
+    let (port, captured) = capture_smtp();
     let server =
         start(&format!("[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\nundo_seconds = 0\n"));
     server.add_user("anna", PW, &["support-agent"]);

@@ -15,7 +15,7 @@ mod settings;
 #[path = "web/presence.rs"]
 mod presence;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,9 +23,6 @@ use common::*;
 
 const PW: &str = "correct-horse-battery-staple";
 const CUSTOMER: &str = "customer@client.example.org";
-const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
-                        form-action 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 const ROLES: &str = r#"
 [[roles]]
 name = "support-agent"
@@ -44,115 +41,11 @@ fn start(extra: &str) -> Server {
 // A browser without JavaScript, made of curl
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Page {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+type Browser = CurlBrowser;
 
-impl Page {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn location(&self) -> Option<&str> {
-        self.header("location")
-    }
-
-    /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
-        let start = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field: {}", self.body)) + 19;
-        self.body[start..].split('"').next().unwrap().to_string()
-    }
-
-    fn assert_page_headers(&self, what: &str) {
-        assert_eq!(self.header("content-security-policy"), Some(PAGE_CSP), "{what}: {self:?}");
-        assert_eq!(self.header("x-content-type-options"), Some("nosniff"), "{what}");
-        assert_eq!(self.header("referrer-policy"), Some("no-referrer"), "{what}");
-        assert_eq!(self.header("cache-control"), Some("no-store"), "{what}");
-        assert!(self.header("strict-transport-security").is_none(), "{what}: HSTS over plain HTTP");
-    }
-
-    /// A readable HTML page (not JSON, not bare text) with its language set.
-    fn assert_html(&self, lang: &str) {
-        assert!(self.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{self:?}");
-        assert!(self.body.starts_with("<!doctype html>"), "{}", self.body);
-        assert!(self.body.contains(&format!("<html lang=\"{lang}\">")), "{}", self.body);
-    }
-}
-
-struct Browser {
-    base: String,
-    jar: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Browser {
-    fn new(server: &Server) -> Browser {
-        let dir = tempfile::tempdir().unwrap();
-        Browser { base: server.http_url(), jar: dir.path().join("cookies"), _dir: dir }
-    }
-
-    fn request(&self, method: &str, path: &str, form: &[(&str, &str)], headers: &[&str]) -> Page {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "-i", "--max-time", "60", "-H", "Expect:", "-X", method]).arg("-b").arg(&self.jar).arg("-c").arg(&self.jar);
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        for (name, value) in form {
-            cmd.args(["--data-urlencode", &format!("{name}={value}")]);
-        }
-        if method == "POST" && form.is_empty() {
-            cmd.args(["-H", "Content-Type: application/x-www-form-urlencoded", "--data-binary", ""]);
-        }
-        cmd.arg(format!("{}{path}", self.base));
-        let out = cmd.output().expect("run curl");
-        assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-        parse(&out.stdout)
-    }
-
-    fn get(&self, path: &str) -> Page {
-        self.request("GET", path, &[], &[])
-    }
-
-    fn get_with(&self, path: &str, headers: &[&str]) -> Page {
-        self.request("GET", path, &[], headers)
-    }
-
-    /// A form POST as a browser sends it from one of our pages.
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        let origin = format!("Origin: {}", self.base);
-        self.request("POST", path, form, &[&origin, "Sec-Fetch-Site: same-origin"])
-    }
-
-    fn log_in(&self, user: &str, password: &str) -> Page {
-        self.post("/login", &[("user", user), ("password", password)])
-    }
-
-    /// Logged in and on "My queues".
-    fn logged_in(server: &Server, user: &str) -> (Browser, Page) {
-        let browser = Browser::new(server);
-        let r = browser.log_in(user, PW);
-        assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
-        let home = browser.get("/");
-        assert_eq!(home.status, 200, "{home:?}");
-        (browser, home)
-    }
-
-    fn session_token(&self) -> Option<String> {
-        let jar = std::fs::read_to_string(&self.jar).ok()?;
-        jar.lines().find(|l| l.contains("mailroom_session")).and_then(|l| l.split('\t').next_back()).map(str::to_string)
-    }
-}
-
-fn parse(raw: &[u8]) -> Page {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header block: {text}"));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-    Page { status, headers, body: body.to_string() }
+/// Logged in as `user` and on "My queues".
+fn signed_in(server: &Server, user: &str) -> (Browser, Page) {
+    CurlBrowser::at_home(server, user, PW)
 }
 
 fn send(server: &Server, to: &str, subject: &str) -> String {
@@ -189,7 +82,7 @@ fn the_login_page_speaks_the_readers_language() {
     let browser = Browser::new(&server);
     let en = browser.get("/login");
     assert_eq!(en.status, 200);
-    en.assert_html("en");
+    en.assert_html_in("en");
     en.assert_page_headers("the login page");
     for text in [">User name</label>", ">Password</label>", "<button type=\"submit\">Log in</button>", "<h1>Log in</h1>"] {
         assert!(en.body.contains(text), "{text} in {}", en.body);
@@ -199,13 +92,13 @@ fn the_login_page_speaks_the_readers_language() {
     assert!(en.body.contains("\"historyCacheSize\":0") && en.body.contains("\"allowEval\":false"), "htmx is configured");
 
     let zh = browser.get_with("/login", &["Accept-Language: zh-CN,zh;q=0.9,en;q=0.5"]);
-    zh.assert_html("zh-CN");
+    zh.assert_html_in("zh-CN");
     assert!(zh.body.contains(">用户名</label>") && zh.body.contains(">密码</label>"), "{}", zh.body);
     let ru = browser.get_with("/login", &["Accept-Language: ru"]);
-    ru.assert_html("ru");
+    ru.assert_html_in("ru");
     assert!(ru.body.contains(">Имя пользователя</label>") && ru.body.contains(">Войти</button>"), "{}", ru.body);
     let other = browser.get_with("/login", &["Accept-Language: de-DE, fr;q=0.8"]);
-    other.assert_html("en");
+    other.assert_html_in("en");
 }
 
 #[test]
@@ -216,7 +109,7 @@ fn login_sets_the_api_session_cookie_and_logout_ends_it() {
 
     let wrong = browser.log_in("anna", "not-the-password");
     assert_eq!(wrong.status, 401, "{wrong:?}");
-    wrong.assert_html("en");
+    wrong.assert_html_in("en");
     assert!(wrong.body.contains("User name or password is wrong."), "{}", wrong.body);
     assert!(wrong.body.contains("value=\"anna\""), "the name is kept");
     assert!(!wrong.body.contains("not-the-password"), "never the password");
@@ -237,7 +130,7 @@ fn login_sets_the_api_session_cookie_and_logout_ends_it() {
     }
     let home = browser.get("/");
     assert_eq!(home.status, 200, "{home:?}");
-    home.assert_html("en");
+    home.assert_html_in("en");
     home.assert_page_headers("my queues");
     assert!(home.body.contains("<h1>My queues</h1>"));
     assert!(home.body.contains("<strong>anna</strong>") && home.body.contains(">Log out</button>"), "{}", home.body);
@@ -299,7 +192,7 @@ fn no_or_expired_session_leads_to_the_login_page() {
     let r = anonymous.get_with("/", &[&format!("Cookie: mailroom_session={}", bearer["token"].as_str().unwrap())]);
     assert_eq!((r.status, r.location()), (303, Some("/login")), "a bearer token in a cookie");
 
-    let (browser, _) = Browser::logged_in(&server, "anna");
+    let (browser, _) = signed_in(&server, "anna");
     std::thread::sleep(Duration::from_millis(2500));
     let r = browser.get("/");
     assert_eq!((r.status, r.location()), (303, Some("/login")), "the session expired");
@@ -346,14 +239,14 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
     let server = start("");
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("bert", PW, &["support-agent"]);
-    let (browser, home) = Browser::logged_in(&server, "anna");
+    let (browser, home) = signed_in(&server, "anna");
     let csrf = home.csrf();
-    let (_, bert_home) = Browser::logged_in(&server, "bert");
+    let (_, bert_home) = signed_in(&server, "bert");
     let ours = format!("Origin: {}", browser.base);
 
     let refused = |r: Page, what: &str| {
         assert_eq!(r.status, 403, "{what}: {r:?}");
-        r.assert_html("en");
+        r.assert_html_in("en");
         r.assert_page_headers(what);
         assert!(r.body.contains("This request was refused"), "{what}: {}", r.body);
         assert!(r.header("set-cookie").is_none(), "{what}: the session stays");
@@ -375,7 +268,7 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
     refused(browser.request("POST", "/logout", &[], &["Origin: null", "Sec-Fetch-Site: same-origin"]), "opaque, same-origin, no csrf");
     let ru = browser.request("POST", "/logout", &[], &[&ours, "Accept-Language: ru"]);
     assert_eq!(ru.status, 403);
-    ru.assert_html("ru");
+    ru.assert_html_in("ru");
     assert_eq!(browser.get("/").status, 200, "after all that the session still stands");
 
     // Login CSRF: no other site may log a browser in.
@@ -401,7 +294,7 @@ fn page_posts_need_the_sessions_csrf_token_from_our_own_origin() {
     let r = browser.request("POST", "/logout", &[("csrf", &csrf)], &[&ours, "Sec-Fetch-Site: same-origin"]);
     assert_eq!((r.status, r.location()), (303, Some("/login")));
     // The same as chromium sends it.
-    let (chromium, home) = Browser::logged_in(&server, "bert");
+    let (chromium, home) = signed_in(&server, "bert");
     let r = chromium.request("POST", "/logout", &[("csrf", &home.csrf())], &["Origin: null", "Sec-Fetch-Site: same-origin"]);
     assert_eq!((r.status, r.location()), (303, Some("/login")));
 }
@@ -441,7 +334,7 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
     set("UPDATE cases SET assignee = ?1 WHERE id = ?2", ids[1], anna_id);
     drop(conn);
 
-    let (_, anna) = Browser::logged_in(&server, "anna");
+    let (_, anna) = signed_in(&server, "anna");
     assert!(anna.body.contains("<a href=\"/queues/support\">support</a>"), "{}", anna.body);
     assert!(!anna.body.contains("/queues/sales") && !anna.body.contains("/queues/complaints"), "only my queues: {}", anna.body);
     let counts: Vec<i64> = ["open", "unassigned", "overdue", "due-soon"].iter().map(|c| count_in(&anna, "support", c)).collect();
@@ -453,13 +346,13 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
         assert!(anna.body.contains(header), "{header}");
     }
 
-    let (_, sam) = Browser::logged_in(&server, "sam");
+    let (_, sam) = signed_in(&server, "sam");
     assert!(sam.body.contains("<a href=\"/queues/sales\">sales</a>") && !sam.body.contains("/queues/support"), "{}", sam.body);
     assert_eq!(count_in(&sam, "sales", "open"), 1);
     assert_eq!(count_in(&sam, "sales", "unassigned"), 1);
 
     // The officer reads no mail: no queue, a pointer to where the officer's work is.
-    let (_, olga) = Browser::logged_in(&server, "olga");
+    let (_, olga) = signed_in(&server, "olga");
     assert!(!olga.body.contains("/queues/"), "{}", olga.body);
     assert!(olga.body.contains("As a security officer you manage users, roles, pending access changes and the audit log"), "{}", olga.body);
     assert!(olga.body.contains("<li><a href=\"/admin/users\">Users</a></li>"), "the pointer links the officer pages: {}", olga.body);
@@ -510,11 +403,11 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
     set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[2], now + 3 * hour + 60_000);
     drop(conn);
 
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let page = anna.get("/queues/support");
     assert_eq!(page.status, 200, "{page:?}");
     page.assert_page_headers("queue list");
-    page.assert_html("en");
+    page.assert_html_in("en");
     assert_eq!(listed_cases(&page), [ids[1], ids[2], ids[0]], "by due time, soonest first");
     for subject in subjects {
         assert!(page.body.contains(subject), "{subject}");
@@ -550,7 +443,7 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
     let other = anna.get("/queues/sales");
     let none = anna.get("/queues/nosuch");
     assert_eq!((other.status, none.status), (404, 404));
-    other.assert_html("en");
+    other.assert_html_in("en");
     assert_eq!(other.body, none.body, "a queue I may not read looks like one that does not exist");
     assert!(!other.body.contains("A sales question"));
 
@@ -578,7 +471,7 @@ fn queue_filters_bad_values_and_paging() {
     conn.execute("UPDATE cases SET due_at = 1000 WHERE id = ?1", [ids[1]]).unwrap();
     conn.execute("UPDATE cases SET status = 'resolved' WHERE id = ?1", [ids[2]]).unwrap();
     drop(conn);
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
 
     let only = |query: &str| -> Vec<i64> {
         let page = anna.get(&format!("/queues/support?{query}"));
@@ -607,7 +500,7 @@ fn queue_filters_bad_values_and_paging() {
     ] {
         let page = anna.get(&format!("/queues/support?{query}"));
         assert_eq!(page.status, 422, "{query}: {}", page.body);
-        page.assert_html("en");
+        page.assert_html_in("en");
         assert!(page.body.contains("These filters cannot be applied:") && page.body.contains(reason), "{query}: {}", page.body);
         assert!(page.body.contains("<form class=\"filters\"") && listed_cases(&page).is_empty(), "{query}");
     }
@@ -637,7 +530,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
     }
     let ids = case_ids(&server, "support");
     let numbers: Vec<String> = ids.iter().map(|id| opening_number(&server, *id)).collect();
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let page = anna.get("/queues/support");
     assert_eq!(listed_cases(&page).len(), 2);
     let csrf = page.csrf();
@@ -658,7 +551,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
     ];
     for r in &refused {
         assert_eq!(r.status, 403, "{r:?}");
-        r.assert_html("en");
+        r.assert_html_in("en");
     }
     let assigned: i64 = db(&server).query_row("SELECT count(*) FROM cases WHERE assignee IS NOT NULL", [], |r| r.get(0)).unwrap();
     assert_eq!(assigned, 0, "a refused POST claims nothing");
@@ -708,15 +601,15 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
 fn every_page_answer_has_the_page_headers_and_the_api_keeps_its_own() {
     let server = start("");
     server.add_user("anna", PW, &["support-agent"]);
-    let (browser, _) = Browser::logged_in(&server, "anna");
+    let (browser, _) = signed_in(&server, "anna");
     let not_found = browser.get_with("/no/such/page", &["Accept-Language: zh-CN"]);
     assert_eq!(not_found.status, 404);
-    not_found.assert_html("zh-CN");
+    not_found.assert_html_in("zh-CN");
     not_found.assert_page_headers("the 404 page");
     assert!(not_found.body.contains("没有这个页面。"), "{}", not_found.body);
     let wrong_method = browser.request("PUT", "/login", &[], &[]);
     assert_eq!(wrong_method.status, 405);
-    wrong_method.assert_html("en");
+    wrong_method.assert_html_in("en");
     wrong_method.assert_page_headers("405");
     for path in ["/", "/login", "/queues/support"] {
         browser.get(path).assert_page_headers(path);
@@ -768,7 +661,7 @@ fn assets_are_served_immutable_under_their_content_hash() {
     for stale in ["/assets/app-0000000000000000.css", "/assets/htmx-2.0.11.min.js", "/assets/app.css", "/assets/..%2FCargo.toml"] {
         let r = browser.get(stale);
         assert_eq!(r.status, 404, "{stale}");
-        r.assert_html("en");
+        r.assert_html_in("en");
         r.assert_page_headers(stale);
     }
 }

@@ -6,10 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,7 +50,7 @@ body = "Hello"
 
 /// A server whose outbox sends to a capture server, replies held `undo` seconds.
 fn start(undo: u64) -> (Server, Arc<Mutex<Vec<Captured>>>) {
-    let (port, captured) = capture();
+    let (port, captured) = capture_smtp();
     let extra = format!(
         "{ROLES_AND_TEMPLATES}\n[intake]\nacknowledge = false\n\n[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"100ms\"\nundo_seconds = {undo}\n"
     );
@@ -68,104 +64,9 @@ fn start(undo: u64) -> (Server, Arc<Mutex<Vec<Captured>>>) {
 // A browser without JavaScript, made of curl
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Page {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.as_str())
-    }
-
-    fn csrf(&self) -> String {
-        let start = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field: {}", self.body)) + 19;
-        self.body[start..].split('"').next().unwrap().to_string()
-    }
-
-    /// The value of the hidden field `name`, if the page has one.
-    fn hidden(&self, name: &str) -> Option<String> {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self.body.find(&marker)? + marker.len();
-        Some(self.body[start..].split('"').next().unwrap().to_string())
-    }
-
-    /// The text of the element marked `data-draft="{name}"`.
-    fn draft(&self, name: &str) -> String {
-        let marker = format!("data-draft=\"{name}\">");
-        let start = self.body.find(&marker).unwrap_or_else(|| panic!("no {name} in {}", self.body)) + marker.len();
-        self.body[start..].split("</").next().unwrap().to_string()
-    }
-
-    /// The content of the body textarea.
-    fn textarea(&self) -> String {
-        let start = self.body.find("name=\"body\"").unwrap_or_else(|| panic!("no textarea: {}", self.body));
-        let rest = &self.body[start..];
-        rest[rest.find('>').unwrap() + 1..rest.find("</textarea>").unwrap()].to_string()
-    }
-}
-
-struct Browser {
-    base: String,
-    jar: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Browser {
-    fn logged_in(server: &Server, user: &str) -> Browser {
-        let dir = tempfile::tempdir().unwrap();
-        let browser = Browser { base: server.http_url(), jar: dir.path().join("cookies"), _dir: dir };
-        let r = browser.post("/login", &[("user", user), ("password", PW)]);
-        assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
-        browser
-    }
-
-    fn request(&self, method: &str, path: &str, form: &[(&str, &str)], headers: &[&str]) -> Page {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "-i", "--max-time", "60", "-H", "Expect:", "-X", method]).arg("-b").arg(&self.jar).arg("-c").arg(&self.jar);
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        for (name, value) in form {
-            cmd.args(["--data-urlencode", &format!("{name}={value}")]);
-        }
-        if method == "POST" && form.is_empty() {
-            cmd.args(["-H", "Content-Type: application/x-www-form-urlencoded", "--data-binary", ""]);
-        }
-        cmd.arg(format!("{}{path}", self.base));
-        let out = cmd.output().expect("run curl");
-        assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header block: {text}"));
-        let mut lines = head.lines();
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
-        Page { status, headers, body: body.to_string() }
-    }
-
-    fn get(&self, path: &str) -> Page {
-        self.request("GET", path, &[], &[])
-    }
-
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        let origin = format!("Origin: {}", self.base);
-        self.request("POST", path, form, &[&origin, "Sec-Fetch-Site: same-origin"])
-    }
-
-    /// A form POST with the session's CSRF token and, when the page at `from` has it, the case's
-    /// last event it was opened at (`seen`), as the browser would send them.
-    fn submit(&self, from: &str, path: &str, form: &[(&str, &str)]) -> Page {
-        let page = self.get(from);
-        let (csrf, seen) = (page.csrf(), page.hidden("seen"));
-        let mut fields = vec![("csrf", csrf.as_str())];
-        if let Some(seen) = &seen {
-            fields.push(("seen", seen.as_str()));
-        }
-        fields.extend_from_slice(form);
-        self.post(path, &fields)
-    }
+/// Logged in as `user`.
+fn signed_in(server: &Server, user: &str) -> CurlBrowser {
+    CurlBrowser::at_home(server, user, PW).0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,74 +95,6 @@ fn case_of(server: &Server, number: &str) -> i64 {
         .unwrap_or_else(|e| panic!("no case opened by {number}: {e}"))
 }
 
-#[derive(Clone, Debug)]
-struct Captured {
-    to: Vec<String>,
-    data: String,
-}
-
-/// A minimal SMTP server that accepts and records everything.
-fn capture() -> (u16, Arc<Mutex<Vec<Captured>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sink = Arc::new(Mutex::new(Vec::new()));
-    let messages = sink.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                let _ = smtp_session(stream, &sink);
-            });
-        }
-    });
-    (port, messages)
-}
-
-fn smtp_session(stream: std::net::TcpStream, sink: &Mutex<Vec<Captured>>) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    out.write_all(b"220 capture.test ESMTP\r\n")?;
-    let mut to = Vec::new();
-    let angle = |s: &str| s.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(a, _)| a.to_string()).unwrap_or_default();
-    loop {
-        let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        let upper = text.to_ascii_uppercase();
-        if upper.starts_with("EHLO") {
-            out.write_all(b"250-capture.test\r\n250 8BITMIME\r\n")?;
-        } else if upper.starts_with("MAIL FROM:") {
-            to.clear();
-            out.write_all(b"250 2.1.0 Ok\r\n")?;
-        } else if upper.starts_with("RCPT TO:") {
-            to.push(angle(&text));
-            out.write_all(b"250 2.1.5 Ok\r\n")?;
-        } else if upper == "DATA" {
-            out.write_all(b"354 go ahead\r\n")?;
-            let mut data = Vec::new();
-            loop {
-                let mut l = Vec::new();
-                if reader.read_until(b'\n', &mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == b".\r\n" {
-                    break;
-                }
-                data.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
-            }
-            sink.lock().unwrap().push(Captured { to: to.clone(), data: String::from_utf8_lossy(&data).into_owned() });
-            out.write_all(b"250 2.0.0 Ok\r\n")?;
-        } else if upper == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            out.write_all(b"250 Ok\r\n")?;
-        }
-    }
-}
-
 /// The `<li>` of the page that carries `marker`.
 fn line_of<'a>(body: &'a str, marker: &str) -> &'a str {
     let at = body.find(marker).unwrap_or_else(|| panic!("no {marker} in {body}"));
@@ -282,7 +115,7 @@ fn a_template_fills_the_form_and_an_unresolved_placeholder_blocks_sending() {
     let (server, captured) = start(2);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Where is my parcel");
     let id = case_of(&server, &number);
-    let anna = Browser::logged_in(&server, "anna");
+    let anna = signed_in(&server, "anna");
 
     // Only the templates offered for this case's queue.
     let form = anna.get(&format!("/cases/{id}/reply"));
@@ -338,7 +171,7 @@ fn preview_then_send_leaves_after_the_undo_window_with_the_tag_and_the_promise()
     let (server, captured) = start(2);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Refund please");
     let id = case_of(&server, &number);
-    let anna = Browser::logged_in(&server, "anna");
+    let anna = signed_in(&server, "anna");
     let from = format!("/cases/{id}/reply");
     let text = "Dear {customer_name},\nwe need more time; expect an answer by {due}.\n{agent}";
     let fields = [("subject", ""), ("body", text), ("promise", "2099-01-02")];
@@ -412,7 +245,7 @@ fn undo_within_the_window_sends_nothing_and_the_reply_shows_withdrawn() {
     let (server, captured) = start(3);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Cancel my order");
     let id = case_of(&server, &number);
-    let anna = Browser::logged_in(&server, "anna");
+    let anna = signed_in(&server, "anna");
     let from = format!("/cases/{id}/reply");
     let sent = anna.submit(&from, &format!("/cases/{id}/reply/send"), &[("body", "Done, {customer_name}.")]);
     assert_eq!(sent.status, 303, "{sent:?}");
@@ -427,7 +260,7 @@ fn undo_within_the_window_sends_nothing_and_the_reply_shows_withdrawn() {
 
     // Another agent of the queue may not take anna's reply back.
     server.add_user("bert", PW, &["support-agent"]);
-    let bert = Browser::logged_in(&server, "bert");
+    let bert = signed_in(&server, "bert");
     let r = bert.submit(&from, &format!("{location}/undo"), &[]);
     assert_eq!(r.status, 403, "{r:?}");
     assert!(r.body.contains("only its author (anna), a reviewer"), "{}", r.body);
@@ -472,11 +305,10 @@ fn reply_pages_need_a_session_the_csrf_token_and_the_queue() {
     let (server, _captured) = start(2);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Access");
     let id = case_of(&server, &number);
-    let anna = Browser::logged_in(&server, "anna");
+    let anna = signed_in(&server, "anna");
 
     // No session: the login page.
-    let dir = tempfile::tempdir().unwrap();
-    let anonymous = Browser { base: server.http_url(), jar: dir.path().join("cookies"), _dir: dir };
+    let anonymous = CurlBrowser::new(&server);
     for path in [format!("/cases/{id}/reply"), format!("/cases/{id}/reply/1")] {
         let r = anonymous.get(&path);
         assert_eq!((r.status, r.location()), (303, Some("/login")), "{path}");
@@ -499,7 +331,7 @@ fn reply_pages_need_a_session_the_csrf_token_and_the_queue() {
     assert_eq!(db(&server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
 
     // An agent of another queue: the same 404 page as for a case that does not exist.
-    let sam = Browser::logged_in(&server, "sam");
+    let sam = signed_in(&server, "sam");
     for path in [format!("/cases/{id}/reply"), "/cases/999999/reply".to_string(), "/cases/x/reply".to_string()] {
         let r = sam.get(&path);
         assert_eq!(r.status, 404, "{path}: {r:?}");
@@ -517,9 +349,9 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     server.add_user("rolf", PW, &["vip-reviewer"]);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "vip@example.com", "Contract question");
     let id = case_of(&server, &number);
-    let rita = Browser::logged_in(&server, "rita");
-    let rolf = Browser::logged_in(&server, "rolf");
-    let val = Browser::logged_in(&server, "val");
+    let rita = signed_in(&server, "rita");
+    let rolf = signed_in(&server, "rolf");
+    let val = signed_in(&server, "val");
     let form = format!("/cases/{id}/reply");
     let replies =
         |server: &Server| db(server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap();
@@ -614,8 +446,8 @@ fn a_reply_to_a_case_that_changed_meanwhile_is_not_sent_and_the_text_is_kept() {
     server.add_user("bert", PW, &["support-agent"]);
     let number = send(&server, &format!("Ann Customer <{CUSTOMER}>"), "support@example.com", "Where is my parcel");
     let id = case_of(&server, &number);
-    let anna = Browser::logged_in(&server, "anna");
-    let bert = Browser::logged_in(&server, "bert");
+    let anna = signed_in(&server, "anna");
+    let bert = signed_in(&server, "bert");
 
     // Anna starts her reply; meanwhile bert answers and the customer writes again.
     let form = anna.get(&format!("/cases/{id}/reply"));

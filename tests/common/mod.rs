@@ -9,6 +9,7 @@
 //! * [`tls`]: a rustls client config that accepts the server's self-signed certificate.
 //! * [`regnum`]: the registration-number oracle (format, Damm check digit).
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
+//! * [`capture`]: a capture SMTP server the outbox sends to ([`capture_smtp`]).
 //! * [`wire`], [`message`], [`files`], [`net`], [`wait`]: bytes, test messages, files on disk,
 //!   connections from chosen sources, polling.
 //!
@@ -16,6 +17,7 @@
 //! helper is used everywhere.
 #![allow(dead_code)]
 
+mod capture;
 mod cli;
 mod config;
 mod files;
@@ -31,7 +33,9 @@ mod wire;
 
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
-pub use self::{cli::*, config::*, files::*, message::*, net::*, page::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*};
+pub use self::{
+    capture::*, cli::*, config::*, files::*, message::*, net::*, page::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
+};
 
 pub const HOST: &str = "mx.example.com";
 /// LMTP before LHLO: the table says "Send EHLO first"; "Send LHLO first" names the right verb.

@@ -72,34 +72,7 @@ fn html_mail() -> Vec<u8> {
 
 /// The value of the first hidden `seen` field.
 fn seen(page: &Page) -> String {
-    let start = page.body.find("name=\"seen\" value=\"").unwrap_or_else(|| panic!("no seen field: {}", page.body)) + 19;
-    page.body[start..].split('"').next().unwrap().to_string()
-}
-
-/// A GET whose body is kept as bytes (curl `-o`), with its headers.
-fn download(browser: &Browser, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (body, head) = (dir.path().join("body"), dir.path().join("head"));
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60", "-b"])
-        .arg(&browser.jar)
-        .arg("-o")
-        .arg(&body)
-        .arg("-D")
-        .arg(&head)
-        .arg(format!("{}{path}", browser.base))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let head = std::fs::read_to_string(head).unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, std::fs::read(body).unwrap())
+    page.hidden("seen").unwrap_or_else(|| panic!("no seen field: {}", page.body))
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -112,11 +85,11 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
     server.add_user("anna", PW, &["support-agent"]);
     let (gb_case, gb_id, gb_number) = deliver(&server, &gb2312_mail());
     let (koi_case, koi_id, koi_number) = deliver(&server, &koi8r_mail());
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
 
     let page = anna.get(&format!("/cases/{gb_case}"));
     assert_eq!(page.status, 200, "{page:?}");
-    page.assert_html("en");
+    page.assert_html_in("en");
     page.assert_page_headers("the case page");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     for part in [
@@ -146,7 +119,7 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
 
     // In Chinese and Russian the page's words change, the mail's do not.
     let zh = anna.get_with(&format!("/cases/{gb_case}"), &["Accept-Language: zh-CN"]);
-    zh.assert_html("zh-CN");
+    zh.assert_html_in("zh-CN");
     assert!(zh.body.contains(">回复</a>") && zh.body.contains("您好，世界</pre>"), "{}", zh.body);
     let ru = anna.get_with(&format!("/cases/{koi_case}"), &["Accept-Language: ru"]);
     assert!(ru.body.contains(">Ответить</a>") && ru.body.contains("Привет, мир</pre>"), "{}", ru.body);
@@ -166,11 +139,11 @@ fn another_queues_case_is_the_same_404_as_no_case() {
     server.add_user("sam", PW, &["sales-agent"]);
     server.add_user("olga", PW, &["security-officer"]);
     let (case, message, _) = deliver(&server, &html_mail());
-    let (sam, _) = Browser::logged_in(&server, "sam");
+    let (sam, _) = signed_in(&server, "sam");
     let other = sam.get(&format!("/cases/{case}"));
     let missing = sam.get("/cases/999999");
     assert_eq!((other.status, missing.status), (404, 404));
-    other.assert_html("en");
+    other.assert_html_in("en");
     other.assert_page_headers("404");
     assert_eq!(other.body, missing.body, "a case I may not read looks like one that does not exist");
     assert!(!other.body.contains("Styled"));
@@ -181,7 +154,7 @@ fn another_queues_case_is_the_same_404_as_no_case() {
         assert_eq!(r.body, missing.body, "{path}");
     }
     // The officer reads no mail.
-    let (olga, _) = Browser::logged_in(&server, "olga");
+    let (olga, _) = signed_in(&server, "olga");
     assert_eq!(olga.get(&format!("/cases/{case}")).status, 404);
     // No session: the login page.
     let r = Browser::new(&server).get(&format!("/cases/{case}"));
@@ -195,7 +168,7 @@ fn the_html_part_is_framed_sandboxed_and_attachments_download_as_they_were() {
     let server = start("");
     server.add_user("anna", PW, &["support-agent"]);
     let (case, message, _) = deliver(&server, &html_mail());
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let page = anna.get(&format!("/cases/{case}"));
     assert_eq!(page.status, 200, "{page:?}");
     let html_url = format!("/cases/{case}/messages/{message}/html");
@@ -228,7 +201,7 @@ fn the_html_part_is_framed_sandboxed_and_attachments_download_as_they_were() {
     );
     assert_eq!(remote.header("x-frame-options"), Some("SAMEORIGIN"));
 
-    let (status, headers, bytes) = download(&anna, &format!("/cases/{case}/messages/{message}/attachments/0"));
+    let (status, headers, bytes) = anna.download(&format!("/cases/{case}/messages/{message}/attachments/0"));
     assert_eq!(status, 200);
     assert_eq!(bytes, PDF_BYTES, "the attachment's bytes as they were sent");
     assert_eq!(header(&headers, "content-type"), Some("application/pdf"));
@@ -238,7 +211,7 @@ fn the_html_part_is_framed_sandboxed_and_attachments_download_as_they_were() {
     assert_eq!(header(&headers, "cache-control"), Some("no-store"));
     assert_eq!(header(&headers, "x-frame-options"), Some("DENY"));
     // An HTML attachment is not served as HTML.
-    let (status, headers, bytes) = download(&anna, &format!("/cases/{case}/messages/{message}/attachments/1"));
+    let (status, headers, bytes) = anna.download(&format!("/cases/{case}/messages/{message}/attachments/1"));
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "content-type"), Some("application/octet-stream"));
     assert!(String::from_utf8_lossy(&bytes).contains("<script>"));
@@ -262,7 +235,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("bert", PW, &["support-agent"]);
     let (case, _, _) = deliver(&server, &koi8r_mail());
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let path = format!("/cases/{case}");
     let page = anna.get(&path);
     let (csrf, marker) = (page.csrf(), seen(&page));
@@ -276,7 +249,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     // Without the token, or a wrong one: 403, nothing done.
     let no_csrf = anna.post(&format!("{path}/claim"), &[("seen", &marker)]);
     assert_eq!(no_csrf.status, 403, "{no_csrf:?}");
-    no_csrf.assert_html("en");
+    no_csrf.assert_html_in("en");
     assert_eq!(anna.post(&format!("{path}/claim"), &[("seen", &marker), ("csrf", "wrong")]).status, 403);
     let assigned: Option<i64> = db(&server).query_row("SELECT assignee FROM cases WHERE id = ?1", [case], |r| r.get(0)).unwrap();
     assert_eq!(assigned, None);
@@ -314,7 +287,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     // Collision: bert adds a note after anna's page was shown; anna's action is refused with 409,
     // the new note marked, and nothing done.
     let stale = seen(&page);
-    let (bert, _) = Browser::logged_in(&server, "bert");
+    let (bert, _) = signed_in(&server, "bert");
     let bert_page = bert.get(&path);
     assert_eq!(
         bert.post(&format!("{path}/note"), &[("csrf", &bert_page.csrf()), ("seen", &seen(&bert_page)), ("text", "I am on it")]).status,
@@ -322,7 +295,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     );
     let collided = anna.post(&format!("{path}/priority"), &[("csrf", &csrf), ("seen", &stale), ("priority", "low")]);
     assert_eq!(collided.status, 409, "{collided:?}");
-    collided.assert_html("en");
+    collided.assert_html_in("en");
     assert!(collided.body.contains("This case changed while you were looking at it — the new items are marked"), "{}", collided.body);
     let at = collided.body.find("I am on it").unwrap();
     let item = &collided.body[collided.body[..at].rfind("<li").unwrap()..at];

@@ -53,9 +53,9 @@ fn colleagues_see_who_views_or_replies_until_it_expires() {
     }
     server.add_user("sam", PW, &["sales-agent"]);
     let id = new_case(&server, "Presence please");
-    let (anna, _) = Browser::logged_in(&server, "anna");
-    let (bert, _) = Browser::logged_in(&server, "bert");
-    let (sam, sams_home) = Browser::logged_in(&server, "sam");
+    let (anna, _) = signed_in(&server, "anna");
+    let (bert, _) = signed_in(&server, "bert");
+    let (sam, sams_home) = signed_in(&server, "sam");
 
     let first = anna.get(&format!("/cases/{id}"));
     assert_eq!(first.status, 200, "{first:?}");
@@ -100,7 +100,7 @@ fn the_queue_list_counts_cases_that_came_after_it_was_read() {
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("sam", PW, &["sales-agent"]);
     new_case(&server, "Before the list");
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let list = anna.get("/queues/support?status=all");
     let since: String = {
         let start = list.body.find("data-since=\"").unwrap_or_else(|| panic!("no data-since: {}", list.body)) + 12;
@@ -127,7 +127,7 @@ fn the_queue_list_counts_cases_that_came_after_it_was_read() {
     // The list itself did not change under the reader: the banner only links to the fresh list.
     assert_eq!(listed_cases(&anna.get("/queues/support?status=all")).len(), 3);
 
-    let (sam, _) = Browser::logged_in(&server, "sam");
+    let (sam, _) = signed_in(&server, "sam");
     assert_eq!(sam.get(&poll).status, 404, "another queue's count is not told");
     assert_eq!(anna.get("/queues/nope/new?since=0").status, 404);
     assert_eq!(anna.get("/queues/support/new?since=yesterday").status, 400);
@@ -147,7 +147,7 @@ fn heartbeats_and_polls_do_not_keep_an_idle_session_alive() {
     let server = start_quick();
     server.add_user("anna", PW, &["support-agent"]);
     let id = new_case(&server, "Left open in a tab");
-    let (anna, _) = Browser::logged_in(&server, "anna");
+    let (anna, _) = signed_in(&server, "anna");
     let page = anna.get(&format!("/cases/{id}"));
     let csrf = page.csrf();
     // Two minutes without the user: more than the interval at which a request counts.
@@ -176,8 +176,8 @@ fn the_reply_page_tells_colleagues_someone_is_replying() {
         server.add_user(user, PW, &["support-agent"]);
     }
     let id = new_case(&server, "Who answers this one");
-    let (anna, _) = Browser::logged_in(&server, "anna");
-    let (bert, _) = Browser::logged_in(&server, "bert");
+    let (anna, _) = signed_in(&server, "anna");
+    let (bert, _) = signed_in(&server, "bert");
     let reply = anna.get(&format!("/cases/{id}/reply"));
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body.contains("name=\"kind\" value=\"replying\""), "the reply page's heartbeat says replying: {}", reply.body);
