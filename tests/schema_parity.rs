@@ -1,6 +1,6 @@
 //! The SQLite and the PostgreSQL migrations build the same schema: the same tables, columns (name,
-//! order, NOT NULL, type by the rules INTEGER↔bigint, BLOB↔bytea, TEXT↔text), primary keys and
-//! indexes (name, table, columns in order, unique, partial). PostgreSQL alone has `sequencer`.
+//! order, NOT NULL, default, type by the rules INTEGER↔bigint, BLOB↔bytea, TEXT↔text), primary and
+//! foreign keys, and indexes (name, table, columns in order, unique, partial). PostgreSQL alone has `sequencer`.
 //! The comparator itself is tested on a deliberate drift; and PostgreSQL's audit ids stay
 //! consecutive through rollbacks (`mailroom audit verify` requires 1, 2, 3 …).
 
@@ -45,6 +45,13 @@ async fn sqlite_and_postgres_migrations_build_the_same_schema() {
     assert!(lite_schema.tables.len() >= 20, "{:?}", lite_schema.tables.keys());
     assert!(lite_schema.indexes.contains_key("messages_dedupe") && lite_schema.indexes["messages_dedupe"].partial);
     assert!(pg_schema.tables.contains_key("sequencer"));
+    for schema in [&lite_schema, &pg_schema] {
+        let user_roles = &schema.tables["user_roles"];
+        assert_eq!(user_roles.primary_key, ["user_id", "role"]);
+        assert_eq!(user_roles.foreign_keys, ["(role) → roles (name) ON DELETE CASCADE", "(user_id) → users (id) ON DELETE CASCADE"]);
+        let status = schema.tables["cases"].columns.iter().find(|c| c.name == "status").unwrap();
+        assert_eq!((status.ty.as_str(), status.not_null, status.default.as_deref()), ("text", true, Some("'new'")));
+    }
 
     let found = model::differences(&lite_schema, &pg_schema, POSTGRES_ONLY);
     assert!(found.is_empty(), "migrations/sqlite and migrations/postgres differ:\n{}", found.join("\n"));
@@ -59,7 +66,8 @@ async fn a_drift_is_reported_naming_the_table_column_and_index() {
          CREATE INDEX t_a ON t (a);
          CREATE INDEX t_ef ON t (e, f);
          CREATE TABLE kv (k TEXT NOT NULL, v TEXT, UNIQUE (k, v));
-         CREATE TABLE only_in_sqlite (x TEXT);",
+         CREATE TABLE only_in_sqlite (x TEXT);
+         CREATE TABLE child (p INTEGER REFERENCES t (id) ON DELETE CASCADE, q TEXT NOT NULL DEFAULT 'x');",
     )
     .execute(&mut lite)
     .await
@@ -71,7 +79,8 @@ async fn a_drift_is_reported_naming_the_table_column_and_index() {
          CREATE UNIQUE INDEX t_a ON t (a) WHERE a IS NOT NULL;
          CREATE INDEX t_ef ON t (e, f);
          CREATE TABLE kv (k TEXT NOT NULL, v TEXT, UNIQUE (v, k));
-         CREATE TABLE sequencer (id BIGINT PRIMARY KEY);",
+         CREATE TABLE sequencer (id BIGINT PRIMARY KEY);
+         CREATE TABLE child (p BIGINT REFERENCES t (id), q TEXT NOT NULL DEFAULT 'y');",
     )
     .execute(&mut conn)
     .await
@@ -80,6 +89,9 @@ async fn a_drift_is_reported_naming_the_table_column_and_index() {
     let found = model::differences(&sqlite::read(&mut lite).await, &postgres::read(&mut conn).await, POSTGRES_ONLY);
     let expected = [
         "table only_in_sqlite: in SQLite only",
+        "column child.q: default 'x' in SQLite, 'y' in PostgreSQL",
+        "table child: foreign key (p) → t (id) ON DELETE CASCADE in SQLite only",
+        "table child: foreign key (p) → t (id) in PostgreSQL only",
         "column t.a: NOT NULL in SQLite, nullable in PostgreSQL",
         "column t.b: SQLite's type means bytea but PostgreSQL has text",
         "column t.d: SQLite's type means bigint but PostgreSQL has integer",

@@ -151,7 +151,11 @@ impl PgCluster {
     /// A temporary directory the server's user owns, not yet a cluster.
     fn prepare() -> PgCluster {
         let bin = pg_bin_dir();
-        let dir = tempfile::Builder::new().prefix("mailroom-pg-").tempdir().expect("create temp dir");
+        let mut parent = std::env::temp_dir();
+        if running_as_root() && !traversable_by_others(&parent) {
+            parent = PathBuf::from("/tmp"); // e.g. TMPDIR under /root: the postgres user cannot reach it
+        }
+        let dir = tempfile::Builder::new().prefix("mailroom-pg-").tempdir_in(&parent).expect("create temp dir");
         if running_as_root() {
             let (uid, gid) = postgres_ids();
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown the cluster dir to postgres");
@@ -250,6 +254,12 @@ fn postgres_ids() -> (u32, u32) {
         String::from_utf8_lossy(&out.stdout).trim().parse().expect("numeric id")
     };
     (id("-u"), id("-g"))
+}
+
+/// Whether a user other than the owner may pass through `dir` and each of its parents.
+fn traversable_by_others(dir: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors().all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 fn free_port() -> u16 {

@@ -1,5 +1,6 @@
-//! What the parity test compares — tables, columns (name, order, type, NOT NULL), primary keys and
-//! indexes — in one engine-neutral shape, and the comparison that names every difference.
+//! What the parity test compares — tables, columns (name, order, type, NOT NULL, default), primary
+//! and foreign keys, indexes — in one engine-neutral shape, and the comparison that names every
+//! difference.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +16,8 @@ pub struct Schema {
 pub struct Table {
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    /// Each as "(columns) → table (columns)[ ON DELETE action]", sorted.
+    pub foreign_keys: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub struct Column {
     /// A primary-key column counts as NOT NULL on both engines (PostgreSQL implies it; SQLite
     /// reports 0 for its rowid alias although it can never be NULL).
     pub not_null: bool,
+    /// The default's SQL as written (`'new'`, `0`), PostgreSQL's cast suffix (`::text`) removed.
+    pub default: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -50,6 +55,12 @@ impl Index {
 /// The key of an index that a `UNIQUE` constraint made (its name differs per engine).
 pub fn unique_key(table: &str, columns: &[String]) -> String {
     format!("UNIQUE constraint on {table} ({})", columns.join(", "))
+}
+
+/// One foreign key in the shape both readers produce; `on_delete` in SQL words ("CASCADE").
+pub fn foreign_key(columns: &[String], table: &str, references: &[String], on_delete: &str) -> String {
+    let action = if on_delete == "NO ACTION" { String::new() } else { format!(" ON DELETE {on_delete}") };
+    format!("({}) → {table} ({}){action}", columns.join(", "), references.join(", "))
 }
 
 /// The common.md type rules: SQLite's INTEGER is PostgreSQL's BIGINT, BLOB is BYTEA, TEXT is TEXT.
@@ -102,6 +113,15 @@ fn table_differences(table: &str, lite: &Table, pg: &Table, out: &mut Vec<String
                 if p.ty != c.ty {
                     out.push(format!("column {table}.{}: SQLite's type means {} but PostgreSQL has {}", c.name, c.ty, p.ty));
                 }
+                if p.default != c.default {
+                    let shown = |d: &Option<String>| d.clone().unwrap_or_else(|| "none".into());
+                    out.push(format!(
+                        "column {table}.{}: default {} in SQLite, {} in PostgreSQL",
+                        c.name,
+                        shown(&c.default),
+                        shown(&p.default)
+                    ));
+                }
                 if p.not_null != c.not_null {
                     let null = |n: bool| if n { "NOT NULL" } else { "nullable" };
                     out.push(format!("column {table}.{}: {} in SQLite, {} in PostgreSQL", c.name, null(c.not_null), null(p.not_null)));
@@ -126,5 +146,11 @@ fn table_differences(table: &str, lite: &Table, pg: &Table, out: &mut Vec<String
             lite.primary_key.join(", "),
             pg.primary_key.join(", ")
         ));
+    }
+    for fk in lite.foreign_keys.iter().filter(|fk| !pg.foreign_keys.contains(fk)) {
+        out.push(format!("table {table}: foreign key {fk} in SQLite only"));
+    }
+    for fk in pg.foreign_keys.iter().filter(|fk| !lite.foreign_keys.contains(fk)) {
+        out.push(format!("table {table}: foreign key {fk} in PostgreSQL only"));
     }
 }

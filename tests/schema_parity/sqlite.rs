@@ -2,7 +2,7 @@
 
 use sqlx::{Row, SqliteConnection};
 
-use super::model::{Column, Index, Schema, Table, sqlite_type_in_postgres, unique_key};
+use super::model::{Column, Index, Schema, Table, foreign_key, sqlite_type_in_postgres, unique_key};
 
 pub async fn read(conn: &mut SqliteConnection) -> Schema {
     let mut schema = Schema::default();
@@ -15,7 +15,7 @@ pub async fn read(conn: &mut SqliteConnection) -> Schema {
     for name in tables {
         let mut table = Table::default();
         let mut primary_key = Vec::new();
-        for row in sqlx::query("SELECT name, type, \"notnull\", pk FROM pragma_table_info($1) ORDER BY cid")
+        for row in sqlx::query("SELECT name, type, \"notnull\", pk, dflt_value FROM pragma_table_info($1) ORDER BY cid")
             .bind(&name)
             .fetch_all(&mut *conn)
             .await
@@ -25,10 +25,12 @@ pub async fn read(conn: &mut SqliteConnection) -> Schema {
             if pk > 0 {
                 primary_key.push((pk, column.clone()));
             }
-            table.columns.push(Column { name: column, ty: sqlite_type_in_postgres(&declared), not_null: not_null != 0 || pk > 0 });
+            let (ty, not_null) = (sqlite_type_in_postgres(&declared), not_null != 0 || pk > 0);
+            table.columns.push(Column { name: column, ty, not_null, default: row.get(4) });
         }
         primary_key.sort();
         table.primary_key = primary_key.into_iter().map(|(_, c)| c).collect();
+        table.foreign_keys = foreign_keys(conn, &name).await;
 
         for row in sqlx::query("SELECT name, \"unique\", origin, partial FROM pragma_index_list($1)")
             .bind(&name)
@@ -51,4 +53,35 @@ pub async fn read(conn: &mut SqliteConnection) -> Schema {
         schema.tables.insert(name, table);
     }
     schema
+}
+
+/// The table's foreign keys; every one of ours names the referenced columns (`REFERENCES t (id)`).
+async fn foreign_keys(conn: &mut SqliteConnection, table: &str) -> Vec<String> {
+    struct Key {
+        id: i64,
+        target: String,
+        from: Vec<String>,
+        to: Vec<String>,
+        on_delete: String,
+    }
+    let rows = sqlx::query("SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list($1) ORDER BY id, seq")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let mut keys: Vec<Key> = Vec::new();
+    for row in rows {
+        let (id, from, to): (i64, String, Option<String>) = (row.get(0), row.get(2), row.get(3));
+        let to = to.expect("a REFERENCES clause without columns: name them, as PostgreSQL's reader expects");
+        match keys.last_mut() {
+            Some(last) if last.id == id => {
+                last.from.push(from);
+                last.to.push(to);
+            }
+            _ => keys.push(Key { id, target: row.get(1), from: vec![from], to: vec![to], on_delete: row.get(4) }),
+        }
+    }
+    let mut out: Vec<String> = keys.iter().map(|k| foreign_key(&k.from, &k.target, &k.to, &k.on_delete)).collect();
+    out.sort();
+    out
 }
