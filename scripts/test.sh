@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command of mailroom (README, and .ci/run calls it). On a fresh Debian machine with
 # rustup's cargo: installs the real peers the tests talk to (Postfix's smtp-source/smtp-sink,
-# swaks, sqlite3, mbsync, curl, python3, chromium, Node and the npm packages of the browser tests),
-# checks formatting and clippy, then runs every test.
+# swaks, sqlite3, mbsync, curl, python3, chromium, PostgreSQL, Node and the npm packages of the
+# browser tests), checks formatting and clippy, then runs every test.
 # Idempotent; run it as root (or with sudo). Extra arguments go to `cargo test` (e.g. a filter).
 set -euo pipefail
 
@@ -19,10 +19,13 @@ section() {
 # tests/browser.rs drives Debian's chromium from Node (playwright-core, from npm below);
 # fonts-liberation gives it Latin text (a recommend we do not install) and fonts-wqy-microhei
 # Chinese text in screenshots (5 MB installed; fonts-noto-cjk would be 91 MB).
+# postgresql gives initdb, pg_ctl, pg_basebackup and psql in /usr/lib/postgresql/N/bin: the tests
+# start throwaway clusters of their own (tests/common/pg.rs); the packaged service is never
+# started (the policy-rc.d below refuses it) and never used.
 # Node itself (>= 20, with npm) is not installed here: Debian 12's nodejs is 18, too old for
 # playwright-core, and these machines carry Node 20 from NodeSource, which Debian's npm conflicts with.
 PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3 python3-venv
-    chromium fonts-liberation fonts-wqy-microhei)
+    chromium fonts-liberation fonts-wqy-microhei postgresql)
 
 section "environment"
 if [[ $EUID -eq 0 ]]; then
@@ -42,6 +45,12 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found (install rustup's to
 cargo --version
 rustc --version
 python3 --version 2>/dev/null || echo "python3: not yet installed"
+pg_version() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+    if [[ -n $bin && -x $bin/postgres ]]; then "$bin/postgres" --version; else echo "postgresql: not yet installed"; fi
+}
+pg_version
 
 section "apt-get install ${PACKAGES[*]}"
 if [[ $EUID -ne 0 && ${#SUDO[@]} -eq 0 ]]; then
@@ -80,6 +89,7 @@ for tool in /usr/sbin/smtp-source /usr/sbin/smtp-sink; do
 done
 echo "swaks: $(swaks --version 2>&1 | head -n1)"
 echo "sqlite3: $(sqlite3 --version | cut -d' ' -f1)"
+pg_version
 
 # schemathesis (PyPI) for tests/openapi_fuzz.rs, in a venv of its own under target/.
 section "schemathesis"

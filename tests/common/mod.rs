@@ -10,6 +10,7 @@
 //! * [`regnum`]: the registration-number oracle (format, Damm check digit).
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
 //! * [`capture`]: a capture SMTP server the outbox sends to ([`capture_smtp`]).
+//! * [`pg`]: [`PgCluster`], a throwaway PostgreSQL cluster (and its streaming standby) per test.
 //! * [`wire`], [`message`], [`files`], [`net`], [`wait`]: bytes, test messages, files on disk,
 //!   connections from chosen sources, polling.
 //!
@@ -24,6 +25,7 @@ mod files;
 mod message;
 mod net;
 mod page;
+mod pg;
 mod regnum;
 mod server;
 mod smtp;
@@ -34,7 +36,7 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    capture::*, cli::*, config::*, files::*, message::*, net::*, page::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
+    capture::*, cli::*, config::*, files::*, message::*, net::*, page::*, pg::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";
