@@ -148,6 +148,53 @@ impl Server {
         }
     }
 
+    /// The tables (of the application's schema) that have a column `column`, by name.
+    pub fn sql_tables_with_column(&self, column: &str) -> Vec<String> {
+        let query = match self.database {
+            Database::Sqlite(_) => format!(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.name = {} ORDER BY m.name",
+                sql_quote(column)
+            ),
+            Database::Postgres(_) => format!(
+                "SELECT table_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND column_name = {} ORDER BY table_name",
+                sql_quote(column)
+            ),
+        };
+        self.sql(&query).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+
+    /// A column that names one row of `table` and stays put when the row is updated: SQLite's
+    /// `rowid`; on PostgreSQL the table's (single-column) primary key (`ctid` moves on UPDATE).
+    pub fn sql_row_key(&self, table: &str) -> String {
+        match self.database {
+            Database::Sqlite(_) => "rowid".to_string(),
+            Database::Postgres(_) => {
+                let key = self.sql(&format!(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                     WHERE i.indrelid = {}::regclass AND i.indisprimary",
+                    sql_quote(table)
+                ));
+                assert!(!key.is_empty() && !key.contains('\n'), "{table} has no single-column primary key: {key:?}");
+                key
+            }
+        }
+    }
+
+    /// An SQL expression naming the storage class of `expr`: `blob`, `text`, `integer`, `null` …
+    /// (SQLite's `typeof`; PostgreSQL's `bytea` is `blob` here).
+    pub fn sql_typeof(&self, expr: &str) -> String {
+        match self.database {
+            Database::Sqlite(_) => format!("typeof({expr})"),
+            Database::Postgres(_) => {
+                format!(
+                    "CASE WHEN {expr} IS NULL THEN 'null' WHEN pg_typeof({expr}) = 'bytea'::regtype THEN 'blob' ELSE pg_typeof({expr})::text END"
+                )
+            }
+        }
+    }
+
     /// An SQL expression giving the blob `expr` as lower-case hex on this server's engine.
     pub fn sql_hex(&self, expr: &str) -> String {
         match self.database {
