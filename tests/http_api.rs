@@ -832,6 +832,11 @@ fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_th
         let (hits, scanned) = files_containing(&server.data_dir, tag.as_bytes());
         assert!(scanned >= 2, "scanned only {scanned} files");
         assert!(hits.is_empty(), "{when}: the tag in clear in {hits:?}");
+        if server.is_postgres() {
+            for (name, bytes) in server.store_contents() {
+                assert!(find(&bytes, tag.as_bytes()).is_none(), "{when}: the tag in clear in the {name}");
+            }
+        }
         assert!(!server.log_text().contains(&tag), "{when}: the tag in the server log");
         server.kill9();
     }

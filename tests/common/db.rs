@@ -1,9 +1,10 @@
-//! One way for tests to read and edit a server's store, whatever its engine: [`Server::sql`] runs
+//! One way for tests to read and edit a server's store, whatever its engine: [`Sql::sql`] runs
 //! a statement through the engine's own CLI (`sqlite3` on the data dir's database, `psql` on the
 //! PostgreSQL URL of the config) and returns what it printed: one row per line, columns
 //! separated by `|`, NULL as the empty string. Write the SQL so both engines accept it: values
 //! inlined (strings through [`sql_quote`]), no `?1`, booleans as 0/1 integers, blobs through
-//! [`Server::sql_hex`].
+//! [`Sql::sql_hex`]. [`Sql`] is implemented by [`Server`] and by
+//! [`Database`] (for tests that open a store without a server).
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -24,14 +25,17 @@ pub fn sql_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-impl Server {
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.database, Database::Postgres(_))
+/// SQL on a store: implemented by [`Server`] (its config's store) and [`Database`].
+pub trait Sql {
+    fn database(&self) -> &Database;
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.database(), Database::Postgres(_))
     }
 
     /// For tests about the SQLite file itself: under PostgreSQL prints why the test does not
     /// apply and returns true (the caller returns).
-    pub fn sqlite_only(&self, why: &str) -> bool {
+    fn sqlite_only(&self, why: &str) -> bool {
         if self.is_postgres() {
             eprintln!("SQLite only, skipped under PostgreSQL: {why}");
         }
@@ -40,7 +44,7 @@ impl Server {
 
     /// Runs `statement` (one or several) and returns its output without the final newline.
     /// Panics with the statement and the CLI's stderr when it fails.
-    pub fn sql(&self, statement: &str) -> String {
+    fn sql(&self, statement: &str) -> String {
         let out = self.try_sql(statement);
         assert!(
             out.status.success() && out.stderr.is_empty(),
@@ -52,9 +56,9 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r']).to_string()
     }
 
-    /// As [`Server::sql`], for statements that may fail (e.g. a trigger refusing an edit).
-    pub fn try_sql(&self, statement: &str) -> Output {
-        let mut cmd = match &self.database {
+    /// As [`Sql::sql`], for statements that may fail (e.g. a trigger refusing an edit).
+    fn try_sql(&self, statement: &str) -> Output {
+        let mut cmd = match self.database() {
             Database::Sqlite(file) => {
                 let mut c = Command::new("sqlite3");
                 // The server may hold the write lock for a moment: wait rather than fail.
@@ -71,18 +75,18 @@ impl Server {
     }
 
     /// The single integer `statement` selects.
-    pub fn sql_i64(&self, statement: &str) -> i64 {
+    fn sql_i64(&self, statement: &str) -> i64 {
         let out = self.sql(statement);
         out.parse().unwrap_or_else(|_| panic!("{statement:?} gave {out:?}, not one integer"))
     }
 
     /// The single value `statement` selects, None for NULL or no row.
-    pub fn sql_opt(&self, statement: &str) -> Option<String> {
+    fn sql_opt(&self, statement: &str) -> Option<String> {
         Some(self.sql(statement)).filter(|v| !v.is_empty())
     }
 
     /// Every row of `statement`, its columns split at `|`.
-    pub fn sql_rows(&self, statement: &str) -> Vec<Vec<String>> {
+    fn sql_rows(&self, statement: &str) -> Vec<Vec<String>> {
         let out = self.sql(statement);
         if out.is_empty() {
             return vec![];
@@ -93,8 +97,8 @@ impl Server {
     /// Runs `statements` as one write transaction that takes the store's writer lock first, as
     /// the server's own writes do (`BEGIN IMMEDIATE` on SQLite, the sequencer row on PostgreSQL),
     /// so it is serialised with them and allocated numbers stay in commit order.
-    pub fn sql_write_transaction(&self, statements: &str) -> String {
-        let begin = match self.database {
+    fn sql_write_transaction(&self, statements: &str) -> String {
+        let begin = match self.database() {
             Database::Sqlite(_) => "BEGIN IMMEDIATE;",
             Database::Postgres(_) => "BEGIN; SELECT id FROM sequencer WHERE id = 1 FOR UPDATE;",
         };
@@ -103,22 +107,22 @@ impl Server {
 
     /// Runs one INSERT, UPDATE or DELETE and returns how many rows it changed (through
     /// `RETURNING`, which both engines have).
-    pub fn sql_changes(&self, statement: &str) -> usize {
+    fn sql_changes(&self, statement: &str) -> usize {
         let out = self.sql(&format!("{} RETURNING 1", statement.trim_end().trim_end_matches(';')));
         out.lines().count()
     }
 
     /// The blob `column` of the one row of `table` matching `condition` (read as hex).
-    pub fn sql_blob(&self, table: &str, column: &str, condition: &str) -> Vec<u8> {
+    fn sql_blob(&self, table: &str, column: &str, condition: &str) -> Vec<u8> {
         let hex = self.sql(&format!("SELECT {} FROM {table} WHERE {condition}", self.sql_hex(column)));
         assert!(hex.len().is_multiple_of(2) && !hex.contains('\n'), "not one blob from {table} where {condition}: {hex:?}");
         (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex digits")).collect()
     }
 
     /// `bytes` as a blob literal of this server's engine.
-    pub fn sql_blob_literal(&self, bytes: &[u8]) -> String {
+    fn sql_blob_literal(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        match self.database {
+        match self.database() {
             Database::Sqlite(_) => format!("X'{hex}'"),
             Database::Postgres(_) => format!("'\\x{hex}'::bytea"),
         }
@@ -127,8 +131,8 @@ impl Server {
     /// Everything the store holds, as bytes to scan for clear text: the SQLite file and its WAL,
     /// or a `pg_dump` of the PostgreSQL database (blobs as hex there, so ciphertext stays opaque
     /// and only clear text can match). Named for assertion messages.
-    pub fn store_contents(&self) -> Vec<(String, Vec<u8>)> {
-        match &self.database {
+    fn store_contents(&self) -> Vec<(String, Vec<u8>)> {
+        match self.database() {
             Database::Sqlite(file) => ["", "-wal"]
                 .iter()
                 .map(|suffix| {
@@ -149,8 +153,8 @@ impl Server {
     }
 
     /// The tables (of the application's schema) that have a column `column`, by name.
-    pub fn sql_tables_with_column(&self, column: &str) -> Vec<String> {
-        let query = match self.database {
+    fn sql_tables_with_column(&self, column: &str) -> Vec<String> {
+        let query = match self.database() {
             Database::Sqlite(_) => format!(
                 "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p \
                  WHERE m.type = 'table' AND p.name = {} ORDER BY m.name",
@@ -167,8 +171,8 @@ impl Server {
 
     /// A column that names one row of `table` and stays put when the row is updated: SQLite's
     /// `rowid`; on PostgreSQL the table's (single-column) primary key (`ctid` moves on UPDATE).
-    pub fn sql_row_key(&self, table: &str) -> String {
-        match self.database {
+    fn sql_row_key(&self, table: &str) -> String {
+        match self.database() {
             Database::Sqlite(_) => "rowid".to_string(),
             Database::Postgres(_) => {
                 let key = self.sql(&format!(
@@ -184,8 +188,8 @@ impl Server {
 
     /// An SQL expression naming the storage class of `expr`: `blob`, `text`, `integer`, `null` …
     /// (SQLite's `typeof`; PostgreSQL's `bytea` is `blob` here).
-    pub fn sql_typeof(&self, expr: &str) -> String {
-        match self.database {
+    fn sql_typeof(&self, expr: &str) -> String {
+        match self.database() {
             Database::Sqlite(_) => format!("typeof({expr})"),
             Database::Postgres(_) => {
                 format!(
@@ -196,17 +200,29 @@ impl Server {
     }
 
     /// An SQL expression giving the blob `expr` as lower-case hex on this server's engine.
-    pub fn sql_hex(&self, expr: &str) -> String {
-        match self.database {
+    fn sql_hex(&self, expr: &str) -> String {
+        match self.database() {
             Database::Sqlite(_) => format!("lower(hex({expr}))"),
             Database::Postgres(_) => format!("encode({expr}, 'hex')"),
         }
     }
 
     fn sql_cli(&self) -> &'static str {
-        match self.database {
+        match self.database() {
             Database::Sqlite(_) => "sqlite3",
             Database::Postgres(_) => "psql",
         }
+    }
+}
+
+impl Sql for Server {
+    fn database(&self) -> &Database {
+        &self.database
+    }
+}
+
+impl Sql for Database {
+    fn database(&self) -> &Database {
+        self
     }
 }

@@ -46,6 +46,16 @@ pub fn assign_database(config: &str, data_dir: &Path) -> (String, Database) {
     (config.replacen(SQLITE_DATABASE_LINE, &format!("database = \"{url}\""), 1), Database::Postgres(url))
 }
 
+/// For a store a test opens in-process (no server, no harness config): the `[storage]` table to
+/// add to its config (empty on SQLite: the default file in the data dir) and the database.
+pub fn in_process_storage(data_dir: &Path) -> (String, Database) {
+    if !postgres_run() {
+        return (String::new(), Database::Sqlite(data_dir.join("mailroom.db")));
+    }
+    let url = fresh_postgres_database();
+    (format!("[storage]\ndatabase = \"{url}\"\n"), Database::Postgres(url))
+}
+
 struct SharedCluster {
     cluster: PgCluster,
     /// Never waited for: it outlives this process. Its stdin stays open for the life of the
