@@ -33,8 +33,8 @@ pub trait Sql {
         matches!(self.database(), Database::Postgres(_))
     }
 
-    /// For tests about the SQLite file itself: under PostgreSQL prints why the test does not
-    /// apply and returns true (the caller returns).
+    /// For tests (or parts) about the SQLite file itself: under PostgreSQL prints why they do not
+    /// apply and returns true (the caller skips them).
     fn sqlite_only(&self, why: &str) -> bool {
         if self.is_postgres() {
             eprintln!("SQLite only, skipped under PostgreSQL: {why}");
