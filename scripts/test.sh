@@ -2,8 +2,8 @@
 # The one test command of mailroom (README, and .ci/run calls it). On a fresh Debian machine with
 # rustup's cargo: installs the real peers the tests talk to (Postfix's smtp-source/smtp-sink,
 # swaks, sqlite3, mbsync, curl, python3, chromium, PostgreSQL, Node and the npm packages of the
-# browser tests), checks formatting and clippy, then runs every test.
-# Idempotent; run it as root (or with sudo). Extra arguments go to `cargo test` (e.g. a filter).
+# browser tests), checks formatting and clippy, then runs every test on SQLite and again on PostgreSQL.
+# Idempotent; run it as root (or with sudo). Extra arguments go to both `cargo test` runs (e.g. a filter).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -115,7 +115,11 @@ section "cargo fmt --check"
 cargo fmt --check
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
-section "cargo test --locked"
+section "cargo test --locked (SQLite)"
 cargo test --locked "$@"
+# The whole suite again with every test server on PostgreSQL (tests/common/engine.rs: a fresh
+# database per server in one throwaway cluster per test binary).
+section "MAILROOM_TEST_DATABASE=postgres cargo test --locked (PostgreSQL)"
+MAILROOM_TEST_DATABASE=postgres cargo test --locked "$@"
 
 section "done in $((SECONDS - ci_start))s"

@@ -3,14 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn sql(s: &Server, statement: &str) -> String {
-    let out = Command::new("sqlite3").arg(s.data_dir.join("mailroom.db")).arg(statement).output().expect("sqlite3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    s.sql(statement)
 }
 
 #[test]
@@ -36,11 +32,12 @@ fn audit_chain_detects_edits_deletions_and_forgeries() {
         "{}",
         out.stderr
     );
-    sql(&s, &format!("UPDATE audit SET detail = '{original}' WHERE id = 2;"));
+    sql(&s, &format!("UPDATE audit SET detail = {} WHERE id = 2;", sql_quote(&original)));
     assert!(s.cli(&["audit", "verify"]).status.success(), "restoring the row restores the chain");
 
     // Forge entry 3 with a new hash: without the key file no value can be right.
-    sql(&s, "UPDATE audit SET actor = 'nobody', hash = randomblob(32) WHERE id = 3;");
+    let forged: Vec<u8> = unique_token("forged").bytes().cycle().take(32).collect();
+    sql(&s, &format!("UPDATE audit SET actor = 'nobody', hash = {} WHERE id = 3;", s.sql_blob_literal(&forged)));
     let out = s.cli(&["audit", "verify"]);
     assert!(!out.status.success() && out.stderr.contains("broken at entry 3"), "{}", out.stderr);
 }

@@ -320,8 +320,7 @@ fn two_agents_reply_to_one_case_and_the_second_gets_the_409_view() {
     let outbox = "[intake]\nacknowledge = false\n\n[outbox]\nsmarthost = \"127.0.0.1:9\"\ntls = \"none\"\nundo_seconds = 600\n";
     run_scenario_with("collision", outbox, |server| {
         server.add_user(COLLEAGUE, PW, &["support-agent"]);
-        let db = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
-        let foreign: i64 = db.query_row("SELECT min(id) FROM cases WHERE queue = 'sales'", [], |r| r.get(0)).unwrap();
+        let foreign = server.sql_i64("SELECT min(id) FROM cases WHERE queue = 'sales'");
         vec![("MAILROOM_FOREIGN_CASE".into(), foreign.to_string())]
     });
 }

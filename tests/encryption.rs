@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
 
 struct Sent {
     number: String,
@@ -111,9 +110,23 @@ fn hits(dir: &Path, log: &Path, m: &Markers) -> (Vec<String>, Vec<std::path::Pat
     (hits, files)
 }
 
-fn scan(dir: &Path, log: &Path, m: &Markers, when: &str) {
-    let (hits, files) = hits(dir, log, m);
-    assert!(files.iter().any(|p| p.file_name().unwrap() == "mailroom.db"), "no mailroom.db in {}: {files:?}", dir.display());
+/// Scans the server's test dir (data dir, config, log, temp files) and, under PostgreSQL, a dump
+/// of its database (where the SQLite file would be, in the dir).
+fn scan(s: &Server, m: &Markers, when: &str) {
+    let dir = s.root();
+    let (mut hits, files) = hits(dir, &s.log, m);
+    if s.is_postgres() {
+        for (name, bytes) in s.store_contents() {
+            let lower = bytes.to_ascii_lowercase();
+            for (what, marker) in m.all() {
+                if find(&lower, marker.to_ascii_lowercase().as_bytes()).is_some() {
+                    hits.push(format!("{what} {marker:?} in the {name}"));
+                }
+            }
+        }
+    } else {
+        assert!(files.iter().any(|p| p.file_name().unwrap() == "mailroom.db"), "no mailroom.db in {}: {files:?}", dir.display());
+    }
     assert!(hits.is_empty(), "customer data in clear on disk ({when}):\n{}", hits.join("\n"));
     eprintln!("scanned {} files ({when}): clean: {:?}", files.len(), files);
 }
@@ -153,11 +166,11 @@ fn no_clear_customer_data_on_disk() {
     let sent1 = send_marked(&s, &m, 0);
     // Read once while running (audited read), then scan the live files.
     check_readable(&s, &sent1, &m);
-    scan(s.root(), &s.log, &m, "while running");
+    scan(&s, &m, "while running");
 
     // Crash: whatever SQLite left in the WAL/SHM must be ciphertext too.
     s.kill9();
-    scan(s.root(), &s.log, &m, "after SIGKILL");
+    scan(&s, &m, "after SIGKILL");
     s.restart();
     check_readable(&s, &sent1, &m);
 
@@ -165,66 +178,56 @@ fn no_clear_customer_data_on_disk() {
     s.terminate();
     let st = s.wait_exit(std::time::Duration::from_secs(30));
     assert_eq!(st.code(), Some(0));
-    scan(s.root(), &s.log, &m, "after SIGTERM");
+    scan(&s, &m, "after SIGTERM");
 
     // Readable after shutdown, without a server.
     check_readable(&s, &sent1, &m);
     check_readable(&s, &sent2, &m);
     assert_eq!(s.list_messages().len(), 8);
     // Reads are audited writes: still nothing in clear.
-    scan(s.root(), &s.log, &m, "after CLI reads");
+    scan(&s, &m, "after CLI reads");
 }
 
-fn sqlite(db: &Path, sql: &str) -> String {
-    let out = Command::new("sqlite3").arg(db).arg(sql).output().expect("run sqlite3 (is the sqlite3 CLI installed?)");
-    assert!(out.status.success(), "sqlite3 {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A ciphertext column. Rows are addressed by rowid; a side table (e.g. `message_blobs`) is
-/// keyed by the message id, so its rowids line up with those of `messages`.
+/// A ciphertext column. Rows are addressed by `key` (SQLite's rowid, PostgreSQL's primary key); a
+/// side table (e.g. `message_blobs`) is keyed by the message id, so its keys line up with those of
+/// `messages`.
 #[derive(Clone, Debug)]
 struct Col {
     table: String,
     column: String,
+    key: String,
 }
 
 /// Tables holding a column of that name.
-fn find_column(db: &Path, column: &str) -> Vec<Col> {
-    sqlite(
-        db,
-        &format!(
-            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p \
-             WHERE m.type = 'table' AND p.name = '{column}' ORDER BY m.name;"
-        ),
-    )
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(|t| Col { table: t.to_string(), column: column.to_string() })
-    .collect()
-}
-
-/// (rowid, typeof, hex) of every cell of a column.
-type Cells = Vec<(i64, String, String)>;
-
-fn cells(db: &Path, c: &Col) -> Cells {
-    sqlite(db, &format!("SELECT rowid, typeof({col}), hex({col}) FROM {t} ORDER BY rowid;", col = c.column, t = c.table))
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut p = l.split('|');
-            (p.next().unwrap().parse().unwrap(), p.next().unwrap().to_string(), p.next().unwrap().to_string())
-        })
+fn find_column(s: &Server, column: &str) -> Vec<Col> {
+    s.sql_tables_with_column(column)
+        .into_iter()
+        .map(|table| Col { key: s.sql_row_key(&table), table, column: column.to_string() })
         .collect()
 }
 
-fn set_cell(db: &Path, c: &Col, rowid: i64, ty: &str, hex_value: &str) {
+/// (row key, storage class, hex) of every cell of a column.
+type Cells = Vec<(i64, String, String)>;
+
+fn cells(s: &Server, c: &Col) -> Cells {
+    let query = format!(
+        "SELECT {key}, {ty}, {hex} FROM {t} ORDER BY {key};",
+        key = c.key,
+        ty = s.sql_typeof(&c.column),
+        hex = s.sql_hex(&c.column),
+        t = c.table
+    );
+    s.sql_rows(&query).into_iter().map(|row| (row[0].parse().unwrap(), row[1].clone(), row[2].to_ascii_uppercase())).collect()
+}
+
+fn set_cell(s: &Server, c: &Col, key: i64, ty: &str, hex_value: &str) {
+    let bytes: Vec<u8> = (0..hex_value.len() / 2).map(|i| u8::from_str_radix(&hex_value[2 * i..2 * i + 2], 16).unwrap()).collect();
     let lit = match ty {
-        "blob" => format!("X'{hex_value}'"),
-        "text" => format!("CAST(X'{hex_value}' AS TEXT)"),
+        "blob" => s.sql_blob_literal(&bytes),
+        "text" => sql_quote(&String::from_utf8(bytes).expect("a text cell is UTF-8")),
         other => panic!("unexpected type of {}.{}: {other}", c.table, c.column),
     };
-    sqlite(db, &format!("UPDATE {} SET {} = {lit} WHERE rowid = {rowid};", c.table, c.column));
+    assert_eq!(s.sql_changes(&format!("UPDATE {} SET {} = {lit} WHERE {} = {key}", c.table, c.column, c.key)), 1);
 }
 
 fn flip_hex_byte(hex_value: &str, ty: &str) -> String {
@@ -284,53 +287,52 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
     }
     drop(c);
     assert_eq!(s.terminate_and_wait().code(), Some(0));
-    let db = s.data_dir.join("mailroom.db");
-    let raw = find_column(&db, "raw_ct");
-    assert_eq!(raw.len(), 1, "exactly one table must hold raw_ct: {raw:?}\n{}", sqlite(&db, ".schema"));
+    let raw = find_column(&s, "raw_ct");
+    assert_eq!(raw.len(), 1, "exactly one table must hold raw_ct: {raw:?}");
     let raw = raw[0].clone();
-    let orig = cells(&db, &raw);
+    let orig = cells(&s, &raw);
     assert_eq!(orig.len(), 3, "{orig:?}");
     all_readable(&s, &sent, "before tampering");
 
     // 1. Flip one byte of the middle message's raw ciphertext: exactly that message fails.
     let (rowid, ty, hex_value) = orig[1].clone();
-    set_cell(&db, &raw, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
+    set_cell(&s, &raw, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
     let failed = failing(&s, &sent, "flipped raw_ct byte");
     assert_eq!(failed, vec![sent[1].0.clone()], "exactly the tampered message must fail");
     show_fails_with_decryption_error(&s, &failed[0], "flipped raw_ct byte");
-    set_cell(&db, &raw, rowid, &ty, &hex_value);
+    set_cell(&s, &raw, rowid, &ty, &hex_value);
     all_readable(&s, &sent, "raw_ct restored");
 
     // 2. The same for every other ciphertext / wrapped key column of a message.
     let mut others = Vec::new();
     for name in ["trace_ct", "wrapped_key"] {
         // Other tables (outbox, customers) hold columns of the same names; these are the message's.
-        others.extend(find_column(&db, name).into_iter().filter(|c| c.table == "messages"));
+        others.extend(find_column(&s, name).into_iter().filter(|c| c.table == "messages"));
     }
     for col in &others {
-        let cur = cells(&db, col);
+        let cur = cells(&s, col);
         let (rowid, ty, hex_value) = cur[2].clone();
-        set_cell(&db, col, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
+        set_cell(&s, col, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
         let what = format!("flipped byte in {}.{}", col.table, col.column);
         let failed = failing(&s, &sent, &what);
         assert_eq!(failed, vec![sent[2].0.clone()], "{what}");
         show_fails_with_decryption_error(&s, &failed[0], &what);
-        set_cell(&db, col, rowid, &ty, &hex_value);
+        set_cell(&s, col, rowid, &ty, &hex_value);
     }
     all_readable(&s, &sent, "all restored");
 
     // 3. Swap the raw ciphertexts of two messages: both fail.
     let (r0, t0, h0) = orig[0].clone();
     let (r2, t2, h2) = orig[2].clone();
-    set_cell(&db, &raw, r0, &t0, &h2);
-    set_cell(&db, &raw, r2, &t2, &h0);
+    set_cell(&s, &raw, r0, &t0, &h2);
+    set_cell(&s, &raw, r2, &t2, &h0);
     let failed = failing(&s, &sent, "swapped raw_ct");
     assert_eq!(failed, vec![sent[0].0.clone(), sent[2].0.clone()], "both swapped messages must fail");
     for n in &failed {
         show_fails_with_decryption_error(&s, n, "swapped raw_ct");
     }
-    set_cell(&db, &raw, r0, &t0, &h0);
-    set_cell(&db, &raw, r2, &t2, &h2);
+    set_cell(&s, &raw, r0, &t0, &h0);
+    set_cell(&s, &raw, r2, &t2, &h2);
     all_readable(&s, &sent, "swap undone");
 
     // 4. Swap EVERYTHING encrypted (wrapped data key + all *_ct) between two rows, so each
@@ -340,14 +342,14 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
     cols.extend(others.iter().cloned());
     {
         let name = "fields_ct";
-        cols.extend(find_column(&db, name));
+        cols.extend(find_column(&s, name));
     }
-    let saved: Vec<(Col, Cells)> = cols.iter().map(|c| (c.clone(), cells(&db, c))).collect();
+    let saved: Vec<(Col, Cells)> = cols.iter().map(|c| (c.clone(), cells(&s, c))).collect();
     for (col, rows) in &saved {
         let (r0, t0, h0) = rows[0].clone();
         let (r2, t2, h2) = rows[2].clone();
-        set_cell(&db, col, r0, &t0, &h2);
-        set_cell(&db, col, r2, &t2, &h0);
+        set_cell(&s, col, r0, &t0, &h2);
+        set_cell(&s, col, r2, &t2, &h0);
     }
     let failed = failing(&s, &sent, "swapped all ciphertext columns");
     assert_eq!(failed, vec![sent[0].0.clone(), sent[2].0.clone()], "row identity must be bound into the ciphertexts (swapped {cols:?})");
@@ -356,14 +358,14 @@ fn tampered_or_swapped_ciphertext_fails_to_decrypt() {
     }
     for (col, rows) in &saved {
         for (rowid, ty, hex_value) in rows {
-            set_cell(&db, col, *rowid, ty, hex_value);
+            set_cell(&s, col, *rowid, ty, hex_value);
         }
     }
     all_readable(&s, &sent, "full swap undone");
 
     // 5. A server started on a tampered store still runs; reads still fail for that row.
     let (rowid, ty, hex_value) = orig[0].clone();
-    set_cell(&db, &raw, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
+    set_cell(&s, &raw, rowid, &ty, &flip_hex_byte(&hex_value, &ty));
     s.restart();
     let mut c = s.smtp_session();
     let n4 = c.send_message("a@client.example.org", &["support@example.com"], &simple_message("after tamper", "y"));

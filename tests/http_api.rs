@@ -243,14 +243,12 @@ fn send(server: &Server, to: &str, subject: &str) -> String {
 }
 
 /// The live database, for what the API deliberately does not show (ciphertext, UIDs, audit rows).
-fn db(server: &Server) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(30)).unwrap();
-    conn
+fn count(server: &Server, sql: &str) -> i64 {
+    server.sql_i64(sql)
 }
 
-fn count(server: &Server, sql: &str) -> i64 {
-    db(server).query_row(sql, [], |r| r.get(0)).unwrap()
+fn column_i64(server: &Server, sql: &str) -> Vec<i64> {
+    server.sql(sql).lines().map(|v| v.parse().unwrap()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +434,7 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     api.post(&format!("/api/cases/{}/status", c[3]), &lead, json!({ "status": "waiting" })).ok();
     api.post(&format!("/api/cases/{}/status", c[4]), &lead, json!({ "status": "resolved" })).ok();
     // Time passes: case 5 (new) and case 3 (waiting on the customer) are past their due time.
-    db(&server).execute(&format!("UPDATE cases SET due_at = 1000 WHERE id IN ({}, {})", c[5], c[3]), []).unwrap();
+    server.sql(&format!("UPDATE cases SET due_at = 1000 WHERE id IN ({}, {})", c[5], c[3]));
 
     let queues = api.get("/api/queues", &anna).ok();
     assert_eq!(queues["queues"].as_array().unwrap().len(), 1, "anna reads support only: {queues}");
@@ -561,8 +559,7 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     api.get("/api/queues/support/cases?sort=priority", &anna).ok();
     let after = count(&server, "SELECT COUNT(*) FROM audit WHERE action = 'queue.list' AND actor = 'user:anna'");
     assert_eq!(after, before + 1);
-    let detail: String =
-        db(&server).query_row("SELECT detail FROM audit WHERE action = 'queue.list' ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    let detail: String = server.sql("SELECT detail FROM audit WHERE action = 'queue.list' ORDER BY id DESC LIMIT 1");
     assert!(detail.contains("sort=priority") && !detail.contains("Question"), "{detail}");
 }
 
@@ -614,8 +611,7 @@ fn case_view_and_raw_download_are_authorised_and_audited() {
     assert_eq!(r.header("content-type").as_deref(), Some("message/rfc822"));
     assert!(r.header("content-disposition").unwrap().contains(&format!("{number}.eml")));
     assert_eq!(r.body, server.show_message(&number), "the download is the stored message with our trace header");
-    let detail: String =
-        db(&server).query_row("SELECT detail FROM audit WHERE action = 'message.read' AND actor = 'user:anna'", [], |r| r.get(0)).unwrap();
+    let detail: String = server.sql("SELECT detail FROM audit WHERE action = 'message.read' AND actor = 'user:anna' ORDER BY id LIMIT 1");
     assert_eq!(detail, "via=http");
 
     // Someone who cannot read the queue learns nothing, not even that the case exists.
@@ -718,7 +714,7 @@ fn actions_change_the_case_and_need_their_permission() {
     let note = act(&anna, "notes", json!({ "text": format!("Customer called: {secret}") })).ok();
     assert!(note["entry"].as_i64().is_some());
     assert_eq!(act(&anna, "notes", json!({ "text": "  " })).error(422), "invalid");
-    let sealed: Vec<u8> = db(&server).query_row("SELECT body_ct FROM case_entries WHERE kind = 'note'", [], |r| r.get(0)).unwrap();
+    let sealed = server.sql_blob("case_entries", "body_ct", "kind = 'note'");
     assert!(find(&sealed, secret.as_bytes()).is_none(), "notes are stored encrypted");
     // follow-up
     let case = act(&anna, "follow-up", json!({ "due": "2099-01-01T09:00:00+01:00", "note": "call back" })).ok()["case"].clone();
@@ -823,12 +819,11 @@ fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_th
     assert_eq!(count(&server, "SELECT COUNT(*) FROM cases WHERE tags != '[]'"), 0);
     assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM cases WHERE id = {id} AND tags_ct IS NOT NULL")), 1);
     assert_eq!(count(&server, &format!("SELECT COUNT(*) FROM case_tags WHERE case_id = {id}")), 1);
-    let details: Vec<String> = {
-        let conn = db(&server);
-        let mut stmt =
-            conn.prepare("SELECT COALESCE(detail, '') FROM audit UNION ALL SELECT COALESCE(detail, '') FROM case_history").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let details: Vec<String> = server
+        .sql("SELECT COALESCE(detail, '') FROM audit UNION ALL SELECT COALESCE(detail, '') FROM case_history")
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert!(details.iter().any(|d| d == "tags added=0 removed=1 count=1"), "{details:?}");
     assert!(!details.iter().any(|d| d.contains(&tag) || d.contains("callback")), "{details:?}");
 
@@ -837,6 +832,11 @@ fn case_tags_are_sealed_found_by_blind_index_and_never_in_clear_on_disk_or_in_th
         let (hits, scanned) = files_containing(&server.data_dir, tag.as_bytes());
         assert!(scanned >= 2, "scanned only {scanned} files");
         assert!(hits.is_empty(), "{when}: the tag in clear in {hits:?}");
+        if server.is_postgres() {
+            for (name, bytes) in server.store_contents() {
+                assert!(find(&bytes, tag.as_bytes()).is_none(), "{when}: the tag in clear in the {name}");
+            }
+        }
         assert!(!server.log_text().contains(&tag), "{when}: the tag in the server log");
         server.kill9();
     }
@@ -923,11 +923,7 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     let [lead, sam, anna] = ["lead", "sam", "anna"].map(|u| api.login_bearer(u, PW));
     let id = api.case_of(&lead, "support", &number);
     api.post(&format!("/api/cases/{id}/claim"), &anna, json!({})).ok();
-    let uids_before: Vec<i64> = {
-        let conn = db(&server);
-        let mut st = conn.prepare("SELECT uid FROM message_cases WHERE case_id = ? ORDER BY message_id").unwrap();
-        st.query_map([id], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let uids_before = column_i64(&server, &format!("SELECT uid FROM message_cases WHERE case_id = {id} ORDER BY message_id"));
     assert_eq!(uids_before.len(), 2, "the reply joined the case");
     let max_sales_uid =
         count(&server, "SELECT MAX(mc.uid) FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'sales'");
@@ -946,9 +942,7 @@ fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     assert_eq!(api.get(&format!("/api/messages/{reply_number}/raw"), &sam).status, 200);
 
     // IMAP UIDs: fresh values above everything the sales mailbox had, below anything newer.
-    let conn = db(&server);
-    let mut st = conn.prepare("SELECT uid FROM message_cases WHERE case_id = ? ORDER BY uid").unwrap();
-    let uids_after: Vec<i64> = st.query_map([id], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let uids_after = column_i64(&server, &format!("SELECT uid FROM message_cases WHERE case_id = {id} ORDER BY uid"));
     assert_eq!(uids_after.len(), 2);
     assert!(
         uids_after[0] > max_sales_uid && uids_after[0] > *uids_before.iter().max().unwrap(),

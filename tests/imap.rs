@@ -281,21 +281,6 @@ fn audit_reads(s: &Server) -> Vec<serde_json::Value> {
     out.stdout_str().lines().map(|l| serde_json::from_str(l).expect("audit JSON")).collect()
 }
 
-/// Runs SQL through the sqlite3 shell (stdin); returns its output, trimmed.
-fn sqlite(db: &Path, sql: &str) -> String {
-    let mut child = Command::new("sqlite3")
-        .arg(db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sqlite3 (apt-get install sqlite3)");
-    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success() && out.stderr.is_empty(), "sqlite3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn audit_verify(s: &Server) {
     let out = s.cli(&["audit", "verify"]);
     assert!(out.status.success(), "audit verify: {} {}", out.stdout_str(), out.stderr);
@@ -664,8 +649,7 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     }
     audit_verify(&s);
     // The reads are recorded in the database itself, where anyone can count them.
-    let db = s.data_dir.join("mailroom.db");
-    assert_eq!(sqlite(&db, "SELECT count(*) FROM audit WHERE action = 'message.read' AND detail LIKE 'via=imap%';"), "11");
+    assert_eq!(s.sql("SELECT count(*) FROM audit WHERE action = 'message.read' AND detail LIKE 'via=imap%';"), "11");
 }
 
 #[test]
@@ -761,14 +745,11 @@ fn new_mail_and_transferred_cases_are_reported() {
     c.set_read_timeout(Duration::from_secs(20));
 
     // The first case is transferred to sales (as the HTTP API does: new queue, fresh UID).
-    let db = s.data_dir.join("mailroom.db");
-    let sql = ".timeout 10000
-        BEGIN IMMEDIATE;
-        UPDATE counters SET value = value + 1 WHERE name = 'message';
+    s.sql_write_transaction(
+        "UPDATE counters SET value = value + 1 WHERE name = 'message';
         UPDATE message_cases SET uid = (SELECT value FROM counters WHERE name = 'message') WHERE message_id = 1;
-        UPDATE cases SET queue = 'sales' WHERE id = (SELECT case_id FROM message_cases WHERE message_id = 1);
-        COMMIT;";
-    sqlite(&db, sql);
+        UPDATE cases SET queue = 'sales' WHERE id = (SELECT case_id FROM message_cases WHERE message_id = 1);",
+    );
     // FETCH may not report the EXPUNGE; the message is not served any more either.
     let r = c.command("FETCH 1 (BODY.PEEK[HEADER.FIELDS (X-Mailroom-Registration)])");
     assert!(r.status.starts_with("NO [EXPUNGEISSUED]"), "{r:?}");

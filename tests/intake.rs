@@ -77,13 +77,7 @@ fn received_at(s: &Server, number: &str) -> chrono::DateTime<chrono::Utc> {
 }
 
 fn set_status(s: &Server, opening: &str, status: &str) {
-    let db = s.data_dir.join("mailroom.db");
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg(format!("UPDATE cases SET status = '{status}' WHERE opening_number = '{opening}';"))
-        .output()
-        .expect("sqlite3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    s.sql(&format!("UPDATE cases SET status = {} WHERE opening_number = {};", sql_quote(status), sql_quote(opening)));
 }
 
 #[test]
@@ -342,8 +336,7 @@ fn vip_tier_counts_only_for_an_authenticated_sender() {
     let out = s.cli(&["customers", "export"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout_str().contains("ana@customer.org,Ana Examplewoman,vip,key account"), "{}", out.stdout_str());
-    for file in ["mailroom.db", "mailroom.db-wal"] {
-        let bytes = std::fs::read(s.data_dir.join(file)).unwrap_or_default();
+    for (file, bytes) in s.store_contents() {
         assert!(find(&bytes, b"Examplewoman").is_none() && find(&bytes, b"bigcorp.example").is_none(), "directory in clear in {file}");
     }
     let bad = dir.path().join("bad.csv");

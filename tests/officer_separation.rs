@@ -500,8 +500,7 @@ fn a_readers_reset_waits_for_a_second_person_and_its_code_goes_to_the_requester_
     api.enrol("anna", &code, "anna's new passphrase").ok(200, "anna enrols with the code olga passed on");
     assert_eq!(api.queues(&api.login("anna", "anna's new passphrase").unwrap()), json!(["support"]));
     // Nor is it in the database (only its MAC), the WAL or the log, once collected.
-    for file in ["mailroom.db", "mailroom.db-wal"] {
-        let bytes = std::fs::read(s.data_dir.join(file)).unwrap_or_default();
+    for (file, bytes) in s.store_contents() {
         assert!(find(&bytes, code.as_bytes()).is_none() && find(&bytes, code.replace('-', "").as_bytes()).is_none(), "{file}");
     }
     assert!(!s.log_text().contains(&code));
@@ -592,8 +591,7 @@ fn codes_expire_work_from_the_cli_and_are_never_stored_in_clear() {
     let olga = api.token("olga");
     let third = api.post("/api/admin/users", &olga, json!({ "name": "lou" })).ok(201, "no roles").clone();
     let third = third["enrolment"]["code"].as_str().unwrap().to_string();
-    for file in ["mailroom.db", "mailroom.db-wal"] {
-        let bytes = std::fs::read(s.data_dir.join(file)).unwrap_or_default();
+    for (file, bytes) in s.store_contents() {
         for code in [&first, &second, &third] {
             for form in [code.clone(), code.replace('-', "")] {
                 assert!(find(&bytes, form.as_bytes()).is_none(), "{code} in {file}");

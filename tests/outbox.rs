@@ -5,6 +5,8 @@
 //! The capture server below speaks just enough SMTP (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT)
 //! and records every message it accepts; it can be started late on a port chosen in advance.
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use mailroom::store::outbox as rows;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use common::{Database, Sql, in_process_storage};
 
 const CUSTOMER: &str = "jane.customer@customer.example";
 
@@ -185,6 +189,12 @@ fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 
 async fn open_store(dir: &Path) -> Store {
+    open_store_on(dir).await.0
+}
+
+/// The store in `dir` (or, in the PostgreSQL pass, on a fresh database) and which it is.
+async fn open_store_on(dir: &Path) -> (Store, Database) {
+    let (storage, database) = in_process_storage(dir);
     let toml = r#"
 [server]
 hostname = "mx.example.com"
@@ -196,8 +206,9 @@ domains = ["example.com"]
 name = "support"
 addresses = ["support@example.com"]
 "#;
-    let settings = Settings::from_str("outbox-test.toml", toml, dir).expect("test config is valid");
-    Store::open(settings.store_options()).await.expect("store opens")
+    let toml = format!("{toml}\n{storage}");
+    let settings = Settings::from_str("outbox-test.toml", &toml, dir).expect("test config is valid");
+    (Store::open(settings.store_options()).await.expect("store opens"), database)
 }
 
 fn config(port: u16) -> OutboxConfig {
@@ -285,7 +296,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_exactly_once_after_the_smarthost_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path()).await;
+    let (store, database) = open_store_on(dir.path()).await;
     let data = acknowledgement("MR-2026-000123-7");
     // Null reverse-path, as RFC 3834 recommends for automatic responses.
     let id = mailroom::store::outbox::enqueue(&store, None, "ack", "", &[CUSTOMER], &data).await.unwrap();
@@ -332,12 +343,20 @@ async fn delivered_exactly_once_after_the_smarthost_comes_back() {
 
     worker.stop().await;
     // The database, its WAL (while open) and everything else in the data dir; again after close.
-    assert_nothing_in_clear(dir.path());
+    assert_nothing_in_clear(dir.path(), &database);
     store.close().await;
-    assert_nothing_in_clear(dir.path());
+    assert_nothing_in_clear(dir.path(), &database);
 }
 
-fn assert_nothing_in_clear(dir: &Path) {
+/// Neither the files in `dir` nor the database (its SQLite file is among them; a PostgreSQL
+/// database is dumped) hold the recipient or the subject.
+fn assert_nothing_in_clear(dir: &Path, database: &Database) {
+    if database.is_postgres() {
+        for (name, bytes) in database.store_contents() {
+            assert!(!contains(&bytes, CUSTOMER.as_bytes()), "the {name} holds the recipient in clear");
+            assert!(!contains(&bytes, b"Where is my order"), "the {name} holds the subject in clear");
+        }
+    }
     let mut scanned = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -57,12 +57,6 @@ fn send(server: &Server, to: &str, subject: &str) -> String {
     server.smtp_session().send_message(CUSTOMER, &[to], message.as_bytes())
 }
 
-fn db(server: &Server) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(30)).unwrap();
-    conn
-}
-
 /// The count in the "My queues" row of `queue`, column `column` (data-count attribute).
 fn count_in(page: &Page, queue: &str, column: &str) -> i64 {
     let row_start = page.body.find(&format!("<tr data-queue=\"{queue}\">")).unwrap_or_else(|| panic!("no row for {queue}: {}", page.body));
@@ -165,9 +159,7 @@ fn login_sets_the_api_session_cookie_and_logout_ends_it() {
     let replay = browser.get_with("/", &[&format!("Cookie: mailroom_session={token}")]);
     assert_eq!((replay.status, replay.location()), (303, Some("/login")));
     assert!(replay.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
-    let audit: i64 = db(&server)
-        .query_row("SELECT COUNT(*) FROM audit WHERE action = 'logout' AND detail = 'via=web'", [], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("audit table: {e}"));
+    let audit = server.sql_i64("SELECT COUNT(*) FROM audit WHERE action = 'logout' AND detail = 'via=web'");
     assert_eq!(audit, 1);
 }
 
@@ -318,21 +310,16 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
     // Shape the cases: one overdue, one due within 24 h (and assigned), one due in 3 days, one
     // waiting (its clock stopped, so past due is not overdue).
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let conn = db(&server);
-    let ids: Vec<i64> = {
-        let mut stmt = conn.prepare("SELECT id FROM cases WHERE queue = 'support' ORDER BY id").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    let ids = case_ids(&server, "support");
     assert_eq!(ids.len(), 4);
     let hour = 3_600_000;
-    let set = |sql: &str, id: i64, value: i64| assert_eq!(conn.execute(sql, [value, id]).unwrap(), 1);
-    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[0], now - hour);
-    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[1], now + 2 * hour);
-    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[2], now + 72 * hour);
-    set("UPDATE cases SET due_at = ?1, status = 'waiting' WHERE id = ?2", ids[3], now - hour);
-    let anna_id: i64 = conn.query_row("SELECT id FROM users WHERE name = 'anna'", [], |r| r.get(0)).unwrap();
-    set("UPDATE cases SET assignee = ?1 WHERE id = ?2", ids[1], anna_id);
-    drop(conn);
+    let set = |sql: String| assert_eq!(server.sql_changes(&sql), 1, "{sql}");
+    set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now - hour, ids[0]));
+    set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 2 * hour, ids[1]));
+    set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 72 * hour, ids[2]));
+    set(format!("UPDATE cases SET due_at = {}, status = 'waiting' WHERE id = {}", now - hour, ids[3]));
+    let anna_id = server.sql_i64("SELECT id FROM users WHERE name = 'anna'");
+    set(format!("UPDATE cases SET assignee = {anna_id} WHERE id = {}", ids[1]));
 
     let (_, anna) = signed_in(&server, "anna");
     assert!(anna.body.contains("<a href=\"/queues/support\">support</a>"), "{}", anna.body);
@@ -375,13 +362,12 @@ fn listed_cases(page: &Page) -> Vec<i64> {
 }
 
 fn case_ids(server: &Server, queue: &str) -> Vec<i64> {
-    let conn = db(server);
-    let mut stmt = conn.prepare("SELECT id FROM cases WHERE queue = ?1 ORDER BY id").unwrap();
-    stmt.query_map([queue], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    let ids = server.sql(&format!("SELECT id FROM cases WHERE queue = {} ORDER BY id", sql_quote(queue)));
+    ids.lines().map(|id| id.parse().unwrap()).collect()
 }
 
 fn opening_number(server: &Server, id: i64) -> String {
-    db(server).query_row("SELECT opening_number FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+    server.sql(&format!("SELECT opening_number FROM cases WHERE id = {id}"))
 }
 
 #[test]
@@ -396,12 +382,10 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
     let ids = case_ids(&server, "support");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let hour = 3_600_000;
-    let conn = db(&server);
-    let set = |sql: &str, id: i64, value: i64| assert_eq!(conn.execute(sql, rusqlite::params![value, id]).unwrap(), 1);
-    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[0], now + 50 * hour);
-    set("UPDATE cases SET due_at = ?1, priority = 'urgent', category = 'BZZX' WHERE id = ?2", ids[1], now - 2 * hour - 60_000);
-    set("UPDATE cases SET due_at = ?1 WHERE id = ?2", ids[2], now + 3 * hour + 60_000);
-    drop(conn);
+    let set = |sql: String| assert_eq!(server.sql_changes(&sql), 1, "{sql}");
+    set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 50 * hour, ids[0]));
+    set(format!("UPDATE cases SET due_at = {}, priority = 'urgent', category = 'BZZX' WHERE id = {}", now - 2 * hour - 60_000, ids[1]));
+    set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 3 * hour + 60_000, ids[2]));
 
     let (anna, _) = signed_in(&server, "anna");
     let page = anna.get("/queues/support");
@@ -466,11 +450,9 @@ fn queue_filters_bad_values_and_paging() {
         send(&server, "support@example.com", &format!("Question {i}"));
     }
     let ids = case_ids(&server, "support");
-    let conn = db(&server);
-    conn.execute("UPDATE cases SET priority = 'low', category = 'BZZX' WHERE id = ?1", [ids[0]]).unwrap();
-    conn.execute("UPDATE cases SET due_at = 1000 WHERE id = ?1", [ids[1]]).unwrap();
-    conn.execute("UPDATE cases SET status = 'resolved' WHERE id = ?1", [ids[2]]).unwrap();
-    drop(conn);
+    server.sql(&format!("UPDATE cases SET priority = 'low', category = 'BZZX' WHERE id = {}", ids[0]));
+    server.sql(&format!("UPDATE cases SET due_at = 1000 WHERE id = {}", ids[1]));
+    server.sql(&format!("UPDATE cases SET status = 'resolved' WHERE id = {}", ids[2]));
     let (anna, _) = signed_in(&server, "anna");
 
     let only = |query: &str| -> Vec<i64> {
@@ -553,7 +535,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
         assert_eq!(r.status, 403, "{r:?}");
         r.assert_html_in("en");
     }
-    let assigned: i64 = db(&server).query_row("SELECT count(*) FROM cases WHERE assignee IS NOT NULL", [], |r| r.get(0)).unwrap();
+    let assigned = server.sql_i64("SELECT count(*) FROM cases WHERE assignee IS NOT NULL");
     assert_eq!(assigned, 0, "a refused POST claims nothing");
 
     // Nothing ticked or no action: the reason, nothing done.
@@ -562,7 +544,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
     assert!(empty.body.contains("Select at least one case."), "{}", empty.body);
 
     // The second case left this queue after the page was shown: claimed one, refused the other.
-    db(&server).execute("UPDATE cases SET queue = 'sales' WHERE id = ?1", [ids[1]]).unwrap();
+    server.sql(&format!("UPDATE cases SET queue = 'sales' WHERE id = {}", ids[1]));
     let done = anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", csrf.as_str()), ("keep_assignee", "me")]].concat());
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(
@@ -575,9 +557,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
         "{}",
         done.body
     );
-    let assignee: Option<String> = db(&server)
-        .query_row("SELECT (SELECT name FROM users WHERE id = assignee) FROM cases WHERE id = ?1", [ids[0]], |r| r.get(0))
-        .unwrap();
+    let assignee = server.sql_opt(&format!("SELECT (SELECT name FROM users WHERE id = assignee) FROM cases WHERE id = {}", ids[0]));
     assert_eq!(assignee.as_deref(), Some("anna"));
     assert_eq!(listed_cases(&done), [ids[0]], "then the list again");
     assert!(

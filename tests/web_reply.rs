@@ -83,16 +83,9 @@ fn send(server: &Server, from: &str, to: &str, subject: &str) -> String {
     server.smtp_session().send_message(CUSTOMER, &[to], message.as_bytes())
 }
 
-fn db(server: &Server) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(server.data_dir.join("mailroom.db")).unwrap();
-    conn.busy_timeout(Duration::from_secs(30)).unwrap();
-    conn
-}
-
 fn case_of(server: &Server, number: &str) -> i64 {
-    db(server)
-        .query_row("SELECT id FROM cases WHERE opening_number = ?1", [number], |r| r.get(0))
-        .unwrap_or_else(|e| panic!("no case opened by {number}: {e}"))
+    let id = server.sql(&format!("SELECT id FROM cases WHERE opening_number = {}", sql_quote(number)));
+    id.parse().unwrap_or_else(|_| panic!("no case opened by {number}: {id:?}"))
 }
 
 /// The `<li>` of the page that carries `marker`.
@@ -163,7 +156,7 @@ fn a_template_fills_the_form_and_an_unresolved_placeholder_blocks_sending() {
 
     std::thread::sleep(Duration::from_millis(2500));
     assert!(captured.lock().unwrap().is_empty(), "nothing was sent");
-    assert_eq!(db(&server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    assert_eq!(server.sql_i64("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'"), 0);
 }
 
 #[test]
@@ -216,18 +209,12 @@ fn preview_then_send_leaves_after_the_undo_window_with_the_tag_and_the_promise()
     assert!(mail.data.contains("expect an answer by 2099-01-02."), "{}", mail.data);
 
     // The promise is the case's follow-up, recorded in the same change; the case waits.
-    let conn = db(&server);
-    let (status, follow_up): (String, Option<i64>) =
-        conn.query_row("SELECT status, follow_up_at FROM cases WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let row = server.sql_rows(&format!("SELECT status, follow_up_at FROM cases WHERE id = {id}")).remove(0);
+    let (status, follow_up) = (row[0].clone(), row[1].parse::<i64>().ok());
     assert_eq!(status, "waiting");
     assert!(follow_up.is_some_and(|at| at > 4_000_000_000_000), "follow-up in 2099: {follow_up:?}");
-    let kinds: Vec<String> = conn
-        .prepare("SELECT kind FROM case_entries WHERE case_id = ?1 ORDER BY id")
-        .unwrap()
-        .query_map([id], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<String> =
+        server.sql(&format!("SELECT kind FROM case_entries WHERE case_id = {id} ORDER BY id")).lines().map(str::to_string).collect();
     assert_eq!(kinds, ["reply", "follow-up"]);
 
     // After sending, undo is refused with a clear reason.
@@ -251,7 +238,7 @@ fn undo_within_the_window_sends_nothing_and_the_reply_shows_withdrawn() {
     assert_eq!(sent.status, 303, "{sent:?}");
     let location = sent.location().unwrap().to_string();
     let queued = anna.get(&location);
-    let status: String = db(&server).query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    let status: String = server.sql(&format!("SELECT status FROM cases WHERE id = {id}"));
     assert_eq!(status, "waiting");
 
     // Without the CSRF token: refused, nothing withdrawn.
@@ -273,23 +260,14 @@ fn undo_within_the_window_sends_nothing_and_the_reply_shows_withdrawn() {
     assert!(!page.body.contains(">Undo</button>"));
 
     // The case is back to what it was; the entry stays, marked withdrawn; history and audit.
-    let conn = db(&server);
-    let (status, first_response): (String, Option<i64>) =
-        conn.query_row("SELECT status, first_response_at FROM cases WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let row = server.sql_rows(&format!("SELECT status, first_response_at FROM cases WHERE id = {id}")).remove(0);
+    let (status, first_response) = (row[0].clone(), row[1].parse::<i64>().ok());
     assert_eq!((status.as_str(), first_response), ("new", None));
-    let (state, outbox): (Option<String>, String) = conn
-        .query_row("SELECT e.state, o.status FROM case_entries e JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
-    assert_eq!((state.as_deref(), outbox.as_str()), (Some("withdrawn"), "withdrawn"));
-    let actions: Vec<String> = conn
-        .prepare("SELECT action FROM case_history WHERE case_id = ?1 ORDER BY id")
-        .unwrap()
-        .query_map([id], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let row =
+        server.sql(&format!("SELECT e.state, o.status FROM case_entries e JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = {id}"));
+    assert_eq!(row, "withdrawn|withdrawn", "entry state and outbox status");
+    let actions: Vec<String> =
+        server.sql(&format!("SELECT action FROM case_history WHERE case_id = {id} ORDER BY id")).lines().map(str::to_string).collect();
     assert_eq!(actions, ["reply", "reply-withdrawn"]);
 
     // Past the window and a few polls: nothing ever arrives. A second undo is refused.
@@ -328,7 +306,7 @@ fn reply_pages_need_a_session_the_csrf_token_and_the_queue() {
             assert!(r.body.contains("This request was refused"), "{}", r.body);
         }
     }
-    assert_eq!(db(&server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
+    assert_eq!(server.sql_i64("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'"), 0);
 
     // An agent of another queue: the same 404 page as for a case that does not exist.
     let sam = signed_in(&server, "sam");
@@ -353,8 +331,7 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     let rolf = signed_in(&server, "rolf");
     let val = signed_in(&server, "val");
     let form = format!("/cases/{id}/reply");
-    let replies =
-        |server: &Server| db(server).query_row("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'", [], |r| r.get::<_, i64>(0)).unwrap();
+    let replies = |server: &Server| server.sql_i64("SELECT COUNT(*) FROM outbox WHERE kind = 'reply'");
 
     // Rita writes: the reply awaits review, nothing is queued, the case is unchanged.
     let sent = rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear {customer_name}, first draft.")]);
@@ -364,7 +341,7 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     let page = rita.get(&location);
     assert!(page.body.contains("data-state=\"reply.awaiting\""), "{}", page.body);
     assert_eq!(replies(&server), 0, "no outbox row while awaiting review");
-    let status: String = db(&server).query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    let status: String = server.sql(&format!("SELECT status FROM cases WHERE id = {id}"));
     assert_eq!(status, "new");
 
     // The author cannot approve her own reply (nor return it); no review permission, no approval.
@@ -395,7 +372,7 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
         rita.submit(&form, &format!("/cases/{id}/reply/send"), &[("body", "Dear Ann Customer, see clause 4."), ("replaces", &entry)]);
     assert_eq!(again.status, 303);
     assert!(!rita.get(&form).body.contains(&format!("?edit={entry}")), "the returned reply was replaced");
-    let old_state: String = db(&server).query_row("SELECT state FROM case_entries WHERE id = ?1", [&entry], |r| r.get(0)).unwrap();
+    let old_state = server.sql(&format!("SELECT state FROM case_entries WHERE id = {}", sql_quote(&entry)));
     assert_eq!(old_state, "resubmitted");
     let second = again.location().unwrap().rsplit('/').next().unwrap().to_string();
     assert_eq!(rolf.submit(&form, &format!("/cases/{id}/reply/{entry}/approve"), &[]).status, 409, "a returned reply cannot be approved");
@@ -410,16 +387,10 @@ fn review_the_author_cannot_approve_a_returned_reply_is_resent_and_an_approved_o
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(captured.lock().unwrap().len(), 1, "only the approved reply is sent");
 
-    let conn = db(&server);
-    let actions: Vec<String> = conn
-        .prepare("SELECT action FROM case_history WHERE case_id = ?1 ORDER BY id")
-        .unwrap()
-        .query_map([id], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let actions: Vec<String> =
+        server.sql(&format!("SELECT action FROM case_history WHERE case_id = {id} ORDER BY id")).lines().map(str::to_string).collect();
     assert_eq!(actions, ["reply.submitted", "reply.returned", "reply.submitted", "reply.approved"]);
-    let status: String = conn.query_row("SELECT status FROM cases WHERE id = ?1", [id], |r| r.get(0)).unwrap();
+    let status = server.sql(&format!("SELECT status FROM cases WHERE id = {id}"));
     assert_eq!(status, "waiting");
 
     // The header links the reviews for reviewers only.
@@ -461,8 +432,7 @@ fn a_reply_to_a_case_that_changed_meanwhile_is_not_sent_and_the_text_is_kept() {
     assert!(late.body.contains("data-notice=\"reply-collision\""), "{}", late.body);
     assert!(late.body.contains("Bert here: it ships today."), "the case page shows what bert sent: {}", late.body);
     assert!(late.body.contains(&format!("name=\"body\" value=\"{text}\"")), "anna's text is kept: {}", late.body);
-    let replies: i64 =
-        db(&server).query_row("SELECT count(*) FROM case_entries WHERE case_id = ?1 AND kind = 'reply'", [id], |r| r.get(0)).unwrap();
+    let replies = server.sql_i64(&format!("SELECT count(*) FROM case_entries WHERE case_id = {id} AND kind = 'reply'"));
     assert_eq!(replies, 1, "only bert's reply was queued");
 
     // Without `seen` the form is not one of ours: refused, nothing sent.

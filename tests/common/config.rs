@@ -58,6 +58,8 @@ impl Default for Opts {
 }
 
 impl Opts {
+    /// The config text. Its `database = "mailroom.db"` line is what the PostgreSQL pass replaces
+    /// with a database URL (engine.rs), also in raw configs derived from this text.
     pub fn config_toml(&self) -> String {
         if let Some(raw) = &self.raw_config {
             return raw.clone();

@@ -3,6 +3,9 @@
 //! * [`config`]: [`Opts`], the knobs written into the test's `mailroom.toml`.
 //! * [`server`]: [`Server`] runs the real `mailroom serve` binary on a fresh temporary data dir with
 //!   that config (port 0 listeners; the ports are read back from `DIR/listeners.json`).
+//! * [`db`]: [`Server::sql`], the one way to read or edit a server's store (sqlite3 or psql).
+//! * [`engine`]: `MAILROOM_TEST_DATABASE=postgres` puts every server on a fresh PostgreSQL
+//!   database of one cluster per test binary.
 //! * [`cli`]: the admin CLI and what it prints (`message list --json`, stored messages).
 //! * [`smtp`]: [`Client`], a tiny raw-socket SMTP/LMTP client (plain or STARTTLS via rustls) that
 //!   sends exact bytes and reads (multi-line) replies, for byte-level assertions.
@@ -21,6 +24,8 @@
 mod capture;
 mod cli;
 mod config;
+mod db;
+mod engine;
 mod files;
 mod message;
 mod net;
@@ -36,7 +41,8 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    capture::*, cli::*, config::*, files::*, message::*, net::*, page::*, pg::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
+    capture::*, cli::*, config::*, db::*, engine::*, files::*, message::*, net::*, page::*, pg::*, regnum::*, server::*, smtp::*, tls::*,
+    wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";

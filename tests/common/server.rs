@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BIN, Opts};
+use super::{BIN, Database, Opts, assign_database};
 
 pub struct Server {
     /// Root temp dir: holds `data/` (the data dir), `mailroom.toml` and `server.log`.
@@ -17,6 +17,9 @@ pub struct Server {
     pub config: PathBuf,
     pub log: PathBuf,
     pub opts: Opts,
+    /// The store named in the config: SQLite in the data dir, or (in the PostgreSQL pass) a
+    /// fresh database of the shared cluster. Read it through [`Server::sql`].
+    pub database: Database,
     child: Option<Child>,
     smtp: Vec<SocketAddr>,
     lmtp: Vec<SocketAddr>,
@@ -33,7 +36,8 @@ impl Server {
         // Private, as mailroom demands of a data dir (the test's umask would make it 0755).
         std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700).create(&data_dir).unwrap();
         let config = root.path().join("mailroom.toml");
-        fs::write(&config, opts.config_toml()).unwrap();
+        let (text, database) = assign_database(&opts.config_toml(), &data_dir);
+        fs::write(&config, text).unwrap();
         let log = root.path().join("server.log");
         let mut s = Server {
             root: Some(root),
@@ -41,6 +45,7 @@ impl Server {
             config,
             log,
             opts,
+            database,
             child: None,
             smtp: vec![],
             lmtp: vec![],

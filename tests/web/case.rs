@@ -18,15 +18,12 @@ fn b64(bytes: &[u8]) -> String {
 /// Sends `message` (CRLF line ends) to support@ and returns the case id and message id.
 fn deliver(server: &Server, message: &[u8]) -> (i64, i64, String) {
     let number = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], message);
-    let conn = db(server);
-    let (case, id) = conn
-        .query_row(
-            "SELECT mc.case_id, m.id FROM messages m JOIN message_cases mc ON mc.message_id = m.id WHERE m.number = ?1",
-            [&number],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    (case, id, number)
+    let row = server.sql(&format!(
+        "SELECT mc.case_id, m.id FROM messages m JOIN message_cases mc ON mc.message_id = m.id WHERE m.number = {}",
+        sql_quote(&number)
+    ));
+    let (case, id) = row.split_once('|').unwrap_or_else(|| panic!("no case for {number}: {row:?}"));
+    (case.parse().unwrap(), id.parse().unwrap(), number)
 }
 
 fn gb2312_mail() -> Vec<u8> {
@@ -125,11 +122,8 @@ fn the_case_page_shows_the_thread_with_legacy_charsets_decoded() {
     assert!(ru.body.contains(">Ответить</a>") && ru.body.contains("Привет, мир</pre>"), "{}", ru.body);
 
     // Reading is audited: the case and each message, through the web view.
-    let conn = db(&server);
-    let reads: i64 =
-        conn.query_row("SELECT COUNT(*) FROM audit WHERE action = 'case.read' AND detail LIKE 'via=web %'", [], |r| r.get(0)).unwrap();
-    let messages: i64 =
-        conn.query_row("SELECT COUNT(*) FROM audit WHERE action = 'message.read' AND detail LIKE 'via=web %'", [], |r| r.get(0)).unwrap();
+    let reads = server.sql_i64("SELECT COUNT(*) FROM audit WHERE action = 'case.read' AND detail LIKE 'via=web %'");
+    let messages = server.sql_i64("SELECT COUNT(*) FROM audit WHERE action = 'message.read' AND detail LIKE 'via=web %'");
     assert!(reads >= 4 && messages >= 4, "{reads} case reads, {messages} message reads");
 }
 
@@ -221,11 +215,7 @@ fn the_html_part_is_framed_sandboxed_and_attachments_download_as_they_were() {
     let (_, koi_message, _) = deliver(&server, &koi8r_mail());
     assert_eq!(anna.get(&format!("/cases/{case}/messages/{koi_message}/attachments/0")).status, 404);
     assert_eq!(anna.get(&format!("/cases/{case}/messages/{koi_message}/html")).status, 404);
-    let audited: i64 = db(&server)
-        .query_row("SELECT COUNT(*) FROM audit WHERE action = 'message.read' AND detail = ?1", [format!("via=web case={case}")], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let audited = server.sql_i64(&format!("SELECT COUNT(*) FROM audit WHERE action = 'message.read' AND detail = 'via=web case={case}'"));
     assert!(audited >= 4, "each part served is an audited read: {audited}");
 }
 
@@ -251,7 +241,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     assert_eq!(no_csrf.status, 403, "{no_csrf:?}");
     no_csrf.assert_html_in("en");
     assert_eq!(anna.post(&format!("{path}/claim"), &[("seen", &marker), ("csrf", "wrong")]).status, 403);
-    let assigned: Option<i64> = db(&server).query_row("SELECT assignee FROM cases WHERE id = ?1", [case], |r| r.get(0)).unwrap();
+    let assigned: Option<i64> = server.sql_opt(&format!("SELECT assignee FROM cases WHERE id = {case}")).map(|id| id.parse().unwrap());
     assert_eq!(assigned, None);
 
     // Claim: 303 back to the case, which says so.
@@ -300,7 +290,7 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     let at = collided.body.find("I am on it").unwrap();
     let item = &collided.body[collided.body[..at].rfind("<li").unwrap()..at];
     assert!(item.contains(" new\"") && item.contains("<strong class=\"new-mark\">New:</strong>"), "{item}");
-    let priority: String = db(&server).query_row("SELECT priority FROM cases WHERE id = ?1", [case], |r| r.get(0)).unwrap();
+    let priority = server.sql(&format!("SELECT priority FROM cases WHERE id = {case}"));
     assert_eq!(priority, "normal", "nothing was done");
     // With the fresh marker the same form goes through.
     let fresh = seen(&collided);

@@ -15,11 +15,10 @@ fn start_quick() -> Server {
 /// Sends a mail to support@ and returns its case id.
 fn new_case(server: &Server, subject: &str) -> i64 {
     let number = send(server, "support@example.com", subject);
-    db(server)
-        .query_row("SELECT mc.case_id FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE m.number = ?1", [&number], |r| {
-            r.get(0)
-        })
-        .unwrap()
+    server.sql_i64(&format!(
+        "SELECT mc.case_id FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE m.number = {}",
+        sql_quote(&number)
+    ))
 }
 
 /// The "also here" line of a case page, as text.
@@ -136,10 +135,8 @@ fn the_queue_list_counts_cases_that_came_after_it_was_read() {
 }
 
 /// The sessions' `last_seen_at`, as the database holds them (oldest session first).
-fn last_seen(server: &Server, statement: &str) -> String {
-    let out = Command::new("sqlite3").arg(server.data_dir.join("mailroom.db")).arg(statement).output().expect("sqlite3");
-    assert!(out.status.success(), "sqlite3 {statement}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+fn last_seen(server: &Server) -> String {
+    server.sql("SELECT last_seen_at FROM sessions ORDER BY created_at, token_hash")
 }
 
 #[test]
@@ -151,22 +148,18 @@ fn heartbeats_and_polls_do_not_keep_an_idle_session_alive() {
     let page = anna.get(&format!("/cases/{id}"));
     let csrf = page.csrf();
     // Two minutes without the user: more than the interval at which a request counts.
-    last_seen(&server, "UPDATE sessions SET last_seen_at = last_seen_at - 120000");
-    let before = last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions");
+    server.sql("UPDATE sessions SET last_seen_at = last_seen_at - 120000");
+    let before = last_seen(&server);
 
     let beat = anna.post(&format!("/cases/{id}/presence"), &[("csrf", &csrf), ("kind", "viewing")]);
     assert_eq!(beat.status, 200, "{beat:?}");
     let poll = anna.get("/queues/support/new?since=0");
     assert_eq!(poll.status, 200, "{poll:?}");
-    assert_eq!(
-        last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions"),
-        before,
-        "the page's own requests are not the user's activity"
-    );
+    assert_eq!(last_seen(&server), before, "the page's own requests are not the user's activity");
 
     // Opening a page is.
     assert_eq!(anna.get("/queues/support").status, 200);
-    assert_ne!(last_seen(&server, "SELECT group_concat(last_seen_at) FROM sessions"), before);
+    assert_ne!(last_seen(&server), before);
 }
 
 #[test]

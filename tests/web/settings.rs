@@ -65,10 +65,11 @@ fn settings_are_saved_per_user_used_on_every_page_and_audited() {
     browser.get_with("/", &["Accept-Language: en"]).assert_html_in("en");
 
     // Each save is audited with the values, nothing else.
-    let conn = db(&server);
-    let mut statement = conn.prepare("SELECT actor, object, detail FROM audit WHERE action = 'user.preferences' ORDER BY id").unwrap();
-    let entries: Vec<(String, String, String)> =
-        statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let entries: Vec<(String, String, String)> = server
+        .sql_rows("SELECT actor, object, detail FROM audit WHERE action = 'user.preferences' ORDER BY id")
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone(), row[2].clone()))
+        .collect();
     let expected = ["language=ru shortcuts=off", "language=zh-CN shortcuts=on", "language=auto shortcuts=on"];
     assert_eq!(entries.len(), 3, "{entries:?}");
     for ((actor, object, detail), want) in entries.iter().zip(expected) {
@@ -103,6 +104,6 @@ fn settings_need_a_session_the_csrf_token_and_a_known_language() {
     bad.assert_html_in("en");
     // Nothing was saved or audited.
     browser.get_with("/", &["Accept-Language: en"]).assert_html_in("en");
-    let audited: i64 = db(&server).query_row("SELECT COUNT(*) FROM audit WHERE action = 'user.preferences'", [], |r| r.get(0)).unwrap();
+    let audited = server.sql_i64("SELECT COUNT(*) FROM audit WHERE action = 'user.preferences'");
     assert_eq!(audited, 0);
 }
