@@ -222,6 +222,44 @@ pub fn append_sync(keys: &KeyRing, tx: &rusqlite::Transaction, entries: &[AuditE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::store;
+
+    fn entry(at: i64, actor: &str, action: &str) -> AuditEntry {
+        AuditEntry { at, actor: actor.into(), action: action.into(), object: None, detail: Some(format!("at={at}")) }
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_append_leaves_no_gap_and_the_listings_filter() {
+        let (_dir, store) = store().await;
+        let mut tx = store.begin_write().await.unwrap();
+        tx.audit(&[entry(10, "user:olga", "user.add"), entry(20, "user:bert", "role.grant")]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
+        tx.audit(&[entry(25, "user:olga", "user.lock")]).await.unwrap();
+        drop(tx); // rolled back: its id is given again
+        let mut tx = store.begin_write().await.unwrap();
+        tx.audit(&[entry(30, "user:olga", "user.remove")]).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut conn = store.db().begin_read().await.unwrap();
+        assert!(matches!(verify(&store.keys, &mut conn).await.unwrap(), ChainCheck::Intact { entries: 3, .. }));
+        let all = list(&store, 0, 10, None, None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| (e.id, e.action.as_str())).collect::<Vec<_>>(),
+            [(1, "user.add"), (2, "role.grant"), (3, "user.remove")]
+        );
+        assert_eq!((all[0].at.as_str(), all[0].detail.as_deref()), ("1970-01-01T00:00:00.010Z", Some("at=10")));
+        let olga = list(&store, 1, 10, None, Some("user:olga")).await.unwrap();
+        assert_eq!(olga.iter().map(|e| e.id).collect::<Vec<_>>(), [3], "after 1, olga's only");
+        let newest = |filter: NewestFilter<'static>| {
+            let store = &store;
+            async move { list_newest(store, &filter, 10).await.unwrap().iter().map(|e| e.id).collect::<Vec<_>>() }
+        };
+        assert_eq!(newest(NewestFilter::default()).await, [3, 2, 1]);
+        assert_eq!(newest(NewestFilter { before: Some(3), ..Default::default() }).await, [2, 1]);
+        assert_eq!(newest(NewestFilter { action: Some("role.grant"), ..Default::default() }).await, [2]);
+        assert_eq!(newest(NewestFilter { from: Some(20), to: Some(30), ..Default::default() }).await, [2], "from inclusive, to exclusive");
+    }
 
     #[test]
     fn any_field_change_changes_the_hash() {

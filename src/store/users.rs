@@ -292,6 +292,19 @@ mod tests {
         assert!(tx.is_member(id, "support-agent").await.unwrap());
         tx.commit().await.unwrap();
         assert_eq!(super::standing(&store, id).await.unwrap().unwrap().roles, ["support-agent"]);
+        let mut tx = store.begin_write().await.unwrap();
+        assert!(tx.insert_role("auditors", "", 1).await.unwrap());
+        tx.add_membership(id, "auditors").await.unwrap();
+        let bert = tx.insert_user("bert", "hash", 3).await.unwrap().unwrap();
+        tx.issue_code(bert, &crate::store::enrolment::Issue { unusable_hash: "x", mac: b"mac", expires_at: 9, issuer: "cli:root" }, 4)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let listed = super::list(&store).await.unwrap();
+        let shown: Vec<_> =
+            listed.iter().map(|u| (u.name.as_str(), u.roles.join(","), u.enrolment_pending, u.enrolment_expires_at)).collect();
+        assert_eq!(shown, [("anna", "auditors,support-agent".to_string(), false, None), ("bert", String::new(), true, Some(9))]);
+        assert!(super::standing(&store, bert).await.unwrap().is_none(), "a pending code: no standing");
 
         let reserve = |now| super::reserve_login(&store, "anna", now, 2, now + 1000);
         let attempts = [reserve(10).await.unwrap().unwrap(), reserve(10).await.unwrap().unwrap(), reserve(10).await.unwrap().unwrap()];
