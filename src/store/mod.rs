@@ -357,7 +357,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
 impl Store {
     /// Checks the audit chain (read-only).
     pub async fn verify_audit(&self) -> Result<audit::ChainCheck, StoreError> {
-        let mut conn = self.sqlite().acquire().await?;
+        let mut conn = self.db.begin_read().await?;
         Ok(audit::verify(&self.keys, &mut conn).await?)
     }
 }
