@@ -66,7 +66,8 @@ impl CaseChange<'_> {
     /// The case's messages, newest first: (id, automatic).
     pub async fn messages_newest_first(&mut self) -> Result<Vec<(i64, bool)>, StoreError> {
         let rows: Vec<(i64, i64)> = on_conn!(&mut self.tx, c => sqlx::query_as(
-            "SELECT m.id, m.automatic FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE mc.case_id = $1 ORDER BY m.id DESC",
+            "SELECT m.id, m.automatic FROM message_cases mc JOIN messages m ON m.id = mc.message_id
+             WHERE mc.case_id = $1 ORDER BY m.id DESC",
         )
         .bind(self.case.id)
         .fetch_all(c)

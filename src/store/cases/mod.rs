@@ -223,4 +223,6 @@ pub struct EntryBody {
 
 // After `case_columns!`, which the tests use.
 #[cfg(test)]
+mod engines_agree;
+#[cfg(test)]
 mod tests;

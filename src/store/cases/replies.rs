@@ -86,7 +86,8 @@ impl CaseChange<'_> {
         outbox_id: Option<i64>,
     ) -> Result<(), StoreError> {
         on_conn!(&mut self.tx, c => sqlx::query(
-            "UPDATE case_entries SET state = $1, status_before = COALESCE($2, status_before), outbox_id = COALESCE($3, outbox_id) WHERE id = $4",
+            "UPDATE case_entries SET state = $1, status_before = COALESCE($2, status_before), outbox_id = COALESCE($3, outbox_id)
+             WHERE id = $4",
         )
         .bind(state)
         .bind(status_before)

@@ -79,7 +79,8 @@ impl Store {
                 .fetch_one(pool)
                 .await?;
             counts.unassigned =
-                sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') AND assignee IS NULL")
+                sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting')
+                                    AND assignee IS NULL")
                     .bind(queue)
                     .fetch_one(pool)
                     .await?;
