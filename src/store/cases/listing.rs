@@ -56,6 +56,19 @@ impl Sort {
         }
     }
 
+    /// Where a case without a due time goes: first ascending, last descending, on both engines.
+    /// That is SQLite's default (its plans still read the index in order); PostgreSQL's index
+    /// reads in this order when its `due_at` column is declared `NULLS FIRST`. The other sort
+    /// columns are never NULL, and stay without the clause so that PostgreSQL's plain indexes
+    /// match them.
+    fn nulls(self) -> &'static str {
+        match (self.column(), self.descending) {
+            ("due_at", false) => " NULLS FIRST",
+            ("due_at", true) => " NULLS LAST",
+            _ => "",
+        }
+    }
+
     /// Due and priority order come from the (queue, status, priority, due_at) index, which has a
     /// sorted run per status and priority; the others have one run per status.
     fn runs_per_priority(self) -> bool {
@@ -72,8 +85,7 @@ impl Sort {
         (rank, value, c.id)
     }
 
-    /// Total order of the listing; `None` (no due time) sorts first, as the SQL asks (`NULLS FIRST`
-    /// ascending, `NULLS LAST` descending: SQLite's default order, not PostgreSQL's).
+    /// Total order of the listing; `None` (no due time) sorts first, as the SQL asks ([`Sort::nulls`]).
     pub(super) fn compare(self, a: &CaseRow, b: &CaseRow) -> Ordering {
         let order = self.position(a).cmp(&self.position(b));
         if self.descending { order.reverse() } else { order }
@@ -260,10 +272,9 @@ where
             }
         }
     }
-    // NULL (no due time) first ascending, last descending, on both engines (SQLite's default, so
-    // its plans still read the index in order).
-    let direction = if sort.descending { "DESC NULLS LAST" } else { "ASC NULLS FIRST" };
-    b.push(format!(" ORDER BY c.{column} {direction}, c.id {direction} LIMIT ")).push_bind(want);
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    let nulls = sort.nulls();
+    b.push(format!(" ORDER BY c.{column} {direction}{nulls}, c.id {direction} LIMIT ")).push_bind(want);
     Some(b)
 }
 
