@@ -59,16 +59,6 @@ impl Db {
 }
 
 impl Conn {
-    /// The SQLite connection, for code not yet written for both engines (panics on PostgreSQL).
-    // TRANSITION (#11): removed once every store module runs through `on_conn!`.
-    pub fn sqlite(&mut self) -> &mut sqlx::SqliteConnection {
-        match self {
-            Conn::SqliteWrite(tx) => tx,
-            Conn::SqliteRead(conn) => conn,
-            Conn::PostgresWrite(_) | Conn::PostgresRead(_) => panic!("this store operation is not yet available on PostgreSQL"),
-        }
-    }
-
     /// Keeps what a write transaction did (a read connection has nothing to keep).
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use engine::on_db;
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePoolOptions;
 
 pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
@@ -216,9 +216,9 @@ impl Store {
         &self.db
     }
 
-    /// The SQLite pool, for code not yet written for both engines (panics on PostgreSQL).
-    // TRANSITION (#11): removed once every store module runs through `engine::on_db!`.
-    pub(crate) fn sqlite(&self) -> &SqlitePool {
+    /// The SQLite pool, for unit tests that look at SQLite's own query plans and rows.
+    #[cfg(test)]
+    pub(crate) fn sqlite(&self) -> &sqlx::SqlitePool {
         match &self.db {
             engine::Db::Sqlite(pool) => pool,
             engine::Db::Postgres(_) => panic!("this store operation is not yet available on PostgreSQL"),
