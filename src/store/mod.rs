@@ -41,7 +41,8 @@ use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

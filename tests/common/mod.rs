@@ -9,6 +9,7 @@
 //! * [`tls`]: a rustls client config that accepts the server's self-signed certificate.
 //! * [`regnum`]: the registration-number oracle (format, Damm check digit).
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
+//! * [`pg`]: [`PgCluster`], a throwaway PostgreSQL cluster (and its streaming standby) per test.
 //! * [`wire`], [`message`], [`files`], [`net`], [`wait`]: bytes, test messages, files on disk,
 //!   connections from chosen sources, polling.
 //!
@@ -22,6 +23,7 @@ mod files;
 mod message;
 mod net;
 mod page;
+mod pg;
 mod regnum;
 mod server;
 mod smtp;
@@ -31,7 +33,7 @@ mod wire;
 
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
-pub use self::{cli::*, config::*, files::*, message::*, net::*, page::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*};
+pub use self::{cli::*, config::*, files::*, message::*, net::*, page::*, pg::*, regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*};
 
 pub const HOST: &str = "mx.example.com";
 /// LMTP before LHLO: the table says "Send EHLO first"; "Send LHLO first" names the right verb.
