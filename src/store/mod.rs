@@ -36,7 +36,7 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use engine::on_db;
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 
 pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
@@ -150,7 +150,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Tightens what an older version created with looser modes: the database files to 0600, the
 /// generated certificate directory to 0700 (the data dir itself has been checked).
-fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
+pub(crate) fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
     for path in paths {
         let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
         let mode = meta.permissions().mode() & 0o7777;
@@ -168,34 +168,36 @@ fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
 
 impl Store {
     /// Opens (creating when missing) the database and the key file, and runs migrations. `serve`
-    /// and the admin commands have checked the data dir first ([`prepare_data_dir`]).
+    /// and the admin commands have checked the data dir first ([`prepare_data_dir`]). On
+    /// PostgreSQL the connections are named after the program (see [`Store::open_as`]).
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
-        let db_path = options.database_path.clone();
-        if let Some(dir) = db_path.parent() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
-        let suffixed = |suffix: &str| {
-            let mut name = db_path.clone().into_os_string();
-            name.push(suffix);
-            PathBuf::from(name)
+        Store::open_as(options, "mailroom").await
+    }
+
+    /// [`Store::open`] for node `node` (`[server] node`), whose name PostgreSQL shows as the
+    /// connections' `application_name`. The key file is in the data dir on every engine (each
+    /// node has its copy).
+    pub async fn open_as(options: StoreOptions, node: &str) -> Result<Store, StoreError> {
+        tighten(&[options.data_dir.join("certs"), options.data_dir.join("certs/cert.pem")])?;
+        let db = match options.storage.postgres_url() {
+            Some(url) => engine::Db::Postgres(postgres::open(url, node).await?),
+            None => engine::Db::Sqlite(sqlite::open(&options.database_path).await?),
         };
-        tighten(&[
-            db_path.clone(),
-            suffixed("-wal"),
-            suffixed("-shm"),
-            options.data_dir.join("certs"),
-            options.data_dir.join("certs/cert.pem"),
-        ])?;
         let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(sqlite::connect_options(&db_path)).await?;
-        MIGRATOR.run(&pool).await?;
-        let store =
-            Store { db: engine::Db::Sqlite(pool), keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
-        let sealed = store.seal_clear_tags().await?;
-        if sealed > 0 {
-            tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
+        let store = Store { db, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        // Only SQLite databases from before issue #8 hold clear tags (a PostgreSQL one is newer).
+        if matches!(store.db, engine::Db::Sqlite(_)) {
+            let sealed = store.seal_clear_tags().await?;
+            if sealed > 0 {
+                tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
+            }
         }
         Ok(store)
+    }
+
+    /// The engine the store runs on ("sqlite" or "postgres"), for logs.
+    pub fn engine(&self) -> &'static str {
+        self.db.engine()
     }
 
     /// Tells watchers that staff-visible data changed (callable from any thread).
@@ -224,8 +226,12 @@ impl Store {
 
     /// Moves committed WAL pages into the database file without ever blocking the writer
     /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
+    /// Nothing to do on PostgreSQL (the server checkpoints itself).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        Ok(sqlite::checkpoint(self.sqlite()).await?)
+        match &self.db {
+            engine::Db::Sqlite(pool) => Ok(sqlite::checkpoint(pool).await?),
+            engine::Db::Postgres(_) => Ok(()),
+        }
     }
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
