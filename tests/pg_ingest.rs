@@ -283,3 +283,64 @@ fn two_nodes_on_one_database_number_gap_free_across_both() {
         assert!(names.lines().any(|n| n == name), "{name} is connected under its name: {names:?}");
     }
 }
+
+/// A COMMIT whose wait for the synchronous standby is cancelled returns success with a WARNING
+/// (committed on the primary only), and one whose connection is lost has an unknown outcome: the
+/// batch must count as failed (451), and the sender's retry then finds the stored message and
+/// gets its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_a_cancelled_standby_wait_is_not_acknowledged() {
+    let pg = PgCluster::start();
+    let url = pg.database("syncwait");
+    let dir = tempfile::tempdir().unwrap();
+    let (store, intake, thread) = in_process_node(&url, dir.path(), "node-a").await;
+    let envelope = Envelope {
+        mail_from: "customer@client.example.org".into(),
+        recipients: vec![("support@example.com".into(), "support".into())],
+        helo: "client.example.org".into(),
+        client_ip: [127, 0, 0, 1].into(),
+        protocol: Protocol::Smtp,
+        tls: None,
+    };
+    let message = |n: u32| {
+        format!("From: <customer@client.example.org>\r\nSubject: {n}\r\nMessage-ID: <sync-{n}@client.example.org>\r\n\r\nhi\r\n")
+            .into_bytes()
+    };
+    assert!(matches!(intake.register(&envelope, message(1)).await.unwrap(), Outcome::Registered(_)));
+
+    let intake = Arc::new(intake);
+    // The wait cancelled (COMMIT returns with a WARNING), then the connection killed during the
+    // wait (the outcome cannot be known): neither is acknowledged; the retry gets the number.
+    for (n, stop) in [(2, "pg_cancel_backend"), (3, "pg_terminate_backend")] {
+        // A synchronous standby that never connects: every COMMIT waits for it.
+        pg.sql("postgres", "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (nobody)'");
+        pg.sql("postgres", "SELECT pg_reload_conf()");
+        let waiting = {
+            let (intake, envelope) = (intake.clone(), envelope.clone());
+            tokio::spawn(async move { intake.register(&envelope, message(n)).await })
+        };
+        pg.wait_for(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'node-a'",
+            |count| count == "1",
+            "the writer's COMMIT to wait for the standby",
+        );
+        pg.sql("postgres", &format!("SELECT {stop}(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"));
+        let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the stopped COMMIT returns").unwrap();
+        let error = answer.expect_err("a COMMIT of unknown durability is not acknowledged").to_string();
+        if stop == "pg_cancel_backend" {
+            assert!(error.contains("durability unknown"), "{error}");
+        }
+        assert_eq!(pg.sql("syncwait", "SELECT count(*) FROM messages"), n.to_string(), "committed on the primary nevertheless");
+
+        // The sender retries once the standby question is settled: same message, stored number.
+        pg.sql("postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+        pg.sql("postgres", "SELECT pg_reload_conf()");
+        let stored = pg.sql("syncwait", "SELECT number FROM messages ORDER BY id DESC LIMIT 1");
+        assert_eq!(intake.register(&envelope, message(n)).await.unwrap(), Outcome::Duplicate(stored), "{stop}");
+    }
+
+    drop(intake);
+    tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+    store.close().await;
+}

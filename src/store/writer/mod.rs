@@ -25,6 +25,7 @@ use super::audit::AuditEntry;
 use super::engine::Db;
 use super::{Store, StoreError};
 
+mod notices;
 mod tx;
 use tx::Engine;
 pub use tx::{MessageRow, NewCase, WriteTx};
@@ -111,10 +112,11 @@ pub fn spawn(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let backend = match store.db() {
         Db::Sqlite(_) => Backend::Sqlite(open_connection(&store)?),
-        Db::Postgres(_) => Backend::Postgres(
-            tokio::runtime::Handle::try_current()
+        Db::Postgres(_) => Backend::Postgres {
+            rt: tokio::runtime::Handle::try_current()
                 .map_err(|e| StoreError::BatchFailed(format!("the PostgreSQL writer needs a tokio runtime: {e}")))?,
-        ),
+            warnings: notices::Watch::new(),
+        },
     };
     let max_batch = store.options.storage.max_batch;
     let (tx, rx) = mpsc::channel();
@@ -129,8 +131,10 @@ pub fn spawn(
 enum Backend {
     /// Its own synchronous SQLite connection.
     Sqlite(Connection),
-    /// The runtime to drive the store's PostgreSQL pool in.
-    Postgres(tokio::runtime::Handle),
+    /// The runtime to drive the store's PostgreSQL pool in (a multi-threaded one: the writer
+    /// thread's `block_on` cannot drive a current-thread runtime's IO), and what notes the
+    /// server's warnings during COMMIT.
+    Postgres { rt: tokio::runtime::Handle, warnings: notices::Watch },
 }
 
 fn open_connection(store: &Store) -> Result<Connection, StoreError> {
@@ -216,9 +220,10 @@ fn run(
 /// On PostgreSQL every statement, including the sealed message bodies, runs after the
 /// `sequencer` lock: message ids are allocated under it and `message_blobs` is keyed by them.
 /// If COMMIT fails, or its outcome is unknown (the connection was lost while it ran: PostgreSQL
-/// may have committed or not), the batch counts as failed: every sender gets 451 and retries,
-/// and a retry of a message that was in fact committed finds it through the retry lookup and
-/// gets its original number.
+/// may have committed or not; or it succeeded with a warning, as when the wait for the
+/// synchronous standby was cancelled), the batch counts as failed: every sender gets 451 and
+/// retries, and a retry of a message that was in fact committed finds it through the retry
+/// lookup and gets its original number.
 fn commit_batch(
     store: &Store,
     numbering: &dyn Numbering,
@@ -236,14 +241,20 @@ fn commit_batch(
             tx.commit()?;
             answers
         }
-        Backend::Postgres(rt) => {
+        Backend::Postgres { rt, warnings } => {
             let mut conn = rt.block_on(store.db().begin_write())?;
             let locked = Instant::now();
             let answers = {
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
                 write_batch(&mut WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries }, numbering, batch, duplicate_window)?
             };
-            rt.block_on(conn.commit())?;
+            let (committed, warning) = warnings.run(|| rt.block_on(conn.commit()));
+            committed?;
+            if let Some(warning) = warning {
+                // Committed on the primary, perhaps not on the synchronous standby: not what a
+                // 250 promises. The senders retry and find it (same number).
+                return Err(StoreError::BatchFailed(format!("COMMIT answered with a warning, durability unknown: {warning}")));
+            }
             tracing::debug!(messages = batch.len(), lock_ms = locked.elapsed().as_secs_f64() * 1e3, "sequencer lock held");
             answers
         }
