@@ -1,17 +1,16 @@
 //! Changes waiting for a second person (`access_changes`), and an approved reset's code kept
 //! sealed in its row until the requester collects it. `access::approvals` owns the rules.
 
-use sqlx::Row;
-
+use super::engine::{on_conn, on_db};
 use super::tx::Tx;
 use super::{Store, StoreError};
 
-/// `SELECT <every column, in ChangeRow::from_row's order> FROM access_changes <rest>` as one literal.
+/// `SELECT <every column of ChangeRow, by its field names> FROM access_changes <rest>` as one literal.
 macro_rules! select_changes {
     ($rest:literal) => {
         concat!(
             "SELECT id, kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at, status, decided_by,
-                    decided_at, code_ct IS NOT NULL, code_expires_at, code_collected_at
+                    decided_at, code_ct IS NOT NULL AS code_sealed, code_expires_at, code_collected_at
              FROM access_changes ",
             $rest
         )
@@ -19,6 +18,7 @@ macro_rules! select_changes {
 }
 
 /// A change as stored. `role` is "" for a reset; `permissions` a comma-separated list.
+#[derive(sqlx::FromRow)]
 pub struct ChangeRow {
     pub id: i64,
     pub kind: String,
@@ -33,33 +33,11 @@ pub struct ChangeRow {
     pub status: String,
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
-    /// A reset's sealed code still waits for the requester.
+    /// A reset's sealed code still waits for the requester (`IS NOT NULL`: an integer in SQLite,
+    /// a boolean in PostgreSQL; both decode as bool).
     pub code_sealed: bool,
     pub code_expires_at: Option<i64>,
     pub code_collected_at: Option<i64>,
-}
-
-impl ChangeRow {
-    fn from_row(r: &sqlx::sqlite::SqliteRow) -> ChangeRow {
-        ChangeRow {
-            id: r.get(0),
-            kind: r.get(1),
-            role: r.get(2),
-            user_id: r.get(3),
-            user_name: r.get(4),
-            queue: r.get(5),
-            permissions: r.get(6),
-            requester_id: r.get(7),
-            requester: r.get(8),
-            requested_at: r.get(9),
-            status: r.get(10),
-            decided_by: r.get(11),
-            decided_at: r.get(12),
-            code_sealed: r.get(13),
-            code_expires_at: r.get(14),
-            code_collected_at: r.get(15),
-        }
-    }
 }
 
 /// What identifies a request: an identical one already pending is not stored twice.
@@ -82,23 +60,21 @@ pub struct SealedCode {
 /// The kind of change `id`, read before any write transaction (an approved reset prepares its
 /// code first).
 pub async fn kind(store: &Store, id: i64) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = $1").bind(id).fetch_optional(store.sqlite()).await?)
+    Ok(on_db!(store.db(), pool => {
+        sqlx::query_scalar("SELECT kind FROM access_changes WHERE id = $1").bind(id).fetch_optional(pool).await?
+    }))
 }
 
 impl Tx {
     pub async fn change(&mut self, id: i64) -> Result<Option<ChangeRow>, StoreError> {
-        Ok(sqlx::query(select_changes!("WHERE id = $1")).bind(id).fetch_optional(self.conn()).await?.map(|r| ChangeRow::from_row(&r)))
+        Ok(on_conn!(self.engine(), c => sqlx::query_as(select_changes!("WHERE id = $1")).bind(id).fetch_optional(c).await?))
     }
 
     /// Changes with `status` (every change when None), oldest first.
     pub async fn changes(&mut self, status: Option<&str>) -> Result<Vec<ChangeRow>, StoreError> {
-        Ok(sqlx::query(select_changes!("WHERE $1 IS NULL OR status = $1 ORDER BY id"))
-            .bind(status)
-            .fetch_all(self.conn())
-            .await?
-            .iter()
-            .map(ChangeRow::from_row)
-            .collect())
+        Ok(on_conn!(self.engine(), c => {
+            sqlx::query_as(select_changes!("WHERE $1 IS NULL OR status = $1 ORDER BY id")).bind(status).fetch_all(c).await?
+        }))
     }
 
     /// Stores a request unless the identical one is pending; its id, and whether it is new.
@@ -109,72 +85,76 @@ impl Tx {
         requester: &str,
         now: i64,
     ) -> Result<(i64, bool), StoreError> {
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM access_changes
-             WHERE status = 'pending' AND kind = $1 AND role = $2 AND user_id IS NOT DISTINCT FROM $3 AND queue IS NOT DISTINCT FROM $4
-               AND permissions IS NOT DISTINCT FROM $5",
-        )
-        .bind(request.kind)
-        .bind(request.role)
-        .bind(request.user_id)
-        .bind(request.queue)
-        .bind(request.permissions)
-        .fetch_optional(self.conn())
-        .await?;
-        if let Some(id) = existing {
-            return Ok((id, false));
-        }
-        let id = sqlx::query_scalar(
-            "INSERT INTO access_changes (kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )
-        .bind(request.kind)
-        .bind(request.role)
-        .bind(request.user_id)
-        .bind(request.user_name)
-        .bind(request.queue)
-        .bind(request.permissions)
-        .bind(requester_id)
-        .bind(requester)
-        .bind(now)
-        .fetch_one(self.conn())
-        .await?;
-        Ok((id, true))
+        on_conn!(self.engine(), c => {
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM access_changes
+                 WHERE status = 'pending' AND kind = $1 AND role = $2 AND user_id IS NOT DISTINCT FROM $3
+                   AND queue IS NOT DISTINCT FROM $4 AND permissions IS NOT DISTINCT FROM $5",
+            )
+            .bind(request.kind)
+            .bind(request.role)
+            .bind(request.user_id)
+            .bind(request.queue)
+            .bind(request.permissions)
+            .fetch_optional(&mut *c)
+            .await?;
+            if let Some(id) = existing {
+                return Ok((id, false));
+            }
+            let id = sqlx::query_scalar(
+                "INSERT INTO access_changes (kind, role, user_id, user_name, queue, permissions, requester_id, requester, requested_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(request.kind)
+            .bind(request.role)
+            .bind(request.user_id)
+            .bind(request.user_name)
+            .bind(request.queue)
+            .bind(request.permissions)
+            .bind(requester_id)
+            .bind(requester)
+            .bind(now)
+            .fetch_one(c)
+            .await?;
+            Ok((id, true))
+        })
     }
 
     /// Records the decision (`approved` or `rejected`).
     pub async fn decide_change(&mut self, id: i64, status: &str, decided_by: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE access_changes SET status = $1, decided_by = $2, decided_at = $3 WHERE id = $4")
+        on_conn!(self.engine(), c => sqlx::query("UPDATE access_changes SET status = $1, decided_by = $2, decided_at = $3 WHERE id = $4")
             .bind(status)
             .bind(decided_by)
             .bind(now)
             .bind(id)
-            .execute(self.conn())
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
     /// Keeps an approved reset's code sealed in the change's row until `expires_at`.
     pub async fn seal_code(&mut self, id: i64, code: &SealedCode, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE access_changes SET code_key_id = $1, code_wrapped_key = $2, code_ct = $3, code_expires_at = $4 WHERE id = $5")
-            .bind(code.key_id)
-            .bind(&code.wrapped_key)
-            .bind(&code.ciphertext)
-            .bind(expires_at)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
+        on_conn!(self.engine(), c => sqlx::query(
+            "UPDATE access_changes SET code_key_id = $1, code_wrapped_key = $2, code_ct = $3, code_expires_at = $4 WHERE id = $5",
+        )
+        .bind(code.key_id)
+        .bind(&code.wrapped_key)
+        .bind(&code.ciphertext)
+        .bind(expires_at)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 
     /// The sealed code of change `id`, when one is kept.
     pub async fn sealed_code(&mut self, id: i64) -> Result<Option<SealedCode>, StoreError> {
-        let row = sqlx::query("SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = $1")
-            .bind(id)
-            .fetch_one(self.conn())
-            .await?;
-        let (key_id, wrapped, sealed): (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>) = (row.get(0), row.get(1), row.get(2));
-        Ok(match (key_id, wrapped, sealed) {
+        let row: (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>) = on_conn!(self.engine(), c => {
+            sqlx::query_as("SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = $1").bind(id).fetch_one(c).await?
+        });
+        Ok(match row {
             (Some(key_id), Some(wrapped_key), Some(ciphertext)) => Some(SealedCode { key_id, wrapped_key, ciphertext }),
             _ => None,
         })
@@ -182,13 +162,14 @@ impl Tx {
 
     /// Drops the sealed code; `collected_at` when it was handed out (None: it was void).
     pub async fn drop_code(&mut self, id: i64, collected_at: Option<i64>) -> Result<(), StoreError> {
-        sqlx::query(
+        on_conn!(self.engine(), c => sqlx::query(
             "UPDATE access_changes SET code_key_id = NULL, code_wrapped_key = NULL, code_ct = NULL, code_collected_at = $1 WHERE id = $2",
         )
         .bind(collected_at)
         .bind(id)
-        .execute(self.conn())
-        .await?;
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 }

@@ -5,9 +5,9 @@
 
 use super::crypto::KeyRing;
 use rusqlite::OptionalExtension;
-use sqlx::{QueryBuilder, SqliteConnection};
+use sqlx::QueryBuilder;
 
-use super::engine::{Conn, on_conn};
+use super::engine::{Conn, on_conn, on_db};
 
 /// The hash of the (empty) chain's predecessor.
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -42,23 +42,29 @@ pub fn chain_hash(keys: &KeyRing, prev: &[u8], e: &AuditEntry) -> Vec<u8> {
 
 /// Appends entries inside the caller's write transaction (which serialises all appenders, the
 /// server's writer and admin commands alike, so the chain never forks).
+///
+/// Ids are given here, each one more than the last, not left to the database: a PostgreSQL
+/// identity loses values to rolled-back transactions and to crash recovery, and `verify` reads
+/// a gap as removed entries. (SQLite would give the same ids.)
 pub async fn append(keys: &KeyRing, conn: &mut Conn, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
     }
     on_conn!(conn, c => {
-        let last: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(&mut *c).await?;
-        let mut prev = last.unwrap_or_else(|| GENESIS.to_vec());
+        let last: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetch_optional(&mut *c).await?;
+        let (mut id, mut prev) = last.unwrap_or_else(|| (0, GENESIS.to_vec()));
         let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             let hash = chain_hash(keys, &prev, e);
-            rows.push((e, std::mem::replace(&mut prev, hash.clone()), hash));
+            id += 1;
+            rows.push((id, e, std::mem::replace(&mut prev, hash.clone()), hash));
         }
         // Stay well below SQLite's bound-parameter limit.
         for chunk in rows.chunks(500) {
-            let mut q = QueryBuilder::new("INSERT INTO audit (at, actor, action, object, detail, prev_hash, hash) ");
-            q.push_values(chunk, |mut b, (e, prev, hash)| {
-                b.push_bind(e.at)
+            let mut q = QueryBuilder::new("INSERT INTO audit (id, at, actor, action, object, detail, prev_hash, hash) ");
+            q.push_values(chunk, |mut b, (id, e, prev, hash)| {
+                b.push_bind(*id)
+                    .push_bind(e.at)
                     .push_bind(&e.actor)
                     .push_bind(&e.action)
                     .push_bind(&e.object)
@@ -84,16 +90,10 @@ pub struct ListedEntry {
 }
 
 /// One row of `SELECT id, at, actor, action, object, detail FROM audit`.
-fn listed(r: &sqlx::sqlite::SqliteRow) -> ListedEntry {
-    use sqlx::Row;
-    ListedEntry {
-        id: r.get(0),
-        at: super::millis_to_rfc3339(r.get(1)),
-        actor: r.get(2),
-        action: r.get(3),
-        object: r.get(4),
-        detail: r.get(5),
-    }
+type ListedRow = (i64, i64, String, String, Option<String>, Option<String>);
+
+fn listed((id, at, actor, action, object, detail): ListedRow) -> ListedEntry {
+    ListedEntry { id, at: super::millis_to_rfc3339(at), actor, action, object, detail }
 }
 
 /// Entries after `after` (by id), oldest first, optionally only one action and/or actor.
@@ -104,7 +104,7 @@ pub async fn list(
     action: Option<&str>,
     actor: Option<&str>,
 ) -> Result<Vec<ListedEntry>, super::StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<ListedRow> = on_db!(store.db(), pool => sqlx::query_as(
         "SELECT id, at, actor, action, object, detail FROM audit
          WHERE id > $1 AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) ORDER BY id LIMIT $4",
     )
@@ -112,9 +112,9 @@ pub async fn list(
     .bind(action)
     .bind(actor)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(store.sqlite())
-    .await?;
-    Ok(rows.iter().map(listed).collect())
+    .fetch_all(pool)
+    .await?);
+    Ok(rows.into_iter().map(listed).collect())
 }
 
 /// What the officer's audit page asks for: newest first, entries before `before` (by id),
@@ -130,7 +130,7 @@ pub struct NewestFilter<'a> {
 
 /// One page of the log, newest first (the officer's audit page).
 pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit: i64) -> Result<Vec<ListedEntry>, super::StoreError> {
-    let rows = sqlx::query(
+    let rows: Vec<ListedRow> = on_db!(store.db(), pool => sqlx::query_as(
         "SELECT id, at, actor, action, object, detail FROM audit
          WHERE ($1 IS NULL OR id < $1) AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3)
            AND ($4 IS NULL OR at >= $4) AND ($5 IS NULL OR at < $5)
@@ -142,9 +142,9 @@ pub async fn list_newest(store: &super::Store, filter: &NewestFilter<'_>, limit:
     .bind(filter.from)
     .bind(filter.to)
     .bind(limit.clamp(0, 100_000))
-    .fetch_all(store.sqlite())
-    .await?;
-    Ok(rows.iter().map(listed).collect())
+    .fetch_all(pool)
+    .await?);
+    Ok(rows.into_iter().map(listed).collect())
 }
 
 /// The outcome of checking the whole chain.
@@ -157,28 +157,29 @@ pub enum ChainCheck {
     Broken { id: i64, reason: String },
 }
 
+/// One row of `SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit`.
+type StoredRow = (i64, i64, String, String, Option<String>, Option<String>, Vec<u8>, Vec<u8>);
+
 /// Re-computes the chain from the first entry to the last, a page at a time (the log grows by
 /// at least one entry per message).
-pub async fn verify(keys: &KeyRing, conn: &mut SqliteConnection) -> Result<ChainCheck, sqlx::Error> {
-    use sqlx::Row;
+pub async fn verify(keys: &KeyRing, conn: &mut Conn) -> Result<ChainCheck, sqlx::Error> {
     const PAGE: i64 = 10_000;
     let mut prev = GENESIS.to_vec();
     let mut last_id: Option<i64> = None;
     let mut entries = 0u64;
     loop {
-        let rows =
-            sqlx::query("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
+        let rows: Vec<StoredRow> = on_conn!(&mut *conn, c => {
+            sqlx::query_as("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(last_id.unwrap_or(i64::MIN))
                 .bind(PAGE)
-                .fetch_all(&mut *conn)
-                .await?;
+                .fetch_all(c)
+                .await?
+        });
         if rows.is_empty() {
             return Ok(ChainCheck::Intact { entries, head: prev });
         }
-        for row in rows {
-            let id: i64 = row.get(0);
-            let entry = AuditEntry { at: row.get(1), actor: row.get(2), action: row.get(3), object: row.get(4), detail: row.get(5) };
-            let (stored_prev, stored_hash): (Vec<u8>, Vec<u8>) = (row.get(6), row.get(7));
+        for (id, at, actor, action, object, detail, stored_prev, stored_hash) in rows {
+            let entry = AuditEntry { at, actor, action, object, detail };
             let expected_id = last_id.map_or(1, |last| last + 1);
             if id != expected_id {
                 return Ok(ChainCheck::Broken { id, reason: format!("entries {expected_id} to {} are missing", id - 1) });

@@ -131,7 +131,8 @@ impl Store {
 
     /// Blind index → tier, for routing. No decryption needed.
     pub async fn customer_tiers(&self) -> Result<HashMap<Vec<u8>, String>, StoreError> {
-        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as("SELECT key_idx, tier FROM customers").fetch_all(self.sqlite()).await?;
+        let rows: Vec<(Vec<u8>, String)> =
+            on_db!(&self.db, pool => sqlx::query_as("SELECT key_idx, tier FROM customers").fetch_all(pool).await?);
         Ok(rows.into_iter().collect())
     }
 }

@@ -1,9 +1,8 @@
 //! One-time enrolment codes on `users` rows: only a keyed MAC of the code, its expiry and its
 //! issuer are stored. `access::enrolment` makes and checks the codes.
 
-use sqlx::Row;
-
 use super::StoreError;
+use super::engine::on_conn;
 use super::tx::Tx;
 
 /// What an enrolment attempt is checked against.
@@ -15,6 +14,9 @@ pub struct Pending {
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
 }
+
+/// `id, enrolment_mac, enrolment_expires_at, locked, failed_logins, locked_until` of a `users` row.
+type PendingRow = (i64, Option<Vec<u8>>, Option<i64>, i64, i64, Option<i64>);
 
 /// A fresh code for a user.
 pub struct Issue<'a> {
@@ -29,7 +31,7 @@ impl Tx {
     /// Gives user `user_id` a fresh code: the old password and any older code stop working, a
     /// lockout is lifted (so the user can enrol).
     pub async fn issue_code(&mut self, user_id: i64, code: &Issue<'_>, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        on_conn!(self.engine(), c => sqlx::query(
             "UPDATE users SET password_hash = $1, password_changed_at = $2, password_issuer = NULL, enrolment_mac = $3,
                     enrolment_expires_at = $4, enrolment_issuer = $5, failed_logins = 0, locked_until = NULL WHERE id = $6",
         )
@@ -39,40 +41,40 @@ impl Tx {
         .bind(code.expires_at)
         .bind(code.issuer)
         .bind(user_id)
-        .execute(self.conn())
-        .await?;
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 
     pub async fn pending_enrolment(&mut self, name: &str) -> Result<Option<Pending>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, enrolment_mac, enrolment_expires_at, locked, failed_logins, locked_until FROM users WHERE name = $1")
+        let row: Option<PendingRow> = on_conn!(self.engine(), c => {
+            sqlx::query_as("SELECT id, enrolment_mac, enrolment_expires_at, locked, failed_logins, locked_until FROM users WHERE name = $1")
                 .bind(name)
-                .fetch_optional(self.conn())
-                .await?;
-        Ok(row.map(|r| Pending {
-            user_id: r.get(0),
-            mac: r.get(1),
-            expires_at: r.get(2),
-            locked: r.get::<i64, _>(3) != 0,
-            failed_logins: r.get(4),
-            locked_until: r.get(5),
+                .fetch_optional(c)
+                .await?
+        });
+        Ok(row.map(|(user_id, mac, expires_at, locked, failed_logins, locked_until)| Pending {
+            user_id,
+            mac,
+            expires_at,
+            locked: locked != 0,
+            failed_logins,
+            locked_until,
         }))
     }
 
     /// The pending code's MAC and expiry of user `user_id` (None: no such user).
     pub async fn enrolment_of(&mut self, user_id: i64) -> Result<Option<(Option<Vec<u8>>, Option<i64>)>, StoreError> {
-        Ok(sqlx::query("SELECT enrolment_mac, enrolment_expires_at FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(self.conn())
-            .await?
-            .map(|r| (r.get(0), r.get(1))))
+        Ok(on_conn!(self.engine(), c => {
+            sqlx::query_as("SELECT enrolment_mac, enrolment_expires_at FROM users WHERE id = $1").bind(user_id).fetch_optional(c).await?
+        }))
     }
 
     /// Sets the password with the code whose MAC is `mac`, only if it is still the user's
     /// unexpired code and the account is not locked (a concurrent use wins once). Whether it did.
     pub async fn enrol(&mut self, name: &str, mac: &[u8], password_hash: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let changed = on_conn!(self.engine(), c => sqlx::query(
             "UPDATE users SET password_hash = $1, password_changed_at = $2, password_issuer = enrolment_issuer, enrolment_mac = NULL,
                     enrolment_expires_at = NULL, enrolment_issuer = NULL, failed_logins = 0, locked_until = NULL
              WHERE name = $3 AND enrolment_mac = $4 AND enrolment_expires_at > $5 AND locked = 0",
@@ -82,19 +84,21 @@ impl Tx {
         .bind(name)
         .bind(mac)
         .bind(now)
-        .execute(self.conn())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .execute(c)
+        .await?
+        .rows_affected());
+        Ok(changed == 1)
     }
 
     /// A wrong code: the user's failure count, and the end of the lockout it starts (if any).
     pub async fn count_enrol_failure(&mut self, user_id: i64, failed_logins: i64, lock_until: Option<i64>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET failed_logins = $1, locked_until = COALESCE($2, locked_until) WHERE id = $3")
+        on_conn!(self.engine(), c => sqlx::query("UPDATE users SET failed_logins = $1, locked_until = COALESCE($2, locked_until) WHERE id = $3")
             .bind(failed_logins)
             .bind(lock_until)
             .bind(user_id)
-            .execute(self.conn())
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 }

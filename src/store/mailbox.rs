@@ -2,11 +2,9 @@
 //! \Seen/\Flagged flags, and the mailbox's UIDVALIDITY. Nothing here reads customer content
 //! except `trace_len`, which decrypts only our own Received: header to learn its length.
 
-use sqlx::Row;
-
 use super::audit::{self, AuditEntry};
 use super::crypto::aad;
-use super::engine::on_conn;
+use super::engine::{on_conn, on_db};
 use super::{Store, StoreError};
 
 /// One message as a mailbox shows it: where it is, what the case says about it, and the flags
@@ -46,30 +44,36 @@ impl Store {
     /// UIDs are allocated once per message and queue, so there is no event that would require a
     /// new one.
     pub async fn mailbox_uidvalidity(&self, queue: &str) -> Result<u32, StoreError> {
-        let select = || sqlx::query_scalar::<_, i64>("SELECT uidvalidity FROM mailboxes WHERE queue = $1").bind(queue);
-        if let Some(v) = select().fetch_optional(self.sqlite()).await? {
+        const SELECT: &str = "SELECT uidvalidity FROM mailboxes WHERE queue = $1";
+        let found: Option<i64> = on_db!(self.db(), pool => sqlx::query_scalar(SELECT).bind(queue).fetch_optional(pool).await?);
+        if let Some(v) = found {
             return Ok(v as u32);
         }
         let now = (chrono::Utc::now().timestamp() as u32).max(1);
-        // Concurrent first SELECTs: whichever insert lands first wins, both read the same value.
-        sqlx::query("INSERT INTO mailboxes (queue, uidvalidity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(queue)
-            .bind(now as i64)
-            .execute(self.sqlite())
-            .await?;
-        Ok(select().fetch_one(self.sqlite()).await? as u32)
+        let stored: i64 = on_db!(self.db(), pool => {
+            // Concurrent first SELECTs: whichever insert lands first wins, both read the same value.
+            sqlx::query("INSERT INTO mailboxes (queue, uidvalidity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(queue)
+                .bind(i64::from(now))
+                .execute(pool)
+                .await?;
+            sqlx::query_scalar(SELECT).bind(queue).fetch_one(pool).await?
+        });
+        Ok(stored as u32)
     }
 
     /// The next UID any mailbox can see: one more than the message sequence, which every UID
     /// (delivery or transfer) is taken from.
     pub async fn mailbox_uid_next(&self) -> Result<u32, StoreError> {
-        let last: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(self.sqlite()).await?;
+        let last: i64 =
+            on_db!(self.db(), pool => sqlx::query_scalar("SELECT value FROM counters WHERE name = 'message'").fetch_one(pool).await?);
         Ok(u32::try_from(last + 1).unwrap_or(u32::MAX))
     }
 
     /// Every message in `queue`, in UID order, with `user_id`'s flags.
     pub async fn mailbox_entries(&self, queue: &str, user_id: i64) -> Result<Vec<MailboxEntry>, StoreError> {
-        let rows = sqlx::query(
+        type Columns = (i64, i64, i64, String, i64, i64, i64, i64, i64, Option<String>, String, Option<i64>);
+        let rows: Vec<Columns> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT mc.uid, mc.message_id, mc.case_id, m.number, m.received_at, m.size,
                     COALESCE(f.seen, 0), COALESCE(f.flagged, 0), c.spam, c.category, c.priority, c.due_at
              FROM cases c
@@ -81,25 +85,25 @@ impl Store {
         )
         .bind(user_id)
         .bind(queue)
-        .fetch_all(self.sqlite())
-        .await?;
+        .fetch_all(pool)
+        .await?);
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
+            .filter_map(|(uid, message_id, case_id, number, received_at, size, seen, flagged, spam, category, priority, due_at)| {
                 Some(MailboxEntry {
                     // A UID beyond 32 bits cannot be shown over IMAP (4 billion registrations).
-                    uid: u32::try_from(r.get::<i64, _>(0)).ok().filter(|uid| *uid > 0)?,
-                    message_id: r.get(1),
-                    case_id: r.get(2),
-                    number: r.get(3),
-                    received_at: r.get(4),
-                    size: r.get(5),
-                    seen: r.get::<i64, _>(6) != 0,
-                    flagged: r.get::<i64, _>(7) != 0,
-                    spam: r.get::<i64, _>(8) != 0,
-                    category: r.get(9),
-                    priority: r.get(10),
-                    due_at: r.get(11),
+                    uid: u32::try_from(uid).ok().filter(|uid| *uid > 0)?,
+                    message_id,
+                    case_id,
+                    number,
+                    received_at,
+                    size,
+                    seen: seen != 0,
+                    flagged: flagged != 0,
+                    spam: spam != 0,
+                    category,
+                    priority,
+                    due_at,
                 })
             })
             .collect())
@@ -107,8 +111,9 @@ impl Store {
 
     /// MESSAGES and UNSEEN of `queue` for `user_id` (STATUS), without listing the messages.
     pub async fn mailbox_counts(&self, queue: &str, user_id: i64) -> Result<(u32, u32), StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(COALESCE(f.seen, 0) = 0), 0)
+        // A comparison is no number in PostgreSQL: CASE counts the unseen, the SUM cast to BIGINT.
+        let (messages, unseen): (i64, i64) = on_db!(self.db(), pool => sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN COALESCE(f.seen, 0) = 0 THEN 1 ELSE 0 END), 0) AS BIGINT)
              FROM cases c
              JOIN message_cases mc ON mc.case_id = c.id
              LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
@@ -116,9 +121,9 @@ impl Store {
         )
         .bind(user_id)
         .bind(queue)
-        .fetch_one(self.sqlite())
-        .await?;
-        Ok((row.get::<i64, _>(0) as u32, row.get::<i64, _>(1) as u32))
+        .fetch_one(pool)
+        .await?);
+        Ok((messages as u32, unseen as u32))
     }
 
     /// Stores flag changes and audit entries in one transaction (a FETCH that sets \Seen and
@@ -154,13 +159,11 @@ impl Store {
     /// Length of our Received: header on message `id`, so RFC822.SIZE is known without
     /// decrypting and decompressing the whole message.
     pub async fn trace_len(&self, id: i64) -> Result<usize, StoreError> {
-        let row = sqlx::query("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.sqlite())
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
-        let uid: Vec<u8> = row.get(0);
-        let data_key = self.row_key(&uid, row.get(1), row.get(2))?;
-        Ok(data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(3))?.len())
+        let row: Option<super::SealedColumn> = on_db!(self.db(), pool => {
+            sqlx::query_as("SELECT uid, key_id, wrapped_key, trace_ct FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await?
+        });
+        let (uid, key_id, wrapped_key, trace_ct) = row.ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let data_key = self.row_key(&uid, key_id, &wrapped_key)?;
+        Ok(data_key.open(&aad("trace", &uid), &trace_ct)?.len())
     }
 }

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use engine::on_db;
-use sqlx::sqlite::SqlitePool;
 
 pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
@@ -68,6 +67,9 @@ pub enum StoreError {
     #[error("data dir {path}: {reason}")]
     DataDir { path: PathBuf, reason: String },
 }
+
+/// One sealed column of a row with what opens it: `uid, key_id, wrapped_key` and the ciphertext.
+type SealedColumn = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
 
 /// Shared handle to the database and the keys.
 #[derive(Clone)]
@@ -215,9 +217,10 @@ impl Store {
         &self.db
     }
 
-    /// The SQLite pool, for code not yet written for both engines (panics on PostgreSQL).
-    // TRANSITION (#11): removed once every store module runs through `engine::on_db!`.
-    pub(crate) fn sqlite(&self) -> &SqlitePool {
+    /// The SQLite pool, for unit tests that look at SQLite's rows directly (panics on
+    /// PostgreSQL). Every store operation runs through `engine::on_db!`.
+    #[cfg(test)]
+    pub(crate) fn sqlite(&self) -> &sqlx::SqlitePool {
         match &self.db {
             engine::Db::Sqlite(pool) => pool,
             engine::Db::Postgres(_) => panic!("this store operation is not yet available on PostgreSQL"),
@@ -225,13 +228,10 @@ impl Store {
     }
 
     /// Moves committed WAL pages into the database file without ever blocking the writer
-    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up.
-    /// Nothing to do on PostgreSQL (the server checkpoints itself).
+    /// (PASSIVE); the writer restarts the WAL once a checkpoint has caught up. Nothing on
+    /// PostgreSQL.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        match &self.db {
-            engine::Db::Sqlite(pool) => Ok(sqlite::checkpoint(pool).await?),
-            engine::Db::Postgres(_) => Ok(()),
-        }
+        Ok(sqlite::checkpoint(&self.db).await?)
     }
 
     pub async fn list(&self, limit: i64) -> Result<Vec<MessageSummary>, StoreError> {
@@ -290,31 +290,29 @@ impl Store {
     /// trace header + the bytes received). Does NOT audit: every caller that shows the content
     /// to a person must authorise and audit the read itself.
     pub async fn open_message(&self, id: i64) -> Result<(String, Vec<u8>), StoreError> {
-        let row = sqlx::query(
+        type Columns = (String, Vec<u8>, i64, Vec<u8>, Vec<u8>, Vec<u8>);
+        let row: Option<Columns> = on_db!(&self.db, pool => sqlx::query_as(
             "SELECT m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, b.raw_ct
              FROM messages m JOIN message_blobs b ON b.message_id = m.id WHERE m.id = $1",
         )
         .bind(id)
-        .fetch_optional(self.sqlite())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
-        let number: String = row.get(0);
-        let uid: Vec<u8> = row.get(1);
-        let data_key = self.row_key(&uid, row.get(2), row.get(3))?;
-        let mut raw = data_key.open(&aad("trace", &uid), row.get::<&[u8], _>(4))?;
-        raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), row.get::<&[u8], _>(5))?)?);
+        .fetch_optional(pool)
+        .await?);
+        let (number, uid, key_id, wrapped_key, trace_ct, raw_ct) = row.ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let data_key = self.row_key(&uid, key_id, &wrapped_key)?;
+        let mut raw = data_key.open(&aad("trace", &uid), &trace_ct)?;
+        raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), &raw_ct)?)?);
         Ok((number, raw))
     }
 
     /// The extracted record of message `id` (from, to, subject, dates …), decrypted. Not audited
     /// (see `open_message`).
     pub async fn open_fields(&self, id: i64) -> Result<record::Record, StoreError> {
-        let row = sqlx::query("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.sqlite())
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
-        self.open_record(row.get(0), row.get(1), row.get(2), row.get(3))
+        let row: Option<SealedColumn> = on_db!(&self.db, pool => {
+            sqlx::query_as("SELECT uid, key_id, wrapped_key, fields_ct FROM messages WHERE id = $1").bind(id).fetch_optional(pool).await?
+        });
+        let (uid, key_id, wrapped_key, fields_ct) = row.ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        self.open_record(&uid, key_id, &wrapped_key, &fields_ct)
     }
 
     /// The data key of a sealed row: wrapped by master key `key_id`, bound to the row's `uid`
@@ -363,7 +361,7 @@ fn parse_cases(json: &str) -> Vec<CaseSummary> {
 impl Store {
     /// Checks the audit chain (read-only).
     pub async fn verify_audit(&self) -> Result<audit::ChainCheck, StoreError> {
-        let mut conn = self.sqlite().acquire().await?;
+        let mut conn = self.db.begin_read().await?;
         Ok(audit::verify(&self.keys, &mut conn).await?)
     }
 }

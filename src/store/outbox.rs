@@ -14,10 +14,10 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection};
 
 use super::crypto::{CryptoError, KeyRing, aad};
-use super::{Store, StoreError, now_millis, sqlite};
+use super::engine::{Conn, on_conn, on_db};
+use super::{Store, StoreError, now_millis};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -114,44 +114,45 @@ fn seal_json<S: AsRef<str>>(key: &super::crypto::DataKey, uid: &[u8], from: &str
 pub const INSERT: &str = "INSERT INTO outbox (message_id, kind, rcpt_idx, created_at, next_attempt_at, uid, key_id, wrapped_key, mail_ct) \
      VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8) RETURNING id";
 
-/// Inserts a row in an sqlx transaction (or on a connection); returns its id.
-pub async fn insert(conn: &mut SqliteConnection, row: &NewOutboxMail) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(INSERT)
+/// Inserts a row in a transaction (or on a connection); returns its id.
+pub async fn insert(conn: &mut Conn, row: &NewOutboxMail) -> Result<i64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar(INSERT)
         .bind(row.message_id)
         .bind(&row.kind)
         .bind(&row.rcpt_idx)
         .bind(row.created_at)
         .bind(&row.uid[..])
-        .bind(row.key_id as i64)
+        .bind(i64::from(row.key_id))
         .bind(&row.wrapped_key)
         .bind(&row.mail_ct)
-        .fetch_one(conn)
-        .await
+        .fetch_one(c)
+        .await)
 }
 
 /// Makes a row due no earlier than `at` (unix ms): a staff reply's undo window.
-pub async fn hold_until(conn: &mut SqliteConnection, id: i64, at: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2").bind(at).bind(id).execute(conn).await?;
-    Ok(())
+pub async fn hold_until(conn: &mut Conn, id: i64, at: i64) -> Result<(), sqlx::Error> {
+    on_conn!(conn, c => sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE id = $2").bind(at).bind(id).execute(c).await.map(|_| ()))
 }
 
 /// Takes a row back before it is sent: one statement, only while it is still pending, never
-/// attempted and not yet due at `now`. The worker's [`claim`] is conditional on the status too and
-/// SQLite runs both under its write lock, so exactly one of them wins. True when withdrawn.
-pub async fn withdraw(conn: &mut SqliteConnection, id: i64, now: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+/// attempted and not yet due at `now`. The worker's [`claim`] is conditional on the status too:
+/// SQLite runs both under its write lock, PostgreSQL re-checks the condition of whichever waited
+/// for the other's row lock, so exactly one of them wins. True when withdrawn.
+pub async fn withdraw(conn: &mut Conn, id: i64, now: i64) -> Result<bool, sqlx::Error> {
+    let withdrawn = on_conn!(conn, c => sqlx::query(
         "UPDATE outbox SET status = 'withdrawn' WHERE id = $1 AND status = 'pending' AND attempts = 0 AND next_attempt_at > $2",
     )
     .bind(id)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(c)
+    .await?
+    .rows_affected());
+    Ok(withdrawn == 1)
 }
 
 /// A row's status (pending, sending, sent, failed, withdrawn), if it exists.
-pub async fn status_of(conn: &mut SqliteConnection, id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1").bind(id).fetch_optional(conn).await
+pub async fn status_of(conn: &mut Conn, id: i64) -> Result<Option<String>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1").bind(id).fetch_optional(c).await)
 }
 
 /// Inserts a row in the writer's rusqlite transaction; returns its id.
@@ -183,12 +184,12 @@ pub async fn enqueue<S: AsRef<str>>(
     data: &[u8],
 ) -> Result<i64, OutboxError> {
     let row = NewOutboxMail::seal(&store.keys, message_id, kind, from, to, data, now_millis())?;
-    let mut conn = store.sqlite().acquire().await?;
+    let mut conn = store.db().begin_read().await?;
     Ok(insert(&mut conn, &row).await?)
 }
 
 /// One outbox row as the worker reads it.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub kind: String,
@@ -211,10 +212,12 @@ pub fn open_mail(keys: &KeyRing, row: &OutboxRow) -> Result<Mail, OutboxError> {
 
 /// Takes up to `batch` due rows in one statement, conditional on their status, so two workers
 /// never get the same row (SQLite runs it under the write lock; a stale snapshot fails instead
-/// of claiming twice). `lease_until` (unix ms) hands the rows back if the worker dies while
-/// sending. Oldest first. (PostgreSQL will want `FOR UPDATE SKIP LOCKED` here.)
+/// of claiming twice; PostgreSQL re-checks the outer condition on a row another claim changed
+/// meanwhile, and skips it). `lease_until` (unix ms) hands the rows back if the worker dies while
+/// sending. Oldest first. (PostgreSQL may want `FOR UPDATE SKIP LOCKED` in the subquery, so that
+/// workers on several nodes do not wait for each other's rows.)
 pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> Result<Vec<OutboxRow>, StoreError> {
-    let rows = sqlx::query(
+    let mut rows: Vec<OutboxRow> = on_db!(store.db(), pool => sqlx::query_as(
         "UPDATE outbox SET status = 'sending', next_attempt_at = $1
          WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
                       ORDER BY next_attempt_at, id LIMIT $3)
@@ -224,20 +227,8 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> R
     .bind(lease_until)
     .bind(now)
     .bind(batch as i64)
-    .fetch_all(store.sqlite())
-    .await?;
-    let mut rows: Vec<OutboxRow> = rows
-        .into_iter()
-        .map(|r| OutboxRow {
-            id: r.get(0),
-            kind: r.get(1),
-            attempts: r.get(2),
-            uid: r.get(3),
-            key_id: r.get(4),
-            wrapped_key: r.get(5),
-            mail_ct: r.get(6),
-        })
-        .collect();
+    .fetch_all(pool)
+    .await?);
     // RETURNING comes in no particular order; ids grow with time.
     rows.sort_by_key(|r| r.id);
     Ok(rows)
@@ -245,13 +236,16 @@ pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> R
 
 /// Hands claimed rows back, due now, without counting an attempt.
 pub async fn release(store: &Store, ids: &[i64]) -> Result<(), StoreError> {
-    let mut tx = sqlite::begin_write(store.sqlite()).await?;
+    let mut tx = store.db().begin_write().await?;
     for id in ids {
-        sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status = 'sending'")
-            .bind(now_millis())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        on_conn!(&mut tx, c => {
+            sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status = 'sending'")
+                .bind(now_millis())
+                .bind(id)
+                .execute(c)
+                .await
+                .map(|_| ())?
+        });
     }
     tx.commit().await?;
     Ok(())
@@ -270,27 +264,26 @@ pub enum Attempt<'a> {
 /// Writes the attempts (row id, attempts so far, what happened) in one transaction, `now` as the
 /// time of sending.
 pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i64) -> Result<(), StoreError> {
-    let mut tx = sqlite::begin_write(store.sqlite()).await?;
+    let mut tx = store.db().begin_write().await?;
     for (id, count, attempt) in attempts {
         match attempt {
-            Attempt::Sent { note } => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = $2, last_error = $3 WHERE id = $4 AND status = 'sending'",
-                )
-                .bind(now)
-                .bind(count)
-                .bind(note)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            Attempt::Sent { note } => on_conn!(&mut tx, c => sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = $2, last_error = $3 WHERE id = $4 AND status = 'sending'",
+            )
+            .bind(now)
+            .bind(count)
+            .bind(note)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|_| ())?),
             Attempt::Retry { .. } | Attempt::Failed { .. } => {
                 let (status, error, next) = match attempt {
                     Attempt::Retry { error, next_attempt_at } => ("pending", *error, Some(*next_attempt_at)),
                     Attempt::Failed { error } => ("failed", *error, None),
                     Attempt::Sent { .. } => unreachable!("matched above"),
                 };
-                sqlx::query(
+                on_conn!(&mut tx, c => sqlx::query(
                     "UPDATE outbox SET status = $1, attempts = $2, last_error = $3, next_attempt_at = COALESCE($4, next_attempt_at) \
                      WHERE id = $5 AND status = 'sending'",
                 )
@@ -299,8 +292,9 @@ pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i6
                 .bind(error)
                 .bind(next)
                 .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                .execute(c)
+                .await
+                .map(|_| ())?);
             }
         }
     }
@@ -310,18 +304,19 @@ pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i6
 
 /// Earliest `next_attempt_at` of any row still to be sent (unix ms).
 pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')")
-        .fetch_one(store.sqlite())
-        .await
-        .map_err(StoreError::from)
+    Ok(on_db!(store.db(), pool => {
+        sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'sending')").fetch_one(pool).await?
+    }))
 }
 
 /// When a row still waiting to be sent is due (unix ms); None once taken, sent or withdrawn.
 pub async fn pending_until(store: &Store, id: i64) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT next_attempt_at FROM outbox WHERE id = $1 AND status = 'pending' AND attempts = 0")
+    Ok(
+        on_db!(store.db(), pool => sqlx::query_scalar("SELECT next_attempt_at FROM outbox WHERE id = $1 AND status = 'pending' AND attempts = 0")
         .bind(id)
-        .fetch_optional(store.sqlite())
-        .await?)
+        .fetch_optional(pool)
+        .await?),
+    )
 }
 
 /// Where one row stands (for operators and tests).
@@ -335,29 +330,35 @@ pub struct RowState {
 }
 
 pub async fn state(store: &Store, id: i64) -> Result<RowState, StoreError> {
-    let row =
-        sqlx::query("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(store.sqlite()).await?;
-    Ok(RowState { status: row.get(0), attempts: row.get(1), last_error: row.get(2), sent_at: row.get(3) })
+    let (status, attempts, last_error, sent_at) = on_db!(store.db(), pool => {
+        sqlx::query_as("SELECT status, attempts, last_error, sent_at FROM outbox WHERE id = $1").bind(id).fetch_one(pool).await?
+    });
+    Ok(RowState { status, attempts, last_error, sent_at })
 }
 
 /// The sealed mail of one row, as stored (to check that nothing is in clear).
 pub async fn sealed_mail(store: &Store, id: i64) -> Result<Vec<u8>, StoreError> {
-    sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(store.sqlite()).await.map_err(StoreError::from)
+    Ok(on_db!(store.db(), pool => sqlx::query_scalar("SELECT mail_ct FROM outbox WHERE id = $1").bind(id).fetch_one(pool).await?))
 }
 
-/// Attempts made over all rows.
+/// Attempts made over all rows (the SUM cast: PostgreSQL's SUM of a BIGINT is a NUMERIC).
 pub async fn total_attempts(store: &Store) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT COALESCE(SUM(attempts), 0) FROM outbox").fetch_one(store.sqlite()).await.map_err(StoreError::from)
+    Ok(on_db!(store.db(), pool => {
+        sqlx::query_scalar("SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM outbox").fetch_one(pool).await?
+    }))
 }
 
 /// Marks a row as claimed by a worker whose lease ends at `lease_until` (unix ms), as [`claim`]
 /// leaves it: for tests that play a worker which died while sending.
 pub async fn mark_sending(store: &Store, id: i64, lease_until: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = $1 WHERE id = $2")
-        .bind(lease_until)
-        .bind(id)
-        .execute(store.sqlite())
-        .await?;
+    on_db!(store.db(), pool => {
+        sqlx::query("UPDATE outbox SET status = 'sending', next_attempt_at = $1 WHERE id = $2")
+            .bind(lease_until)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())?
+    });
     Ok(())
 }
 
@@ -413,7 +414,7 @@ mod tests {
         // A case change's path: sqlx.
         let reply =
             NewOutboxMail::seal(&store.keys, None, "reply", "support@example.com", &["bob@customer.example"], b"reply", now).unwrap();
-        let b = insert(&mut store.sqlite().acquire().await.unwrap(), &reply).await.unwrap();
+        let b = insert(&mut store.db().begin_read().await.unwrap(), &reply).await.unwrap();
         assert!(b > a);
         assert_eq!(next_due(&store).await.unwrap(), Some(now - 10), "a new row is due when it was made");
 
@@ -450,7 +451,7 @@ mod tests {
             let held = now + 2_000;
             let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
             let id = {
-                let mut conn = store.sqlite().acquire().await.unwrap();
+                let mut conn = store.db().begin_read().await.unwrap();
                 let id = insert(&mut conn, &row).await.unwrap();
                 hold_until(&mut conn, id, held).await.unwrap();
                 id
@@ -458,7 +459,7 @@ mod tests {
             assert!(claim(&store, held - 1, held + 60_000, 10).await.unwrap().is_empty(), "held rows are not due");
             // The worker's clock says the row is due; the undo's says it is not yet: only the status decides.
             let (claimed, withdrawn) = tokio::join!(claim(&store, held, held + 60_000, 10), async {
-                let mut conn = store.sqlite().acquire().await.unwrap();
+                let mut conn = store.db().begin_read().await.unwrap();
                 withdraw(&mut conn, id, held - 1).await.unwrap()
             });
             let claimed = claimed.unwrap().iter().any(|r| r.id == id);
@@ -468,7 +469,7 @@ mod tests {
             if claimed {
                 claimed_wins += 1;
                 record(&store, &[(id, 1, Attempt::Sent { note: None })], held).await.unwrap();
-                let mut conn = store.sqlite().acquire().await.unwrap();
+                let mut conn = store.db().begin_read().await.unwrap();
                 assert!(!withdraw(&mut conn, id, held - 1).await.unwrap(), "a sent row is never withdrawn");
             } else {
                 undo_wins += 1;
@@ -479,7 +480,7 @@ mod tests {
         // After its time, an untouched row cannot be withdrawn either.
         let now = now_millis();
         let row = NewOutboxMail::seal(&store.keys, None, "reply", "a@b", &["c@d"], b"x", now).unwrap();
-        let mut conn = store.sqlite().acquire().await.unwrap();
+        let mut conn = store.db().begin_read().await.unwrap();
         let id = insert(&mut conn, &row).await.unwrap();
         hold_until(&mut conn, id, now + 1_000).await.unwrap();
         assert!(!withdraw(&mut conn, id, now + 1_000).await.unwrap(), "too late at its time");

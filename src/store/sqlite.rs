@@ -1,5 +1,6 @@
 //! What only SQLite needs: connection options and PRAGMAs, how a write transaction starts, and
-//! statements written in SQLite's own dialect (JSON aggregation).
+//! statements written in SQLite's own dialect (JSON aggregation). The maintenance PRAGMAs take
+//! either engine and do nothing on PostgreSQL, so callers need no engine switch of their own.
 //! A second engine gets a sibling file with the same functions; nothing outside `store` sees
 //! either.
 //!
@@ -12,8 +13,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, Transaction};
+
+use super::engine::{Conn, Db};
 
 /// Opens the pool on the database file (created when missing, 0600 like its -wal and -shm, also
 /// when an older version made them looser) and brings its schema up to date.
@@ -53,23 +56,25 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-/// Starts a write transaction on a connection the caller holds (`BEGIN IMMEDIATE`, as
-/// [`begin_write`]).
-pub(crate) async fn begin_write_on(conn: &mut SqliteConnection) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
-    sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
-}
-
 /// Makes SQLite zero the contents of deleted or overwritten rows on this connection, so clear
-/// text that is being sealed does not linger in free pages.
-pub(crate) async fn secure_delete(conn: &mut SqliteConnection, on: bool) -> Result<(), sqlx::Error> {
-    sqlx::query(if on { "PRAGMA secure_delete = ON" } else { "PRAGMA secure_delete = OFF" }).execute(conn).await?;
-    Ok(())
+/// text that is being sealed does not linger in free pages. Nothing on PostgreSQL (no such
+/// setting; a PostgreSQL database never held clear tags).
+pub(crate) async fn secure_delete(conn: &mut Conn, on: bool) -> Result<(), sqlx::Error> {
+    let sql = if on { "PRAGMA secure_delete = ON" } else { "PRAGMA secure_delete = OFF" };
+    match conn {
+        Conn::SqliteWrite(tx) => sqlx::query(sql).execute(&mut **tx).await.map(|_| ()),
+        Conn::SqliteRead(c) => sqlx::query(sql).execute(&mut **c).await.map(|_| ()),
+        Conn::PostgresWrite(_) | Conn::PostgresRead(_) => Ok(()),
+    }
 }
 
 /// Copies the whole WAL into the database file and truncates it (what it held is gone from disk).
-pub(crate) async fn truncate_wal(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await?;
-    Ok(())
+/// Nothing on PostgreSQL (its WAL is the server's).
+pub(crate) async fn truncate_wal(db: &Db) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.map(|_| ()),
+        Db::Postgres(_) => Ok(()),
+    }
 }
 
 /// The writer's checkpoints on its own rusqlite connection: PASSIVE between commits (never
@@ -79,9 +84,12 @@ pub(crate) fn checkpoint_sync(conn: &rusqlite::Connection, truncate: bool) -> ru
 }
 
 /// Moves committed WAL pages into the database file without ever blocking the writer (PASSIVE).
-pub(crate) async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
-    Ok(())
+/// Nothing on PostgreSQL (its WAL is the server's).
+pub(crate) async fn checkpoint(db: &Db) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await.map(|_| ()),
+        Db::Postgres(_) => Ok(()),
+    }
 }
 
 /// Registrations for operators, oldest first, `$1` at most: each message with its first case's

@@ -4,11 +4,9 @@
 //! Access decides (who may do what, approval rules, throttling) between the statements of one
 //! change, so the store hands it a [`Tx`] instead of doing the whole unit itself; the methods live
 //! next to their tables (`users`, `roles`, `approvals`, `sessions`). A write unit holds the write
-//! lock from its start (see `sqlite::begin_write`), so read-then-write sequences are serialised.
+//! lock from its start (see `engine::Db::begin_write`), so read-then-write sequences are serialised.
 
 use std::sync::Arc;
-
-use sqlx::SqliteConnection;
 
 use super::audit::{self, AuditEntry};
 use super::crypto::KeyRing;
@@ -38,12 +36,6 @@ impl Tx {
     /// The engine's connection, for [`super::engine::on_conn!`].
     pub(super) fn engine(&mut self) -> &mut Conn {
         &mut self.conn
-    }
-
-    /// The SQLite connection, for code not yet written for both engines (panics on PostgreSQL).
-    // TRANSITION (#11): removed once every staff module runs through `engine::on_conn!`.
-    pub(super) fn conn(&mut self) -> &mut SqliteConnection {
-        self.conn.sqlite()
     }
 
     /// Appends audit entries in this transaction (the change and its record commit together).

@@ -1,8 +1,9 @@
 //! Staff accounts: the `users` rows (password hash, officer's lock, login counters) and their
 //! role memberships (`user_roles`). Times are unix milliseconds.
 
-use sqlx::Row;
+use std::collections::HashMap;
 
+use super::engine::{on_conn, on_db};
 use super::tx::Tx;
 use super::{Store, StoreError};
 
@@ -50,25 +51,22 @@ pub async fn reserve_login(
     max_failures: i64,
     lockout_end: i64,
 ) -> Result<Option<Reservation>, StoreError> {
-    let row = sqlx::query(RESERVE_USER).bind(name).bind(now).bind(max_failures).bind(lockout_end).fetch_optional(store.sqlite()).await?;
-    if row.is_none() {
-        // A reservation commits a write; an unknown name must cost the same, or the answer's
-        // timing would tell which names exist. Counting it does (a row rewritten unchanged
-        // would not: SQLite skips writing identical content).
-        sqlx::query(
-            "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
-             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
-        )
-        .execute(store.sqlite())
-        .await?;
-    }
-    Ok(row.map(|row| Reservation {
-        id: row.get(0),
-        hash: row.get(1),
-        locked: row.get::<i64, _>(2) != 0,
-        attempt: row.get(3),
-        locked_until: row.get(4),
-    }))
+    let row: Option<(i64, String, i64, i64, Option<i64>)> = on_db!(store.db(), pool => {
+        let row = sqlx::query_as(RESERVE_USER).bind(name).bind(now).bind(max_failures).bind(lockout_end).fetch_optional(pool).await?;
+        if row.is_none() {
+            // A reservation commits a write; an unknown name must cost the same, or the answer's
+            // timing would tell which names exist. Counting it does (a row rewritten unchanged
+            // would not: SQLite skips writing identical content).
+            sqlx::query(
+                "INSERT INTO counters (name, value) VALUES ('login.unknown-user', 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            )
+            .execute(pool)
+            .await?;
+        }
+        row
+    });
+    Ok(row.map(|(id, hash, locked, attempt, locked_until)| Reservation { id, hash, locked: locked != 0, attempt, locked_until }))
 }
 
 /// A user as a principal is built from: name, roles, and (queue, permission) grants as stored.
@@ -81,24 +79,22 @@ pub struct Standing {
 /// The user's standing, or None when removed, locked by an officer, or reset (a pending
 /// enrolment code: no session survives that).
 pub async fn standing(store: &Store, user_id: i64) -> Result<Option<Standing>, StoreError> {
-    let Some(row) = sqlx::query("SELECT name, locked, enrolment_mac IS NOT NULL FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(store.sqlite())
-        .await?
-    else {
-        return Ok(None);
-    };
-    if row.get::<i64, _>(1) != 0 || row.get::<i64, _>(2) != 0 {
-        return Ok(None);
-    }
-    let roles: Vec<String> =
-        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(store.sqlite()).await?;
-    let grants: Vec<(String, String)> =
-        sqlx::query_as("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = $1")
+    on_db!(store.db(), pool => {
+        let Some(name) = sqlx::query_scalar("SELECT name FROM users WHERE id = $1 AND locked = 0 AND enrolment_mac IS NULL")
             .bind(user_id)
-            .fetch_all(store.sqlite())
-            .await?;
-    Ok(Some(Standing { name: row.get(0), roles, grants }))
+            .fetch_optional(pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let roles = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(pool).await?;
+        let grants =
+            sqlx::query_as("SELECT g.queue, g.permission FROM user_roles u JOIN role_grants g ON g.role = u.role WHERE u.user_id = $1")
+                .bind(user_id)
+                .fetch_all(pool)
+                .await?;
+        Ok(Some(Standing { name, roles, grants }))
+    })
 }
 
 /// A user as listed for officers (no secrets).
@@ -114,46 +110,58 @@ pub struct Listed {
     pub enrolment_expires_at: Option<i64>,
 }
 
-/// Every user, by name.
+/// One `users` row as [`list`] reads it, in `Listed`'s order without the roles.
+/// `enrolment_mac IS NOT NULL` is decoded as bool: an integer in SQLite, a boolean in PostgreSQL.
+type ListedRow = (i64, String, i64, Option<i64>, i64, i64, i64, bool, Option<i64>);
+
+/// Every user, by name, with his roles by name.
 pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT u.name, u.locked, u.locked_until, u.failed_logins, u.created_at, u.password_changed_at,
-                (SELECT group_concat(role, ',') FROM (SELECT role FROM user_roles r WHERE r.user_id = u.id ORDER BY role)),
-                u.enrolment_mac IS NOT NULL, u.enrolment_expires_at
-         FROM users u ORDER BY u.name",
-    )
-    .fetch_all(store.sqlite())
-    .await?;
-    Ok(rows
+    let (users, memberships): (Vec<ListedRow>, Vec<(i64, String)>) = on_db!(store.db(), pool => {
+        let users = sqlx::query_as(
+            "SELECT id, name, locked, locked_until, failed_logins, created_at, password_changed_at,
+                    enrolment_mac IS NOT NULL, enrolment_expires_at
+             FROM users ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await?;
+        (users, sqlx::query_as("SELECT user_id, role FROM user_roles ORDER BY role").fetch_all(pool).await?)
+    });
+    let mut roles: HashMap<i64, Vec<String>> = HashMap::new();
+    for (user_id, role) in memberships {
+        roles.entry(user_id).or_default().push(role);
+    }
+    Ok(users
         .into_iter()
-        .map(|r| Listed {
-            name: r.get(0),
-            locked: r.get::<i64, _>(1) != 0,
-            locked_until: r.get(2),
-            failed_logins: r.get(3),
-            created_at: r.get(4),
-            password_changed_at: r.get(5),
-            roles: r.get::<Option<String>, _>(6).map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
-            enrolment_pending: r.get::<i64, _>(7) != 0,
-            enrolment_expires_at: r.get(8),
+        .map(|(id, name, locked, locked_until, failed_logins, created_at, password_changed_at, pending, enrolment_expires_at)| Listed {
+            name,
+            roles: roles.remove(&id).unwrap_or_default(),
+            locked: locked != 0,
+            locked_until,
+            failed_logins,
+            created_at,
+            password_changed_at,
+            enrolment_pending: pending,
+            enrolment_expires_at,
         })
         .collect())
 }
 
 /// Replaces a user's password hash directly, nothing else (the fuzzing harness's cheap hash).
 pub async fn replace_hash(store: &Store, name: &str, hash: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2").bind(hash).bind(name).execute(store.sqlite()).await?;
+    on_db!(store.db(), pool => {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2").bind(hash).bind(name).execute(pool).await.map(|_| ())?
+    });
     Ok(())
 }
 
 impl Tx {
     pub async fn user_id(&mut self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(self.conn()).await?)
+        Ok(on_conn!(self.engine(), c => sqlx::query_scalar("SELECT id FROM users WHERE name = $1").bind(name).fetch_optional(c).await?))
     }
 
     /// A new user; None when the name is taken.
     pub async fn insert_user(&mut self, name: &str, password_hash: &str, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(on_conn!(self.engine(), c => sqlx::query_scalar(
             "INSERT INTO users (name, password_hash, created_at, password_changed_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
@@ -161,91 +169,110 @@ impl Tx {
         .bind(password_hash)
         .bind(now)
         .bind(now)
-        .fetch_optional(self.conn())
-        .await?)
+        .fetch_optional(c)
+        .await?))
     }
 
     /// Adds a membership (nothing when it exists).
     pub async fn add_membership(&mut self, user_id: i64, role: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        on_conn!(self.engine(), c => sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(user_id)
             .bind(role)
-            .execute(self.conn())
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
     pub async fn remove_membership(&mut self, user_id: i64, role: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2").bind(user_id).bind(role).execute(self.conn()).await?;
+        on_conn!(self.engine(), c => sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
+            .bind(user_id)
+            .bind(role)
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
     pub async fn is_member(&mut self, user_id: i64, role: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = $1 AND role = $2")
+        let found: Option<i64> = on_conn!(self.engine(), c => sqlx::query_scalar("SELECT user_id FROM user_roles WHERE user_id = $1 AND role = $2")
             .bind(user_id)
             .bind(role)
-            .fetch_optional(self.conn())
-            .await?;
+            .fetch_optional(c)
+            .await?);
         Ok(found.is_some())
     }
 
     /// A successful login: the counters start over and a lockout is lifted.
     pub async fn login_succeeded(&mut self, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(user_id).execute(self.conn()).await?;
+        on_conn!(self.engine(), c => sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1")
+            .bind(user_id)
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
     /// Until when the user is locked out after failed logins, if ever.
     pub async fn locked_until(&mut self, user_id: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT locked_until FROM users WHERE id = $1").bind(user_id).fetch_one(self.conn()).await?)
+        Ok(
+            on_conn!(self.engine(), c => sqlx::query_scalar("SELECT locked_until FROM users WHERE id = $1").bind(user_id).fetch_one(c).await?),
+        )
     }
 
     /// A password set on the host: counters, lockout, issuer and any pending code cleared.
     pub async fn set_password(&mut self, user_id: i64, password_hash: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        on_conn!(self.engine(), c => sqlx::query(
             "UPDATE users SET password_hash = $1, password_changed_at = $2, failed_logins = 0, locked_until = NULL, password_issuer = NULL,
                     enrolment_mac = NULL, enrolment_expires_at = NULL, enrolment_issuer = NULL WHERE id = $3",
         )
         .bind(password_hash)
         .bind(now)
         .bind(user_id)
-        .execute(self.conn())
-        .await?;
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 
     /// An officer's lock (no login until unlocked).
     pub async fn lock_user(&mut self, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET locked = 1 WHERE id = $1").bind(user_id).execute(self.conn()).await?;
+        on_conn!(self.engine(), c => sqlx::query("UPDATE users SET locked = 1 WHERE id = $1").bind(user_id).execute(c).await.map(|_| ())?);
         Ok(())
     }
 
     /// Lifts an officer's lock and a lockout after failed logins.
     pub async fn unlock_user(&mut self, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET locked = 0, failed_logins = 0, locked_until = NULL WHERE id = $1")
+        on_conn!(self.engine(), c => sqlx::query("UPDATE users SET locked = 0, failed_logins = 0, locked_until = NULL WHERE id = $1")
             .bind(user_id)
-            .execute(self.conn())
-            .await?;
+            .execute(c)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
     /// Removes a user with its sessions, roles and reading state; its cases become unassigned.
     pub async fn remove_user(&mut self, user_id: i64) -> Result<(), StoreError> {
-        for statement in [
-            "UPDATE cases SET assignee = NULL WHERE assignee = $1",
-            "DELETE FROM sessions WHERE user_id = $1",
-            "DELETE FROM user_roles WHERE user_id = $1",
-            "DELETE FROM mailbox_flags WHERE user_id = $1",
-            "DELETE FROM users WHERE id = $1",
-        ] {
-            sqlx::query(statement).bind(user_id).execute(self.conn()).await?;
-        }
+        on_conn!(self.engine(), c => {
+            for statement in [
+                "UPDATE cases SET assignee = NULL WHERE assignee = $1",
+                "DELETE FROM sessions WHERE user_id = $1",
+                "DELETE FROM user_roles WHERE user_id = $1",
+                "DELETE FROM mailbox_flags WHERE user_id = $1",
+                "DELETE FROM users WHERE id = $1",
+            ] {
+                sqlx::query(statement).bind(user_id).execute(&mut *c).await?;
+            }
+        });
         Ok(())
     }
 
     /// Who issued the enrolment code with which the user set his password (None: set on the host).
     pub async fn password_issuer(&mut self, user_id: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT password_issuer FROM users WHERE id = $1").bind(user_id).fetch_optional(self.conn()).await?.flatten())
+        let issuer: Option<Option<String>> = on_conn!(self.engine(), c => {
+            sqlx::query_scalar("SELECT password_issuer FROM users WHERE id = $1").bind(user_id).fetch_optional(c).await?
+        });
+        Ok(issuer.flatten())
     }
 }
 

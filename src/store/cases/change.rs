@@ -2,12 +2,10 @@
 //! so the caller's permission check, the update, the `case_history` row and the audit entry see
 //! one state and are stored together or not at all. Staff entries are sealed like messages.
 
-use sqlx::Row;
-
 use super::tags::write_tags;
-use super::{CASE_BY_ID, CaseKey, CaseRow, EntryBody, case_from_row};
+use super::{CASE_BY_ID, CaseColumns, CaseKey, CaseRow, EntryBody};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::engine::Conn;
+use crate::store::engine::{Conn, on_conn};
 use crate::store::outbox::NewOutboxMail;
 use crate::store::{Store, StoreError, now_millis};
 
@@ -15,8 +13,9 @@ impl Store {
     /// Starts a change of case `id`: takes the write lock and reads the case (None: no such case).
     pub async fn change_case(&self, id: i64) -> Result<Option<CaseChange<'_>>, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let Some(row) = sqlx::query(CASE_BY_ID).bind(id).fetch_optional(tx.sqlite()).await? else { return Ok(None) };
-        let (case, key) = self.open_case(case_from_row(&row))?;
+        let row: Option<CaseColumns> = on_conn!(&mut tx, c => sqlx::query_as(CASE_BY_ID).bind(id).fetch_optional(c).await?);
+        let Some(row) = row else { return Ok(None) };
+        let (case, key) = self.open_case(row.into())?;
         Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), key, case, now: now_millis() }))
     }
 }
@@ -38,36 +37,41 @@ impl CaseChange<'_> {
     /// Moves the case to `queue`. Its messages get fresh IMAP UIDs from the global message
     /// sequence, so UIDs only ever grow in the target queue's mailbox (UIDVALIDITY stays).
     pub async fn transfer(&mut self, queue: &str) -> Result<(), StoreError> {
-        let messages: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM message_cases WHERE case_id = $1 ORDER BY uid, message_id")
-            .bind(self.case.id)
-            .fetch_all(self.tx.sqlite())
-            .await?;
-        if !messages.is_empty() {
-            let n = messages.len() as i64;
-            let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'message' RETURNING value")
-                .bind(n)
-                .fetch_one(self.tx.sqlite())
+        let case_id = self.case.id;
+        on_conn!(&mut self.tx, c => {
+            let messages: Vec<i64> = sqlx::query_scalar("SELECT message_id FROM message_cases WHERE case_id = $1 ORDER BY uid, message_id")
+                .bind(case_id)
+                .fetch_all(&mut *c)
                 .await?;
-            for (i, message_id) in messages.iter().enumerate() {
-                sqlx::query("UPDATE message_cases SET uid = $1 WHERE case_id = $2 AND message_id = $3")
-                    .bind(last - n + 1 + i as i64)
-                    .bind(self.case.id)
-                    .bind(message_id)
-                    .execute(self.tx.sqlite())
+            if !messages.is_empty() {
+                let n = messages.len() as i64;
+                let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'message' RETURNING value")
+                    .bind(n)
+                    .fetch_one(&mut *c)
                     .await?;
+                for (i, message_id) in messages.iter().enumerate() {
+                    sqlx::query("UPDATE message_cases SET uid = $1 WHERE case_id = $2 AND message_id = $3")
+                        .bind(last - n + 1 + i as i64)
+                        .bind(case_id)
+                        .bind(message_id)
+                        .execute(&mut *c)
+                        .await?;
+                }
             }
-        }
+        });
         self.case.queue = queue.to_string();
         Ok(())
     }
 
     /// The case's messages, newest first: (id, automatic).
     pub async fn messages_newest_first(&mut self) -> Result<Vec<(i64, bool)>, StoreError> {
-        let rows = sqlx::query("SELECT m.id, m.automatic FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE mc.case_id = $1 ORDER BY m.id DESC")
-            .bind(self.case.id)
-            .fetch_all(self.tx.sqlite())
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get::<i64, _>(1) != 0)).collect())
+        let rows: Vec<(i64, i64)> = on_conn!(&mut self.tx, c => sqlx::query_as(
+            "SELECT m.id, m.automatic FROM message_cases mc JOIN messages m ON m.id = mc.message_id WHERE mc.case_id = $1 ORDER BY m.id DESC",
+        )
+        .bind(self.case.id)
+        .fetch_all(c)
+        .await?);
+        Ok(rows.into_iter().map(|(id, automatic)| (id, automatic != 0)).collect())
     }
 
     /// Seals and stores a staff entry; returns its id.
@@ -75,18 +79,21 @@ impl CaseChange<'_> {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(body).expect("strings always serialise"));
         let row = self.store.keys.new_row()?;
         let body_ct = row.seal("entry", &plain)?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO case_entries (case_id, at, author, kind, outbox_id, uid, key_id, wrapped_key, body_ct) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id")
-            .bind(self.case.id)
-            .bind(self.now)
-            .bind(author)
-            .bind(kind)
-            .bind(outbox_id)
-            .bind(&row.uid[..])
-            .bind(row.key_id as i64)
-            .bind(&row.wrapped_key)
-            .bind(body_ct)
-            .fetch_one(self.tx.sqlite())
-            .await?;
+        let id: i64 = on_conn!(&mut self.tx, c => sqlx::query_scalar(
+            "INSERT INTO case_entries (case_id, at, author, kind, outbox_id, uid, key_id, wrapped_key, body_ct)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(self.case.id)
+        .bind(self.now)
+        .bind(author)
+        .bind(kind)
+        .bind(outbox_id)
+        .bind(&row.uid[..])
+        .bind(row.key_id as i64)
+        .bind(&row.wrapped_key)
+        .bind(&body_ct)
+        .fetch_one(c)
+        .await?);
         Ok(id)
     }
 
@@ -102,10 +109,10 @@ impl CaseChange<'_> {
         send_at: i64,
     ) -> Result<i64, StoreError> {
         let row = NewOutboxMail::seal(&self.store.keys, Some(answers), kind, from, &[to], data, self.now)?;
-        let id = crate::store::outbox::insert(self.tx.sqlite(), &row).await?;
+        let id = crate::store::outbox::insert(&mut self.tx, &row).await?;
         if send_at > self.now {
             // Not visible to the worker before this transaction commits, so never due earlier.
-            crate::store::outbox::hold_until(self.tx.sqlite(), id, send_at).await?;
+            crate::store::outbox::hold_until(&mut self.tx, id, send_at).await?;
         }
         Ok(id)
     }
@@ -115,41 +122,43 @@ impl CaseChange<'_> {
     /// tag text: tags are sealed).
     pub async fn commit(mut self, actor: &str, action: &str, detail: &str) -> Result<CaseRow, StoreError> {
         if self.case.tags != self.tags_before {
-            self.key = Some(write_tags(self.tx.sqlite(), &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
+            self.key = Some(write_tags(&mut self.tx, &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
         }
-        let c = &self.case;
-        sqlx::query(
-            "UPDATE cases SET queue = $1, status = $2, priority = $3, category = $4, due_at = $5, assignee = $6, escalated = $7,
-                    follow_up_at = $8, first_response_at = $9, resolved_at = $10, updated_at = $11 WHERE id = $12",
-        )
-        .bind(&c.queue)
-        .bind(&c.status)
-        .bind(&c.priority)
-        .bind(&c.category)
-        .bind(c.due_at)
-        .bind(c.assignee_id)
-        .bind(c.escalated as i64)
-        .bind(c.follow_up_at)
-        .bind(c.first_response_at)
-        .bind(c.resolved_at)
-        .bind(self.now)
-        .bind(c.id)
-        .execute(self.tx.sqlite())
-        .await?;
+        let case = &self.case;
         let detail = (!detail.is_empty()).then(|| detail.to_string());
-        sqlx::query("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(c.id)
+        on_conn!(&mut self.tx, c => {
+            sqlx::query(
+                "UPDATE cases SET queue = $1, status = $2, priority = $3, category = $4, due_at = $5, assignee = $6, escalated = $7,
+                        follow_up_at = $8, first_response_at = $9, resolved_at = $10, updated_at = $11 WHERE id = $12",
+            )
+            .bind(&case.queue)
+            .bind(&case.status)
+            .bind(&case.priority)
+            .bind(&case.category)
+            .bind(case.due_at)
+            .bind(case.assignee_id)
+            .bind(case.escalated as i64)
+            .bind(case.follow_up_at)
+            .bind(case.first_response_at)
+            .bind(case.resolved_at)
             .bind(self.now)
-            .bind(actor)
-            .bind(action)
-            .bind(&detail)
-            .execute(self.tx.sqlite())
+            .bind(case.id)
+            .execute(&mut *c)
             .await?;
+            sqlx::query("INSERT INTO case_history (case_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)")
+                .bind(case.id)
+                .bind(self.now)
+                .bind(actor)
+                .bind(action)
+                .bind(&detail)
+                .execute(&mut *c)
+                .await?;
+        });
         let entry = AuditEntry {
             at: self.now,
             actor: format!("user:{actor}"),
             action: format!("case.{action}"),
-            object: Some(format!("case:{}", c.id)),
+            object: Some(format!("case:{}", case.id)),
             detail,
         };
         audit::append(&self.store.keys, &mut self.tx, &[entry]).await?;

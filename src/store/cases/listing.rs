@@ -7,9 +7,10 @@ use std::cmp::Ordering;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::{CASE_COLUMNS, CLOCK_RUNNING, CaseRow, PRIORITIES, RawCase, case_from_row, priority_rank};
+use super::{CASE_COLUMNS, CLOCK_RUNNING, CaseColumns, CaseRow, PRIORITIES, RawCase, priority_rank};
+use crate::store::engine::on_db;
 use crate::store::priority::Priority;
 use crate::store::{Store, StoreError};
 
@@ -71,7 +72,8 @@ impl Sort {
         (rank, value, c.id)
     }
 
-    /// Total order of the listing; `None` (no due time) sorts first, as SQLite sorts NULL.
+    /// Total order of the listing; `None` (no due time) sorts first, as the SQL asks (`NULLS FIRST`
+    /// ascending, `NULLS LAST` descending: SQLite's default order, not PostgreSQL's).
     pub(super) fn compare(self, a: &CaseRow, b: &CaseRow) -> Ordering {
         let order = self.position(a).cmp(&self.position(b));
         if self.descending { order.reverse() } else { order }
@@ -153,18 +155,25 @@ pub struct CasePage {
 }
 
 /// One sorted run of the listing: the SQL that reads it in order, `None` when the cursor is past it.
-/// `prefix` goes before the SELECT (tests ask for the query plan).
-pub(super) fn run_query(
-    q: &CaseQuery,
+/// `prefix` goes before the SELECT (tests ask for the query plan). For either engine: it binds
+/// text, bytes and integers.
+pub(super) fn run_query<'q, DB: Database>(
+    q: &'q CaseQuery,
     status: &'static str,
     priority: Option<Priority>,
     now: i64,
     want: i64,
     prefix: &str,
-) -> Option<QueryBuilder<Sqlite>> {
+) -> Option<QueryBuilder<DB>>
+where
+    DB::Arguments: Default,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
     let sort = q.sort;
     let column = sort.column();
-    let mut b = QueryBuilder::<Sqlite>::new(format!("{prefix}SELECT {CASE_COLUMNS} FROM cases c WHERE c.queue = "));
+    let mut b = QueryBuilder::<DB>::new(format!("{prefix}SELECT {CASE_COLUMNS} FROM cases c WHERE c.queue = "));
     b.push_bind(q.queue.as_str()).push(" AND c.status = ").push_bind(status);
     match priority {
         Some(p) => {
@@ -251,7 +260,9 @@ pub(super) fn run_query(
             }
         }
     }
-    let direction = if sort.descending { "DESC" } else { "ASC" };
+    // NULL (no due time) first ascending, last descending, on both engines (SQLite's default, so
+    // its plans still read the index in order).
+    let direction = if sort.descending { "DESC NULLS LAST" } else { "ASC NULLS FIRST" };
     b.push(format!(" ORDER BY c.{column} {direction}, c.id {direction} LIMIT ")).push_bind(want);
     Some(b)
 }
@@ -277,9 +288,11 @@ impl Store {
         let want = (window + 1) as i64;
         let mut found: Vec<RawCase> = Vec::new();
         for (status, priority) in runs(q) {
-            let Some(mut query) = run_query(q, status, priority, now, want, "") else { continue };
-            let rows = query.build().fetch_all(self.sqlite()).await?;
-            found.extend(rows.iter().map(case_from_row));
+            let rows: Vec<CaseColumns> = on_db!(self.db(), pool => {
+                let Some(mut query) = run_query(q, status, priority, now, want, "") else { continue };
+                query.build_query_as().fetch_all(pool).await?
+            });
+            found.extend(rows.into_iter().map(RawCase::from));
         }
         found.sort_by(|a, b| q.sort.compare(&a.row, &b.row));
         let skip = if q.after.is_some() { 0 } else { q.offset };

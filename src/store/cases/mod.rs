@@ -22,8 +22,9 @@
 //! * `replies`: a reply's state, and taking its outbox row back within the undo window.
 //! * `tags`: sealing, storing and opening a case's tags.
 //!
-//! SQL uses `$N` placeholders. Dynamic queries (a listing's runs, `IN` lists) are built with
-//! sqlx's `QueryBuilder<Sqlite>`: engine-generic in type only; a second engine gets its own builder.
+//! SQL uses `$N` placeholders and runs on both engines (`engine::on_db!` / `on_conn!`). Dynamic
+//! queries (a listing's runs, `IN` lists) are built with sqlx's `QueryBuilder`, whose engine is
+//! the one it is executed on.
 
 mod change;
 mod listing;
@@ -40,8 +41,6 @@ pub use stats::{DAY_MS, DUE_SOON, DashboardFigures, DashboardRanges, MAX_DURATIO
 pub use tags::seal_tags;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError};
 use crate::store::priority::Priority;
@@ -95,12 +94,12 @@ pub struct CaseRow {
     pub tier: Option<String>,
 }
 
-/// The columns `case_from_row` reads (a macro, so queries stay `&'static str`).
+/// The columns of [`CaseColumns`], by name (a macro, so queries stay `&'static str`).
 macro_rules! case_columns {
     () => {
         "c.id, c.opening_number, c.queue, c.status, c.priority, c.category, c.tags_ct, c.due_at, c.opened_at, c.updated_at, \
-         c.assignee, (SELECT u.name FROM users u WHERE u.id = c.assignee), c.escalated, c.spam, c.follow_up_at, c.first_response_at, c.resolved_at, \
-         c.uid, c.key_id, c.wrapped_key, c.tier"
+         c.assignee, (SELECT u.name FROM users u WHERE u.id = c.assignee) AS assignee_name, c.escalated, c.spam, c.follow_up_at, \
+         c.first_response_at, c.resolved_at, c.uid, c.key_id, c.wrapped_key, c.tier"
     };
 }
 const CASE_COLUMNS: &str = case_columns!();
@@ -113,6 +112,16 @@ pub struct CaseKey {
     pub uid: Vec<u8>,
     pub key_id: i64,
     pub wrapped_key: Vec<u8>,
+}
+
+impl CaseKey {
+    /// The key from a case row's `uid, key_id, wrapped_key` (all NULL: the case has none yet).
+    fn from_columns(uid: Option<Vec<u8>>, key_id: Option<i64>, wrapped_key: Option<Vec<u8>>) -> Option<CaseKey> {
+        match (uid, key_id, wrapped_key) {
+            (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
+            _ => None,
+        }
+    }
 }
 
 /// A tag list ready to store: sealed under the case's key, with the blind index of each tag.
@@ -130,35 +139,58 @@ struct RawCase {
     tags_ct: Option<Vec<u8>>,
 }
 
-fn case_from_row(r: &SqliteRow) -> RawCase {
-    let uid: Option<Vec<u8>> = r.get(17);
-    let key_id: Option<i64> = r.get(18);
-    let wrapped_key: Option<Vec<u8>> = r.get(19);
-    let key = match (uid, key_id, wrapped_key) {
-        (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
-        _ => None,
-    };
-    let row = CaseRow {
-        id: r.get(0),
-        opening: r.get(1),
-        queue: r.get(2),
-        status: r.get(3),
-        priority: r.get(4),
-        category: r.get(5),
-        tags: Vec::new(),
-        due_at: r.get(7),
-        opened_at: r.get(8),
-        updated_at: r.get(9),
-        assignee_id: r.get(10),
-        assignee: r.get(11),
-        escalated: r.get::<i64, _>(12) != 0,
-        spam: r.get::<i64, _>(13) != 0,
-        follow_up_at: r.get(14),
-        first_response_at: r.get(15),
-        resolved_at: r.get(16),
-        tier: r.get(20),
-    };
-    RawCase { row, key, tags_ct: r.get(6) }
+/// A case row as [`case_columns!`] selects it, decoded by column name on either engine. Flags
+/// are 0/1 integers in both.
+#[derive(sqlx::FromRow)]
+struct CaseColumns {
+    id: i64,
+    opening_number: String,
+    queue: String,
+    status: String,
+    priority: String,
+    category: Option<String>,
+    tags_ct: Option<Vec<u8>>,
+    due_at: Option<i64>,
+    opened_at: i64,
+    updated_at: i64,
+    assignee: Option<i64>,
+    assignee_name: Option<String>,
+    escalated: i64,
+    spam: i64,
+    follow_up_at: Option<i64>,
+    first_response_at: Option<i64>,
+    resolved_at: Option<i64>,
+    uid: Option<Vec<u8>>,
+    key_id: Option<i64>,
+    wrapped_key: Option<Vec<u8>>,
+    tier: Option<String>,
+}
+
+impl From<CaseColumns> for RawCase {
+    fn from(c: CaseColumns) -> RawCase {
+        let key = CaseKey::from_columns(c.uid, c.key_id, c.wrapped_key);
+        let row = CaseRow {
+            id: c.id,
+            opening: c.opening_number,
+            queue: c.queue,
+            status: c.status,
+            priority: c.priority,
+            category: c.category,
+            tags: Vec::new(),
+            due_at: c.due_at,
+            opened_at: c.opened_at,
+            updated_at: c.updated_at,
+            assignee_id: c.assignee,
+            assignee: c.assignee_name,
+            escalated: c.escalated != 0,
+            spam: c.spam != 0,
+            follow_up_at: c.follow_up_at,
+            first_response_at: c.first_response_at,
+            resolved_at: c.resolved_at,
+            tier: c.tier,
+        };
+        RawCase { row, key, tags_ct: c.tags_ct }
+    }
 }
 
 impl Store {

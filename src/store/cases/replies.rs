@@ -1,9 +1,10 @@
 //! A reply's life after it was written, inside a [`CaseChange`]: what it replaced, its state
 //! (withdrawn, awaiting review, returned), and taking its outbox row back within the undo window.
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
 
 use super::{CaseChange, EntryBody};
+use crate::store::engine::{on_conn, on_db};
 use crate::store::outbox;
 use crate::store::{Store, StoreError};
 
@@ -24,26 +25,21 @@ impl Store {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let mut b = QueryBuilder::<Sqlite>::new(
-            "SELECT c.id, c.opening_number, c.queue, e.id, e.author, e.at FROM case_entries e JOIN cases c ON c.id = e.case_id \
-             WHERE e.kind = 'reply' AND e.state = 'awaiting-review' AND c.queue IN (",
-        );
-        let mut list = b.separated(", ");
-        for q in queues {
-            list.push_bind(q.clone());
-        }
-        b.push(") ORDER BY e.id LIMIT 500");
-        let rows = b.build().fetch_all(self.sqlite()).await?;
+        let rows: Vec<(i64, String, String, i64, String, i64)> = on_db!(self.db(), pool => {
+            let mut b = QueryBuilder::new(
+                "SELECT c.id, c.opening_number, c.queue, e.id, e.author, e.at FROM case_entries e JOIN cases c ON c.id = e.case_id \
+                 WHERE e.kind = 'reply' AND e.state = 'awaiting-review' AND c.queue IN (",
+            );
+            let mut list = b.separated(", ");
+            for q in queues {
+                list.push_bind(q.as_str());
+            }
+            b.push(") ORDER BY e.id LIMIT 500");
+            b.build_query_as().fetch_all(pool).await?
+        });
         Ok(rows
-            .iter()
-            .map(|r| AwaitingReview {
-                case_id: r.get(0),
-                opening: r.get(1),
-                queue: r.get(2),
-                entry: r.get(3),
-                author: r.get(4),
-                at: r.get(5),
-            })
+            .into_iter()
+            .map(|(case_id, opening, queue, entry, author, at)| AwaitingReview { case_id, opening, queue, entry, author, at })
             .collect())
     }
 }
@@ -70,21 +66,15 @@ pub struct TooLate(pub String);
 impl CaseChange<'_> {
     /// The reply entry `entry` of this case (None: no such reply here).
     pub async fn reply_entry(&mut self, entry: i64) -> Result<Option<ReplyEntry>, StoreError> {
-        let row = sqlx::query(
+        type Columns = (i64, i64, String, Option<i64>, Option<String>, Option<String>);
+        let row: Option<Columns> = on_conn!(&mut self.tx, c => sqlx::query_as(
             "SELECT id, at, author, outbox_id, state, status_before FROM case_entries WHERE id = $1 AND case_id = $2 AND kind = 'reply'",
         )
         .bind(entry)
         .bind(self.case.id)
-        .fetch_optional(self.tx.sqlite())
-        .await?;
-        Ok(row.map(|r| ReplyEntry {
-            id: r.get(0),
-            at: r.get(1),
-            author: r.get(2),
-            outbox_id: r.get(3),
-            state: r.get(4),
-            status_before: r.get(5),
-        }))
+        .fetch_optional(c)
+        .await?);
+        Ok(row.map(|(id, at, author, outbox_id, state, status_before)| ReplyEntry { id, at, author, outbox_id, state, status_before }))
     }
 
     /// Sets a reply's state and, when given, what it replaced and its outbox row.
@@ -95,15 +85,16 @@ impl CaseChange<'_> {
         status_before: Option<&str>,
         outbox_id: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        on_conn!(&mut self.tx, c => sqlx::query(
             "UPDATE case_entries SET state = $1, status_before = COALESCE($2, status_before), outbox_id = COALESCE($3, outbox_id) WHERE id = $4",
         )
         .bind(state)
         .bind(status_before)
         .bind(outbox_id)
         .bind(entry)
-        .execute(self.tx.sqlite())
-        .await?;
+        .execute(c)
+        .await
+        .map(|_| ())?);
         Ok(())
     }
 
@@ -113,24 +104,27 @@ impl CaseChange<'_> {
         let plain = zeroize::Zeroizing::new(serde_json::to_vec(body).expect("strings always serialise"));
         let row = self.store.keys.new_row()?;
         let body_ct = row.seal("entry", &plain)?;
-        sqlx::query("UPDATE case_entries SET uid = $1, key_id = $2, wrapped_key = $3, body_ct = $4 WHERE id = $5 AND case_id = $6")
-            .bind(&row.uid[..])
-            .bind(row.key_id as i64)
-            .bind(&row.wrapped_key)
-            .bind(body_ct)
-            .bind(entry)
-            .bind(self.case.id)
-            .execute(self.tx.sqlite())
-            .await?;
+        on_conn!(&mut self.tx, c => {
+            sqlx::query("UPDATE case_entries SET uid = $1, key_id = $2, wrapped_key = $3, body_ct = $4 WHERE id = $5 AND case_id = $6")
+                .bind(&row.uid[..])
+                .bind(row.key_id as i64)
+                .bind(&row.wrapped_key)
+                .bind(&body_ct)
+                .bind(entry)
+                .bind(self.case.id)
+                .execute(c)
+                .await
+                .map(|_| ())?
+        });
         Ok(())
     }
 
     /// Takes the reply's outbox row back (see [`outbox::withdraw`]) or says why not.
     pub async fn withdraw_mail(&mut self, outbox_id: i64) -> Result<Result<(), TooLate>, StoreError> {
-        if outbox::withdraw(self.tx.sqlite(), outbox_id, self.now).await? {
+        if outbox::withdraw(&mut self.tx, outbox_id, self.now).await? {
             return Ok(Ok(()));
         }
-        let status = outbox::status_of(self.tx.sqlite(), outbox_id).await?.unwrap_or_else(|| "gone".into());
+        let status = outbox::status_of(&mut self.tx, outbox_id).await?.unwrap_or_else(|| "gone".into());
         Ok(Err(TooLate(status)))
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::ACTIVE;
+use crate::store::engine::on_db;
 use crate::store::{Store, StoreError};
 
 /// Counts shown next to a queue's name.
@@ -47,13 +47,13 @@ impl Store {
     /// Cases opened in `queue` after `since` (unix ms), whatever their status now. Naming every
     /// status lets SQLite count an `opened_at` range in each run of `cases_queue_status`.
     pub async fn cases_opened_since(&self, queue: &str, since: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(on_db!(self.db(), pool => sqlx::query_scalar(
             "SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting', 'resolved', 'closed') AND opened_at > $2",
         )
         .bind(queue)
         .bind(since)
-        .fetch_one(self.sqlite())
-        .await?)
+        .fetch_one(pool)
+        .await?))
     }
 
     pub async fn queue_counts(&self, queue: &str, now: i64) -> Result<QueueCounts, StoreError> {
@@ -61,57 +61,59 @@ impl Store {
         for status in ACTIVE {
             counts.by_status.insert(status.to_string(), 0);
         }
-        let rows =
-            sqlx::query("SELECT status, COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') GROUP BY status")
+        let rows: Vec<(String, i64)> = on_db!(self.db(), pool => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') GROUP BY status")
                 .bind(queue)
-                .fetch_all(self.sqlite())
-                .await?;
-        for r in rows {
-            let n: i64 = r.get(1);
+                .fetch_all(pool)
+                .await?
+        });
+        for (status, n) in rows {
             counts.active += n;
-            counts.by_status.insert(r.get(0), n);
+            counts.by_status.insert(status, n);
         }
-        // Naming every priority lets SQLite count a due_at range in each (status, priority) run.
-        counts.overdue = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at < $2")
-            .bind(queue)
-            .bind(now)
-            .fetch_one(self.sqlite())
-            .await?;
-        counts.unassigned =
-            sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') AND assignee IS NULL")
+        on_db!(self.db(), pool => {
+            // Naming every priority lets SQLite count a due_at range in each (status, priority) run.
+            counts.overdue = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at < $2")
                 .bind(queue)
-                .fetch_one(self.sqlite())
+                .bind(now)
+                .fetch_one(pool)
                 .await?;
-        counts.due_soon = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at >= $2 AND due_at < $3")
-            .bind(queue)
-            .bind(now)
-            .bind(now + DUE_SOON)
-            .fetch_one(self.sqlite())
-            .await?;
+            counts.unassigned =
+                sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open', 'waiting') AND assignee IS NULL")
+                    .bind(queue)
+                    .fetch_one(pool)
+                    .await?;
+            counts.due_soon = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE queue = $1 AND status IN ('new', 'open') AND priority IN ('urgent', 'normal', 'low') AND due_at >= $2 AND due_at < $3")
+                .bind(queue)
+                .bind(now)
+                .bind(now + DUE_SOON)
+                .fetch_one(pool)
+                .await?;
+        });
         Ok(counts)
     }
 
     pub async fn queue_stats(&self, queue: &str, now: i64) -> Result<QueueStats, StoreError> {
         let mut stats = QueueStats { queue: queue.to_string(), ..Default::default() };
-        let rows = sqlx::query(
+        // SUMs cast: PostgreSQL's SUM is wider than its argument.
+        let rows: Vec<(String, String, Option<String>, i64, i64, i64)> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT status, priority, category, COUNT(*),
-                    SUM(CASE WHEN status IN ('new', 'open') AND due_at < $1 THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
-                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END)
+                    CAST(SUM(CASE WHEN status IN ('new', 'open') AND due_at < $1 THEN 1 ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
+                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END) AS BIGINT)
              FROM cases WHERE queue = $2 GROUP BY status, priority, category",
         )
         .bind(now)
         .bind(queue)
-        .fetch_all(self.sqlite())
-        .await?;
-        for r in rows {
-            let (status, priority, category, n): (String, String, Option<String>, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        .fetch_all(pool)
+        .await?);
+        for (status, priority, category, n, overdue, breached) in rows {
             stats.total += n;
             if ACTIVE.contains(&status.as_str()) {
                 stats.active += n;
             }
-            stats.overdue += r.get::<i64, _>(4);
-            stats.breached += r.get::<i64, _>(5);
+            stats.overdue += overdue;
+            stats.breached += breached;
             *stats.by_status.entry(status).or_default() += n;
             *stats.by_priority.entry(priority).or_default() += n;
             *stats.by_category.entry(category.unwrap_or_else(|| "none".into())).or_default() += n;
@@ -123,23 +125,24 @@ impl Store {
 
     /// How many cases of the queue have `column` (one of two fixed names) set, and the median of `column - opened_at` in seconds.
     async fn median_ms(&self, queue: &str, column: &'static str) -> Result<(i64, Option<f64>), StoreError> {
-        let n: i64 =
+        let n: i64 = on_db!(self.db(), pool => {
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases WHERE queue = $1 AND {column} IS NOT NULL")))
                 .bind(queue)
-                .fetch_one(self.sqlite())
-                .await?;
+                .fetch_one(pool)
+                .await?
+        });
         if n == 0 {
             return Ok((0, None));
         }
         // The middle value, or the two middle values of an even count.
-        let middle: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let middle: Vec<i64> = on_db!(self.db(), pool => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT {column} - opened_at AS d FROM cases WHERE queue = $1 AND {column} IS NOT NULL ORDER BY d LIMIT $2 OFFSET $3"
         )))
         .bind(queue)
-        .bind(if n % 2 == 0 { 2 } else { 1 })
+        .bind(if n % 2 == 0 { 2i64 } else { 1 })
         .bind((n - 1) / 2)
-        .fetch_all(self.sqlite())
-        .await?;
+        .fetch_all(pool)
+        .await?);
         let median = middle.iter().sum::<i64>() as f64 / middle.len().max(1) as f64 / 1000.0;
         Ok((n, Some(median)))
     }
@@ -196,47 +199,44 @@ impl Store {
             )
         };
         for (column, out) in [("opened_at", &mut f.opened_per_day), ("resolved_at", &mut f.resolved_per_day)] {
-            let rows: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(per_day(column)))
-                .bind(queue)
-                .bind(r.days_since)
-                .bind(r.now)
-                .fetch_all(self.sqlite())
-                .await?;
+            let rows: Vec<(i64, i64)> = on_db!(self.db(), pool => {
+                sqlx::query_as(sqlx::AssertSqlSafe(per_day(column))).bind(queue).bind(r.days_since).bind(r.now).fetch_all(pool).await?
+            });
             out.extend(rows);
         }
         // Day 0 was a Thursday: adding 3 makes weeks start on Monday, as ISO weeks do.
-        let weeks: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let weeks: Vec<(i64, i64, i64)> = on_db!(self.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT (opened_at / {DAY_MS} + 3) / 7,
-                    SUM(CASE WHEN first_response_at IS NOT NULL AND first_response_at <= due_at THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
-                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END)
+                    CAST(SUM(CASE WHEN first_response_at IS NOT NULL AND first_response_at <= due_at THEN 1 ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN (first_response_at IS NOT NULL AND first_response_at > due_at)
+                               OR (first_response_at IS NULL AND status IN ('new', 'open') AND due_at < $1) THEN 1 ELSE 0 END) AS BIGINT)
              FROM cases WHERE queue = $2 AND {ALL_STATUSES} AND opened_at >= $3 AND opened_at < $1 GROUP BY 1"
         )))
         .bind(r.now)
         .bind(queue)
         .bind(r.weeks_since)
-        .fetch_all(self.sqlite())
-        .await?;
+        .fetch_all(pool)
+        .await?);
         f.sla_per_week = weeks.into_iter().map(|(week, met, missed)| (week, (met, missed))).collect();
         for (column, out) in [("first_response_at", &mut f.response_ms), ("resolved_at", &mut f.resolution_ms)] {
-            *out = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            *out = on_db!(self.db(), pool => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT {column} - opened_at FROM cases WHERE queue = $1 AND {column} IS NOT NULL AND {column} >= $2 AND {column} < $3 LIMIT $4"
             )))
             .bind(queue)
             .bind(r.durations_since)
             .bind(r.now)
             .bind(MAX_DURATIONS)
-            .fetch_all(self.sqlite())
-            .await?;
+            .fetch_all(pool)
+            .await?);
         }
-        let volume: Vec<(Option<String>, Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let volume: Vec<(Option<String>, Option<String>, i64)> = on_db!(self.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT category, tier, COUNT(*) FROM cases WHERE queue = $1 AND {ALL_STATUSES} AND opened_at >= $2 AND opened_at < $3 GROUP BY category, tier"
         )))
         .bind(queue)
         .bind(r.durations_since)
         .bind(r.now)
-        .fetch_all(self.sqlite())
-        .await?;
+        .fetch_all(pool)
+        .await?);
         for (category, tier, n) in volume {
             *f.by_category.entry(category.unwrap_or_else(|| "none".into())).or_default() += n;
             *f.by_tier.entry(tier.unwrap_or_else(|| "none".into())).or_default() += n;

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 
 use super::{CaseKey, SealedTags};
 use crate::store::crypto::{KeyRing, aad};
+use crate::store::engine::{Conn, on_conn, on_db};
 use crate::store::{Store, StoreError, sqlite};
 
 /// Seals `tags` under the case's key, making one (a fresh data key and uid) for its first tag.
@@ -48,92 +49,101 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut b = QueryBuilder::<Sqlite>::new("SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE id IN (");
-        let mut list = b.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        b.push(")");
+        type Columns = (i64, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let rows: Vec<Columns> = on_db!(self.db(), pool => {
+            let mut b = QueryBuilder::new("SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE id IN (");
+            let mut list = b.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            b.push(")");
+            b.build_query_as().fetch_all(pool).await?
+        });
         let mut out = HashMap::new();
-        for r in b.build().fetch_all(self.sqlite()).await? {
-            let id: i64 = r.get(0);
-            let key = match (r.get::<Option<Vec<u8>>, _>(1), r.get::<Option<i64>, _>(2), r.get::<Option<Vec<u8>>, _>(3)) {
-                (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
-                _ => None,
-            };
-            out.insert(id, self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(4))?);
+        for (id, uid, key_id, wrapped_key, tags_ct) in rows {
+            let key = CaseKey::from_columns(uid, key_id, wrapped_key);
+            out.insert(id, self.open_tags(id, key.as_ref(), tags_ct.as_deref())?);
         }
         Ok(out)
     }
 
     /// Seals the clear tags that migration 0006 found (written before tags were sealed), in
-    /// batches, and wipes their clear text: `secure_delete` zeroes the old row contents in the
-    /// pages, and the WAL that held them is truncated. Cheap once done (the list is empty).
+    /// batches, and wipes their clear text: on SQLite, `secure_delete` zeroes the old row
+    /// contents in the pages, and the WAL that held them is truncated. Cheap once done (the list
+    /// is empty).
     pub async fn seal_clear_tags(&self) -> Result<u64, StoreError> {
-        let mut conn = self.sqlite().acquire().await?;
-        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases_clear_tags").fetch_one(&mut *conn).await?;
+        let pending: i64 = on_db!(self.db(), pool => sqlx::query_scalar("SELECT COUNT(*) FROM cases_clear_tags").fetch_one(pool).await?);
         if pending == 0 {
             return Ok(0);
         }
-        sqlite::secure_delete(&mut conn, true).await?;
         let mut sealed = 0u64;
         loop {
-            let mut tx = sqlite::begin_write_on(&mut conn).await?;
-            let rows = sqlx::query(
-                "SELECT c.id, c.tags, c.tags_ct, c.uid, c.key_id, c.wrapped_key FROM cases_clear_tags p JOIN cases c ON c.id = p.case_id ORDER BY p.case_id LIMIT 500",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            if rows.is_empty() {
+            let mut tx = self.db().begin_write().await?;
+            sqlite::secure_delete(&mut tx, true).await?;
+            let batch = self.seal_clear_batch(&mut tx).await?;
+            // The connection goes back to the pool: later deletes need not zero their pages.
+            sqlite::secure_delete(&mut tx, false).await?;
+            tx.commit().await?;
+            if batch == 0 {
                 break;
             }
-            for r in &rows {
-                let id: i64 = r.get(0);
-                let clear: Vec<String> = serde_json::from_str(r.get::<&str, _>(1)).unwrap_or_default();
-                let key = match (r.get::<Option<Vec<u8>>, _>(3), r.get::<Option<i64>, _>(4), r.get::<Option<Vec<u8>>, _>(5)) {
-                    (Some(uid), Some(key_id), Some(wrapped_key)) => Some(CaseKey { uid, key_id, wrapped_key }),
-                    _ => None,
-                };
-                // Tags sealed since the migration come first, then the old clear ones.
-                let mut tags = self.open_tags(id, key.as_ref(), r.get::<Option<&[u8]>, _>(2))?;
-                for tag in clear {
-                    if !tags.contains(&tag) {
-                        tags.push(tag);
-                    }
-                }
-                write_tags(&mut tx, &self.keys, id, key.as_ref(), &tags).await?;
-                sqlx::query("UPDATE cases SET tags = '[]' WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM cases_clear_tags WHERE case_id = $1").bind(id).execute(&mut *tx).await?;
-                sealed += 1;
-            }
-            tx.commit().await?;
+            sealed += batch;
         }
-        sqlite::secure_delete(&mut conn, false).await?;
-        sqlite::truncate_wal(&mut conn).await?;
+        sqlite::truncate_wal(self.db()).await?;
         Ok(sealed)
+    }
+
+    /// Seals the clear tags of up to 500 cases in `tx`; how many.
+    async fn seal_clear_batch(&self, tx: &mut Conn) -> Result<u64, StoreError> {
+        type Columns = (i64, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+        let rows: Vec<Columns> = on_conn!(&mut *tx, c => sqlx::query_as(
+            "SELECT c.id, c.tags, c.tags_ct, c.uid, c.key_id, c.wrapped_key FROM cases_clear_tags p JOIN cases c ON c.id = p.case_id
+             ORDER BY p.case_id LIMIT 500",
+        )
+        .fetch_all(c)
+        .await?);
+        for (id, clear, tags_ct, uid, key_id, wrapped_key) in &rows {
+            let clear: Vec<String> = serde_json::from_str(clear).unwrap_or_default();
+            let key = CaseKey::from_columns(uid.clone(), *key_id, wrapped_key.clone());
+            // Tags sealed since the migration come first, then the old clear ones.
+            let mut tags = self.open_tags(*id, key.as_ref(), tags_ct.as_deref())?;
+            for tag in clear {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            write_tags(tx, &self.keys, *id, key.as_ref(), &tags).await?;
+            on_conn!(&mut *tx, c => {
+                sqlx::query("UPDATE cases SET tags = '[]' WHERE id = $1").bind(id).execute(&mut *c).await?;
+                sqlx::query("DELETE FROM cases_clear_tags WHERE case_id = $1").bind(id).execute(&mut *c).await?;
+            });
+        }
+        Ok(rows.len() as u64)
     }
 }
 
 /// Stores a case's tags sealed (making its key with the first tag) and their blind indexes.
 pub(super) async fn write_tags(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     keys: &KeyRing,
     case_id: i64,
     key: Option<&CaseKey>,
     tags: &[String],
 ) -> Result<CaseKey, StoreError> {
     let sealed = seal_tags(keys, key, tags)?;
-    sqlx::query("UPDATE cases SET uid = $1, key_id = $2, wrapped_key = $3, tags_ct = $4 WHERE id = $5")
-        .bind(&sealed.key.uid)
-        .bind(sealed.key.key_id)
-        .bind(&sealed.key.wrapped_key)
-        .bind(&sealed.tags_ct)
-        .bind(case_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM case_tags WHERE case_id = $1").bind(case_id).execute(&mut *tx).await?;
-    for idx in &sealed.index {
-        sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2)").bind(case_id).bind(idx).execute(&mut *tx).await?;
-    }
+    on_conn!(tx, c => {
+        sqlx::query("UPDATE cases SET uid = $1, key_id = $2, wrapped_key = $3, tags_ct = $4 WHERE id = $5")
+            .bind(&sealed.key.uid)
+            .bind(sealed.key.key_id)
+            .bind(&sealed.key.wrapped_key)
+            .bind(&sealed.tags_ct)
+            .bind(case_id)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM case_tags WHERE case_id = $1").bind(case_id).execute(&mut *c).await?;
+        for idx in &sealed.index {
+            sqlx::query("INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2)").bind(case_id).bind(idx).execute(&mut *c).await?;
+        }
+    });
     Ok(sealed.key)
 }

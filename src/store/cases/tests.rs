@@ -3,6 +3,7 @@
 use super::listing::{run_query, runs};
 use super::tags::write_tags;
 use super::*;
+use sqlx::Row;
 
 async fn store(dir: &std::path::Path) -> Store {
     Store::open(crate::store::testing::options(dir)).await.unwrap()
@@ -27,7 +28,7 @@ async fn seed(store: &Store, n: i64) {
     .await
     .unwrap();
     // Every 11th case is tagged vip, sealed as the API would store it.
-    let mut tx = store.sqlite().begin().await.unwrap();
+    let mut tx = store.db().begin_write().await.unwrap();
     for id in (11..=n).step_by(11) {
         write_tags(&mut tx, &store.keys, id, None, &["vip".to_string()]).await.unwrap();
     }
@@ -52,10 +53,11 @@ fn query(sort: &str) -> CaseQuery {
 
 /// The same listing computed the slow way: every case, filtered and sorted in memory.
 async fn reference(store: &Store, q: &CaseQuery, tag: Option<&str>, now: i64) -> Vec<i64> {
-    let rows = sqlx::query(concat!("SELECT ", case_columns!(), " FROM cases c")).fetch_all(store.sqlite()).await.unwrap();
+    let rows: Vec<CaseColumns> =
+        sqlx::query_as(concat!("SELECT ", case_columns!(), " FROM cases c")).fetch_all(store.sqlite()).await.unwrap();
     let mut all: Vec<CaseRow> = rows
-        .iter()
-        .map(|r| store.open_case(case_from_row(r)).unwrap().0)
+        .into_iter()
+        .map(|r| store.open_case(r.into()).unwrap().0)
         .filter(|c| c.queue == q.queue && q.statuses.contains(&c.status.as_str()) && q.priorities.iter().any(|p| p.as_str() == c.priority))
         .filter(|c| match &q.category {
             CategoryFilter::Any => true,
