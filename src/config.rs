@@ -349,6 +349,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         acknowledge: config.intake.acknowledge,
         ack_window: config.outbox.as_ref().map(|outbox| outbox.ack_window),
         hostname: config.server.hostname.clone(),
+        node: config.server.node_name(),
         compression: config.storage.compression,
     };
     Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config })

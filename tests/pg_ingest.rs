@@ -296,6 +296,14 @@ fn two_nodes_on_one_database_number_gap_free_across_both() {
     for name in ["node-a", "node-b"] {
         assert!(names.lines().any(|n| n == name), "{name} is connected under its name: {names:?}");
     }
+    // Each message names the node that took it in our Received header (read through the other).
+    for (number, target) in [acked.iter().find(|(_, t)| *t == 0).unwrap(), acked.iter().find(|(_, t)| *t == 1).unwrap()] {
+        let raw = [&b, &a][*target].show_message(number);
+        let (received, _) = split_received(&raw);
+        let received = String::from_utf8_lossy(received);
+        let node = ["node-a", "node-b"][*target];
+        assert!(received.contains(&format!("by {HOST} (mailroom {node}) with ESMTP")), "{number} from {node}: {received}");
+    }
     // One chain across both nodes, checked through either.
     assert_audit_verifies(&a, CLIENTS * PER_CLIENT);
     assert_audit_verifies(&b, CLIENTS * PER_CLIENT);
