@@ -112,11 +112,14 @@ pub fn spawn(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let backend = match store.db() {
         Db::Sqlite(_) => Backend::Sqlite(open_connection(&store)?),
-        Db::Postgres(_) => Backend::Postgres {
-            rt: tokio::runtime::Handle::try_current()
-                .map_err(|e| StoreError::BatchFailed(format!("the PostgreSQL writer needs a tokio runtime: {e}")))?,
-            warnings: notices::Watch::new(),
-        },
+        Db::Postgres(_) => {
+            let rt = tokio::runtime::Handle::try_current()
+                .map_err(|e| StoreError::BatchFailed(format!("the PostgreSQL writer needs a tokio runtime: {e}")))?;
+            if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+                return Err(StoreError::BatchFailed("the PostgreSQL writer needs a multi-threaded tokio runtime".into()));
+            }
+            Backend::Postgres { rt, warnings: notices::Watch::new() }
+        }
     };
     let max_batch = store.options.storage.max_batch;
     let (tx, rx) = mpsc::channel();
