@@ -342,7 +342,9 @@ fn load(location: &Location) -> anyhow::Result<Arc<Settings>> {
 async fn open_existing(location: &Location) -> anyhow::Result<Store> {
     let settings = load(location)?;
     let db = settings.database_path();
-    anyhow::ensure!(db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
+    // A PostgreSQL database is checked by connecting (and its schema made by the first node).
+    let sqlite_file = settings.config.storage.postgres_url().is_none();
+    anyhow::ensure!(!sqlite_file || db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
     crate::store::prepare_data_dir(&settings.data_dir)?;
     Store::open(settings.store_options()).await.context("opening the store")
 }

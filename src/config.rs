@@ -84,6 +84,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub hostname: String,
+    /// This node's name among several on one PostgreSQL database (logs, the Received header, the
+    /// database's `application_name`). Default: the machine's host name.
+    pub node: Option<String>,
     /// Threads running the sessions. Default: one per core but one, which is left to the
     /// group-commit writer (the serial step every message waits for) and the kernel.
     pub worker_threads: Option<usize>,
@@ -91,14 +94,35 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { hostname: "localhost".into(), worker_threads: None }
+        Self { hostname: "localhost".into(), node: None, worker_threads: None }
     }
 }
 
 impl ServerConfig {
+    /// `node`, else the machine's host name, else `hostname`.
+    pub fn node_name(&self) -> String {
+        self.node.clone().or_else(system_host_name).filter(|n| valid_node_name(n)).unwrap_or_else(|| self.hostname.clone())
+    }
+
     pub fn session_threads(&self) -> usize {
         self.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1))
     }
+}
+
+/// The kernel's host name (`gethostname`), when it has one.
+fn system_host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&buf[..end]).ok().map(str::to_string).filter(|n| !n.is_empty())
+}
+
+/// A node name goes into logs, a header comment and `application_name` (63 bytes at most).
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
 /// A config error that points at the offending place.
@@ -265,6 +289,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if hostname.is_empty() || hostname.len() > 255 || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
         return Err(err("server.hostname", "must be a domain name (letters, digits, '.', '-')".into()));
     }
+    if config.server.node.as_deref().is_some_and(|node| !valid_node_name(node)) {
+        return Err(err("server.node", "must be 1 to 63 letters, digits, '.', '-' or '_'".into()));
+    }
     if config.server.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
         return Err(err("server.worker_threads", "must be between 1 and 1024".into()));
     }
@@ -322,6 +349,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         acknowledge: config.intake.acknowledge,
         ack_window: config.outbox.as_ref().map(|outbox| outbox.ack_window),
         hostname: config.server.hostname.clone(),
+        node: config.server.node_name(),
         compression: config.storage.compression,
     };
     Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config })
@@ -521,6 +549,8 @@ mod tests {
             ("[mail]\ndomains = [\"a@b\"]\n".to_string(), "mail.domains[0]", 2),
             ("[tls]\ncert = \"c.pem\"\n".to_string(), "tls.key", 1),
             ("[storage]\nmax_batch = 0\n".to_string(), "storage.max_batch", 2),
+            ("[storage]\n\ndatabase = \"postgres://mr:pw@db:x/m\"\n".to_string(), "storage.database", 3),
+            ("[server]\nhostname = \"a.b\"\nnode = \"node a\"\n".to_string(), "server.node", 3),
             ("[authentication]\nverify = \"maybe\"\n".to_string(), "authentication.verify", 2),
             ("[access]\nmax_failures = 0\n".to_string(), "access.max_failures", 2),
         ];

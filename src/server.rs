@@ -35,7 +35,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
-    let store = Store::open(settings.store_options()).await.context("opening the store")?;
+    let node = config.server.node_name();
+    let store = Store::open_as(settings.store_options(), &node).await.context("opening the store")?;
+    tracing::info!(node = %node, engine = store.engine(), "store open");
     let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
     let (writer, writer_thread) =
         writer::spawn(store.clone(), Arc::new(settings.policy.reg_format.clone()), config.registration.duplicate_window)

@@ -363,7 +363,13 @@ fn prepare(
         sender_idx,
         msgid_idx,
         dedupe_idx,
-        trace: Trace { helo: envelope.helo.clone(), client_ip: envelope.client_ip, with, hostname: hostname.to_string() },
+        trace: Trace {
+            helo: envelope.helo.clone(),
+            client_ip: envelope.client_ip,
+            with,
+            hostname: hostname.to_string(),
+            node: policy.node.clone(),
+        },
         policy: policy.clone(),
     })
 }

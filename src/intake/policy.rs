@@ -34,6 +34,9 @@ pub struct Policy {
     pub ack_window: Option<Duration>,
     /// Ours, for the Received header and acknowledgements.
     pub hostname: String,
+    /// This node's name (`[server] node`), in the Received header: which of several nodes took
+    /// the message.
+    pub node: String,
     pub compression: Compression,
 }
 

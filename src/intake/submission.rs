@@ -76,6 +76,8 @@ pub struct Trace {
     /// RFC 3848 protocol type: ESMTP, ESMTPS, LMTP, LMTPS…
     pub with: &'static str,
     pub hostname: String,
+    /// The node that took the message (`[server] node`).
+    pub node: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

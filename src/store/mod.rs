@@ -36,7 +36,6 @@ use std::sync::Arc;
 use sqlx::Row;
 
 use engine::on_db;
-use sqlx::sqlite::SqlitePoolOptions;
 
 pub use config::StoreOptions;
 use crypto::{CryptoError, DataKey, KeyRing, aad};
@@ -153,7 +152,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Tightens what an older version created with looser modes: the database files to 0600, the
 /// generated certificate directory to 0700 (the data dir itself has been checked).
-fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
+pub(crate) fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
     for path in paths {
         let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
         let mode = meta.permissions().mode() & 0o7777;
@@ -171,34 +170,36 @@ fn tighten(paths: &[PathBuf]) -> Result<(), StoreError> {
 
 impl Store {
     /// Opens (creating when missing) the database and the key file, and runs migrations. `serve`
-    /// and the admin commands have checked the data dir first ([`prepare_data_dir`]).
+    /// and the admin commands have checked the data dir first ([`prepare_data_dir`]). On
+    /// PostgreSQL the connections are named after the program (see [`Store::open_as`]).
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
-        let db_path = options.database_path.clone();
-        if let Some(dir) = db_path.parent() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
-        let suffixed = |suffix: &str| {
-            let mut name = db_path.clone().into_os_string();
-            name.push(suffix);
-            PathBuf::from(name)
+        Store::open_as(options, "mailroom").await
+    }
+
+    /// [`Store::open`] for node `node` (`[server] node`), whose name PostgreSQL shows as the
+    /// connections' `application_name`. The key file is in the data dir on every engine (each
+    /// node has its copy).
+    pub async fn open_as(options: StoreOptions, node: &str) -> Result<Store, StoreError> {
+        tighten(&[options.data_dir.join("certs"), options.data_dir.join("certs/cert.pem")])?;
+        let db = match options.storage.postgres_url() {
+            Some(url) => engine::Db::Postgres(postgres::open(url, node).await?),
+            None => engine::Db::Sqlite(sqlite::open(&options.database_path).await?),
         };
-        tighten(&[
-            db_path.clone(),
-            suffixed("-wal"),
-            suffixed("-shm"),
-            options.data_dir.join("certs"),
-            options.data_dir.join("certs/cert.pem"),
-        ])?;
         let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(sqlite::connect_options(&db_path)).await?;
-        MIGRATOR.run(&pool).await?;
-        let store =
-            Store { db: engine::Db::Sqlite(pool), keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
-        let sealed = store.seal_clear_tags().await?;
-        if sealed > 0 {
-            tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
+        let store = Store { db, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        // Only SQLite databases from before issue #8 hold clear tags (a PostgreSQL one is newer).
+        if matches!(store.db, engine::Db::Sqlite(_)) {
+            let sealed = store.seal_clear_tags().await?;
+            if sealed > 0 {
+                tracing::info!(cases = sealed, "sealed the tags that earlier versions stored in clear");
+            }
         }
         Ok(store)
+    }
+
+    /// The engine the store runs on ("sqlite" or "postgres"), for logs.
+    pub fn engine(&self) -> &'static str {
+        self.db.engine()
     }
 
     /// Tells watchers that staff-visible data changed (callable from any thread).
@@ -216,7 +217,8 @@ impl Store {
         &self.db
     }
 
-    /// The SQLite pool, for unit tests that look at SQLite's own query plans and rows.
+    /// The SQLite pool, for unit tests that look at SQLite's rows directly (panics on
+    /// PostgreSQL). Every store operation runs through `engine::on_db!`.
     #[cfg(test)]
     pub(crate) fn sqlite(&self) -> &sqlx::SqlitePool {
         match &self.db {

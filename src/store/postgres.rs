@@ -2,7 +2,41 @@
 //! lock), and statements written in PostgreSQL's own dialect. The sibling of `sqlite.rs`; nothing
 //! outside `store` sees either.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
+
+use super::config::redacted_url;
+
+/// Connections per node: the writer's, the staff sessions' reads and writes, the workers'. A few
+/// nodes together stay well below PostgreSQL's default `max_connections` (100).
+const MAX_CONNECTIONS: u32 = 16;
+/// How long taking a connection may wait (a new one included) before the operation fails: a
+/// session gets 451 rather than hanging on an unreachable database.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the pool (every connection named `node`) and brings the schema up to date (sqlx takes
+/// an advisory lock, so nodes starting together migrate once).
+///
+/// Each session starts with `synchronous_commit = on` (a COMMIT returns only once it is durable,
+/// on the synchronous standby too when one is configured: a 250 may follow it) and
+/// `statement_timeout = 0`, whatever the server or role default, since a timeout that cancelled a
+/// COMMIT's wait would leave its outcome unknown. Statements are not logged: their parameters
+/// are sealed customer data, and their text is no use at the default level.
+pub(crate) async fn open(url: &str, node: &str) -> Result<PgPool, super::StoreError> {
+    let options: PgConnectOptions = url.parse()?;
+    let options =
+        options.application_name(node).options([("synchronous_commit", "on"), ("statement_timeout", "0")]).disable_statement_logging();
+    let pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await?;
+    let durable: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await?;
+    if durable != "on" {
+        return Err(sqlx::Error::Configuration(format!("synchronous_commit is {durable:?}, not \"on\"").into()).into());
+    }
+    super::PG_MIGRATOR.run(&pool).await?;
+    tracing::info!(database = %redacted_url(url), node, "PostgreSQL connected");
+    Ok(pool)
+}
 
 /// Starts a write transaction and takes the one `sequencer` row lock first, the PostgreSQL
 /// counterpart of SQLite's `BEGIN IMMEDIATE`: write transactions from every node run one at a

@@ -9,13 +9,31 @@
 //! positional `params![…]` binds by that order: in statements run through rusqlite (the writer),
 //! write the placeholders in ascending order of first appearance (a repeated `$1` is fine).
 
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, Transaction};
 
 use super::engine::{Conn, Db};
+
+/// Opens the pool on the database file (created when missing, 0600 like its -wal and -shm, also
+/// when an older version made them looser) and brings its schema up to date.
+pub(crate) async fn open(path: &Path) -> Result<SqlitePool, super::StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(sqlx::Error::Io)?;
+    }
+    let suffixed = |suffix: &str| {
+        let mut name = path.to_path_buf().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    super::tighten(&[path.to_path_buf(), suffixed("-wal"), suffixed("-shm")])?;
+    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(connect_options(path)).await?;
+    super::MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
 
 pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()

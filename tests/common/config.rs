@@ -20,6 +20,14 @@ pub struct Opts {
     pub max_batch: u32,
     /// `storage.max_database_size` (unset when None).
     pub max_database_size: Option<u64>,
+    /// `storage.database`: a PostgreSQL URL (e.g. [`super::PgCluster::database`]) instead of the
+    /// SQLite file in the data dir.
+    pub postgres_url: Option<String>,
+    /// `storage.master_key_file` (default `master.key` in the data dir): nodes sharing one
+    /// database share one key file.
+    pub master_key_file: Option<String>,
+    /// `server.node` (unset: mailroom's default, the host name).
+    pub node: Option<String>,
     /// Appended verbatim to the generated config (new tables only).
     pub extra_toml: String,
     /// Extra `key = value` lines for the generated `[limits]`, `[lmtp]`, `[imap]` and `[http]`
@@ -47,6 +55,9 @@ impl Default for Opts {
             duplicate_window: "48h".into(),
             max_batch: 256,
             max_database_size: None,
+            postgres_url: None,
+            master_key_file: None,
+            node: None,
             extra_toml: String::new(),
             limits_extra: String::new(),
             lmtp_extra: String::new(),
@@ -68,6 +79,7 @@ impl Opts {
             r#"# written by mailroom's integration test harness
 [server]
 hostname = "{HOST}"
+{node}
 
 [smtp]
 listen = ["127.0.0.1:0"]
@@ -102,8 +114,8 @@ format = "MR-{{year}}-{{seq:06}}-{{check}}"
 duplicate_window = "{duplicate_window}"
 
 [storage]
-database = "mailroom.db"
-master_key_file = "master.key"
+database = "{database}"
+master_key_file = "{master_key_file}"
 max_batch = {max_batch}
 {max_database_size}
 
@@ -140,6 +152,9 @@ addresses = ["complaints@example.com"]
             shutdown_grace = self.shutdown_grace,
             duplicate_window = self.duplicate_window,
             max_batch = self.max_batch,
+            node = self.node.as_ref().map(|n| format!("node = \"{n}\"")).unwrap_or_default(),
+            database = self.postgres_url.as_deref().unwrap_or("mailroom.db"),
+            master_key_file = self.master_key_file.as_deref().unwrap_or("master.key"),
             max_database_size = self.max_database_size.map(|n| format!("max_database_size = {n}")).unwrap_or_default(),
             extra = self.extra_toml,
             limits_extra = self.limits_extra,

@@ -5,24 +5,29 @@
 //! writer takes everything that is waiting — up to `storage.max_batch` — and stores it in ONE
 //! transaction: it finds retries, takes the next numbers, lets each registration write itself
 //! through [`WriteTx`] (intake decides threading, cases and acknowledgements), appends the audit
-//! events. Only when `COMMIT` has returned (the WAL is fsynced: synchronous=FULL) does each
-//! session learn its number and send 250. If anything fails the whole batch rolls back, every
+//! events. Only when `COMMIT` has returned (SQLite: the WAL is fsynced, synchronous=FULL;
+//! PostgreSQL: synchronous_commit=on, so flushed, on the synchronous standby too when the server
+//! has one) does each session learn its number and send 250. If anything fails the whole batch rolls back, every
 //! session replies 451 and no number is consumed, so the sequence stays gap-free. While one
 //! commit is being fsynced the next batch accumulates, so the cost of an fsync is shared by
 //! every message that arrived meanwhile.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
+use super::engine::Db;
 use super::{Store, StoreError};
 
+mod notices;
 mod tx;
+use tx::Engine;
 pub use tx::{MessageRow, NewCase, WriteTx};
 
 /// One message to register, prepared by intake. The writer decides whether it is a retry of a
@@ -92,25 +97,47 @@ impl WriterHandle {
 }
 
 /// Starts the writer thread. It runs until every `WriterHandle` is dropped and the queue is
-/// drained; join the returned handle to wait for the last commit.
+/// drained; join the returned handle to wait for the last commit. Call it inside the runtime the
+/// store was opened in (on PostgreSQL the writer drives its transactions there).
 ///
-/// The writer owns a synchronous SQLite connection on a thread of its own (rusqlite, over the
+/// On SQLite the writer owns a synchronous connection on a thread of its own (rusqlite, over the
 /// same libsqlite3 that sqlx uses). sqlx's SQLite driver sends every statement to a worker thread
 /// and back; on the commit path that hand-off, repeated for every statement of every batch, cost
-/// more than the fsync itself, and the commit path is what every sender waits for.
+/// more than the fsync itself, and the commit path is what every sender waits for. On PostgreSQL
+/// the same thread runs each batch through the store's pool with `Handle::block_on`.
 pub fn spawn(
     store: Store,
     numbering: Arc<dyn Numbering>,
     duplicate_window: Duration,
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
-    let conn = open_connection(&store)?;
+    let backend = match store.db() {
+        Db::Sqlite(_) => Backend::Sqlite(open_connection(&store)?),
+        Db::Postgres(_) => {
+            let rt = tokio::runtime::Handle::try_current()
+                .map_err(|e| StoreError::BatchFailed(format!("the PostgreSQL writer needs a tokio runtime: {e}")))?;
+            if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+                return Err(StoreError::BatchFailed("the PostgreSQL writer needs a multi-threaded tokio runtime".into()));
+            }
+            Backend::Postgres { rt, warnings: notices::Watch::new() }
+        }
+    };
     let max_batch = store.options.storage.max_batch;
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mailroom-writer".into())
-        .spawn(move || run(store, &*numbering, conn, rx, max_batch, duplicate_window))
+        .spawn(move || run(store, &*numbering, backend, rx, max_batch, duplicate_window))
         .map_err(|e| StoreError::BatchFailed(format!("starting the writer thread: {e}")))?;
     Ok((WriterHandle { tx }, thread))
+}
+
+/// What the writer thread commits through.
+enum Backend {
+    /// Its own synchronous SQLite connection.
+    Sqlite(Connection),
+    /// The runtime to drive the store's PostgreSQL pool in (a multi-threaded one: the writer
+    /// thread's `block_on` cannot drive a current-thread runtime's IO), and what notes the
+    /// server's warnings during COMMIT.
+    Postgres { rt: tokio::runtime::Handle, warnings: notices::Watch },
 }
 
 fn open_connection(store: &Store) -> Result<Connection, StoreError> {
@@ -142,7 +169,7 @@ fn open_connection(store: &Store) -> Result<Connection, StoreError> {
 fn run(
     store: Store,
     numbering: &dyn Numbering,
-    mut conn: Connection,
+    mut backend: Backend,
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
     duplicate_window: Duration,
@@ -156,7 +183,7 @@ fn run(
         batch.push(first);
         batch.extend(rx.try_iter().take(max_batch - 1));
         let started = Instant::now();
-        let result = commit_batch(&store, numbering, &mut conn, &batch, duplicate_window);
+        let result = commit_batch(&store, numbering, &mut backend, &batch, duplicate_window);
         tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(outcomes) => {
@@ -174,31 +201,83 @@ fn run(
         }
         // The background checkpointer copies most of the WAL; finishing here, between commits,
         // lets the checkpoint complete so the next commit restarts the WAL from its beginning.
-        if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY {
+        if let Backend::Sqlite(conn) = &backend
+            && last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY
+        {
             last_checkpoint = Instant::now();
-            if let Err(e) = super::sqlite::checkpoint_sync(&conn, false) {
+            if let Err(e) = super::sqlite::checkpoint_sync(conn, false) {
                 tracing::warn!(error = %e, "WAL checkpoint failed");
             }
         }
     }
     // Last one out moves the WAL into the database file, so a clean stop leaves one file.
-    if let Err(e) = super::sqlite::checkpoint_sync(&conn, true) {
+    if let Backend::Sqlite(conn) = &backend
+        && let Err(e) = super::sqlite::checkpoint_sync(conn, true)
+    {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
 }
 
+/// One batch in one transaction on the backend's engine, committed before any answer is given.
+///
+/// On PostgreSQL every statement, including the sealed message bodies, runs after the
+/// `sequencer` lock: message ids are allocated under it and `message_blobs` is keyed by them.
+/// If COMMIT fails, or its outcome is unknown (the connection was lost while it ran: PostgreSQL
+/// may have committed or not; or it succeeded with a warning, as when the wait for the
+/// synchronous standby was cancelled), the batch counts as failed: every sender gets 451 and
+/// retries, and a retry of a message that was in fact committed finds it through the retry
+/// lookup and gets its original number.
 fn commit_batch(
     store: &Store,
     numbering: &dyn Numbering,
-    conn: &mut Connection,
+    backend: &mut Backend,
     batch: &[Job],
     duplicate_window: Duration,
 ) -> Result<Vec<Answer>, StoreError> {
     let now = chrono::Utc::now();
+    let mut audit_entries = Vec::with_capacity(batch.len());
+    let answers = match backend {
+        Backend::Sqlite(conn) => {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut write = WriteTx { engine: Engine::Sqlite(&tx), keys: &store.keys, now, audit: &mut audit_entries };
+            let answers = write_batch(&mut write, numbering, batch, duplicate_window)?;
+            tx.commit()?;
+            answers
+        }
+        Backend::Postgres { rt, warnings } => {
+            let mut conn = rt.block_on(store.db().begin_write())?;
+            let locked = Instant::now();
+            let answers = {
+                let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
+                write_batch(&mut WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries }, numbering, batch, duplicate_window)?
+            };
+            let (committed, warning) = warnings.run(|| rt.block_on(conn.commit()));
+            committed?;
+            if let Some(warning) = warning {
+                // Committed on the primary, perhaps not on the synchronous standby: not what a
+                // 250 promises. The senders retry and find it (same number).
+                return Err(StoreError::BatchFailed(format!("COMMIT answered with a warning, durability unknown: {warning}")));
+            }
+            tracing::debug!(messages = batch.len(), lock_ms = locked.elapsed().as_secs_f64() * 1e3, "sequencer lock held");
+            answers
+        }
+    };
+    // Wakes IMAP sessions in IDLE (a new registration is an EXISTS in its queue's mailbox).
+    store.changed();
+    Ok(answers)
+}
+
+/// The batch's statements, the same on every engine: retries, numbers, each registration's
+/// rows, retry counts, the audit chain.
+fn write_batch(
+    write: &mut WriteTx<'_>,
+    numbering: &dyn Numbering,
+    batch: &[Job],
+    duplicate_window: Duration,
+) -> Result<Vec<Answer>, StoreError> {
+    let now = write.now;
     let window_start = now.timestamp_millis() - duplicate_window.as_millis() as i64;
     let year = numbering.counter_year(now.year());
-
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
 
     // Decide each job's fate: new, a retry of a message committed earlier (its sender timed out
     // before our 250 arrived), or a second copy within this batch.
@@ -210,34 +289,19 @@ fn commit_batch(
     let mut plans = Vec::with_capacity(batch.len());
     let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
     let mut fresh = 0i64;
-    {
-        // A retry has the same Message-ID, so the Message-ID index finds it; the fingerprint
-        // (envelope + Message-ID + body) decides. Without a Message-ID, the partial index on the
-        // fingerprint does.
-        let mut by_msgid = tx.prepare_cached(
-            "SELECT id, number FROM messages WHERE msgid_idx = $1 AND dedupe_idx = $2 AND received_at >= $3 ORDER BY id LIMIT 1",
-        )?;
-        let mut by_fingerprint = tx.prepare_cached(
-            "SELECT id, number FROM messages WHERE msgid_idx IS NULL AND dedupe_idx = $1 AND received_at >= $2 ORDER BY id LIMIT 1",
-        )?;
-        for (i, job) in batch.iter().enumerate() {
-            let r = &job.registration;
-            let key = r.dedupe_idx();
-            if let Some(&first) = first_in_batch.get(key) {
-                plans.push(Plan::DuplicateInBatch(first));
-                continue;
-            }
-            let known: Option<(i64, String)> = match r.msgid_idx() {
-                Some(msgid) => by_msgid.query_row(params![msgid, key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
-                None => by_fingerprint.query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?))).optional()?,
-            };
-            match known {
-                Some((id, number)) => plans.push(Plan::Duplicate { id, number }),
-                None => {
-                    first_in_batch.insert(key, i);
-                    plans.push(Plan::New { index: fresh });
-                    fresh += 1;
-                }
+    for (i, job) in batch.iter().enumerate() {
+        let r = &job.registration;
+        let key = r.dedupe_idx();
+        if let Some(&first) = first_in_batch.get(key) {
+            plans.push(Plan::DuplicateInBatch(first));
+            continue;
+        }
+        match write.find_retry(r.msgid_idx(), key, window_start)? {
+            Some((id, number)) => plans.push(Plan::Duplicate { id, number }),
+            None => {
+                first_in_batch.insert(key, i);
+                plans.push(Plan::New { index: fresh });
+                fresh += 1;
             }
         }
     }
@@ -245,24 +309,16 @@ fn commit_batch(
     // The number each new message gets, by batch position.
     let mut numbers: Vec<Option<String>> = vec![None; batch.len()];
     let mut ids: Vec<Option<i64>> = vec![None; batch.len()];
-    let mut audit_entries = Vec::with_capacity(batch.len());
     let at = now.timestamp_millis();
     if fresh > 0 {
         // Numbers are taken inside this transaction: if it rolls back, none is consumed.
-        let last_seq: i64 = tx
-            .prepare_cached(
-                "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
-                 ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq",
-            )?
-            .query_row(params![year, fresh], |r| r.get(0))?;
-        let first_seq = last_seq - fresh + 1;
-        let first_message = tx::allocate(&tx, "message", fresh)?;
-        let mut write = WriteTx { tx: &tx, keys: &store.keys, now, audit: &mut audit_entries };
+        let first_seq = write.take_numbers(year, fresh)?;
+        let first_message = write.allocate("message", fresh)?;
         for (i, (job, plan)) in batch.iter().zip(&plans).enumerate() {
             let Plan::New { index } = plan else { continue };
             let (seq, id) = (first_seq + index, first_message + index);
             let numbered = Numbered { id, year, seq, number: numbering.format(year, seq as u64) };
-            job.registration.register(&mut write, &numbered)?;
+            job.registration.register(write, &numbered)?;
             numbers[i] = Some(numbered.number);
             ids[i] = Some(id);
         }
@@ -276,29 +332,23 @@ fn commit_batch(
             Plan::DuplicateInBatch(first) => Answer::Duplicate(numbers[*first].clone().expect("first copy numbered above")),
         })
         .collect();
-    {
-        let mut count_retry = tx.prepare_cached("UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE id = $1")?;
-        for (i, (job, answer)) in batch.iter().zip(&answers).enumerate() {
-            if let Answer::Duplicate(number) = answer {
-                let id = match &plans[i] {
-                    Plan::Duplicate { id, .. } => *id,
-                    Plan::DuplicateInBatch(first) => ids[*first].expect("first copy inserted above"),
-                    Plan::New { .. } => unreachable!("a new message is not a duplicate"),
-                };
-                count_retry.execute(params![id])?;
-                audit_entries.push(AuditEntry {
-                    at,
-                    actor: job.registration.actor().into(),
-                    action: "message.duplicate".into(),
-                    object: Some(number.clone()),
-                    detail: Some(format!("size={}", job.registration.size())),
-                });
-            }
+    for (i, (job, answer)) in batch.iter().zip(&answers).enumerate() {
+        if let Answer::Duplicate(number) = answer {
+            let id = match &plans[i] {
+                Plan::Duplicate { id, .. } => *id,
+                Plan::DuplicateInBatch(first) => ids[*first].expect("first copy inserted above"),
+                Plan::New { .. } => unreachable!("a new message is not a duplicate"),
+            };
+            write.count_retry(id)?;
+            write.audit(AuditEntry {
+                at,
+                actor: job.registration.actor().into(),
+                action: "message.duplicate".into(),
+                object: Some(number.clone()),
+                detail: Some(format!("size={}", job.registration.size())),
+            });
         }
     }
-    audit::append_sync(&store.keys, &tx, &audit_entries)?;
-    tx.commit()?;
-    // Wakes IMAP sessions in IDLE (a new registration is an EXISTS in its queue's mailbox).
-    store.changed();
+    write.append_audit()?;
     Ok(answers)
 }
