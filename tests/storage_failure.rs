@@ -23,6 +23,12 @@ fn filler(i: usize) -> Vec<u8> {
 
 #[test]
 fn full_store_gets_451_and_stays_consistent() {
+    if postgres_run() {
+        // The cap is SQLite's own (`max_page_count`); the config refuses it with a PostgreSQL URL.
+        // A failed or doubtful COMMIT on PostgreSQL answering 451 is tests/pg_ingest.rs's.
+        eprintln!("SQLite only, skipped under PostgreSQL: storage.max_database_size is SQLite's cap");
+        return;
+    }
     let s = Server::start(Opts { max_database_size: Some(262_144), ..Opts::default() });
     let mut c = s.smtp_session();
     let mut stored = Vec::new();

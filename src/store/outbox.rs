@@ -163,14 +163,14 @@ pub fn insert_sync(tx: &rusqlite::Transaction, row: &NewOutboxMail) -> rusqlite:
     )
 }
 
+/// An acknowledgement to recipient `$1` (blind index) queued since `$2` (unix ms), if any.
+pub const RECENT_ACK: &str = "SELECT id FROM outbox WHERE rcpt_idx = $1 AND kind = 'ack' AND created_at >= $2 LIMIT 1";
+
 /// Whether an acknowledgement went to this recipient since `since` (unix ms): at most one per
 /// sender within the window.
 pub fn recent_ack_sync(tx: &rusqlite::Transaction, rcpt_idx: &[u8], since: i64) -> rusqlite::Result<bool> {
     use rusqlite::OptionalExtension;
-    let found: Option<i64> = tx
-        .prepare_cached("SELECT id FROM outbox WHERE rcpt_idx = $1 AND kind = 'ack' AND created_at >= $2 LIMIT 1")?
-        .query_row(rusqlite::params![rcpt_idx, since], |r| r.get(0))
-        .optional()?;
+    let found: Option<i64> = tx.prepare_cached(RECENT_ACK)?.query_row(rusqlite::params![rcpt_idx, since], |r| r.get(0)).optional()?;
     Ok(found.is_some())
 }
 

@@ -275,16 +275,9 @@ impl WriteTx<'_> {
     pub fn ack_queued_since(&self, rcpt_idx: &[u8], since: i64) -> Result<bool, StoreError> {
         Ok(match &self.engine {
             Engine::Sqlite(tx) => crate::store::outbox::recent_ack_sync(tx, rcpt_idx, since)?,
-            // TRANSITION (#11): outbox::recent_ack_sync's statement; one function once outbox.rs
-            // runs on both engines.
-            engine @ Engine::Postgres { .. } => fetch_optional!(
-                engine,
-                (i64,),
-                "SELECT id FROM outbox WHERE rcpt_idx = $1 AND kind = 'ack' AND created_at >= $2 LIMIT 1",
-                rcpt_idx,
-                since
-            )
-            .is_some(),
+            engine @ Engine::Postgres { .. } => {
+                fetch_optional!(engine, (i64,), crate::store::outbox::RECENT_ACK, rcpt_idx, since).is_some()
+            }
         })
     }
 
