@@ -11,6 +11,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::tests::query;
 use super::*;
 use crate::store::engine::{Db, on_conn};
 use crate::store::outbox;
@@ -126,22 +127,6 @@ async fn seed(store: &Store, n: i64) {
     tx.commit().await.unwrap();
 }
 
-fn q(sort: &str) -> CaseQuery {
-    CaseQuery {
-        queue: "support".into(),
-        statuses: ACTIVE.to_vec(),
-        priorities: PRIORITIES.to_vec(),
-        category: CategoryFilter::Any,
-        tag_idx: None,
-        assignee: AssigneeFilter::Anyone,
-        overdue: None,
-        sort: sort.parse().unwrap(),
-        limit: 7,
-        offset: 0,
-        after: None,
-    }
-}
-
 async fn scenario(store: &Store) -> String {
     let mut out = String::new();
     seed(store, 600).await;
@@ -149,24 +134,24 @@ async fn scenario(store: &Store) -> String {
     writeln!(out, "case 22 {:?}", store.case(22).await.unwrap().unwrap().tags).unwrap();
     let now = 300_000;
     for sort in Sort::NAMES {
-        let mut variants = vec![q(sort)];
-        let mut v = q(sort);
+        let mut variants = vec![query(sort)];
+        let mut v = query(sort);
         v.statuses = STATUSES.to_vec();
         v.overdue = Some(true);
         variants.push(v);
-        let mut v = q(sort);
+        let mut v = query(sort);
         v.priorities = vec![Priority::Low, Priority::Urgent];
         v.tag_idx = Some(store.keys.tag_index("vip"));
         variants.push(v);
-        let mut v = q(sort);
+        let mut v = query(sort);
         v.category = CategoryFilter::Code("BZZX".into());
         v.overdue = Some(false);
         v.statuses = vec!["waiting", "new"];
         variants.push(v);
-        let mut v = q(sort);
+        let mut v = query(sort);
         v.assignee = AssigneeFilter::User(1);
         variants.push(v);
-        let mut v = q(sort);
+        let mut v = query(sort);
         v.assignee = AssigneeFilter::Nobody;
         v.category = CategoryFilter::Uncategorised;
         variants.push(v);

@@ -35,7 +35,8 @@ async fn seed(store: &Store, n: i64) {
     tx.commit().await.unwrap();
 }
 
-fn query(sort: &str) -> CaseQuery {
+/// The active cases of queue `support` in `sort` order, 7 a page (also `engines_agree`'s).
+pub(super) fn query(sort: &str) -> CaseQuery {
     CaseQuery {
         queue: "support".into(),
         statuses: ACTIVE.to_vec(),
