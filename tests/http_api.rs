@@ -906,6 +906,35 @@ fn requests_outside_the_documented_constraints_are_refused_and_inside_them_accep
     assert!(!doc.to_string().contains("\"complaints\""), "queue names are not listed in the public document");
 }
 
+/// PostgreSQL cannot store U+0000 in text, so it is refused before any query, on both engines:
+/// 422 in a JSON body or query, 404 in a path (no name contains it); never a 500.
+#[test]
+fn text_with_nul_is_refused_as_invalid_on_every_engine() {
+    let server = start("");
+    server.add_user("lead", PW, &["support-lead"]);
+    let number = send(&server, "support@example.com", "NUL");
+    let api = Api::new(&server);
+    let lead = api.login_bearer("lead", PW);
+    let id = api.case_of(&lead, "support", &number);
+    for (action, body) in [
+        ("assign", json!({ "user": "le\u{0}ad" })),
+        ("notes", json!({ "text": "a note \u{0} with NUL" })),
+        ("tags", json!({ "add": ["ok", "n\u{0}"] })),
+        ("transfer", json!({ "queue": "complaints\u{0}" })),
+    ] {
+        let r = api.post(&format!("/api/cases/{id}/{action}"), &lead, body.clone());
+        assert_eq!(r.error(422), "invalid", "{action} {body}");
+        assert!(r.json()["reason"].as_str().unwrap().contains("U+0000"), "{}", r.text());
+    }
+    let login = api.post("/api/login", &Auth::Anonymous, json!({ "user": "lead\u{0}", "password": PW, "mode": "bearer" }));
+    assert_eq!(login.error(422), "invalid");
+    assert_eq!(api.get("/api/queues/support/cases?assignee=le%00ad", &lead).error(422), "invalid");
+    assert_eq!(api.get("/api/queues/supp%00ort/cases", &lead).error(404), "not_found");
+    // Nothing of it was written, and the server still answers.
+    assert_eq!(api.get(&format!("/api/cases/{id}"), &lead).ok()["tags"], json!([]));
+    assert_eq!(api.post(&format!("/api/cases/{id}/notes"), &lead, json!({ "text": "fine" })).status, 200);
+}
+
 #[test]
 fn transfer_moves_the_case_between_queue_listings_with_fresh_uids() {
     let server = start("");

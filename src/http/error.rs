@@ -143,14 +143,38 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// `axum::Json` with rejections in our error shape.
+/// Why text with U+0000 is refused: PostgreSQL cannot store it in a text column, and no name,
+/// note or reply has a use for it. Refused the same way on both engines.
+pub const NUL_REFUSED: &str = "text must not contain the NUL character (U+0000)";
+
+/// `axum::Json` with rejections in our error shape, and text with U+0000 refused as invalid.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request<axum::body::Body>, state: &S) -> Result<Self, ApiError> {
-        Ok(Json(axum::Json::<T>::from_request(req, state).await?.0))
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if has_nul(&value) {
+            return Err(ApiError::invalid(NUL_REFUSED));
+        }
+        // Through axum again (not `from_value`) so a field's error still names its path.
+        let bytes = serde_json::to_vec(&value).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Json(axum::Json::<T>::from_bytes(&bytes)?.0))
     }
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A percent-encoded NUL in a path or query: no name or id contains one (see `NUL_REFUSED`).
+pub fn encodes_nul(raw: &str) -> bool {
+    raw.contains("%00")
 }
 
 /// `axum::extract::Query` with rejections in our error shape.
@@ -159,6 +183,9 @@ pub struct Query<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_some_and(encodes_nul) {
+            return Err(ApiError::invalid(NUL_REFUSED));
+        }
         Ok(Query(axum::extract::Query::<T>::from_request_parts(parts, state).await?.0))
     }
 }
@@ -169,6 +196,9 @@ pub struct Path<T>(pub T);
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if encodes_nul(parts.uri.path()) {
+            return Err(ApiError::not_found("no such thing: no name or id contains the NUL character (U+0000)"));
+        }
         Ok(Path(axum::extract::Path::<T>::from_request_parts(parts, state).await?.0))
     }
 }

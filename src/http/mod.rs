@@ -177,16 +177,25 @@ async fn observe(State(ctx): State<Arc<HttpContext>>, mut req: Request, next: Ne
     req.extensions_mut().insert(user.clone());
     // Where a timeout's answer goes: JSON for the API, a page for a browser on the web page.
     let page_lang = (!web::is_api_path(req.uri().path())).then(|| web::i18n::Lang::negotiate(req.headers()));
-    let mut response = match tokio::time::timeout(ctx.settings.http.request_timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => match page_lang {
-            Some(lang) => {
-                let mut page = web::error::PageError::new(lang, web::error::Problem::Unavailable).into_response();
-                web::headers::set_page_headers(page.headers_mut(), ctx.tls.is_some());
-                page
-            }
-            None => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
-                .into_response(),
+    // A page's path or query with NUL names nothing (the API's extractors refuse it with JSON).
+    let names_nothing = error::encodes_nul(req.uri().path()) || req.uri().query().is_some_and(error::encodes_nul);
+    let mut response = match page_lang {
+        Some(lang) if names_nothing => {
+            let mut page = web::error::PageError::new(lang, web::error::Problem::NotFound).into_response();
+            web::headers::set_page_headers(page.headers_mut(), ctx.tls.is_some());
+            page
+        }
+        _ => match tokio::time::timeout(ctx.settings.http.request_timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => match page_lang {
+                Some(lang) => {
+                    let mut page = web::error::PageError::new(lang, web::error::Problem::Unavailable).into_response();
+                    web::headers::set_page_headers(page.headers_mut(), ctx.tls.is_some());
+                    page
+                }
+                None => ApiError::unavailable("the request took longer than http.request_timeout and was abandoned (nothing was changed)")
+                    .into_response(),
+            },
         },
     };
     // DENY, but for the one answer our own page frames: a mail's HTML part (`web::case_parts`).

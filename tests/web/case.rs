@@ -259,6 +259,17 @@ fn the_action_forms_work_need_the_csrf_token_and_refuse_a_stale_view() {
     let at = page.body.find("data-entry=\"note\"").unwrap_or_else(|| panic!("{}", page.body));
     let entry = &page.body[at..page.body[at..].find("</li>").unwrap() + at];
     assert!(entry.contains("Internal note — not sent to the customer") && entry.contains("Customer is a VIP, be quick"), "{entry}");
+    // NUL (which PostgreSQL cannot store) in a form, a path or a query: a readable 400 or 404 page,
+    // nothing written, on both engines.
+    let notes = || server.sql_i64(&format!("SELECT COUNT(*) FROM case_entries WHERE case_id = {case}"));
+    let before = notes();
+    let nul = anna.post_encoded(&format!("{path}/note"), &format!("csrf={csrf}&seen={}&text=a%00b", seen(&page)));
+    assert_eq!(nul.status, 400, "{nul:?}");
+    nul.assert_html_in("en");
+    assert_eq!(notes(), before);
+    assert_eq!(anna.get(&format!("{path}%00")).status, 404);
+    assert_eq!(anna.get(&format!("{path}?show=%00")).status, 404);
+    assert_eq!(CurlBrowser::new(&server).post_encoded("/login", "user=an%00na&password=x").status, 400);
 
     // Status waiting: the SLA line says the clock is paused.
     let status = anna.post(&format!("{path}/status"), &[("csrf", &csrf), ("seen", &seen(&page)), ("status", "waiting")]);

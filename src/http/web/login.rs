@@ -64,6 +64,9 @@ pub async fn submit(
         return PageError::new(lang, Problem::Forbidden).into_response();
     }
     let Ok(Form(LoginForm { user, password })) = form else { return PageError::new(lang, Problem::BadForm).into_response() };
+    if user.contains('\0') || password.contains('\0') {
+        return PageError::new(lang, Problem::BadForm).into_response();
+    }
     let chrome = Chrome::anonymous(lang);
     if user.trim().is_empty() || password.is_empty() {
         let problem = Some(chrome.t("login.incomplete").to_string());

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use axum::Form;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -158,9 +159,14 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<HttpContext>> for Posted<T> {
             return Err(refuse("origin or sec-fetch-site"));
         }
         let session = PageSession::from_request_parts(&mut parts, ctx).await?;
-        let Form(WithCsrf { csrf, fields }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), ctx)
-            .await
-            .map_err(|_| Refusal::Page(PageError::new(lang, Problem::BadForm)))?;
+        let bad_form = || Refusal::Page(PageError::new(lang, Problem::BadForm));
+        // Buffered first so a NUL (`crate::http::error::NUL_REFUSED`) is refused before any field is read.
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), ctx).await.map_err(|_| bad_form())?;
+        if form_has_nul(&body) {
+            return Err(bad_form());
+        }
+        let Form(WithCsrf { csrf, fields }) =
+            Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, Body::from(body)), ctx).await.map_err(|_| bad_form())?;
         // Refused in the user's own language from here on.
         let lang = session.lang;
         let refuse = |why: &str| {
@@ -175,4 +181,9 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<HttpContext>> for Posted<T> {
         }
         Ok(Posted { session, form: fields })
     }
+}
+
+/// A urlencoded body carries NUL only as `%00` (a literal `%` is `%25`) or as a raw byte.
+pub fn form_has_nul(body: &[u8]) -> bool {
+    body.contains(&0) || crate::http::error::encodes_nul(&String::from_utf8_lossy(body))
 }
