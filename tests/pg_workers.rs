@@ -3,6 +3,8 @@
 //! * Two server processes (nodes) on one database, both running the outbox worker against one
 //!   capture SMTP server, while customers deliver to both: every acknowledgement arrives exactly
 //!   once (claims take rows with `FOR UPDATE SKIP LOCKED`; no row goes to two workers).
+//! * The claim itself, by two stores ("nodes") in this process: disjoint rows under concurrent
+//!   claims, and a row another transaction has locked is skipped, not waited for.
 //! * Leases for singleton jobs, taken by two stores ("nodes") in this process on one database:
 //!   never two holders at once, an expired lease is taken over.
 
@@ -158,4 +160,66 @@ async fn two_nodes_never_hold_one_lease_at_once() {
     assert_eq!(leases::holder(&a, "purge").await.unwrap(), Some(("node-b/2".to_string(), now + 1_000)));
     a.close().await;
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_on_two_nodes_take_disjoint_rows() {
+    use mailroom::store::outbox;
+    let pg = PgCluster::start();
+    let url = pg.database("claims");
+    let dir = tempfile::tempdir().unwrap();
+    let a = store_of(&url, dir.path(), "node-a").await;
+    let b = store_of(&url, dir.path(), "node-b").await;
+    let mut queued = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        queued.insert(outbox::enqueue(&a, None, "ack", "", &[format!("c{i}@client.example.org")], b"x").await.unwrap());
+    }
+    // Both nodes claim small batches at once until nothing is due: every row is taken by one.
+    let drain = |store: Store| async move {
+        let mut taken = Vec::new();
+        loop {
+            let now = mailroom::store::now_millis();
+            let rows = outbox::claim(&store, now, now + 600_000, 5).await.unwrap();
+            if rows.is_empty() && outbox::next_due(&store).await.unwrap().is_none_or(|due| due > now) {
+                return taken;
+            }
+            taken.extend(rows.iter().map(|r| r.id));
+        }
+    };
+    let (by_a, by_b) = tokio::join!(tokio::spawn(drain(a.clone())), tokio::spawn(drain(b.clone())));
+    let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
+    eprintln!("claimed: node-a {}, node-b {}", by_a.len(), by_b.len());
+    let mut all: Vec<i64> = by_a.iter().chain(&by_b).copied().collect();
+    all.sort();
+    let unique: std::collections::BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "no row claimed twice");
+    assert_eq!(unique, queued, "every row claimed");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_skips_rows_another_node_has_locked_instead_of_waiting() {
+    use mailroom::store::outbox;
+    let pg = PgCluster::start();
+    let url = pg.database("skiplocked");
+    let dir = tempfile::tempdir().unwrap();
+    let a = store_of(&url, dir.path(), "node-a").await;
+    let first = outbox::enqueue(&a, None, "ack", "", &["c1@client.example.org"], b"x").await.unwrap();
+    let second = outbox::enqueue(&a, None, "ack", "", &["c2@client.example.org"], b"x").await.unwrap();
+    // Another node's claim in progress: the oldest row locked in an open transaction.
+    let other = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM outbox WHERE id = $1 FOR UPDATE").bind(first).execute(&mut *tx).await.unwrap();
+    let now = mailroom::store::now_millis();
+    let rows = tokio::time::timeout(Duration::from_secs(5), outbox::claim(&a, now, now + 600_000, 10))
+        .await
+        .expect("the claim does not wait for the locked row")
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![second], "the unlocked row is taken, the locked one skipped");
+    tx.rollback().await.unwrap();
+    let rows = outbox::claim(&a, now, now + 600_000, 10).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![first], "once free, the skipped row is taken");
+    other.close().await;
+    a.close().await;
 }
