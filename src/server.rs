@@ -23,7 +23,8 @@ use crate::store::{Store, writer};
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The customer directory is re-read every this many checkpoint ticks (2 s).
 const DIRECTORY_REFRESH_TICKS: u64 = 10;
-/// Expired HTTP sessions are deleted every this many ticks (1 min).
+/// Expired HTTP sessions are deleted every this many ticks (1 min), the first time at the first
+/// tick (what a stopped node left behind goes at once).
 const SESSION_PURGE_TICKS: u64 = 300;
 /// The session purge is a singleton job (one node at a time, see `store::leases`): its lease
 /// outlives a few purge periods, so a live holder keeps it by renewing at each purge, and a dead
@@ -153,7 +154,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                 }
                 // The directory is small and changes by admin import: re-read it now and then.
                 ticks += 1;
-                if ticks.is_multiple_of(SESSION_PURGE_TICKS)
+                if ticks % SESSION_PURGE_TICKS == 1
                     && holds_lease(&store, SESSION_PURGE, &lease_holder, SESSION_PURGE_LEASE).await
                     && let Err(e) = access.purge_sessions().await
                 {

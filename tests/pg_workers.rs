@@ -223,3 +223,26 @@ async fn a_claim_skips_rows_another_node_has_locked_instead_of_waiting() {
     other.close().await;
     a.close().await;
 }
+
+#[test]
+fn the_session_purge_lease_is_held_by_one_node_and_released_when_it_stops() {
+    let pg = PgCluster::start();
+    let url = pg.database("purge");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    let (port, _captured) = capture_smtp();
+    let mut a = node(&url, &key_file, "node-a", port);
+    let mut b = node(&url, &key_file, "node-b", port);
+    // Each node purges at its first tick: whichever came first holds the lease, the other not.
+    let row = pg.wait_for("purge", "SELECT holder FROM leases WHERE name = 'session-purge'", |h| !h.is_empty(), "the purge lease");
+    let holders = [format!("node-a/{}", a.pid()), format!("node-b/{}", b.pid())];
+    assert!(holders.contains(&row), "held by one node's process: {row:?}, nodes {holders:?}");
+    let until: i64 = pg.sql("purge", "SELECT until FROM leases").parse().unwrap();
+    let now = mailroom::store::now_millis();
+    assert!(until > now + 200_000 && until <= now + 300_000, "held for its ttl: until {until}, now {now}");
+    assert_eq!(pg.sql("purge", "SELECT count(*) FROM leases"), "1", "one row per job, whoever holds it");
+    // A clean stop hands the lease back at once (another node need not wait for it to expire).
+    let holder = if row == holders[0] { &mut a } else { &mut b };
+    assert!(holder.terminate_and_wait().success());
+    assert_eq!(pg.sql("purge", "SELECT holder, until FROM leases"), format!("{row}|0"));
+}
