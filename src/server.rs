@@ -167,8 +167,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                     }
                 }
             }
-            if let Err(e) = crate::store::leases::release(&store, SESSION_PURGE, &lease_holder).await {
-                tracing::debug!(error = %e, "releasing the session purge lease failed (it expires by itself)");
+            // Bounded: an unreachable database must not hold up the stop (the lease expires anyway).
+            let release = crate::store::leases::release(&store, SESSION_PURGE, &lease_holder);
+            match tokio::time::timeout(Duration::from_secs(2), release).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "releasing the session purge lease failed (it expires by itself)"),
+                Err(_) => tracing::debug!("releasing the session purge lease timed out (it expires by itself)"),
             }
         })
     };
