@@ -23,8 +23,13 @@ use crate::store::{Store, writer};
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The customer directory is re-read every this many checkpoint ticks (2 s).
 const DIRECTORY_REFRESH_TICKS: u64 = 10;
-/// Expired HTTP sessions are deleted every this many ticks (1 min).
+/// Expired HTTP sessions are deleted every this many ticks (1 min), the first time at the first
+/// tick (what a stopped node left behind goes at once).
 const SESSION_PURGE_TICKS: u64 = 300;
+/// The session purge is a singleton job (one node at a time, see `store::leases`): its lease
+/// outlives a few purge periods, so a live holder keeps it by renewing at each purge, and a dead
+/// one's passes to another node within this long.
+const SESSION_PURGE_LEASE: Duration = Duration::from_secs(300);
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Before anything is created: every file private to us, and a data dir nobody else can enter.
@@ -131,8 +136,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     }
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 
+    // This process among the nodes, as a lease holder (the pid: two processes never share one).
+    let lease_holder = format!("{node}/{}", std::process::id());
     let checkpointer = {
         let (store, mut shutdown, directory, access) = (store.clone(), shutdown.clone(), directory.clone(), access.clone());
+        let lease_holder = lease_holder.clone();
         tokio::spawn(async move {
             let mut ticks = 0u64;
             loop {
@@ -140,12 +148,14 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                     _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
                     _ = shutdown.reached(Phase::Draining) => break,
                 }
+                // Per node: the WAL of this node's SQLite file (nothing on PostgreSQL).
                 if let Err(e) = store.checkpoint().await {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
                 // The directory is small and changes by admin import: re-read it now and then.
                 ticks += 1;
-                if ticks.is_multiple_of(SESSION_PURGE_TICKS)
+                if ticks % SESSION_PURGE_TICKS == 1
+                    && holds_lease(&store, SESSION_PURGE, &lease_holder, SESSION_PURGE_LEASE).await
                     && let Err(e) = access.purge_sessions().await
                 {
                     tracing::warn!(error = %e, "purging expired sessions failed");
@@ -156,6 +166,13 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                         Err(e) => tracing::warn!(error = %e, "reloading the customer directory failed"),
                     }
                 }
+            }
+            // Bounded: an unreachable database must not hold up the stop (the lease expires anyway).
+            let release = crate::store::leases::release(&store, SESSION_PURGE, &lease_holder);
+            match tokio::time::timeout(Duration::from_secs(2), release).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "releasing the session purge lease failed (it expires by itself)"),
+                Err(_) => tracing::debug!("releasing the session purge lease timed out (it expires by itself)"),
             }
         })
     };
@@ -185,6 +202,26 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("mailroom stopped");
     Ok(())
+}
+
+/// The lease of the expired-sessions purge.
+const SESSION_PURGE: &str = "session-purge";
+
+/// Takes or renews lease `name` for `holder` (see `store::leases`): whether this node runs the
+/// job now. A database error counts as not holding it (the job waits for the next period).
+async fn holds_lease(store: &Store, name: &str, holder: &str, ttl: Duration) -> bool {
+    match crate::store::leases::acquire(store, name, holder, crate::store::now_millis(), ttl.as_millis() as i64).await {
+        Ok(held) => {
+            if !held {
+                tracing::debug!(job = name, "another node holds the lease");
+            }
+            held
+        }
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "taking the lease failed");
+            false
+        }
+    }
 }
 
 /// Binds one listener and records the address it got (port 0 resolved) under `name` for

@@ -42,6 +42,17 @@ impl Db {
         })
     }
 
+    /// A write transaction for rows that no counter, number or audit entry depends on (the
+    /// outbox worker's own rows): SQLite's `BEGIN IMMEDIATE` (it has one writer anyway), a plain
+    /// transaction on PostgreSQL, so that such updates from several nodes do not queue behind the
+    /// `sequencer` row lock of every registration batch.
+    pub async fn begin_unsequenced(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Conn::SqliteWrite(super::sqlite::begin_write(pool).await?),
+            Db::Postgres(pool) => Conn::PostgresWrite(pool.begin().await?),
+        })
+    }
+
     /// A connection for a sequence of reads (no lock, no transaction).
     pub async fn begin_read(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {

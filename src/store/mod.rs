@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod directory;
 pub mod engine;
 pub mod enrolment;
+pub mod leases;
 pub mod mailbox;
 pub mod outbox;
 mod postgres;

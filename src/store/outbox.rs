@@ -16,8 +16,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{CryptoError, KeyRing, aad};
-use super::engine::{Conn, on_conn, on_db};
+use super::engine::{Conn, Db, on_conn, on_db};
 use super::{Store, StoreError, now_millis};
+use super::{postgres, sqlite};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -211,32 +212,28 @@ pub fn open_mail(keys: &KeyRing, row: &OutboxRow) -> Result<Mail, OutboxError> {
 }
 
 /// Takes up to `batch` due rows in one statement, conditional on their status, so two workers
-/// never get the same row (SQLite runs it under the write lock; a stale snapshot fails instead
-/// of claiming twice; PostgreSQL re-checks the outer condition on a row another claim changed
-/// meanwhile, and skips it). `lease_until` (unix ms) hands the rows back if the worker dies while
-/// sending. Oldest first. (PostgreSQL may want `FOR UPDATE SKIP LOCKED` in the subquery, so that
-/// workers on several nodes do not wait for each other's rows.)
+/// never get the same row. SQLite runs it under the write lock (a stale snapshot fails instead of
+/// claiming twice); PostgreSQL locks the rows it picks with `FOR UPDATE SKIP LOCKED`, so workers
+/// on several nodes take different rows instead of waiting for each other's, and re-checks the
+/// outer condition on a row another transaction changed meanwhile (a withdrawn reply). No
+/// sequencer lock: one statement on outbox rows only. `lease_until` (unix ms) hands the rows
+/// back if the worker dies while sending. Oldest first.
 pub async fn claim(store: &Store, now: i64, lease_until: i64, batch: usize) -> Result<Vec<OutboxRow>, StoreError> {
-    let mut rows: Vec<OutboxRow> = on_db!(store.db(), pool => sqlx::query_as(
-        "UPDATE outbox SET status = 'sending', next_attempt_at = $1
-         WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
-                      ORDER BY next_attempt_at, id LIMIT $3)
-           AND status IN ('pending', 'sending') AND next_attempt_at <= $2
-         RETURNING id, kind, attempts, uid, key_id, wrapped_key, mail_ct",
-    )
-    .bind(lease_until)
-    .bind(now)
-    .bind(batch as i64)
-    .fetch_all(pool)
-    .await?);
+    let sql = match store.db() {
+        Db::Sqlite(_) => sqlite::CLAIM_OUTBOX,
+        Db::Postgres(_) => postgres::CLAIM_OUTBOX,
+    };
+    let mut rows: Vec<OutboxRow> =
+        on_db!(store.db(), pool => sqlx::query_as(sql).bind(lease_until).bind(now).bind(batch as i64).fetch_all(pool).await?);
     // RETURNING comes in no particular order; ids grow with time.
     rows.sort_by_key(|r| r.id);
     Ok(rows)
 }
 
 /// Hands claimed rows back, due now, without counting an attempt.
+/// Like [`record`], without the sequencer lock.
 pub async fn release(store: &Store, ids: &[i64]) -> Result<(), StoreError> {
-    let mut tx = store.db().begin_write().await?;
+    let mut tx = store.db().begin_unsequenced().await?;
     for id in ids {
         on_conn!(&mut tx, c => {
             sqlx::query("UPDATE outbox SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND status = 'sending'")
@@ -262,9 +259,13 @@ pub enum Attempt<'a> {
 }
 
 /// Writes the attempts (row id, attempts so far, what happened) in one transaction, `now` as the
-/// time of sending.
+/// time of sending. Without the sequencer lock (`Db::begin_unsequenced`): each statement is one
+/// conditional UPDATE of a row this worker claimed (status `sending`), which allocates no number
+/// and writes no audit entry, so it needs no place in the commit order; another node's claim
+/// skips rows locked here, and a withdrawal waits for this row lock only (it never holds the
+/// sequencer while this waits for it, so no deadlock).
 pub async fn record(store: &Store, attempts: &[(i64, i64, Attempt<'_>)], now: i64) -> Result<(), StoreError> {
-    let mut tx = store.db().begin_write().await?;
+    let mut tx = store.db().begin_unsequenced().await?;
     for (id, count, attempt) in attempts {
         match attempt {
             Attempt::Sent { note } => on_conn!(&mut tx, c => sqlx::query(

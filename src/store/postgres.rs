@@ -56,3 +56,12 @@ pub(crate) const LIST_MESSAGES: &str =
                      'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam, 'tier', k.tier))::text
              FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
      FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";
+
+/// The outbox worker's claim, as `sqlite::CLAIM_OUTBOX`, with the rows locked by
+/// `FOR UPDATE SKIP LOCKED`: a worker on another node skips rows already being claimed (it takes
+/// the next ones) instead of waiting for that transaction and then finding them taken.
+pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', next_attempt_at = $1
+     WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
+                  ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+       AND status IN ('pending', 'sending') AND next_attempt_at <= $2
+     RETURNING id, kind, attempts, uid, key_id, wrapped_key, mail_ct";

@@ -100,3 +100,11 @@ pub(crate) const LIST_MESSAGES: &str =
                      'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam, 'tier', k.tier))
              FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
      FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";
+
+/// The outbox worker's claim (`outbox::claim`): up to `$3` due rows, oldest first, taken in one
+/// statement under the write lock, conditional on their status.
+pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', next_attempt_at = $1
+     WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
+                  ORDER BY next_attempt_at, id LIMIT $3)
+       AND status IN ('pending', 'sending') AND next_attempt_at <= $2
+     RETURNING id, kind, attempts, uid, key_id, wrapped_key, mail_ct";
