@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod directory;
 pub mod engine;
 pub mod enrolment;
+mod listener;
 pub mod mailbox;
 pub mod outbox;
 mod postgres;
