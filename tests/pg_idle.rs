@@ -1,7 +1,8 @@
 //! IMAP IDLE across nodes on PostgreSQL: a client idling on node B hears of mail delivered to
 //! node A through B's LISTEN connection (named `node-b-listener`), and still does after that
 //! connection was killed with `pg_terminate_backend` (B reconnects and re-reads). The safety-net
-//! poll is set to an hour here, so only the listener can make the deadline.
+//! poll is set to an hour there, so only the listener can make the deadline; the poll is tested
+//! on its own with a commit that sends no NOTIFY.
 
 mod common;
 
@@ -171,4 +172,33 @@ fn idle_on_one_node_sees_mail_delivered_to_another_also_after_the_listener_was_k
     assert!(text.contains(&first) && text.contains(&second), "{text}");
     let log = b.log_text();
     assert!(log.contains("other nodes' changes") && log.contains("reconnecting"), "B noticed and reconnected: {log}");
+}
+
+/// The safety net alone: a commit that sends no NOTIFY (here psql's) still wakes the node's
+/// watchers within `change_poll`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_notices_a_commit_that_sent_no_notification() {
+    let pg = PgCluster::start();
+    let url = pg.database("poll");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nhostname = \"mx.example.com\"\nnode = \"node-p\"\n\n[storage]\ndatabase = \"{url}\"\nchange_poll = \"200ms\"\n\n\
+         [mail]\ndomains = [\"example.com\"]\n\n[[queues]]\nname = \"support\"\naddresses = [\"support@example.com\"]\n"
+    );
+    let settings = mailroom::config::Settings::from_str("poll.toml", &toml, dir.path()).expect("test config is valid");
+    let store = mailroom::store::Store::open_as(settings.store_options(), "node-p").await.expect("store opens");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = store.watch_other_nodes(async move { drop(stopped.await) }).expect("a watcher on PostgreSQL");
+    let mut changes = store.changes.subscribe();
+    // The listener's first connect bumps once; wait for it, then for quiet.
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("bumped after connecting").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    changes.borrow_and_update();
+
+    pg.sql("poll", "UPDATE counters SET value = value + 1 WHERE name = 'message'");
+    tokio::time::timeout(Duration::from_secs(2), changes.changed()).await.expect("the poll saw the new message id").unwrap();
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops when told").unwrap();
+    store.close().await;
 }
