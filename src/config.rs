@@ -488,6 +488,7 @@ mod tests {
             ("[http]\nmax_connections = 0\n", "http.max_connections"),
             ("[http]\nmax_connections_per_source = 0\n", "http.max_connections_per_source"),
             ("[http]\nidle_timeout = \"500ms\"\n", "http.idle_timeout"),
+            ("[storage]\nchange_poll = \"10ms\"\n", "storage.change_poll"),
         ];
         for (text, key) in cases {
             let e = load(text).unwrap_err();

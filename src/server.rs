@@ -176,6 +176,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
             }
         })
     };
+    // PostgreSQL: other nodes' commits wake this node's IDLE sessions too.
+    let other_nodes = {
+        let mut shutdown = shutdown.clone();
+        store.watch_other_nodes(async move { shutdown.reached(Phase::Draining).await })
+    };
     let outbox =
         settings.config.outbox.clone().map(|config| {
             tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), shutdown.clone()))
@@ -195,6 +200,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;
+    if let Some(other_nodes) = other_nodes {
+        let _ = other_nodes.await;
+    }
     if let Some(outbox) = outbox {
         let _ = outbox.await;
     }

@@ -27,6 +27,10 @@ pub struct StorageConfig {
     pub max_database_size: Option<u64>,
     /// "lz4" (default) or "none": compress each message before encrypting it.
     pub compression: super::codec::Compression,
+    /// PostgreSQL: how often each node checks whether another node committed something, the
+    /// safety net under the LISTEN/NOTIFY hint (`store::listener`). Ignored on SQLite.
+    #[serde(with = "humantime_serde")]
+    pub change_poll: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -37,6 +41,7 @@ impl Default for StorageConfig {
             max_batch: 256,
             max_database_size: None,
             compression: Default::default(),
+            change_poll: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -59,6 +64,9 @@ impl StorageConfig {
             if self.max_database_size.is_some() {
                 return Err(("max_database_size".into(), "applies to a SQLite database only (size PostgreSQL itself)".into()));
             }
+        }
+        if self.change_poll < std::time::Duration::from_millis(100) {
+            return Err(("change_poll".into(), "must be at least 100ms".into()));
         }
         if !(1..=1000).contains(&self.max_batch) {
             return Err(("max_batch".into(), "must be between 1 and 1000".into()));

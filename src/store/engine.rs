@@ -78,6 +78,16 @@ impl Conn {
             Conn::SqliteRead(_) | Conn::PostgresRead(_) => Ok(()),
         }
     }
+
+    /// Makes the commit of this write transaction wake the other nodes' watchers (PostgreSQL's
+    /// NOTIFY, delivered on commit); nothing on SQLite, where every writer is on this node.
+    /// Call it in transactions after which the caller runs `Store::changed()`.
+    pub async fn notify_changes(&mut self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::PostgresWrite(tx) => super::postgres::notify_changes(tx).await,
+            Conn::SqliteWrite(_) | Conn::SqliteRead(_) | Conn::PostgresRead(_) => Ok(()),
+        }
+    }
 }
 
 /// Runs `$body` with `$pool` bound to the store's pool, once written, expanded for each engine:

@@ -148,6 +148,9 @@ impl Store {
             .map(|_| ())?);
         }
         audit::append(&self.keys, &mut tx, entries).await?;
+        if !flags.is_empty() {
+            tx.notify_changes().await?;
+        }
         tx.commit().await?;
         if !flags.is_empty() {
             // The user's other sessions (another client, another device) show the new flags.

@@ -15,6 +15,7 @@ pub mod directory;
 pub mod engine;
 pub mod enrolment;
 pub mod leases;
+mod listener;
 pub mod mailbox;
 pub mod outbox;
 mod postgres;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, Transaction};
 
 use super::config::redacted_url;
 
@@ -46,6 +46,21 @@ pub(crate) async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Po
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT id FROM sequencer WHERE id = 1 FOR UPDATE").execute(&mut *tx).await?;
     Ok(tx)
+}
+
+/// The channel on which every commit that staff see is announced to the other nodes.
+pub(crate) const CHANGES_CHANNEL: &str = "mailroom_changes";
+
+/// Announces the transaction's changes to every node's listener (`store::listener`). PostgreSQL
+/// delivers a NOTIFY only when its transaction commits, and not at all if it rolls back, so it is
+/// sent inside the transaction. The payload is only a hint: the last message id allocated so far
+/// (never customer data); listeners re-read on any notification.
+pub(crate) async fn notify_changes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, (SELECT value FROM counters WHERE name = 'message')::text)")
+        .bind(CHANGES_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Registrations for operators, oldest first, `$1` at most: as `sqlite::LIST_MESSAGES`, with

@@ -163,6 +163,7 @@ impl CaseChange<'_> {
             detail,
         };
         audit::append(&self.store.keys, &mut self.tx, &[entry]).await?;
+        self.tx.notify_changes().await?;
         self.tx.commit().await?;
         self.store.changed();
         self.case.updated_at = self.now;

@@ -251,6 +251,8 @@ fn commit_batch(
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
                 write_batch(&mut WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries }, numbering, batch, duplicate_window)?
             };
+            // The other nodes' IMAP sessions in IDLE hear of the batch when it commits.
+            rt.block_on(conn.notify_changes())?;
             let (committed, warning) = warnings.run(|| rt.block_on(conn.commit()));
             committed?;
             if let Some(warning) = warning {
