@@ -313,8 +313,11 @@ def limit_note(r):
     split_ = f"CPU of all {cores} cores: " + ", ".join(parts)
     lock = r.get("lock_busy")
     writer = r.get("commits", {}).get("busy")
+    ours = (r["server_cpu"] + (0 if math.isnan(r["db_cpu"]) else r["db_cpu"]) + r["client_cpu"]) / wall * 100
     if m and m.get("busy", 0) >= 90:
-        why = "CPU bound (the machine was busy ≥ 90%)"
+        others = m["busy"] - ours
+        why = "CPU bound (the machine was busy ≥ 90%" + (
+            f"; {others:.0f}% of it outside this bench: figures skewed)" if others >= 10 else ")")
     elif lock is not None and lock >= 0.8:
         why = f"the sequencer row lock (held {lock * 100:.0f}% of the pass: commits are serial)"
     elif writer is not None and writer >= 0.8:
