@@ -152,6 +152,7 @@ def run_load(client, targets, sessions, messages, size, run_dir, label, cluster=
                         "p99": percentile(ms, 99), "busy": sum(ms) / 1000.0 / wall / len(shares)}
     if locks:
         r["lock_busy"] = sum(locks) / 1000.0 / wall  # share of the pass some node held the sequencer
+        r["lock_ceiling"] = messages / (sum(locks) / 1000.0) if sum(locks) else float("nan")
     if cluster:
         r["xacts"] = cluster.xact_commit(db) - xact0
     status = "ok" if r["rc"] == 0 else f"FAILED (exit {r['rc']})"
@@ -326,7 +327,8 @@ def limit_note(r):
         why = f"the disk (iowait {m['iowait']:.0f}%)"
     else:
         why = "waiting, not computing: round trips between client, server and database"
-    lock_s = f", sequencer held {lock * 100:.0f}%" if lock is not None else ""
+    lock_s = (f", sequencer held {lock * 100:.0f}% (were it held all the time, at these batch sizes: "
+              f"≈ {fmt(r['lock_ceiling'])} msg/s; batches grow with load, so more)" if lock is not None else "")
     writer_s = f", writer busy {writer * 100:.0f}% per node" if writer is not None else ""
     return f"{why}. {split_}{writer_s}{lock_s}"
 
