@@ -352,7 +352,7 @@ async fn a_commit_with_a_cancelled_standby_wait_is_not_acknowledged() {
         };
         pg.wait_for(
             "postgres",
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'node-a'",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND application_name = 'node-a-writer'",
             |count| count == "1",
             "the writer's COMMIT to wait for the standby",
         );
@@ -374,4 +374,78 @@ async fn a_commit_with_a_cancelled_standby_wait_is_not_acknowledged() {
     drop(intake);
     tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
     store.close().await;
+}
+
+/// One `curl` POST of JSON with a bearer token (or none); the status code.
+fn post_json(base: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-S", "--max-time", "90", "-o", "-", "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd.args(["--data-binary", body]).arg(format!("{base}{path}")).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The writer commits through a connection of its own (`<node>-writer`): while staff requests
+/// hold every pooled connection, each waiting for the sequencer lock that an outside session
+/// keeps for longer than a pooled connection may be waited for, a delivery still gets its 250
+/// once the lock is free. Through the shared pool it waited 10 s for a connection and got 451.
+#[test]
+fn a_delivery_never_waits_for_a_pooled_connection() {
+    let pg = PgCluster::start();
+    let url = pg.database("pool");
+    let keys = tempfile::tempdir().unwrap();
+    let server = Server::start(Opts {
+        postgres_url: Some(url.clone()),
+        master_key_file: Some(keys.path().join("master.key").to_str().unwrap().to_string()),
+        node: Some("node-a".to_string()),
+        extra_toml: "[[roles]]\nname = \"support-agent\"\ngrants = { support = [\"read\", \"act\"] }\n".to_string(),
+        ..Default::default()
+    });
+    server.add_user("anna", "correct horse battery", &["support-agent"]);
+    let mut c = server.smtp_session();
+    c.send_message("customer@client.example.org", &["support@example.com"], &simple_message("first", "opens a case"));
+    let case = pg.sql("pool", "SELECT case_id FROM messages");
+    let (status, login) =
+        post_json(&server.http_url(), "/api/login", None, r#"{"user":"anna","password":"correct horse battery","mode":"bearer"}"#);
+    assert_eq!(status, 200, "{login}");
+    let token = serde_json::from_str::<serde_json::Value>(&login).unwrap()["token"].as_str().unwrap().to_string();
+    let held = Duration::from_secs(14);
+    let waiting_on_lock =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'pool' AND application_name = 'node-a' AND wait_event_type = 'Lock'";
+    std::thread::scope(|scope| {
+        let outside = scope.spawn(|| {
+            pg.sql("pool", &format!("BEGIN; SELECT id FROM sequencer WHERE id = 1 FOR UPDATE; SELECT pg_sleep({}); COMMIT", held.as_secs()))
+        });
+        pg.wait_for(
+            "pool",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()",
+            |n| n == "1",
+            "the outside lock",
+        );
+        let started = std::time::Instant::now();
+        let notes: Vec<_> = (0..24)
+            .map(|i| {
+                let (base, token, case) = (server.http_url(), token.clone(), case.clone());
+                scope.spawn(move || {
+                    post_json(&base, &format!("/api/cases/{case}/notes"), Some(&token), &format!(r#"{{"text":"note {i}"}}"#)).0
+                })
+            })
+            .collect();
+        pg.wait_for("pool", waiting_on_lock, |n| n.parse::<u32>().unwrap() >= 16, "every pooled connection waiting on the lock");
+        let mut c = server.smtp_session();
+        c.set_read_timeout(Duration::from_secs(60));
+        let number =
+            c.send_message("customer@client.example.org", &["support@example.com"], &simple_message("second", "while the pool is taken"));
+        assert!(started.elapsed() > Duration::from_secs(10), "the pool stayed exhausted past its acquire timeout");
+        assert_eq!(pg.sql("pool", &format!("SELECT count(*) FROM messages WHERE number = '{number}'")), "1");
+        outside.join().unwrap();
+        let statuses: Vec<u16> = notes.into_iter().map(|n| n.join().unwrap()).collect();
+        assert!(statuses.contains(&200), "staff requests went through too: {statuses:?}");
+    });
+    let names = pg.sql("pool", "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'pool' ORDER BY 1");
+    assert!(names.lines().any(|n| n == "node-a-writer"), "{names:?}");
 }

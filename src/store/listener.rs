@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 
 use super::Store;
 use super::engine::Db;
@@ -29,7 +29,7 @@ impl Store {
     /// hear). They run until `stop` resolves; await the handle to know they have.
     pub fn watch_other_nodes(&self, stop: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::JoinHandle<()>> {
         let Db::Postgres(pool) = &self.db else { return None };
-        let (listener_pool, pool) = (listener_pool(pool), pool.clone());
+        let (listener_pool, pool) = (super::postgres::own_connection(pool, "listener"), pool.clone());
         let (store, poll_every) = (self.clone(), self.options.storage.change_poll);
         Some(tokio::spawn(async move {
             tokio::select! {
@@ -40,13 +40,6 @@ impl Store {
             listener_pool.close().await;
         }))
     }
-}
-
-/// A pool of one connection for LISTEN, with the store's settings and its own application name.
-fn listener_pool(pool: &PgPool) -> PgPool {
-    let options = (*pool.connect_options()).clone();
-    let name = format!("{}-listener", options.get_application_name().unwrap_or("mailroom"));
-    PgPoolOptions::new().max_connections(1).min_connections(0).connect_lazy_with(options.application_name(&name))
 }
 
 /// Connects, LISTENs, bumps once (anything may have been missed before), then bumps on every

@@ -38,6 +38,19 @@ pub(crate) async fn open(url: &str, node: &str) -> Result<PgPool, super::StoreEr
     Ok(pool)
 }
 
+/// A pool of one connection of its own, with the store's settings and the application name
+/// `<node>-<role>`, connected on first use and again after a failure: for a task that must not
+/// wait for a connection behind staff requests (the writer) or holds one for good (the listener).
+pub(crate) fn own_connection(pool: &PgPool, role: &str) -> PgPool {
+    let options = (*pool.connect_options()).clone();
+    let name = format!("{}-{role}", options.get_application_name().unwrap_or("mailroom"));
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options.application_name(&name))
+}
+
 /// Starts a write transaction and takes the one `sequencer` row lock first, the PostgreSQL
 /// counterpart of SQLite's `BEGIN IMMEDIATE`: write transactions from every node run one at a
 /// time, so registration numbers, message ids (IMAP UIDs) and the audit chain follow commit

@@ -22,7 +22,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::audit::AuditEntry;
-use super::engine::Db;
+use super::engine::{Conn, Db};
 use super::{Store, StoreError};
 
 mod notices;
@@ -112,13 +112,15 @@ pub fn spawn(
 ) -> Result<(WriterHandle, std::thread::JoinHandle<()>), StoreError> {
     let backend = match store.db() {
         Db::Sqlite(_) => Backend::Sqlite(open_connection(&store)?),
-        Db::Postgres(_) => {
+        Db::Postgres(pool) => {
             let rt = tokio::runtime::Handle::try_current()
                 .map_err(|e| StoreError::BatchFailed(format!("the PostgreSQL writer needs a tokio runtime: {e}")))?;
             if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
                 return Err(StoreError::BatchFailed("the PostgreSQL writer needs a multi-threaded tokio runtime".into()));
             }
-            Backend::Postgres { rt, warnings: notices::Watch::new() }
+            // Its own connection: a burst of staff requests holding every pooled one must not
+            // keep a delivery waiting for a connection (and then answering 451).
+            Backend::Postgres { rt, warnings: notices::Watch::new(), pool: super::postgres::own_connection(pool, "writer") }
         }
     };
     let max_batch = store.options.storage.max_batch;
@@ -134,10 +136,10 @@ pub fn spawn(
 enum Backend {
     /// Its own synchronous SQLite connection.
     Sqlite(Connection),
-    /// The runtime to drive the store's PostgreSQL pool in (a multi-threaded one: the writer
-    /// thread's `block_on` cannot drive a current-thread runtime's IO), and what notes the
-    /// server's warnings during COMMIT.
-    Postgres { rt: tokio::runtime::Handle, warnings: notices::Watch },
+    /// The runtime to drive PostgreSQL connections in (a multi-threaded one: the writer thread's
+    /// `block_on` cannot drive a current-thread runtime's IO), what notes the server's warnings
+    /// during COMMIT, and the writer's own connection (`<node>-writer`).
+    Postgres { rt: tokio::runtime::Handle, warnings: notices::Watch, pool: sqlx::PgPool },
 }
 
 fn open_connection(store: &Store) -> Result<Connection, StoreError> {
@@ -244,8 +246,8 @@ fn commit_batch(
             tx.commit()?;
             answers
         }
-        Backend::Postgres { rt, warnings } => {
-            let mut conn = rt.block_on(store.db().begin_write())?;
+        Backend::Postgres { rt, warnings, pool } => {
+            let mut conn = Conn::PostgresWrite(rt.block_on(super::postgres::begin_write(pool))?);
             let locked = Instant::now();
             let answers = {
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
