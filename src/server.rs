@@ -43,6 +43,14 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let node = config.server.node_name();
     let store = Store::open_as(settings.store_options(), &node).await.context("opening the store")?;
     tracing::info!(node = %node, engine = store.engine(), "store open");
+    if !store.audit_head_verifies().await.context("reading the audit log")? {
+        anyhow::bail!(
+            "the key file {} is not the one this database was written with: the newest audit entry does not verify under it. \
+             Every node needs a copy of the same key file (docs/deploy-postgres.md); if this is the right one, the newest audit \
+             entry was altered: run `mailroom audit verify`",
+            settings.store_options().master_key_path.display()
+        );
+    }
     let tls = crate::tls::server_config(&config.tls, &settings.data_dir, &config.server.hostname).context("setting up TLS")?;
     let (writer, writer_thread) =
         writer::spawn(store.clone(), Arc::new(settings.policy.reg_format.clone()), config.registration.duplicate_window)

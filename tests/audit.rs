@@ -53,3 +53,33 @@ fn audit_chain_detects_a_removed_entry() {
     let out = s.cli(&["audit", "verify"]);
     assert!(!out.status.success() && out.stderr.contains("audit chain broken at entry 3: entries 2 to 2 are missing"), "{}", out.stderr);
 }
+
+/// `serve` stops before writing anything when the key file is not the database's: the newest
+/// audit entry's MAC does not verify under it (a node given a fresh key instead of a copy).
+#[test]
+fn serve_refuses_a_key_file_the_database_was_not_written_with() {
+    let mut s = Server::start(Opts::default());
+    let mut c = s.smtp_session();
+    c.send_message("ana@customer.org", &["support@example.com"], &simple_message("keyed", "body"));
+    drop(c);
+    assert_eq!(s.terminate_and_wait().code(), Some(0));
+    let key = s.data_dir.join("master.key");
+    let original = std::fs::read(&key).unwrap();
+    let entries = sql(&s, "SELECT COUNT(*) FROM audit;");
+    // Another server's key: a valid key file, just not this database's.
+    let other = Server::start(Opts::default());
+    std::fs::write(&key, std::fs::read(other.data_dir.join("master.key")).unwrap()).unwrap();
+    let out = s.cli(&["serve"]);
+    assert!(!out.status.success(), "serve ran with another key file");
+    assert!(
+        out.stderr.contains(&key.display().to_string()) && out.stderr.contains("is not the one this database was written with"),
+        "the error names the key file and the reason: {}",
+        out.stderr
+    );
+    assert_eq!(sql(&s, "SELECT COUNT(*) FROM audit;"), entries, "nothing was written with the wrong key");
+    // With its own key file back, it starts and its chain is intact.
+    std::fs::write(&key, original).unwrap();
+    s.restart();
+    let ok = s.cli(&["audit", "verify"]);
+    assert!(ok.status.success(), "{}{}", ok.stdout_str(), ok.stderr);
+}

@@ -201,6 +201,20 @@ pub async fn verify(keys: &KeyRing, conn: &mut Conn) -> Result<ChainCheck, sqlx:
     }
 }
 
+/// Whether the newest entry's MAC verifies under `keys` (true for an empty log): checked at
+/// start, so that a node given another key file than the one this database was written with stops
+/// before it seals mail no other node can read and chains entries `verify` would call forged.
+pub async fn head_verifies(keys: &KeyRing, conn: &mut Conn) -> Result<bool, sqlx::Error> {
+    let newest: Option<StoredRow> = on_conn!(conn, c => {
+        sqlx::query_as("SELECT id, at, actor, action, object, detail, prev_hash, hash FROM audit ORDER BY id DESC LIMIT 1")
+            .fetch_optional(c)
+            .await?
+    });
+    Ok(newest.is_none_or(|(_, at, actor, action, object, detail, prev, hash)| {
+        chain_hash(keys, &prev, &AuditEntry { at, actor, action, object, detail }) == hash
+    }))
+}
+
 /// The same append for the writer thread's synchronous connection.
 pub fn append_sync(keys: &KeyRing, tx: &rusqlite::Transaction, entries: &[AuditEntry]) -> rusqlite::Result<()> {
     if entries.is_empty() {

@@ -370,6 +370,13 @@ impl Store {
         let mut conn = self.db.begin_read().await?;
         Ok(audit::verify(&self.keys, &mut conn).await?)
     }
+
+    /// Whether the key file is the one this database was written with, as far as the newest
+    /// audit entry can tell (see [`audit::head_verifies`]).
+    pub async fn audit_head_verifies(&self) -> Result<bool, StoreError> {
+        let mut conn = self.db.begin_read().await?;
+        Ok(audit::head_verifies(&self.keys, &mut conn).await?)
+    }
 }
 
 pub fn now_millis() -> i64 {
