@@ -326,12 +326,9 @@ impl Access {
         Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
     }
 
-    /// One audit entry in its own transaction.
+    /// One audit entry of its own (a read, a listing), durable before this returns.
     pub async fn audit(&self, actor: &str, action: &str, object: Option<String>, detail: Option<String>) -> Result<(), StoreError> {
-        let mut tx = self.store.begin_write().await?;
-        tx.audit(&[AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.store.append_audit(vec![AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object, detail }]).await
     }
 }
 

@@ -127,10 +127,11 @@ impl Store {
     }
 
     /// Stores flag changes and audit entries in one transaction (a FETCH that sets \Seen and
-    /// audits the reads commits once).
+    /// audits the reads commits once); reads' entries alone (`BODY.PEEK`) go with the writer's
+    /// next batch.
     pub async fn mailbox_commit(&self, user_id: i64, flags: &[FlagUpdate], entries: &[AuditEntry]) -> Result<(), StoreError> {
-        if flags.is_empty() && entries.is_empty() {
-            return Ok(());
+        if flags.is_empty() {
+            return if entries.is_empty() { Ok(()) } else { self.append_audit(entries.to_vec()).await };
         }
         let mut tx = self.db.begin_write().await?;
         for f in flags {

@@ -83,6 +83,9 @@ pub struct Store {
     /// Bumped after every commit that changes what staff see (new mail, case actions), so
     /// IMAP sessions in IDLE and other watchers re-read at once instead of polling blindly.
     pub changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The group-commit writer while it runs (set by `writer::spawn`), which appends staff
+    /// reads' audit entries in its next batch ([`Store::append_audit`]).
+    writer: Arc<std::sync::OnceLock<writer::WeakWriter>>,
 }
 
 /// One registration as listed for operators (no customer data).
@@ -188,7 +191,8 @@ impl Store {
             None => engine::Db::Sqlite(sqlite::open(&options.database_path).await?),
         };
         let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
-        let store = Store { db, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
+        let store =
+            Store { db, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0), writer: Arc::default() };
         // Only SQLite databases from before issue #8 hold clear tags (a PostgreSQL one is newer).
         if matches!(store.db, engine::Db::Sqlite(_)) {
             let sealed = store.seal_clear_tags().await?;
@@ -275,20 +279,9 @@ impl Store {
     pub async fn read_raw(&self, counter_year: i32, seq: u64, actor: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(id) = self.message_id_by_registration(counter_year, seq).await? else { return Ok(None) };
         let (number, raw) = self.open_message(id).await?;
-        let mut tx = self.db.begin_write().await?;
-        audit::append(
-            &self.keys,
-            &mut tx,
-            &[audit::AuditEntry {
-                at: now_millis(),
-                actor: actor.into(),
-                action: "message.read".into(),
-                object: Some(number),
-                detail: None,
-            }],
-        )
-        .await?;
-        tx.commit().await?;
+        let read =
+            audit::AuditEntry { at: now_millis(), actor: actor.into(), action: "message.read".into(), object: Some(number), detail: None };
+        self.append_audit(vec![read]).await?;
         Ok(Some(raw))
     }
 
@@ -369,6 +362,21 @@ impl Store {
     pub async fn verify_audit(&self) -> Result<audit::ChainCheck, StoreError> {
         let mut conn = self.db.begin_read().await?;
         Ok(audit::verify(&self.keys, &mut conn).await?)
+    }
+
+    /// Appends audit entries of their own (a staff read, an export), durably, before returning:
+    /// in the writer's next batch while it runs — a read then takes no write transaction (on
+    /// PostgreSQL, no turn at the sequencer lock) of its own —, otherwise (admin commands, tests,
+    /// a stopping server) in a transaction of their own. Never call it holding a write unit: the
+    /// writer would wait for that unit's lock.
+    pub async fn append_audit(&self, entries: Vec<audit::AuditEntry>) -> Result<(), StoreError> {
+        if let Some(writer) = self.writer.get().and_then(writer::WeakWriter::upgrade) {
+            return writer.audit(entries).await;
+        }
+        let mut tx = self.db.begin_write().await?;
+        audit::append(&self.keys, &mut tx, &entries).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Whether the key file is the one this database was written with, as far as the newest

@@ -36,7 +36,13 @@ async fn pg_store(dir: &std::path::Path, url: &str) -> (Store, String) {
     }
     let options = crate::store::testing::options(dir);
     let keys = Arc::new(crate::store::crypto::KeyRing::load_or_create(&options.master_key_path).unwrap());
-    let store = Store { db: Db::Postgres(pool), keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0) };
+    let store = Store {
+        db: Db::Postgres(pool),
+        keys,
+        options: Arc::new(options),
+        changes: Arc::new(tokio::sync::watch::channel(0).0),
+        writer: Arc::default(),
+    };
     (store, schema)
 }
 

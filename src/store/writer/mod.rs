@@ -14,12 +14,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEntry;
 use super::engine::{Conn, Db};
@@ -72,9 +72,17 @@ pub enum Answer {
     Duplicate(String),
 }
 
-struct Job {
-    registration: Box<dyn Registration>,
-    reply: oneshot::Sender<Result<Answer, StoreError>>,
+enum Job {
+    Register {
+        registration: Box<dyn Registration>,
+        reply: oneshot::Sender<Result<Answer, StoreError>>,
+    },
+    /// Audit entries of their own (a staff read): appended in the next batch, so a read costs no
+    /// write transaction (and, on PostgreSQL, no turn at the sequencer lock) of its own.
+    Audit {
+        entries: Vec<AuditEntry>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// How often the writer itself finishes a checkpoint, so the WAL restarts instead of growing.
@@ -84,14 +92,31 @@ const WRITER_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub struct WriterHandle {
     // Unbounded, yet bounded in practice: each session has at most one job in flight, and
     // sessions are bounded by limits.max_connections.
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+/// What the store keeps of the writer: it does not hold the channel open (the writer stops once
+/// the last [`WriterHandle`] is gone), and gives a handle while the writer runs.
+pub(crate) struct WeakWriter(mpsc::WeakUnboundedSender<Job>);
+
+impl WeakWriter {
+    pub(crate) fn upgrade(&self) -> Option<WriterHandle> {
+        self.0.upgrade().map(|tx| WriterHandle { tx })
+    }
 }
 
 impl WriterHandle {
     /// Returns once the message is durably committed (or the batch failed).
     pub async fn submit(&self, registration: Box<dyn Registration>) -> Result<Answer, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { registration, reply }).map_err(|_| StoreError::Closed)?;
+        self.tx.send(Job::Register { registration, reply }).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Returns once the entries are durably appended to the audit chain (in the next batch).
+    pub async fn audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Audit { entries, reply }).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -124,7 +149,9 @@ pub fn spawn(
         }
     };
     let max_batch = store.options.storage.max_batch;
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::unbounded_channel();
+    // Staff reads' audit entries go through the writer while it runs (`Store::append_audit`).
+    let _ = store.writer.set(WeakWriter(tx.downgrade()));
     let thread = std::thread::Builder::new()
         .name("mailroom-writer".into())
         .spawn(move || run(store, &*numbering, backend, rx, max_batch, duplicate_window))
@@ -172,32 +199,52 @@ fn run(
     store: Store,
     numbering: &dyn Numbering,
     mut backend: Backend,
-    rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
     max_batch: usize,
     duplicate_window: Duration,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut last_checkpoint = Instant::now();
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         // Everything that queued up during the previous commit shares this one. (Waiting a
         // little longer for transactions still arriving was measured: bigger batches, but lower
         // throughput and higher latency on 2 cores, so the writer never waits.)
         batch.push(first);
-        batch.extend(rx.try_iter().take(max_batch - 1));
+        while batch.len() < max_batch
+            && let Ok(job) = rx.try_recv()
+        {
+            batch.push(job);
+        }
         let started = Instant::now();
         let result = commit_batch(&store, numbering, &mut backend, &batch, duplicate_window);
         tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
         match result {
             Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                let mut outcomes = outcomes.into_iter();
+                for job in batch.drain(..) {
+                    match job {
+                        Job::Register { reply, .. } => {
+                            let _ = reply.send(outcomes.next().ok_or(StoreError::Closed));
+                        }
+                        Job::Audit { reply, .. } => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, messages = batch.len(), "commit failed; batch rolled back, senders get 451");
+                tracing::error!(error = %e, jobs = batch.len(), "commit failed; batch rolled back, senders get 451");
                 let message = e.to_string();
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::BatchFailed(message.clone())));
+                    let failed = StoreError::BatchFailed(message.clone());
+                    match job {
+                        Job::Register { reply, .. } => {
+                            let _ = reply.send(Err(failed));
+                        }
+                        Job::Audit { reply, .. } => {
+                            let _ = reply.send(Err(failed));
+                        }
+                    }
                 }
             }
         }
@@ -237,12 +284,22 @@ fn commit_batch(
     duplicate_window: Duration,
 ) -> Result<Vec<Answer>, StoreError> {
     let now = chrono::Utc::now();
+    let mut registrations: Vec<&dyn Registration> = Vec::with_capacity(batch.len());
+    // Staff reads' entries first, then the registrations' (all in this one transaction).
     let mut audit_entries = Vec::with_capacity(batch.len());
+    for job in batch {
+        match job {
+            Job::Register { registration, .. } => registrations.push(registration.as_ref()),
+            Job::Audit { entries, .. } => audit_entries.extend(entries.iter().cloned()),
+        }
+    }
+    // A batch of audit entries alone changes nothing staff see: no IDLE session is woken.
+    let staff_visible = !registrations.is_empty();
     let answers = match backend {
         Backend::Sqlite(conn) => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut write = WriteTx { engine: Engine::Sqlite(&tx), keys: &store.keys, now, audit: &mut audit_entries };
-            let answers = write_batch(&mut write, numbering, batch, duplicate_window)?;
+            let answers = write_batch(&mut write, numbering, &registrations, duplicate_window)?;
             tx.commit()?;
             answers
         }
@@ -251,10 +308,13 @@ fn commit_batch(
             let locked = Instant::now();
             let answers = {
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
-                write_batch(&mut WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries }, numbering, batch, duplicate_window)?
+                let mut write = WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries };
+                write_batch(&mut write, numbering, &registrations, duplicate_window)?
             };
             // The other nodes' IMAP sessions in IDLE hear of the batch when it commits.
-            rt.block_on(conn.notify_changes())?;
+            if staff_visible {
+                rt.block_on(conn.notify_changes())?;
+            }
             let (committed, warning) = warnings.run(|| rt.block_on(conn.commit()));
             committed?;
             if let Some(warning) = warning {
@@ -267,7 +327,9 @@ fn commit_batch(
         }
     };
     // Wakes IMAP sessions in IDLE (a new registration is an EXISTS in its queue's mailbox).
-    store.changed();
+    if staff_visible {
+        store.changed();
+    }
     Ok(answers)
 }
 
@@ -276,7 +338,7 @@ fn commit_batch(
 fn write_batch(
     write: &mut WriteTx<'_>,
     numbering: &dyn Numbering,
-    batch: &[Job],
+    batch: &[&dyn Registration],
     duplicate_window: Duration,
 ) -> Result<Vec<Answer>, StoreError> {
     let now = write.now;
@@ -294,7 +356,7 @@ fn write_batch(
     let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
     let mut fresh = 0i64;
     for (i, job) in batch.iter().enumerate() {
-        let r = &job.registration;
+        let r = *job;
         let key = r.dedupe_idx();
         if let Some(&first) = first_in_batch.get(key) {
             plans.push(Plan::DuplicateInBatch(first));
@@ -322,7 +384,7 @@ fn write_batch(
             let Plan::New { index } = plan else { continue };
             let (seq, id) = (first_seq + index, first_message + index);
             let numbered = Numbered { id, year, seq, number: numbering.format(year, seq as u64) };
-            job.registration.register(write, &numbered)?;
+            job.register(write, &numbered)?;
             numbers[i] = Some(numbered.number);
             ids[i] = Some(id);
         }
@@ -346,10 +408,10 @@ fn write_batch(
             write.count_retry(id)?;
             write.audit(AuditEntry {
                 at,
-                actor: job.registration.actor().into(),
+                actor: job.actor().into(),
                 action: "message.duplicate".into(),
                 object: Some(number.clone()),
-                detail: Some(format!("size={}", job.registration.size())),
+                detail: Some(format!("size={}", job.size())),
             });
         }
     }
