@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::store::{Store, StoreError};
@@ -15,6 +15,39 @@ use crate::store::{Store, StoreError};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// [`Parser::parse`] (exiting with clap's message on bad arguments), noting which command
+    /// runs: an admin command names its database connections after it (see [`application_name`]).
+    pub fn parse_noting_command() -> Cli {
+        let matches = Cli::command().get_matches();
+        let _ = INVOKED_AS.set(command_path(&matches));
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The subcommand words of this invocation, joined by '-' (`audit-verify`); set once in `main`.
+static INVOKED_AS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn command_path(matches: &ArgMatches) -> String {
+    let mut words = Vec::new();
+    let mut at = matches;
+    while let Some((word, sub)) = at.subcommand() {
+        words.push(word);
+        at = sub;
+    }
+    words.join("-")
+}
+
+/// What an admin command's PostgreSQL connections show as `application_name`
+/// (`mailroom-cli:audit-verify`), so that `pg_stat_activity` tells them from the nodes, which
+/// use their node name.
+fn application_name() -> String {
+    match INVOKED_AS.get() {
+        Some(command) => format!("mailroom-cli:{command}"),
+        None => "mailroom-cli".into(),
+    }
 }
 
 #[derive(Args, Clone)]
@@ -222,7 +255,24 @@ pub struct GrantTarget {
 pub enum AuditCommand {
     /// Re-compute the hash chain: exit 0 and print the head hash if intact, exit 1 naming the
     /// first altered or missing entry otherwise.
+    ///
+    /// With --anchor FILE, also checks every anchor line in FILE (as `audit anchor` prints them,
+    /// text or JSON): its entry must still exist with the anchored MAC, else the log was cut,
+    /// rolled back to an older backup or rewritten, and the command exits 1 naming the anchor.
     Verify {
+        /// A file of anchor lines (`audit anchor` output collected elsewhere).
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Print the chain's head (last entry id, its MAC, the time, this node) as one line, to be
+    /// appended by cron to a file outside the database's reach (another host's log, a WORM
+    /// bucket): `audit verify --anchor FILE` then detects truncation and rollback.
+    Anchor {
+        /// One JSON object instead of the text line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -346,7 +396,7 @@ async fn open_existing(location: &Location) -> anyhow::Result<Store> {
     let sqlite_file = settings.config.storage.postgres_url().is_none();
     anyhow::ensure!(!sqlite_file || db.exists(), "no mailroom database at {} (wrong --data-dir?)", db.display());
     crate::store::prepare_data_dir(&settings.data_dir)?;
-    Store::open(settings.store_options()).await.context("opening the store")
+    Store::open_as(settings.store_options(), &application_name()).await.context("opening the store")
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -386,13 +436,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdout().lock().write_all(&raw)?;
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify { location } } => match open_existing(&location).await?.verify_audit().await? {
-            crate::store::audit::ChainCheck::Intact { entries, head } => {
-                println!("audit chain intact: {entries} entries, head {}", hex_string(&head));
-                Ok(())
-            }
-            crate::store::audit::ChainCheck::Broken { id, reason } => anyhow::bail!("audit chain broken at entry {id}: {reason}"),
-        },
+        Command::Audit { command: AuditCommand::Verify { anchor, location } } => audit_verify(anchor.as_deref(), &location).await,
+        Command::Audit { command: AuditCommand::Anchor { json, location } } => {
+            let node = load(&location)?.policy.node.clone();
+            let anchor = open_existing(&location).await?.audit_anchor(&node).await?;
+            println!("{}", if json { serde_json::to_string(&anchor)? } else { anchor.line() });
+            Ok(())
+        }
         Command::Audit { command: AuditCommand::List { after, limit, action, actor, json, location } } => {
             let store = open_existing(&location).await?;
             let entries = crate::store::audit::list(&store, after, limit, action.as_deref(), actor.as_deref()).await?;
@@ -445,6 +495,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `mailroom audit verify [--anchor FILE]`: the chain, then every anchor in FILE (read first, so
+/// a malformed file fails before the database is opened).
+async fn audit_verify(anchor_file: Option<&std::path::Path>, location: &Location) -> anyhow::Result<()> {
+    use crate::store::audit::ChainCheck;
+    let anchors = match anchor_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let anchors = crate::store::audit_anchor::parse_file(&path.display().to_string(), &text).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!anchors.is_empty(), "{}: no anchor lines", path.display());
+            anchors
+        }
+        None => Vec::new(),
+    };
+    let check = open_existing(location).await?.verify_audit_anchored(&anchors).await?;
+    let (entries, head) = match check.chain {
+        ChainCheck::Intact { entries, head } => (entries, head),
+        ChainCheck::Broken { id, reason } => anyhow::bail!("audit chain broken at entry {id}: {reason}"),
+    };
+    if !check.mismatches.is_empty() {
+        let lines: Vec<String> = check.mismatches.iter().map(|m| m.to_string()).collect();
+        anyhow::bail!(
+            "audit chain intact ({entries} entries) but {} of {} anchors do not match:\n{}",
+            lines.len(),
+            anchors.len(),
+            lines.join("\n")
+        );
+    }
+    println!("audit chain intact: {entries} entries, head {}", hex_string(&head));
+    if let Some(latest) = anchors.iter().map(|a| a.anchor.id).max() {
+        println!("{} anchors match (the latest at entry {latest})", anchors.len());
+    }
+    Ok(())
 }
 
 /// `mailroom rules test`: the intake decision for one message, without storing anything.
@@ -539,7 +623,7 @@ async fn open_access(location: &Location) -> anyhow::Result<crate::access::Acces
     anyhow::ensure!(location.data_dir.is_dir(), "no data dir at {} (create it, or run mailroom serve once)", location.data_dir.display());
     crate::store::prepare_data_dir(&location.data_dir)?;
     let settings = load(location)?;
-    let store = Store::open(settings.store_options()).await.context("opening the store")?;
+    let store = Store::open_as(settings.store_options(), &application_name()).await.context("opening the store")?;
     let access = settings.access(store);
     access.seed_roles().await?;
     Ok(access)
@@ -760,4 +844,17 @@ async fn role_command(command: RoleCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_command_is_named_by_its_subcommand_words() {
+        let matches = Cli::command().get_matches_from(["mailroom", "audit", "verify", "--data-dir", "/d"]);
+        assert_eq!(command_path(&matches), "audit-verify");
+        let matches = Cli::command().get_matches_from(["mailroom", "serve", "--data-dir", "/d"]);
+        assert_eq!(command_path(&matches), "serve");
+    }
 }

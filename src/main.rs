@@ -1,7 +1,5 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = mailroom::cli::Cli::parse();
+    let cli = mailroom::cli::Cli::parse_noting_command();
     // Info by default: one line per transaction, never addresses or content. RUST_LOG overrides.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))

@@ -163,6 +163,12 @@ type StoredRow = (i64, i64, String, String, Option<String>, Option<String>, Vec<
 /// Re-computes the chain from the first entry to the last, a page at a time (the log grows by
 /// at least one entry per message).
 pub async fn verify(keys: &KeyRing, conn: &mut Conn) -> Result<ChainCheck, sqlx::Error> {
+    verify_noting(keys, conn, |_, _| {}).await
+}
+
+/// [`verify`], handing `note` the id and stored hash of every entry checked so far (so that
+/// `audit_anchor` compares its anchors in the same pass, without a query per anchor).
+pub async fn verify_noting(keys: &KeyRing, conn: &mut Conn, mut note: impl FnMut(i64, &[u8])) -> Result<ChainCheck, sqlx::Error> {
     const PAGE: i64 = 10_000;
     let mut prev = GENESIS.to_vec();
     let mut last_id: Option<i64> = None;
@@ -194,6 +200,7 @@ pub async fn verify(keys: &KeyRing, conn: &mut Conn) -> Result<ChainCheck, sqlx:
             if hash != stored_hash {
                 return Ok(ChainCheck::Broken { id, reason: "its content does not match its hash (the entry was altered)".into() });
             }
+            note(id, &hash);
             prev = hash;
             last_id = Some(id);
             entries += 1;

@@ -7,6 +7,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod audit_anchor;
 pub mod cases;
 pub mod codec;
 pub mod config;

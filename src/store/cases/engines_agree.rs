@@ -16,10 +16,11 @@ use super::*;
 use crate::store::engine::{Db, on_conn};
 use crate::store::outbox;
 
-/// A store on a fresh PostgreSQL schema of its own, migrated from the files, and the schema's name.
-async fn pg_store(dir: &std::path::Path, url: &str) -> (Store, String) {
+/// A store on a fresh PostgreSQL schema of its own (`test`, this process), migrated from the
+/// files, and the schema's name.
+async fn pg_store(dir: &std::path::Path, url: &str, test: &str) -> (Store, String) {
     use sqlx::ConnectOptions;
-    let schema = format!("engines_agree_{}", std::process::id());
+    let schema = format!("{test}_{}", std::process::id());
     let base: sqlx::postgres::PgConnectOptions = url.parse().expect("MAILROOM_TEST_PG_URL");
     let mut admin = base.connect().await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
@@ -344,15 +345,90 @@ async fn engines_agree_on_the_cases_side() {
     let lite_dir = tempfile::tempdir().unwrap();
     let lite = Store::open(crate::store::testing::options(lite_dir.path())).await.unwrap();
     let pg_dir = tempfile::tempdir().unwrap();
-    let (pg, schema) = pg_store(pg_dir.path(), &url).await;
+    let (pg, schema) = pg_store(pg_dir.path(), &url, "engines_agree").await;
     let on_sqlite = scenario(&lite).await;
     let on_postgres = scenario(&pg).await;
     pg.close().await;
-    let mut admin = sqlx::ConnectOptions::connect(&url.parse::<sqlx::postgres::PgConnectOptions>().unwrap()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+    drop_schema(&url, &schema).await;
     assert!(on_sqlite.lines().count() > 100, "the scenario ran");
     for (line, (a, b)) in on_sqlite.lines().zip(on_postgres.lines()).enumerate() {
         assert_eq!(a, b, "line {line}: SQLite, then PostgreSQL");
     }
     assert_eq!(on_sqlite.lines().count(), on_postgres.lines().count());
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let mut admin = sqlx::ConnectOptions::connect(&url.parse::<sqlx::postgres::PgConnectOptions>().unwrap()).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+}
+
+/// PostgreSQL's counterpart of `tests::listing_reads_indexes_in_order`: with 5000 cases (about
+/// 170 in each (status, priority) run of a queue), every run of every sort, first page and after
+/// a cursor, reads about a page of rows, not its whole run: the rows its scans return or filter
+/// out, as `EXPLAIN ANALYZE` counts them (but see the one exception below). Before migration 0012 the due-time order read every
+/// case of the run and sorted them (its index kept NULLs last and equal times in heap order).
+#[tokio::test]
+#[ignore = "needs MAILROOM_TEST_PG_URL (a PostgreSQL server) and migrations/postgres"]
+async fn postgres_reads_about_a_page_per_listing_run() {
+    use super::listing::{Cursor, Sort, run_query, runs};
+    use sqlx::Row;
+    const PAGE: i64 = 8;
+    let url = std::env::var("MAILROOM_TEST_PG_URL").expect("MAILROOM_TEST_PG_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let (store, schema) = pg_store(dir.path(), &url, "listing_plans").await;
+    seed(&store, 5000).await;
+    let Db::Postgres(pool) = store.db() else { unreachable!() };
+    sqlx::query("ANALYZE cases").execute(pool).await.unwrap();
+    let mut failures = Vec::new();
+    let mut runs_checked = 0;
+    for sort in Sort::NAMES {
+        let rank = if sort.ends_with("priority") { 1 } else { 0 };
+        for cursor in [None, Some(Cursor { sort: sort.to_string(), rank, value: Some(500_000), id: 40 })] {
+            let mut q = query(sort);
+            q.after = cursor;
+            for (status, priority) in runs(&q) {
+                let prefix = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ";
+                let Some(mut b) = run_query::<sqlx::Postgres>(&q, status, priority, 1, PAGE, prefix) else { continue };
+                // Not yet: a descending due-time page after a cursor asks for `due_at IS NULL OR
+                // (due_at <= v …)`, which no single index range gives (the NULLs are at the run's
+                // other end), so it filters from the run's end (SQLite's plan test leaves it out too).
+                if b.sql().as_str().contains("IS NULL OR (c.due_at <=") {
+                    continue;
+                }
+                let plan: Vec<String> = b.build().fetch_all(pool).await.unwrap().iter().map(|r| r.get::<String, _>(0)).collect();
+                let read = rows_read(&plan);
+                runs_checked += 1;
+                if read > 3 * PAGE as u64 {
+                    failures.push(format!(
+                        "sort {sort}, {status}/{priority:?}, cursor {}: {read} rows read\n{}",
+                        q.after.is_some(),
+                        plan.join("\n")
+                    ));
+                }
+            }
+        }
+    }
+    store.close().await;
+    drop_schema(&url, &schema).await;
+    assert!(runs_checked > 50, "{runs_checked} runs");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The rows a plan's table and index scans returned (a bitmap's heap scan counts, its index
+/// scan not again) plus those they read and dropped.
+fn rows_read(plan: &[String]) -> u64 {
+    let number_after = |line: &str, key: &str| -> u64 {
+        line.split(key).nth(1).and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    plan.iter()
+        .map(|line| {
+            if line.contains(" Scan") && !line.contains("Bitmap Index Scan") {
+                number_after(line, "actual rows=") * number_after(line, " loops=").max(1)
+            } else if line.contains("Rows Removed by") {
+                number_after(line, ": ")
+            } else {
+                0
+            }
+        })
+        .sum()
 }
