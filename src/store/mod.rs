@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cases;
 pub mod codec;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod directory;
 pub mod engine;
