@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteLockingMode};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use super::CopyError;
@@ -16,16 +15,7 @@ pub(super) async fn open(path: &Path) -> Result<SqliteConnection, CopyError> {
     if !path.is_file() {
         return Err(CopyError::Source(format!("no mailroom database at {} (wrong --from?)", path.display())));
     }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(false)
-        .locking_mode(SqliteLockingMode::Exclusive)
-        // Fail at once instead of waiting for the other process's lock.
-        .busy_timeout(std::time::Duration::ZERO)
-        .pragma("query_only", "ON")
-        // Sorting stays in memory: no clear-text scratch files.
-        .pragma("temp_store", "MEMORY")
-        .disable_statement_logging();
+    let options = super::super::sqlite::exclusive_read_options(path);
     let in_use = |e: sqlx::Error| match &e {
         sqlx::Error::Database(db) if db.message().contains("locked") || db.code().as_deref() == Some("5") => {
             CopyError::SourceInUse(path.display().to_string())
