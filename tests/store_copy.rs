@@ -242,3 +242,25 @@ fn a_copy_into_a_database_with_rows_of_ours_is_refused_naming_the_table() {
     );
     assert!(Path::new(&source.data_dir).join("mailroom.db").exists(), "the source stays where it was");
 }
+
+#[test]
+fn a_store_left_by_a_killed_server_is_copied_with_every_acknowledged_message() {
+    if skipped() {
+        return;
+    }
+    let pg = PgCluster::start();
+    let mut source = Server::start(Opts::default());
+    let acked: Vec<String> = (0..5)
+        .map(|i| {
+            source.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message(&format!("m{i}"), "", &unique_token("k-")))
+        })
+        .collect();
+    // No clean stop: what was committed may still be only in the WAL.
+    source.kill9();
+    let url = pg.database("after_kill");
+    let out = store_copy(&source, &url);
+    assert!(out.status.success(), "store copy: {}{}", out.stdout_str(), out.stderr);
+    let copied = pg.sql("after_kill", "SELECT number FROM messages ORDER BY id");
+    assert_eq!(copied.lines().collect::<Vec<_>>(), acked, "every 250 of the killed server is in the copy");
+    assert_eq!(pg.sql("after_kill", "SELECT COUNT(*) FROM audit WHERE action = 'message.registered'"), "5");
+}
