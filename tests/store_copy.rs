@@ -241,6 +241,16 @@ fn a_copy_into_a_database_with_rows_of_ours_is_refused_naming_the_table() {
         before
     );
     assert!(Path::new(&source.data_dir).join("mailroom.db").exists(), "the source stays where it was");
+
+    // A database of something else (the wrong --to) does not even get our schema.
+    let other = pg.database("other_app");
+    pg.sql("other_app", "CREATE TABLE invoices (id BIGINT PRIMARY KEY)");
+    let out = store_copy(&source, &other);
+    assert!(!out.status.success() && out.stderr.contains("not empty: table invoices"), "{}", out.stderr);
+    assert_eq!(
+        pg.sql("other_app", "SELECT string_agg(table_name, ',') FROM information_schema.tables WHERE table_schema = 'public'"),
+        "invoices"
+    );
 }
 
 #[test]

@@ -92,6 +92,7 @@ pub async fn copy_to_postgres(source: &StoreOptions, url: &str, actor: &str) -> 
 type Copied = (Vec<(String, u64)>, u64, Vec<u8>);
 
 async fn copy(lite: &mut sqlx::SqliteConnection, keys: &KeyRing, url: &str, actor: &str) -> Result<Copied, CopyError> {
+    target::refuse_foreign(url).await?;
     // Connects as nodes do (durable commits, no statement timeout) and migrates.
     let pool = super::postgres::open(url, NODE).await?;
     let mut conn = Conn::PostgresWrite(super::postgres::begin_write(&pool).await?);

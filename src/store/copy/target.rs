@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::{CopyError, quoted};
 
@@ -31,6 +31,23 @@ pub(super) struct Table {
     pub columns: Vec<(String, Kind)>,
     /// Indexes into `columns` of the primary key, in key order (the copy pages along it).
     pub key: Vec<usize>,
+}
+
+/// Refuses, before anything is migrated, a database that holds tables of something else (any
+/// table, and no sqlx migration record of ours): the wrong `--to` must not get our schema.
+pub(super) async fn refuse_foreign(url: &str) -> Result<(), CopyError> {
+    let mut conn = PgConnection::connect(url).await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    match tables.first() {
+        Some(table) if !tables.iter().any(|t| t == "_sqlx_migrations") => Err(CopyError::TargetNotEmpty(table.clone())),
+        _ => Ok(()),
+    }
 }
 
 /// The tables to copy, each after every table it references.
