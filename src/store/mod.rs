@@ -11,6 +11,7 @@ pub mod audit_anchor;
 pub mod cases;
 pub mod codec;
 pub mod config;
+pub mod copy;
 pub mod crypto;
 pub mod directory;
 pub mod engine;

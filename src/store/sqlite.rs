@@ -49,6 +49,21 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .disable_statement_logging()
 }
 
+/// The options `store copy` reads a stopped store with: exclusive locking mode (the first read
+/// fails at once, instead of waiting, while any other process has the database open, and no
+/// other process can open it until this connection closes) and `query_only` (this connection
+/// cannot change it). Never creates the file.
+pub(crate) fn exclusive_read_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .locking_mode(sqlx::sqlite::SqliteLockingMode::Exclusive)
+        .busy_timeout(Duration::ZERO)
+        .pragma("query_only", "ON")
+        .pragma("temp_store", "MEMORY")
+        .disable_statement_logging()
+}
+
 /// Starts a transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so a
 /// read-then-write sequence cannot fail half-way with SQLITE_BUSY on the upgrade and two
 /// writers serialise at the start instead of deadlocking.
