@@ -523,6 +523,16 @@ mod tests {
     }
 
     #[test]
+    fn session_purge_every_defaults_to_a_minute_and_is_bounded() {
+        assert_eq!(load("").unwrap().config.server.session_purge_every, Duration::from_secs(60));
+        let s = load("[server]\nhostname = \"mx.example.com\"\nsession_purge_every = \"2s\"\n").unwrap();
+        assert_eq!(s.config.server.session_purge_every, Duration::from_secs(2));
+        let e = load("[server]\nhostname = \"mx.example.com\"\nsession_purge_every = \"100ms\"\n").unwrap_err();
+        assert_eq!(e.key, "server.session_purge_every", "{e}");
+        assert!(e.line >= 2, "the line is named: {e}");
+    }
+
+    #[test]
     fn bad_duration_is_reported() {
         let e = load("[limits]\ncommand_timeout = \"five minutes\"\n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "limits.command_timeout"), "{e}");
