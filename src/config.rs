@@ -90,11 +90,20 @@ pub struct ServerConfig {
     /// Threads running the sessions. Default: one per core but one, which is left to the
     /// group-commit writer (the serial step every message waits for) and the kernel.
     pub worker_threads: Option<usize>,
+    /// How often expired HTTP sessions are deleted. One node at a time does it, holding the job's
+    /// lease for five periods (renewed at each), so a dead holder's job passes to another node
+    /// within about six. Default 1 minute.
+    #[serde(default = "default_session_purge_every", with = "humantime_serde")]
+    pub session_purge_every: std::time::Duration,
+}
+
+fn default_session_purge_every() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { hostname: "localhost".into(), node: None, worker_threads: None }
+        Self { hostname: "localhost".into(), node: None, worker_threads: None, session_purge_every: default_session_purge_every() }
     }
 }
 
@@ -294,6 +303,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     }
     if config.server.worker_threads.is_some_and(|n| n == 0 || n > 1024) {
         return Err(err("server.worker_threads", "must be between 1 and 1024".into()));
+    }
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600)).contains(&config.server.session_purge_every) {
+        return Err(err("server.session_purge_every", "must be between 1s and 24h".into()));
     }
     config.limits.validate().map_err(within("limits"))?;
     config.lmtp.validate().map_err(within("lmtp"))?;
@@ -508,6 +520,16 @@ mod tests {
         let e = load("[imap]\nlogin_timeout = \"7s\"\nprelogin_timeout = \"9s\"\n").unwrap_err();
         assert!(e.reason.contains("duplicate"), "{e}");
         assert!(e.key.starts_with("imap"), "{e}");
+    }
+
+    #[test]
+    fn session_purge_every_defaults_to_a_minute_and_is_bounded() {
+        assert_eq!(load("").unwrap().config.server.session_purge_every, Duration::from_secs(60));
+        let s = load("[server]\nhostname = \"mx.example.com\"\nsession_purge_every = \"2s\"\n").unwrap();
+        assert_eq!(s.config.server.session_purge_every, Duration::from_secs(2));
+        let e = load("[server]\nhostname = \"mx.example.com\"\nsession_purge_every = \"100ms\"\n").unwrap_err();
+        assert_eq!(e.key, "server.session_purge_every", "{e}");
+        assert!(e.line >= 2, "the line is named: {e}");
     }
 
     #[test]

@@ -23,13 +23,11 @@ use crate::store::{Store, writer};
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The customer directory is re-read every this many checkpoint ticks (2 s).
 const DIRECTORY_REFRESH_TICKS: u64 = 10;
-/// Expired HTTP sessions are deleted every this many ticks (1 min), the first time at the first
-/// tick (what a stopped node left behind goes at once).
-const SESSION_PURGE_TICKS: u64 = 300;
-/// The session purge is a singleton job (one node at a time, see `store::leases`): its lease
-/// outlives a few purge periods, so a live holder keeps it by renewing at each purge, and a dead
-/// one's passes to another node within this long.
-const SESSION_PURGE_LEASE: Duration = Duration::from_secs(300);
+/// The session purge (every `server.session_purge_every`, the first time at the first tick: what
+/// a stopped node left behind goes at once) is a singleton job (one node at a time, see
+/// `store::leases`): its lease lasts this many purge periods, so a live holder keeps it by
+/// renewing at each purge, and a dead one's passes to another node within one period more.
+const SESSION_PURGE_LEASE_PERIODS: u32 = 5;
 
 pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Before anything is created: every file private to us, and a data dir nobody else can enter.
@@ -146,6 +144,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
 
     // This process among the nodes, as a lease holder (the pid: two processes never share one).
     let lease_holder = format!("{node}/{}", std::process::id());
+    let purge_every = config.server.session_purge_every;
+    let purge_ticks = (purge_every.as_millis() / CHECKPOINT_EVERY.as_millis()).max(1) as u64;
+    let purge_lease = purge_every * SESSION_PURGE_LEASE_PERIODS;
     let checkpointer = {
         let (store, mut shutdown, directory, access) = (store.clone(), shutdown.clone(), directory.clone(), access.clone());
         let lease_holder = lease_holder.clone();
@@ -162,8 +163,8 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
                 }
                 // The directory is small and changes by admin import: re-read it now and then.
                 ticks += 1;
-                if ticks % SESSION_PURGE_TICKS == 1
-                    && holds_lease(&store, SESSION_PURGE, &lease_holder, SESSION_PURGE_LEASE).await
+                if (ticks - 1).is_multiple_of(purge_ticks)
+                    && holds_lease(&store, SESSION_PURGE, &lease_holder, purge_lease).await
                     && let Err(e) = access.purge_sessions().await
                 {
                     tracing::warn!(error = %e, "purging expired sessions failed");

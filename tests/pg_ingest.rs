@@ -449,3 +449,59 @@ fn a_delivery_never_waits_for_a_pooled_connection() {
     let names = pg.sql("pool", "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = 'pool' ORDER BY 1");
     assert!(names.lines().any(|n| n == "node-a-writer"), "{names:?}");
 }
+
+/// A batch whose connection is lost in a statement before COMMIT (here: terminated while its
+/// INSERT waits for a table lock) fails with 451 like any failed batch, and the writer lives on:
+/// the next message is registered. (The writer runs on a thread of its own, where dropping the
+/// failed transaction's pooled connection needs the runtime: sqlx spawns a task there to return
+/// it to the pool, and outside the runtime that panicked and killed the writer, leaving the node
+/// answering 451 "the store is shutting down" to every message until restarted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_connection_is_lost_before_commit_fails_and_the_writer_lives_on() {
+    let pg = PgCluster::start();
+    let url = pg.database("lostconn");
+    let dir = tempfile::tempdir().unwrap();
+    let (store, intake, thread) = in_process_node(&url, dir.path(), "node-a").await;
+    let envelope = Envelope {
+        mail_from: "customer@client.example.org".into(),
+        recipients: vec![("support@example.com".into(), "support".into())],
+        helo: "client.example.org".into(),
+        client_ip: [127, 0, 0, 1].into(),
+        protocol: Protocol::Smtp,
+        tls: None,
+    };
+    let message = |n: u32| {
+        format!("From: <customer@client.example.org>\r\nSubject: {n}\r\nMessage-ID: <lost-{n}@client.example.org>\r\n\r\nhi\r\n")
+            .into_bytes()
+    };
+    assert!(matches!(intake.register(&envelope, message(1)).await.unwrap(), Outcome::Registered(_)));
+
+    // Another session holds message_blobs: the writer's next batch waits in its INSERT.
+    let other = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = other.begin().await.unwrap();
+    sqlx::query("LOCK TABLE message_blobs IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let intake = Arc::new(intake);
+    let waiting = {
+        let (intake, envelope) = (intake.clone(), envelope.clone());
+        tokio::spawn(async move { intake.register(&envelope, message(2)).await })
+    };
+    let blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'node-a-writer'";
+    pg.wait_for("postgres", blocked, |count| count == "1", "the writer's batch to wait for the table lock");
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'node-a-writer'",
+    );
+    let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the failed batch answers").unwrap();
+    let error = answer.expect_err("a batch that failed is not acknowledged").to_string();
+    assert!(error.contains("rolled back"), "the batch failed, the writer did not: {error}");
+    lock.rollback().await.unwrap();
+
+    let next = tokio::time::timeout(Duration::from_secs(10), intake.register(&envelope, message(3))).await.expect("the writer answers");
+    assert!(matches!(next, Ok(Outcome::Registered(_))), "the writer lives on: {next:?}");
+    assert_eq!(pg.sql("lostconn", "SELECT count(*) FROM messages"), "2", "the failed batch stored nothing");
+
+    other.close().await;
+    drop(intake);
+    tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+    store.close().await;
+}

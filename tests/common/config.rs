@@ -28,6 +28,8 @@ pub struct Opts {
     pub master_key_file: Option<String>,
     /// `server.node` (unset: mailroom's default, the host name).
     pub node: Option<String>,
+    /// Extra `key = value` lines for the generated `[server]` table.
+    pub server_extra: String,
     /// Appended verbatim to the generated config (new tables only).
     pub extra_toml: String,
     /// Extra `key = value` lines for the generated `[limits]`, `[lmtp]`, `[imap]` and `[http]`
@@ -58,6 +60,7 @@ impl Default for Opts {
             postgres_url: None,
             master_key_file: None,
             node: None,
+            server_extra: String::new(),
             extra_toml: String::new(),
             limits_extra: String::new(),
             lmtp_extra: String::new(),
@@ -80,6 +83,7 @@ impl Opts {
 [server]
 hostname = "{HOST}"
 {node}
+{server_extra}
 
 [smtp]
 listen = ["127.0.0.1:0"]
@@ -156,6 +160,7 @@ addresses = ["complaints@example.com"]
             database = self.postgres_url.as_deref().unwrap_or("mailroom.db"),
             master_key_file = self.master_key_file.as_deref().unwrap_or("master.key"),
             max_database_size = self.max_database_size.map(|n| format!("max_database_size = {n}")).unwrap_or_default(),
+            server_extra = self.server_extra,
             extra = self.extra_toml,
             limits_extra = self.limits_extra,
             lmtp_extra = self.lmtp_extra,

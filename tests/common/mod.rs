@@ -14,6 +14,8 @@
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
 //! * [`capture`]: a capture SMTP server the outbox sends to ([`capture_smtp`]).
 //! * [`pg`]: [`PgCluster`], a throwaway PostgreSQL cluster (and its streaming standby) per test.
+//! * [`nodes`]: server processes (nodes) on one PostgreSQL database and the checks of the failure
+//!   tests; [`load`]: SMTP clients that keep sending to them, recording every 250 ([`Load`]).
 //! * [`wire`], [`message`], [`files`], [`net`], [`wait`]: bytes, test messages, files on disk,
 //!   connections from chosen sources, polling.
 //!
@@ -27,8 +29,10 @@ mod config;
 mod db;
 mod engine;
 mod files;
+mod load;
 mod message;
 mod net;
+mod nodes;
 mod page;
 mod pg;
 mod regnum;
@@ -41,8 +45,8 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    capture::*, cli::*, config::*, db::*, engine::*, files::*, message::*, net::*, page::*, pg::*, regnum::*, server::*, smtp::*, tls::*,
-    wait::*, wire::*,
+    capture::*, cli::*, config::*, db::*, engine::*, files::*, load::*, message::*, net::*, nodes::*, page::*, pg::*, regnum::*, server::*,
+    smtp::*, tls::*, wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";

@@ -304,6 +304,10 @@ fn commit_batch(
             answers
         }
         Backend::Postgres { rt, warnings, pool } => {
+            // Inside the runtime until `conn` is gone: a failed batch drops its transaction here,
+            // and sqlx returns the connection to the pool by spawning a task, which panics (and
+            // killed this thread) outside a runtime. Declared first, so dropped last.
+            let _runtime = rt.enter();
             let mut conn = Conn::PostgresWrite(rt.block_on(super::postgres::begin_write(pool))?);
             let locked = Instant::now();
             let answers = {
