@@ -20,6 +20,23 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// An SMTP envelope from `from` to the support queue, as a session hands it to intake.
+fn envelope(from: &str) -> Envelope {
+    Envelope {
+        mail_from: from.into(),
+        recipients: vec![("support@example.com".into(), "support".into())],
+        helo: "client.example.org".into(),
+        client_ip: [127, 0, 0, 1].into(),
+        protocol: Protocol::Smtp,
+        tls: None,
+    }
+}
+
+/// Message `n` of a test's series `tag` (its own Message-ID, so never a retry of another).
+fn numbered_message(tag: &str, n: u32) -> Vec<u8> {
+    format!("From: <customer@client.example.org>\r\nSubject: {n}\r\nMessage-ID: <{tag}-{n}@client.example.org>\r\n\r\nhi\r\n").into_bytes()
+}
+
 /// A node in this process: its store on `url` (key file in `dir`, shared by every node) and its
 /// intake, whose registrations go through the node's own writer thread.
 async fn in_process_node(url: &str, dir: &std::path::Path, node: &str) -> (Store, Intake, std::thread::JoinHandle<()>) {
@@ -92,14 +109,7 @@ async fn two_in_process_nodes_number_gap_free_and_chain_the_audit_log() {
     for sender in 0..SENDERS {
         let intake = intakes[sender % 2].clone();
         tasks.push(tokio::spawn(async move {
-            let envelope = Envelope {
-                mail_from: format!("customer{sender}@client.example.org"),
-                recipients: vec![("support@example.com".into(), "support".into())],
-                helo: "client.example.org".into(),
-                client_ip: [127, 0, 0, 1].into(),
-                protocol: Protocol::Smtp,
-                tls: None,
-            };
+            let envelope = envelope(&format!("customer{sender}@client.example.org"));
             let mut numbers = Vec::new();
             for m in 0..EACH {
                 let content = format!(
@@ -135,14 +145,7 @@ async fn two_in_process_nodes_number_gap_free_and_chain_the_audit_log() {
     assert!(entries >= n);
 
     // A retry through the other node finds the message and gets its number.
-    let envelope = Envelope {
-        mail_from: "retry@client.example.org".into(),
-        recipients: vec![("support@example.com".into(), "support".into())],
-        helo: "client.example.org".into(),
-        client_ip: [127, 0, 0, 1].into(),
-        protocol: Protocol::Smtp,
-        tls: None,
-    };
+    let envelope = envelope("retry@client.example.org");
     let content =
         b"From: <retry@client.example.org>\r\nSubject: again\r\nMessage-ID: <retry-1@client.example.org>\r\n\r\nhello\r\n".to_vec();
     let Outcome::Registered(first) = intakes[0].register(&envelope, content.clone()).await.unwrap() else { panic!("new") };
@@ -194,19 +197,6 @@ fn deliver(targets: &[&Server]) -> Vec<(String, usize)> {
             .collect();
         clients.into_iter().flat_map(|c| c.join().expect("client thread")).collect()
     })
-}
-
-/// `mailroom audit verify` through `server`'s config (its node's database and key file).
-fn assert_audit_verifies(server: &Server, entries_at_least: usize) {
-    let out = server.cli(&["audit", "verify"]);
-    assert!(out.status.success(), "audit verify: {}{}", out.stdout_str(), out.stderr);
-    let text = out.stdout_str();
-    let entries: usize = text
-        .strip_prefix("audit chain intact: ")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("audit verify: {text}"));
-    assert!(entries >= entries_at_least, "{text}");
 }
 
 /// What the promises say about the database after `acked`: each number stored once, sequences
@@ -321,18 +311,8 @@ async fn a_commit_with_a_cancelled_standby_wait_is_not_acknowledged() {
     let url = pg.database("syncwait");
     let dir = tempfile::tempdir().unwrap();
     let (store, intake, thread) = in_process_node(&url, dir.path(), "node-a").await;
-    let envelope = Envelope {
-        mail_from: "customer@client.example.org".into(),
-        recipients: vec![("support@example.com".into(), "support".into())],
-        helo: "client.example.org".into(),
-        client_ip: [127, 0, 0, 1].into(),
-        protocol: Protocol::Smtp,
-        tls: None,
-    };
-    let message = |n: u32| {
-        format!("From: <customer@client.example.org>\r\nSubject: {n}\r\nMessage-ID: <sync-{n}@client.example.org>\r\n\r\nhi\r\n")
-            .into_bytes()
-    };
+    let envelope = envelope("customer@client.example.org");
+    let message = |n: u32| numbered_message("sync", n);
     assert!(matches!(intake.register(&envelope, message(1)).await.unwrap(), Outcome::Registered(_)));
 
     let intake = Arc::new(intake);
@@ -462,18 +442,8 @@ async fn a_batch_whose_connection_is_lost_before_commit_fails_and_the_writer_liv
     let url = pg.database("lostconn");
     let dir = tempfile::tempdir().unwrap();
     let (store, intake, thread) = in_process_node(&url, dir.path(), "node-a").await;
-    let envelope = Envelope {
-        mail_from: "customer@client.example.org".into(),
-        recipients: vec![("support@example.com".into(), "support".into())],
-        helo: "client.example.org".into(),
-        client_ip: [127, 0, 0, 1].into(),
-        protocol: Protocol::Smtp,
-        tls: None,
-    };
-    let message = |n: u32| {
-        format!("From: <customer@client.example.org>\r\nSubject: {n}\r\nMessage-ID: <lost-{n}@client.example.org>\r\n\r\nhi\r\n")
-            .into_bytes()
-    };
+    let envelope = envelope("customer@client.example.org");
+    let message = |n: u32| numbered_message("lost", n);
     assert!(matches!(intake.register(&envelope, message(1)).await.unwrap(), Outcome::Registered(_)));
 
     // Another session holds message_blobs: the writer's next batch waits in its INSERT.
