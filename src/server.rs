@@ -130,10 +130,16 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for (listener, implicit_tls) in imap_listeners {
         staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
+    let cases = crate::cases::Cases::new(access.clone(), case_settings(&settings));
+    // PostgreSQL: colleagues on the other nodes show on case pages too.
+    let other_nodes_presence = {
+        let mut shutdown = shutdown.clone();
+        cases.follow_other_nodes(async move { shutdown.reached(Phase::Draining).await })
+    };
     let http_ctx = Arc::new(crate::http::HttpContext {
         settings: settings.http_settings(),
         access: access.clone(),
-        cases: crate::cases::Cases::new(access.clone(), case_settings(&settings)),
+        cases,
         tls: settings.config.http.tls.then(|| ctx.tls.clone()),
         shutdown: shutdown.clone(),
     });
@@ -209,8 +215,8 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;
-    if let Some(other_nodes) = other_nodes {
-        let _ = other_nodes.await;
+    for task in [other_nodes, other_nodes_presence].into_iter().flatten() {
+        let _ = task.await;
     }
     if let Some(outbox) = outbox {
         let _ = outbox.await;

@@ -2,16 +2,22 @@
 //! expire, so colleagues see each other without any lock being taken. Nothing here stops anyone
 //! acting; collision detection (`last_event`) does that at the moment of the change.
 //!
-//! Kept in memory, per node, and bounded: at most [`CAP`] entries, expired ones dropped on every
-//! write, the oldest dropped when still full. Several nodes will share it through the store in
-//! the multi-node issue; until then a colleague on another node is not shown.
+//! Kept in memory on each node and bounded: at most [`CAP`] entries, expired ones dropped on every
+//! write, the oldest dropped when still full. On PostgreSQL every heartbeat is also announced to
+//! the other nodes (`store::presence`, a NOTIFY: no table, no lock) and each node records the
+//! others' notes as they arrive ([`Cases::follow_other_nodes`]), so a colleague on another node is
+//! shown too.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::broadcast::error::RecvError;
+
 use super::{CaseError, Cases};
 use crate::access::{Permission, Principal};
+use crate::store::presence::PresenceNote;
 
 /// Entries kept at most (a heartbeat per user and open case page).
 pub const CAP: usize = 10_000;
@@ -108,7 +114,45 @@ impl Cases {
     pub async fn heartbeat(&self, who: &Principal, id: i64, activity: Activity) -> Result<(), CaseError> {
         let case = self.readable_case(who, id).await?;
         self.presence.record(id, &case.queue, &who.name, activity, Instant::now());
+        let note = PresenceNote {
+            case: id,
+            queue: case.queue,
+            user: who.name.clone(),
+            activity: activity.as_str().to_string(),
+            node: String::new(),
+        };
+        // The other nodes miss one heartbeat at worst: the page sends the next one soon.
+        if let Err(e) = self.store().announce_presence(&note).await {
+            tracing::debug!(error = %e, "announcing presence to the other nodes failed");
+        }
         Ok(())
+    }
+
+    /// Records the other nodes' heartbeats as they arrive, until `stop` resolves (None on
+    /// SQLite: one node, nothing to hear). Await the handle to know it has stopped.
+    pub fn follow_other_nodes(&self, stop: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::JoinHandle<()>> {
+        if self.store().engine() != "postgres" {
+            return None;
+        }
+        let (mut notes, presence) = (self.store().presence_notes(), self.presence.clone());
+        Some(tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                let note = tokio::select! {
+                    _ = &mut stop => return,
+                    note = notes.recv() => note,
+                };
+                match note {
+                    Ok(note) => match Activity::parse(&note.activity) {
+                        Some(activity) => presence.record(note.case, &note.queue, &note.user, activity, Instant::now()),
+                        None => tracing::debug!("ignoring a presence note with an unknown activity"),
+                    },
+                    // Fell behind: the skipped heartbeats are repeated soon.
+                    Err(RecvError::Lagged(skipped)) => tracing::debug!(skipped, "presence notes skipped"),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }))
     }
 
     /// Who else is viewing or replying to each of `ids` (the caller excluded): one call per page.

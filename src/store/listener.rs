@@ -6,6 +6,9 @@
 //! apart) and bumps the local `changes` watch on each notification. Notifications sent while the
 //! connection is down are lost, so after every (re)connect it bumps once; and a cheap poll of the
 //! newest message id and case event catches whatever still slipped through.
+//!
+//! The same connection LISTENs for presence notes (`store::presence`): other nodes' ones go to
+//! the store's presence subscribers; none is re-read after a reconnect (heartbeats repeat).
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use sqlx::postgres::PgListener;
 
 use super::Store;
 use super::engine::Db;
-use super::postgres::CHANGES_CHANNEL;
+use super::postgres::{CHANGES_CHANNEL, PRESENCE_CHANNEL};
 
 /// First wait after a failed connect; doubled after each further failure, up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -30,11 +33,11 @@ impl Store {
     pub fn watch_other_nodes(&self, stop: impl Future<Output = ()> + Send + 'static) -> Option<tokio::task::JoinHandle<()>> {
         let Db::Postgres(pool) = &self.db else { return None };
         let (listener_pool, pool) = (super::postgres::own_connection(pool, "listener"), pool.clone());
-        let (store, poll_every) = (self.clone(), self.options.storage.change_poll);
+        let (store, poll_every, node) = (self.clone(), self.options.storage.change_poll, super::postgres::node_name(&pool));
         Some(tokio::spawn(async move {
             tokio::select! {
                 _ = stop => {}
-                _ = listen(&store, &listener_pool) => {}
+                _ = listen(&store, &listener_pool, &node) => {}
                 _ = poll(&store, &pool, poll_every) => {}
             }
             listener_pool.close().await;
@@ -43,13 +46,14 @@ impl Store {
 }
 
 /// Connects, LISTENs, bumps once (anything may have been missed before), then bumps on every
-/// notification; on any failure starts over after a growing pause. Never returns.
-async fn listen(store: &Store, pool: &PgPool) {
+/// notification; forwards presence notes not sent by `node`; on any failure starts over after a
+/// growing pause. Never returns.
+async fn listen(store: &Store, pool: &PgPool, node: &str) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(pool).await?;
-            listener.listen(CHANGES_CHANNEL).await?;
+            listener.listen_all([CHANGES_CHANNEL, PRESENCE_CHANNEL]).await?;
             Ok::<_, sqlx::Error>(listener)
         }
         .await;
@@ -69,6 +73,7 @@ async fn listen(store: &Store, pool: &PgPool) {
         // than let sqlx reconnect behind our back, so the bump above follows every reconnect.
         loop {
             match listener.try_recv().await {
+                Ok(Some(note)) if note.channel() == PRESENCE_CHANNEL => store.heard_presence(node, note.payload()),
                 Ok(Some(_)) => store.changed(),
                 Ok(None) => {
                     tracing::warn!("lost the connection listening for other nodes' changes; reconnecting");

@@ -22,6 +22,7 @@ pub mod mailbox;
 pub mod outbox;
 mod postgres;
 pub mod preferences;
+pub mod presence;
 pub mod priority;
 pub mod record;
 pub mod roles;
@@ -88,6 +89,8 @@ pub struct Store {
     /// The group-commit writer while it runs (set by `writer::spawn`), which appends staff
     /// reads' audit entries in its next batch ([`Store::append_audit`]).
     writer: Arc<std::sync::OnceLock<writer::WeakWriter>>,
+    /// Other nodes' presence notes, as the listener hears them ([`Store::presence_notes`]).
+    presence: tokio::sync::broadcast::Sender<presence::PresenceNote>,
 }
 
 /// One registration as listed for operators (no customer data).
@@ -193,8 +196,14 @@ impl Store {
             None => engine::Db::Sqlite(sqlite::open(&options.database_path).await?),
         };
         let keys = Arc::new(KeyRing::load_or_create(&options.master_key_path)?);
-        let store =
-            Store { db, keys, options: Arc::new(options), changes: Arc::new(tokio::sync::watch::channel(0).0), writer: Arc::default() };
+        let store = Store {
+            db,
+            keys,
+            options: Arc::new(options),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+            writer: Arc::default(),
+            presence: presence::channel(),
+        };
         // Only SQLite databases from before issue #8 hold clear tags (a PostgreSQL one is newer).
         if matches!(store.db, engine::Db::Sqlite(_)) {
             let sealed = store.seal_clear_tags().await?;

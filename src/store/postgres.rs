@@ -43,12 +43,17 @@ pub(crate) async fn open(url: &str, node: &str) -> Result<PgPool, super::StoreEr
 /// wait for a connection behind staff requests (the writer) or holds one for good (the listener).
 pub(crate) fn own_connection(pool: &PgPool, role: &str) -> PgPool {
     let options = (*pool.connect_options()).clone();
-    let name = format!("{}-{role}", options.get_application_name().unwrap_or("mailroom"));
+    let name = format!("{}-{role}", node_name(pool));
     PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options.application_name(&name))
+}
+
+/// This node's name: the `application_name` the store's pool was opened with ([`open`]).
+pub(crate) fn node_name(pool: &PgPool) -> String {
+    pool.connect_options().get_application_name().unwrap_or("mailroom").to_string()
 }
 
 /// Starts a write transaction and takes the one `sequencer` row lock first, the PostgreSQL
@@ -63,6 +68,8 @@ pub(crate) async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Po
 
 /// The channel on which every commit that staff see is announced to the other nodes.
 pub(crate) const CHANGES_CHANNEL: &str = "mailroom_changes";
+/// The channel on which staff presence heartbeats go to the other nodes (`store::presence`).
+pub(crate) const PRESENCE_CHANNEL: &str = "mailroom_presence";
 
 /// Announces the transaction's changes to every node's listener (`store::listener`). PostgreSQL
 /// delivers a NOTIFY only when its transaction commits, and not at all if it rolls back, so it is

@@ -43,6 +43,7 @@ async fn pg_store(dir: &std::path::Path, url: &str, test: &str) -> (Store, Strin
         options: Arc::new(options),
         changes: Arc::new(tokio::sync::watch::channel(0).0),
         writer: Arc::default(),
+        presence: crate::store::presence::channel(),
     };
     (store, schema)
 }
