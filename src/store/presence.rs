@@ -60,3 +60,39 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_other_nodes_well_formed_notes_reach_subscribers() {
+        let (_dir, store) = crate::store::testing::store().await;
+        let mut notes = store.presence_notes();
+        let note = |node: &str| PresenceNote {
+            case: 7,
+            queue: "support".into(),
+            user: "anna".into(),
+            activity: "viewing".into(),
+            node: node.into(),
+        };
+        store.heard_presence("node-b", &serde_json::to_string(&note("node-b")).unwrap());
+        store.heard_presence("node-b", "{\"case\":\"seven\"}");
+        store.heard_presence("node-b", "not json");
+        store.heard_presence("node-b", &serde_json::to_string(&note("node-a")).unwrap());
+        assert_eq!(notes.try_recv().unwrap(), note("node-a"), "its own and the malformed ones are dropped");
+        assert!(notes.try_recv().is_err());
+        // SQLite is one node: announcing sends nothing and never fails.
+        store.announce_presence(&note("")).await.unwrap();
+        assert!(notes.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_payload_is_the_documented_json() {
+        let note = PresenceNote { case: 7, queue: "support".into(), user: "anna".into(), activity: "replying".into(), node: "mx1".into() };
+        assert_eq!(
+            serde_json::to_string(&note).unwrap(),
+            r#"{"case":7,"queue":"support","user":"anna","activity":"replying","node":"mx1"}"#
+        );
+    }
+}
