@@ -117,20 +117,6 @@ fn deliver(server: &Server, subject: &str) -> String {
     server.smtp_session().send_message("kim@customer.example", &["support@example.com"], &content)
 }
 
-/// The listener's backend pid on node B, waiting for it to be connected and LISTENing.
-fn listener_pid(pg: &PgCluster, other_than: Option<&str>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pid =
-            pg.sql("idle", &format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{LISTENER}' AND query LIKE 'LISTEN%'"));
-        if !pid.is_empty() && !pid.contains('\n') && Some(pid.as_str()) != other_than {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "node B has no (new) listener connection: {pid:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn idle_on_one_node_sees_mail_delivered_to_another_also_after_the_listener_was_killed() {
     let pg = PgCluster::start();
@@ -140,7 +126,7 @@ fn idle_on_one_node_sees_mail_delivered_to_another_also_after_the_listener_was_k
     let a = node(&url, &key_file, "node-a");
     let b = node(&url, &key_file, "node-b");
     b.add_user("anna", PW, &["support-agent"]);
-    let first_listener = listener_pid(&pg, None);
+    let first_listener = pg.listener_pid("idle", LISTENER, None);
 
     let mut c = Client::login(&b, "anna");
     let selected = c.command("a2", "SELECT support");
@@ -161,7 +147,7 @@ fn idle_on_one_node_sees_mail_delivered_to_another_also_after_the_listener_was_k
     let started = Instant::now();
     let second = deliver(&a, "after the listener was killed");
     c.expect_exists(2, started);
-    let second_listener = listener_pid(&pg, Some(&first_listener));
+    let second_listener = pg.listener_pid("idle", LISTENER, Some(&first_listener));
     assert_ne!(second_listener, first_listener);
 
     c.send("DONE");

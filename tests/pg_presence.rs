@@ -32,49 +32,18 @@ fn node(url: &str, key_file: &std::path::Path, name: &str) -> Server {
     start_node_with(url, key_file, name, opts)
 }
 
-/// The "also here" line of a case page, as text.
-fn also_here(page: &Page) -> String {
-    let start = page.body.find("data-presence>").unwrap_or_else(|| panic!("no presence line: {}", page.body)) + 14;
-    let html = page.body[start..].split("</p>").next().unwrap();
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text
-}
-
 /// Reloads case `id` as `browser` until its "also here" line satisfies `want` (or `within` passes).
 fn wait_for_line(browser: &CurlBrowser, id: i64, within: Duration, want: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + within;
     loop {
         let page = browser.get(&format!("/cases/{id}"));
         assert_eq!(page.status, 200, "{page:?}");
-        let line = also_here(&page);
+        let line = page.also_here();
         if want(&line) {
             return line;
         }
         assert!(Instant::now() < deadline, "not within {within:?}; the page says {line:?}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The backend pid of B's listener, waiting for it to be connected and LISTENing.
-fn listener_pid(pg: &PgCluster, other_than: Option<&str>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pid =
-            pg.sql("presence", &format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{LISTENER}' AND query LIKE 'LISTEN%'"));
-        if !pid.is_empty() && !pid.contains('\n') && Some(pid.as_str()) != other_than {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "node B has no (new) listener connection: {pid:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -93,7 +62,7 @@ fn a_colleague_on_another_node_shows_on_the_case_page_also_after_the_listener_wa
         a.add_user(user, PW, &["support-agent"]);
     }
     a.add_user("sam", PW, &["sales-agent"]);
-    let first_listener = listener_pid(&pg, None);
+    let first_listener = pg.listener_pid("presence", LISTENER, None);
 
     let message = simple_message("Presence across nodes", &unique_token("body-"));
     let number = a.smtp_session().send_message("kim@customer.example", &["support@example.com"], &message);
@@ -134,7 +103,7 @@ fn a_colleague_on_another_node_shows_on_the_case_page_also_after_the_listener_wa
     );
     assert_eq!(killed, "t", "exactly one listener connection, terminated");
     wait_for_line(&bert, id, Duration::from_secs(6), |line| !line.contains("anna"));
-    let second_listener = listener_pid(&pg, Some(&first_listener));
+    let second_listener = pg.listener_pid("presence", LISTENER, Some(&first_listener));
     assert_ne!(second_listener, first_listener);
     let beat = anna.post(&format!("/cases/{id}/presence"), &[("csrf", &annas_page.csrf()), ("kind", "replying")]);
     assert_eq!(beat.status, 200, "{beat:?}");

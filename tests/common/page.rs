@@ -28,6 +28,23 @@ impl Page {
     }
 
     /// The value of the first hidden `csrf` field.
+    /// The "also here" (presence) line of a case page, as text.
+    pub fn also_here(&self) -> String {
+        let start = self.body.find("data-presence>").unwrap_or_else(|| panic!("no presence line: {}", self.body)) + 14;
+        let html = self.body[start..].split("</p>").next().unwrap();
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text
+    }
+
     pub fn csrf(&self) -> String {
         let start = self.body.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field: {}", self.body)) + 19;
         self.body[start..].split('"').next().unwrap().to_string()

@@ -123,6 +123,21 @@ impl PgCluster {
     }
 
     /// `pg_ctl promote`: a standby becomes a primary (returns once it accepts writes).
+    /// The backend pid of the connection named `listener` in database `db`, waiting (10 s at
+    /// most) until it is connected and LISTENing, and is not `other_than` (one killed before).
+    pub fn listener_pid(&self, db: &str, listener: &str, other_than: Option<&str>) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pid =
+                self.sql(db, &format!("SELECT pid FROM pg_stat_activity WHERE application_name = '{listener}' AND query LIKE 'LISTEN%'"));
+            if !pid.is_empty() && !pid.contains('\n') && Some(pid.as_str()) != other_than {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "{listener} has no (new) listening connection: {pid:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn promote(&self) {
         self.run_checked("pg_ctl", &["-D", &self.data_dir_str(), "-w", "promote"]);
     }

@@ -21,23 +21,6 @@ fn new_case(server: &Server, subject: &str) -> i64 {
     ))
 }
 
-/// The "also here" line of a case page, as text.
-fn also_here(page: &Page) -> String {
-    let start = page.body.find("data-presence>").unwrap_or_else(|| panic!("no presence line: {}", page.body)) + 14;
-    let html = page.body[start..].split("</p>").next().unwrap();
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text
-}
-
 /// The `<tr>` of case `id` in a queue list.
 fn row_of(page: &Page, id: i64) -> String {
     let start = page.body.find(&format!("<tr data-case=\"{id}\" ")).unwrap_or_else(|| panic!("no row {id}: {}", page.body));
@@ -58,13 +41,13 @@ fn colleagues_see_who_views_or_replies_until_it_expires() {
 
     let first = anna.get(&format!("/cases/{id}"));
     assert_eq!(first.status, 200, "{first:?}");
-    assert_eq!(also_here(&first), "", "alone on the case");
+    assert_eq!(first.also_here(), "", "alone on the case");
     assert!(first.body.contains("hx-trigger=\"every 1s\""), "the heartbeat interval comes from [http]: {}", first.body);
 
     // Bert opens the case: the page itself recorded anna's "viewing" without any script.
     let page = bert.get(&format!("/cases/{id}"));
-    assert!(also_here(&page).contains("anna is viewing"), "{}", also_here(&page));
-    assert!(!also_here(&page).contains("bert"), "nobody is told about himself");
+    assert!(page.also_here().contains("anna is viewing"), "{}", page.also_here());
+    assert!(!page.also_here().contains("bert"), "nobody is told about himself");
     let list = bert.get("/queues/support");
     let row = row_of(&list, id);
     assert!(row.contains("viewing: anna") && !row.contains("bert"), "{row}");
@@ -75,7 +58,7 @@ fn colleagues_see_who_views_or_replies_until_it_expires() {
     assert_eq!(beat.status, 200, "{beat:?}");
     assert!(beat.body.contains("data-colleagues><span class=\"colleague\" data-user=\"anna\">anna is viewing</span>"), "{}", beat.body);
     assert!(!beat.body.contains("<html"), "the fragment alone: {}", beat.body);
-    assert!(also_here(&anna.get(&format!("/cases/{id}"))).contains("bert is replying"));
+    assert!(anna.get(&format!("/cases/{id}")).also_here().contains("bert is replying"));
     assert!(row_of(&anna.get("/queues/support"), id).contains("replying: bert"));
 
     // Refusals: no CSRF token, a wrong kind, a case of a queue sam may not read (as if none).
@@ -90,7 +73,7 @@ fn colleagues_see_who_views_or_replies_until_it_expires() {
     std::thread::sleep(Duration::from_millis(3300));
     let row = row_of(&bert.get("/queues/support"), id);
     assert!(!row.contains("data-presence"), "expired: {row}");
-    assert_eq!(also_here(&anna.get(&format!("/cases/{id}"))), "", "bert's heartbeat expired");
+    assert_eq!(anna.get(&format!("/cases/{id}")).also_here(), "", "bert's heartbeat expired");
 }
 
 #[test]
@@ -175,7 +158,7 @@ fn the_reply_page_tells_colleagues_someone_is_replying() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body.contains("name=\"kind\" value=\"replying\""), "the reply page's heartbeat says replying: {}", reply.body);
     let page = bert.get(&format!("/cases/{id}"));
-    assert!(also_here(&page).contains("anna is replying"), "{}", also_here(&page));
+    assert!(page.also_here().contains("anna is replying"), "{}", page.also_here());
     let row = row_of(&bert.get("/queues/support"), id);
     assert!(row.contains("replying: anna"), "{row}");
 }
