@@ -759,15 +759,20 @@ def main():
             md.append(f"- {p}")
     text = "\n".join(md) + "\n"
     sys.stderr.flush()
+    return finish(text, out_md, repo, run_dir, args.keep, ok, "config, server log, data dir")
+
+
+def finish(text, out_md, repo, run_dir, keep, ok, kept_what):
+    """Prints the results, writes them to out_md, keeps run_dir when asked or when something
+    failed (else removes it); the exit status."""
     print()
     print(text, flush=True)
     os.makedirs(os.path.dirname(out_md), exist_ok=True)
     with open(out_md, "w", encoding="utf-8") as f:
         f.write(text)
     log(f"results written to {os.path.relpath(out_md, repo)}")
-
-    if args.keep or not ok:
-        log(f"kept {run_dir} (config, server log, data dir)")
+    if keep or not ok:
+        log(f"kept {run_dir} ({kept_what})")
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0 if ok else 1

@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -532,17 +531,7 @@ def main():
             ctx["cluster"].stop(remove=not (args.keep or not ok))
 
     text = report(args, ctx, sink, results, pg_settings)
-    print()
-    print(text, flush=True)
-    os.makedirs(os.path.dirname(out_md), exist_ok=True)
-    with open(out_md, "w", encoding="utf-8") as f:
-        f.write(text)
-    log(f"results written to {os.path.relpath(out_md, repo)}")
-    if args.keep or not ok:
-        log(f"kept {run_dir} (configs, server logs, data dirs, PostgreSQL cluster)")
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return 0 if ok else 1
+    return bench.finish(text, out_md, repo, run_dir, args.keep, ok, "configs, server logs, data dirs, PostgreSQL cluster")
 
 
 if __name__ == "__main__":
