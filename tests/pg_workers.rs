@@ -241,6 +241,10 @@ fn the_session_purge_lease_is_held_by_one_node_and_released_when_it_stops() {
     let now = mailroom::store::now_millis();
     assert!(until > now + 200_000 && until <= now + 300_000, "held for its ttl: until {until}, now {now}");
     assert_eq!(pg.sql("purge", "SELECT count(*) FROM leases"), "1", "one row per job, whoever holds it");
+    // Both nodes are past their first tick (every 200 ms): the other one asked and was refused.
+    // (Stopping the holder sooner would let the other's first tick take the released lease.)
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pg.sql("purge", "SELECT holder FROM leases"), row, "the other node did not take a held lease");
     // A clean stop hands the lease back at once (another node need not wait for it to expire).
     let holder = if row == holders[0] { &mut a } else { &mut b };
     assert!(holder.terminate_and_wait().success());
