@@ -122,4 +122,24 @@ cargo test --locked "$@"
 section "MAILROOM_TEST_DATABASE=postgres cargo test --locked (PostgreSQL)"
 MAILROOM_TEST_DATABASE=postgres cargo test --locked "$@"
 
+# The library's own PostgreSQL tests (the engines return the same rows; a listing page reads about
+# a page of rows in EXPLAIN ANALYZE) are #[ignore]d without MAILROOM_TEST_PG_URL: a unit test cannot
+# use tests/common/pg.rs, so they get a throwaway cluster here, made the same way (initdb into a
+# temp dir as the postgres user, pg_ctl on a free loopback port with its socket in that dir).
+section "cargo test --locked --lib -- --ignored engines_agree (PostgreSQL)"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+as_pg=()
+[[ $EUID -eq 0 ]] && as_pg=(runuser -u postgres --)
+pg_dir=$(mktemp -d)
+[[ $EUID -eq 0 ]] && chown postgres "$pg_dir"
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync --encoding=UTF8 --locale=C >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+stop_pg() { "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null || true; rm -rf "$pg_dir"; }
+trap stop_pg EXIT
+MAILROOM_TEST_PG_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" cargo test --locked --lib -- --ignored engines_agree
+stop_pg
+trap - EXIT
+
 section "done in $((SECONDS - ci_start))s"

@@ -51,7 +51,12 @@ fn send_one(addr: SocketAddr, token: &str, content: &[u8]) -> Result<String, Str
         let line = r.last().to_string();
         if line.starts_with(want) { Ok(line) } else { Err(format!("{token}: unexpected {line:?}")) }
     };
-    step(&mut c, None, "220 ")?;
+    // The greeting as a line, not a reply: a client still holding the killed server's address
+    // may reach a port the restarted server now uses for another protocol (an IMAP "* OK").
+    let greeting = c.try_line().map_err(|e| format!("read: {e:?}"))?;
+    if !greeting.starts_with("220 ") {
+        return Err(format!("{token}: not an SMTP greeting: {greeting:?}"));
+    }
     step(&mut c, Some(b"EHLO crash.client.example.org\r\n"), "250 ")?;
     step(&mut c, Some(b"MAIL FROM:<crash@client.example.org>\r\n"), "250 2.1.0")?;
     step(&mut c, Some(b"RCPT TO:<support@example.com>\r\n"), "250 2.1.5")?;

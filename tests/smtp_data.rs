@@ -260,6 +260,22 @@ fn retry_of_registered_message_is_not_stored_twice() {
     assert_eq!(list.len(), 4, "{list:?}");
     assert_eq!(s.stored_content(&n1), content);
     assert_eq!(s.stored_content(&n2), other_body);
+
+    // Without a Message-ID the fingerprint alone finds the retry (another index, another query).
+    let bare = b"From: customer@client.example.org\r\nTo: support@example.com\r\nSubject: no id\r\n\r\nbare body\r\n".to_vec();
+    let n5 = c.send_message("customer@client.example.org", &["support@example.com"], &bare);
+    c.expect("MAIL FROM:<customer@client.example.org>", "250 2.1.0 Sender OK");
+    c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
+    c.expect("DATA", "354 End data with <CR><LF>.<CR><LF>");
+    c.send(&data_wire(&bare));
+    c.expect_line(&format!("250 2.0.0 Registered {n5} (duplicate, not stored again)"));
+    let mut other_bare = bare.clone();
+    other_bare.extend_from_slice(b"P.S.\r\n");
+    let n6 = c.send_message("customer@client.example.org", &["support@example.com"], &other_bare);
+    assert_ne!(n5, n6, "another body without a Message-ID is a new message");
+    let list = s.list_messages();
+    assert_eq!(list.len(), 6, "{list:?}");
+    assert_eq!(list.iter().find(|m| m.number == n5).map(|m| m.duplicate_count), Some(1), "{list:?}");
 }
 
 #[test]

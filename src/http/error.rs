@@ -183,8 +183,9 @@ pub struct Query<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // A malformed query, as any other query that does not parse (400, as documented).
         if parts.uri.query().is_some_and(encodes_nul) {
-            return Err(ApiError::invalid(NUL_REFUSED));
+            return Err(ApiError::bad_request(NUL_REFUSED));
         }
         Ok(Query(axum::extract::Query::<T>::from_request_parts(parts, state).await?.0))
     }

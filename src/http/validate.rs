@@ -51,12 +51,18 @@ impl utoipa::IntoParams for CaseIdParam {
     }
 }
 
-/// The document's pattern for free text: at least one character that is not blank.
-pub const TEXT_PATTERN: &str = "[^\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]";
+/// The blank characters ([`is_blank`]), as a regex class's inside.
+const TEXT_BLANKS: &str = "\\t\\n\\u000b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff";
+
+/// The document's pattern for free text: at least one character that is not blank, and no U+0000
+/// (refused everywhere, `http::error`).
+fn text_pattern() -> String {
+    format!("^[^\\u0000]*[^\\u0000{TEXT_BLANKS}][^\\u0000]*$")
+}
 
 /// The document's schema of free text ([`check_text`]).
 pub fn text_schema() -> Object {
-    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(TEXT_PATTERN)).build()
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(text_pattern())).build()
 }
 
 /// The document's schema of a tag ([`check_tag`]).
@@ -134,9 +140,20 @@ mod tests {
     }
 
     #[test]
+    fn free_text_needs_a_character_that_is_not_blank_and_no_nul() {
+        let pattern = regex::Regex::new(&text_pattern()).unwrap();
+        for ok in ["a", " \u{3000}文本 ", "текст\n"] {
+            assert!(pattern.is_match(ok), "{ok:?}");
+        }
+        for refused in ["", " \t\u{3000}\u{feff}", "text\0", "\0 x"] {
+            assert!(!pattern.is_match(refused), "{refused:?}");
+        }
+    }
+
+    #[test]
     fn patterns_and_checks_agree() {
         let tag_class = class(TAG_PATTERN.trim_start_matches("^[^").trim_end_matches("]+$"));
-        let text_class = class(TEXT_PATTERN.trim_start_matches("[^").trim_end_matches(']'));
+        let text_class = class(TEXT_BLANKS);
         for c in (0u32..0x3100).chain([0xfeff, 0xffff, 0x1f600]).filter_map(char::from_u32) {
             assert_eq!(!tag_class(c), is_tag_char(c), "tag: U+{:04X}", c as u32);
             assert_eq!(text_class(c), is_blank(c), "text: U+{:04X}", c as u32);

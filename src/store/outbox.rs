@@ -167,6 +167,12 @@ pub fn insert_sync(tx: &rusqlite::Transaction, row: &NewOutboxMail) -> rusqlite:
 /// An acknowledgement to recipient `$1` (blind index) queued since `$2` (unix ms), if any.
 pub const RECENT_ACK: &str = "SELECT id FROM outbox WHERE rcpt_idx = $1 AND kind = 'ack' AND created_at >= $2 LIMIT 1";
 
+/// PostgreSQL, the writer: [`INSERT`] of an acknowledgement unless [`RECENT_ACK`] finds one
+/// ($9: since), in one statement; returns the new id, or no row.
+pub const INSERT_ACK_UNLESS_RECENT: &str = "INSERT INTO outbox (message_id, kind, rcpt_idx, created_at, next_attempt_at, uid, key_id, wrapped_key, mail_ct) \
+     SELECT $1, $2, $3, $4, $4, $5, $6, $7, $8 \
+     WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE rcpt_idx = $3 AND kind = 'ack' AND created_at >= $9) RETURNING id";
+
 /// Whether an acknowledgement went to this recipient since `since` (unix ms): at most one per
 /// sender within the window.
 pub fn recent_ack_sync(tx: &rusqlite::Transaction, rcpt_idx: &[u8], since: i64) -> rusqlite::Result<bool> {

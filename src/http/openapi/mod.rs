@@ -41,8 +41,33 @@ pub fn document() -> Value {
 pub fn document_for(categories: &[String]) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the generated document is JSON");
     fill_in_categories(&mut document, categories);
+    forbid_nul(&mut document);
     document
 }
+
+/// No text the API takes may contain U+0000 (PostgreSQL's text cannot hold it; the API answers
+/// 422 on either engine, `http::error`): every free-form string schema says so, so a client (or a
+/// fuzzer) knows such a request is not valid rather than finding out.
+fn forbid_nul(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let is_string = match object.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string && !["enum", "const", "format", "pattern"].iter().any(|k| object.contains_key(*k)) {
+                object.insert("pattern".into(), Value::from(NO_NUL));
+            }
+            object.values_mut().for_each(forbid_nul);
+        }
+        Value::Array(items) => items.iter_mut().for_each(forbid_nul),
+        _ => {}
+    }
+}
+
+/// ECMA-262 (and Python) regex: any text without U+0000.
+const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// The category codes are configuration: the listing's filter takes one of them or "none", a
 /// case's category one of them or null.
@@ -71,6 +96,32 @@ pub fn operations(document: &Value) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_free_text_schema_forbids_nul() {
+        fn check(value: &Value, at: &str, checked: &mut usize) {
+            match value {
+                Value::Object(object) => {
+                    let free_string =
+                        object.get("type").is_some_and(|t| t == "string" || t.as_array().is_some_and(|a| a.iter().any(|t| t == "string")))
+                            && !["enum", "const", "format"].iter().any(|k| object.contains_key(*k));
+                    if free_string {
+                        let pattern = object.get("pattern").and_then(Value::as_str).unwrap_or_else(|| panic!("{at}: no pattern: {value}"));
+                        let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{at}: {pattern}: {e}"));
+                        assert!(!regex.is_match("a\0b"), "{at}: {pattern} lets U+0000 through");
+                        *checked += 1;
+                    }
+                    object.iter().for_each(|(k, v)| check(v, &format!("{at}/{k}"), checked));
+                }
+                Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| check(v, &format!("{at}/{i}"), checked)),
+                _ => {}
+            }
+        }
+        let mut checked = 0;
+        check(&document(), "", &mut checked);
+        assert!(checked > 40, "{checked} string schemas");
+        assert!(regex::Regex::new(NO_NUL).unwrap().is_match("текст 文本 text"));
+    }
 
     #[test]
     fn every_route_is_documented_and_every_documented_operation_is_routed() {

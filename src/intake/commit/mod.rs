@@ -55,7 +55,7 @@ impl Registration for Submission {
             protocol: s.protocol,
             tls: s.tls.as_deref(),
             parsed: s.parsed,
-            case_id: placement.cases[0],
+            cases: &placement.cases,
             key_id: s.key_id,
             wrapped_key: &s.wrapped_key,
             trace_ct: &trace_ct,
@@ -68,9 +68,6 @@ impl Registration for Submission {
             automatic: s.routing.automatic,
             auth: s.auth_summary.as_deref(),
         })?;
-        for case in &placement.cases {
-            tx.link(numbered.id, *case)?;
-        }
         if !placement.joined
             && let Some(ack) = &s.ack
         {

@@ -61,11 +61,9 @@ pub(super) fn place(
     let d = &r.decision;
     let mut cases = Vec::with_capacity(d.queues.len());
     for queue in &d.queues {
-        let case_id = tx.allocate("case", 1)?;
         // Rule tags are sealed like staff tags (each case its own key); untagged cases need none.
         let sealed = if d.tags.is_empty() { None } else { Some(crate::store::cases::seal_tags(tx.keys(), None, &d.tags)?) };
-        tx.insert_case(&NewCase {
-            id: case_id,
+        let case_id = tx.open_case(&NewCase {
             opening_number: number,
             queue,
             opened_at: received,
@@ -75,10 +73,8 @@ pub(super) fn place(
             spam: d.spam,
             tier: r.tier.as_deref(),
             tags: sealed.as_ref(),
+            participant: s.sender_idx.as_deref(),
         })?;
-        if let Some(sender) = &s.sender_idx {
-            tx.add_participant(case_id, sender)?;
-        }
         cases.push(case_id);
     }
     Ok(Placement { cases, queues: d.queues.clone(), joined: false })

@@ -359,14 +359,15 @@ fn write_batch(
     let mut plans = Vec::with_capacity(batch.len());
     let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
     let mut fresh = 0i64;
-    for (i, job) in batch.iter().enumerate() {
-        let r = *job;
-        let key = r.dedupe_idx();
+    let lookups: Vec<(Option<&[u8]>, &[u8])> = batch.iter().map(|r| (r.msgid_idx(), r.dedupe_idx())).collect();
+    let retries = write.find_retries(&lookups, window_start)?;
+    for (i, (job, retry)) in batch.iter().zip(retries).enumerate() {
+        let key = job.dedupe_idx();
         if let Some(&first) = first_in_batch.get(key) {
             plans.push(Plan::DuplicateInBatch(first));
             continue;
         }
-        match write.find_retry(r.msgid_idx(), key, window_start)? {
+        match retry {
             Some((id, number)) => plans.push(Plan::Duplicate { id, number }),
             None => {
                 first_in_batch.insert(key, i);

@@ -86,6 +86,43 @@ macro_rules! fetch_all {
     };
 }
 
+/// The retry of a message with this Message-ID index ($1) and fingerprint ($2), since $3.
+const RETRY_BY_MESSAGE_ID: &str =
+    "SELECT id, number FROM messages WHERE msgid_idx = $1 AND dedupe_idx = $2 AND received_at >= $3 ORDER BY id LIMIT 1";
+/// The retry of a message without a Message-ID with this fingerprint ($1), since $2.
+const RETRY_WITHOUT_MESSAGE_ID: &str =
+    "SELECT id, number FROM messages WHERE msgid_idx IS NULL AND dedupe_idx = $1 AND received_at >= $2 ORDER BY id LIMIT 1";
+/// PostgreSQL: the two look-ups above for a whole batch ($1 Message-ID indexes, NULL for none;
+/// $2 fingerprints; $3 since), as (position from 1, id, number). Each branch's `k.msgid IS [NOT]
+/// NULL` is a one-time filter, so each key runs only the index scan that fits it.
+const RETRIES_OF_BATCH: &str = "SELECT k.position, r.id, r.number
+     FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS k(msgid, dedupe, position)
+     CROSS JOIN LATERAL (
+         (SELECT id, number FROM messages WHERE k.msgid IS NOT NULL AND msgid_idx = k.msgid AND dedupe_idx = k.dedupe AND received_at >= $3 ORDER BY id LIMIT 1)
+         UNION ALL
+         (SELECT id, number FROM messages WHERE k.msgid IS NULL AND msgid_idx IS NULL AND dedupe_idx = k.dedupe AND received_at >= $3 ORDER BY id LIMIT 1)
+     ) AS r";
+
+/// The columns and values of a new message's row ($1 … $21), for both engines.
+macro_rules! insert_message {
+    () => {
+        "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic, auth)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    };
+}
+const INSERT_MESSAGE: &str = insert_message!();
+/// PostgreSQL: the row, its sealed raw bytes ($22) and its filing under cases ($23), at once.
+const INSERT_MESSAGE_FILED: &str = concat!(
+    "WITH m AS (",
+    insert_message!(),
+    " RETURNING id), b AS (INSERT INTO message_blobs (message_id, raw_ct) SELECT id, $22 FROM m)
+     INSERT INTO message_cases (message_id, case_id, uid) SELECT m.id, c, m.id FROM m, unnest($23::bigint[]) AS c ON CONFLICT DO NOTHING"
+);
+/// A new case's row ($1 id … $13), on SQLite.
+const INSERT_CASE: &str = "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
+     VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const INSERT_CASE_TAG: &str = "INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
 /// A new message's row: its number and identity, the sealed parts, the lookup indexes.
 pub struct MessageRow<'a> {
     pub id: i64,
@@ -98,8 +135,8 @@ pub struct MessageRow<'a> {
     pub protocol: &'a str,
     pub tls: Option<&'a str>,
     pub parsed: bool,
-    /// The first case it opened or joined.
-    pub case_id: i64,
+    /// The cases it opened or joined (at least one); the first is `messages.case_id`.
+    pub cases: &'a [i64],
     pub key_id: u32,
     pub wrapped_key: &'a [u8],
     pub trace_ct: &'a [u8],
@@ -113,9 +150,8 @@ pub struct MessageRow<'a> {
     pub auth: Option<&'a str>,
 }
 
-/// A case opened by a new message (status `new`).
+/// A case opened by a new message (status `new`); [`WriteTx::open_case`] allocates its id.
 pub struct NewCase<'a> {
-    pub id: i64,
     pub opening_number: &'a str,
     pub queue: &'a str,
     pub opened_at: i64,
@@ -127,6 +163,8 @@ pub struct NewCase<'a> {
     pub tier: Option<&'a str>,
     /// The case's key and sealed tags, when it has tags.
     pub tags: Option<&'a super::super::cases::SealedTags>,
+    /// The sender (blind index), its first participant.
+    pub participant: Option<&'a [u8]>,
 }
 
 impl WriteTx<'_> {
@@ -197,113 +235,172 @@ impl WriteTx<'_> {
         Ok(added > 0)
     }
 
-    pub fn insert_case(&self, case: &NewCase) -> Result<(), StoreError> {
+    /// Opens a case: allocates its id, inserts it with its tag index and its first participant;
+    /// returns the id. On PostgreSQL one statement (one round trip under the sequencer lock).
+    pub fn open_case(&self, case: &NewCase) -> Result<i64, StoreError> {
         let key = case.tags.map(|t| &t.key);
-        execute!(
-            &self.engine,
-            "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
-             VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            case.id,
-            case.opening_number,
-            case.queue,
-            case.opened_at,
-            case.category,
-            case.priority,
-            case.due_at,
-            i64::from(case.spam),
-            key.map(|k| k.uid.as_slice()),
-            key.map(|k| k.key_id),
-            key.map(|k| k.wrapped_key.as_slice()),
-            case.tags.and_then(|t| t.tags_ct.as_deref()),
-            case.tier
-        );
-        for idx in case.tags.iter().flat_map(|t| &t.index) {
-            execute!(
-                &self.engine,
-                "INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                case.id,
-                idx.as_slice()
-            );
+        let no_index = Vec::new();
+        let index: Vec<&[u8]> = case.tags.map_or(&no_index, |t| &t.index).iter().map(Vec::as_slice).collect();
+        match &self.engine {
+            Engine::Sqlite(tx) => {
+                let id = self.allocate("case", 1)?;
+                tx.prepare_cached(INSERT_CASE)?.execute(params![
+                    id,
+                    case.opening_number,
+                    case.queue,
+                    case.opened_at,
+                    case.category,
+                    case.priority,
+                    case.due_at,
+                    i64::from(case.spam),
+                    key.map(|k| k.uid.as_slice()),
+                    key.map(|k| k.key_id),
+                    key.map(|k| k.wrapped_key.as_slice()),
+                    case.tags.and_then(|t| t.tags_ct.as_deref()),
+                    case.tier
+                ])?;
+                for idx in index {
+                    tx.prepare_cached(INSERT_CASE_TAG)?.execute(params![id, idx])?;
+                }
+                if let Some(address_idx) = case.participant {
+                    self.add_participant(id, address_idx)?;
+                }
+                Ok(id)
+            }
+            Engine::Postgres { conn, rt } => {
+                let mut conn = conn.borrow_mut();
+                let query = sqlx::query_scalar(
+                    "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'case' RETURNING value),
+                     c AS (
+                         INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
+                         SELECT value, $1, $2, 'new', $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM next RETURNING id),
+                     t AS (INSERT INTO case_tags (case_id, tag_idx) SELECT c.id, x FROM c, unnest($13::bytea[]) AS x ON CONFLICT DO NOTHING),
+                     p AS (INSERT INTO case_participants (case_id, address_idx) SELECT c.id, $14 FROM c WHERE $14 IS NOT NULL ON CONFLICT DO NOTHING)
+                     SELECT id FROM c",
+                )
+                .bind(case.opening_number)
+                .bind(case.queue)
+                .bind(case.opened_at)
+                .bind(case.category)
+                .bind(case.priority)
+                .bind(case.due_at)
+                .bind(i64::from(case.spam))
+                .bind(key.map(|k| k.uid.as_slice()))
+                .bind(key.map(|k| k.key_id))
+                .bind(key.map(|k| k.wrapped_key.as_slice()))
+                .bind(case.tags.and_then(|t| t.tags_ct.as_deref()))
+                .bind(case.tier)
+                .bind(index)
+                .bind(case.participant);
+                rt.block_on(query.fetch_optional(pg(&mut conn)))?.ok_or_else(|| StoreError::BatchFailed("no counter named case".into()))
+            }
+        }
+    }
+
+    /// Stores a new message: its row, its sealed raw bytes, and its filing under each of its
+    /// cases. On PostgreSQL one statement (one round trip under the sequencer lock).
+    pub fn insert_message(&self, m: &MessageRow) -> Result<(), StoreError> {
+        let tags = serde_json::to_string(m.tags).expect("tags serialise");
+        let first_case = *m.cases.first().ok_or_else(|| StoreError::BatchFailed("a message without a case".into()))?;
+        match &self.engine {
+            Engine::Sqlite(tx) => {
+                tx.prepare_cached(INSERT_MESSAGE)?.execute(params![
+                    m.id,
+                    m.uid,
+                    m.number,
+                    i64::from(m.reg_year),
+                    m.reg_seq,
+                    m.received_at,
+                    m.size as i64,
+                    m.protocol,
+                    m.tls,
+                    i64::from(m.parsed),
+                    first_case,
+                    i64::from(m.key_id),
+                    m.wrapped_key,
+                    m.trace_ct,
+                    m.fields_ct,
+                    m.sender_idx,
+                    m.msgid_idx,
+                    m.dedupe_idx,
+                    tags,
+                    i64::from(m.automatic),
+                    m.auth
+                ])?;
+                tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES ($1, $2)")?.execute(params![m.id, m.raw_ct])?;
+                for case in m.cases {
+                    tx.prepare_cached("INSERT INTO message_cases (message_id, case_id, uid) VALUES ($1, $2, $1) ON CONFLICT DO NOTHING")?
+                        .execute(params![m.id, case])?;
+                }
+            }
+            Engine::Postgres { conn, rt } => {
+                let mut conn = conn.borrow_mut();
+                let query = sqlx::query(INSERT_MESSAGE_FILED)
+                    .bind(m.id)
+                    .bind(m.uid)
+                    .bind(m.number)
+                    .bind(i64::from(m.reg_year))
+                    .bind(m.reg_seq)
+                    .bind(m.received_at)
+                    .bind(m.size as i64)
+                    .bind(m.protocol)
+                    .bind(m.tls)
+                    .bind(i64::from(m.parsed))
+                    .bind(first_case)
+                    .bind(i64::from(m.key_id))
+                    .bind(m.wrapped_key)
+                    .bind(m.trace_ct)
+                    .bind(m.fields_ct)
+                    .bind(m.sender_idx)
+                    .bind(m.msgid_idx)
+                    .bind(m.dedupe_idx)
+                    .bind(tags)
+                    .bind(i64::from(m.automatic))
+                    .bind(m.auth)
+                    .bind(m.raw_ct)
+                    .bind(m.cases);
+                rt.block_on(query.execute(pg(&mut conn)))?;
+            }
         }
         Ok(())
     }
 
-    /// Stores a new message: its row and its sealed raw bytes.
-    pub fn insert_message(&self, m: &MessageRow) -> Result<(), StoreError> {
-        execute!(
-            &self.engine,
-            "INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, tls, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, sender_idx, msgid_idx, dedupe_idx, tags, automatic, auth)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-            m.id,
-            m.uid,
-            m.number,
-            i64::from(m.reg_year),
-            m.reg_seq,
-            m.received_at,
-            m.size as i64,
-            m.protocol,
-            m.tls,
-            i64::from(m.parsed),
-            m.case_id,
-            i64::from(m.key_id),
-            m.wrapped_key,
-            m.trace_ct,
-            m.fields_ct,
-            m.sender_idx,
-            m.msgid_idx,
-            m.dedupe_idx,
-            serde_json::to_string(m.tags).expect("tags serialise"),
-            i64::from(m.automatic),
-            m.auth
-        );
-        execute!(&self.engine, "INSERT INTO message_blobs (message_id, raw_ct) VALUES ($1, $2)", m.id, m.raw_ct);
-        Ok(())
-    }
-
-    /// Files message `message_id` under case `case_id` (once).
-    pub fn link(&self, message_id: i64, case_id: i64) -> Result<(), StoreError> {
-        execute!(
-            &self.engine,
-            "INSERT INTO message_cases (message_id, case_id, uid) VALUES ($1, $2, $1) ON CONFLICT DO NOTHING",
-            message_id,
-            case_id
-        );
-        Ok(())
-    }
-
-    /// Whether an acknowledgement to this recipient (blind index) was queued since `since` (ms).
-    pub fn ack_queued_since(&self, rcpt_idx: &[u8], since: i64) -> Result<bool, StoreError> {
-        Ok(match &self.engine {
-            Engine::Sqlite(tx) => crate::store::outbox::recent_ack_sync(tx, rcpt_idx, since)?,
-            engine @ Engine::Postgres { .. } => {
-                fetch_optional!(engine, (i64,), crate::store::outbox::RECENT_ACK, rcpt_idx, since).is_some()
+    /// Queues an acknowledgement (sealed by `seal`, due at once) unless one went to its recipient
+    /// (blind index `rcpt_idx`) since `since` (ms): at most one per sender within the window.
+    /// Returns the outbox row id, `None` when one was recent. SQLite looks first and seals only
+    /// when needed; PostgreSQL seals first and does both in one statement (one round trip under
+    /// the sequencer lock).
+    pub fn queue_ack_unless_recent(
+        &self,
+        rcpt_idx: &[u8],
+        since: i64,
+        seal: impl FnOnce(&KeyRing) -> Result<NewOutboxMail, StoreError>,
+    ) -> Result<Option<i64>, StoreError> {
+        use crate::store::outbox;
+        match &self.engine {
+            Engine::Sqlite(tx) => {
+                if outbox::recent_ack_sync(tx, rcpt_idx, since)? {
+                    return Ok(None);
+                }
+                Ok(Some(outbox::insert_sync(tx, &seal(self.keys)?)?))
             }
-        })
-    }
-
-    /// Queues sealed outgoing mail (an acknowledgement), due at once, through the outbox's one
-    /// INSERT; returns the outbox row id.
-    pub fn queue_mail(&self, mail: &NewOutboxMail) -> Result<i64, StoreError> {
-        Ok(match &self.engine {
-            Engine::Sqlite(tx) => crate::store::outbox::insert_sync(tx, mail)?,
-            engine @ Engine::Postgres { .. } => {
-                let (id,): (i64,) = fetch_optional!(
-                    engine,
-                    (i64,),
-                    crate::store::outbox::INSERT,
-                    mail.message_id,
-                    mail.kind.as_str(),
-                    mail.rcpt_idx.as_slice(),
-                    mail.created_at,
-                    &mail.uid[..],
-                    i64::from(mail.key_id),
-                    mail.wrapped_key.as_slice(),
-                    mail.mail_ct.as_slice()
-                )
-                .ok_or_else(|| StoreError::BatchFailed("INSERT … RETURNING id returned no row".into()))?;
-                id
+            Engine::Postgres { conn, rt } => {
+                let mail = seal(self.keys)?;
+                debug_assert_eq!(mail.rcpt_idx, rcpt_idx, "the row's index is the one looked up");
+                let mut conn = conn.borrow_mut();
+                let query = sqlx::query_scalar(outbox::INSERT_ACK_UNLESS_RECENT)
+                    .bind(mail.message_id)
+                    .bind(mail.kind.as_str())
+                    .bind(rcpt_idx)
+                    .bind(mail.created_at)
+                    .bind(&mail.uid[..])
+                    .bind(i64::from(mail.key_id))
+                    .bind(mail.wrapped_key.as_slice())
+                    .bind(mail.mail_ct.as_slice())
+                    .bind(since);
+                Ok(rt.block_on(query.fetch_optional(pg(&mut conn)))?)
             }
-        })
+        }
     }
 
     /// Adds an audit event, appended to the chain with the rest of the batch before commit.
@@ -314,29 +411,43 @@ impl WriteTx<'_> {
 
 /// The batch's own steps (the writer's, not a registration's): retries, numbers, the audit chain.
 impl WriteTx<'_> {
-    /// The message (id, number) this one is a retry of: same Message-ID index (or none) and
-    /// fingerprint, received since `since` (ms).
-    pub(super) fn find_retry(&self, msgid_idx: Option<&[u8]>, dedupe_idx: &[u8], since: i64) -> Result<Option<(i64, String)>, StoreError> {
-        // A retry has the same Message-ID, so the Message-ID index finds it; the fingerprint
-        // (envelope + Message-ID + body) decides. Without a Message-ID, the partial index on the
-        // fingerprint does.
-        Ok(match msgid_idx {
-            Some(msgid) => fetch_optional!(
-                &self.engine,
-                (i64, String),
-                "SELECT id, number FROM messages WHERE msgid_idx = $1 AND dedupe_idx = $2 AND received_at >= $3 ORDER BY id LIMIT 1",
-                msgid,
-                dedupe_idx,
-                since
-            ),
-            None => fetch_optional!(
-                &self.engine,
-                (i64, String),
-                "SELECT id, number FROM messages WHERE msgid_idx IS NULL AND dedupe_idx = $1 AND received_at >= $2 ORDER BY id LIMIT 1",
-                dedupe_idx,
-                since
-            ),
-        })
+    /// For each (Message-ID index or none, fingerprint): the message (id, number) it is a retry
+    /// of, received since `since` (ms). A retry has the same Message-ID, so the Message-ID index
+    /// finds it and the fingerprint (envelope + Message-ID + body) decides; without a Message-ID,
+    /// the partial index on the fingerprint does. On PostgreSQL one query for the whole batch.
+    pub(super) fn find_retries(&self, keys: &[(Option<&[u8]>, &[u8])], since: i64) -> Result<Vec<Option<(i64, String)>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new()); // a batch of staff reads' audit entries only
+        }
+        match &self.engine {
+            Engine::Sqlite(tx) => keys
+                .iter()
+                .map(|(msgid, dedupe)| {
+                    Ok(match msgid {
+                        Some(msgid) => tx
+                            .prepare_cached(RETRY_BY_MESSAGE_ID)?
+                            .query_row(params![msgid, dedupe, since], |r| <(i64, String)>::try_from(r))
+                            .optional()?,
+                        None => tx
+                            .prepare_cached(RETRY_WITHOUT_MESSAGE_ID)?
+                            .query_row(params![dedupe, since], |r| <(i64, String)>::try_from(r))
+                            .optional()?,
+                    })
+                })
+                .collect(),
+            Engine::Postgres { conn, rt } => {
+                let msgids: Vec<Option<&[u8]>> = keys.iter().map(|k| k.0).collect();
+                let dedupes: Vec<&[u8]> = keys.iter().map(|k| k.1).collect();
+                let mut conn = conn.borrow_mut();
+                let query = sqlx::query_as::<_, (i64, i64, String)>(RETRIES_OF_BATCH).bind(msgids).bind(dedupes).bind(since);
+                let found = rt.block_on(query.fetch_all(pg(&mut conn)))?;
+                let mut retries = vec![None; keys.len()];
+                for (position, id, number) in found {
+                    retries[position as usize - 1] = Some((id, number));
+                }
+                Ok(retries)
+            }
+        }
     }
 
     /// Takes `count` registration numbers of counter year `year`; returns the first sequence.
