@@ -138,6 +138,8 @@ impl Client {
                 self.buf.extend_from_slice(&tmp[..n]);
                 Ok(())
             }
+            // A signal delivered to this thread (EINTR): nothing was read, the caller reads again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => Err(ReadErr::Timeout),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionReset
@@ -264,10 +266,13 @@ impl Client {
         assert!(self.buf.is_empty(), "unexpected buffered bytes: {:?}", show_bytes(&self.buf));
         let old = self.tcp().read_timeout().unwrap();
         self.set_read_timeout(d);
-        match self.fill() {
-            Err(ReadErr::Timeout) => {}
-            Ok(()) => panic!("unexpected bytes from server: {:?}", show_bytes(&self.buf)),
-            Err(e) => panic!("expected silence, got {e:?}"),
+        loop {
+            match self.fill() {
+                Err(ReadErr::Timeout) => break,
+                Ok(()) if self.buf.is_empty() => continue, // interrupted by a signal: wait again
+                Ok(()) => panic!("unexpected bytes from server: {:?}", show_bytes(&self.buf)),
+                Err(e) => panic!("expected silence, got {e:?}"),
+            }
         }
         self.tcp().set_read_timeout(old).unwrap();
     }
