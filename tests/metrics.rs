@@ -131,6 +131,11 @@ fn metrics_count_traffic_exactly_and_show_no_customer_data() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 
+    // An IMAP client connected (and greeted) while the scrape happens.
+    let mut imap = std::net::TcpStream::connect(s.imap_addr()).unwrap();
+    let mut greeting = [0u8; 4];
+    std::io::Read::read_exact(&mut imap, &mut greeting).unwrap();
+    assert_eq!(&greeting, b"* OK");
     // The SMTP session's end is counted as it closes: wait for it.
     let mut after = String::new();
     assert!(
@@ -177,7 +182,9 @@ fn metrics_count_traffic_exactly_and_show_no_customer_data() {
     assert_eq!(gauge("mailroom_queue_overdue_cases", &[("queue", "support")]), 0.0);
     assert_eq!(gauge("mailroom_outbox_messages", &[("status", "pending")]), 0.0);
     assert_eq!(gauge("mailroom_connections_open", &[("service", "smtp")]), 1.0, "the LMTP session");
-    assert_eq!(gauge("mailroom_connections_open", &[("service", "imap")]), 0.0);
+    assert_eq!(gauge("mailroom_connections_open", &[("service", "imap")]), 1.0, "the IMAP client");
+    assert_eq!(moved("mailroom_connections_total", &[("listener", "imap"), ("result", "admitted")]), 1.0);
+    assert_eq!(moved("mailroom_connections_total", &[("listener", "http"), ("result", "admitted")]), 1.0, "the login");
     assert!(gauge("mailroom_store_size_bytes", &[]) > 0.0);
     assert!(gauge("mailroom_disk_free_bytes", &[]) > 0.0);
     l.expect("QUIT", &format!("221 2.0.0 {HOST} closing connection"));
@@ -205,7 +212,7 @@ fn metrics_count_traffic_exactly_and_show_no_customer_data() {
 #[test]
 fn readyz_is_not_ready_below_the_free_disk_minimum() {
     // More than any disk has: 4 EiB.
-    let (_s, metrics) = start("min_free_disk = 4611686018427387904", Opts::default());
+    let (mut s, metrics) = start("min_free_disk = 4611686018427387904", Opts::default());
     let (status, body) = get(metrics, "/readyz", &[]);
     assert_eq!(status, 503, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -218,6 +225,10 @@ fn readyz_is_not_ready_below_the_free_disk_minimum() {
     // Alive all the same; without a token /metrics is open.
     assert_eq!(get(metrics, "/healthz", &[]), (200, "ok".to_string()));
     assert_eq!(get(metrics, "/metrics", &[]).0, 200);
+    // A scraper's keep-alive connection does not hold up the stop; then the port is closed.
+    let _idle = std::net::TcpStream::connect(metrics).unwrap();
+    assert!(s.terminate_and_wait().success());
+    assert!(std::net::TcpStream::connect(metrics).is_err(), "the metrics listener is closed");
 }
 
 fn filler(i: usize) -> Vec<u8> {
