@@ -271,6 +271,10 @@ fn run(
 /// The batch in the metrics (`telemetry` renders them): its duration, its outcome, and how many
 /// messages shared its commit.
 fn record_batch(batch: &[Job], took: Duration, committed: bool) {
+    // Readiness probes' empty batches (`Store::check_writable`) are not commits worth counting.
+    if batch.iter().all(|job| matches!(job, Job::Audit { entries, .. } if entries.is_empty())) {
+        return;
+    }
     let messages = batch.iter().filter(|job| matches!(job, Job::Register { .. })).count();
     metrics::counter!("mailroom_store_commits_total", "result" => if committed { "ok" } else { "failed" }).increment(1);
     metrics::histogram!("mailroom_store_commit_duration_seconds").record(took.as_secs_f64());
