@@ -284,3 +284,29 @@ fn readyz_is_not_ready_once_the_database_cap_is_reached() {
     assert_eq!(sample(&text, "mailroom_smtp_transactions_total", &[("code", "451"), ("result", "tempfail")]), Some(1.0), "{text}");
     assert!(sample(&text, "mailroom_store_commits_total", &[("result", "failed")]).unwrap() >= 1.0, "{text}");
 }
+
+#[test]
+fn outbox_gauges_count_failed_and_pending_mail() {
+    // Acknowledgements to a smarthost that refuses connections: with one attempt allowed, each
+    // is given up (failed) at once.
+    let outbox = "[outbox]\nsmarthost = \"127.0.0.1:9\"\ntls = \"none\"\nmax_attempts = 1\npoll_interval = \"50ms\"\n";
+    let (s, metrics) = start("", Opts { extra_toml: outbox.into(), ..Opts::default() });
+    let mut c = s.smtp_session();
+    for sender in ["ann@client.example.org", "bob@client.example.org"] {
+        let message = String::from_utf8(simple_message(&unique_token("Question-"), "Please call me back.")).unwrap();
+        let message = message.replace("customer@client.example.org", sender).into_bytes();
+        assert!(c.send_message(sender, &["support@example.com"], &message).starts_with("MR-"));
+    }
+    let mut text = String::new();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            std::thread::sleep(Duration::from_millis(1100));
+            text = get(metrics, "/metrics", &[]).1;
+            sample(&text, "mailroom_outbox_messages", &[("status", "failed")]) == Some(2.0)
+        }),
+        "both acknowledgements given up: {text}"
+    );
+    assert_eq!(sample(&text, "mailroom_outbox_messages", &[("status", "pending")]), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "mailroom_outbox_messages", &[("status", "sending")]), Some(0.0), "{text}");
+    assert!(!text.contains("example.org"), "{text}");
+}
