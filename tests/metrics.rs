@@ -310,3 +310,26 @@ fn outbox_gauges_count_failed_and_pending_mail() {
     assert_eq!(sample(&text, "mailroom_outbox_messages", &[("status", "sending")]), Some(0.0), "{text}");
     assert!(!text.contains("example.org"), "{text}");
 }
+
+#[test]
+fn failed_logins_and_a_lockout_are_counted_by_result_and_scope() {
+    let access = "[access]\nmax_failures = 2\nfailure_delay = \"10ms\"\nmax_failure_delay = \"20ms\"\nlockout = \"60s\"\n";
+    let (s, metrics) = start("", Opts { extra_toml: access.into(), ..Opts::default() });
+    let login = || {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json", "--data"])
+            .arg(r#"{"user":"mallory-guess","password":"guess"}"#)
+            .arg(format!("{}/api/login", s.http_url()))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Two wrong guesses from one address lock that address out; the third is refused unchecked.
+    assert_eq!([login(), login(), login()], ["401", "401", "429"]);
+    let text = get(metrics, "/metrics", &[]).1;
+    let logins = |result| sample(&text, "mailroom_logins_total", &[("via", "http"), ("result", result)]);
+    assert_eq!((logins("invalid"), logins("throttled"), logins("success")), (Some(2.0), Some(1.0), Some(0.0)), "{text}");
+    assert_eq!(sample(&text, "mailroom_login_lockouts_total", &[("scope", "source")]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "mailroom_login_lockouts_total", &[("scope", "user")]), Some(0.0), "no such user to lock: {text}");
+    assert!(!text.contains("mallory"), "{text}");
+}
