@@ -594,10 +594,10 @@ impl Session {
                 }
             }
         }
-        self.flush().await?;
-        let registered = status.starts_with("250");
-        let latency = registered.then(|| end_of_data.elapsed());
+        // Counted whether or not the client is still there to read the reply.
+        let latency = status.starts_with("250").then(|| end_of_data.elapsed());
         super::observe::transaction(self.protocol, super::observe::code_label(status.as_bytes()), result, size, latency);
+        self.flush().await?;
         tracing::info!(
             reg = number.as_deref().unwrap_or("-"),
             size,
