@@ -106,10 +106,47 @@ pub fn free_disk(path: &Path) -> std::io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::writer::{self, Numbering};
+
+    struct Plain;
+    impl Numbering for Plain {
+        fn counter_year(&self, calendar_year: i32) -> i32 {
+            calendar_year
+        }
+        fn format(&self, year: i32, seq: u64) -> String {
+            format!("{year}-{seq}")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn not_ready_until_the_writer_runs_and_again_once_it_stopped() {
+        let (dir, store) = crate::store::testing::store().await;
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let t = Telemetry::new(handle, store.clone(), None, vec![], vec![], dir.path().into(), Some(1), 1024, shutdown);
+        let before = readiness(&t).await;
+        assert!(!before.ready());
+        assert_eq!(before.reason.as_deref(), Some("the writer is not running: new mail gets 451"));
+
+        let (writer, thread) = writer::spawn(store.clone(), Arc::new(Plain), Duration::from_secs(60)).unwrap();
+        let running = readiness(&t).await;
+        assert!(running.ready(), "{running:?}");
+        let names: Vec<&str> = running.checks.iter().map(|c| c.name).collect();
+        assert_eq!(names, ["writer", "store", "disk"], "no cap configured: no database_size check");
+        assert_eq!(crate::store::testing::audit_log(&store).await.len(), 0, "a probe writes nothing");
+
+        drop(writer);
+        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+        assert_eq!(readiness(&t).await.reason.as_deref(), Some("the writer is not running: new mail gets 451"));
+    }
+
     #[test]
     fn free_disk_reads_the_filesystem() {
-        let free = super::free_disk(std::path::Path::new("/")).unwrap();
+        let free = free_disk(Path::new("/")).unwrap();
         assert!(free > 0);
-        assert!(super::free_disk(std::path::Path::new("/no/such/dir")).is_err());
+        assert!(free_disk(Path::new("/no/such/dir")).is_err());
     }
 }
