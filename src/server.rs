@@ -110,7 +110,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         http_listeners.push(bind("http", if settings.config.http.tls { "https" } else { "http" }, addr, &mut bound).await?);
     }
     let metrics_listener = match &settings.config.metrics.listen {
-        Some(addr) => Some(bind("metrics", "metrics", addr, &mut bound).await?),
+        Some(addr) => {
+            if !addr.ip().is_loopback() && settings.metrics_token.is_none() {
+                tracing::warn!(addr = %addr, "metrics.listen is not a loopback address and no bearer token is set: anyone who reaches it can scrape");
+            }
+            Some(bind("metrics", "metrics", addr, &mut bound).await?)
+        }
         None => None,
     };
 
