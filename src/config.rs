@@ -78,6 +78,9 @@ pub struct Config {
     /// Reply templates offered on the reply page.
     #[serde(default)]
     pub templates: Vec<crate::cases::templates::ReplyTemplate>,
+    /// `/metrics`, `/healthz` and `/readyz`. Without `listen` there is no metrics listener.
+    #[serde(default)]
+    pub metrics: crate::telemetry::config::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +155,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Routing, numbering and acknowledgement state, derived once: what intake decides by.
     pub policy: Arc<Policy>,
+    /// `[metrics]`'s bearer token, read from its file at load time.
+    pub metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -314,6 +319,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     config.http.validate().map_err(within("http"))?;
     config.tls.validate().map_err(within("tls"))?;
     config.access.validate().map_err(within("access"))?;
+    let metrics_token = config.metrics.token(data_dir).map_err(within("metrics"))?.map(Arc::new);
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;
@@ -364,7 +370,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         node: config.server.node_name(),
         compression: config.storage.compression,
     };
-    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config })
+    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config, metrics_token })
 }
 
 /// Each template well-formed, its name unique, its scope naming configured queues and categories;
@@ -530,6 +536,28 @@ mod tests {
         let e = load("[server]\nhostname = \"mx.example.com\"\nsession_purge_every = \"100ms\"\n").unwrap_err();
         assert_eq!(e.key, "server.session_purge_every", "{e}");
         assert!(e.line >= 2, "the line is named: {e}");
+    }
+
+    #[test]
+    fn metrics_section_is_checked_naming_line_and_key() {
+        let s = load("").unwrap();
+        assert_eq!(s.config.metrics.listen, None, "no [metrics]: no listener");
+        assert_eq!(load(DEFAULT_CONFIG).unwrap().config.metrics.listen, Some("127.0.0.1:9325".parse().unwrap()));
+        let s = load("[metrics]\nlisten = \"127.0.0.1:9325\"\nbearer_token = \"0123456789abcdef0123\"\n").unwrap();
+        assert_eq!(s.metrics_token.as_deref().map(|t| t.as_str()), Some("0123456789abcdef0123"));
+        for (text, key, line) in [
+            ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", 2),
+            ("[metrics]\n\nbearer_token = \"short\"\n", "metrics.bearer_token", 3),
+            ("[metrics]\nbearer_token_file = \"/no/such/token\"\n", "metrics.bearer_token_file", 2),
+            ("[metrics]\nmin_free_disk = -1\n", "metrics.min_free_disk", 2),
+            ("[metrics]\nmax_connections = 0\n", "metrics.max_connections", 2),
+            ("[metrics]\nlisten = \"127.0.0.1:9325\"\ncolour = 1\n", "metrics", 3),
+        ] {
+            let e = load(text).unwrap_err();
+            assert!(e.key.starts_with(key), "{text}: {e}");
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert_eq!(e.file, "test.toml");
+        }
     }
 
     #[test]

@@ -20,4 +20,5 @@ pub mod server;
 pub mod shutdown;
 pub mod smtp;
 pub mod store;
+pub mod telemetry;
 pub mod tls;

@@ -34,6 +34,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     crate::store::private_umask();
     crate::store::prepare_data_dir(&settings.data_dir)?;
     let config = &settings.config;
+    // First, so that everything recorded from here on is in the metrics (none without a listener).
+    let metrics = match config.metrics.listen {
+        Some(_) => Some(crate::telemetry::recorder::install()?),
+        None => None,
+    };
     raise_fd_limit(config.limits.max_connections + config.imap.max_connections + config.http.max_connections);
     // A file left by a killed predecessor names ports that are no longer ours.
     let listeners_file = settings.data_dir.join("listeners.json");
@@ -104,6 +109,15 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for addr in &settings.config.http.listen {
         http_listeners.push(bind("http", if settings.config.http.tls { "https" } else { "http" }, addr, &mut bound).await?);
     }
+    let metrics_listener = match &settings.config.metrics.listen {
+        Some(addr) => {
+            if !addr.ip().is_loopback() && settings.metrics_token.is_none() {
+                tracing::warn!(addr = %addr, "metrics.listen is not a loopback address and no bearer token is set: anyone who reaches it can scrape");
+            }
+            Some(bind("metrics", "metrics", addr, &mut bound).await?)
+        }
+        None => None,
+    };
 
     // One pool per service; each reserves limits.reserved_percent for addresses without a
     // connection. IMAP has a second, smaller pool for connections not logged in yet.
@@ -145,6 +159,25 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     });
     for listener in http_listeners {
         staff_tasks.push(tokio::spawn(crate::http::serve(listener, http_ctx.clone(), http_connections.clone())));
+    }
+    if let (Some(listener), Some(handle)) = (metrics_listener, metrics) {
+        let telemetry = crate::telemetry::Telemetry::new(
+            handle,
+            store.clone(),
+            settings.metrics_token.as_deref().cloned(),
+            settings.queue_names(),
+            vec![
+                ("smtp", vec![connections.clone()]),
+                ("imap", vec![imap_pools.sessions.clone()]),
+                ("http", vec![http_connections.clone()]),
+            ],
+            settings.data_dir.clone(),
+            settings.config.metrics.min_free_disk,
+            settings.config.limits.max_message_size as u64,
+            shutdown.clone(),
+        );
+        let pool = Pool::new("metrics", settings.config.metrics.max_connections, 0);
+        staff_tasks.push(tokio::spawn(crate::telemetry::serve(listener, Arc::new(telemetry), pool)));
     }
     write_atomically(&listeners_file, &serde_json::to_vec(&bound)?)?;
 

@@ -193,6 +193,22 @@ impl Access {
     /// verifier's slots (bounded memory); a login that gets none in time is `Busy`. Every failure
     /// is audited with its real reason and delayed (growing with repeated failures).
     pub async fn login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+        let result = self.check_login(name, password, source, via).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(LoginError::Invalid) => "invalid",
+            Err(LoginError::Locked) => "locked",
+            Err(LoginError::Throttled { .. }) => "throttled",
+            Err(LoginError::Busy { .. }) => "busy",
+            Err(LoginError::Store(_)) => "error",
+        };
+        // Labels from fixed sets only (never the name given).
+        let via = ["imap", "http", "web"].into_iter().find(|v| *v == via).unwrap_or("other");
+        metrics::counter!("mailroom_logins_total", "via" => via, "result" => outcome).increment(1);
+        result
+    }
+
+    async fn check_login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
         // A locked-out source is refused at once, without queueing for a check.
         if let Some(retry_after) = self.throttle.source_locked(source) {
             self.audit_failure(name, source, via, "source-locked").await?;
@@ -277,6 +293,7 @@ impl Access {
             // A concurrent success may have lifted it again.
             let until = tx.locked_until(user.id).await?;
             if until.is_some_and(|until| until > now_millis()) {
+                metrics::counter!("mailroom_login_lockouts_total", "scope" => "user").increment(1);
                 entries.push(AuditEntry {
                     at: now_millis(),
                     actor: "access".into(),

@@ -62,6 +62,7 @@ impl Throttle {
         state.last_failure = now;
         if state.failures >= self.config.max_failures {
             state.locked_until = Some(now + self.config.lockout);
+            metrics::counter!("mailroom_login_lockouts_total", "scope" => "source").increment(1);
         }
         Ok(state.failures)
     }

@@ -90,8 +90,12 @@ impl Listener {
             };
             let _ = socket.set_nodelay(true);
             match self.admit(peer) {
-                Ok(guards) => handle(socket, peer, Admission::Admitted(guards)),
+                Ok(guards) => {
+                    metrics::counter!("mailroom_connections_total", "listener" => self.name, "result" => "admitted").increment(1);
+                    handle(socket, peer, Admission::Admitted(guards))
+                }
                 Err(why) => {
+                    metrics::counter!("mailroom_connections_total", "listener" => self.name, "result" => "refused").increment(1);
                     refusals.note(self.name, why, peer);
                     let answering = self.answering.clone().try_acquire_owned().ok();
                     handle(socket, peer, Admission::Refused(Refused { why, answering }));

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod data;
+pub mod observe;
 pub mod session;
 
 use std::sync::Arc;
@@ -50,7 +51,10 @@ pub async fn listen(listener: TcpListener, protocol: Protocol, ctx: Arc<SmtpCont
                 });
             }
             // The client waits for our banner before it sends anything: one write, then close.
-            Admission::Refused(refused) => refused.answer_now(&socket, busy_reply(&ctx.hostname, refused.why).as_bytes()),
+            Admission::Refused(refused) => {
+                refused.answer_now(&socket, busy_reply(&ctx.hostname, refused.why).as_bytes());
+                observe::session_ended(protocol, "421");
+            }
         })
         .await;
 }

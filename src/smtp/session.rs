@@ -40,6 +40,7 @@ pub async fn run(ctx: Arc<SmtpContext>, socket: TcpStream, peer: SocketAddr, pro
     if let Err(e) = session.serve().await {
         tracing::debug!(error = %e, "session ended with an I/O error");
     }
+    super::observe::session_ended(protocol, session.last_code);
     let _ = tokio::time::timeout(Duration::from_secs(2), session.stream.shutdown()).await;
 }
 
@@ -94,6 +95,8 @@ struct Session {
     discarding: bool,
     /// The connection ends here (`limits.max_session_time` after connect).
     session_deadline: Instant,
+    /// The code of the last reply queued, for the metrics.
+    last_code: &'static str,
 }
 
 impl Session {
@@ -112,6 +115,7 @@ impl Session {
             errors: 0,
             discarding: false,
             session_deadline,
+            last_code: "220",
         }
     }
 
@@ -120,6 +124,7 @@ impl Session {
     }
 
     fn reply(&mut self, line: impl AsRef<str>) {
+        self.last_code = super::observe::code_label(line.as_ref().as_bytes());
         self.out.extend_from_slice(line.as_ref().as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
@@ -294,7 +299,10 @@ impl Session {
             Request::Mail { from } => self.mail(from.address.into_owned(), from.flags, from.size),
             Request::Rcpt { to } => {
                 let postmaster = to.address.is_empty() && contains_ignore_case(line, b"<postmaster>");
-                self.rcpt(to.address.into_owned(), postmaster)
+                let answer_at = self.out.len();
+                let flow = self.rcpt(to.address.into_owned(), postmaster);
+                super::observe::recipient(self.protocol, super::observe::code_label(&self.out[answer_at..]));
+                flow
             }
             Request::Data if has_arguments(line) => self.error("501 5.5.4 Syntax: DATA"),
             Request::Data => return self.data().await,
@@ -586,6 +594,9 @@ impl Session {
                 }
             }
         }
+        // Counted whether or not the client is still there to read the reply.
+        let latency = status.starts_with("250").then(|| end_of_data.elapsed());
+        super::observe::transaction(self.protocol, super::observe::code_label(status.as_bytes()), result, size, latency);
         self.flush().await?;
         tracing::info!(
             reg = number.as_deref().unwrap_or("-"),

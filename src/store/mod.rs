@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod directory;
 pub mod engine;
 pub mod enrolment;
+pub mod health;
 pub mod leases;
 mod listener;
 pub mod mailbox;

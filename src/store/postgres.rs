@@ -100,3 +100,8 @@ pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', nex
                   ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
        AND status IN ('pending', 'sending') AND next_attempt_at <= $2
      RETURNING id, kind, attempts, uid, key_id, wrapped_key, mail_ct";
+
+/// The bytes the database takes on the server's disk.
+pub(crate) async fn database_size(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(pool).await
+}

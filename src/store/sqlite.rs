@@ -123,3 +123,11 @@ pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', nex
                   ORDER BY next_attempt_at, id LIMIT $3)
        AND status IN ('pending', 'sending') AND next_attempt_at <= $2
      RETURNING id, kind, attempts, uid, key_id, wrapped_key, mail_ct";
+
+/// The database's pages: (page_count, freelist_count, page_size), as the last commit left them.
+pub(crate) async fn pages(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Error> {
+    let count: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(pool).await?;
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(pool).await?;
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await?;
+    Ok((count, free, size))
+}

@@ -218,6 +218,7 @@ fn run(
         let started = Instant::now();
         let result = commit_batch(&store, numbering, &mut backend, &batch, duplicate_window);
         tracing::debug!(messages = batch.len(), ms = started.elapsed().as_secs_f64() * 1e3, ok = result.is_ok(), "batch");
+        record_batch(&batch, started.elapsed(), result.is_ok());
         match result {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
@@ -264,6 +265,21 @@ fn run(
         && let Err(e) = super::sqlite::checkpoint_sync(conn, true)
     {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+}
+
+/// The batch in the metrics (`telemetry` renders them): its duration, its outcome, and how many
+/// messages shared its commit.
+fn record_batch(batch: &[Job], took: Duration, committed: bool) {
+    // Readiness probes' empty batches (`Store::check_writable`) are not commits worth counting.
+    if batch.iter().all(|job| matches!(job, Job::Audit { entries, .. } if entries.is_empty())) {
+        return;
+    }
+    let messages = batch.iter().filter(|job| matches!(job, Job::Register { .. })).count();
+    metrics::counter!("mailroom_store_commits_total", "result" => if committed { "ok" } else { "failed" }).increment(1);
+    metrics::histogram!("mailroom_store_commit_duration_seconds").record(took.as_secs_f64());
+    if messages > 0 {
+        metrics::histogram!("mailroom_store_commit_messages").record(messages as f64);
     }
 }
 
