@@ -1,0 +1,91 @@
+//! The backup as a file: written beside its final name, private, synced, put in place without
+//! ever replacing a file; and the SQLite header read before anything opens it.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::BackupError;
+
+/// Where a file is written before it appears as `to`: beside it (so that putting it in place is
+/// a link within one file system), hidden, named after this process.
+pub(super) fn partial_path(to: &Path) -> Result<PathBuf, BackupError> {
+    let name = to.file_name().ok_or_else(|| BackupError::Refused(format!("{}: not a file name", to.display())))?;
+    let dir = match to.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(BackupError::Refused(format!("{}: no such directory", dir.display())));
+    }
+    let mut partial = std::ffi::OsString::from(".");
+    partial.push(name);
+    partial.push(format!(".partial-{}", std::process::id()));
+    Ok(dir.join(partial))
+}
+
+/// Creates `path` empty with mode 0600, failing if it exists.
+pub(super) fn create_private(path: &Path) -> Result<(), BackupError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(BackupError::io(format!("creating {}", path.display())))
+}
+
+/// fsync of the file's contents (SQLite does not sync what `VACUUM INTO` writes).
+pub(super) fn sync(path: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(BackupError::io(format!("syncing {}", path.display())))
+}
+
+/// Makes the finished `partial` appear as `to` (a hard link: fails if `to` exists meanwhile,
+/// never replaces it), removes `partial`, and syncs the directory so the name survives a crash.
+pub(super) fn place(partial: &Path, to: &Path) -> Result<(), BackupError> {
+    std::fs::hard_link(partial, to).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => BackupError::Refused(format!("{} already exists: it was not replaced", to.display())),
+        _ => BackupError::Io { what: format!("placing {}", to.display()), error: e },
+    })?;
+    let _ = std::fs::remove_file(partial);
+    let dir = match to.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(BackupError::io(format!("syncing {}", dir.display())))
+}
+
+/// Checks the first 100 bytes (SQLite's database header) against the file's size: a SQLite
+/// database, self-contained (rollback journal, not WAL: a WAL-mode file is a live database whose
+/// latest commits may be in its -wal file), and as long as its header says (not truncated).
+pub(super) fn check_header(path: &Path) -> Result<(), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    let mut header = [0u8; 100];
+    if len < 100 {
+        return Err(format!("{len} bytes: too short to be a database (truncated?)"));
+    }
+    file.read_exact(&mut header).map_err(|e| format!("cannot read: {e}"))?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err("not a SQLite database (wrong file?)".into());
+    }
+    if header[18] == 2 || header[19] == 2 {
+        return Err("a database in WAL mode: a live database file, not a backup made by `mailroom backup` \
+                    (its latest commits may be in a -wal file beside it)"
+            .into());
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let pages = u64::from(u32::from_be_bytes(header[28..32].try_into().expect("4 bytes")));
+    // The page count in the header is valid when its "version valid for" equals the change counter.
+    let counted = header[92..96] == header[24..28];
+    if page_size < 512 || (counted && len < pages * page_size) || len % page_size != 0 {
+        return Err(format!(
+            "truncated: {len} bytes, but its header says {} pages of {page_size} bytes",
+            if counted { pages.to_string() } else { "whole".into() }
+        ));
+    }
+    Ok(())
+}
