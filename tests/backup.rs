@@ -280,6 +280,11 @@ fn damaged_backups_fail_verification_with_a_reason_and_are_not_restored() {
     python_sql(&tags, &flip("tags_ct", "cases", "tags_ct IS NOT NULL"));
     assert_fails(&verify_with(&tags, &key), "flipped byte in case tags", "tags of case ");
 
+    // The tag index no longer matches the sealed tags (a listing filter would lie).
+    let index = variant("index.db");
+    python_sql(&index, "c.execute('DELETE FROM case_tags')");
+    assert_fails(&verify_with(&index, &key), "a deleted tag index row", "its tag index does not match its sealed tags");
+
     // Truncated (as a copy cut short by a full disk).
     let truncated = variant("truncated.db");
     let len = std::fs::metadata(&truncated).unwrap().len();

@@ -89,3 +89,45 @@ pub(super) fn check_header(path: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header of `pages` pages of 4096 bytes, WAL or rollback mode, with a valid page count.
+    fn header(pages: u32, wal: bool) -> Vec<u8> {
+        let mut h = vec![0u8; 100];
+        h[..16].copy_from_slice(b"SQLite format 3\0");
+        h[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        let mode = if wal { 2 } else { 1 };
+        (h[18], h[19]) = (mode, mode);
+        h[24..28].copy_from_slice(&7u32.to_be_bytes());
+        h[28..32].copy_from_slice(&pages.to_be_bytes());
+        h[92..96].copy_from_slice(&7u32.to_be_bytes());
+        h
+    }
+
+    fn check(bytes: &[u8]) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        std::fs::write(&path, bytes).unwrap();
+        check_header(&path)
+    }
+
+    #[test]
+    fn the_header_tells_a_whole_backup_from_a_short_a_foreign_and_a_live_file() {
+        let mut whole = header(3, false);
+        whole.resize(3 * 4096, 0);
+        assert_eq!(check(&whole), Ok(()));
+        let cut = &whole[..2 * 4096];
+        assert!(check(cut).unwrap_err().contains("truncated: 8192 bytes, but its header says 3 pages"), "{:?}", check(cut));
+        assert!(check(&whole[..5000]).unwrap_err().starts_with("truncated"));
+        assert!(check(&whole[..50]).unwrap_err().contains("too short"));
+        let mut live = header(3, true);
+        live.resize(3 * 4096, 0);
+        assert!(check(&live).unwrap_err().contains("WAL mode"));
+        let mut foreign = whole.clone();
+        foreign[..6].copy_from_slice(b"PK\x03\x04zz");
+        assert!(check(&foreign).unwrap_err().contains("not a SQLite database"));
+    }
+}

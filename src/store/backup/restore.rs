@@ -37,7 +37,8 @@ pub async fn restore(backup: &Path, options: &StoreOptions, actor: &str) -> Resu
     }
     prepare_data_dir(dir)?;
     let database = &options.database_path;
-    for existing in [database.clone(), suffixed(database, "-wal"), suffixed(database, "-journal")] {
+    // Any of these is (a trace of) a store: its -wal may hold its latest commits.
+    for existing in [database.clone(), suffixed(database, "-wal"), suffixed(database, "-shm"), suffixed(database, "-journal")] {
         if std::fs::symlink_metadata(&existing).is_ok() {
             return Err(BackupError::Refused(format!(
                 "{} already holds a store ({} exists): restore only into a data dir without one (move it away first)",

@@ -106,7 +106,7 @@ async fn check(pool: &SqlitePool, keys: &KeyRing, key_file: &Path) -> Result<Ver
     drop(conn);
 
     let messages = messages(pool, keys).await?;
-    let tagged_cases = sealed_rows(pool, keys, &CASE_TAGS).await?;
+    let tagged_cases = case_tags(pool, keys).await?;
     let case_entries = sealed_rows(pool, keys, &CASE_ENTRIES).await?;
     let outbox = sealed_rows(pool, keys, &OUTBOX).await?;
     let customers = sealed_rows(pool, keys, &CUSTOMERS).await?;
@@ -197,11 +197,6 @@ struct Sealed {
     sql: &'static str,
 }
 
-const CASE_TAGS: Sealed = Sealed {
-    what: "tags of case",
-    kind: "case-tags",
-    sql: "SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE tags_ct IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
-};
 const CASE_ENTRIES: Sealed = Sealed {
     what: "case entry",
     kind: "entry",
@@ -234,6 +229,58 @@ async fn sealed_rows(pool: &SqlitePool, keys: &KeyRing, table: &Sealed) -> Resul
             };
             let key = unwrap(keys, key_id, &wrapped_key, &uid).map_err(|e| fail(&e))?;
             drop(zeroize::Zeroizing::new(key.open(&aad(table.kind, &uid), &sealed).map_err(|e| fail(&e))?));
+            count += 1;
+        }
+    }
+}
+
+/// Every case's sealed tags open, and the tags' blind index (`case_tags`, what the listings
+/// filter by) says of each case exactly what its sealed tags say (no case without sealed tags
+/// has index rows): how many cases have tags.
+async fn case_tags(pool: &SqlitePool, keys: &KeyRing) -> Result<u64, Problem> {
+    use std::collections::{BTreeMap, BTreeSet};
+    type Row = (i64, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>, Vec<u8>);
+    let stray: Option<i64> = sqlx::query_scalar(
+        "SELECT t.case_id FROM case_tags t JOIN cases c ON c.id = t.case_id WHERE c.tags_ct IS NULL ORDER BY t.case_id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(case) = stray {
+        return Err(problem(format!("case {case} has tag index rows but no sealed tags")));
+    }
+    let (mut last, mut count) = (0i64, 0u64);
+    loop {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, uid, key_id, wrapped_key, tags_ct FROM cases WHERE tags_ct IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(last)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
+        let (Some((first, ..)), Some((end, ..))) = (rows.first(), rows.last()) else { return Ok(count) };
+        let mut indexed: BTreeMap<i64, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let index_rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT case_id, tag_idx FROM case_tags WHERE case_id >= $1 AND case_id <= $2")
+                .bind(*first)
+                .bind(*end)
+                .fetch_all(pool)
+                .await?;
+        for (case, idx) in index_rows {
+            indexed.entry(case).or_default().insert(idx);
+        }
+        last = *end;
+        for (id, uid, key_id, wrapped_key, sealed) in rows {
+            let fail = |e: &dyn std::fmt::Display| problem(format!("tags of case {id}: does not open: {e}"));
+            let (Some(uid), Some(key_id), Some(wrapped_key)) = (uid, key_id, wrapped_key) else {
+                return Err(fail(&"sealed, but its row has no data key"));
+            };
+            let key = unwrap(keys, key_id, &wrapped_key, &uid).map_err(|e| fail(&e))?;
+            let plain = zeroize::Zeroizing::new(key.open(&aad("case-tags", &uid), &sealed).map_err(|e| fail(&e))?);
+            let tags: Vec<String> = serde_json::from_slice(&plain).map_err(|e| fail(&e))?;
+            let expected: BTreeSet<Vec<u8>> = tags.iter().map(|t| keys.tag_index(t)).collect();
+            if indexed.remove(&id).unwrap_or_default() != expected {
+                return Err(problem(format!("case {id}: its tag index does not match its sealed tags")));
+            }
             count += 1;
         }
     }
