@@ -43,11 +43,20 @@ pub(super) fn sync(path: &Path) -> Result<(), BackupError> {
 /// Makes the finished `partial` appear as `to` (a hard link: fails if `to` exists meanwhile,
 /// never replaces it), removes `partial`, and syncs the directory so the name survives a crash.
 pub(super) fn place(partial: &Path, to: &Path) -> Result<(), BackupError> {
-    std::fs::hard_link(partial, to).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => BackupError::Refused(format!("{} already exists: it was not replaced", to.display())),
-        _ => BackupError::Io { what: format!("placing {}", to.display()), error: e },
-    })?;
-    let _ = std::fs::remove_file(partial);
+    match std::fs::hard_link(partial, to) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(partial);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(BackupError::Refused(format!("{} already exists: it was not replaced", to.display())));
+        }
+        // A file system without hard links (some network mounts): a rename, guarded by the
+        // existence check just before it.
+        Err(_) if std::fs::symlink_metadata(to).is_err() => {
+            std::fs::rename(partial, to).map_err(BackupError::io(format!("placing {}", to.display())))?;
+        }
+        Err(e) => return Err(BackupError::Io { what: format!("placing {}", to.display()), error: e }),
+    }
     let dir = match to.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
