@@ -8,6 +8,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod audit_anchor;
+pub mod backup;
 pub mod cases;
 pub mod codec;
 pub mod config;

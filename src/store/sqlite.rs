@@ -131,3 +131,51 @@ pub(crate) async fn pages(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Er
     let size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await?;
     Ok((count, free, size))
 }
+
+/// The options `mailroom backup` reads the live database with: read-only (it never writes the
+/// store), never created, waiting like any reader while another connection starts a checkpoint.
+pub(crate) fn snapshot_source_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(30))
+        .pragma("temp_store", "MEMORY")
+        .disable_statement_logging()
+}
+
+/// Writes a consistent copy of the database `conn` reads into `target` (which must not exist,
+/// or be empty) with `VACUUM INTO`.
+///
+/// Why `VACUUM INTO` and not the online backup API: in WAL mode the statement is ONE read
+/// transaction, so the copy is the database as of one commit and the writer never waits for it
+/// (readers do not block the writer; only checkpoints cannot pass the snapshot until it ends,
+/// and the server's checkpoints are PASSIVE). The backup API copies in steps and restarts from
+/// the first page whenever another connection commits between two steps — under steady mail it
+/// might never finish — unless it copies in one step, which is the same one read transaction
+/// without VACUUM's advantages: the copy is compacted and carries no free pages, so nothing the
+/// store deleted (old clear tags, removed rows) lingers in a backup. The copy is in rollback
+/// (DELETE) journal mode, one self-contained file; SQLite does not fsync it: the caller does.
+pub(crate) async fn snapshot_into(conn: &mut sqlx::SqliteConnection, target: &Path) -> Result<(), sqlx::Error> {
+    let target = target.to_str().ok_or_else(|| sqlx::Error::Protocol("the backup path is not UTF-8".into()))?;
+    sqlx::query("VACUUM INTO $1").bind(target).execute(conn).await.map(|_| ())
+}
+
+/// The options a backup file is checked with: read-only and immutable (no lock, no -journal,
+/// -wal or -shm next to it: the file is only read, and nobody else writes a backup).
+pub(crate) fn backup_read_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .read_only(true)
+        .immutable(true)
+        .pragma("temp_store", "MEMORY")
+        .disable_statement_logging()
+}
+
+/// SQLite's own check of every page, index and constraint of the file: empty when it is sound,
+/// else its first complaints.
+pub(crate) async fn integrity_problems(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
+    let lines: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check(20)").fetch_all(pool).await?;
+    Ok(if lines.len() == 1 && lines[0] == "ok" { Vec::new() } else { lines })
+}

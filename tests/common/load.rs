@@ -95,6 +95,11 @@ impl Load {
         self.failures.lock().unwrap().clone()
     }
 
+    /// The exact content sent with `token` (acknowledged or not).
+    pub fn sent(&self, token: &str) -> Option<Vec<u8>> {
+        self.attempts.lock().unwrap().get(token).cloned()
+    }
+
     pub fn attempts(&self) -> usize {
         self.attempts.lock().unwrap().len()
     }

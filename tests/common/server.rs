@@ -31,6 +31,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(opts: Opts) -> Server {
+        let mut s = Server::prepare(opts);
+        s.spawn();
+        s
+    }
+
+    /// A server's temp dir, data dir and config, not started yet: a test puts something into the
+    /// data dir first (a restored store), then [`Server::restart`] starts it.
+    pub fn prepare(opts: Opts) -> Server {
         let root = tempfile::Builder::new().prefix("mailroom-test-").tempdir().expect("create temp dir");
         let data_dir = root.path().join("data");
         // Private, as mailroom demands of a data dir (the test's umask would make it 0755).
@@ -39,7 +47,7 @@ impl Server {
         let (text, database) = assign_database(&opts.config_toml(), &data_dir);
         fs::write(&config, text).unwrap();
         let log = root.path().join("server.log");
-        let mut s = Server {
+        Server {
             root: Some(root),
             data_dir,
             config,
@@ -52,9 +60,7 @@ impl Server {
             imap: vec![],
             imaps: vec![],
             http: vec![],
-        };
-        s.spawn();
-        s
+        }
     }
 
     pub fn root(&self) -> &Path {
