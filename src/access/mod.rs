@@ -21,6 +21,7 @@ pub mod preferences;
 pub mod resets;
 pub mod sessions;
 pub mod throttle;
+pub mod two_factor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -146,6 +147,12 @@ pub enum LoginError {
     /// counted.
     #[error("too many logins are being checked at once; try again in {} s", retry_after.as_secs().max(1))]
     Busy { retry_after: Duration },
+    /// The password was right, but the user has two-factor login on and sent no code.
+    #[error("this account has two-factor login: send the 6-digit code from the authenticator app (or a recovery code) as well")]
+    CodeRequired,
+    /// The password was right, the second-factor code was not (wrong, expired or used before).
+    #[error("the two-factor code is wrong, expired or was used before")]
+    WrongCode,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -193,6 +200,21 @@ impl Access {
     /// verifier's slots (bounded memory); a login that gets none in time is `Busy`. Every failure
     /// is audited with its real reason and delayed (growing with repeated failures).
     pub async fn login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+        self.login_with_code(name, password, None, source, via).await
+    }
+
+    /// [`Access::login`] with the second factor of a user who has two-factor login on: a TOTP
+    /// code or a recovery code in `code`. Without one such a user gets `CodeRequired` after the
+    /// right password, and the attempt stays counted as a failure until a code completes a login
+    /// (so alternating password and code steps cannot reset the count between code guesses).
+    pub async fn login_with_code(
+        &self,
+        name: &str,
+        password: &str,
+        code: Option<&str>,
+        source: IpAddr,
+        via: &str,
+    ) -> Result<Principal, LoginError> {
         // A locked-out source is refused at once, without queueing for a check.
         if let Some(retry_after) = self.throttle.source_locked(source) {
             self.audit_failure(name, source, via, "source-locked").await?;
@@ -233,20 +255,87 @@ impl Access {
             self.fail(Some(&user), name, source, via, "user-locked", source_attempt).await?;
             return Err(LoginError::Locked);
         }
-        // Success releases the reservations: the counters start over.
+        let factor = match code {
+            _ if !crate::store::two_factor::totp_enabled(&self.store, user.id).await? => None,
+            None => {
+                // The reservation stays counted: only a right code releases it.
+                self.audit_failure(name, source, via, "code-required").await?;
+                return Err(LoginError::CodeRequired);
+            }
+            Some(code) => Some(self.second_factor(&user, name, code, source, via, source_attempt).await?),
+        };
+        self.succeed(user.id, name, source, via, factor).await
+    }
+
+    /// The web page's second step: the code, for the user whose password `pending` vouches for
+    /// (see [`Access::pending_login`]). Reserved, throttled and audited like a password.
+    pub async fn login_second_step(&self, pending: &str, code: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+        let Some(name) = self.pending_login_user(pending) else { return Err(LoginError::Invalid) };
+        if let Some(retry_after) = self.throttle.source_locked(source) {
+            self.audit_failure(&name, source, via, "source-locked").await?;
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let source_attempt = match self.throttle.reserve(source) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                self.audit_failure(&name, source, via, "source-locked").await?;
+                return Err(LoginError::Throttled { retry_after });
+            }
+        };
+        let Some(user) = self.reserve_user(&name).await? else { return Err(LoginError::Invalid) };
+        if user.attempt > self.config().max_failures as i64 {
+            self.audit_failure(&name, source, via, "user-locked-out").await?;
+            self.throttle.delay(source_attempt).await;
+            let remaining = user.locked_until.map_or(0, |until| until - now_millis()).max(1000);
+            return Err(LoginError::Throttled { retry_after: Duration::from_millis(remaining as u64) });
+        }
+        if user.locked {
+            self.fail(Some(&user), &name, source, via, "user-locked", source_attempt).await?;
+            return Err(LoginError::Locked);
+        }
+        let factor = self.second_factor(&user, &name, code, source, via, source_attempt).await?;
+        self.succeed(user.id, &name, source, via, Some(factor)).await
+    }
+
+    /// Checks and uses up a second-factor code; a wrong one is a failed login.
+    async fn second_factor(
+        &self,
+        user: &Reservation,
+        name: &str,
+        code: &str,
+        source: IpAddr,
+        via: &str,
+        source_attempt: u32,
+    ) -> Result<&'static str, LoginError> {
+        match self.use_code(user.id, code).await? {
+            Some(factor) => Ok(factor),
+            None => {
+                self.fail(Some(user), name, source, via, "wrong-code", source_attempt).await?;
+                Err(LoginError::WrongCode)
+            }
+        }
+    }
+
+    /// A login that passed every check: the reservations are released (the counters start
+    /// over), the login audited with the second factor it took, if any.
+    async fn succeed(&self, user_id: i64, name: &str, source: IpAddr, via: &str, factor: Option<&str>) -> Result<Principal, LoginError> {
+        let mut detail = format!("via={via} source={source}");
+        if let Some(factor) = factor {
+            detail.push_str(&format!(" factor={factor}"));
+        }
         let mut tx = self.store.begin_write().await?;
-        tx.login_succeeded(user.id).await?;
+        tx.login_succeeded(user_id).await?;
         tx.audit(&[AuditEntry {
             at: now_millis(),
             actor: format!("user:{name}"),
             action: "login".into(),
             object: Some(format!("user:{name}")),
-            detail: Some(format!("via={via} source={source}")),
+            detail: Some(detail),
         }])
         .await?;
         tx.commit().await?;
         self.throttle.source_success(source);
-        self.principal(user.id).await?.ok_or(LoginError::Invalid)
+        self.principal(user_id).await?.ok_or(LoginError::Invalid)
     }
 
     /// Reserves one login attempt for `name` before its check (see `store::users::reserve_login`);

@@ -23,6 +23,7 @@ pub mod enrol;
 pub mod error;
 pub mod openapi;
 pub mod queues;
+pub mod two_factor;
 pub mod validate;
 pub mod web;
 
@@ -110,6 +111,10 @@ pub fn routes() -> Routes {
         .post("/api/enrol", enrol::enrol)
         .post("/api/logout", auth::logout)
         .get("/api/me", auth::me)
+        .get("/api/me/totp", two_factor::status)
+        .post("/api/me/totp", two_factor::enrol)
+        .post("/api/me/totp/confirm", two_factor::confirm)
+        .post("/api/me/totp/disable", two_factor::disable)
         .get("/api/queues", queues::list_queues)
         .get("/api/queues/{queue}/cases", queues::list_cases)
         .get("/api/stats", queues::stats)

@@ -30,6 +30,7 @@ pub mod sessions;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod two_factor;
 pub mod tx;
 pub mod users;
 pub mod writer;

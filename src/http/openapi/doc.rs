@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use crate::cases::dashboard;
 use crate::http::admin::{self, ResetBody, answers};
 use crate::http::cases::answers as case;
-use crate::http::{auth, cases, enrol, queues};
+use crate::http::{auth, cases, enrol, queues, two_factor};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,10 @@ use crate::http::{auth, cases, enrol, queues};
         auth::login,
         auth::logout,
         auth::me,
+        two_factor::status,
+        two_factor::enrol,
+        two_factor::confirm,
+        two_factor::disable,
         enrol::enrol,
         queues::list_queues,
         queues::list_cases,
@@ -67,7 +71,8 @@ use crate::http::{auth, cases, enrol, queues};
         admin::audit_verify,
     ),
     components(
-        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats,
+        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled,
+            two_factor::TotpStatus, two_factor::TotpEnrolment, two_factor::TotpCode, two_factor::TotpConfirmed, queues::QueueList, queues::CaseList, queues::Stats,
             dashboard::Dashboard, dashboard::Backlog, dashboard::DayFlow, dashboard::Durations, dashboard::WeekSla, dashboard::Volume,
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,
