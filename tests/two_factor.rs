@@ -239,16 +239,18 @@ fn the_web_page_enrols_with_a_qr_code_and_asks_for_the_code_after_the_password()
         parts[1] = "YW5uYQ".into(); // "anna"
         parts.join(".")
     };
-    let r = fresh.post("/login/code", &[("pending", &forged), ("code", &code(&secret, 1))]);
+    // Computed once: a later call could fall into the next time step and give a fresh code.
+    let next = code(&secret, 1);
+    let r = fresh.post("/login/code", &[("pending", &forged), ("code", &next)]);
     assert_eq!(r.status, 401, "{r:?}");
     assert!(r.body.contains("action=\"/login\""), "{}", r.body);
-    let r = fresh.post("/login/code", &[("pending", &pending), ("code", &code(&secret, 1))]);
+    let r = fresh.post("/login/code", &[("pending", &pending), ("code", &next)]);
     assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
     assert_eq!(fresh.get("/").status, 200);
     // The same code again, on another browser: refused.
     let other = CurlBrowser::new(&server);
     let pending = other.log_in("cleo", PW).hidden("pending").unwrap();
-    assert_eq!(other.post("/login/code", &[("pending", &pending), ("code", &code(&secret, 1))]).status, 401, "replay");
+    assert_eq!(other.post("/login/code", &[("pending", &pending), ("code", &next)]).status, 401, "replay");
     // A recovery code works instead.
     let r = other.post("/login/code", &[("pending", &pending), ("code", &recovery)]);
     assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
@@ -259,4 +261,44 @@ fn the_web_page_enrols_with_a_qr_code_and_asks_for_the_code_after_the_password()
     assert!(other.get("/settings").body.contains("data-totp=\"off\""));
     let (status, _) = login(&server, "cleo", None);
     assert_eq!(status, 200, "the password alone again");
+}
+
+#[test]
+fn a_role_can_require_two_factor_login_and_officers_always_do() {
+    let extra = "[access]\nfailure_delay = \"10ms\"\n\n[[roles]]\nname = \"guarded\"\ngrants = { support = [\"read\"] }\nrequire_two_factor = true\n";
+    let server = Server::start(Opts { extra_toml: extra.into(), officers_two_factor: true, ..Default::default() });
+    server.add_user("dora", PW, &["guarded"]);
+    server.add_user("olga", PW, &["security-officer"]);
+
+    // The password opens a session, but only the enrolment is open with it.
+    let t = token(&server, "dora", None);
+    let (status, v) = call(&server, "GET", "/api/queues", Some(&t), None);
+    assert_eq!((status, v["error"].as_str()), (403, Some("two_factor_required")), "{v}");
+    assert_eq!(call(&server, "GET", "/api/me", Some(&t), None).0, 200);
+    let (status, v) = call(&server, "POST", "/api/me/totp", Some(&t), None);
+    assert_eq!(status, 200, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let (status, v) = call(&server, "POST", "/api/me/totp/confirm", Some(&t), Some(json!({ "code": code(&secret, 0) })));
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(&server, "GET", "/api/queues", Some(&t), None);
+    assert_eq!(status, 200, "enrolled: the same session works now: {v}");
+    assert_eq!(login(&server, "dora", None).1["error"], "code_required");
+
+    // An officer, without any role saying so.
+    let t = token(&server, "olga", None);
+    let (status, v) = call(&server, "GET", "/api/admin/users", Some(&t), None);
+    assert_eq!((status, v["error"].as_str()), (403, Some("two_factor_required")), "{v}");
+    let (browser, _) = {
+        let browser = CurlBrowser::new(&server);
+        let r = browser.log_in("olga", PW);
+        assert_eq!((r.status, r.location()), (303, Some("/")), "{r:?}");
+        (browser, ())
+    };
+    for path in ["/", "/admin/users", "/admin/audit"] {
+        let r = browser.get(path);
+        assert_eq!((r.status, r.location()), (303, Some("/settings#two-factor")), "{path}: {r:?}");
+    }
+    let settings = browser.get("/settings");
+    assert_eq!(settings.status, 200);
+    assert!(settings.body.contains("data-totp-required") && settings.body.contains("data-totp=\"off\""), "{}", settings.body);
 }

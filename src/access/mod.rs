@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::config::{AccessConfig, RoleConfig};
+use self::config::{AccessConfig, RoleConfig, TwoFactorConfig};
 use crate::store::audit::AuditEntry;
 use crate::store::users::Reservation;
 use crate::store::{Store, StoreError, now_millis};
@@ -110,6 +110,10 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// Member of `security-officer`: user and role management, audit log.
     pub officer: bool,
+    /// A role (or being an officer) requires two-factor login and the user has not enrolled:
+    /// until he does, only the enrolment is open to him.
+    #[serde(skip)]
+    pub two_factor_missing: bool,
     /// Queue name (or "*" for every queue) → permissions.
     pub grants: BTreeMap<String, BTreeSet<Permission>>,
 }
@@ -173,13 +177,30 @@ struct Setup {
     roles: Vec<RoleConfig>,
     /// The configured queue names, which grants may name.
     queues: Vec<String>,
+    two_factor: TwoFactorConfig,
 }
 
 impl Access {
     pub fn new(store: Store, config: AccessConfig, roles: Vec<RoleConfig>, queues: Vec<String>) -> Access {
         let throttle = Arc::new(Throttle::new(config.clone()));
         let verifier = Arc::new(Verifier::new(&config));
-        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues }) }
+        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues, two_factor: TwoFactorConfig::default() }) }
+    }
+
+    /// Who must use two-factor login besides the roles that say so (`[two_factor]`).
+    pub fn with_two_factor(mut self, two_factor: TwoFactorConfig) -> Access {
+        let setup =
+            Setup { config: self.setup.config.clone(), roles: self.setup.roles.clone(), queues: self.setup.queues.clone(), two_factor };
+        self.setup = Arc::new(setup);
+        self
+    }
+
+    /// Whether any of these roles requires two-factor login (officers: `[two_factor] officers`).
+    pub fn roles_require_two_factor(&self, roles: &[String]) -> bool {
+        roles.iter().any(|role| {
+            (role == SECURITY_OFFICER && self.setup.two_factor.officers)
+                || self.setup.roles.iter().any(|r| r.require_two_factor && &r.name == role)
+        })
     }
 
     /// How many password checks may run at once (`[access] max_concurrent_logins`, or automatic).
@@ -412,7 +433,9 @@ impl Access {
                 grants.entry(queue).or_default().insert(p);
             }
         }
-        Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
+        let two_factor_missing =
+            self.roles_require_two_factor(&roles) && !crate::store::two_factor::totp_enabled(&self.store, user_id).await?;
+        Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants, two_factor_missing }))
     }
 
     /// One audit entry of its own (a read, a listing), durable before this returns.
@@ -432,6 +455,7 @@ mod tests {
             name: "a".into(),
             roles: vec![],
             officer: false,
+            two_factor_missing: false,
             grants: grants.iter().map(|(q, ps)| (q.to_string(), ps.iter().copied().collect())).collect(),
         }
     }

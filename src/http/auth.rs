@@ -75,9 +75,19 @@ impl FromRequestParts<Arc<HttpContext>> for Auth {
         if let Some(user) = parts.extensions.get::<RequestUser>() {
             let _ = user.0.set(principal.name.clone());
         }
+        if principal.two_factor_missing && !OPEN_WITHOUT_TWO_FACTOR.contains(&parts.uri.path()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "two_factor_required",
+                "your role requires two-factor login: enrol first (POST /api/me/totp, then POST /api/me/totp/confirm)",
+            ));
+        }
         Ok(Auth { principal, kind, token })
     }
 }
+
+/// What a user whose role requires two-factor login may still reach before enrolling.
+const OPEN_WITHOUT_TWO_FACTOR: [&str; 5] = ["/api/me", "/api/me/totp", "/api/me/totp/confirm", "/api/logout", "/api/me/totp/disable"];
 
 fn csrf_error(reason: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "csrf", reason)

@@ -38,6 +38,10 @@ impl Session {
             return Ok(Flow::Continue);
         }
         match self.ctx.access.login(name, password, self.peer.ip(), "imap").await {
+            Ok(principal) if principal.two_factor_missing => {
+                self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Your role requires two-factor login: enrol on the web page first");
+                Ok(Flow::Continue)
+            }
             Ok(principal) => {
                 tracing::debug!(user = %principal.name, "IMAP login");
                 self.principal = Some(principal);

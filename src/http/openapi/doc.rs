@@ -136,7 +136,7 @@ macro_rules! shared_responses {
 shared_responses! {
     BadRequest: error_response("malformed JSON, path or query parameter (error bad_json or bad_request)");
     Unauthenticated: error_response("no session, or it ended (logged out, expired, user locked or removed)");
-    Forbidden: error_response("missing permission (error forbidden) or CSRF check failed (error csrf)");
+    Forbidden: error_response("missing permission (error forbidden), CSRF check failed (error csrf), or the caller's role requires two-factor login and he has not enrolled yet (error two_factor_required)");
     NotFound: error_response("no such thing, or it is in a queue the caller may not read");
     Conflict: error_response("the current state does not allow it");
     TooLarge: error_response("the body is larger than http.max_body");

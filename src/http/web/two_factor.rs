@@ -31,6 +31,8 @@ pub struct TwoFactorPanel {
     pub recovery_codes: Vec<String>,
     /// Why the last code was refused (a catalog key).
     pub problem: Option<&'static str>,
+    /// The user's role requires two-factor login and he has not enrolled yet.
+    pub required: bool,
 }
 
 /// The `otpauth://` URI as an SVG QR code, to inline in the page (no XML declaration).
@@ -46,7 +48,13 @@ impl TwoFactorPanel {
             Some(e) => qr_svg(&e.uri).map(|svg| (e.secret.to_string(), svg)),
             None => None,
         };
-        Ok(TwoFactorPanel { enabled: status.enabled, recovery_codes_left: status.recovery_codes_left, enrolment, ..Default::default() })
+        Ok(TwoFactorPanel {
+            enabled: status.enabled,
+            recovery_codes_left: status.recovery_codes_left,
+            enrolment,
+            required: session.principal.two_factor_missing,
+            ..Default::default()
+        })
     }
 }
 
