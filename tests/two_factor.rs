@@ -302,3 +302,100 @@ fn a_role_can_require_two_factor_login_and_officers_always_do() {
     assert_eq!(settings.status, 200);
     assert!(settings.body.contains("data-totp-required") && settings.body.contains("data-totp=\"off\""), "{}", settings.body);
 }
+
+/// Whether `password` opens an IMAP session for `user` (TLS, Python's imaplib), by LOGIN or by
+/// AUTHENTICATE PLAIN.
+fn imap_login(server: &Server, user: &str, password: &str, plain: bool) -> bool {
+    let script = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+conn = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+user, password = sys.argv[2], sys.argv[3]
+try:
+    if sys.argv[4] == "plain":
+        conn.authenticate("PLAIN", lambda _: ("\0" + user + "\0" + password).encode())
+    else:
+        conn.login(user, password)
+except imaplib.IMAP4.error:
+    print("refused"); sys.exit(0)
+typ, _ = conn.select("support")
+print("in" if typ == "OK" else "refused")
+conn.logout()
+"#;
+    let port = server.imaps_addr().port().to_string();
+    let mode = if plain { "plain" } else { "login" };
+    let out = Command::new("python3").args(["-c", script, &port, user, password, mode]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim() == "in"
+}
+
+#[test]
+fn imap_takes_per_device_app_passwords_from_users_with_two_factor_login() {
+    let server = start("max_failures = 20");
+    server.add_user("finn", PW, &["agent"]);
+    assert!(imap_login(&server, "finn", PW, false), "without two-factor login the password opens IMAP");
+    let (t, _secret, recovery) = enrol(&server, "finn");
+    assert!(!imap_login(&server, "finn", PW, false) && !imap_login(&server, "finn", PW, true), "not any more");
+
+    let (status, v) = call(&server, "POST", "/api/me/app-passwords", Some(&t), Some(json!({ "device": "Thunderbird laptop" })));
+    assert_eq!(status, 201, "{v}");
+    let laptop = v["password"].as_str().unwrap().to_string();
+    let laptop_id = v["id"].as_i64().unwrap();
+    let (status, v) = call(&server, "POST", "/api/me/app-passwords", Some(&t), Some(json!({ "device": "Thunderbird laptop" })));
+    assert_eq!((status, v["error"].as_str()), (409, Some("conflict")), "one per device name: {v}");
+    let (status, _) = call(&server, "POST", "/api/me/app-passwords", Some(&t), Some(json!({ "device": "bad\nname" })));
+    assert_eq!(status, 422);
+
+    assert!(imap_login(&server, "finn", &laptop, false), "LOGIN with the app password");
+    assert!(imap_login(&server, "finn", &laptop, true), "AUTHENTICATE PLAIN with it");
+    assert!(!imap_login(&server, "finn", "aaaa-bbbb-cccc-dddd-eeee", false), "a wrong one");
+    let (status, v) = login(&server, "finn", None);
+    assert_eq!((status, v["error"].as_str()), (401, Some("code_required")), "{v}");
+    let (status, v) = call(&server, "POST", "/api/login", None, Some(json!({ "user": "finn", "password": laptop, "mode": "bearer" })));
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_credentials")), "an app password opens no API session: {v}");
+
+    let (_, v) = call(&server, "GET", "/api/me/app-passwords", Some(&t), None);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    assert_eq!(items[0]["device"], "Thunderbird laptop");
+    assert!(items[0]["last_used_at"].is_string() && items[0].get("password").is_none(), "{v}");
+
+    // The web page: log in with password and a recovery code, create one, use it, revoke it.
+    let browser = CurlBrowser::new(&server);
+    let pending = browser.log_in("finn", PW).hidden("pending").unwrap();
+    let r = browser.post("/login/code", &[("pending", &pending), ("code", &recovery[0])]);
+    assert_eq!(r.status, 303, "{r:?}");
+    let r = browser.submit("/settings", "/settings/app-passwords", &[("device", "Phone")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let phone = r.body.split("data-app-password>").nth(1).expect("the new password").split('<').next().unwrap().to_string();
+    assert_eq!(phone.len(), 24, "{phone}");
+    assert!(!browser.get("/settings").body.contains(&phone), "shown once");
+    assert!(browser.get("/settings").body.contains("data-app-device=\"Phone\""));
+    assert!(imap_login(&server, "finn", &phone, false));
+
+    // Revoked ones fail; the other goes on working.
+    let r = browser.submit("/settings", &format!("/settings/app-passwords/{laptop_id}/revoke"), &[]);
+    assert_eq!((r.status, r.location()), (303, Some("/settings")), "{r:?}");
+    assert!(!imap_login(&server, "finn", &laptop, false), "revoked");
+    assert!(imap_login(&server, "finn", &phone, true));
+    let (_, v) = call(&server, "GET", "/api/me/app-passwords", Some(&t), None);
+    let phone_id = v["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(call(&server, "DELETE", &format!("/api/me/app-passwords/{phone_id}"), Some(&t), None).0, 204);
+    assert_eq!(call(&server, "DELETE", &format!("/api/me/app-passwords/{phone_id}"), Some(&t), None).0, 404);
+    assert!(!imap_login(&server, "finn", &phone, false), "revoked through the API");
+
+    let entries = audit(&server);
+    for (action, detail) in [
+        ("app-password.create", "device=Thunderbird laptop"),
+        ("app-password.create", "device=Phone"),
+        ("login", "via=imap"),
+        ("login", "factor=app-password device=Thunderbird laptop"),
+        ("login", "factor=app-password device=Phone"),
+        ("app-password.revoke", "device=Thunderbird laptop"),
+        ("app-password.revoke", "device=Phone"),
+        ("login.failed", "via=imap"),
+    ] {
+        assert!(audited(&entries, action, detail), "no {action} with {detail:?} in {entries:#?}");
+    }
+    assert!(!server.log_text().contains(&laptop), "no app password in the log");
+}

@@ -5,6 +5,8 @@
 //!   together cannot outrun the count).
 //! * `admin` manages users and roles (the CLI and the officer's HTTP endpoints both call it).
 //! * `sessions` keeps HTTP sessions and bearer tokens (only their hashes are stored).
+//! * `two_factor` adds TOTP codes and recovery codes to web and API logins; `app_passwords` gives
+//!   IMAP clients (which cannot ask for a code) a password per device.
 //!
 //! A [`Principal`] is the logged-in user with the permissions of all their roles; the IMAP view
 //! and the HTTP API ask it `can(queue, permission)` before every read or action, and write an
@@ -13,6 +15,7 @@
 //! mail only when also given a queue role (separation of duties).
 
 pub mod admin;
+pub mod app_passwords;
 pub mod approvals;
 pub mod config;
 pub mod enrolment;
@@ -268,6 +271,13 @@ impl Access {
             return Err(LoginError::Throttled { retry_after: Duration::from_millis(remaining as u64) });
         }
         if !slot.verify(password, &user.hash).await {
+            // IMAP also takes the user's per-device app passwords (never the web or the API).
+            if via == "imap"
+                && !user.locked
+                && let Some(device) = self.match_app_password(user.id, password).await?
+            {
+                return self.succeed(user.id, name, source, via, Some(&format!("app-password device={device}"))).await;
+            }
             self.fail(Some(&user), name, source, via, "wrong-password", source_attempt).await?;
             return Err(LoginError::Invalid);
         }

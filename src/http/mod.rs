@@ -16,6 +16,7 @@
 //! template, status, duration, staff user. Never an address or a subject.
 
 pub mod admin;
+pub mod app_passwords;
 pub mod auth;
 pub mod cases;
 pub mod config;
@@ -115,6 +116,9 @@ pub fn routes() -> Routes {
         .post("/api/me/totp", two_factor::enrol)
         .post("/api/me/totp/confirm", two_factor::confirm)
         .post("/api/me/totp/disable", two_factor::disable)
+        .get("/api/me/app-passwords", app_passwords::list)
+        .post("/api/me/app-passwords", app_passwords::create)
+        .delete("/api/me/app-passwords/{id}", app_passwords::revoke)
         .get("/api/queues", queues::list_queues)
         .get("/api/queues/{queue}/cases", queues::list_cases)
         .get("/api/stats", queues::stats)

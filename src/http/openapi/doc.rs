@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use crate::cases::dashboard;
 use crate::http::admin::{self, ResetBody, answers};
 use crate::http::cases::answers as case;
-use crate::http::{auth, cases, enrol, queues, two_factor};
+use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,9 @@ use crate::http::{auth, cases, enrol, queues, two_factor};
         two_factor::enrol,
         two_factor::confirm,
         two_factor::disable,
+        app_passwords::list,
+        app_passwords::create,
+        app_passwords::revoke,
         enrol::enrol,
         queues::list_queues,
         queues::list_cases,
@@ -72,7 +75,8 @@ use crate::http::{auth, cases, enrol, queues, two_factor};
     ),
     components(
         schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled,
-            two_factor::TotpStatus, two_factor::TotpEnrolment, two_factor::TotpCode, two_factor::TotpConfirmed, queues::QueueList, queues::CaseList, queues::Stats,
+            two_factor::TotpStatus, two_factor::TotpEnrolment, two_factor::TotpCode, two_factor::TotpConfirmed,
+            app_passwords::AppPassword, app_passwords::AppPasswordList, app_passwords::NewAppPassword, app_passwords::CreatedAppPassword, queues::QueueList, queues::CaseList, queues::Stats,
             dashboard::Dashboard, dashboard::Backlog, dashboard::DayFlow, dashboard::Durations, dashboard::WeekSla, dashboard::Volume,
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,

@@ -27,6 +27,7 @@ pub mod admin_audit;
 pub mod admin_changes;
 pub mod admin_roles;
 pub mod admin_users;
+pub mod app_passwords;
 pub mod assets;
 pub mod bulk;
 pub mod case;
@@ -71,6 +72,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/settings/totp", post(two_factor::start))
         .route("/settings/totp/confirm", post(two_factor::confirm))
         .route("/settings/totp/disable", post(two_factor::disable))
+        .route("/settings/app-passwords", post(app_passwords::create))
+        .route("/settings/app-passwords/{id}/revoke", post(app_passwords::revoke))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
         .route("/queues/{queue}/new", get(queue_new::count).layer(Extension(Background)))

@@ -33,6 +33,12 @@ pub struct TwoFactorPanel {
     pub problem: Option<&'static str>,
     /// The user's role requires two-factor login and he has not enrolled yet.
     pub required: bool,
+    /// The user's app passwords for IMAP.
+    pub app_passwords: Vec<crate::store::app_passwords::Listed>,
+    /// (device, password) of the one just created: shown on this answer only.
+    pub new_app_password: Option<(String, String)>,
+    /// Why the last app-password form was refused (a catalog key).
+    pub app_problem: Option<&'static str>,
 }
 
 /// The `otpauth://` URI as an SVG QR code, to inline in the page (no XML declaration).
@@ -53,6 +59,7 @@ impl TwoFactorPanel {
             recovery_codes_left: status.recovery_codes_left,
             enrolment,
             required: session.principal.two_factor_missing,
+            app_passwords: ctx.access.app_passwords(&session.principal).await?,
             ..Default::default()
         })
     }
