@@ -75,6 +75,9 @@ pub struct Config {
     /// database, managed with `mailroom role …`, is what counts).
     #[serde(default)]
     pub roles: Vec<RoleConfig>,
+    /// Who must use two-factor login besides the roles that say so.
+    #[serde(default)]
+    pub two_factor: crate::access::config::TwoFactorConfig,
     /// Reply templates offered on the reply page.
     #[serde(default)]
     pub templates: Vec<crate::cases::templates::ReplyTemplate>,
@@ -235,6 +238,7 @@ impl Settings {
     /// Access over `store`, handed its section, the roles to seed and the queue names.
     pub fn access(&self, store: crate::store::Store) -> crate::access::Access {
         crate::access::Access::new(store, self.config.access.clone(), self.config.roles.clone(), self.queue_names())
+            .with_two_factor(self.config.two_factor.clone())
     }
 
     pub fn resolve(&self, path: &Path) -> PathBuf {

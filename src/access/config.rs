@@ -74,6 +74,26 @@ pub struct RoleConfig {
     pub description: String,
     #[serde(default)]
     pub grants: std::collections::BTreeMap<String, Vec<String>>,
+    /// Members must use two-factor login: without it, after the password, they get only the
+    /// enrolment (the settings page; 403 `two_factor_required` on the rest of the API; no IMAP).
+    #[serde(default)]
+    pub require_two_factor: bool,
+}
+
+/// `[two_factor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwoFactorConfig {
+    /// Security officers must use two-factor login, like members of a role with
+    /// `require_two_factor`. On unless turned off (the test harness's older scenarios log
+    /// officers in with a password alone).
+    pub officers: bool,
+}
+
+impl Default for TwoFactorConfig {
+    fn default() -> Self {
+        TwoFactorConfig { officers: true }
+    }
 }
 
 impl AccessConfig {

@@ -5,6 +5,8 @@
 //!   together cannot outrun the count).
 //! * `admin` manages users and roles (the CLI and the officer's HTTP endpoints both call it).
 //! * `sessions` keeps HTTP sessions and bearer tokens (only their hashes are stored).
+//! * `two_factor` adds TOTP codes and recovery codes to web and API logins; `app_passwords` gives
+//!   IMAP clients (which cannot ask for a code) a password per device.
 //!
 //! A [`Principal`] is the logged-in user with the permissions of all their roles; the IMAP view
 //! and the HTTP API ask it `can(queue, permission)` before every read or action, and write an
@@ -13,6 +15,7 @@
 //! mail only when also given a queue role (separation of duties).
 
 pub mod admin;
+pub mod app_passwords;
 pub mod approvals;
 pub mod config;
 pub mod enrolment;
@@ -21,6 +24,7 @@ pub mod preferences;
 pub mod resets;
 pub mod sessions;
 pub mod throttle;
+pub mod two_factor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,7 +32,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::config::{AccessConfig, RoleConfig};
+use self::config::{AccessConfig, RoleConfig, TwoFactorConfig};
 use crate::store::audit::AuditEntry;
 use crate::store::users::Reservation;
 use crate::store::{Store, StoreError, now_millis};
@@ -109,6 +113,10 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// Member of `security-officer`: user and role management, audit log.
     pub officer: bool,
+    /// A role (or being an officer) requires two-factor login and the user has not enrolled:
+    /// until he does, only the enrolment is open to him.
+    #[serde(skip)]
+    pub two_factor_missing: bool,
     /// Queue name (or "*" for every queue) → permissions.
     pub grants: BTreeMap<String, BTreeSet<Permission>>,
 }
@@ -146,6 +154,12 @@ pub enum LoginError {
     /// counted.
     #[error("too many logins are being checked at once; try again in {} s", retry_after.as_secs().max(1))]
     Busy { retry_after: Duration },
+    /// The password was right, but the user has two-factor login on and sent no code.
+    #[error("this account has two-factor login: send the 6-digit code from the authenticator app (or a recovery code) as well")]
+    CodeRequired,
+    /// The password was right, the second-factor code was not (wrong, expired or used before).
+    #[error("the two-factor code is wrong, expired or was used before")]
+    WrongCode,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -166,13 +180,30 @@ struct Setup {
     roles: Vec<RoleConfig>,
     /// The configured queue names, which grants may name.
     queues: Vec<String>,
+    two_factor: TwoFactorConfig,
 }
 
 impl Access {
     pub fn new(store: Store, config: AccessConfig, roles: Vec<RoleConfig>, queues: Vec<String>) -> Access {
         let throttle = Arc::new(Throttle::new(config.clone()));
         let verifier = Arc::new(Verifier::new(&config));
-        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues }) }
+        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues, two_factor: TwoFactorConfig::default() }) }
+    }
+
+    /// Who must use two-factor login besides the roles that say so (`[two_factor]`).
+    pub fn with_two_factor(mut self, two_factor: TwoFactorConfig) -> Access {
+        let setup =
+            Setup { config: self.setup.config.clone(), roles: self.setup.roles.clone(), queues: self.setup.queues.clone(), two_factor };
+        self.setup = Arc::new(setup);
+        self
+    }
+
+    /// Whether any of these roles requires two-factor login (officers: `[two_factor] officers`).
+    pub fn roles_require_two_factor(&self, roles: &[String]) -> bool {
+        roles.iter().any(|role| {
+            (role == SECURITY_OFFICER && self.setup.two_factor.officers)
+                || self.setup.roles.iter().any(|r| r.require_two_factor && &r.name == role)
+        })
     }
 
     /// How many password checks may run at once (`[access] max_concurrent_logins`, or automatic).
@@ -193,13 +224,30 @@ impl Access {
     /// verifier's slots (bounded memory); a login that gets none in time is `Busy`. Every failure
     /// is audited with its real reason and delayed (growing with repeated failures).
     pub async fn login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
-        let result = self.check_login(name, password, source, via).await;
+        self.login_with_code(name, password, None, source, via).await
+    }
+
+    /// [`Access::login`] with the second factor of a user who has two-factor login on: a TOTP
+    /// code or a recovery code in `code`. Without one such a user gets `CodeRequired` after the
+    /// right password, and the attempt stays counted as a failure until a code completes a login
+    /// (so alternating password and code steps cannot reset the count between code guesses).
+    pub async fn login_with_code(
+        &self,
+        name: &str,
+        password: &str,
+        code: Option<&str>,
+        source: IpAddr,
+        via: &str,
+    ) -> Result<Principal, LoginError> {
+        let result = self.check_login(name, password, code, source, via).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(LoginError::Invalid) => "invalid",
             Err(LoginError::Locked) => "locked",
             Err(LoginError::Throttled { .. }) => "throttled",
             Err(LoginError::Busy { .. }) => "busy",
+            Err(LoginError::CodeRequired) => "code_required",
+            Err(LoginError::WrongCode) => "wrong_code",
             Err(LoginError::Store(_)) => "error",
         };
         // Labels from fixed sets only (never the name given).
@@ -208,7 +256,14 @@ impl Access {
         result
     }
 
-    async fn check_login(&self, name: &str, password: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+    async fn check_login(
+        &self,
+        name: &str,
+        password: &str,
+        code: Option<&str>,
+        source: IpAddr,
+        via: &str,
+    ) -> Result<Principal, LoginError> {
         // A locked-out source is refused at once, without queueing for a check.
         if let Some(retry_after) = self.throttle.source_locked(source) {
             self.audit_failure(name, source, via, "source-locked").await?;
@@ -241,6 +296,13 @@ impl Access {
             return Err(LoginError::Throttled { retry_after: Duration::from_millis(remaining as u64) });
         }
         if !slot.verify(password, &user.hash).await {
+            // IMAP also takes the user's per-device app passwords (never the web or the API).
+            if via == "imap"
+                && !user.locked
+                && let Some(device) = self.match_app_password(user.id, password).await?
+            {
+                return self.succeed(user.id, name, source, via, Some(&format!("app-password device={device}"))).await;
+            }
             self.fail(Some(&user), name, source, via, "wrong-password", source_attempt).await?;
             return Err(LoginError::Invalid);
         }
@@ -249,20 +311,87 @@ impl Access {
             self.fail(Some(&user), name, source, via, "user-locked", source_attempt).await?;
             return Err(LoginError::Locked);
         }
-        // Success releases the reservations: the counters start over.
+        let factor = match code {
+            _ if !crate::store::two_factor::totp_enabled(&self.store, user.id).await? => None,
+            None => {
+                // The reservation stays counted: only a right code releases it.
+                self.audit_failure(name, source, via, "code-required").await?;
+                return Err(LoginError::CodeRequired);
+            }
+            Some(code) => Some(self.second_factor(&user, name, code, source, via, source_attempt).await?),
+        };
+        self.succeed(user.id, name, source, via, factor).await
+    }
+
+    /// The web page's second step: the code, for the user whose password `pending` vouches for
+    /// (see [`Access::pending_login`]). Reserved, throttled and audited like a password.
+    pub async fn login_second_step(&self, pending: &str, code: &str, source: IpAddr, via: &str) -> Result<Principal, LoginError> {
+        let Some(name) = self.pending_login_user(pending) else { return Err(LoginError::Invalid) };
+        if let Some(retry_after) = self.throttle.source_locked(source) {
+            self.audit_failure(&name, source, via, "source-locked").await?;
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let source_attempt = match self.throttle.reserve(source) {
+            Ok(attempt) => attempt,
+            Err(retry_after) => {
+                self.audit_failure(&name, source, via, "source-locked").await?;
+                return Err(LoginError::Throttled { retry_after });
+            }
+        };
+        let Some(user) = self.reserve_user(&name).await? else { return Err(LoginError::Invalid) };
+        if user.attempt > self.config().max_failures as i64 {
+            self.audit_failure(&name, source, via, "user-locked-out").await?;
+            self.throttle.delay(source_attempt).await;
+            let remaining = user.locked_until.map_or(0, |until| until - now_millis()).max(1000);
+            return Err(LoginError::Throttled { retry_after: Duration::from_millis(remaining as u64) });
+        }
+        if user.locked {
+            self.fail(Some(&user), &name, source, via, "user-locked", source_attempt).await?;
+            return Err(LoginError::Locked);
+        }
+        let factor = self.second_factor(&user, &name, code, source, via, source_attempt).await?;
+        self.succeed(user.id, &name, source, via, Some(factor)).await
+    }
+
+    /// Checks and uses up a second-factor code; a wrong one is a failed login.
+    async fn second_factor(
+        &self,
+        user: &Reservation,
+        name: &str,
+        code: &str,
+        source: IpAddr,
+        via: &str,
+        source_attempt: u32,
+    ) -> Result<&'static str, LoginError> {
+        match self.use_code(user.id, code).await? {
+            Some(factor) => Ok(factor),
+            None => {
+                self.fail(Some(user), name, source, via, "wrong-code", source_attempt).await?;
+                Err(LoginError::WrongCode)
+            }
+        }
+    }
+
+    /// A login that passed every check: the reservations are released (the counters start
+    /// over), the login audited with the second factor it took, if any.
+    async fn succeed(&self, user_id: i64, name: &str, source: IpAddr, via: &str, factor: Option<&str>) -> Result<Principal, LoginError> {
+        let mut detail = format!("via={via} source={source}");
+        if let Some(factor) = factor {
+            detail.push_str(&format!(" factor={factor}"));
+        }
         let mut tx = self.store.begin_write().await?;
-        tx.login_succeeded(user.id).await?;
+        tx.login_succeeded(user_id).await?;
         tx.audit(&[AuditEntry {
             at: now_millis(),
             actor: format!("user:{name}"),
             action: "login".into(),
             object: Some(format!("user:{name}")),
-            detail: Some(format!("via={via} source={source}")),
+            detail: Some(detail),
         }])
         .await?;
         tx.commit().await?;
         self.throttle.source_success(source);
-        self.principal(user.id).await?.ok_or(LoginError::Invalid)
+        self.principal(user_id).await?.ok_or(LoginError::Invalid)
     }
 
     /// Reserves one login attempt for `name` before its check (see `store::users::reserve_login`);
@@ -340,7 +469,9 @@ impl Access {
                 grants.entry(queue).or_default().insert(p);
             }
         }
-        Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants }))
+        let two_factor_missing =
+            self.roles_require_two_factor(&roles) && !crate::store::two_factor::totp_enabled(&self.store, user_id).await?;
+        Ok(Some(Principal { user_id, name, officer: roles.iter().any(|r| r == SECURITY_OFFICER), roles, grants, two_factor_missing }))
     }
 
     /// One audit entry of its own (a read, a listing), durable before this returns.
@@ -360,6 +491,7 @@ mod tests {
             name: "a".into(),
             roles: vec![],
             officer: false,
+            two_factor_missing: false,
             grants: grants.iter().map(|(q, ps)| (q.to_string(), ps.iter().copied().collect())).collect(),
         }
     }

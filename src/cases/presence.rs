@@ -168,7 +168,7 @@ mod tests {
 
     fn reader(name: &str) -> Principal {
         let grants = [("support".to_string(), [Permission::Read].into_iter().collect())].into_iter().collect();
-        Principal { user_id: 1, name: name.to_string(), roles: vec![], officer: false, grants }
+        Principal { user_id: 1, name: name.to_string(), roles: vec![], officer: false, grants, two_factor_missing: false }
     }
 
     #[test]

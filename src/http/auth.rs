@@ -75,9 +75,19 @@ impl FromRequestParts<Arc<HttpContext>> for Auth {
         if let Some(user) = parts.extensions.get::<RequestUser>() {
             let _ = user.0.set(principal.name.clone());
         }
+        if principal.two_factor_missing && !OPEN_WITHOUT_TWO_FACTOR.contains(&parts.uri.path()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "two_factor_required",
+                "your role requires two-factor login: enrol first (POST /api/me/totp, then POST /api/me/totp/confirm)",
+            ));
+        }
         Ok(Auth { principal, kind, token })
     }
 }
+
+/// What a user whose role requires two-factor login may still reach before enrolling.
+const OPEN_WITHOUT_TWO_FACTOR: [&str; 5] = ["/api/me", "/api/me/totp", "/api/me/totp/confirm", "/api/logout", "/api/me/totp/disable"];
 
 fn csrf_error(reason: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "csrf", reason)
@@ -148,6 +158,11 @@ pub struct LoginRequest {
     #[serde(default)]
     #[schema(schema_with = login_mode_schema)]
     mode: LoginMode,
+    /// For a user with two-factor login on: the 6-digit code from the authenticator app, or one
+    /// of the recovery codes.
+    #[serde(default)]
+    #[schema(nullable = false, schema_with = super::validate::second_factor_schema)]
+    code: Option<String>,
 }
 
 /// `mode` of a login: cookie unless said otherwise.
@@ -203,13 +218,15 @@ pub struct Me {
     description = "Checks the password (failures are delayed, counted and audited; repeated failures lock the user and the source out for a while). \
          mode cookie (default) sets an HttpOnly, Secure, SameSite=Strict cookie `mailroom_session` and returns the CSRF token that every \
          state-changing request of the session must carry in `X-CSRF-Token`. mode bearer returns a token for `Authorization: Bearer`. \
-         A request with an Origin header must come from this server's origin.",
+         A request with an Origin header must come from this server's origin. A user with two-factor login on sends `code` too: the current \
+         6-digit TOTP code (each accepted once) or an unused recovery code.",
     security(()),
     request_body = LoginRequest,
     responses(
         (status = 200, description = "logged in", body = Login),
         (status = 400, response = BadRequest),
-        (status = 401, description = "wrong user name or password (error invalid_credentials)", body = ErrorBody),
+        (status = 401, description = "wrong user name or password (error invalid_credentials); the user has two-factor login on and \
+            the request has no code (error code_required) or a wrong, expired or used one (error invalid_code)", body = ErrorBody),
         (status = 403, response = Forbidden),
         (status = 413, response = TooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -227,8 +244,10 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     // Login CSRF: another site must not log a browser into an account of its choosing.
     check_origin(&ctx, &headers)?;
-    let principal = match ctx.access.login(&req.user, &req.password, peer.ip(), "http").await {
+    let principal = match ctx.access.login_with_code(&req.user, &req.password, req.code.as_deref(), peer.ip(), "http").await {
         Ok(p) => p,
+        Err(e @ LoginError::CodeRequired) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "code_required", e.to_string())),
+        Err(e @ LoginError::WrongCode) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", e.to_string())),
         // The API does not tell a locked account from a wrong password.
         Err(LoginError::Invalid | LoginError::Locked) => {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", LoginError::Invalid.to_string()));

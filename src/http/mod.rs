@@ -16,6 +16,7 @@
 //! template, status, duration, staff user. Never an address or a subject.
 
 pub mod admin;
+pub mod app_passwords;
 pub mod auth;
 pub mod cases;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod enrol;
 pub mod error;
 pub mod openapi;
 pub mod queues;
+pub mod two_factor;
 pub mod validate;
 pub mod web;
 
@@ -110,6 +112,13 @@ pub fn routes() -> Routes {
         .post("/api/enrol", enrol::enrol)
         .post("/api/logout", auth::logout)
         .get("/api/me", auth::me)
+        .get("/api/me/totp", two_factor::status)
+        .post("/api/me/totp", two_factor::enrol)
+        .post("/api/me/totp/confirm", two_factor::confirm)
+        .post("/api/me/totp/disable", two_factor::disable)
+        .get("/api/me/app-passwords", app_passwords::list)
+        .post("/api/me/app-passwords", app_passwords::create)
+        .delete("/api/me/app-passwords/{id}", app_passwords::revoke)
         .get("/api/queues", queues::list_queues)
         .get("/api/queues/{queue}/cases", queues::list_cases)
         .get("/api/stats", queues::stats)

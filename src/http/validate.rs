@@ -111,6 +111,18 @@ pub fn code_schema() -> Object {
     ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).examples(["7K2QD-M9XHT-0CWPN-4RJ8A-VZ3EB"]).build()
 }
 
+/// The document's schema of a second-factor code: 6 digits from the authenticator app, or a
+/// recovery code (`xxxxx-xxxxx`); spaces and dashes are allowed as people type them.
+pub fn second_factor_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(32))
+        .pattern(Some("^[0-9A-Za-z -]+$"))
+        .examples(["287082"])
+        .build()
+}
+
 /// A pattern for a comma-separated list of `words` (no spaces, no empty items), as
 /// [`split_list`] accepts it.
 pub fn list_pattern(words: &[&str]) -> String {

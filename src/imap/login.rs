@@ -38,6 +38,10 @@ impl Session {
             return Ok(Flow::Continue);
         }
         match self.ctx.access.login(name, password, self.peer.ip(), "imap").await {
+            Ok(principal) if principal.two_factor_missing => {
+                self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Your role requires two-factor login: enrol on the web page first");
+                Ok(Flow::Continue)
+            }
             Ok(principal) => {
                 tracing::debug!(user = %principal.name, "IMAP login");
                 self.principal = Some(principal);
@@ -47,7 +51,15 @@ impl Session {
             }
             Err(e) => {
                 match e {
-                    LoginError::Invalid | LoginError::Locked => self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Invalid credentials"),
+                    LoginError::Invalid | LoginError::Locked | LoginError::WrongCode => {
+                        self.out.no(tag, Some("AUTHENTICATIONFAILED"), "Invalid credentials")
+                    }
+                    // IMAP has no place for a code.
+                    LoginError::CodeRequired => self.out.no(
+                        tag,
+                        Some("AUTHENTICATIONFAILED"),
+                        "Two-factor login is on for this account: IMAP takes an app password",
+                    ),
                     LoginError::Throttled { .. } => self.out.no(tag, Some("UNAVAILABLE"), "Too many failed logins, try again later"),
                     LoginError::Busy { .. } => {
                         // Nothing was checked: not the client's failure, so it does not count towards the BYE.

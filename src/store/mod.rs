@@ -5,6 +5,7 @@
 //! arrived while the previous commit was being made is what lets durability keep up with the
 //! network. Reads (admin commands, later the staff views) use the pool.
 
+pub mod app_passwords;
 pub mod approvals;
 pub mod audit;
 pub mod audit_anchor;
@@ -32,6 +33,7 @@ pub mod sessions;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod two_factor;
 pub mod tx;
 pub mod users;
 pub mod writer;

@@ -77,7 +77,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     // Series of fixed label sets start at 0, so a dashboard shows "none yet" rather than
     // "no data" (and rate() sees the first increment).
     for via in ["imap", "http", "web"] {
-        for result in ["success", "invalid", "locked", "throttled", "busy"] {
+        for result in ["success", "invalid", "locked", "throttled", "busy", "code_required", "wrong_code"] {
             metrics::counter!("mailroom_logins_total", "via" => via, "result" => result).increment(0);
         }
     }

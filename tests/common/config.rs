@@ -40,6 +40,10 @@ pub struct Opts {
     pub http_extra: String,
     /// A complete config to use verbatim instead of the generated one.
     pub raw_config: Option<String>,
+    /// `[two_factor] officers`: mailroom's default is on; the harness turns it off unless a test
+    /// asks, because the scenarios written before two-factor login log officers in with a
+    /// password alone (tests/two_factor.rs turns it on).
+    pub officers_two_factor: bool,
 }
 
 impl Default for Opts {
@@ -67,6 +71,7 @@ impl Default for Opts {
             imap_extra: String::new(),
             http_extra: String::new(),
             raw_config: None,
+            officers_two_factor: false,
         }
     }
 }
@@ -143,6 +148,9 @@ addresses = ["sales@example.com"]
 name = "complaints"
 addresses = ["complaints@example.com"]
 
+[two_factor]
+officers = {officers_two_factor}
+
 {extra}
 "#,
             max_message_size = self.max_message_size,
@@ -162,6 +170,7 @@ addresses = ["complaints@example.com"]
             max_database_size = self.max_database_size.map(|n| format!("max_database_size = {n}")).unwrap_or_default(),
             server_extra = self.server_extra,
             extra = self.extra_toml,
+            officers_two_factor = self.officers_two_factor,
             limits_extra = self.limits_extra,
             lmtp_extra = self.lmtp_extra,
             imap_extra = self.imap_extra,

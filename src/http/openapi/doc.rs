@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use crate::cases::dashboard;
 use crate::http::admin::{self, ResetBody, answers};
 use crate::http::cases::answers as case;
-use crate::http::{auth, cases, enrol, queues};
+use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,13 @@ use crate::http::{auth, cases, enrol, queues};
         auth::login,
         auth::logout,
         auth::me,
+        two_factor::status,
+        two_factor::enrol,
+        two_factor::confirm,
+        two_factor::disable,
+        app_passwords::list,
+        app_passwords::create,
+        app_passwords::revoke,
         enrol::enrol,
         queues::list_queues,
         queues::list_cases,
@@ -67,7 +74,9 @@ use crate::http::{auth, cases, enrol, queues};
         admin::audit_verify,
     ),
     components(
-        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled, queues::QueueList, queues::CaseList, queues::Stats,
+        schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled,
+            two_factor::TotpStatus, two_factor::TotpEnrolment, two_factor::TotpCode, two_factor::TotpConfirmed,
+            app_passwords::AppPassword, app_passwords::AppPasswordList, app_passwords::NewAppPassword, app_passwords::CreatedAppPassword, queues::QueueList, queues::CaseList, queues::Stats,
             dashboard::Dashboard, dashboard::Backlog, dashboard::DayFlow, dashboard::Durations, dashboard::WeekSla, dashboard::Volume,
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,
@@ -131,7 +140,7 @@ macro_rules! shared_responses {
 shared_responses! {
     BadRequest: error_response("malformed JSON, path or query parameter (error bad_json or bad_request)");
     Unauthenticated: error_response("no session, or it ended (logged out, expired, user locked or removed)");
-    Forbidden: error_response("missing permission (error forbidden) or CSRF check failed (error csrf)");
+    Forbidden: error_response("missing permission (error forbidden), CSRF check failed (error csrf), or the caller's role requires two-factor login and he has not enrolled yet (error two_factor_required)");
     NotFound: error_response("no such thing, or it is in a queue the caller may not read");
     Conflict: error_response("the current state does not allow it");
     TooLarge: error_response("the body is larger than http.max_body");

@@ -32,6 +32,24 @@ struct LoginPage {
     problem: Option<String>,
 }
 
+/// The second step for a user with two-factor login on.
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodePage {
+    chrome: Chrome,
+    /// Vouches for the password just given (`Access::pending_login`), for a few minutes.
+    pending: String,
+    problem: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    pending: String,
+    #[serde(default)]
+    code: String,
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
@@ -73,19 +91,12 @@ pub async fn submit(
         return render(StatusCode::UNPROCESSABLE_ENTITY, &LoginPage { chrome, user, problem });
     }
     let (status, problem, retry_after) = match ctx.access.login(&user, &password, peer.ip(), "web").await {
-        Ok(principal) => {
-            // A session this browser still had is replaced, not left running beside the new one.
-            if let Some(previous) = session_cookie(&headers)
-                && let Err(e) = ctx.access.end_session(&previous).await
-            {
-                return PageError::internal(lang, e).into_response();
-            }
-            return match ctx.access.start_session(&principal, SessionKind::Cookie).await {
-                Ok(token) => logged_in(&token, ctx.settings.session_lifetime),
-                Err(e) => PageError::internal(lang, e).into_response(),
-            };
+        Ok(principal) => return start(&ctx, &headers, lang, &principal).await,
+        Err(LoginError::CodeRequired) => {
+            let pending = ctx.access.pending_login(&user);
+            return render(StatusCode::OK, &CodePage { chrome, pending, problem: None });
         }
-        Err(LoginError::Invalid) => (StatusCode::UNAUTHORIZED, chrome.t("login.wrong").to_string(), None),
+        Err(LoginError::Invalid | LoginError::WrongCode) => (StatusCode::UNAUTHORIZED, chrome.t("login.wrong").to_string(), None),
         Err(LoginError::Locked) => (StatusCode::FORBIDDEN, chrome.t("login.locked").to_string(), None),
         Err(LoginError::Throttled { retry_after }) => {
             (StatusCode::TOO_MANY_REQUESTS, chrome.fill("login.throttled", &[("seconds", &seconds(retry_after))]), Some(retry_after))
@@ -96,6 +107,62 @@ pub async fn submit(
         Err(LoginError::Store(e)) => return PageError::internal(lang, e).into_response(),
     };
     let mut response = render(status, &LoginPage { chrome, user, problem: Some(problem) });
+    if let Some(wait) = retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds(wait))
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Starts the cookie session of a login that passed.
+async fn start(ctx: &HttpContext, headers: &HeaderMap, lang: Lang, principal: &crate::access::Principal) -> Response {
+    // A session this browser still had is replaced, not left running beside the new one.
+    if let Some(previous) = session_cookie(headers)
+        && let Err(e) = ctx.access.end_session(&previous).await
+    {
+        return PageError::internal(lang, e).into_response();
+    }
+    match ctx.access.start_session(principal, SessionKind::Cookie).await {
+        Ok(token) => logged_in(&token, ctx.settings.session_lifetime),
+        Err(e) => PageError::internal(lang, e).into_response(),
+    }
+}
+
+/// `POST /login/code`: the second step; 303 to `/` with the session cookie, the code form again
+/// for a wrong code, the login form when the step came too late.
+pub async fn submit_code(
+    State(ctx): State<Arc<HttpContext>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<CodeForm>, FormRejection>,
+) -> Response {
+    let lang = Lang::negotiate(&headers);
+    if !check_fetch(&ctx, &headers) {
+        return PageError::new(lang, Problem::Forbidden).into_response();
+    }
+    let Ok(Form(CodeForm { pending, code })) = form else { return PageError::new(lang, Problem::BadForm).into_response() };
+    if pending.contains('\0') || code.contains('\0') {
+        return PageError::new(lang, Problem::BadForm).into_response();
+    }
+    let chrome = Chrome::anonymous(lang);
+    let (status, key, retry_after) = match ctx.access.login_second_step(&pending, &code, peer.ip(), "web").await {
+        Ok(principal) => return start(&ctx, &headers, lang, &principal).await,
+        Err(LoginError::WrongCode) => (StatusCode::UNAUTHORIZED, "login.code_wrong", None),
+        Err(LoginError::Invalid | LoginError::CodeRequired) => {
+            let problem = Some(chrome.t("login.code_again").to_string());
+            return render(StatusCode::UNAUTHORIZED, &LoginPage { chrome, user: String::new(), problem });
+        }
+        Err(LoginError::Locked) => (StatusCode::FORBIDDEN, "login.locked", None),
+        Err(LoginError::Throttled { retry_after }) => (StatusCode::TOO_MANY_REQUESTS, "login.throttled", Some(retry_after)),
+        Err(LoginError::Busy { retry_after }) => (StatusCode::SERVICE_UNAVAILABLE, "login.busy", Some(retry_after)),
+        Err(LoginError::Store(e)) => return PageError::internal(lang, e).into_response(),
+    };
+    let problem = match retry_after {
+        Some(wait) => chrome.fill(key, &[("seconds", &seconds(wait))]),
+        None => chrome.t(key).to_string(),
+    };
+    let mut response = render(status, &CodePage { chrome, pending, problem: Some(problem) });
     if let Some(wait) = retry_after
         && let Ok(value) = HeaderValue::from_str(&seconds(wait))
     {

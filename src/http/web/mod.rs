@@ -27,6 +27,7 @@ pub mod admin_audit;
 pub mod admin_changes;
 pub mod admin_roles;
 pub mod admin_users;
+pub mod app_passwords;
 pub mod assets;
 pub mod bulk;
 pub mod case;
@@ -49,6 +50,7 @@ pub mod queue_new;
 pub mod reply;
 pub mod session;
 pub mod settings;
+pub mod two_factor;
 
 use std::sync::Arc;
 
@@ -64,8 +66,14 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
     Router::new()
         .route("/", get(home::my_queues))
         .route("/login", get(login::form).post(login::submit))
+        .route("/login/code", post(login::submit_code))
         .route("/logout", post(login::logout))
         .route("/settings", get(settings::show).post(settings::save))
+        .route("/settings/totp", post(two_factor::start))
+        .route("/settings/totp/confirm", post(two_factor::confirm))
+        .route("/settings/totp/disable", post(two_factor::disable))
+        .route("/settings/app-passwords", post(app_passwords::create))
+        .route("/settings/app-passwords/{id}/revoke", post(app_passwords::revoke))
         .route("/queues/{queue}", get(queue::list))
         .route("/queues/{queue}/bulk", post(bulk::bulk))
         .route("/queues/{queue}/new", get(queue_new::count).layer(Extension(Background)))

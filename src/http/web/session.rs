@@ -59,6 +59,8 @@ pub enum Refusal {
         clear_cookie: bool,
     },
     Page(PageError),
+    /// The user's role requires two-factor login and he has not enrolled: to the settings page.
+    EnrolFirst,
 }
 
 impl IntoResponse for Refusal {
@@ -72,6 +74,7 @@ impl IntoResponse for Refusal {
                 response
             }
             Refusal::Page(e) => e.into_response(),
+            Refusal::EnrolFirst => see_other("/settings#two-factor"),
         }
     }
 }
@@ -106,6 +109,12 @@ impl FromRequestParts<Arc<HttpContext>> for PageSession {
         };
         if let Some(user) = parts.extensions.get::<RequestUser>() {
             let _ = user.0.set(principal.name.clone());
+        }
+        // A role that requires two-factor login: the settings page (its enrolment) until done.
+        if principal.two_factor_missing
+            && !matches!(parts.uri.path(), "/settings" | "/settings/totp" | "/settings/totp/confirm" | "/logout")
+        {
+            return Err(Refusal::EnrolFirst);
         }
         let preferences = ctx.access.preferences(principal.user_id).await.map_err(|e| Refusal::Page(PageError::internal(lang, e)))?;
         let lang = Lang::chosen(preferences.language).unwrap_or(lang);

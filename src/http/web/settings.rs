@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::chrome::Chrome;
 use super::error::{PageError, Problem, render};
 use super::session::{PageSession, Posted, see_other};
+use super::two_factor::TwoFactorPanel;
 use crate::access::preferences::{Language, Preferences};
 use crate::http::HttpContext;
 
@@ -26,20 +27,21 @@ struct Choice {
 
 #[derive(Template)]
 #[template(path = "settings.html")]
-struct SettingsPage {
+pub(super) struct SettingsPage {
     chrome: Chrome,
     languages: Vec<Choice>,
     shortcuts: bool,
     saved: bool,
+    two_factor: TwoFactorPanel,
 }
 
 impl SettingsPage {
-    fn new(chrome: Chrome, preferences: Preferences, saved: bool) -> SettingsPage {
+    pub(super) fn new(chrome: Chrome, preferences: Preferences, saved: bool, two_factor: TwoFactorPanel) -> SettingsPage {
         let languages = Language::ALL
             .into_iter()
             .map(|l| Choice { value: l.tag(), key: language_key(l), selected: l == preferences.language })
             .collect();
-        SettingsPage { chrome, languages, shortcuts: preferences.shortcuts, saved }
+        SettingsPage { chrome, languages, shortcuts: preferences.shortcuts, saved, two_factor }
     }
 }
 
@@ -62,7 +64,11 @@ pub struct Shown {
 
 /// `GET /settings`.
 pub async fn show(State(ctx): State<Arc<HttpContext>>, session: PageSession, Query(shown): Query<Shown>) -> Response {
-    render(StatusCode::OK, &SettingsPage::new(session.chrome(&ctx), session.preferences, shown.saved.is_some()))
+    let two_factor = match TwoFactorPanel::load(&ctx, &session).await {
+        Ok(panel) => panel,
+        Err(e) => return PageError::internal(session.lang, e).into_response(),
+    };
+    render(StatusCode::OK, &SettingsPage::new(session.chrome(&ctx), session.preferences, shown.saved.is_some(), two_factor))
 }
 
 #[derive(Deserialize)]
@@ -93,7 +99,7 @@ mod tests {
 
     fn page(preferences: Preferences, lang: Lang, saved: bool) -> String {
         let chrome = Chrome::logged_in(lang, "anna".into(), "TOKEN".into()).with_shortcuts(preferences.shortcuts);
-        SettingsPage::new(chrome, preferences, saved).render().unwrap()
+        SettingsPage::new(chrome, preferences, saved, TwoFactorPanel::default()).render().unwrap()
     }
 
     #[test]
