@@ -122,7 +122,6 @@ impl PgCluster {
         }
     }
 
-    /// `pg_ctl promote`: a standby becomes a primary (returns once it accepts writes).
     /// The backend pid of the connection named `listener` in database `db`, waiting (10 s at
     /// most) until it is connected and LISTENing, and is not `other_than` (one killed before).
     pub fn listener_pid(&self, db: &str, listener: &str, other_than: Option<&str>) -> String {
@@ -138,6 +137,7 @@ impl PgCluster {
         }
     }
 
+    /// `pg_ctl promote`: a standby becomes a primary (returns once it accepts writes).
     pub fn promote(&self) {
         self.run_checked("pg_ctl", &["-D", &self.data_dir_str(), "-w", "promote"]);
     }

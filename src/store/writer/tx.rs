@@ -118,9 +118,25 @@ const INSERT_MESSAGE_FILED: &str = concat!(
     " RETURNING id), b AS (INSERT INTO message_blobs (message_id, raw_ct) SELECT id, $22 FROM m)
      INSERT INTO message_cases (message_id, case_id, uid) SELECT m.id, c, m.id FROM m, unnest($23::bigint[]) AS c ON CONFLICT DO NOTHING"
 );
+/// The columns of a new case's row, for both engines (their values differ: see the two uses).
+macro_rules! insert_case_columns {
+    () => {
+        "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)"
+    };
+}
 /// A new case's row ($1 id … $13), on SQLite.
-const INSERT_CASE: &str = "INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
-     VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const INSERT_CASE: &str = concat!(insert_case_columns!(), " VALUES ($1, $2, $3, 'new', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+/// PostgreSQL: the case with its id from the counter ($1 … $12 as [`INSERT_CASE`]'s $2 … $13),
+/// its tag index ($13) and its first participant ($14, or NULL), at once; returns its id.
+const OPEN_CASE: &str = concat!(
+    "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'case' RETURNING value),
+     c AS (",
+    insert_case_columns!(),
+    " SELECT value, $1, $2, 'new', $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM next RETURNING id),
+     t AS (INSERT INTO case_tags (case_id, tag_idx) SELECT c.id, x FROM c, unnest($13::bytea[]) AS x ON CONFLICT DO NOTHING),
+     p AS (INSERT INTO case_participants (case_id, address_idx) SELECT c.id, $14 FROM c WHERE $14 IS NOT NULL ON CONFLICT DO NOTHING)
+     SELECT id FROM c"
+);
 const INSERT_CASE_TAG: &str = "INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
 /// A new message's row: its number and identity, the sealed parts, the lookup indexes.
@@ -269,29 +285,21 @@ impl WriteTx<'_> {
             }
             Engine::Postgres { conn, rt } => {
                 let mut conn = conn.borrow_mut();
-                let query = sqlx::query_scalar(
-                    "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'case' RETURNING value),
-                     c AS (
-                         INSERT INTO cases (id, opening_number, queue, status, opened_at, updated_at, category, priority, due_at, spam, uid, key_id, wrapped_key, tags_ct, tier)
-                         SELECT value, $1, $2, 'new', $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM next RETURNING id),
-                     t AS (INSERT INTO case_tags (case_id, tag_idx) SELECT c.id, x FROM c, unnest($13::bytea[]) AS x ON CONFLICT DO NOTHING),
-                     p AS (INSERT INTO case_participants (case_id, address_idx) SELECT c.id, $14 FROM c WHERE $14 IS NOT NULL ON CONFLICT DO NOTHING)
-                     SELECT id FROM c",
-                )
-                .bind(case.opening_number)
-                .bind(case.queue)
-                .bind(case.opened_at)
-                .bind(case.category)
-                .bind(case.priority)
-                .bind(case.due_at)
-                .bind(i64::from(case.spam))
-                .bind(key.map(|k| k.uid.as_slice()))
-                .bind(key.map(|k| k.key_id))
-                .bind(key.map(|k| k.wrapped_key.as_slice()))
-                .bind(case.tags.and_then(|t| t.tags_ct.as_deref()))
-                .bind(case.tier)
-                .bind(index)
-                .bind(case.participant);
+                let query = sqlx::query_scalar(OPEN_CASE)
+                    .bind(case.opening_number)
+                    .bind(case.queue)
+                    .bind(case.opened_at)
+                    .bind(case.category)
+                    .bind(case.priority)
+                    .bind(case.due_at)
+                    .bind(i64::from(case.spam))
+                    .bind(key.map(|k| k.uid.as_slice()))
+                    .bind(key.map(|k| k.key_id))
+                    .bind(key.map(|k| k.wrapped_key.as_slice()))
+                    .bind(case.tags.and_then(|t| t.tags_ct.as_deref()))
+                    .bind(case.tier)
+                    .bind(index)
+                    .bind(case.participant);
                 rt.block_on(query.fetch_optional(pg(&mut conn)))?.ok_or_else(|| StoreError::BatchFailed("no counter named case".into()))
             }
         }
