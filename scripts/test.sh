@@ -13,7 +13,8 @@ section() {
     printf '\n=== [%4ds] %s ===\n' "$((SECONDS - ci_start))" "$*"
 }
 
-# Debian packages the tests need. postfix provides /usr/sbin/smtp-source and /usr/sbin/smtp-sink;
+# Debian packages the tests need. postfix provides /usr/sbin/smtp-source and /usr/sbin/smtp-sink, and
+# tests/postfix_relay.rs starts instances of its own (postfix -c TMPDIR) as its `postfix` user;
 # libnet-ssleay-perl gives swaks its STARTTLS support; isync (mbsync) and curl are IMAP clients
 # for tests/imap.rs, curl is also the HTTP client of tests/http_api.rs; python3 runs tests/py.
 # tests/browser.rs drives Debian's chromium from Node (playwright-core, from npm below);
@@ -22,10 +23,12 @@ section() {
 # postgresql gives initdb, pg_ctl, pg_basebackup and psql in /usr/lib/postgresql/N/bin: the tests
 # start throwaway clusters of their own (tests/common/pg.rs); the packaged service is never
 # started (the policy-rc.d below refuses it) and never used.
+# systemd gives systemd-analyze (scripts/deb-test.sh verifies the packaged unit offline; no systemd
+# runs), dpkg-dev gives dpkg-shlibdeps, with which cargo-deb computes the package's library dependencies.
 # Node itself (>= 20, with npm) is not installed here: Debian 12's nodejs is 18, too old for
 # playwright-core, and these machines carry Node 20 from NodeSource, which Debian's npm conflicts with.
 PACKAGES=(postfix swaks libnet-ssleay-perl sqlite3 ca-certificates isync curl python3 python3-venv
-    chromium fonts-liberation fonts-wqy-microhei postgresql)
+    chromium fonts-liberation fonts-wqy-microhei postgresql systemd dpkg-dev)
 
 section "environment"
 if [[ $EUID -eq 0 ]]; then
@@ -141,5 +144,10 @@ trap stop_pg EXIT
 MAILROOM_TEST_PG_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" cargo test --locked --lib -- --ignored engines_agree
 stop_pg
 trap - EXIT
+
+# The Debian package from the debug binary above: dpkg -i, config check, user and modes,
+# systemd-analyze verify and security, dpkg --purge (README "Installing it").
+section "scripts/deb-test.sh (Debian package)"
+bash scripts/deb-test.sh
 
 section "done in $((SECONDS - ci_start))s"
