@@ -73,6 +73,12 @@ fn config_check_accepts_good_configs() {
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/mailroom.toml");
     let out = run_bin(&["config", "check", "--config", deploy], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(0), "config check of deploy/mailroom.toml: {}", out.stderr);
+
+    // The Debian package's /etc/mailroom/mailroom.toml (scripts/deb-test.sh checks it installed).
+    let packaged = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/debian/mailroom.toml");
+    let out = run_bin(&["config", "check", "--config", packaged], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "config check of deploy/debian/mailroom.toml: {}", out.stderr);
+    assert!(out.stdout_str().contains(": OK ("), "{}", out.stdout_str());
 }
 
 /// Write a config whose line `bad_line` (1-based) is replaced; return (path, output text).

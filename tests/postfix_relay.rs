@@ -102,7 +102,11 @@ impl Postfix {
              alias_database =\n\
              maillog_file = {r}/maillog\n\
              maillog_file_prefixes = {r}\n\
-             delay_warning_time = 0\n\n\
+             delay_warning_time = 0\n\
+             # retry deferred mail within seconds, not minutes\n\
+             queue_run_delay = 1s\n\
+             minimal_backoff_time = 1s\n\
+             maximal_backoff_time = 1s\n\n\
              # deploy/postfix/main.cf\n"
         );
         let transport_file = conf.join("mailroom_transport");
@@ -153,17 +157,18 @@ s.quit()
 
     /// The log line of the final delivery status for `rcpt` (sent or bounced), waiting for it.
     fn final_status(&self, rcpt: &str) -> String {
+        self.wait_status(rcpt, &["status=sent", "status=bounced"])
+    }
+
+    /// The first log line about `rcpt` with one of these statuses, waiting for it.
+    fn wait_status(&self, rcpt: &str, statuses: &[&str]) -> String {
         let needle = format!("to=<{rcpt}>");
         let mut found = None;
         let done = wait_until(Duration::from_secs(60), || {
-            found = self
-                .log_text()
-                .lines()
-                .find(|l| l.contains(&needle) && (l.contains("status=sent") || l.contains("status=bounced")))
-                .map(str::to_string);
+            found = self.log_text().lines().find(|l| l.contains(&needle) && statuses.iter().any(|s| l.contains(s))).map(str::to_string);
             found.is_some()
         });
-        assert!(done, "no final status for {rcpt} in Postfix's log:\n{}", self.log_text());
+        assert!(done, "no {statuses:?} for {rcpt} in Postfix's log:\n{}", self.log_text());
         found.unwrap()
     }
 }
@@ -270,4 +275,31 @@ fn mailroom_rejections_come_back_as_postfix_bounces() {
     assert!(unknown.contains("Final-Recipient: rfc822; nobody@example.com") && unknown.contains("5.1.1"), "{unknown}");
     let oversize = found.iter().find(|b| b.contains(&big_token)).unwrap_or_else(|| panic!("no bounce names {big_token}: {found:?}"));
     assert!(oversize.contains("Final-Recipient: rfc822; sales@example.com") && oversize.contains("Status: 5.3.4"), "{oversize}");
+}
+
+#[test]
+fn mail_waits_in_postfix_while_mailroom_is_down() {
+    // mailroom's LMTP on a fixed port, so that it comes back where Postfix's transport points.
+    let port = free_port();
+    let config = substitute(
+        &Opts::default().config_toml(),
+        "[lmtp]\nlisten = [\"127.0.0.1:0\"]",
+        &format!("[lmtp]\nlisten = [\"127.0.0.1:{port}\"]"),
+    );
+    let mut s = Server::start(Opts { raw_config: Some(config), ..Opts::default() });
+    assert_eq!(s.lmtp_addr().port(), port);
+    s.terminate_and_wait();
+    let Some(postfix) = Postfix::start(s.lmtp_addr()) else { return };
+
+    let token = unique_token("deferred");
+    let message = format!(
+        "From: kunde@client.example.org\r\nTo: support@example.com\r\nSubject: {token}\r\nDate: Mon, 30 Nov 2026 10:00:00 +0100\r\nMessage-ID: <{token}@client.example.org>\r\n\r\nstill there?\r\n"
+    );
+    postfix.send("kunde@client.example.org", &["support@example.com"], message.as_bytes());
+    let deferred = postfix.wait_status("support@example.com", &["status=deferred"]);
+    assert!(deferred.contains("Connection refused"), "{deferred}");
+
+    s.restart();
+    let number = registered_number(&postfix.final_status("support@example.com"));
+    assert!(s.stored_content(&number).ends_with(message.as_bytes()), "{number} is not the deferred message");
 }
