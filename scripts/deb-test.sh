@@ -2,8 +2,10 @@
 # The Debian package, end to end (README "Installing it"; scripts/test.sh runs it after the cargo
 # tests): builds the .deb with cargo-deb from the DEBUG binary the tests already built (CI builds
 # no release binary), installs it with dpkg, checks what it installed (binary, config check as the
-# service user, user, modes, conffile), verifies the systemd unit offline and prints its exposure
-# score, then removes and purges it (configuration gone, data dir with data kept).
+# service user, user, modes, conffile), runs the installed service as the unit would (setpriv: user
+# mailroom, only CAP_NET_BIND_SERVICE, a port below 1024) and sends it a message, verifies the
+# systemd unit offline and prints its exposure score, then removes and purges it (configuration
+# gone, data dir with data kept).
 #
 # Run as root. Safe on a developer's machine: it refuses to start when a mailroom package,
 # /usr/bin/mailroom, /etc/mailroom or /var/lib/mailroom is already there, and on any exit it purges
@@ -35,8 +37,14 @@ done
 user_existed=0
 getent passwd mailroom >/dev/null && user_existed=1
 
+serve_pid=
 cleanup() {
     local rc=$?
+    if [[ -n $serve_pid ]]; then
+        kill -TERM "$serve_pid" 2>/dev/null || true
+        wait "$serve_pid" 2>/dev/null || true
+    fi
+    rm -f "/tmp/mailroom-deb-test-$$.toml" "/tmp/mailroom-deb-test-$$.log"
     if dpkg-query -W -f='${db:Status-Status}' mailroom 2>/dev/null | grep -qv '^not-installed$'; then
         dpkg --purge mailroom >/dev/null 2>&1 || echo "deb-test: cleanup: dpkg --purge mailroom failed" >&2
     fi
@@ -116,10 +124,77 @@ expect_stat() {
     [[ $got == "$2" ]] || fail "$1 is $got, expected $2"
     echo "$1: $got"
 }
-expect_stat /var/lib/mailroom "mailroom:mailroom 750"
+expect_stat /var/lib/mailroom "mailroom:mailroom 700"
 expect_stat /etc/mailroom "root:mailroom 750"
 expect_stat /etc/mailroom/mailroom.toml "root:mailroom 640"
 expect_stat /usr/bin/mailroom "root:root 755"
+
+step "the installed service, run as its unit runs it"
+# No systemd runs here, so setpriv gives the process what the unit does: user and group mailroom,
+# no new privileges, CAP_NET_BIND_SERVICE as the only (ambient) capability, umask 0077. It binds a
+# free port below 1024 on loopback (as 25 in production) and takes a message into the packaged
+# data dir. The installed config with loopback listeners and no DNS checks.
+low_port=$(python3 -c '
+import socket
+for port in range(600, 1000):
+    try:
+        socket.socket().bind(("127.0.0.1", port))
+        print(port)
+        break
+    except OSError:
+        pass')
+[[ -n $low_port ]] || fail "no free port below 1024 on loopback"
+smoke_config=/tmp/mailroom-deb-test-$$.toml
+sed -e "s|^listen = \[\"0.0.0.0:25\"\]|listen = [\"127.0.0.1:$low_port\"]|" \
+    -e 's|^listen = \["127.0.0.1:2424"\]|listen = ["127.0.0.1:0"]|' \
+    -e 's|^listen_starttls = \["0.0.0.0:143"\]|listen_starttls = ["127.0.0.1:0"]|' \
+    -e 's|^listen_tls = \["0.0.0.0:993"\]|listen_tls = ["127.0.0.1:0"]|' \
+    -e 's|^listen = \["127.0.0.1:8080"\]|listen = ["127.0.0.1:0"]|' \
+    -e 's|^listen = "127.0.0.1:9325"|listen = "127.0.0.1:0"|' \
+    -e 's|^verify = "dns"|verify = "off"|' /etc/mailroom/mailroom.toml >"$smoke_config"
+chmod 644 "$smoke_config"
+[[ $(grep -c ':0"\|:'"$low_port"'"\|verify = "off"' "$smoke_config") -eq 7 ]] ||
+    fail "the installed config's listeners are not the ones this script rewrites:"$'\n'"$(grep -n 'listen\|verify' "$smoke_config")"
+serve=(/usr/bin/mailroom serve --data-dir /var/lib/mailroom --config "$smoke_config")
+# Without the capability the same user cannot bind the port: the capability is what makes it work.
+if [[ $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) -gt $low_port ]]; then
+    if out=$(cd / && timeout 30 runuser -u mailroom -- "${serve[@]}" 2>&1); then
+        fail "mailroom bound port $low_port without CAP_NET_BIND_SERVICE"
+    fi
+    grep -qi 'permission denied' <<<"$out" || fail "unprivileged start failed, but not for the port: $out"
+    echo "without the capability: refused ($(grep -io 'permission denied' <<<"$out" | head -n1))"
+fi
+(cd / && umask 0077 && exec setpriv --reuid=mailroom --regid=mailroom --init-groups --no-new-privs \
+    --inh-caps=-all,+net_bind_service --ambient-caps=-all,+net_bind_service \
+    --bounding-set=-all,+net_bind_service -- "${serve[@]}") >/tmp/mailroom-deb-test-$$.log 2>&1 &
+serve_pid=$!
+stop_serve() {
+    kill -TERM "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    serve_pid=
+}
+for _ in $(seq 300); do
+    [[ -s /var/lib/mailroom/listeners.json ]] && break
+    kill -0 "$serve_pid" 2>/dev/null || { stop_serve; fail "mailroom serve exited: $(cat /tmp/mailroom-deb-test-$$.log)"; }
+    sleep 0.1
+done
+[[ -s /var/lib/mailroom/listeners.json ]] || { stop_serve; fail "mailroom serve did not come up: $(cat /tmp/mailroom-deb-test-$$.log)"; }
+reply=$(python3 -c '
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.ehlo("client.example.org")
+s.mail("kunde@client.example.org"); s.rcpt("support@example.com")
+code, resp = s.data(b"Subject: deb-test\r\n\r\nhello\r\n")
+print(code, resp.decode())' "$low_port") || { stop_serve; fail "SMTP to the installed service failed"; }
+echo "SMTP on 127.0.0.1:$low_port: $reply"
+number=$(sed -n 's/^250 2.0.0 Registered \(MR-[0-9-]*\)$/\1/p' <<<"$reply")
+[[ -n $number ]] || { stop_serve; fail "no registration number in: $reply"; }
+listed=$(runuser -u mailroom -- /usr/bin/mailroom message list --data-dir /var/lib/mailroom --config "$smoke_config")
+stop_serve
+grep -q "$number" <<<"$listed" || fail "$number not in message list: $listed"
+expect_stat /var/lib/mailroom/master.key "mailroom:mailroom 600"
+expect_stat /var/lib/mailroom/mailroom.db "mailroom:mailroom 600"
+rm -f "$smoke_config" /tmp/mailroom-deb-test-$$.log
 
 step "systemd-analyze verify"
 unit=/usr/lib/systemd/system/mailroom.service
@@ -138,8 +213,6 @@ echo "exposure score: $score (at most $MAX_EXPOSURE)"
 awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }' || fail "exposure $score above $MAX_EXPOSURE"
 
 step "dpkg -r: the program goes, the configuration stays"
-# Data in the data dir, as a running service would leave it.
-runuser -u mailroom -- sh -c 'echo data >/var/lib/mailroom/mailroom.db'
 dpkg -r mailroom
 [[ ! -e /usr/bin/mailroom && ! -e $unit ]] || fail "binary or unit left after dpkg -r"
 [[ -f /etc/mailroom/mailroom.toml ]] || fail "dpkg -r removed the conffile"
@@ -149,6 +222,8 @@ dpkg --purge mailroom
 [[ "$(dpkg-query -W -f='${db:Status-Status}' mailroom 2>/dev/null || echo not-installed)" == "not-installed" ]] ||
     fail "dpkg still knows mailroom after --purge"
 [[ ! -e /etc/mailroom ]] || fail "/etc/mailroom left after purge"
-[[ "$(cat /var/lib/mailroom/mailroom.db)" == data ]] || fail "purge deleted the data in /var/lib/mailroom"
+for kept in /var/lib/mailroom/mailroom.db /var/lib/mailroom/master.key; do
+    [[ -s $kept ]] || fail "purge deleted $kept"
+done
 
 echo "deb-test: OK (package $(basename "$deb"), exposure $score)"
