@@ -250,6 +250,40 @@ fn an_ed25519_key_signs_too() {
     assert!(!passes(body_altered(&ack.data).as_bytes(), &printed));
 }
 
+/// Signing happens at sending, not when the message is queued: an acknowledgement queued while
+/// the smarthost was down, then a crash (kill -9) and a restart with a new key, goes out signed
+/// with the new key — a valid signature, never one of a key no longer configured.
+#[test]
+fn a_message_queued_before_a_crash_is_signed_when_it_is_finally_sent() {
+    let (capture_port, captured) = capture_smtp();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let outbox = |port: u16| {
+        format!(
+            "[outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n"
+        )
+    };
+    let mut server = Server::prepare(Opts { extra_toml: format!("{ROLES}\n{}", outbox(dead_port)), ..Default::default() });
+    let first = generate_and_start(&mut server, &["--selector", "old"]);
+    let subject = unique_token("Queued ");
+    let number = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], &simple_message(&subject, "Hello"));
+    assert!(wait_until(Duration::from_secs(20), || server.log_text().contains("delivery deferred")), "the smarthost is down: retried");
+    server.kill9();
+
+    // A new key and a smarthost that answers; the old [dkim] lines are replaced.
+    let out = server.cli(&["dkim", "generate", "--selector", "new"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let second = Printed::parse(&out.stdout_str());
+    let config = std::fs::read_to_string(&server.config).unwrap();
+    let config = config[..config.find("\n[dkim]").unwrap()].replace(&outbox(dead_port), &outbox(capture_port));
+    std::fs::write(&server.config, format!("{config}\n{}\n", second.config)).unwrap();
+    server.restart();
+
+    let ack = wait_for(&captured, "the queued acknowledgement", |m| m.data.contains(&number));
+    assert_eq!(verify(ack.data.as_bytes(), &second), vec![(DkimResult::Pass, "example.com".into(), "new".into())]);
+    assert!(!passes(ack.data.as_bytes(), &first), "not signed with the key configured when it was queued");
+    assert_eq!(ack.data.matches("DKIM-Signature:").count(), 1, "one signature: the failed attempts added none");
+}
+
 /// `mailroom config check --config FILE` on the demo config plus `section`: (success, stderr).
 fn config_check(dir: &std::path::Path, section: &str) -> (bool, String, String) {
     let config = dir.join("mailroom.toml");
