@@ -583,8 +583,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for warning in &settings.warnings {
                 eprintln!("warning: {warning}");
             }
+            let dkim = settings.dkim.as_ref().map(|d| format!("; DKIM signing with {}", d.record().name)).unwrap_or_default();
             println!(
-                "{}: OK ({} domains, {} queue addresses)",
+                "{}: OK ({} domains, {} queue addresses{dkim})",
                 settings.source,
                 settings.policy.domains.len(),
                 settings.policy.addresses.len()

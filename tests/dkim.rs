@@ -284,13 +284,21 @@ fn a_message_queued_before_a_crash_is_signed_when_it_is_finally_sent() {
     assert_eq!(ack.data.matches("DKIM-Signature:").count(), 1, "one signature: the failed attempts added none");
 }
 
-/// `mailroom config check --config FILE` on the demo config plus `section`: (success, stderr).
+/// `mailroom config check --config FILE` on the demo config plus `section`: (success, stderr,
+/// the config file's name).
 fn config_check(dir: &std::path::Path, section: &str) -> (bool, String, String) {
+    let (ok, _, stderr, config) = config_check_output(dir, section);
+    (ok, stderr, config)
+}
+
+/// As [`config_check`], with the standard output second.
+fn config_check_output(dir: &std::path::Path, section: &str) -> (bool, String, String, String) {
     let config = dir.join("mailroom.toml");
     let demo = include_str!("../deploy/mailroom.toml");
     std::fs::write(&config, format!("{demo}\n{section}")).unwrap();
     let out = Command::new(BIN).args(["config", "check", "--config"]).arg(&config).current_dir(dir).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), config.display().to_string())
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr), config.display().to_string())
 }
 
 #[test]
@@ -327,8 +335,9 @@ fn bad_keys_are_refused_naming_file_line_and_key_and_a_foreign_domain_is_a_warni
     let (ok, stderr, _) = config_check(dir.path(), &section("good.pem", "example.com"));
     assert!(!ok && stderr.contains(&format!(":{key_line}: dkim.key_file: ")) && stderr.contains("every user"), "{stderr}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let (ok, stderr, _) = config_check(dir.path(), &section("good.pem", "example.com"));
+    let (ok, stdout, stderr, _) = config_check_output(dir.path(), &section("good.pem", "example.com"));
     assert!(ok, "group-readable is accepted: {stderr}");
+    assert!(stdout.contains("DKIM signing with s1._domainkey.example.com"), "{stdout}");
     assert!(!stderr.contains("warning"), "example.com covers the demo's queues: {stderr}");
 
     // Signing as another domain than the one our mail comes from: allowed, with a warning.
