@@ -11,7 +11,9 @@ use crate::config::Settings;
 use crate::store::{Store, StoreError};
 
 mod backup;
+mod dkim;
 use backup::{backup, backup_verify, restore};
+pub use dkim::DkimCommand;
 
 #[derive(Parser)]
 #[command(name = "mailroom", version, about = "SMTP-native front door for customer mail: every message registered, encrypted, routed")]
@@ -124,6 +126,11 @@ pub enum Command {
         command: Option<BackupCommand>,
         #[command(flatten)]
         take: BackupArgs,
+    },
+    /// DKIM signing keys for outgoing mail: generate one (with its DNS record), show the record.
+    Dkim {
+        #[command(subcommand)]
+        command: DkimCommand,
     },
     /// Make a verified backup the database of a data dir that has none yet. The key file must be
     /// in place first (it is not in the backup): restore refuses to run without it.
@@ -567,13 +574,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             backup_verify(&file, key_file, data_dir, config).await
         }
         Command::Restore { file, location } => restore(&file, &location).await,
+        Command::Dkim { command } => dkim::run(command),
         Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => {
             rules_test(&message, config.as_deref(), from, to, json)
         }
         Command::Config { command: ConfigCommand::Check { config } } => {
             let settings = Settings::load(config.as_deref(), std::path::Path::new("."))?;
+            for warning in &settings.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let dkim = settings.dkim.as_ref().map(|d| format!("; DKIM signing with {}", d.record().name)).unwrap_or_default();
             println!(
-                "{}: OK ({} domains, {} queue addresses)",
+                "{}: OK ({} domains, {} queue addresses{dkim})",
                 settings.source,
                 settings.policy.domains.len(),
                 settings.policy.addresses.len()

@@ -59,6 +59,8 @@ pub struct Config {
     /// Outgoing mail through a smarthost. Without this section nothing is sent, so nothing is
     /// acknowledged.
     pub outbox: Option<crate::outbox::OutboxConfig>,
+    /// DKIM signing of outgoing mail. Without this section mail goes out unsigned.
+    pub dkim: Option<crate::outbox::DkimConfig>,
     /// The acknowledgement text ({number}, {subject}, {due}, {queue}).
     #[serde(default)]
     pub acknowledgement: crate::outbox::AckTemplate,
@@ -141,7 +143,7 @@ fn valid_node_name(name: &str) -> bool {
 }
 
 /// A config error that points at the offending place.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}: {key}: {reason}")]
 pub struct ConfigError {
     pub file: String,
@@ -160,6 +162,11 @@ pub struct Settings {
     pub policy: Arc<Policy>,
     /// `[metrics]`'s bearer token, read from its file at load time.
     pub metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
+    /// `[dkim]`'s signer, its key read from the key file at load time.
+    pub dkim: Option<Arc<crate::outbox::DkimSigner>>,
+    /// What is allowed but probably not meant (same form as an error: file, line, key); `config
+    /// check` prints them, `serve` logs them at start.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -174,19 +181,15 @@ impl std::fmt::Debug for Settings {
 
 impl Settings {
     pub fn load(config_file: Option<&Path>, data_dir: &Path) -> Result<Settings, ConfigError> {
-        let (name, text) = match config_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                    file: path.display().to_string(),
-                    line: 0,
-                    key: "-".into(),
-                    reason: format!("cannot read: {e}"),
-                })?;
-                (path.display().to_string(), text)
-            }
-            None => (DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()),
-        };
+        let (name, text) = read(config_file)?;
         Self::from_str(&name, &text, data_dir)
+    }
+
+    /// The configuration parsed but not validated (nothing it names is read): for commands that
+    /// prepare what it will name, such as `dkim generate` before the key file exists.
+    pub fn parse_only(config_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let (name, text) = read(config_file)?;
+        parse(&name, &text)
     }
 
     pub fn from_str(name: &str, text: &str, data_dir: &Path) -> Result<Settings, ConfigError> {
@@ -251,6 +254,22 @@ impl Settings {
 
     pub fn master_key_path(&self) -> PathBuf {
         self.resolve(&self.config.storage.master_key_file)
+    }
+}
+
+/// The file's name and text, or the embedded demo configuration's.
+fn read(config_file: Option<&Path>) -> Result<(String, String), ConfigError> {
+    match config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                key: "-".into(),
+                reason: format!("cannot read: {e}"),
+            })?;
+            Ok((path.display().to_string(), text))
+        }
+        None => Ok((DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string())),
     }
 }
 
@@ -324,6 +343,15 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     config.tls.validate().map_err(within("tls"))?;
     config.access.validate().map_err(within("access"))?;
     let metrics_token = config.metrics.token(data_dir).map_err(within("metrics"))?.map(Arc::new);
+    let dkim = match &config.dkim {
+        Some(dkim) => {
+            dkim.validate().map_err(within("dkim"))?;
+            let key_file = if dkim.key_file.is_absolute() { dkim.key_file.clone() } else { data_dir.join(&dkim.key_file) };
+            let signer = crate::outbox::DkimSigner::load(dkim, &key_file).map_err(|reason| err("dkim.key_file", reason))?;
+            Some(Arc::new(signer))
+        }
+        None => None,
+    };
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;
@@ -374,7 +402,41 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         node: config.server.node_name(),
         compression: config.storage.compression,
     };
-    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config, metrics_token })
+    let warnings = dkim_alignment(&config, &policy).into_iter().map(|(key, reason)| err(key, reason)).collect();
+    Ok(Settings {
+        source: name.to_string(),
+        data_dir: data_dir.to_path_buf(),
+        policy: Arc::new(policy),
+        config,
+        metrics_token,
+        dkim,
+        warnings,
+    })
+}
+
+/// Queues whose From domain the DKIM domain does not cover: their mail is signed, but DMARC
+/// receivers do not count a signature of another domain (`(key, reason)` for a warning).
+fn dkim_alignment(config: &Config, policy: &Policy) -> Vec<(&'static str, String)> {
+    let Some(dkim) = &config.dkim else { return Vec::new() };
+    let mut unaligned: Vec<&str> = config
+        .queues
+        .iter()
+        .filter_map(|q| policy.queue_address(&q.name))
+        .filter(|address| !dkim.aligns_with(address))
+        .filter_map(|address| address.rsplit_once('@').map(|(_, domain)| domain))
+        .collect();
+    unaligned.sort_unstable();
+    unaligned.dedup();
+    unaligned
+        .into_iter()
+        .map(|domain| {
+            let reason = format!(
+                "mail from {domain} is signed as {}, which DMARC does not count for {domain} (sign as {domain} or a parent of it)",
+                dkim.domain
+            );
+            ("dkim.domain", reason)
+        })
+        .collect()
 }
 
 /// Each template well-formed, its name unique, its scope naming configured queues and categories;
@@ -562,6 +624,45 @@ mod tests {
             assert_eq!(e.line, line, "{text}: {e}");
             assert_eq!(e.file, "test.toml");
         }
+    }
+
+    #[test]
+    fn dkim_section_loads_its_key_and_names_line_and_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::outbox::dkim::key::generate_ed25519().unwrap();
+        crate::outbox::dkim::key::write_new(&dir.path().join("k.pem"), &key.pem).unwrap();
+        let load_in = |text: &str| Settings::from_str("test.toml", text, dir.path());
+        let section = |domain: &str, file: &str| format!("[dkim]\ndomain = \"{domain}\"\nselector = \"s1\"\nkey_file = \"{file}\"\n");
+
+        assert!(load_in("").unwrap().dkim.is_none(), "no [dkim]: unsigned");
+        let s = load_in(&format!("{DEFAULT_CONFIG}\n{}", section("example.com", "k.pem"))).unwrap();
+        let signer = s.dkim.as_ref().expect("a signer");
+        assert_eq!(signer.record().name, "s1._domainkey.example.com");
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert!(!format!("{s:?} {signer:?}").contains(&key.pem[30..60]), "the key is never in Debug");
+
+        let e = load_in(&section("example.com", "none.pem")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "dkim.key_file"), "{e}");
+        assert!(e.reason.contains("cannot read") && e.reason.contains("none.pem"), "{e}");
+        let e = load_in(&section("localhost", "k.pem")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "dkim.domain"), "{e}");
+        let e = load_in(&format!("{}headers = [\"To\"]\n", section("example.com", "k.pem"))).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (5, "dkim.headers"), "{e}");
+        let e = load_in("[dkim]\ndomain = \"example.com\"\nselector = \"s1\"\n").unwrap_err();
+        assert!(e.key.starts_with("dkim") && e.reason.contains("key_file"), "{e}");
+        std::fs::set_permissions(dir.path().join("k.pem"), std::fs::Permissions::from_mode(0o604)).unwrap();
+        let e = load_in(&section("example.com", "k.pem")).unwrap_err();
+        assert!(e.reason.contains("every user"), "{e}");
+        std::fs::set_permissions(dir.path().join("k.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        // Our mail comes from example.com: signing as example.org is allowed, with a warning.
+        let lines = DEFAULT_CONFIG.lines().count();
+        let s = load_in(&format!("{DEFAULT_CONFIG}\n{}", section("example.org", "k.pem"))).unwrap();
+        assert_eq!(s.warnings.len(), 1, "one warning per From domain: {:?}", s.warnings);
+        let w = &s.warnings[0];
+        assert_eq!((w.line, w.key.as_str()), (lines + 3, "dkim.domain"), "{w}");
+        assert!(w.reason.contains("example.com"), "{w}");
     }
 
     #[test]

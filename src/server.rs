@@ -34,6 +34,9 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     crate::store::private_umask();
     crate::store::prepare_data_dir(&settings.data_dir)?;
     let config = &settings.config;
+    for warning in &settings.warnings {
+        tracing::warn!("config: {warning}");
+    }
     // First, so that everything recorded from here on is in the metrics (none without a listener).
     let metrics = match config.metrics.listen {
         Some(_) => Some(crate::telemetry::recorder::install()?),
@@ -229,10 +232,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         let mut shutdown = shutdown.clone();
         store.watch_other_nodes(async move { shutdown.reached(Phase::Draining).await })
     };
-    let outbox =
-        settings.config.outbox.clone().map(|config| {
-            tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), shutdown.clone()))
-        });
+    let outbox = settings.config.outbox.clone().map(|config| {
+        let dkim = settings.dkim.clone();
+        tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), dkim, shutdown.clone()))
+    });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;

@@ -5,7 +5,8 @@
 //! * [`compose`] turns an acknowledgement or a reply into RFC 5322 bytes: one composer, so both
 //!   carry the registration tag, Message-ID and threading headers the same way.
 //! * [`config`] is the `[outbox]` section; [`smarthost`] one SMTP client transaction; [`worker`]
-//!   the task that delivers due rows with retries and backoff.
+//!   the task that delivers due rows with retries and backoff; [`dkim`] signs each message the
+//!   worker submits (`[dkim]`).
 //!
 //! The rows themselves (sealing, the INSERT, claiming) are the store's (`store::outbox`). They are
 //! written in the same transaction as what they answer, so a crash loses no mail; the worker
@@ -14,9 +15,11 @@
 pub mod ack;
 pub mod compose;
 pub mod config;
+pub mod dkim;
 mod smarthost;
 pub mod worker;
 
 pub use ack::{AckTemplate, skip_reason};
 pub use config::{OutboxConfig, SmarthostConfig, TlsMode};
+pub use dkim::{DkimConfig, Signer as DkimSigner};
 pub use worker::run;

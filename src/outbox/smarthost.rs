@@ -72,32 +72,37 @@ fn transaction_failure(step: &str, e: &mail_send::Error) -> (Failure, bool) {
     }
 }
 
-/// The bytes as mail-send should get them: CRLF line ends, no final CRLF (it appends
-/// `CRLF . CRLF` itself, which would add an empty line), and a leading dot stuffed (it only
-/// stuffs dots that follow a line end).
-fn wire_data(data: &[u8]) -> Cow<'_, [u8]> {
+/// `data` with every line end CRLF (a bare CR or LF becomes one): the form that goes on the wire,
+/// and so the one a DKIM signature is computed over.
+pub(super) fn crlf_lines(data: &[u8]) -> Cow<'_, [u8]> {
     let needs_crlf = data
         .iter()
         .enumerate()
         .any(|(i, b)| (*b == b'\n' && (i == 0 || data[i - 1] != b'\r')) || (*b == b'\r' && data.get(i + 1) != Some(&b'\n')));
-    let mut out: Cow<[u8]> = if needs_crlf {
-        let mut v = Vec::with_capacity(data.len() + data.len() / 32);
-        let mut i = 0;
-        while i < data.len() {
-            match data[i] {
-                b'\r' if data.get(i + 1) == Some(&b'\n') => {
-                    v.extend_from_slice(b"\r\n");
-                    i += 1;
-                }
-                b'\r' | b'\n' => v.extend_from_slice(b"\r\n"),
-                b => v.push(b),
+    if !needs_crlf {
+        return Cow::Borrowed(data);
+    }
+    let mut v = Vec::with_capacity(data.len() + data.len() / 32);
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {
+                v.extend_from_slice(b"\r\n");
+                i += 1;
             }
-            i += 1;
+            b'\r' | b'\n' => v.extend_from_slice(b"\r\n"),
+            b => v.push(b),
         }
-        Cow::Owned(v)
-    } else {
-        Cow::Borrowed(data)
-    };
+        i += 1;
+    }
+    Cow::Owned(v)
+}
+
+/// The bytes as mail-send should get them: CRLF line ends, no final CRLF (it appends
+/// `CRLF . CRLF` itself, which would add an empty line), and a leading dot stuffed (it only
+/// stuffs dots that follow a line end).
+fn wire_data(data: &[u8]) -> Cow<'_, [u8]> {
+    let mut out = crlf_lines(data);
     if out.ends_with(b"\r\n") {
         match &mut out {
             Cow::Borrowed(b) => *b = &b[..b.len() - 2],

@@ -11,17 +11,19 @@
 //!
 //! Logs name rows by id and failures by kind (`RCPT: 550 5.1.1`): never an address or content.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::OutboxConfig;
-use super::smarthost::{Connection, Delivery, Failure, Sender};
+use super::dkim::{SignError, Signer};
+use super::smarthost::{Connection, Delivery, Failure, Sender, crlf_lines};
 use crate::shutdown::{Phase, Shutdown};
-use crate::store::outbox::{self as rows, Attempt, OutboxError, OutboxRow, open_mail};
+use crate::store::outbox::{self as rows, Attempt, Mail, OutboxError, OutboxRow, open_mail};
 use crate::store::{Store, StoreError, now_millis};
 
 /// Runs until shutdown: takes due rows, delivers them, records the outcome.
-/// `hostname` is ours, for EHLO.
-pub async fn run(store: Store, config: OutboxConfig, hostname: String, mut shutdown: Shutdown) {
+/// `hostname` is ours, for EHLO; with `dkim`, every message is signed just before it is sent.
+pub async fn run(store: Store, config: OutboxConfig, hostname: String, dkim: Option<Arc<Signer>>, mut shutdown: Shutdown) {
     let smarthost = match config.smarthost(&hostname) {
         Ok(s) => s,
         Err(e) => {
@@ -36,8 +38,13 @@ pub async fn run(store: Store, config: OutboxConfig, hostname: String, mut shutd
             return;
         }
     };
-    tracing::info!(smarthost = %format_args!("{}:{}", sender.smarthost.host, sender.smarthost.port), tls = ?sender.smarthost.tls, "outbox worker started");
-    let worker = Worker { store, config, sender };
+    tracing::info!(
+        smarthost = %format_args!("{}:{}", sender.smarthost.host, sender.smarthost.port),
+        tls = ?sender.smarthost.tls,
+        dkim = ?dkim.as_deref().map(|s| format!("{}._domainkey.{}", s.selector(), s.domain())),
+        "outbox worker started"
+    );
+    let worker = Worker { store, config, sender, dkim };
     loop {
         if shutdown.is(Phase::Draining) {
             break;
@@ -86,6 +93,7 @@ struct Worker {
     store: Store,
     config: OutboxConfig,
     sender: Sender,
+    dkim: Option<Arc<Signer>>,
 }
 
 /// What happened to one claimed row, waiting to be written.
@@ -130,7 +138,14 @@ impl Worker {
         let mut stopped = false;
         let mut rows = rows.into_iter();
         for row in rows.by_ref() {
-            let result = match open_mail(&self.store.keys, &row) {
+            let mail = match open_mail(&self.store.keys, &row) {
+                Ok(mail) => self.signed(mail),
+                // The row can never be sent; keep it (for an operator) but stop trying.
+                Err(OutboxError::Db(e)) => return Err(e.into()),
+                Err(OutboxError::Crypto(e)) => Err(Failure::Permanent(format!("cannot decrypt: {e}"))),
+                Err(OutboxError::Format(what)) => Err(Failure::Permanent(format!("cannot decode: {what}"))),
+            };
+            let result = match mail {
                 Ok(mail) => {
                     if conn.is_none() && connect_failure.is_none() {
                         let connected = tokio::select! {
@@ -169,10 +184,7 @@ impl Worker {
                         (None, None) => unreachable!("either connected or a connect failure"),
                     }
                 }
-                // The row can never be sent; keep it (for an operator) but stop trying.
-                Err(OutboxError::Db(e)) => return Err(e.into()),
-                Err(OutboxError::Crypto(e)) => Err(Failure::Permanent(format!("cannot decrypt: {e}"))),
-                Err(OutboxError::Format(what)) => Err(Failure::Permanent(format!("cannot decode: {what}"))),
+                Err(failure) => Err(failure),
             };
             outcomes.push(Outcome { id: row.id, kind: row.kind, attempts: row.attempts + 1, result });
             let since = *first_unrecorded.get_or_insert_with(std::time::Instant::now);
@@ -197,6 +209,22 @@ impl Worker {
             let _ = tokio::time::timeout(Duration::from_secs(5), c.quit()).await;
         }
         Ok(if stopped { Pass::Stopped } else { Pass::Done { processed } })
+    }
+
+    /// The message signed with the `[dkim]` key, when there is one (signed at each attempt: see
+    /// `outbox::dkim`). A message without the fields to sign never will be (permanent); another
+    /// signing failure is retried rather than the message sent unsigned, which the domain's DMARC
+    /// policy may have receivers reject.
+    fn signed(&self, mut mail: Mail) -> Result<Mail, Failure> {
+        let Some(signer) = &self.dkim else { return Ok(mail) };
+        match signer.sign(&crlf_lines(&mail.data)) {
+            Ok(signed) => {
+                mail.data = signed;
+                Ok(mail)
+            }
+            Err(e @ SignError::Unsignable) => Err(Failure::Permanent(format!("DKIM: {e}"))),
+            Err(e @ SignError::Failed(_)) => Err(Failure::Temporary(format!("DKIM: {e}"))),
+        }
     }
 
     /// Takes the due rows for this worker, leased to it for [`Worker::lease`].
