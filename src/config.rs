@@ -21,6 +21,9 @@ pub use crate::smtp::config::{Limits, ListenerConfig, LmtpConfig};
 pub use crate::store::config::StorageConfig;
 pub use crate::tls::TlsConfig;
 
+mod reload;
+pub use reload::{Reload, ReloadError};
+
 /// The demo configuration doubles as the embedded default, so the two never drift apart.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mailroom.toml");
 pub const DEFAULT_CONFIG_NAME: &str = "<embedded deploy/mailroom.toml>";
@@ -155,6 +158,10 @@ pub struct ConfigError {
 pub struct Settings {
     pub config: Config,
     pub source: String,
+    /// The file it came from (None: the embedded default), which a reload reads again.
+    pub file: Option<PathBuf>,
+    /// Its text, which a reload compares section by section with the new one.
+    pub text: Arc<str>,
     pub data_dir: PathBuf,
     /// Routing, numbering and acknowledgement state, derived once: what intake decides by.
     pub policy: Arc<Policy>,
@@ -186,7 +193,9 @@ impl Settings {
             }
             None => (DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()),
         };
-        Self::from_str(&name, &text, data_dir)
+        let mut settings = Self::from_str(&name, &text, data_dir)?;
+        settings.file = config_file.map(Path::to_path_buf);
+        Ok(settings)
     }
 
     pub fn from_str(name: &str, text: &str, data_dir: &Path) -> Result<Settings, ConfigError> {
@@ -374,7 +383,15 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         node: config.server.node_name(),
         compression: config.storage.compression,
     };
-    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config, metrics_token })
+    Ok(Settings {
+        source: name.to_string(),
+        file: None,
+        text: text.into(),
+        data_dir: data_dir.to_path_buf(),
+        policy: Arc::new(policy),
+        config,
+        metrics_token,
+    })
 }
 
 /// Each template well-formed, its name unique, its scope naming configured queues and categories;
