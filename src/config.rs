@@ -21,6 +21,9 @@ pub use crate::smtp::config::{Limits, ListenerConfig, LmtpConfig};
 pub use crate::store::config::StorageConfig;
 pub use crate::tls::TlsConfig;
 
+mod reload;
+pub use reload::{Reload, ReloadError};
+
 /// The demo configuration doubles as the embedded default, so the two never drift apart.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mailroom.toml");
 pub const DEFAULT_CONFIG_NAME: &str = "<embedded deploy/mailroom.toml>";
@@ -157,6 +160,10 @@ pub struct ConfigError {
 pub struct Settings {
     pub config: Config,
     pub source: String,
+    /// The file it came from (None: the embedded default), which a reload reads again.
+    pub file: Option<PathBuf>,
+    /// Its text, which a reload compares section by section with the new one.
+    pub text: Arc<str>,
     pub data_dir: PathBuf,
     /// Routing, numbering and acknowledgement state, derived once: what intake decides by.
     pub policy: Arc<Policy>,
@@ -182,7 +189,9 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     pub fn load(config_file: Option<&Path>, data_dir: &Path) -> Result<Settings, ConfigError> {
         let (name, text) = read(config_file)?;
-        Self::from_str(&name, &text, data_dir)
+        let mut settings = Self::from_str(&name, &text, data_dir)?;
+        settings.file = config_file.map(Path::to_path_buf);
+        Ok(settings)
     }
 
     /// The configuration parsed but not validated (nothing it names is read): for commands that
@@ -405,6 +414,8 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     let warnings = dkim_alignment(&config, &policy).into_iter().map(|(key, reason)| err(key, reason)).collect();
     Ok(Settings {
         source: name.to_string(),
+        file: None,
+        text: text.into(),
         data_dir: data_dir.to_path_buf(),
         policy: Arc::new(policy),
         config,

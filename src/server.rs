@@ -33,6 +33,8 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // Before anything is created: every file private to us, and a data dir nobody else can enter.
     crate::store::private_umask();
     crate::store::prepare_data_dir(&settings.data_dir)?;
+    // At once: a SIGHUP before the handler exists would end the process (the default action).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let config = &settings.config;
     for warning in &settings.warnings {
         tracing::warn!("config: {warning}");
@@ -148,6 +150,12 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
     let cases = crate::cases::Cases::new(access.clone(), case_settings(&settings));
+    let reloader = tokio::spawn(reload_on_hangup(
+        hangups,
+        settings.clone(),
+        Reloadable { policy: ctx.intake.policy_slot(), cases: cases.clone(), access: access.clone() },
+        shutdown.clone(),
+    ));
     // PostgreSQL: colleagues on the other nodes show on case pages too.
     let other_nodes_presence = {
         let mut shutdown = shutdown.clone();
@@ -251,6 +259,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     // The last Intake (and with it the writer's channel) goes with the context.
     drop(ctx);
     let _ = checkpointer.await;
+    let _ = reloader.await;
     for task in [other_nodes, other_nodes_presence].into_iter().flatten() {
         let _ = task.await;
     }
@@ -261,6 +270,66 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("mailroom stopped");
     Ok(())
+}
+
+/// What a configuration reload replaces in the running server.
+struct Reloadable {
+    policy: crate::intake::PolicySlot,
+    cases: crate::cases::Cases,
+    access: crate::access::Access,
+}
+
+/// On each SIGHUP, reads the configuration file again ([`Settings::reload`]) and puts what a
+/// running server can change in force: intake's policy (routing, rules, SLA, acknowledgements),
+/// the case service's settings (reply templates, review, calendar) and the roles (new ones are
+/// created). Sessions stay open; a message is decided by the policy in force when its DATA
+/// ends. A bad file is refused with its file/line/key error and nothing changes.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    mut running: Arc<Settings>,
+    reloadable: Reloadable,
+    mut shutdown: shutdown::Shutdown,
+) {
+    loop {
+        tokio::select! {
+            got = hangups.recv() => if got.is_none() { break },
+            _ = shutdown.reached(Phase::Draining) => break,
+        }
+        let current = running.clone();
+        let reload = match tokio::task::spawn_blocking(move || current.reload()).await {
+            Ok(Ok(reload)) => reload,
+            Ok(Err(e)) => {
+                metrics::counter!("mailroom_config_reloads_total", "result" => "refused").increment(1);
+                tracing::error!("configuration reload refused, the running configuration stays in force: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed");
+                continue;
+            }
+        };
+        let settings = Arc::new(reload.settings);
+        reloadable.policy.store(settings.policy.clone());
+        reloadable.cases.replace_settings(case_settings(&settings));
+        reloadable.access.replace_roles(settings.config.roles.clone());
+        if let Err(e) = reloadable.access.seed_roles().await {
+            tracing::warn!(error = %e, "creating the roles named in the reloaded configuration failed (retried at the next reload)");
+        }
+        metrics::counter!("mailroom_config_reloads_total", "result" => "ok").increment(1);
+        tracing::info!(
+            config = %settings.source,
+            rules = settings.policy.rules.len(),
+            templates = settings.config.templates.len(),
+            "configuration reloaded"
+        );
+        if !reload.restart_needed.is_empty() {
+            tracing::warn!(
+                sections = %reload.restart_needed.join(", "),
+                "these sections changed in the file but keep their running values until mailroom restarts"
+            );
+        }
+        running = settings;
+    }
 }
 
 /// The lease of the expired-sessions purge.

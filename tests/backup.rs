@@ -37,44 +37,19 @@ fn opts() -> Opts {
     Opts { extra_toml: EXTRA.into(), ..Default::default() }
 }
 
-/// One API call through curl with a bearer token: (status, JSON body or Null).
-fn api(server: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
-    if let Some(token) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    if let Some(body) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
-    }
-    let out = cmd.arg(format!("{}{path}", server.http_url())).output().expect("run curl");
-    assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn ok(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let (status, value) = api(server, method, path, Some(token), body);
-    assert_eq!(status, 200, "{method} {path}: {value}");
-    value
-}
-
 /// Staff work that leaves sealed rows of every kind: case tags, a note, a reply in the outbox.
 fn staff_work(server: &Server, number: &str) {
     server.add_user("anna", PW, &["support-agent"]);
-    let (status, v) = api(server, "POST", "/api/login", None, Some(json!({ "user": "anna", "password": PW, "mode": "bearer" })));
-    assert_eq!(status, 200, "anna logs in: {v}");
-    let token = v["token"].as_str().unwrap().to_string();
-    let list = ok(server, "GET", "/api/queues/support/cases?status=all&limit=200", &token, None);
+    let token = bearer_login(server, "anna", PW);
+    let list = api_ok(server, "GET", "/api/queues/support/cases?status=all&limit=200", &token, None);
     let case =
         list["items"].as_array().unwrap().iter().find(|i| i["opening"] == number).unwrap_or_else(|| panic!("{number}: {list}"))["id"]
             .as_i64()
             .unwrap();
-    ok(server, "POST", &format!("/api/cases/{case}/claim"), &token, Some(json!({})));
-    ok(server, "POST", &format!("/api/cases/{case}/tags"), &token, Some(json!({ "add": ["backup-tag-secret"] })));
-    ok(server, "POST", &format!("/api/cases/{case}/notes"), &token, Some(json!({ "text": "note-text-secret" })));
-    ok(server, "POST", &format!("/api/cases/{case}/reply"), &token, Some(json!({ "body": "Dear customer,\nreply-text-secret" })));
+    api_ok(server, "POST", &format!("/api/cases/{case}/claim"), &token, Some(json!({})));
+    api_ok(server, "POST", &format!("/api/cases/{case}/tags"), &token, Some(json!({ "add": ["backup-tag-secret"] })));
+    api_ok(server, "POST", &format!("/api/cases/{case}/notes"), &token, Some(json!({ "text": "note-text-secret" })));
+    api_ok(server, "POST", &format!("/api/cases/{case}/reply"), &token, Some(json!({ "body": "Dear customer,\nreply-text-secret" })));
 }
 
 fn message(subject: &str) -> Vec<u8> {

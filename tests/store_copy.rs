@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -45,33 +44,8 @@ fn store_copy(server: &Server, url: &str) -> CliOutput {
     run_bin(&["store", "copy", "--from", dir, "--config", config, "--to", url], Duration::from_secs(120))
 }
 
-/// One API call through curl with a bearer token: (status, JSON body or Null).
-fn api(server: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
-    if let Some(token) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    if let Some(body) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
-    }
-    let out = cmd.arg(format!("{}{path}", server.http_url())).output().expect("run curl");
-    assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn ok(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-    let (status, value) = api(server, method, path, Some(token), body);
-    assert_eq!(status, 200, "{method} {path}: {value}");
-    value
-}
-
 fn login(server: &Server, user: &str) -> String {
-    let (status, v) = api(server, "POST", "/api/login", None, Some(json!({ "user": user, "password": PW, "mode": "bearer" })));
-    assert_eq!(status, 200, "{user} logs in: {v}");
-    v["token"].as_str().unwrap().to_string()
+    bearer_login(server, user, PW)
 }
 
 fn message(subject: &str, extra_headers: &str, msgid: &str) -> Vec<u8> {
@@ -85,7 +59,7 @@ fn message(subject: &str, extra_headers: &str, msgid: &str) -> Vec<u8> {
 
 /// The case a registration number opened, through the queue listing.
 fn case_of(server: &Server, token: &str, queue: &str, number: &str) -> i64 {
-    let v = ok(server, "GET", &format!("/api/queues/{queue}/cases?status=all&limit=200"), token, None);
+    let v = api_ok(server, "GET", &format!("/api/queues/{queue}/cases?status=all&limit=200"), token, None);
     v["items"].as_array().unwrap().iter().find(|i| i["opening"] == number).unwrap_or_else(|| panic!("{number} not in {queue}: {v}"))["id"]
         .as_i64()
         .unwrap()
@@ -142,11 +116,11 @@ fn a_sqlite_store_copied_to_postgres_is_served_with_the_same_data_and_numbering(
     // Staff work: claim, a note, a tag, a reply (queued in the outbox).
     let anna = login(&source, "anna");
     let case = case_of(&source, &anna, "support", &first);
-    ok(&source, "POST", &format!("/api/cases/{case}/claim"), &anna, Some(json!({})));
-    ok(&source, "POST", &format!("/api/cases/{case}/notes"), &anna, Some(json!({ "text": "called the customer back" })));
-    ok(&source, "POST", &format!("/api/cases/{case}/tags"), &anna, Some(json!({ "add": ["widget", "vip"] })));
-    ok(&source, "POST", &format!("/api/cases/{case}/reply"), &anna, Some(json!({ "body": "Dear Ann,\nwe are on it." })));
-    let view_before = ok(&source, "GET", &format!("/api/cases/{case}"), &anna, None);
+    api_ok(&source, "POST", &format!("/api/cases/{case}/claim"), &anna, Some(json!({})));
+    api_ok(&source, "POST", &format!("/api/cases/{case}/notes"), &anna, Some(json!({ "text": "called the customer back" })));
+    api_ok(&source, "POST", &format!("/api/cases/{case}/tags"), &anna, Some(json!({ "add": ["widget", "vip"] })));
+    api_ok(&source, "POST", &format!("/api/cases/{case}/reply"), &anna, Some(json!({ "body": "Dear Ann,\nwe are on it." })));
+    let view_before = api_ok(&source, "GET", &format!("/api/cases/{case}"), &anna, None);
     let numbers_in_case: Vec<&str> = view_before["messages"].as_array().unwrap().iter().map(|m| m["number"].as_str().unwrap()).collect();
     assert_eq!(numbers_in_case, [first.as_str(), follow_up.as_str()], "the follow-up joined the first message's case");
     let listed_before: Vec<Value> = source.list_messages().into_iter().map(|m| m.raw).collect();
@@ -198,7 +172,7 @@ fn a_sqlite_store_copied_to_postgres_is_served_with_the_same_data_and_numbering(
         assert_eq!(&node.show_message(number), raw, "{number}: the same bytes, decrypted with the same key");
     }
     let anna = login(&node, "anna");
-    let view_after = ok(&node, "GET", &format!("/api/cases/{case}"), &anna, None);
+    let view_after = api_ok(&node, "GET", &format!("/api/cases/{case}"), &anna, None);
     assert_eq!(view_after, view_before, "the case as staff see it: messages, entries, history, assignee, tags");
     let verify = node.cli(&["audit", "verify"]);
     assert!(verify.status.success() && verify.stdout_str().starts_with("audit chain intact"), "{}{}", verify.stdout_str(), verify.stderr);
@@ -208,7 +182,7 @@ fn a_sqlite_store_copied_to_postgres_is_served_with_the_same_data_and_numbering(
     let (last, new) = (parse_number(&follow_up), parse_number(&next));
     assert_eq!((new.year, new.seq), (last.year, last.seq + 1), "{follow_up} then {next}");
     assert_eq!(pg.sql("copied", "SELECT COUNT(*), MAX(id) FROM messages"), "4|4");
-    let new_entry = ok(&node, "POST", &format!("/api/cases/{case}/notes"), &anna, Some(json!({ "text": "moved to PostgreSQL" })));
+    let new_entry = api_ok(&node, "POST", &format!("/api/cases/{case}/notes"), &anna, Some(json!({ "text": "moved to PostgreSQL" })));
     assert!(new_entry.is_object());
     assert_eq!(
         pg.sql("copied", "SELECT COUNT(*) = MAX(id) FROM case_entries"),

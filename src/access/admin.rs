@@ -356,7 +356,7 @@ impl Access {
     /// Creates the roles named in the config that the database does not have yet (first start).
     /// Roles that exist are left alone: after the first start, the officer's changes count.
     pub async fn seed_roles(&self) -> Result<(), AdminError> {
-        for role in &self.setup.roles {
+        for role in self.setup.roles.load_full().iter() {
             let mut tx = self.store.begin_write().await?;
             if !tx.insert_role(&role.name, &role.description, now_millis()).await? {
                 continue;

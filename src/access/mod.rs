@@ -176,8 +176,9 @@ pub struct Access {
 /// What access is handed from the configuration at start.
 struct Setup {
     config: AccessConfig,
-    /// Roles to create on first start ([`Access::seed_roles`]).
-    roles: Vec<RoleConfig>,
+    /// Roles to create on first start ([`Access::seed_roles`]) and which of them require
+    /// two-factor login; a configuration reload replaces them.
+    roles: arc_swap::ArcSwap<Vec<RoleConfig>>,
     /// The configured queue names, which grants may name.
     queues: Vec<String>,
     two_factor: TwoFactorConfig,
@@ -187,23 +188,44 @@ impl Access {
     pub fn new(store: Store, config: AccessConfig, roles: Vec<RoleConfig>, queues: Vec<String>) -> Access {
         let throttle = Arc::new(Throttle::new(config.clone()));
         let verifier = Arc::new(Verifier::new(&config));
-        Access { store, throttle, verifier, setup: Arc::new(Setup { config, roles, queues, two_factor: TwoFactorConfig::default() }) }
+        Access {
+            store,
+            throttle,
+            verifier,
+            setup: Arc::new(Setup {
+                config,
+                roles: arc_swap::ArcSwap::from_pointee(roles),
+                queues,
+                two_factor: TwoFactorConfig::default(),
+            }),
+        }
     }
 
     /// Who must use two-factor login besides the roles that say so (`[two_factor]`).
     pub fn with_two_factor(mut self, two_factor: TwoFactorConfig) -> Access {
-        let setup =
-            Setup { config: self.setup.config.clone(), roles: self.setup.roles.clone(), queues: self.setup.queues.clone(), two_factor };
+        let setup = Setup {
+            config: self.setup.config.clone(),
+            roles: arc_swap::ArcSwap::new(self.setup.roles.load_full()),
+            queues: self.setup.queues.clone(),
+            two_factor,
+        };
         self.setup = Arc::new(setup);
         self
     }
 
     /// Whether any of these roles requires two-factor login (officers: `[two_factor] officers`).
     pub fn roles_require_two_factor(&self, roles: &[String]) -> bool {
+        let configured = self.setup.roles.load();
         roles.iter().any(|role| {
             (role == SECURITY_OFFICER && self.setup.two_factor.officers)
-                || self.setup.roles.iter().any(|r| r.require_two_factor && &r.name == role)
+                || configured.iter().any(|r| r.require_two_factor && &r.name == role)
         })
+    }
+
+    /// Puts the roles of a reloaded configuration in force (run [`Access::seed_roles`] next to
+    /// create the new ones; the database keeps what it has for the others).
+    pub fn replace_roles(&self, roles: Vec<RoleConfig>) {
+        self.setup.roles.store(Arc::new(roles));
     }
 
     /// How many password checks may run at once (`[access] max_concurrent_logins`, or automatic).

@@ -144,7 +144,7 @@ fn volumes(map: BTreeMap<String, i64>) -> Vec<Volume> {
 impl Cases {
     /// The configured queues where `who` may supervise, in configuration order.
     pub fn supervised_queues(&self, who: &Principal) -> Vec<String> {
-        self.settings.queues.iter().map(|q| q.name.clone()).filter(|q| who.can(q, Permission::Supervise)).collect()
+        self.settings().queues.iter().map(|q| q.name.clone()).filter(|q| who.can(q, Permission::Supervise)).collect()
     }
 
     /// The dashboard of every queue `who` supervises, or of the one named (which they must

@@ -67,7 +67,8 @@ pub struct Category {
     pub name: String,
 }
 
-/// What the service needs from the configuration, built once at start by whoever wires it.
+/// What the service needs from the configuration, built at start by whoever wires it and again
+/// at each configuration reload.
 #[derive(Debug, Clone)]
 pub struct CaseSettings {
     /// In configuration order.
@@ -106,18 +107,25 @@ impl CaseSettings {
 #[derive(Clone)]
 pub struct Cases {
     access: Access,
-    settings: Arc<CaseSettings>,
+    /// Swapped whole by a configuration reload (SIGHUP); a request reads it once.
+    settings: Arc<arc_swap::ArcSwap<CaseSettings>>,
     presence: Arc<presence::Presence>,
 }
 
 impl Cases {
     pub fn new(access: Access, settings: CaseSettings) -> Cases {
         let presence = Arc::new(presence::Presence::new(settings.presence_expiry));
-        Cases { access, settings: Arc::new(settings), presence }
+        Cases { access, settings: Arc::new(arc_swap::ArcSwap::from_pointee(settings)), presence }
     }
 
-    pub fn settings(&self) -> &CaseSettings {
-        &self.settings
+    /// The settings in force now (a reload replaces them; what a caller holds stays consistent).
+    pub fn settings(&self) -> Arc<CaseSettings> {
+        self.settings.load_full()
+    }
+
+    /// Puts reloaded settings in force for the requests that start from now on.
+    pub fn replace_settings(&self, settings: CaseSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     fn store(&self) -> &Store {

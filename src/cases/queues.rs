@@ -88,7 +88,7 @@ impl Cases {
     pub async fn queues(&self, who: &Principal) -> Result<Vec<QueueSummary>, CaseError> {
         let now = now_millis();
         let mut queues = Vec::new();
-        for queue in &self.settings.queues {
+        for queue in &self.settings().queues {
             if !who.can(&queue.name, Permission::Read) {
                 continue;
             }
@@ -105,7 +105,7 @@ impl Cases {
     /// How many cases were opened in `queue` after `since` (unix ms, a listing's `now`): the
     /// queue page's "N new — refresh". Counts only, no customer data, so not audited.
     pub async fn opened_since(&self, who: &Principal, queue: &str, since: i64) -> Result<i64, CaseError> {
-        if self.settings.queue(queue).is_none() || !who.can(queue, Permission::Read) {
+        if self.settings().queue(queue).is_none() || !who.can(queue, Permission::Read) {
             return Err(CaseError::NoSuchQueue(queue.to_string()));
         }
         Ok(self.store().cases_opened_since(queue, since).await?)
@@ -116,7 +116,7 @@ impl Cases {
     pub async fn list(&self, who: &Principal, queue: &str, request: ListRequest) -> Result<CaseList, CaseError> {
         // A queue that exists but is not yours answers exactly like one that does not exist: the
         // listing must not tell queue names to someone who may not read them.
-        if self.settings.queue(queue).is_none() || !who.can(queue, Permission::Read) {
+        if self.settings().queue(queue).is_none() || !who.can(queue, Permission::Read) {
             return Err(CaseError::NoSuchQueue(queue.to_string()));
         }
         let store = self.store();
@@ -151,8 +151,8 @@ impl Cases {
 
     /// Statistics of the queues where `who` supervises, or of the one named.
     pub async fn stats(&self, who: &Principal, queue: Option<&str>) -> Result<Statistics, CaseError> {
-        let supervised: Vec<&str> =
-            self.settings.queues.iter().map(|q| q.name.as_str()).filter(|q| who.can(q, Permission::Supervise)).collect();
+        let settings = self.settings();
+        let supervised: Vec<&str> = settings.queues.iter().map(|q| q.name.as_str()).filter(|q| who.can(q, Permission::Supervise)).collect();
         if supervised.is_empty() {
             return Err(CaseError::Refused("statistics need the supervise permission on a queue".into()));
         }
@@ -180,7 +180,7 @@ impl Cases {
             None => PRIORITIES.to_vec(),
             Some(list) => split_list(list, priority, "priority", "urgent, normal, low")?,
         };
-        let categories = &self.settings.categories;
+        let categories = &self.settings().categories;
         let category = match p.category.as_deref() {
             None => CategoryFilter::Any,
             Some("none") => CategoryFilter::Uncategorised,

@@ -109,7 +109,7 @@ impl Cases {
             message_id: Some(message_id),
             ..EntryBody::default()
         };
-        if self.settings.queue(&before.queue).is_some_and(|q| q.review) {
+        if self.settings().queue(&before.queue).is_some_and(|q| q.review) {
             // Four eyes: no outbox row until a reviewer approves; the case is unchanged meanwhile.
             let entry = change.add_entry("reply", &who.name, &entry_body, None).await?;
             change.set_reply_state(entry, Some(AWAITING_REVIEW), None, None).await?;
@@ -118,7 +118,7 @@ impl Cases {
             let outcome = finish(change, &before, who, "reply.submitted", &detail, Some((entry, None))).await?;
             return Ok(SentReply { outcome, leaves_at: None });
         }
-        let leaves_at = change.now + self.settings.undo_window.as_millis() as i64;
+        let leaves_at = change.now + self.settings().undo_window.as_millis() as i64;
         let outbox = change.enqueue_mail(answers, "reply", &draft.from, &to_address, &data, leaves_at).await?;
         let entry = change.add_entry("reply", &who.name, &entry_body, Some(outbox)).await?;
         change.set_reply_state(entry, None, Some(&before.status), None).await?;
@@ -144,13 +144,13 @@ impl Cases {
         let id = case.id;
         check_text("body", &request.body)?;
         let promise = request.promise.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(|p| self.promise(p)).transpose()?;
-        if !self.settings.outbox_configured {
+        if !self.settings().outbox_configured {
             return Err(CaseError::Unavailable(
                 "replies are sent through the outbox, and this server has no [outbox] section configured".into(),
             ));
         }
         let from = self
-            .settings
+            .settings()
             .queue_address(&case.queue)
             .ok_or_else(|| CaseError::Invalid(format!("queue {:?} has no address to send from", case.queue)))?
             .to_string();
@@ -176,7 +176,7 @@ impl Cases {
             own_subject: own_subject.as_deref(),
         };
         let compose::Reply { data, message_id, subject } =
-            compose::reply(&answered, &case.opening, &body, &self.settings.hostname).map_err(|e| CaseError::Internal(e.to_string()))?;
+            compose::reply(&answered, &case.opening, &body, &self.settings().hostname).map_err(|e| CaseError::Internal(e.to_string()))?;
         let to_display = match to.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
             Some(name) => format!("{name} <{to_address}>"),
             None => to_address.clone(),
@@ -188,7 +188,7 @@ impl Cases {
     /// What the placeholders stand for in this case. `{due}` is the promised date when one is
     /// given (the "expect an answer by …" reply), else the case's due time.
     pub(super) fn values(&self, who: &Principal, case: &CaseRow, customer_name: Option<&str>, promise: Option<i64>) -> Values {
-        let tz = self.settings.calendar.timezone();
+        let tz = self.settings().calendar.timezone();
         let local = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&tz));
         let due = match promise {
             Some(ms) => local(ms).map(|t| t.format("%Y-%m-%d").to_string()),
@@ -210,7 +210,7 @@ impl Cases {
             Ok(date) => {
                 // By that date: the end of the day where the SLA calendar is.
                 let end = date.and_time(NaiveTime::from_hms_opt(23, 59, 59).expect("a valid time"));
-                self.settings.calendar.timezone().from_local_datetime(&end).latest().ok_or_else(invalid)?.timestamp_millis()
+                self.settings().calendar.timezone().from_local_datetime(&end).latest().ok_or_else(invalid)?.timestamp_millis()
             }
             Err(_) => chrono::DateTime::parse_from_rfc3339(text).map_err(|_| invalid())?.timestamp_millis(),
         };
@@ -229,7 +229,9 @@ impl Cases {
             let record = store.open_fields(m.id).await?;
             let mailbox = record.reply_to.first().or(record.from.first()).cloned();
             if let Some(mailbox) = mailbox.filter(|mb| {
-                mb.address.as_deref().is_some_and(|a| usable_address(a) && !self.settings.own_addresses.contains(&a.trim().to_lowercase()))
+                mb.address
+                    .as_deref()
+                    .is_some_and(|a| usable_address(a) && !self.settings().own_addresses.contains(&a.trim().to_lowercase()))
             }) {
                 return Ok(Some((m.id, mailbox, record)));
             }

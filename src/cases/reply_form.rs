@@ -40,8 +40,8 @@ pub struct ReplyForm {
 
 impl Cases {
     /// The templates offered for `case`.
-    pub fn templates_for(&self, case: &CaseRow) -> Vec<&ReplyTemplate> {
-        self.settings.templates.iter().filter(|t| t.in_scope(&case.queue, case.category.as_deref())).collect()
+    pub fn templates_for(&self, case: &CaseRow) -> Vec<ReplyTemplate> {
+        self.settings().templates.iter().filter(|t| t.in_scope(&case.queue, case.category.as_deref())).cloned().collect()
     }
 
     /// The form to reply to case `id` from (act on its queue), filled from `template` when
@@ -96,7 +96,7 @@ impl Cases {
         }
         let Some(name) = template.map(str::trim).filter(|n| !n.is_empty()) else { return Ok(form) };
         let case = &form.case;
-        let chosen = *offered
+        let chosen = offered
             .iter()
             .find(|t| t.name == name)
             .ok_or_else(|| CaseError::Invalid(format!("no reply template named {name:?} is offered for this case")))?;

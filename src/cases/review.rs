@@ -31,7 +31,7 @@ impl Cases {
 
     fn reviewed_queues(&self, who: &Principal) -> Vec<String> {
         let reviews = |q: &str| who.can(q, Permission::Read) && who.can(q, Permission::Review);
-        self.settings.queues.iter().filter(|q| reviews(&q.name)).map(|q| q.name.clone()).collect()
+        self.settings().queues.iter().filter(|q| reviews(&q.name)).map(|q| q.name.clone()).collect()
     }
 
     /// The reply `entry` of case `id` awaiting review, checked for a reviewer who is not its author.
@@ -69,7 +69,7 @@ impl Cases {
         if stored.state.as_deref() != Some(AWAITING_REVIEW) {
             return Err(CaseError::Conflict("this reply is not awaiting review any more (someone else decided meanwhile)".into()));
         }
-        let leaves_at = change.now + self.settings.undo_window.as_millis() as i64;
+        let leaves_at = change.now + self.settings().undo_window.as_millis() as i64;
         let outbox = change.enqueue_mail(answers, "reply", &draft.from, &to_address, &data, leaves_at).await?;
         let body = EntryBody { message_id: Some(message_id), to: Some(to_address), subject: Some(draft.subject), ..reply.body };
         change.update_entry_body(entry, &body).await?;

@@ -58,7 +58,7 @@ impl Cases {
     pub async fn raw_message(&self, who: &Principal, via: &str, number: &str) -> Result<RawMessage, CaseError> {
         let store = self.store();
         let hidden = || CaseError::NoSuchMessage(number.to_string());
-        let format = &self.settings.reg_format;
+        let format = &self.settings().reg_format;
         let (year, seq) = format.parse_number(number.trim(), true).map_err(|_| hidden())?;
         let id = store.message_id_by_registration(format.counter_year(year), seq).await.map_err(|_| hidden())?.ok_or_else(hidden)?;
         if !store.message_queues(id).await?.iter().any(|q| who.can(q, Permission::Read)) {

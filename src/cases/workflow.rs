@@ -99,8 +99,9 @@ impl Cases {
     pub async fn transfer(&self, who: &Principal, id: i64, queue: &str) -> Result<Outcome, CaseError> {
         let mut change = self.begin(who, id, &[Permission::Supervise]).await?;
         let before = change.case.clone();
-        if self.settings.queue(queue).is_none() {
-            let names: Vec<&str> = self.settings.queues.iter().map(|q| q.name.as_str()).collect();
+        if self.settings().queue(queue).is_none() {
+            let settings = self.settings();
+            let names: Vec<&str> = settings.queues.iter().map(|q| q.name.as_str()).collect();
             return Err(CaseError::Invalid(format!("no queue is named {queue:?} (queues: {})", names.join(", "))));
         }
         if before.queue == queue {
@@ -158,7 +159,7 @@ impl Cases {
     pub async fn change_category(&self, who: &Principal, id: i64, category: Option<String>) -> Result<Outcome, CaseError> {
         let mut change = self.begin(who, id, &[Permission::Act]).await?;
         let before = change.case.clone();
-        let categories = &self.settings.categories;
+        let categories = &self.settings().categories;
         if let Some(code) = &category
             && !categories.iter().any(|c| &c.code == code)
         {
@@ -223,7 +224,7 @@ impl Cases {
         }
         case.priority = priority.as_str().to_string();
         if let Some(opened) = chrono::DateTime::from_timestamp_millis(case.opened_at) {
-            case.due_at = Some(self.settings.calendar.due(opened, priority).timestamp_millis());
+            case.due_at = Some(self.settings().calendar.due(opened, priority).timestamp_millis());
         }
     }
 }

@@ -100,11 +100,16 @@ pub enum IntakeError {
     Task(String),
 }
 
+/// The policy in force, shared by intake and the configuration reload.
+pub type PolicySlot = Arc<arc_swap::ArcSwap<Policy>>;
+
 #[derive(Clone)]
 pub struct Intake {
     keys: Arc<KeyRing>,
     writer: WriterHandle,
-    policy: Arc<Policy>,
+    /// Swapped whole by a configuration reload (SIGHUP); each message is decided by the one
+    /// in force when its DATA ended.
+    policy: PolicySlot,
     /// None when `authentication.verify = "off"`.
     authenticator: Option<auth::Authenticator>,
     directory: Directory,
@@ -158,12 +163,18 @@ impl Intake {
         authenticator: Option<auth::Authenticator>,
         directory: Directory,
     ) -> Intake {
-        Intake { keys, writer, policy, authenticator, directory }
+        Intake { keys, writer, policy: Arc::new(arc_swap::ArcSwap::new(policy)), authenticator, directory }
+    }
+
+    /// Where a configuration reload puts a new policy, in force for the messages whose DATA ends
+    /// from then on. Held apart from the intake itself, whose last clone closes the writer.
+    pub fn policy_slot(&self) -> PolicySlot {
+        self.policy.clone()
     }
 
     /// Checks a recipient against our routing ([`check_recipient`]).
     pub fn check_recipient(&self, address: &str) -> RecipientCheck {
-        check_recipient(&self.policy, address)
+        check_recipient(&self.policy.load(), address)
     }
 
     /// Registers one message: returns only after it is durably committed.
@@ -173,13 +184,14 @@ impl Intake {
             Some(a) => Some(a.verify(envelope.client_ip, &envelope.helo, &envelope.mail_from, &data).await),
             None => None,
         };
+        let policy = self.policy.load_full();
         let submission = if data.len() > BLOCKING_THRESHOLD {
-            let (keys, envelope, policy, directory) = (self.keys.clone(), envelope.clone(), self.policy.clone(), self.directory.clone());
+            let (keys, envelope, directory) = (self.keys.clone(), envelope.clone(), self.directory.clone());
             tokio::task::spawn_blocking(move || prepare(&keys, &policy, &directory, &envelope, &data, received_at, auth.as_ref()))
                 .await
                 .map_err(|e| IntakeError::Task(e.to_string()))??
         } else {
-            prepare(&self.keys, &self.policy, &self.directory, envelope, &data, received_at, auth.as_ref())?
+            prepare(&self.keys, &policy, &self.directory, envelope, &data, received_at, auth.as_ref())?
         };
         Ok(self.writer.submit(Box::new(submission)).await?.into())
     }

@@ -42,6 +42,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("mailroom_store_used_bytes", Kind::Gauge, "The store's pages in use (what storage.max_database_size counts)"),
     ("mailroom_store_max_bytes", Kind::Gauge, "storage.max_database_size, when set"),
     ("mailroom_disk_free_bytes", Kind::Gauge, "Bytes free to mailroom on the data dir's filesystem"),
+    ("mailroom_config_reloads_total", Kind::Counter, "Configuration reloads on SIGHUP, by result (ok, refused)"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! * [`tls`]: a rustls client config that accepts the server's self-signed certificate.
 //! * [`regnum`]: the registration-number oracle (format, Damm check digit).
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
+//! * [`api`]: the JSON API through curl ([`api`], [`api_ok`], [`bearer_login`]).
 //! * [`capture`]: a capture SMTP server the outbox sends to ([`capture_smtp`]).
 //! * [`pg`]: [`PgCluster`], a throwaway PostgreSQL cluster (and its streaming standby) per test.
 //! * [`nodes`]: server processes (nodes) on one PostgreSQL database and the checks of the failure
@@ -23,6 +24,7 @@
 //! helper is used everywhere.
 #![allow(dead_code)]
 
+mod api;
 mod capture;
 mod cli;
 mod config;
@@ -45,8 +47,8 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    capture::*, cli::*, config::*, db::*, engine::*, files::*, load::*, message::*, net::*, nodes::*, page::*, pg::*, regnum::*, server::*,
-    smtp::*, tls::*, wait::*, wire::*,
+    api::*, capture::*, cli::*, config::*, db::*, engine::*, files::*, load::*, message::*, net::*, nodes::*, page::*, pg::*, regnum::*,
+    server::*, smtp::*, tls::*, wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";

@@ -227,8 +227,7 @@ fn row(chrome: &Chrome, ctx: &HttpContext, item: ListedCase, now: i64) -> Row {
     let category_name = case
         .category
         .as_ref()
-        .and_then(|code| ctx.cases.settings().categories.iter().find(|c| &c.code == code))
-        .map(|c| c.name.clone())
+        .and_then(|code| ctx.cases.settings().categories.iter().find(|c| &c.code == code).map(|c| c.name.clone()))
         .unwrap_or_default();
     let from = item.from;
     Row {
