@@ -65,6 +65,32 @@ fn login(server: &Server, user: &str) -> String {
     answer["token"].as_str().unwrap().to_string()
 }
 
+/// Logs in through the login form; returns the cookie jar.
+fn page_login(server: &Server, dir: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let jar = dir.join(format!("jar-{user}"));
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-c", jar.to_str().unwrap()])
+        .args(["-H", &format!("Origin: {}", server.http_url()), "-H", "Sec-Fetch-Site: same-origin"])
+        .args(["--data-urlencode", &format!("user={user}"), "--data-urlencode", &format!("password={PW}")])
+        .arg(format!("{}/login", server.http_url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "303");
+    jar
+}
+
+/// A page with the session's cookie: status and body.
+fn page(server: &Server, jar: &std::path::Path, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-b", jar.to_str().unwrap()])
+        .arg(format!("{}{path}", server.http_url()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
 fn ms(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
 }
@@ -284,9 +310,44 @@ fn period_statistics_match_the_hand_computed_fixture() {
     let bad = server.cli(&["stats", "--from", "2026-01-05", "--to", "2026-01-11", "--queue", "nope"]);
     assert!(!bad.status.success() && bad.stderr.contains("no queue is named \"nope\""), "{}", bad.stderr);
 
+    // The web page: the same figures in its tables, the same CSV as the CLI's; 404 for an agent.
+    let dir = tempfile::tempdir().unwrap();
+    let lead_jar = page_login(&server, dir.path(), "lead");
+    let (code, html) = page(&server, &lead_jar, "/stats?from=2026-01-05&to=2026-01-11&queue=support");
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("<dd data-figure=\"cases\">6</dd>") && html.contains("<dd data-figure=\"breached\">2</dd>"), "{html}");
+    assert!(html.contains("<dd data-figure=\"met-percent\">60.0</dd>"), "{html}");
+    let cells = |table: &str, row: &str| {
+        let start = html.find(&format!("data-table=\"{table}\"")).unwrap_or_else(|| panic!("no table {table}"));
+        let rest = &html[start..];
+        let tr = &rest[rest.find(&format!("<tr data-row=\"{row}\">")).unwrap_or_else(|| panic!("no row {row}"))..];
+        let tr = &tr[..tr.find("</tr>").unwrap()];
+        let cell = regex::Regex::new(r"<t[hd][^>]*>(.*?)</t[hd]>").unwrap();
+        cell.captures_iter(tr).map(|c| c[1].to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(cells("times", "first_response"), ["First response", "4", "1.50", "3.40"]);
+    assert_eq!(cells("times", "resolution"), ["Resolution", "3", "9.00", "9.80"]);
+    assert_eq!(cells("agents", "lead"), ["lead", "3", "3", "3.00"]);
+    assert_eq!(cells("day", "2026-01-07"), ["2026-01-07", "1"]);
+    assert_eq!(cells("tier", "vip"), ["vip", "2"]);
+    assert!(html.contains("href=\"/stats.csv?from=2026-01-05&#38;to=2026-01-11&#38;queue=support\""), "{html}");
+    let (code, csv_page) = page(&server, &lead_jar, "/stats.csv?from=2026-01-05&to=2026-01-11&queue=support");
+    assert_eq!(code, 200);
+    let strip = |text: &str| text.lines().filter(|l| !l.starts_with("period,all,")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(strip(&csv_page), strip(&csv), "the download is the CLI's CSV");
+    let (code, refused) = page(&server, &lead_jar, "/stats?from=2026-01-11&to=2026-01-05");
+    assert_eq!(code, 400);
+    assert!(refused.contains("from (2026-01-11) is after to (2026-01-05)") && !refused.contains("data-table"), "{refused}");
+    assert_eq!(page(&server, &lead_jar, "/stats?from=2026-01-05&to=2026-01-11&queue=sales").0, 404);
+    let anna_jar = page_login(&server, dir.path(), "anna");
+    let (code, body) = page(&server, &anna_jar, "/stats?from=2026-01-05&to=2026-01-11");
+    assert_eq!(code, 404);
+    assert!(!body.contains("data-table"));
+    assert_eq!(page(&server, &anna_jar, "/stats.csv?from=2026-01-05&to=2026-01-11").0, 404);
+
     // Every read is audited: who, which period, which queues (no figures).
     let audited = server.sql_rows("SELECT actor, detail FROM audit WHERE action = 'stats.read' ORDER BY id;");
-    assert_eq!(audited.len(), 6, "three API reads with a period, then the CLI's JSON, CSV and table; none refused: {audited:?}");
+    assert_eq!(audited.len(), 8, "three API reads with a period, the CLI's JSON, CSV and table, the page and its CSV: {audited:?}");
     assert_eq!(audited[0], ["user:lead", "from=2026-01-05 to=2026-01-11 queues=support"]);
     assert!(audited[3][0].starts_with("cli:"), "{audited:?}");
     assert_eq!(audited[3][1], "from=2026-01-05 to=2026-01-11 queues=support,sales,complaints");
