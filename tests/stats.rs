@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 
 const PW: &str = "correct-horse-battery-staple";
 
-// The SLA calendar: UTC, Monday to Friday 09:00-17:00, Wednesday 7 January 2026 a holiday.
+// The SLA calendar: Berlin (CET, UTC+1 in January), Monday to Friday 09:00-17:00 local time,
+// Wednesday 7 January 2026 a holiday.
 const EXTRA: &str = r#"
 [sla]
-timezone = "UTC"
+timezone = "Europe/Berlin"
 working_days = ["mon", "tue", "wed", "thu", "fri"]
 hours = "09:00-17:00"
 holidays = ["2026-01-07"]
@@ -137,7 +138,8 @@ fn period_statistics_match_the_hand_computed_fixture() {
     }
     status(c6, "waiting");
 
-    // The fixture (UTC; the week of Monday 5 January 2026, Wednesday 7th a holiday). Working time:
+    // The fixture, in Berlin local time (written with its +01:00 offset; the week of Monday 5
+    // January 2026, Wednesday 7th a holiday). Working time:
     //   c1 opened Mon 05 09:00; anna replies 10:00 (1 h), lead Tue 11:00; resolved Mon 15:00 (6 h);
     //      due Fri 09 09:00: met.
     //   c2 opened Tue 06 16:00; lead replies Thu 08 10:00: Tue 16-17 + (holiday) + Thu 09-10 = 2 h;
@@ -149,7 +151,8 @@ fn period_statistics_match_the_hand_computed_fixture() {
     //      past: breached.
     //   c6 opened Thu 08 09:00; no reply, waiting on the customer, due Mon 12 09:00 passed: pending
     //      (a case waiting on the customer does not breach).
-    //   "before" opened Sun 04 23:59 and "after" Mon 12 00:00: outside 2026-01-05..2026-01-11.
+    //   "before" opened Sun 04 23:59 and "after" Mon 12 00:00 local: outside 2026-01-05..2026-01-11
+    //   (in UTC "after" is Sunday 11 23:00, inside: the days are the calendar's, not UTC's).
     // First response: [1, 1, 2, 4] h: median (1 + 2) / 2 = 1.5; p90 at position 0.9 × 3 = 2.7:
     //   2 + 0.7 × (4 − 2) = 3.4. Resolution: [6, 9, 10] h: median 9; p90 at 0.9 × 2 = 1.8:
     //   9 + 0.8 × (10 − 9) = 9.8. SLA: met 3 (c1, c2, c3), breached 2 (c4, c5), pending 1 (c6),
@@ -158,12 +161,33 @@ fn period_statistics_match_the_hand_computed_fixture() {
     //   (2 h, 4 h: median 3). Tiers: c1 and c2 are VIPs (set below, as the directory would).
     type Fixture<'a> = (i64, &'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
     let fixture: [Fixture; 6] = [
-        (c1, "2026-01-05T09:00:00Z", "2026-01-09T09:00:00Z", Some("2026-01-05T10:00:00Z"), Some("2026-01-05T15:00:00Z"), "resolved"),
-        (c2, "2026-01-06T16:00:00Z", "2026-01-09T16:00:00Z", Some("2026-01-08T10:00:00Z"), Some("2026-01-08T17:00:00Z"), "resolved"),
-        (c3, "2026-01-09T16:30:00Z", "2026-01-14T16:30:00Z", Some("2026-01-12T09:30:00Z"), None, "waiting"),
-        (c4, "2026-01-10T12:00:00Z", "2026-01-12T12:00:00Z", Some("2026-01-12T13:00:00Z"), Some("2026-01-13T11:00:00Z"), "resolved"),
-        (c5, "2026-01-07T10:00:00Z", "2026-01-12T09:00:00Z", None, None, "open"),
-        (c6, "2026-01-08T09:00:00Z", "2026-01-12T09:00:00Z", None, None, "waiting"),
+        (
+            c1,
+            "2026-01-05T09:00:00+01:00",
+            "2026-01-09T09:00:00+01:00",
+            Some("2026-01-05T10:00:00+01:00"),
+            Some("2026-01-05T15:00:00+01:00"),
+            "resolved",
+        ),
+        (
+            c2,
+            "2026-01-06T16:00:00+01:00",
+            "2026-01-09T16:00:00+01:00",
+            Some("2026-01-08T10:00:00+01:00"),
+            Some("2026-01-08T17:00:00+01:00"),
+            "resolved",
+        ),
+        (c3, "2026-01-09T16:30:00+01:00", "2026-01-14T16:30:00+01:00", Some("2026-01-12T09:30:00+01:00"), None, "waiting"),
+        (
+            c4,
+            "2026-01-10T12:00:00+01:00",
+            "2026-01-12T12:00:00+01:00",
+            Some("2026-01-12T13:00:00+01:00"),
+            Some("2026-01-13T11:00:00+01:00"),
+            "resolved",
+        ),
+        (c5, "2026-01-07T10:00:00+01:00", "2026-01-12T09:00:00+01:00", None, None, "open"),
+        (c6, "2026-01-08T09:00:00+01:00", "2026-01-12T09:00:00+01:00", None, None, "waiting"),
     ];
     for (case, opened, due, first, resolved, status) in fixture {
         server.sql(&format!(
@@ -176,17 +200,17 @@ fn period_statistics_match_the_hand_computed_fixture() {
     }
     server.sql(&format!("UPDATE cases SET tier = 'vip' WHERE id IN ({c1}, {c2});"));
     for (case, author, when) in [
-        (c1, "anna", "2026-01-05T10:00:00Z"),
-        (c1, "lead", "2026-01-06T11:00:00Z"),
-        (c2, "lead", "2026-01-08T10:00:00Z"),
-        (c3, "anna", "2026-01-12T09:30:00Z"),
-        (c4, "lead", "2026-01-12T13:00:00Z"),
+        (c1, "anna", "2026-01-05T10:00:00+01:00"),
+        (c1, "lead", "2026-01-06T11:00:00+01:00"),
+        (c2, "lead", "2026-01-08T10:00:00+01:00"),
+        (c3, "anna", "2026-01-12T09:30:00+01:00"),
+        (c4, "lead", "2026-01-12T13:00:00+01:00"),
     ] {
         server
             .sql(&format!("UPDATE case_entries SET at = {} WHERE case_id = {case} AND author = '{author}' AND kind = 'reply';", ms(when)));
     }
-    server.sql(&format!("UPDATE cases SET opened_at = {} WHERE id = {};", ms("2026-01-04T23:59:00Z"), id("before")));
-    server.sql(&format!("UPDATE cases SET opened_at = {} WHERE id = {};", ms("2026-01-12T00:00:00Z"), id("after")));
+    server.sql(&format!("UPDATE cases SET opened_at = {} WHERE id = {};", ms("2026-01-04T23:59:00+01:00"), id("before")));
+    server.sql(&format!("UPDATE cases SET opened_at = {} WHERE id = {};", ms("2026-01-12T00:00:00+01:00"), id("after")));
 
     // The API.
     let (code, stats) = curl(&server, &lead, "GET", "/api/stats?from=2026-01-05&to=2026-01-11", None);
@@ -194,7 +218,7 @@ fn period_statistics_match_the_hand_computed_fixture() {
     let p = &stats["period"];
     assert_eq!(
         (&p["from"], &p["to"], &p["timezone"], &p["cases"], &p["truncated"]),
-        (&json!("2026-01-05"), &json!("2026-01-11"), &json!("UTC"), &json!(6), &json!(false))
+        (&json!("2026-01-05"), &json!("2026-01-11"), &json!("Europe/Berlin"), &json!(6), &json!(false))
     );
     assert_eq!(p["queues"], json!(["support"]));
     let days: Vec<i64> = p["by_day"].as_array().unwrap().iter().map(|d| d["cases"].as_i64().unwrap()).collect();
