@@ -12,6 +12,7 @@ use crate::store::{Store, StoreError};
 
 mod backup;
 mod dkim;
+mod stats;
 use backup::{backup, backup_verify, restore};
 pub use dkim::DkimCommand;
 
@@ -111,6 +112,27 @@ pub enum Command {
     Change {
         #[command(subcommand)]
         command: ChangeCommand,
+    },
+    /// Statistics of the cases opened in a period (days in the SLA calendar's time zone, `--to`
+    /// included): volumes, working-time response and resolution, SLA, per agent. Audited.
+    Stats {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, included, YYYY-MM-DD (at most 366 days from --from).
+        #[arg(long)]
+        to: String,
+        /// Only this queue (default: every configured queue).
+        #[arg(long)]
+        queue: Option<String>,
+        /// JSON (the `period` of `GET /api/stats`).
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV, one figure per row: section,name,measure,value.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        location: Location,
     },
     /// The store as a whole: move it to another engine.
     Store {
@@ -563,6 +585,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_existing(&location).await?;
             print!("{}", crate::store::directory::to_csv(&store.export_customers(&actor()).await?));
             Ok(())
+        }
+        Command::Stats { from, to, queue, json, csv, location } => {
+            let format = if json {
+                stats::Format::Json
+            } else if csv {
+                stats::Format::Csv
+            } else {
+                stats::Format::Table
+            };
+            stats::run(&from, &to, queue.as_deref(), format, &location).await
         }
         Command::User { command } => user_command(command).await,
         Command::Role { command } => role_command(command).await,

@@ -113,7 +113,7 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
     Some(a + (b - a) * (position - low as f64))
 }
 
-fn durations(mut ms: Vec<i64>) -> Durations {
+pub(crate) fn durations(mut ms: Vec<i64>) -> Durations {
     ms.sort_unstable();
     let hours = |q: Option<f64>| q.map(|v| (v / 3_600_000.0 * 100.0).round() / 100.0);
     Durations { count: ms.len(), median_hours: hours(percentile(&ms, 0.5)), p90_hours: hours(percentile(&ms, 0.9)) }
@@ -134,7 +134,7 @@ fn week_name(week: i64) -> String {
         .unwrap_or_default()
 }
 
-fn volumes(map: BTreeMap<String, i64>) -> Vec<Volume> {
+pub(crate) fn volumes(map: BTreeMap<String, i64>) -> Vec<Volume> {
     let mut list: Vec<Volume> = map.into_iter().map(|(name, cases)| Volume { name, cases }).collect();
     // Largest first; "none" last, whatever its size.
     list.sort_by_key(|v| (v.name == "none", -v.cases));

@@ -19,6 +19,8 @@
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
 //! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
+//! * `period`: statistics of a period (volumes, working-time response and resolution, SLA, agents).
+//! * `period_export`: those statistics as a text table and as CSV.
 //! * `presence`: who is viewing or replying to which case (heartbeats that expire, no locks).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
@@ -26,6 +28,8 @@
 pub mod dashboard;
 pub mod error;
 pub mod input;
+pub mod period;
+pub mod period_export;
 pub mod presence;
 pub mod queues;
 pub mod reply;

@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use super::HttpContext;
@@ -17,6 +17,7 @@ use super::cases::answers::{Case, CaseListItem, Mailbox, Sorted};
 use super::error::{ApiError, Path, Query};
 use super::openapi::doc::{BadRequest, Forbidden, Invalid, NotFound, Unauthenticated};
 use super::validate::{list_pattern, list_regex, tag_schema};
+use crate::cases::period::{Period, PeriodStats};
 use crate::cases::queues::ListRequest;
 pub use crate::cases::queues::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use crate::store::cases::{QueueStats, STATUSES, Sort};
@@ -258,12 +259,36 @@ impl IntoParams for StatsParams {
     }
 }
 
+/// `GET /api/stats`'s parameters: a queue, and a period for [`crate::cases::period`].
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodParams {
+    queue: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl IntoParams for PeriodParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let date =
+            || string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))).pattern(Some("^[0-9]{4}-[0-9]{2}-[0-9]{2}$")).build();
+        vec![
+            query("queue", "only this queue", non_empty_schema()),
+            query("from", "first day of the period (YYYY-MM-DD, in the SLA calendar's time zone); with `to`", date()),
+            query("to", "last day of the period, included (YYYY-MM-DD); with `from`, at most 366 days after it", date()),
+        ]
+    }
+}
+
 /// Statistics of the queues I supervise.
 #[derive(Serialize, ToSchema)]
 pub struct Stats {
     #[schema(format = DateTime)]
     generated_at: String,
     queues: Vec<QueueStatistics>,
+    /// The period's statistics when `from` and `to` are given, else null.
+    #[schema(required = true)]
+    period: Option<PeriodStats>,
 }
 
 // The store's `QueueStats`, field for field and in its order (the wire's).
@@ -311,8 +336,13 @@ impl From<QueueStats> for QueueStatistics {
     operation_id = "stats",
     tag = "queues",
     summary = "Statistics of the queues I supervise",
-    description = "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times (elapsed seconds from opening).",
-    params(StatsParams),
+    description = "Counts by status, priority and category, active, overdue and breached cases, median first-response and resolution times \
+                   (elapsed seconds from opening). With `from` and `to` (local dates of the SLA calendar, `to` included, at most 366 days): \
+                   `period` holds the statistics of the cases opened in that period: volume by day, queue, category and customer tier; \
+                   first-response and resolution time (median, p90) in working hours on the SLA calendar; SLA met, breached (first \
+                   reply after the due time, or none yet and past due while not waiting on the customer) and pending; per agent the \
+                   cases replied to, replies sent and first-response times. 400 names a malformed or impossible period.",
+    params(PeriodParams),
     responses(
         (status = 200, description = "statistics", body = Stats),
         (status = 400, response = BadRequest),
@@ -323,11 +353,20 @@ impl From<QueueStats> for QueueStatistics {
 pub async fn stats(
     State(ctx): State<Arc<HttpContext>>,
     auth: Auth,
-    Query(params): Query<StatsParams>,
+    Query(params): Query<PeriodParams>,
 ) -> Result<axum::Json<Stats>, ApiError> {
+    // Permission first (403), then the period's validity (400).
     let stats = ctx.cases.stats(&auth.principal, params.queue.as_deref()).await?;
+    let period = match (params.from.as_deref(), params.to.as_deref()) {
+        (None, None) => None,
+        (Some(from), Some(to)) => {
+            let period = Period::parse(from, to).map_err(ApiError::bad_request)?;
+            Some(ctx.cases.period_stats(&auth.principal, params.queue.as_deref(), period).await?)
+        }
+        _ => return Err(ApiError::bad_request("give both from and to (YYYY-MM-DD), or neither")),
+    };
     let generated_at = crate::store::millis_to_rfc3339(stats.generated_at);
-    Ok(axum::Json(Stats { generated_at, queues: stats.queues.into_iter().map(QueueStatistics::from).collect() }))
+    Ok(axum::Json(Stats { generated_at, queues: stats.queues.into_iter().map(QueueStatistics::from).collect(), period }))
 }
 
 /// `GET /api/stats/dashboard`: the supervisors' dashboard, the same figures as `GET /dashboard`.

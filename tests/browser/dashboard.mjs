@@ -54,10 +54,23 @@ await scenario('dashboard', async ({ open, step }) => {
     await lead.checkPage('dashboard-filtered');
   });
 
+  await step('the header links the statistics of a period; the page is accessible and fits a phone', async () => {
+    await page.getByRole('navigation').getByRole('link', { name: 'Statistics', exact: true }).click();
+    await page.waitForURL(url('/stats'));
+    await page.getByRole('heading', { level: 1, name: 'Statistics of a period' }).waitFor();
+    // The last 28 days by default, today included: the mail sent before the scenario is counted.
+    const mail = Number(process.env.MAILROOM_MAIL_PER_QUEUE ?? 'NaN');
+    const support = page.locator('table[data-table="queue"] tr[data-row="support"] td');
+    assert.equal(Number(await support.innerText()), mail, 'support: cases opened');
+    assert.equal(await page.locator('a[data-csv="stats"]').count(), 1, 'CSV link');
+    await lead.checkPageAtBothWidths('stats');
+  });
+
   const agent = await open('agent');
   await step('an agent has no dashboard link and gets the 404 page', async () => {
     await agent.login(env.agent);
     assert.equal(await agent.page.getByRole('link', { name: 'Dashboard' }).count(), 0);
+    assert.equal(await agent.page.getByRole('link', { name: 'Statistics' }).count(), 0);
     const response = await agent.goto('/dashboard');
     assert.equal(response.status(), 404);
     // The 404 answer itself is reported as a failed load in the console; nothing else may be.

@@ -11,6 +11,7 @@
 //! * `login`: log in and out.
 //! * `home`: "My queues".
 //! * `dashboard`: the supervisors' dashboard and its CSV downloads; `chart`: its SVG bar charts.
+//! * `stats`: the supervisors' statistics of a period, with its CSV download.
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 //! * `admin`: what the security officer's pages share; `admin_users`, `admin_roles`,
 //!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain").
@@ -50,6 +51,7 @@ pub mod queue_new;
 pub mod reply;
 pub mod session;
 pub mod settings;
+pub mod stats;
 pub mod two_factor;
 
 use std::sync::Arc;
@@ -99,6 +101,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/messages/{mid}/attachments/{index}", get(case_parts::attachment))
         .route("/dashboard", get(dashboard::show))
         .route("/dashboard/{file}", get(dashboard::csv))
+        .route("/stats", get(stats::show))
+        .route("/stats.csv", get(stats::csv))
         .route("/cases/{id}/reply", get(reply::form).post(reply::edit))
         .route("/cases/{id}/reply/preview", post(reply::preview))
         .route("/cases/{id}/reply/send", post(reply::send))

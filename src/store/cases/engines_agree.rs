@@ -298,6 +298,19 @@ async fn scenario(store: &Store) -> String {
         store.case_history(2).await.unwrap().iter().map(|h| (h.actor.clone(), h.action.clone(), h.detail.clone())).collect::<Vec<_>>()
     )
     .unwrap();
+    // The statistics of a period: the cases opened in a range, and the sent replies on them.
+    let mut ch = store.change_case(3).await.unwrap().unwrap();
+    ch.now = 7_200_000;
+    ch.add_entry("reply", "ben", &body, None).await.unwrap();
+    ch.commit("ben", "reply", "").await.unwrap();
+    for queue in ["support", "sales"] {
+        for (since, until) in [(0, 90_000_000), (10_000_000, 40_000_000)] {
+            let (cases, truncated) = store.period_cases(queue, since, until).await.unwrap();
+            writeln!(out, "period {queue} {since} {truncated} {cases:?}").unwrap();
+            let ids: Vec<i64> = cases.iter().map(|c| c.id).collect();
+            writeln!(out, "  replies {:?}", store.sent_replies(&ids).await.unwrap()).unwrap();
+        }
+    }
     writeln!(out, "tags many {:?}", {
         let mut v: Vec<_> = store.case_tags_many(&[2, 11, 22, 3]).await.unwrap().into_iter().collect();
         v.sort();

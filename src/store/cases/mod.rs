@@ -18,6 +18,7 @@
 //! * `listing`: the query planner, cursor and sort of a queue's listing.
 //! * `read`: read models: a case, its messages, staff entries and history.
 //! * `stats`: queue counts and statistics.
+//! * `period`: the cases opened in a period and their sent replies (`cases::period`'s figures).
 //! * `change`: the write path ([`CaseChange`]).
 //! * `replies`: a reply's state, and taking its outbox row back within the undo window.
 //! * `tags`: sealing, storing and opening a case's tags.
@@ -28,6 +29,7 @@
 
 mod change;
 mod listing;
+mod period;
 mod read;
 mod replies;
 mod stats;
@@ -35,6 +37,7 @@ mod tags;
 
 pub use change::CaseChange;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
+pub use period::{PeriodCase, PeriodReply};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
 pub use replies::{AwaitingReview, ReplyEntry, TooLate};
 pub use stats::{DAY_MS, DUE_SOON, DashboardFigures, DashboardRanges, MAX_DURATIONS, QueueCounts, QueueStats};
