@@ -296,7 +296,7 @@ impl Cases {
             Some(q) if supervised.iter().any(|s| s == q) => vec![q.to_string()],
             Some(q) => return Err(CaseError::Refused(format!("you do not supervise queue {q:?}"))),
         };
-        let stats = report(self.store(), &self.settings.calendar, &queues, period).await?;
+        let stats = report(self.store(), &self.settings().calendar, &queues, period).await?;
         self.store().append_audit(vec![audit_entry(&who.actor(), period, &queues)]).await?;
         Ok(stats)
     }
