@@ -84,6 +84,9 @@ pub struct Config {
     /// `/metrics`, `/healthz` and `/readyz`. Without `listen` there is no metrics listener.
     #[serde(default)]
     pub metrics: crate::telemetry::config::MetricsConfig,
+    /// The SLA sweep: warnings, breaches, new urgent or VIP cases, staff notifications.
+    #[serde(default)]
+    pub escalation: crate::cases::escalation::EscalationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +163,8 @@ pub struct Settings {
     pub policy: Arc<Policy>,
     /// `[metrics]`'s bearer token, read from its file at load time.
     pub metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
+    /// `[escalation]`, validated.
+    pub escalation: crate::cases::escalation::Escalation,
 }
 
 impl std::fmt::Debug for Settings {
@@ -324,6 +329,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     config.tls.validate().map_err(within("tls"))?;
     config.access.validate().map_err(within("access"))?;
     let metrics_token = config.metrics.token(data_dir).map_err(within("metrics"))?.map(Arc::new);
+    let escalation = config.escalation.validate(&config.server.hostname).map_err(within("escalation"))?;
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;
@@ -374,7 +380,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         node: config.server.node_name(),
         compression: config.storage.compression,
     };
-    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config, metrics_token })
+    Ok(Settings { source: name.to_string(), data_dir: data_dir.to_path_buf(), policy: Arc::new(policy), config, metrics_token, escalation })
 }
 
 /// Each template well-formed, its name unique, its scope naming configured queues and categories;

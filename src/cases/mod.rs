@@ -19,13 +19,17 @@
 //! * `view`: a case with everything in it; the raw message.
 //! * `queues`: the queues I may read with their counts, a queue's listing, statistics.
 //! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
+//! * `escalation`: the SLA sweep (warnings, breaches, new urgent cases) and staff notifications.
+//! * `notifications`: a staff user's notifications (list, unread count, mark read).
 //! * `presence`: who is viewing or replying to which case (heartbeats that expire, no locks).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
 
 pub mod dashboard;
 pub mod error;
+pub mod escalation;
 pub mod input;
+pub mod notifications;
 pub mod presence;
 pub mod queues;
 pub mod reply;
