@@ -84,9 +84,9 @@ pub struct Config {
     /// `/metrics`, `/healthz` and `/readyz`. Without `listen` there is no metrics listener.
     #[serde(default)]
     pub metrics: crate::telemetry::config::MetricsConfig,
-    /// The SLA sweep: warnings, breaches, new urgent or VIP cases, staff notifications.
-    #[serde(default)]
-    pub escalation: crate::cases::escalation::EscalationConfig,
+    /// The SLA sweep: warnings, breaches, new urgent or VIP cases, staff notifications. Without
+    /// this section there is no sweep.
+    pub escalation: Option<crate::cases::escalation::EscalationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,8 +163,8 @@ pub struct Settings {
     pub policy: Arc<Policy>,
     /// `[metrics]`'s bearer token, read from its file at load time.
     pub metrics_token: Option<Arc<zeroize::Zeroizing<String>>>,
-    /// `[escalation]`, validated.
-    pub escalation: crate::cases::escalation::Escalation,
+    /// `[escalation]`, validated; None: no sweep (no section, or `enabled = false`).
+    pub escalation: Option<crate::cases::escalation::Escalation>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -329,7 +329,10 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     config.tls.validate().map_err(within("tls"))?;
     config.access.validate().map_err(within("access"))?;
     let metrics_token = config.metrics.token(data_dir).map_err(within("metrics"))?.map(Arc::new);
-    let escalation = config.escalation.validate(&config.server.hostname).map_err(within("escalation"))?;
+    let escalation = match &config.escalation {
+        Some(section) => Some(section.validate(&config.server.hostname).map_err(within("escalation"))?).filter(|e| e.enabled),
+        None => None,
+    };
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;

@@ -233,10 +233,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         settings.config.outbox.clone().map(|config| {
             tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), shutdown.clone()))
         });
-    let escalation = settings.escalation.enabled.then(|| {
+    let escalation = settings.escalation.clone().map(|policy| {
         let escalator = crate::cases::escalation::Escalator::new(
             store.clone(),
-            settings.escalation.clone(),
+            policy,
             settings.policy.calendar.timezone(),
             config.server.hostname.clone(),
         );

@@ -44,6 +44,7 @@ pub mod headers;
 pub mod home;
 pub mod i18n;
 pub mod login;
+pub mod notifications;
 pub mod presence;
 pub mod queue;
 pub mod queue_new;
@@ -107,6 +108,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/reply/{entry}/approve", post(reply::approve))
         .route("/cases/{id}/reply/{entry}/return", post(reply::give_back))
         .route("/reviews", get(reply::reviews))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read", post(notifications::mark_read))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }
