@@ -115,11 +115,22 @@ fn header<'a>(data: &'a str, name: &str) -> &'a str {
 #[test]
 fn warnings_and_breaches_are_mailed_once_to_staff_escalated_and_listed() {
     let (mut server, captured) = start();
-    // The officer's API (here the host's CLI) gives anna and lena an address; otto has none.
-    for (user, address) in [("anna", ANNA), ("lena", LENA)] {
-        let out = server.cli(&["user", "email", user, address]);
-        assert!(out.status.success(), "{}", out.stdout_str());
-    }
+    // The host's CLI gives anna an address, the officer's API lena; otto has none.
+    let out = server.cli(&["user", "email", "anna", ANNA]);
+    assert!(out.status.success(), "{}", out.stdout_str());
+    server.add_user("olga", PW, &["security-officer"]);
+    let olga = token(&server, "olga");
+    let (status, body) =
+        api(&server, "POST", "/api/admin/users/lena/email", &token(&server, "anna"), Some(&format!(r#"{{"email":"{LENA}"}}"#)));
+    assert_eq!(status, 403, "only an officer sets addresses: {body}");
+    let (status, body) = api(&server, "POST", "/api/admin/users/lena/email", &olga, Some(r#"{"email":"lena at staff"}"#));
+    assert_eq!((status, body["error"].as_str()), (422, Some("invalid")), "{body}");
+    let (status, body) = api(&server, "POST", "/api/admin/users/lena/email", &olga, Some(&format!(r#"{{"email":"{LENA}"}}"#)));
+    assert_eq!(status, 204, "{body}");
+    let (_, users) = api(&server, "GET", "/api/admin/users", &olga, None);
+    let email_of = |name: &str| users["users"].as_array().unwrap().iter().find(|u| u["name"] == name).map(|u| u["email"].clone());
+    assert_eq!((email_of("lena"), email_of("otto")), (Some(Value::from(LENA)), Some(Value::Null)), "{users}");
+    assert_eq!(server.sql_i64("SELECT COUNT(*) FROM audit WHERE action = 'user.email' AND detail = 'set'"), 2);
     let (near, late, waiting) = (send(&server, "Near"), send(&server, "Late"), send(&server, "Waiting"));
     let (near_id, late_id, waiting_id) = (case_of(&server, &near), case_of(&server, &late), case_of(&server, &waiting));
     let anna_id = server.sql_i64("SELECT id FROM users WHERE name = 'anna'");
