@@ -428,4 +428,26 @@ mod tests {
         let b = reply(&original, "MR-1", "x", "h").unwrap();
         assert_ne!(a.message_id, b.message_id);
     }
+
+    #[test]
+    fn a_notice_names_the_case_without_the_registration_tag_and_is_automatic() {
+        let notice = Notice {
+            kind: "breach",
+            number: "MR-2026-000042-7",
+            queue: "support",
+            priority: "urgent",
+            due: Some("2026-11-30 17:00 UTC".into()),
+            link: Some("https://mailroom.example.org/cases/42".into()),
+        };
+        let data =
+            String::from_utf8(notice_at(&notice, "mailroom@mx.example.org", "lena@staff.example.org", "mx.example.org", stamp())).unwrap();
+        assert!(data.contains("Subject: SLA breached: MR-2026-000042-7 (support)\r\n"), "{data}");
+        assert!(!data.contains("[MR-2026-000042-7]"), "no tag: an answer must not thread into the case");
+        assert!(data.contains("Auto-Submitted: auto-replied\r\n") && data.contains("To: <lena@staff.example.org>\r\n"), "{data}");
+        assert!(data.contains("Message-ID: <notice-breach.MR-2026-000042-7.0123456789abcdef@mx.example.org>"), "{data}");
+        assert!(
+            data.contains("Due:      2026-11-30 17:00 UTC\r\n") && data.contains("https://mailroom.example.org/cases/42\r\n"),
+            "{data}"
+        );
+    }
 }
