@@ -36,6 +36,7 @@ acknowledge = false
 warn_at = "80%"
 breach_priority = "urgent"
 breach_tag = "overdue"
+notify_new = ["urgent"]
 sweep_every = "1s"
 web_url = "https://mailroom.example.org"
 "#;
@@ -237,4 +238,28 @@ fn an_unassigned_case_warns_the_queue_staff_and_users_without_address_see_it_on_
     // A bad address is refused by the CLI with a reason.
     let out = server.cli(&["user", "email", "otto", "not an address"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_new_urgent_case_is_announced_to_the_queue_once() {
+    let (server, captured) = start();
+    assert!(server.cli(&["user", "email", "anna", ANNA]).status.success());
+    let (urgent, normal) = (send(&server, "Urgent"), send(&server, "Normal"));
+    let (urgent_id, normal_id) = (case_of(&server, &urgent), case_of(&server, &normal));
+    server.sql_write_transaction(&format!("UPDATE cases SET priority = 'urgent' WHERE id = {urgent_id};"));
+    assert!(wait_until(Duration::from_secs(20), || mails(&captured).len() == 1), "{:?}", mails(&captured));
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = mails(&captured);
+    assert_eq!(sent.len(), 1, "once: {sent:?}");
+    assert_eq!(
+        (sent[0].to.as_slice(), header(&sent[0].data, "Subject")),
+        ([ANNA.to_string()].as_slice(), format!("New case: {urgent} (support)").as_str())
+    );
+    let told = server.sql_rows(&format!("SELECT u.name FROM notifications n JOIN users u ON u.id = n.user_id WHERE n.case_id = {urgent_id} AND n.kind = 'new' ORDER BY u.name"));
+    assert_eq!(told, [["anna"], ["lena"], ["otto"]], "the queue's staff");
+    assert_eq!(
+        server.sql_i64(&format!("SELECT COUNT(*) FROM notifications WHERE case_id = {normal_id}")),
+        0,
+        "a normal case is not announced"
+    );
 }

@@ -46,7 +46,8 @@ pub async fn breaches(store: &Store, now: i64, limit: i64) -> Result<Vec<Candida
     Ok(rows.into_iter().map(|(case_id, deadline)| Candidate { case_id, kind: "breach", deadline }).collect())
 }
 
-/// New cases (status new, opened since `since`) of one of `priorities` or from a customer of one
+/// New cases (status new, not escalated: a breach's raised priority is no arrival; opened since
+/// `since`) of one of `priorities` or from a customer of one
 /// of `tiers`, whose queue was not told yet; at most `limit`.
 pub async fn arrivals(
     store: &Store,
@@ -59,7 +60,7 @@ pub async fn arrivals(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = on_db!(store.db(), pool => {
-        let mut b = QueryBuilder::new("SELECT c.id FROM cases c WHERE c.status = 'new' AND c.spam = 0 AND c.opened_at >= ");
+        let mut b = QueryBuilder::new("SELECT c.id FROM cases c WHERE c.status = 'new' AND c.spam = 0 AND c.escalated = 0 AND c.opened_at >= ");
         b.push_bind(since);
         b.push(" AND NOT EXISTS (SELECT 1 FROM escalation_events e WHERE e.case_id = c.id AND e.kind = 'new') AND (1 = 0");
         for p in priorities {

@@ -183,7 +183,7 @@ fn still_applies(case: &CaseRow, event: &Candidate, now: i64, warn_permille: i64
         return false;
     }
     match event.kind {
-        "new" => case.status == "new",
+        "new" => case.status == "new" && !case.escalated,
         kind => {
             let running = CLOCK_RUNNING.contains(&case.status.as_str());
             let Some(due) = case.due_at.filter(|due| running && *due == event.deadline) else { return false };
