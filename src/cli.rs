@@ -265,6 +265,18 @@ pub enum UserCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// Set the address the user's notifications (SLA warnings, breaches, new urgent cases) are
+    /// mailed to; --clear removes it (he then sees them on the web page only).
+    Email {
+        name: String,
+        /// e.g. anna@example.org
+        #[arg(required_unless_present = "clear")]
+        address: Option<String>,
+        #[arg(long, conflicts_with = "address")]
+        clear: bool,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Lock a user: no login, open sessions stop working at once.
     Lock {
         name: String,
@@ -844,6 +856,13 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
             match access.enrol(&name, &code, &password, std::net::Ipv4Addr::LOCALHOST.into(), "cli").await {
                 Ok(()) => println!("password of {name} set; log in with it"),
                 Err(e) => anyhow::bail!("{e}"),
+            }
+        }
+        UserCommand::Email { name, address, clear: _, location } => {
+            open_access(&location).await?.set_email(&name, address.as_deref(), &actor()).await?;
+            match address {
+                Some(_) => println!("notifications of {name} are mailed to the address set"),
+                None => println!("{name} has no notification address: the web page only"),
             }
         }
         UserCommand::Lock { name, location } => {

@@ -89,6 +89,9 @@ pub struct Config {
     /// `/metrics`, `/healthz` and `/readyz`. Without `listen` there is no metrics listener.
     #[serde(default)]
     pub metrics: crate::telemetry::config::MetricsConfig,
+    /// The SLA sweep: warnings, breaches, new urgent or VIP cases, staff notifications. Without
+    /// this section there is no sweep.
+    pub escalation: Option<crate::cases::escalation::EscalationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +177,8 @@ pub struct Settings {
     /// What is allowed but probably not meant (same form as an error: file, line, key); `config
     /// check` prints them, `serve` logs them at start.
     pub warnings: Vec<ConfigError>,
+    /// `[escalation]`, validated; None: no sweep (no section, or `enabled = false`).
+    pub escalation: Option<crate::cases::escalation::Escalation>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -361,6 +366,10 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         }
         None => None,
     };
+    let escalation = match &config.escalation {
+        Some(section) => Some(section.validate(&config.server.hostname).map_err(within("escalation"))?).filter(|e| e.enabled),
+        None => None,
+    };
     let reg_format = RegFormat::parse(&config.registration.format).map_err(|reason| err("registration.format", reason))?;
 
     let domains = config.mail.validate().map_err(within("mail"))?;
@@ -422,6 +431,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         metrics_token,
         dkim,
         warnings,
+        escalation,
     })
 }
 

@@ -244,6 +244,15 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         let dkim = settings.dkim.clone();
         tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), dkim, shutdown.clone()))
     });
+    let escalation = settings.escalation.clone().map(|policy| {
+        let escalator = crate::cases::escalation::Escalator::new(
+            store.clone(),
+            policy,
+            settings.policy.calendar.timezone(),
+            config.server.hostname.clone(),
+        );
+        tokio::spawn(run_escalation(escalator, store.clone(), lease_holder.clone(), shutdown.clone()))
+    });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;
@@ -263,8 +272,8 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for task in [other_nodes, other_nodes_presence].into_iter().flatten() {
         let _ = task.await;
     }
-    if let Some(outbox) = outbox {
-        let _ = outbox.await;
+    for task in [outbox, escalation].into_iter().flatten() {
+        let _ = task.await;
     }
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     let _ = std::fs::remove_file(&listeners_file);
@@ -334,6 +343,43 @@ async fn reload_on_hangup(
 
 /// The lease of the expired-sessions purge.
 const SESSION_PURGE: &str = "session-purge";
+/// The lease of the SLA sweep; held for this many sweep periods (renewed at each sweep).
+const ESCALATION: &str = "escalation";
+const ESCALATION_LEASE_PERIODS: u32 = 5;
+
+/// The SLA sweep (`cases::escalation`): every `escalation.sweep_every`, the first time at once, on
+/// the node holding its lease. Each event is its own transaction with a once-only mark, so a
+/// sweep cut short by a crash or a stop is finished by the next one, here or on another node.
+async fn run_escalation(
+    escalator: crate::cases::escalation::Escalator,
+    store: Store,
+    holder: String,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    let every = escalator.policy().sweep_every;
+    loop {
+        if holds_lease(&store, ESCALATION, &holder, every * ESCALATION_LEASE_PERIODS).await {
+            match escalator.sweep(crate::store::now_millis()).await {
+                Ok(done) if done != Default::default() => tracing::info!(
+                    warnings = done.warnings,
+                    breaches = done.breaches,
+                    new_cases = done.arrivals,
+                    notified = done.notified,
+                    mailed = done.mailed,
+                    "SLA sweep"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the SLA sweep failed (the next one retries)"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.reached(Phase::Draining) => break,
+        }
+    }
+    let release = crate::store::leases::release(&store, ESCALATION, &holder);
+    let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
+}
 
 /// Takes or renews lease `name` for `holder` (see `store::leases`): whether this node runs the
 /// job now. A database error counts as not holding it (the job waits for the next period).

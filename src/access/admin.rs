@@ -51,6 +51,8 @@ pub struct UserInfo {
     pub enrolment_pending: bool,
     /// When the pending code expires (it may already have: then the account needs a new one).
     pub enrolment_expires_at: Option<String>,
+    /// The user's own address, where notifications are mailed (None: the web list only).
+    pub email: Option<String>,
 }
 
 /// Who makes a change.
@@ -177,6 +179,7 @@ impl Access {
                 roles: u.roles,
                 enrolment_pending: u.enrolment_pending,
                 enrolment_expires_at: u.enrolment_expires_at.map(millis_to_rfc3339),
+                email: u.email,
             })
             .collect())
     }
@@ -191,6 +194,22 @@ impl Access {
         tx.set_password(id, &hash, now_millis()).await?;
         tx.end_sessions(id).await?;
         audit_in(&mut tx, actor, "user.passwd", format!("user:{name}"), None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets (or, with None, clears) the address where a user's notifications are mailed. Only a
+    /// staff address of his own belongs here; the audit entry does not repeat it.
+    pub async fn set_email(&self, name: &str, email: Option<&str>, actor: &str) -> Result<(), AdminError> {
+        let email = email.map(str::trim).filter(|e| !e.is_empty());
+        if let Some(email) = email {
+            check_email(email).map_err(AdminError::Invalid)?;
+        }
+        let mut tx = self.store.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        tx.set_email(id, email).await?;
+        let detail = if email.is_some() { "set" } else { "cleared" };
+        audit_in(&mut tx, actor, "user.email", format!("user:{name}"), Some(detail.into())).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -371,4 +390,14 @@ impl Access {
         }
         Ok(())
     }
+}
+
+/// A plain `local@domain` address (what an SMTP envelope takes): no display name, no spaces.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let ok = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.contains('@') && (domain.contains('.') || domain == "localhost"))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+    if ok { Ok(()) } else { Err(format!("{email:?} is not an address such as anna@example.org")) }
 }

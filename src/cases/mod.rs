@@ -21,15 +21,19 @@
 //! * `dashboard`: the supervisors' dashboard (backlog, flow, times, SLA, volumes).
 //! * `period`: statistics of a period (volumes, working-time response and resolution, SLA, agents).
 //! * `period_export`: those statistics as a text table and as CSV.
+//! * `escalation`: the SLA sweep (warnings, breaches, new urgent cases) and staff notifications.
+//! * `notifications`: a staff user's notifications (list, unread count, mark read).
 //! * `presence`: who is viewing or replying to which case (heartbeats that expire, no locks).
 //! * `input`: the rules for what staff type in.
 //! * `error`: why an operation was refused.
 
 pub mod dashboard;
 pub mod error;
+pub mod escalation;
 pub mod input;
 pub mod period;
 pub mod period_export;
+pub mod notifications;
 pub mod presence;
 pub mod queues;
 pub mod reply;

@@ -22,6 +22,7 @@ pub mod cases;
 pub mod config;
 pub mod enrol;
 pub mod error;
+pub mod notifications;
 pub mod openapi;
 pub mod queues;
 pub mod two_factor;
@@ -119,6 +120,8 @@ pub fn routes() -> Routes {
         .get("/api/me/app-passwords", app_passwords::list)
         .post("/api/me/app-passwords", app_passwords::create)
         .delete("/api/me/app-passwords/{id}", app_passwords::revoke)
+        .get("/api/notifications", notifications::list)
+        .post("/api/notifications/read", notifications::mark_read)
         .get("/api/queues", queues::list_queues)
         .get("/api/queues/{queue}/cases", queues::list_cases)
         .get("/api/stats", queues::stats)
@@ -142,6 +145,7 @@ pub fn routes() -> Routes {
         .post("/api/admin/users/{name}/password", admin::reset_password)
         .post("/api/admin/users/{name}/lock", admin::lock_user)
         .post("/api/admin/users/{name}/unlock", admin::unlock_user)
+        .post("/api/admin/users/{name}/email", admin::set_email)
         .delete("/api/admin/users/{name}", admin::remove_user)
         .get("/api/admin/roles", admin::list_roles)
         .post("/api/admin/roles", admin::add_role)

@@ -229,6 +229,55 @@ fn reply_subject(original: Option<&str>, number: &str) -> String {
     if words.is_empty() { format!("Re: {tag}") } else { format!("Re: {tag} {words}") }
 }
 
+/// What a staff notification is about (no customer data: numbers, queue, times, priority).
+pub struct Notice<'a> {
+    /// `warning` (the due time approaches), `breach` (it passed), `new` (a new urgent or VIP case).
+    pub kind: &'a str,
+    /// The case's opening registration number.
+    pub number: &'a str,
+    pub queue: &'a str,
+    pub priority: &'a str,
+    /// The due time as shown (local time of the SLA calendar), if the case has one.
+    pub due: Option<String>,
+    /// The case page's address, when the web page's address is configured.
+    pub link: Option<String>,
+}
+
+/// Builds a notification to a staff user (CRLF line ends). The number goes into the subject
+/// without the registration tag's brackets, so an answer to it never threads into the case; it
+/// is marked automatic (RFC 3834) like an acknowledgement.
+pub fn notice(notice: &Notice, from: &str, to: &str, hostname: &str) -> Result<Vec<u8>, NoRandomness> {
+    let stamp = Stamp { date: chrono::Utc::now().timestamp(), nonce: random_hex(8).ok_or(NoRandomness)? };
+    Ok(notice_at(notice, from, to, hostname, stamp))
+}
+
+fn notice_at(notice: &Notice, from: &str, to: &str, hostname: &str, stamp: Stamp) -> Vec<u8> {
+    let (subject, lead) = match notice.kind {
+        "warning" => ("SLA warning", "The due time of this case is near."),
+        "breach" => ("SLA breached", "This case is past its due time and has been escalated."),
+        _ => ("New case", "A new case that asks for attention arrived in your queue."),
+    };
+    let mut text = format!("{lead}\n\nCase:     {}\nQueue:    {}\nPriority: {}\n", notice.number, notice.queue, notice.priority);
+    if let Some(due) = &notice.due {
+        text.push_str(&format!("Due:      {due}\n"));
+    }
+    if let Some(link) = &notice.link {
+        text.push_str(&format!("\n{link}\n"));
+    }
+    text.push_str("\n-- \nmailroom: you get this because you work this queue. Your notifications are also on the web page.\n");
+    let id_part: String = notice.number.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let draft = Draft {
+        from: mailbox_address(from),
+        to: mailbox_address(to),
+        subject: format!("{subject}: {} ({})", notice.number, notice.queue),
+        message_id: message_id(&format!("notice-{}", notice.kind), &id_part, &stamp.nonce, hostname.trim()),
+        answers: None,
+        auto_replied: true,
+        text,
+    };
+    compose(draft, stamp.date)
+}
+
 #[cfg(test)]
 mod tests {
     //! The expected files were rendered by the two composers this one replaced (`ack::render` and
@@ -378,5 +427,27 @@ mod tests {
         let a = reply(&original, "MR-1", "x", "h").unwrap();
         let b = reply(&original, "MR-1", "x", "h").unwrap();
         assert_ne!(a.message_id, b.message_id);
+    }
+
+    #[test]
+    fn a_notice_names_the_case_without_the_registration_tag_and_is_automatic() {
+        let notice = Notice {
+            kind: "breach",
+            number: "MR-2026-000042-7",
+            queue: "support",
+            priority: "urgent",
+            due: Some("2026-11-30 17:00 UTC".into()),
+            link: Some("https://mailroom.example.org/cases/42".into()),
+        };
+        let data =
+            String::from_utf8(notice_at(&notice, "mailroom@mx.example.org", "lena@staff.example.org", "mx.example.org", stamp())).unwrap();
+        assert!(data.contains("Subject: SLA breached: MR-2026-000042-7 (support)\r\n"), "{data}");
+        assert!(!data.contains("[MR-2026-000042-7]"), "no tag: an answer must not thread into the case");
+        assert!(data.contains("Auto-Submitted: auto-replied\r\n") && data.contains("To: <lena@staff.example.org>\r\n"), "{data}");
+        assert!(data.contains("Message-ID: <notice-breach.MR-2026-000042-7.0123456789abcdef@mx.example.org>"), "{data}");
+        assert!(
+            data.contains("Due:      2026-11-30 17:00 UTC\r\n") && data.contains("https://mailroom.example.org/cases/42\r\n"),
+            "{data}"
+        );
     }
 }

@@ -22,6 +22,7 @@ pub mod health;
 pub mod leases;
 mod listener;
 pub mod mailbox;
+pub mod notifications;
 pub mod outbox;
 mod postgres;
 pub mod preferences;

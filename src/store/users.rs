@@ -108,18 +108,20 @@ pub struct Listed {
     pub password_changed_at: i64,
     pub enrolment_pending: bool,
     pub enrolment_expires_at: Option<i64>,
+    /// Where notifications are mailed (None: the web list only).
+    pub email: Option<String>,
 }
 
 /// One `users` row as [`list`] reads it, in `Listed`'s order without the roles.
 /// `enrolment_mac IS NOT NULL` is decoded as bool: an integer in SQLite, a boolean in PostgreSQL.
-type ListedRow = (i64, String, i64, Option<i64>, i64, i64, i64, bool, Option<i64>);
+type ListedRow = (i64, String, i64, Option<i64>, i64, i64, i64, bool, Option<i64>, Option<String>);
 
 /// Every user, by name, with his roles by name.
 pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
     let (users, memberships): (Vec<ListedRow>, Vec<(i64, String)>) = on_db!(store.db(), pool => {
         let users = sqlx::query_as(
             "SELECT id, name, locked, locked_until, failed_logins, created_at, password_changed_at,
-                    enrolment_mac IS NOT NULL, enrolment_expires_at
+                    enrolment_mac IS NOT NULL, enrolment_expires_at, email
              FROM users ORDER BY name",
         )
         .fetch_all(pool)
@@ -132,16 +134,19 @@ pub async fn list(store: &Store) -> Result<Vec<Listed>, StoreError> {
     }
     Ok(users
         .into_iter()
-        .map(|(id, name, locked, locked_until, failed_logins, created_at, password_changed_at, pending, enrolment_expires_at)| Listed {
-            name,
-            roles: roles.remove(&id).unwrap_or_default(),
-            locked: locked != 0,
-            locked_until,
-            failed_logins,
-            created_at,
-            password_changed_at,
-            enrolment_pending: pending,
-            enrolment_expires_at,
+        .map(|(id, name, locked, locked_until, failed_logins, created_at, password_changed_at, pending, enrolment_expires_at, email)| {
+            Listed {
+                name,
+                roles: roles.remove(&id).unwrap_or_default(),
+                locked: locked != 0,
+                locked_until,
+                failed_logins,
+                created_at,
+                password_changed_at,
+                enrolment_pending: pending,
+                enrolment_expires_at,
+                email,
+            }
         })
         .collect())
 }
@@ -235,6 +240,17 @@ impl Tx {
         Ok(())
     }
 
+    /// Sets (or clears, with None) the address a user's notifications are mailed to.
+    pub async fn set_email(&mut self, user_id: i64, email: Option<&str>) -> Result<(), StoreError> {
+        on_conn!(self.engine(), c => sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            .bind(email)
+            .bind(user_id)
+            .execute(c)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
     /// An officer's lock (no login until unlocked).
     pub async fn lock_user(&mut self, user_id: i64) -> Result<(), StoreError> {
         on_conn!(self.engine(), c => sqlx::query("UPDATE users SET locked = 1 WHERE id = $1").bind(user_id).execute(c).await.map(|_| ())?);
@@ -259,6 +275,7 @@ impl Tx {
                 "DELETE FROM sessions WHERE user_id = $1",
                 "DELETE FROM user_roles WHERE user_id = $1",
                 "DELETE FROM mailbox_flags WHERE user_id = $1",
+                "DELETE FROM notifications WHERE user_id = $1",
                 "DELETE FROM users WHERE id = $1",
             ] {
                 sqlx::query(statement).bind(user_id).execute(&mut *c).await?;

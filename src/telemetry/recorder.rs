@@ -34,6 +34,16 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("mailroom_queue_cases", Kind::Gauge, "Active cases by queue and status (new, open, waiting)"),
     ("mailroom_queue_overdue_cases", Kind::Gauge, "New or open cases past their due time, by queue"),
     ("mailroom_outbox_messages", Kind::Gauge, "Outgoing mail by status (pending, sending, failed)"),
+    (
+        "mailroom_escalations_total",
+        Kind::Counter,
+        "SLA sweep events handled, by kind (warning: due time near, breach: escalated, new: a new urgent or VIP case announced)",
+    ),
+    (
+        "mailroom_notifications_total",
+        Kind::Counter,
+        "Staff notifications made by the SLA sweep, by kind and channel (web: listed for the user, mail: also queued to his address)",
+    ),
     ("mailroom_logins_total", Kind::Counter, "Staff logins by interface (imap, http, web) and result"),
     ("mailroom_login_lockouts_total", Kind::Counter, "Lockouts after repeated failed logins, by scope (user, source address)"),
     ("mailroom_connections_total", Kind::Counter, "Connections accepted, by listener and whether the limits admitted them"),
@@ -87,6 +97,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     for result in ["ok", "failed"] {
         metrics::counter!("mailroom_store_commits_total", "result" => result).increment(0);
+    }
+    for kind in ["warning", "breach", "new"] {
+        metrics::counter!("mailroom_escalations_total", "kind" => kind).increment(0);
+        for channel in ["web", "mail"] {
+            metrics::counter!("mailroom_notifications_total", "kind" => kind, "channel" => channel).increment(0);
+        }
     }
     Ok(handle)
 }

@@ -32,6 +32,9 @@ fn nullable_time() -> ObjectBuilder {
 pub struct User {
     #[schema(format = DateTime)]
     created_at: String,
+    /// Where notifications are mailed; null: the web page only.
+    #[schema(required = true, nullable = true)]
+    email: Option<String>,
     #[schema(required = true, schema_with = nullable_time)]
     enrolment_expires_at: Option<String>,
     enrolment_pending: bool,
@@ -49,6 +52,7 @@ impl From<UserInfo> for User {
     fn from(u: UserInfo) -> Self {
         User {
             created_at: u.created_at,
+            email: u.email,
             enrolment_expires_at: u.enrolment_expires_at,
             enrolment_pending: u.enrolment_pending,
             failed_logins: u.failed_logins,

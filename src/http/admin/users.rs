@@ -189,6 +189,48 @@ pub async fn lock_user(
     Ok(done())
 }
 
+/// `POST /api/admin/users/{name}/email`'s body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserEmail {
+    /// The user's own address for notifications; null (or "") removes it.
+    #[schema(max_length = 254, example = "anna@example.org")]
+    email: Option<String>,
+}
+
+/// `POST /api/admin/users/{name}/email`.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{name}/email",
+    operation_id = "setUserEmail",
+    tag = "admin",
+    summary = "Set a user's notification address",
+    description = "Where the user's notifications (SLA warnings, breaches, new urgent or VIP cases) are mailed; null removes it (he then \
+         sees them on the web page only). A staff address of his own, never a customer's. Audited as user.email.",
+    security(("cookie" = [], "csrf" = []), ("bearer" = [])),
+    params(("name" = String, Path, description = USER_NAME, min_length = 1)),
+    request_body = UserEmail,
+    responses(
+        (status = 204, description = "done"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = TooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Invalid),
+    ),
+)]
+pub async fn set_email(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+    Json(req): Json<UserEmail>,
+) -> Result<Response, ApiError> {
+    ctx.access.set_email(&name, req.email.as_deref(), &auth.principal.actor()).await?;
+    Ok(done())
+}
+
 /// `POST /api/admin/users/{name}/unlock`.
 #[utoipa::path(
     post,

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 use crate::cases::dashboard;
 use crate::http::admin::{self, ResetBody, answers};
 use crate::http::cases::answers as case;
-use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
+use crate::http::{app_passwords, auth, cases, enrol, notifications, queues, two_factor};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
         app_passwords::create,
         app_passwords::revoke,
         enrol::enrol,
+        notifications::list,
+        notifications::mark_read,
         queues::list_queues,
         queues::list_cases,
         queues::stats,
@@ -59,6 +61,7 @@ use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
         admin::reset_password,
         admin::lock_user,
         admin::unlock_user,
+        admin::set_email,
         admin::remove_user,
         admin::list_roles,
         admin::add_role,
@@ -76,7 +79,8 @@ use crate::http::{app_passwords, auth, cases, enrol, queues, two_factor};
     components(
         schemas(ErrorBody, auth::LoginRequest, auth::Login, auth::Me, enrol::EnrolRequest, enrol::Enrolled,
             two_factor::TotpStatus, two_factor::TotpEnrolment, two_factor::TotpCode, two_factor::TotpConfirmed,
-            app_passwords::AppPassword, app_passwords::AppPasswordList, app_passwords::NewAppPassword, app_passwords::CreatedAppPassword, queues::QueueList, queues::CaseList, queues::Stats,
+            app_passwords::AppPassword, app_passwords::AppPasswordList, app_passwords::NewAppPassword, app_passwords::CreatedAppPassword,
+            notifications::NotificationList, notifications::NotificationItem, notifications::MarkRead, notifications::MarkedRead, queues::QueueList, queues::CaseList, queues::Stats,
             dashboard::Dashboard, dashboard::Backlog, dashboard::DayFlow, dashboard::Durations, dashboard::WeekSla, dashboard::Volume,
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,

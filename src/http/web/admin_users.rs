@@ -35,6 +35,8 @@ pub struct UserRow {
     pub password_changed_at: String,
     /// A reset of this account waits for a second person (the change id).
     pub reset_pending: Option<i64>,
+    /// Where his notifications are mailed ("" for none).
+    pub email: String,
 }
 
 /// `2026-11-30T05:40:12.345Z` → `2026-11-30 05:40 UTC`: enough for a person, the full time in
@@ -67,6 +69,7 @@ impl UserRow {
             created_at: u.created_at,
             password_changed_at: u.password_changed_at,
             reset_pending,
+            email: u.email.unwrap_or_default(),
         }
     }
 }
@@ -185,6 +188,22 @@ pub async fn unlock(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String
     answer(&ctx, &session, result.await).await
 }
 
+/// `POST /admin/users/{name}/email` (`email`; empty removes it): where the user's notifications
+/// are mailed.
+pub async fn email(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String>, posted: Posted<HashMap<String, String>>) -> Response {
+    let Posted { session, form } = posted;
+    if let Some(refused) = not_an_officer(&ctx, &session) {
+        return refused;
+    }
+    let chrome = session.chrome(&ctx);
+    let address = form.get("email").map(String::as_str);
+    let result = async {
+        ctx.access.set_email(&name, address, &session.principal.actor()).await?;
+        Ok(Notice::done(chrome.fill("admin.users.email_saved", &[("user", &name)])))
+    };
+    answer(&ctx, &session, result.await).await
+}
+
 /// `POST /admin/users/{name}/password`: a reset; the code at once, or a change that waits.
 pub async fn reset(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String>, posted: Posted<HashMap<String, String>>) -> Response {
     let session = posted.session;
@@ -253,6 +272,7 @@ mod tests {
             created_at: "2026-11-30T05:40:12.345Z".into(),
             password_changed_at: "2026-11-30T05:40:12.345Z".into(),
             reset_pending: None,
+            email: String::new(),
         }
     }
 
@@ -272,7 +292,8 @@ mod tests {
         assert!(html.contains("href=\"/admin/users/anna/remove\""));
         assert!(html.contains("name=\"role-support-agent\""), "role checkboxes: {html}");
         assert!(html.contains("<time datetime=\"2026-11-30T05:40:12.345Z\">2026-11-30 05:40 UTC</time>"), "{html}");
-        assert_eq!(html.matches("name=\"csrf\" value=\"TOKEN\"").count(), 1 + 1 + 2 + 2, "log out, add user, two forms per user");
+        assert_eq!(html.matches("name=\"csrf\" value=\"TOKEN\"").count(), 1 + 1 + 3 + 3, "log out, add user, three forms per user");
+        assert!(html.contains("action=\"/admin/users/anna/email\""), "{html}");
     }
 
     #[test]

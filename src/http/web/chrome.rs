@@ -13,6 +13,8 @@ pub struct SessionChrome {
     pub officer: bool,
     /// Keyboard shortcuts on: the frame loads `app.js` and its help dialog.
     pub shortcuts: bool,
+    /// Unread notifications: the header's count next to the link to `/notifications`.
+    pub unread: i64,
 }
 
 /// The keyboard shortcuts `assets/app.js` knows, as its help dialog lists them: the keys (their
@@ -48,7 +50,7 @@ impl Chrome {
         Chrome {
             lang,
             catalog: lang.catalog(),
-            session: Some(SessionChrome { user, csrf, officer: false, shortcuts: true }),
+            session: Some(SessionChrome { user, csrf, officer: false, shortcuts: true, unread: 0 }),
             supervise: false,
             review: false,
         }
@@ -66,6 +68,14 @@ impl Chrome {
     pub fn with_shortcuts(mut self, shortcuts: bool) -> Chrome {
         if let Some(session) = self.session.as_mut() {
             session.shortcuts = shortcuts;
+        }
+        self
+    }
+
+    /// The same frame with the user's unread notification count.
+    pub fn with_unread(mut self, unread: i64) -> Chrome {
+        if let Some(session) = self.session.as_mut() {
+            session.unread = unread;
         }
         self
     }

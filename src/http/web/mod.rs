@@ -45,6 +45,7 @@ pub mod headers;
 pub mod home;
 pub mod i18n;
 pub mod login;
+pub mod notifications;
 pub mod presence;
 pub mod queue;
 pub mod queue_new;
@@ -82,6 +83,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/users", get(admin_users::list).post(admin_users::add))
         .route("/admin/users/{name}/lock", post(admin_users::lock))
         .route("/admin/users/{name}/unlock", post(admin_users::unlock))
+        .route("/admin/users/{name}/email", post(admin_users::email))
         .route("/admin/users/{name}/password", post(admin_users::reset))
         .route("/admin/users/{name}/remove", get(admin_users::confirm_remove).post(admin_users::remove))
         .route("/admin/roles", get(admin_roles::list).post(admin_roles::add))
@@ -111,6 +113,8 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/cases/{id}/reply/{entry}/approve", post(reply::approve))
         .route("/cases/{id}/reply/{entry}/return", post(reply::give_back))
         .route("/reviews", get(reply::reviews))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read", post(notifications::mark_read))
         .route("/assets/{file}", get(assets::serve))
         .layer(middleware::from_fn_with_state(ctx, headers::page_headers))
 }

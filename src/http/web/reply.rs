@@ -157,13 +157,14 @@ pub struct RefusedPage {
 }
 
 /// A time as the page shows it: in the site's zone (the SLA calendar's), and for machines.
+#[derive(Clone)]
 pub struct LocalTime {
     pub datetime: String,
     pub date: String,
     pub time: String,
 }
 
-fn local(ctx: &HttpContext, ms: i64) -> LocalTime {
+pub(super) fn local(ctx: &HttpContext, ms: i64) -> LocalTime {
     let tz = ctx.cases.settings().calendar.timezone();
     let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz);
     LocalTime { datetime: millis_to_rfc3339(ms), date: t.format("%Y-%m-%d").to_string(), time: t.format("%H:%M:%S %Z").to_string() }

@@ -33,6 +33,8 @@ pub struct PageSession {
     pub lang: Lang,
     /// The user's own settings (`/settings`).
     pub preferences: Preferences,
+    /// His unread notifications (the header's count); 0 on background requests, which show no frame.
+    pub unread: i64,
     token: String,
 }
 
@@ -44,6 +46,7 @@ impl PageSession {
             .supervising(!ctx.cases.supervised_queues(&self.principal).is_empty())
             .reviewing(ctx.cases.reviews_somewhere(&self.principal))
             .with_shortcuts(self.preferences.shortcuts)
+            .with_unread(self.unread)
     }
 
     pub fn token(&self) -> &str {
@@ -118,7 +121,12 @@ impl FromRequestParts<Arc<HttpContext>> for PageSession {
         }
         let preferences = ctx.access.preferences(principal.user_id).await.map_err(|e| Refusal::Page(PageError::internal(lang, e)))?;
         let lang = Lang::chosen(preferences.language).unwrap_or(lang);
-        Ok(PageSession { principal, lang, preferences, token })
+        // A failed count shows none rather than failing the page.
+        let unread = match parts.extensions.get::<Background>() {
+            Some(_) => 0,
+            None => ctx.cases.unread_notifications(&principal).await.unwrap_or(0),
+        };
+        Ok(PageSession { principal, lang, preferences, unread, token })
     }
 }
 

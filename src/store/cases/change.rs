@@ -121,7 +121,22 @@ impl CaseChange<'_> {
     /// Stores the case, its history row (`actor` is the staff login name) and the audit entry
     /// `case.<action>`, commits, and tells watchers. `detail` must not contain customer data (nor
     /// tag text: tags are sealed).
-    pub async fn commit(mut self, actor: &str, action: &str, detail: &str) -> Result<CaseRow, StoreError> {
+    pub async fn commit(self, actor: &str, action: &str, detail: &str) -> Result<CaseRow, StoreError> {
+        let audit_actor = format!("user:{actor}");
+        self.commit_by(actor, &audit_actor, action, detail, Vec::new()).await
+    }
+
+    /// [`CaseChange::commit`] with the history's and the audit's actor given apart (a background
+    /// job is `escalation` in the history and `system:escalation` in the audit) and `more` audit
+    /// entries stored with the change's own.
+    pub async fn commit_by(
+        mut self,
+        actor: &str,
+        audit_actor: &str,
+        action: &str,
+        detail: &str,
+        more: Vec<AuditEntry>,
+    ) -> Result<CaseRow, StoreError> {
         if self.case.tags != self.tags_before {
             self.key = Some(write_tags(&mut self.tx, &self.store.keys, self.case.id, self.key.as_ref(), &self.case.tags).await?);
         }
@@ -155,14 +170,15 @@ impl CaseChange<'_> {
                 .execute(&mut *c)
                 .await?;
         });
-        let entry = AuditEntry {
+        let mut entries = vec![AuditEntry {
             at: self.now,
-            actor: format!("user:{actor}"),
+            actor: audit_actor.to_string(),
             action: format!("case.{action}"),
             object: Some(format!("case:{}", case.id)),
             detail,
-        };
-        audit::append(&self.store.keys, &mut self.tx, &[entry]).await?;
+        }];
+        entries.extend(more);
+        audit::append(&self.store.keys, &mut self.tx, &entries).await?;
         self.tx.notify_changes().await?;
         self.tx.commit().await?;
         self.store.changed();

@@ -22,12 +22,14 @@
 //! * `change`: the write path ([`CaseChange`]).
 //! * `replies`: a reply's state, and taking its outbox row back within the undo window.
 //! * `tags`: sealing, storing and opening a case's tags.
+//! * `escalate`: what an SLA escalation writes inside a change (event mark, notifications, mail).
 //!
 //! SQL uses `$N` placeholders and runs on both engines (`engine::on_db!` / `on_conn!`). Dynamic
 //! queries (a listing's runs, `IN` lists) are built with sqlx's `QueryBuilder`, whose engine is
 //! the one it is executed on.
 
 mod change;
+mod escalate;
 mod listing;
 mod period;
 mod read;
@@ -36,6 +38,7 @@ mod stats;
 mod tags;
 
 pub use change::CaseChange;
+pub use escalate::StaffMember;
 pub use listing::{AssigneeFilter, CasePage, CaseQuery, CategoryFilter, Cursor, Sort, SortKey};
 pub use period::{PeriodCase, PeriodReply};
 pub use read::{CaseEntry, CaseMessage, HistoryEntry};
