@@ -283,6 +283,13 @@ pub enum UserCommand {
         #[command(flatten)]
         location: Location,
     },
+    /// A user lost his second factor: his TOTP secret, recovery codes and IMAP app passwords are
+    /// removed and his sessions end; his password stays. He enrols a new device at his next login.
+    ResetTwoFactor {
+        name: String,
+        #[command(flatten)]
+        location: Location,
+    },
     /// Unlock a user (also lifts a temporary lockout after failed logins).
     Unlock {
         name: String,
@@ -868,6 +875,11 @@ async fn user_command(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Lock { name, location } => {
             open_access(&location).await?.lock_user(&name, &actor()).await?;
             println!("user {name} locked");
+        }
+        UserCommand::ResetTwoFactor { name, location } => {
+            let reset = open_access(&location).await?.reset_two_factor(&name, &actor()).await?;
+            let totp = if reset.totp { "TOTP and recovery codes removed" } else { "had no TOTP" };
+            println!("user {name}: {totp}, {} app password(s) revoked, sessions ended", reset.app_passwords);
         }
         UserCommand::Unlock { name, location } => {
             open_access(&location).await?.unlock_user(&name, &actor()).await?;

@@ -1119,6 +1119,7 @@ fn the_officer_manages_access_and_sees_no_customer_data() {
         ("POST", "/api/admin/users/anna/password", Some(json!({ "password": PW }))),
         ("POST", "/api/admin/users/olga/lock", None),
         ("POST", "/api/admin/users/olga/unlock", None),
+        ("POST", "/api/admin/users/olga/two-factor/reset", None),
         ("DELETE", "/api/admin/users/olga", None),
         ("GET", "/api/admin/roles", None),
         ("POST", "/api/admin/roles", Some(json!({ "name": "x" }))),

@@ -399,3 +399,76 @@ fn imap_takes_per_device_app_passwords_from_users_with_two_factor_login() {
     }
     assert!(!server.log_text().contains(&laptop), "no app password in the log");
 }
+
+#[test]
+fn an_officer_resets_a_lost_second_factor_and_the_user_enrols_again() {
+    let extra = "[access]\nfailure_delay = \"10ms\"\ngrant_approval = \"none\"\n\n[[roles]]\nname = \"guarded\"\ngrants = { support = [\"read\"] }\nrequire_two_factor = true\n\n[[roles]]\nname = \"agent\"\ngrants = { support = [\"read\", \"act\"] }\n";
+    let server = Server::start(Opts { extra_toml: extra.into(), officers_two_factor: true, ..Default::default() });
+    for (user, role) in [("dora", "guarded"), ("olga", "security-officer"), ("oscar", "security-officer"), ("anna", "agent")] {
+        server.add_user(user, PW, &[role]);
+    }
+    let (_, olga_secret, olga_recovery) = enrol(&server, "olga");
+    let olga = token(&server, "olga", Some(&code(&olga_secret, 1)));
+    let (dora_old, _, dora_recovery) = enrol(&server, "dora");
+    let (status, v) = call(&server, "POST", "/api/me/app-passwords", Some(&dora_old), Some(json!({ "device": "lost phone" })));
+    assert_eq!(status, 201, "{v}");
+    let app_password = v["password"].as_str().unwrap().to_string();
+    assert!(imap_login(&server, "dora", &app_password, false));
+    let reset = |by: &str, user: &str| call(&server, "POST", &format!("/api/admin/users/{user}/two-factor/reset"), Some(by), None);
+
+    // Nobody else may, an officer not on his own account, and a wrong name changes nothing.
+    let anna = token(&server, "anna", None);
+    let (status, v) = reset(&anna, "dora");
+    assert_eq!((status, v["error"].as_str()), (403, Some("forbidden")), "an agent: {v}");
+    let (status, v) = reset(&olga, "olga");
+    assert_eq!((status, v["error"].as_str()), (403, Some("forbidden")), "his own: {v}");
+    assert_eq!(reset(&olga, "nobody").0, 404);
+    let (status, v) = reset(&olga, "anna");
+    assert_eq!((status, v["error"].as_str()), (409, Some("conflict")), "anna has no second factor: {v}");
+    assert_eq!(call(&server, "GET", "/api/queues", Some(&dora_old), None).0, 200, "dora untouched so far");
+
+    let (status, v) = reset(&olga, "dora");
+    assert_eq!((status, &v), (200, &json!({ "name": "dora", "totp": true, "app_passwords_revoked": 1 })));
+    assert_eq!(call(&server, "GET", "/api/queues", Some(&dora_old), None).0, 401, "her sessions ended");
+    assert!(!imap_login(&server, "dora", &app_password, false), "the lost phone's app password is revoked");
+    let (status, v) = login(&server, "dora", Some(&dora_recovery[0]));
+    assert_eq!(status, 200, "the password alone logs in again (a code is ignored, none is needed): {v}");
+    let t = token(&server, "dora", None);
+    let (status, v) = call(&server, "GET", "/api/queues", Some(&t), None);
+    assert_eq!((status, v["error"].as_str()), (403, Some("two_factor_required")), "her role still requires it: {v}");
+    let (_, v) = call(&server, "GET", "/api/me/totp", Some(&t), None);
+    assert_eq!(v, json!({ "enabled": false, "pending": false, "recovery_codes_left": 0 }));
+    let (status, v) = call(&server, "POST", "/api/me/totp", Some(&t), None);
+    assert_eq!(status, 200, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert_eq!(call(&server, "POST", "/api/me/totp/confirm", Some(&t), Some(json!({ "code": code(&secret, 0) }))).0, 200);
+    assert_eq!(call(&server, "GET", "/api/queues", Some(&t), None).0, 200, "a new device, and she works again");
+    assert_eq!(reset(&olga, "anna").0, 409, "still nothing to reset for anna");
+
+    // The officer's users page has the same button.
+    let browser = CurlBrowser::new(&server);
+    let pending = browser.log_in("olga", PW).hidden("pending").unwrap();
+    assert_eq!(browser.post("/login/code", &[("pending", &pending), ("code", &olga_recovery[0])]).status, 303);
+    let users = browser.get("/admin/users");
+    assert!(users.body.contains("action=\"/admin/users/dora/two-factor/reset\""), "{}", users.body);
+    let r = browser.submit("/admin/users", "/admin/users/dora/two-factor/reset", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("dora&#x27;s second factor is removed (0 app passwords revoked") || r.body.contains("dora's second factor is removed (0 app passwords revoked"), "{}", r.body);
+    assert_eq!(call(&server, "GET", "/api/queues", Some(&t), None).0, 401, "her new session ended too");
+    let r = browser.submit("/admin/users", "/admin/users/olga/two-factor/reset", &[]);
+    assert_eq!(r.status, 403, "not his own, on the page either: {r:?}");
+
+    // The host resets an officer's, who then logs in with his password alone.
+    let (_, _, _) = enrol(&server, "oscar");
+    assert_eq!(login(&server, "oscar", None).1["error"], "code_required");
+    let out = server.cli(&["user", "reset-two-factor", "oscar"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout_str().contains("TOTP and recovery codes removed"), "{}", out.stdout_str());
+    assert_eq!(login(&server, "oscar", None).0, 200);
+    assert!(!server.cli(&["user", "reset-two-factor", "oscar"]).status.success(), "nothing left to reset");
+
+    let entries = audit(&server);
+    assert!(audited(&entries, "user.two-factor-reset", "totp=removed app-passwords-revoked=1"), "{entries:#?}");
+    assert!(audited(&entries, "admin.refused", "attempt=user.two-factor-reset reason=own-access"), "{entries:#?}");
+    assert_eq!(entries.iter().filter(|e| e["action"] == "user.two-factor-reset").count(), 3, "dora's twice and oscar's only");
+}

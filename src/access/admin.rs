@@ -105,6 +105,15 @@ pub(crate) async fn role_exists(tx: &mut Tx, role: &str) -> Result<(), AdminErro
     if tx.role_exists(role).await? { Ok(()) } else { Err(AdminError::NoSuchRole(role.into())) }
 }
 
+/// What resetting a user's second factor removed.
+#[derive(Debug, serde::Serialize)]
+pub struct TwoFactorReset {
+    /// A TOTP secret (with its recovery codes) was removed.
+    pub totp: bool,
+    /// How many IMAP app passwords were revoked.
+    pub app_passwords: u64,
+}
+
 impl Access {
     /// Refuses (403, audited as `admin.refused`) a request by which an officer would change his
     /// own account, his own role memberships, or the grants of a role he holds.
@@ -223,6 +232,25 @@ impl Access {
         audit_in(&mut tx, actor, "user.lock", format!("user:{name}"), None).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A lost second factor: the user's TOTP secret, recovery codes and IMAP app passwords go and
+    /// his sessions end (the lost phone may hold one). His password stays, so this alone hands
+    /// nobody his account; at his next login he enrols a new device (at once, if a role requires
+    /// it). 409 when he has neither, so a mistyped name changes nothing. Audited as `user.two-factor-reset`.
+    pub async fn reset_two_factor(&self, name: &str, actor: &str) -> Result<TwoFactorReset, AdminError> {
+        let mut tx = self.store.begin_write().await?;
+        let id = user_id(&mut tx, name).await?;
+        let totp = tx.remove_totp(id).await?;
+        let app_passwords = tx.revoke_all_app_passwords(id).await?;
+        if !totp && app_passwords == 0 {
+            return Err(AdminError::Conflict(format!("user {name:?} has no second factor and no app password: nothing to reset")));
+        }
+        tx.end_sessions(id).await?;
+        let detail = format!("totp={} app-passwords-revoked={app_passwords}", if totp { "removed" } else { "none" });
+        audit_in(&mut tx, actor, "user.two-factor-reset", format!("user:{name}"), Some(detail)).await?;
+        tx.commit().await?;
+        Ok(TwoFactorReset { totp, app_passwords })
     }
 
     /// Unlock: lifts both an officer's lock and a temporary lockout after failed logins.

@@ -145,6 +145,7 @@ pub fn routes() -> Routes {
         .post("/api/admin/users/{name}/password", admin::reset_password)
         .post("/api/admin/users/{name}/lock", admin::lock_user)
         .post("/api/admin/users/{name}/unlock", admin::unlock_user)
+        .post("/api/admin/users/{name}/two-factor/reset", admin::reset_two_factor)
         .post("/api/admin/users/{name}/email", admin::set_email)
         .delete("/api/admin/users/{name}", admin::remove_user)
         .get("/api/admin/roles", admin::list_roles)

@@ -59,6 +59,15 @@ impl Tx {
             .await?))
     }
 
+    /// Revokes every app password of the user; how many there were.
+    pub async fn revoke_all_app_passwords(&mut self, user_id: i64) -> Result<u64, StoreError> {
+        Ok(on_conn!(self.engine(), c => sqlx::query("DELETE FROM app_passwords WHERE user_id = $1")
+            .bind(user_id)
+            .execute(c)
+            .await?
+            .rows_affected()))
+    }
+
     pub async fn app_password_used(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
         on_conn!(self.engine(), c => sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
             .bind(id)

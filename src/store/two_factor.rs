@@ -125,14 +125,14 @@ impl Tx {
         Ok(done == 1)
     }
 
-    /// Switches TOTP off: the secret and every recovery code go.
-    pub async fn remove_totp(&mut self, user_id: i64) -> Result<(), StoreError> {
-        on_conn!(self.engine(), c => {
-            for statement in ["DELETE FROM user_recovery_codes WHERE user_id = $1", "DELETE FROM user_totp WHERE user_id = $1"] {
-                sqlx::query(statement).bind(user_id).execute(&mut *c).await?;
-            }
+    /// Switches TOTP off: the secret and every recovery code go. True when there was a secret
+    /// (confirmed or still being enrolled).
+    pub async fn remove_totp(&mut self, user_id: i64) -> Result<bool, StoreError> {
+        let removed = on_conn!(self.engine(), c => {
+            sqlx::query("DELETE FROM user_recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *c).await?;
+            sqlx::query("DELETE FROM user_totp WHERE user_id = $1").bind(user_id).execute(&mut *c).await?.rows_affected()
         });
-        Ok(())
+        Ok(removed > 0)
     }
 
     /// Replaces the user's recovery codes by these hashes.

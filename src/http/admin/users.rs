@@ -189,6 +189,48 @@ pub async fn lock_user(
     Ok(done())
 }
 
+/// `POST /api/admin/users/{name}/two-factor/reset`: a user who lost his second factor.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{name}/two-factor/reset",
+    operation_id = "resetTwoFactor",
+    tag = "admin",
+    summary = "Reset a user's lost second factor",
+    description = "For a user who lost the device with his authenticator app (and his recovery codes): his TOTP secret, recovery codes \
+         and IMAP app passwords are removed and his sessions end; his password stays, so this alone opens his account to nobody. \
+         At his next login he enrols a new device (at once, if one of his roles requires two-factor login). Applies at once, \
+         audited as user.two-factor-reset. Not your own account (403); 409 when he has no second factor and no app password.",
+    security(("cookie" = [], "csrf" = []), ("bearer" = [])),
+    params(("name" = String, Path, description = USER_NAME, min_length = 1)),
+    responses(
+        (status = 200, description = "reset: what was removed", body = inline(TwoFactorReset)),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
+    ),
+)]
+pub async fn reset_two_factor(
+    State(ctx): State<Arc<HttpContext>>,
+    Officer(auth): Officer,
+    Path(name): Path<String>,
+) -> Result<axum::Json<TwoFactorReset>, ApiError> {
+    ctx.access.refuse_own(&auth.principal, "user.two-factor-reset", Touches::Account(&name)).await?;
+    let reset = ctx.access.reset_two_factor(&name, &auth.principal.actor()).await?;
+    Ok(axum::Json(TwoFactorReset { name, totp: reset.totp, app_passwords_revoked: reset.app_passwords }))
+}
+
+/// What resetting a user's second factor removed.
+#[derive(serde::Serialize, ToSchema)]
+pub struct TwoFactorReset {
+    name: String,
+    /// His TOTP secret and recovery codes were removed (false: he had app passwords only).
+    totp: bool,
+    /// How many IMAP app passwords were revoked.
+    app_passwords_revoked: u64,
+}
+
 /// `POST /api/admin/users/{name}/email`'s body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

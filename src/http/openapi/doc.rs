@@ -61,6 +61,7 @@ use crate::http::{app_passwords, auth, cases, enrol, notifications, queues, two_
         admin::reset_password,
         admin::lock_user,
         admin::unlock_user,
+        admin::reset_two_factor,
         admin::set_email,
         admin::remove_user,
         admin::list_roles,

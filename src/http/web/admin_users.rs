@@ -188,6 +188,26 @@ pub async fn unlock(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String
     answer(&ctx, &session, result.await).await
 }
 
+/// `POST /admin/users/{name}/two-factor/reset`: a user lost the device with his second factor.
+pub async fn reset_two_factor(
+    State(ctx): State<Arc<HttpContext>>,
+    Path(name): Path<String>,
+    posted: Posted<HashMap<String, String>>,
+) -> Response {
+    let session = posted.session;
+    if let Some(refused) = not_an_officer(&ctx, &session) {
+        return refused;
+    }
+    let chrome = session.chrome(&ctx);
+    let result = async {
+        ctx.access.refuse_own(&session.principal, "user.two-factor-reset", Touches::Account(&name)).await?;
+        let reset = ctx.access.reset_two_factor(&name, &session.principal.actor()).await?;
+        let count = reset.app_passwords.to_string();
+        Ok(Notice::done(chrome.fill("admin.users.two_factor_reset", &[("user", &name), ("count", &count)])))
+    };
+    answer(&ctx, &session, result.await).await
+}
+
 /// `POST /admin/users/{name}/email` (`email`; empty removes it): where the user's notifications
 /// are mailed.
 pub async fn email(State(ctx): State<Arc<HttpContext>>, Path(name): Path<String>, posted: Posted<HashMap<String, String>>) -> Response {

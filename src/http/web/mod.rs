@@ -83,6 +83,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/users", get(admin_users::list).post(admin_users::add))
         .route("/admin/users/{name}/lock", post(admin_users::lock))
         .route("/admin/users/{name}/unlock", post(admin_users::unlock))
+        .route("/admin/users/{name}/two-factor/reset", post(admin_users::reset_two_factor))
         .route("/admin/users/{name}/email", post(admin_users::email))
         .route("/admin/users/{name}/password", post(admin_users::reset))
         .route("/admin/users/{name}/remove", get(admin_users::confirm_remove).post(admin_users::remove))
