@@ -150,10 +150,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
     let cases = crate::cases::Cases::new(access.clone(), case_settings(&settings));
+    let dkim: crate::outbox::DkimSlot = Arc::new(arc_swap::ArcSwapOption::new(settings.dkim.clone()));
     let reloader = tokio::spawn(reload_on_hangup(
         hangups,
         settings.clone(),
-        Reloadable { policy: ctx.intake.policy_slot(), cases: cases.clone(), access: access.clone() },
+        Reloadable { policy: ctx.intake.policy_slot(), cases: cases.clone(), access: access.clone(), dkim: dkim.clone() },
         shutdown.clone(),
     ));
     // PostgreSQL: colleagues on the other nodes show on case pages too.
@@ -241,8 +242,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         store.watch_other_nodes(async move { shutdown.reached(Phase::Draining).await })
     };
     let outbox = settings.config.outbox.clone().map(|config| {
-        let dkim = settings.dkim.clone();
-        tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), dkim, shutdown.clone()))
+        tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), dkim.clone(), shutdown.clone()))
     });
     let escalation = settings.escalation.clone().map(|policy| {
         let escalator = crate::cases::escalation::Escalator::new(
@@ -286,12 +286,13 @@ struct Reloadable {
     policy: crate::intake::PolicySlot,
     cases: crate::cases::Cases,
     access: crate::access::Access,
+    dkim: crate::outbox::DkimSlot,
 }
 
 /// On each SIGHUP, reads the configuration file again ([`Settings::reload`]) and puts what a
 /// running server can change in force: intake's policy (routing, rules, SLA, acknowledgements),
-/// the case service's settings (reply templates, review, calendar) and the roles (new ones are
-/// created). Sessions stay open; a message is decided by the policy in force when its DATA
+/// the case service's settings (reply templates, review, calendar), the roles (new ones are
+/// created) and the DKIM signer (a new key or selector signs the next message sent). Sessions stay open; a message is decided by the policy in force when its DATA
 /// ends. A bad file is refused with its file/line/key error and nothing changes.
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
@@ -321,6 +322,7 @@ async fn reload_on_hangup(
         reloadable.policy.store(settings.policy.clone());
         reloadable.cases.replace_settings(case_settings(&settings));
         reloadable.access.replace_roles(settings.config.roles.clone());
+        reloadable.dkim.store(settings.dkim.clone());
         if let Err(e) = reloadable.access.seed_roles().await {
             tracing::warn!(error = %e, "creating the roles named in the reloaded configuration failed (retried at the next reload)");
         }

@@ -284,6 +284,44 @@ fn a_message_queued_before_a_crash_is_signed_when_it_is_finally_sent() {
     assert_eq!(ack.data.matches("DKIM-Signature:").count(), 1, "one signature: the failed attempts added none");
 }
 
+/// DKIM key rotation without a restart: a new selector and key written to the config, SIGHUP,
+/// and the next message is signed with the new key (the old record may then be removed from DNS
+/// once mail signed with it has been delivered).
+#[test]
+fn a_new_key_takes_over_on_sighup() {
+    let (mut server, captured) = prepared();
+    let old = generate_and_start(&mut server, &["--selector", "old"]);
+    let first = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], &simple_message(&unique_token("A "), "Hello"));
+    let ack = wait_for(&captured, "the first acknowledgement", |m| m.data.contains(&first));
+    assert!(passes(ack.data.as_bytes(), &old));
+
+    let out = server.cli(&["dkim", "generate", "--selector", "new"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let new = Printed::parse(&out.stdout_str());
+    let config = std::fs::read_to_string(&server.config).unwrap();
+    let config = &config[..config.find("\n[dkim]").unwrap()];
+    std::fs::write(&server.config, format!("{config}\n{}\n", new.config)).unwrap();
+    let pid = server.pid();
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0, "kill -HUP");
+    assert!(wait_until(Duration::from_secs(10), || server.log_text().contains("configuration reloaded")), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("keep their running values"),
+        "[dkim] is taken over, not left for a restart: {}",
+        server.log_text()
+    );
+
+    // Another sender: one acknowledgement per sender within the window.
+    let second = server.smtp_session().send_message(
+        "other@client.example.org",
+        &["support@example.com"],
+        &simple_message(&unique_token("B "), "Hello"),
+    );
+    let ack = wait_for(&captured, "the second acknowledgement", |m| m.data.contains(&second));
+    assert_eq!(verify(ack.data.as_bytes(), &new), vec![(DkimResult::Pass, "example.com".into(), "new".into())]);
+    assert!(!passes(ack.data.as_bytes(), &old), "no longer the old key");
+    assert_eq!(server.pid(), pid, "the same process: no restart");
+}
+
 /// `mailroom config check --config FILE` on the demo config plus `section`: (success, stderr,
 /// the config file's name).
 fn config_check(dir: &std::path::Path, section: &str) -> (bool, String, String) {

@@ -1,14 +1,15 @@
 //! A configuration reload (SIGHUP). The new file is validated completely, with the usual
 //! file/line/key errors, before anything changes. What a running server can swap takes effect:
 //! routing, queues' and categories' settings, rules, the SLA calendar, acknowledgements, reply
-//! templates and roles. Every other section keeps its running value until the next restart
+//! templates, roles and DKIM signing (`[dkim]`: a new selector and key, read when the file is). Every other section keeps its running value until the next restart
 //! (listeners, limits, storage, TLS, …): those are named, so the operator knows.
 
 use super::{ConfigError, Settings};
 
 /// The top-level sections a running server takes over from a reloaded file. Any other section,
 /// including one added to the configuration later, counts as needing a restart.
-pub const RELOADABLE: &[&str] = &["mail", "queues", "categories", "rules", "sla", "intake", "acknowledgement", "templates", "roles"];
+pub const RELOADABLE: &[&str] =
+    &["mail", "queues", "categories", "rules", "sla", "intake", "acknowledgement", "templates", "roles", "dkim"];
 
 /// What a reload puts in force.
 #[derive(Debug)]

@@ -23,3 +23,7 @@ pub use ack::{AckTemplate, skip_reason};
 pub use config::{OutboxConfig, SmarthostConfig, TlsMode};
 pub use dkim::{DkimConfig, Signer as DkimSigner};
 pub use worker::run;
+
+/// The `[dkim]` signer in force: the worker loads it for each message, a configuration reload
+/// (SIGHUP) swaps it (a new selector and key take over without a restart; None stops signing).
+pub type DkimSlot = std::sync::Arc<arc_swap::ArcSwapOption<DkimSigner>>;

@@ -11,11 +11,10 @@
 //!
 //! Logs name rows by id and failures by kind (`RCPT: 550 5.1.1`): never an address or content.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::OutboxConfig;
-use super::dkim::{SignError, Signer};
+use super::dkim::SignError;
 use super::smarthost::{Connection, Delivery, Failure, Sender, crlf_lines};
 use crate::shutdown::{Phase, Shutdown};
 use crate::store::outbox::{self as rows, Attempt, Mail, OutboxError, OutboxRow, open_mail};
@@ -23,7 +22,7 @@ use crate::store::{Store, StoreError, now_millis};
 
 /// Runs until shutdown: takes due rows, delivers them, records the outcome.
 /// `hostname` is ours, for EHLO; with `dkim`, every message is signed just before it is sent.
-pub async fn run(store: Store, config: OutboxConfig, hostname: String, dkim: Option<Arc<Signer>>, mut shutdown: Shutdown) {
+pub async fn run(store: Store, config: OutboxConfig, hostname: String, dkim: super::DkimSlot, mut shutdown: Shutdown) {
     let smarthost = match config.smarthost(&hostname) {
         Ok(s) => s,
         Err(e) => {
@@ -41,7 +40,7 @@ pub async fn run(store: Store, config: OutboxConfig, hostname: String, dkim: Opt
     tracing::info!(
         smarthost = %format_args!("{}:{}", sender.smarthost.host, sender.smarthost.port),
         tls = ?sender.smarthost.tls,
-        dkim = ?dkim.as_deref().map(|s| format!("{}._domainkey.{}", s.selector(), s.domain())),
+        dkim = ?dkim.load().as_deref().map(|s| format!("{}._domainkey.{}", s.selector(), s.domain())),
         "outbox worker started"
     );
     let worker = Worker { store, config, sender, dkim };
@@ -93,7 +92,7 @@ struct Worker {
     store: Store,
     config: OutboxConfig,
     sender: Sender,
-    dkim: Option<Arc<Signer>>,
+    dkim: super::DkimSlot,
 }
 
 /// What happened to one claimed row, waiting to be written.
@@ -216,7 +215,8 @@ impl Worker {
     /// signing failure is retried rather than the message sent unsigned, which the domain's DMARC
     /// policy may have receivers reject.
     fn signed(&self, mut mail: Mail) -> Result<Mail, Failure> {
-        let Some(signer) = &self.dkim else { return Ok(mail) };
+        let signer = self.dkim.load();
+        let Some(signer) = signer.as_deref() else { return Ok(mail) };
         match signer.sign(&crlf_lines(&mail.data)) {
             Ok(signed) => {
                 mail.data = signed;

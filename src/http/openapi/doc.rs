@@ -88,7 +88,7 @@ use crate::http::{app_passwords, auth, cases, enrol, notifications, queues, two_
             case::Mailbox, case::Case, case::CaseListItem, case::Message, case::Entry, case::HistoryEntry, case::CaseDetail, case::ActionResult),
         responses(BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
     ),
-    modifiers(&SecuritySchemes, &ResetBody),
+    modifiers(&SecuritySchemes, &ResetBody, &AuthenticatedCanBeForbidden),
 )]
 pub struct ApiDoc;
 
@@ -118,6 +118,33 @@ impl Modify for SecuritySchemes {
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
+}
+
+/// Every authenticated operation can answer 403: `two_factor_required` (the caller's role requires
+/// two-factor login and he has not enrolled; `http::auth` lets only the enrolment through) and,
+/// for a change with a cookie session, `csrf`. So each one lists `Forbidden`, also those whose
+/// handler checks no permission of its own.
+struct AuthenticatedCanBeForbidden;
+
+impl Modify for AuthenticatedCanBeForbidden {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                if is_public(operation) {
+                    continue;
+                }
+                operation.responses.responses.entry("403".into()).or_insert_with(|| Ref::from_response_name("Forbidden").into());
+            }
+        }
+    }
+}
+
+/// An operation anyone may call: its security is the one empty requirement (`security(())`).
+fn is_public(operation: &utoipa::openapi::path::Operation) -> bool {
+    operation.security.as_ref().is_some_and(|requirements| {
+        requirements.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty())))
+    })
 }
 
 /// An error answer with the `Error` body.

@@ -155,6 +155,26 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
     }
 
+    /// Every operation that needs a session can answer 403 `two_factor_required` (and `csrf`), so
+    /// the document says so for each; the public ones (login, enrolment, this document) need none.
+    #[test]
+    fn every_authenticated_operation_documents_403() {
+        let doc = document();
+        let mut public = Vec::new();
+        for (method, path) in operations(&doc) {
+            let operation = &doc["paths"][&path][&method];
+            if operation["security"] == serde_json::json!([{}]) {
+                public.push(format!("{method} {path}"));
+                continue;
+            }
+            assert_eq!(
+                operation["responses"]["403"]["$ref"], "#/components/responses/Forbidden",
+                "{method} {path} needs a session but does not document 403"
+            );
+        }
+        assert!(public.contains(&"post /api/login".to_string()) && public.len() < 8, "{public:?}");
+    }
+
     /// The served document is OpenAPI 3.1 as utoipa models it: it reads back into
     /// `utoipa::openapi::OpenApi` and writes out the same, so no part (the modifiers' included)
     /// is outside the specification's structure. (tests/openapi_fuzz.rs has schemathesis load it too.)
