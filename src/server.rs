@@ -165,7 +165,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let http_ctx = Arc::new(crate::http::HttpContext {
         settings: settings.http_settings(),
         access: access.clone(),
-        cases,
+        cases: cases.clone(),
         tls: settings.config.http.tls.then(|| ctx.tls.clone()),
         shutdown: shutdown.clone(),
     });
@@ -245,12 +245,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         tokio::spawn(crate::outbox::run(store.clone(), config, settings.config.server.hostname.clone(), dkim.clone(), shutdown.clone()))
     });
     let escalation = settings.escalation.clone().map(|policy| {
-        let escalator = crate::cases::escalation::Escalator::new(
-            store.clone(),
-            policy,
-            settings.policy.calendar.timezone(),
-            config.server.hostname.clone(),
-        );
+        let escalator = crate::cases::escalation::Escalator::new(store.clone(), policy, cases.clone(), config.server.hostname.clone());
         tokio::spawn(run_escalation(escalator, store.clone(), lease_holder.clone(), shutdown.clone()))
     });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");

@@ -32,6 +32,12 @@ grants = { support = ["read", "act", "supervise"] }
 [intake]
 acknowledge = false
 
+# Working time is clock time here, so the moved cases warn whatever the hour the test runs at
+# (the working-time warning point is unit-tested in intake::sla).
+[sla]
+working_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+hours = "00:00-24:00"
+
 [escalation]
 warn_at = "80%"
 breach_priority = "urgent"

@@ -265,6 +265,49 @@ impl Calendar {
         count
     }
 
+    /// Whether a case opened at `opened` and due at `due` is past its warning point at `now`:
+    /// `share_permille`‰ of its time gone, counted the way its priority's SLA counts, so working
+    /// time for working hours and days (a case due Monday at 10:00 is not warned about on Sunday
+    /// night, but on Monday morning) and clock time otherwise. Not once it is due: that is a breach.
+    pub fn warning_reached(
+        &self,
+        priority: Priority,
+        opened: DateTime<Utc>,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        share_permille: i64,
+    ) -> bool {
+        if now >= due {
+            return false;
+        }
+        let (gone, total) = match self.target(priority) {
+            SlaDuration::Hours(_) | SlaDuration::Days(_) => (now - opened, due - opened),
+            SlaDuration::WorkingHours(_) | SlaDuration::WorkingDays(_) => {
+                (self.working_time_between(opened, now), self.working_time_between(opened, due))
+            }
+        };
+        gone.num_milliseconds() * 1000 >= total.num_milliseconds() * share_permille
+    }
+
+    /// The latest due time at which a case of any priority can be past its warning point at
+    /// `now` (with a minute to spare): one due later still has more than the rest of its SLA time
+    /// ahead, so the SLA sweep reads only the cases due by then.
+    pub fn warning_horizon(&self, now: DateTime<Utc>, share_permille: i64) -> DateTime<Utc> {
+        let rest = |full: Duration| full * (1000 - share_permille.clamp(0, 1000)) as i32 / 1000 + Duration::minutes(1);
+        let clock = |d: Duration| now.checked_add_signed(rest(d)).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        [Priority::Urgent, Priority::Normal, Priority::Low]
+            .into_iter()
+            .map(|priority| match self.target(priority) {
+                SlaDuration::Hours(n) => clock(Duration::hours(n.into())),
+                // A day across a DST change is 25 hours.
+                SlaDuration::Days(n) => clock(Duration::hours(i64::from(n) * 25)),
+                SlaDuration::WorkingHours(n) => self.add_working(now, rest(Duration::hours(n.into()))),
+                SlaDuration::WorkingDays(n) => self.add_working(now, rest(self.working_day_length() * n as i32)),
+            })
+            .max()
+            .unwrap_or(now)
+    }
+
     /// The nominal length of a working day (end − start in wall-clock time).
     fn working_day_length(&self) -> Duration {
         Duration::minutes((self.end - self.start).into())
@@ -764,5 +807,61 @@ mod tests {
         assert_eq!(f.sla.timezone, "UTC");
         assert_eq!(cal(f.sla).target(Priority::Low), SlaDuration::WorkingDays(10));
         assert!(toml::from_str::<File>("[sla]\nweekend = [\"sat\"]\n").is_err());
+    }
+
+    #[test]
+    fn the_warning_point_counts_the_time_the_sla_counts() {
+        let calendar = cal(SlaConfig { urgent: "8 working hours".into(), low: "24h".into(), ..berlin() });
+        let local = |s: &str| calendar.tz.from_local_datetime(&s.parse::<NaiveDateTime>().unwrap()).unwrap().with_timezone(&Utc);
+        let reached =
+            |p: Priority, opened: DateTime<Utc>, due: DateTime<Utc>, now: &str| calendar.warning_reached(p, opened, due, local(now), 800);
+
+        // 8 working hours from Friday 16:00: 1 hour on Friday, 7 on Monday, due Monday 16:00. 80 %
+        // of the clock time is gone on Sunday at 17:36, of the working time on Monday at 14:24.
+        let opened = local("2026-12-04T16:00:00");
+        let due = calendar.due(opened, Priority::Urgent);
+        assert_eq!(due, local("2026-12-07T16:00:00"));
+        assert!(!reached(Priority::Urgent, opened, due, "2026-12-06T20:00:00"), "not on Sunday night");
+        assert!(!reached(Priority::Urgent, opened, due, "2026-12-07T14:20:00"));
+        assert!(reached(Priority::Urgent, opened, due, "2026-12-07T14:25:00"), "on Monday afternoon");
+        assert!(!reached(Priority::Urgent, opened, due, "2026-12-07T16:00:00"), "due: a breach, not a warning");
+
+        // 3 working days (normal) from Friday 16:00: due Wednesday 16:00, warned Wednesday 11:12.
+        let due = calendar.due(opened, Priority::Normal);
+        assert_eq!(due, local("2026-12-09T16:00:00"));
+        assert!(!reached(Priority::Normal, opened, due, "2026-12-08T16:30:00"), "the clock's 80 % is Tuesday 16:00");
+        assert!(reached(Priority::Normal, opened, due, "2026-12-09T11:15:00"));
+
+        // A clock SLA (24h, low) warns by the clock, weekend or not.
+        let due = calendar.due(opened, Priority::Low);
+        assert_eq!(due, local("2026-12-05T16:00:00"));
+        assert!(!reached(Priority::Low, opened, due, "2026-12-05T11:00:00"));
+        assert!(reached(Priority::Low, opened, due, "2026-12-05T11:13:00"), "Saturday, 80 % of 24 hours");
+    }
+
+    #[test]
+    fn the_warning_horizon_covers_every_case_past_its_warning_point() {
+        let calendar = cal(SlaConfig { urgent: "8 working hours".into(), low: "2 days".into(), ..berlin() });
+        let local = |s: &str| calendar.tz.from_local_datetime(&s.parse::<NaiveDateTime>().unwrap()).unwrap().with_timezone(&Utc);
+        // Every hour of a fortnight around Christmas (holidays, a weekend, a New Year) as the
+        // opening time of each priority, checked at every hour until it is due.
+        let mut checked = 0;
+        for start in 0..14 * 24 {
+            let opened = local("2026-12-18T00:00:00") + Duration::hours(start);
+            for priority in [Priority::Urgent, Priority::Normal, Priority::Low] {
+                let due = calendar.due(opened, priority);
+                let mut now = opened;
+                while now < due {
+                    if calendar.warning_reached(priority, opened, due, now, 800) {
+                        assert!(due <= calendar.warning_horizon(now, 800), "{priority:?} opened {opened}, due {due}, at {now}");
+                        checked += 1;
+                    }
+                    now += Duration::hours(1);
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        let now = local("2026-12-07T10:00:00");
+        assert!(calendar.warning_horizon(now, 800) < now + Duration::days(3), "a bounded read, not every open case");
     }
 }

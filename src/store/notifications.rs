@@ -20,18 +20,27 @@ pub struct Candidate {
 /// breaches), not spam, and not yet marked for this event and deadline.
 const RUNNING: &str = "c.status IN ('new', 'open') AND c.spam = 0 AND c.due_at IS NOT NULL";
 
-/// Cases past their warning point (`opened_at` + `warn_permille`‰ of the time to `due_at`) but
-/// not yet due, oldest due first; at most `limit`.
-pub async fn warnings(store: &Store, now: i64, warn_permille: i64, limit: i64) -> Result<Vec<Candidate>, StoreError> {
+/// A running case due after `now` and by `horizon`, not yet warned about for that due time: one
+/// that may be past its warning point (the calendar decides: `cases::escalation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approaching {
+    pub case_id: i64,
+    pub opened_at: i64,
+    pub due_at: i64,
+    pub priority: String,
+}
+
+/// The running cases due in (`now`, `horizon`] not yet warned about for their due time, soonest
+/// due first; at most `limit`.
+pub async fn approaching(store: &Store, now: i64, horizon: i64, limit: i64) -> Result<Vec<Approaching>, StoreError> {
     let sql = format!(
-        "SELECT c.id, c.due_at FROM cases c WHERE {RUNNING} AND c.due_at > $1
-           AND c.opened_at + (c.due_at - c.opened_at) * $2 / 1000 <= $1
+        "SELECT c.id, c.opened_at, c.due_at, c.priority FROM cases c WHERE {RUNNING} AND c.due_at > $1 AND c.due_at <= $2
            AND NOT EXISTS (SELECT 1 FROM escalation_events e WHERE e.case_id = c.id AND e.kind = 'warning' AND e.deadline = c.due_at)
          ORDER BY c.due_at, c.id LIMIT $3"
     );
-    let rows: Vec<(i64, i64)> = on_db!(store.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(now).bind(warn_permille).bind(limit).fetch_all(pool).await?);
-    Ok(rows.into_iter().map(|(case_id, deadline)| Candidate { case_id, kind: "warning", deadline }).collect())
+    let rows: Vec<(i64, i64, i64, String)> = on_db!(store.db(), pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(now).bind(horizon).bind(limit).fetch_all(pool).await?);
+    Ok(rows.into_iter().map(|(case_id, opened_at, due_at, priority)| Approaching { case_id, opened_at, due_at, priority }).collect())
 }
 
 /// Cases past their due time, not yet marked as breached for it; at most `limit`.

@@ -16,12 +16,13 @@ pub mod config;
 
 use std::sync::Arc;
 
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 
+use crate::intake::sla::Calendar;
 use crate::outbox::compose::{self, Notice};
 use crate::store::audit::AuditEntry;
 use crate::store::cases::{CLOCK_RUNNING, CaseChange, CaseRow, StaffMember};
-use crate::store::notifications::{self, Candidate};
+use crate::store::notifications::{self, Approaching, Candidate};
 use crate::store::priority::Priority;
 use crate::store::{Store, StoreError};
 pub use config::{Escalation, EscalationConfig};
@@ -48,13 +49,14 @@ pub struct SweepSummary {
 pub struct Escalator {
     store: Store,
     policy: Arc<Escalation>,
-    timezone: Tz,
+    /// The SLA calendar comes from the case service's settings, which a reload replaces.
+    cases: super::Cases,
     hostname: String,
 }
 
 impl Escalator {
-    pub fn new(store: Store, policy: Escalation, timezone: Tz, hostname: String) -> Escalator {
-        Escalator { store, policy: Arc::new(policy), timezone, hostname }
+    pub fn new(store: Store, policy: Escalation, cases: super::Cases, hostname: String) -> Escalator {
+        Escalator { store, policy: Arc::new(policy), cases, hostname }
     }
 
     pub fn policy(&self) -> &Escalation {
@@ -65,8 +67,9 @@ impl Escalator {
     /// new cases; at most `batch` of each.
     pub async fn sweep(&self, now: i64) -> Result<SweepSummary, StoreError> {
         let limit = self.policy.batch as i64;
+        let calendar = self.cases.settings().calendar.clone();
         let mut events = notifications::breaches(&self.store, now, limit).await?;
-        events.extend(notifications::warnings(&self.store, now, self.policy.warn_permille, limit).await?);
+        events.extend(self.warnings(&calendar, now, limit).await?);
         let since = now - NEW_CASE_WINDOW_MS;
         events.extend(notifications::arrivals(&self.store, since, &self.policy.new_priorities, &self.policy.new_tiers, limit).await?);
         let mut summary = SweepSummary::default();
@@ -76,11 +79,29 @@ impl Escalator {
         Ok(summary)
     }
 
+    /// The cases past their warning point: of those due soon enough to be (the calendar's
+    /// horizon), the ones whose share of SLA time is gone; at most `limit`. The read is bounded
+    /// ([`APPROACHING_READ`]) but not by `limit`, so cases not yet at their point cannot crowd out
+    /// one that is.
+    async fn warnings(&self, calendar: &Calendar, now: i64, limit: i64) -> Result<Vec<Candidate>, StoreError> {
+        let horizon = calendar.warning_horizon(instant(now), self.policy.warn_permille).timestamp_millis();
+        let approaching = notifications::approaching(&self.store, now, horizon, APPROACHING_READ).await?;
+        Ok(approaching
+            .into_iter()
+            .filter(|case| warning_reached(calendar, case, now, self.policy.warn_permille))
+            .take(limit as usize)
+            .map(|case| Candidate { case_id: case.case_id, kind: "warning", deadline: case.due_at })
+            .collect())
+    }
+
     /// One event in one transaction; nothing when the case changed since it was found (another
     /// node handled it, the case was answered, its due time moved).
     async fn handle(&self, event: &Candidate, now: i64, summary: &mut SweepSummary) -> Result<(), StoreError> {
         let Some(mut change) = self.store.change_case(event.case_id).await? else { return Ok(()) };
-        if !still_applies(&change.case, event, now, self.policy.warn_permille) || !change.mark_event(event.kind, event.deadline).await? {
+        let calendar = self.cases.settings().calendar.clone();
+        if !still_applies(&calendar, &change.case, event, now, self.policy.warn_permille)
+            || !change.mark_event(event.kind, event.deadline).await?
+        {
             return Ok(()); // dropped: rolled back
         }
         let before = change.case.clone();
@@ -104,7 +125,7 @@ impl Escalator {
             due: before
                 .due_at
                 .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.with_timezone(&self.timezone).format("%Y-%m-%d %H:%M %Z").to_string()),
+                .map(|t| t.with_timezone(&calendar.timezone()).format("%Y-%m-%d %H:%M %Z").to_string()),
             link: self.policy.web_url.as_ref().map(|url| format!("{url}/cases/{}", before.id)),
         };
         let (mut mailed, mut audit) = (0u64, Vec::new());
@@ -177,8 +198,21 @@ fn rank(priority: Priority) -> u8 {
     }
 }
 
+/// How many approaching cases one sweep reads at most (a few integers each).
+const APPROACHING_READ: i64 = 50_000;
+
+fn instant(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The calendar's verdict for a case with this priority (an unknown one counts as normal).
+fn warning_reached(calendar: &Calendar, case: &Approaching, now: i64, warn_permille: i64) -> bool {
+    let priority = case.priority.parse().unwrap_or_default();
+    calendar.warning_reached(priority, instant(case.opened_at), instant(case.due_at), instant(now), warn_permille)
+}
+
 /// The event still holds for the case as read under the write lock.
-fn still_applies(case: &CaseRow, event: &Candidate, now: i64, warn_permille: i64) -> bool {
+fn still_applies(calendar: &Calendar, case: &CaseRow, event: &Candidate, now: i64, warn_permille: i64) -> bool {
     if case.spam {
         return false;
     }
@@ -189,7 +223,11 @@ fn still_applies(case: &CaseRow, event: &Candidate, now: i64, warn_permille: i64
             let Some(due) = case.due_at.filter(|due| running && *due == event.deadline) else { return false };
             match kind {
                 "breach" => due <= now,
-                _ => due > now && case.opened_at + (due - case.opened_at) * warn_permille / 1000 <= now,
+                _ => {
+                    let approaching =
+                        Approaching { case_id: case.id, opened_at: case.opened_at, due_at: due, priority: case.priority.clone() };
+                    warning_reached(calendar, &approaching, now, warn_permille)
+                }
             }
         }
     }
