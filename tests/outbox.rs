@@ -230,7 +230,7 @@ struct Running {
 
 fn start_worker(store: &Store, config: OutboxConfig) -> Running {
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(outbox::run(store.clone(), config, "mx.example.com".into(), None, shutdown));
+    let task = tokio::spawn(outbox::run(store.clone(), config, "mx.example.com".into(), Default::default(), shutdown));
     Running { trigger, task }
 }
 

@@ -7,6 +7,8 @@
 //!   claims, and a row another transaction has locked is skipped, not waited for.
 //! * Leases for singleton jobs, taken by two stores ("nodes") in this process on one database:
 //!   never two holders at once, an expired lease is taken over.
+//! * The SLA sweep on two nodes: one holds its lease, each breach is escalated and told once, and
+//!   the other node takes over when the holder stops.
 
 mod common;
 
@@ -249,4 +251,79 @@ fn the_session_purge_lease_is_held_by_one_node_and_released_when_it_stops() {
     let holder = if row == holders[0] { &mut a } else { &mut b };
     assert!(holder.terminate_and_wait().success());
     assert_eq!(pg.sql("purge", "SELECT holder, until FROM leases"), format!("{row}|0"));
+}
+
+/// Two nodes, both with `[escalation]`: the sweep runs on the one that holds the lease, every
+/// overdue case is escalated and told to the supervisor once (one mark, one notification, one
+/// mail per case), and when the holder stops the other node takes the lease over and handles the
+/// cases that fall due after that.
+#[test]
+fn the_sla_sweep_runs_on_one_node_and_tells_each_breach_once() {
+    const LENA: &str = "lena@staff.example.org";
+    let pg = PgCluster::start();
+    let url = pg.database("sla");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    let (port, captured) = capture_smtp();
+    let extra = format!(
+        "[[roles]]\nname = \"support-lead\"\ngrants = {{ support = [\"read\", \"act\", \"supervise\"] }}\n\n\
+         [intake]\nacknowledge = false\n\n\
+         [sla]\nworking_days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nhours = \"00:00-24:00\"\n\n\
+         [escalation]\nsweep_every = \"1s\"\nbreach_priority = \"urgent\"\n\n\
+         [outbox]\nsmarthost = \"127.0.0.1:{port}\"\ntls = \"none\"\npoll_interval = \"50ms\"\n"
+    );
+    let mut a = start_node(&url, &key_file, "node-a", &extra);
+    let mut b = start_node(&url, &key_file, "node-b", &extra);
+    a.add_user("lena", "correct-horse-battery-staple", &["support-lead"]);
+    assert!(a.cli(&["user", "email", "lena", LENA]).status.success());
+
+    // Overdue cases, delivered to both nodes.
+    let overdue = |count: usize, tag: &str| -> Vec<String> {
+        let numbers: Vec<String> = (0..count)
+            .map(|i| {
+                let node = if i % 2 == 0 { &a } else { &b };
+                let from = format!("sla-{tag}-{i}@client.example.org");
+                node.smtp_session().send_message(&from, &["support@example.com"], &customer_message(&from, &unique_token("Late ")))
+            })
+            .collect();
+        let list = numbers.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",");
+        let past = mailroom::store::now_millis() - 3_600_000;
+        pg.sql("sla", &format!("UPDATE cases SET due_at = {past} WHERE opening_number IN ({list})"));
+        numbers
+    };
+    let breaches = |n: usize| {
+        pg.wait_for("sla", "SELECT count(*) FROM escalation_events WHERE kind = 'breach'", |c| c == n.to_string(), "the breaches")
+    };
+    let first = overdue(8, "a");
+    breaches(first.len());
+    let holder = pg.sql("sla", "SELECT holder FROM leases WHERE name = 'escalation'");
+    let holders = [format!("node-a/{}", a.pid()), format!("node-b/{}", b.pid())];
+    assert!(holders.contains(&holder), "one node's process holds the sweep's lease: {holder:?}");
+
+    // The holder stops; the other node takes over (at once: a clean stop releases the lease).
+    let (stopping, other) = if holder == holders[0] { (&mut a, &holders[1]) } else { (&mut b, &holders[0]) };
+    assert!(stopping.terminate_and_wait().success());
+    let running = if holder == holders[0] { &b } else { &a };
+    let later: Vec<String> = {
+        let from = "sla-later@client.example.org";
+        let number = running.smtp_session().send_message(from, &["support@example.com"], &customer_message(from, &unique_token("Later ")));
+        let past = mailroom::store::now_millis() - 3_600_000;
+        pg.sql("sla", &format!("UPDATE cases SET due_at = {past} WHERE opening_number = '{number}'"));
+        vec![number]
+    };
+    breaches(first.len() + later.len());
+    pg.wait_for("sla", "SELECT holder FROM leases WHERE name = 'escalation'", |h| h == other, "the other node to hold the lease");
+
+    // Each case once: one mark, one notification for lena, one mail to her, escalated once.
+    let all: Vec<&String> = first.iter().chain(&later).collect();
+    assert_eq!(pg.sql("sla", "SELECT count(*) FROM notifications WHERE kind = 'breach'"), all.len().to_string());
+    assert_eq!(pg.sql("sla", "SELECT count(*) FROM cases WHERE escalated = 1 AND priority = 'urgent'"), all.len().to_string());
+    let mails_for =
+        |number: &str| captured.lock().unwrap().iter().filter(|m| m.to.iter().any(|r| r == LENA) && m.data.contains(number)).count();
+    assert!(wait_until(Duration::from_secs(20), || all.iter().all(|n| mails_for(n) >= 1)), "a breach notice per case reaches lena");
+    std::thread::sleep(Duration::from_secs(2));
+    for number in &all {
+        assert_eq!(mails_for(number), 1, "{number} was told once");
+    }
+    assert_eq!(pg.sql("sla", "SELECT count(*) FROM audit WHERE action = 'notification.create'"), all.len().to_string());
 }
