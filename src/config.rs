@@ -221,8 +221,34 @@ impl Settings {
         }
     }
 
-    /// What the IMAP view needs: its section, our hostname, two limits, queues, categories and
-    /// the calendar's zone.
+    /// What the case service needs (built again at each reload); the IMAP view reads category
+    /// names and the calendar's zone from it too.
+    pub fn case_settings(&self) -> crate::cases::CaseSettings {
+        let config = &self.config;
+        let settings = self;
+        crate::cases::CaseSettings {
+            queues: config
+                .queues
+                .iter()
+                .map(|q| crate::cases::QueueSetting {
+                    name: q.name.clone(),
+                    address: settings.policy.queue_address(&q.name).map(str::to_string),
+                    review: q.review,
+                })
+                .collect(),
+            categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
+            calendar: settings.policy.calendar.clone(),
+            hostname: config.server.hostname.clone(),
+            outbox_configured: config.outbox.is_some(),
+            own_addresses: settings.policy.own_addresses.clone(),
+            reg_format: settings.policy.reg_format.clone(),
+            templates: config.templates.clone(),
+            undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
+            presence_expiry: config.http.presence_expiry,
+        }
+    }
+
+    /// What the IMAP view needs: its section, our hostname, two limits and the queues.
     pub fn imap_settings(&self) -> crate::imap::ImapSettings {
         let config = &self.config;
         crate::imap::ImapSettings {
@@ -231,8 +257,6 @@ impl Settings {
             command_timeout: config.limits.command_timeout,
             max_errors: config.limits.max_errors,
             queues: self.queue_names(),
-            categories: config.categories.iter().map(|c| (c.code.clone(), c.name.clone())).collect(),
-            timezone: config.sla.timezone.parse().unwrap_or(chrono_tz::UTC),
         }
     }
 

@@ -139,9 +139,11 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for (listener, protocol) in listeners {
         accept_tasks.push(tokio::spawn(smtp::listen(listener, protocol, ctx.clone(), connections.clone())));
     }
+    let cases = crate::cases::Cases::new(access.clone(), settings.case_settings());
     let imap_ctx = Arc::new(crate::imap::ImapContext {
         settings: settings.imap_settings(),
         access: access.clone(),
+        cases: cases.clone(),
         tls: ctx.tls.clone(),
         shutdown: shutdown.clone(),
     });
@@ -149,7 +151,6 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for (listener, implicit_tls) in imap_listeners {
         staff_tasks.push(tokio::spawn(crate::imap::listen(listener, implicit_tls, imap_ctx.clone(), imap_pools.clone())));
     }
-    let cases = crate::cases::Cases::new(access.clone(), case_settings(&settings));
     let dkim: crate::outbox::DkimSlot = Arc::new(arc_swap::ArcSwapOption::new(settings.dkim.clone()));
     let reloader = tokio::spawn(reload_on_hangup(
         hangups,
@@ -315,7 +316,7 @@ async fn reload_on_hangup(
         };
         let settings = Arc::new(reload.settings);
         reloadable.policy.store(settings.policy.clone());
-        reloadable.cases.replace_settings(case_settings(&settings));
+        reloadable.cases.replace_settings(settings.case_settings());
         reloadable.access.replace_roles(settings.config.roles.clone());
         reloadable.dkim.store(settings.dkim.clone());
         if let Err(e) = reloadable.access.seed_roles().await {
@@ -445,30 +446,5 @@ fn raise_fd_limit(max_connections: usize) {
                 "the open-file limit is below the connection limits (limits, imap and http max_connections)"
             );
         }
-    }
-}
-
-/// What the case service needs from the configuration (it does not read `Settings` itself).
-fn case_settings(settings: &Settings) -> crate::cases::CaseSettings {
-    let config = &settings.config;
-    crate::cases::CaseSettings {
-        queues: config
-            .queues
-            .iter()
-            .map(|q| crate::cases::QueueSetting {
-                name: q.name.clone(),
-                address: settings.policy.queue_address(&q.name).map(str::to_string),
-                review: q.review,
-            })
-            .collect(),
-        categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
-        calendar: settings.policy.calendar.clone(),
-        hostname: config.server.hostname.clone(),
-        outbox_configured: config.outbox.is_some(),
-        own_addresses: settings.policy.own_addresses.clone(),
-        reg_format: settings.policy.reg_format.clone(),
-        templates: config.templates.clone(),
-        undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
-        presence_expiry: config.http.presence_expiry,
     }
 }

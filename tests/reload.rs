@@ -161,3 +161,36 @@ fn sighup_reloads_rules_templates_and_roles_without_dropping_sessions() {
     let two = c.send_message("customer@client.example.org", &["support@example.com", "help@example.com"], &simple_message("two", "x"));
     assert!(!two.is_empty(), "max_recipients keeps its running value (100) until a restart");
 }
+
+/// The IMAP view's `X-Mailroom-Category` header (Python's imaplib over TLS) of the one message
+/// in `support`, as `user` sees it.
+fn imap_category_header(server: &Server, user: &str) -> String {
+    let script = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+conn = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx)
+conn.login(sys.argv[2], sys.argv[3])
+conn.select("support", readonly=True)
+typ, data = conn.fetch("1", "(BODY.PEEK[HEADER.FIELDS (X-Mailroom-Category)])")
+print(data[0][1].decode().strip())
+conn.logout()
+"#;
+    let port = server.imaps_addr().port().to_string();
+    let out = std::process::Command::new("python3").args(["-c", script, &port, user, PW]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn imap_shows_the_reloaded_category_names() {
+    let first = opts(extra("BZZX", "First template", &["support-agent"]));
+    let server = Server::start(first.clone());
+    server.add_user("anna", PW, &["support-agent"]);
+    send(&server, "invoice 1");
+    assert_eq!(imap_category_header(&server, "anna"), "X-Mailroom-Category: BZZX (Business enquiry)");
+
+    let renamed = opts(first.extra_toml.replace("name = \"Business enquiry\"", "name = \"Business request\""));
+    assert_ne!(renamed.extra_toml, first.extra_toml);
+    reload(&server, &renamed, "configuration reloaded");
+    assert_eq!(imap_category_header(&server, "anna"), "X-Mailroom-Category: BZZX (Business request)", "without a restart");
+}

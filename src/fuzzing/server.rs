@@ -170,7 +170,8 @@ impl Server {
             let smtp_listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the SMTP listener");
             let imap_listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the IMAP listener");
             let imap_addr = imap_listener.local_addr().expect("IMAP address");
-            let imap = Arc::new(ImapContext { settings: settings.imap_settings(), access, tls, shutdown });
+            let cases = crate::cases::Cases::new(access.clone(), settings.case_settings());
+            let imap = Arc::new(ImapContext { settings: settings.imap_settings(), access, cases, tls, shutdown });
             let pools = Arc::new(crate::imap::ImapPools {
                 sessions: crate::net::Pool::new("imap", 64, 0),
                 unauthenticated: crate::net::Pool::evicting("imap-prelogin", 64, 0),

@@ -84,7 +84,7 @@ fn sets_seen(item: &MessageDataItemName) -> bool {
 impl Session {
     /// The message as the client sees it, from the cache or decrypted now.
     pub async fn rendered(&mut self, entry: &MailboxEntry) -> Result<Arc<Rendered>, StoreError> {
-        let x_headers = render::x_headers(&self.ctx.settings, entry);
+        let x_headers = render::x_headers(&self.ctx.cases.settings(), entry);
         let key = (entry.message_id, x_headers);
         if let Some(r) = self.cache.get(&key) {
             return Ok(r);
@@ -115,7 +115,7 @@ impl Session {
                 len
             }
         };
-        Ok((render::x_headers(&self.ctx.settings, entry).len() + trace + entry.size as usize) as u32)
+        Ok((render::x_headers(&self.ctx.cases.settings(), entry).len() + trace + entry.size as usize) as u32)
     }
 
     pub async fn fetch(&mut self, tag: &str, set: &SequenceSet, items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Handled {

@@ -42,6 +42,8 @@ use crate::shutdown::Shutdown;
 pub struct ImapContext {
     pub settings: ImapSettings,
     pub access: Access,
+    /// For category names and the calendar's zone in our header fields (a reload replaces them).
+    pub cases: crate::cases::Cases,
     pub tls: TlsAcceptor,
     pub shutdown: Shutdown,
 }
@@ -57,10 +59,6 @@ pub struct ImapSettings {
     pub max_errors: u32,
     /// The configured queue names, in order: the mailboxes.
     pub queues: Vec<String>,
-    /// Category code → name, for `X-Mailroom-Category`.
-    pub categories: std::collections::HashMap<String, String>,
-    /// The business-hours calendar's zone, in which `X-Mailroom-Due` is shown.
-    pub timezone: chrono_tz::Tz,
 }
 
 /// The two pools every IMAP connection is admitted to: all sessions, and the smaller one of

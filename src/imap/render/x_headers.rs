@@ -2,15 +2,15 @@
 
 use base64::Engine;
 
-use crate::imap::ImapSettings;
+use crate::cases::CaseSettings;
 use crate::store::mailbox::MailboxEntry;
 
 /// Our header fields for `entry`, each ending in CRLF. Shown on top of the stored message (our
 /// Received: header + the message as received).
-pub fn x_headers(settings: &ImapSettings, entry: &MailboxEntry) -> String {
+pub fn x_headers(settings: &CaseSettings, entry: &MailboxEntry) -> String {
     let mut h = format!("X-Mailroom-Registration: {}\r\n", header_text(&entry.number));
     if let Some(code) = &entry.category {
-        match settings.categories.get(code) {
+        match settings.categories.iter().find(|c| &c.code == code).map(|c| &c.name) {
             Some(name) => h.push_str(&format!("X-Mailroom-Category: {} ({})\r\n", header_text(code), header_text(name))),
             None => h.push_str(&format!("X-Mailroom-Category: {}\r\n", header_text(code))),
         }
@@ -18,7 +18,7 @@ pub fn x_headers(settings: &ImapSettings, entry: &MailboxEntry) -> String {
     h.push_str(&format!("X-Mailroom-Priority: {}\r\n", header_text(&entry.priority)));
     if let Some(due) = entry.due_at.and_then(chrono::DateTime::from_timestamp_millis) {
         // In the business-hours calendar's zone: the deadline as the team counts it.
-        h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&settings.timezone).format("%a, %d %b %Y %H:%M:%S %z")));
+        h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&settings.calendar.timezone()).format("%a, %d %b %Y %H:%M:%S %z")));
     }
     h
 }
