@@ -3,6 +3,7 @@
 //! a run that finds more than one version in the file continues that rotation), then retires the
 //! old versions from the file once no row needs them. The blind-index key is not rotatable.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,11 +30,20 @@ pub enum KeysCommand {
         #[command(flatten)]
         location: Location,
     },
-    /// Add a new master key version to the key file only (several nodes: copy the file to every
-    /// node, then run `keys rotate` once, which continues from here).
+    /// Add a new master key version to a key file only. Several nodes: add it to a copy
+    /// (`--key-file COPY`), put that copy in place on every node, then run `keys rotate` once,
+    /// which continues from there.
     Add {
-        #[command(flatten)]
-        location: Location,
+        /// The key file to add the version to (default: the one of --data-dir/--config, which a
+        /// server running on it takes over at once).
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Data directory (without --key-file).
+        #[arg(long, env = "MAILROOM_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file (without --key-file).
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Add a new master key version (or continue a rotation already begun), re-wrap every data
     /// key under it in batches while mail keeps coming in, then retire the old versions.
@@ -52,14 +62,23 @@ pub enum KeysCommand {
 pub(super) async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Status { location } => status(&location).await,
-        KeysCommand::Add { location } => {
+        KeysCommand::Add { key_file: Some(path), .. } => {
+            // A copy not in use yet: nothing to audit until `keys rotate` runs with it.
+            let id = KeyRing::add_version(&path)?;
+            println!("added master key version {id} to {}", path.display());
+            println!("put this file in place on every node, then run `mailroom keys rotate` once to re-wrap and retire the old versions");
+            Ok(())
+        }
+        KeysCommand::Add { key_file: None, data_dir, config } => {
+            let data_dir = data_dir.ok_or_else(|| anyhow::anyhow!("give --data-dir (or --key-file)"))?;
+            let location = Location { data_dir, config };
             let path = load(&location)?.master_key_path();
             let store = open_existing(&location).await?;
             let from = store.keys.current_id();
             let id = KeyRing::add_version(&path)?;
             store.append_audit(vec![rotation::audit_entry(&actor(), "keys.add", format!("version={id} previous={from}"))]).await?;
             println!("added master key version {id} to {}; new data keys are wrapped by it", path.display());
-            println!("copy this file to every node, then run `mailroom keys rotate` to re-wrap and retire the old versions");
+            println!("run `mailroom keys rotate` to re-wrap the older data keys and retire the old versions");
             Ok(())
         }
         KeysCommand::Rotate { batch, no_retire, location } => rotate(batch, no_retire, &location).await,

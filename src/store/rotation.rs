@@ -37,13 +37,7 @@ const WRAPPED: &[Wrapped] = &[
     Wrapped { table: "case_entries", id: "id", key_id: "key_id", wrapped_key: "wrapped_key", binding: Binding::Dek },
     Wrapped { table: "cases", id: "id", key_id: "key_id", wrapped_key: "wrapped_key", binding: Binding::Dek },
     Wrapped { table: "user_totp", id: "user_id", key_id: "key_id", wrapped_key: "wrapped_key", binding: Binding::Dek },
-    Wrapped {
-        table: "access_changes",
-        id: "id",
-        key_id: "code_key_id",
-        wrapped_key: "code_wrapped_key",
-        binding: Binding::ResetCode,
-    },
+    Wrapped { table: "access_changes", id: "id", key_id: "code_key_id", wrapped_key: "code_wrapped_key", binding: Binding::ResetCode },
 ];
 
 /// How many data keys one master key version wraps in one table.
@@ -112,8 +106,7 @@ impl Store {
                         wk = w.wrapped_key,
                         t = w.table
                     );
-                    let rows: Vec<(i64, i64, Vec<u8>)> =
-                        on_conn!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(current).bind(left).fetch_all(conn).await?);
+                    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(current).bind(left).fetch_all(conn).await?);
                     rows.into_iter().map(|(id, k, wk)| (id, Vec::new(), k, wk)).collect()
                 }
             };
@@ -188,7 +181,8 @@ async fn counts_in(conn: &mut Conn, other_than: Option<u32>) -> Result<Vec<KeyCo
         );
         // Versions start at 1, so -1 excludes none.
         let other_than = other_than.map_or(-1, i64::from);
-        let rows: Vec<(i64, i64)> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(other_than).fetch_all(c).await?);
+        let rows: Vec<(i64, i64)> =
+            on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(other_than).fetch_all(c).await?);
         out.extend(rows.into_iter().map(|(key_id, rows)| KeyCount { table: w.table, key_id: key_id as u32, rows: rows as u64 }));
     }
     Ok(out)
