@@ -1,10 +1,12 @@
 //! Master key rotation (`mailroom keys rotate`, `keys status`) against a live server:
 //! * under an SMTP load, the rotation is killed with SIGKILL mid-way and run again; it completes,
 //!   the key file then holds only the new version, and with that file alone (server restarted)
-//!   everything opens: every acknowledged message (gap-free numbers), case tags and notes, the
-//!   outbox (a queued reply is sent), the directory, a TOTP login, a backup (SQLite); the audit
-//!   chain verifies; every data key is counted under the new version;
+//!   everything opens: every acknowledged message (gap-free numbers), over the API and IMAP, case
+//!   tags and notes, the outbox (a queued reply is sent), the directory, a TOTP login, a backup
+//!   (SQLite); the audit chain verifies; every data key is counted under the new version;
 //! * the running server wraps new data keys with the new version without a restart;
+//! * several nodes (PostgreSQL): a version added to a copy of the key file and put in place on
+//!   every node is taken over by the running nodes; one rotation re-wraps and retires;
 //! * retirement is refused while a process that kept the old key file wrote a row under the old
 //!   version (nothing removed), and a later run completes it; the old key file alone opens
 //!   nothing re-wrapped.
@@ -196,6 +198,7 @@ fn a_rotation_killed_under_load_resumes_and_everything_opens_with_the_new_key_on
     // queued reply, a directory entry, a TOTP secret.
     let first = server.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("rotation-subject-secret"));
     server.add_user("anna", PW, &["support-agent"]);
+    server.add_user("ivan", PW, &["support-agent"]);
     let token = bearer_login(&server, "anna", PW);
     let list = api_ok(&server, "GET", "/api/queues/support/cases?status=all&limit=200", &token, None);
     let case = list["items"].as_array().unwrap().iter().find(|i| i["opening"] == first.as_str()).unwrap()["id"].as_i64().unwrap();
@@ -284,6 +287,18 @@ fn a_rotation_killed_under_load_resumes_and_everything_opens_with_the_new_key_on
     let filtered = api_ok(&server, "GET", "/api/queues/support/cases?status=all&tag=rotation-tag-secret", &token, None);
     assert_eq!(filtered["items"].as_array().unwrap().len(), 1, "the tag index still matches: {filtered}");
 
+    // Over IMAP (STARTTLS, curl): the first message's body.
+    let url = format!("imap://localhost:{}/support;MAILINDEX=1", server.imap_addr().port());
+    let cert = server.cert_path();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--ssl-reqd", "--cacert", cert.to_str().unwrap(), "-u", &format!("ivan:{PW}"), &url])
+        .output()
+        .unwrap();
+    let fetched = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fetched.starts_with(&format!("X-Mailroom-Registration: {first}\r\n")), "{fetched}");
+    assert!(fetched.contains("rotation-subject-secret") && fetched.ends_with("Hello.\r\n"), "{fetched}");
+
     // The directory, and the queued reply sent by the outbox.
     let exported = server.cli(&["customers", "export"]);
     assert!(exported.status.success() && exported.stdout_str().contains("vip-customer@client.example.org"), "{}", exported.stderr);
@@ -371,5 +386,63 @@ fn retirement_is_refused_while_a_row_needs_the_old_version_and_completes_later()
     let exported = server.cli(&["customers", "export"]);
     assert!(exported.status.success() && exported.stdout_str().contains("late@client.example.org"), "{}", exported.stderr);
     let verify = server.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "audit verify: {}", verify.stderr);
+}
+
+/// Puts `from` in place at `to` as an operator would: a private copy beside it, renamed over it.
+fn install(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    copy_private(from, &tmp);
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn several_nodes_take_a_version_added_to_a_copy_then_one_rotation_retires_the_old() {
+    if postgres_pass_only("several_nodes_take_a_version_added_to_a_copy_then_one_rotation_retires_the_old") {
+        return;
+    }
+    let url = fresh_postgres_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (key_a, key_b, next) = (dir.path().join("a.key"), dir.path().join("b.key"), dir.path().join("master.key.next"));
+    let a = start_node_with(&url, &key_a, "node-a", opts(dead_port()));
+    copy_private(&key_a, &key_b);
+    let b = start_node_with(&url, &key_b, "node-b", opts(dead_port()));
+    a.add_user("anna", PW, &["support-agent"]);
+    let mut before = Vec::new();
+    for (i, node) in [&a, &b, &a, &b].into_iter().enumerate() {
+        before.push(node.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message(&format!("before-{i}"))));
+    }
+
+    // The version goes into a copy first; no node wraps with it until every node has it.
+    copy_private(&key_a, &next);
+    let out = run_bin(&["keys".as_ref(), "add".as_ref(), "--key-file".as_ref(), next.as_os_str()], Duration::from_secs(30));
+    assert!(out.status.success(), "keys add --key-file: {}", out.stderr);
+    assert_eq!((versions_in(&next), versions_in(&key_a)), (vec![1, 2], vec![1]));
+    install(&next, &key_a);
+    install(&next, &key_b);
+    // Both running nodes wrap with it now (no restart), and read each other's mail.
+    let new_a = a.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("after-a"));
+    let new_b = b.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("after-b"));
+    for number in [&new_a, &new_b] {
+        assert_eq!(a.sql_i64(&format!("SELECT key_id FROM messages WHERE number = {}", sql_quote(number))), 2, "{number}");
+    }
+
+    // One rotation on one node re-wraps and retires; its file goes to the other node.
+    let out = a.cli(&["keys", "rotate"]);
+    assert!(out.status.success(), "keys rotate: {}{}", out.stdout_str(), out.stderr);
+    assert!(out.stdout_str().contains("resuming the rotation to master key version 2"), "{}", out.stdout_str());
+    assert!(out.stdout_str().contains("retired versions [1]"), "{}", out.stdout_str());
+    install(&key_a, &key_b);
+    assert_eq!((versions_in(&key_a), versions_in(&key_b)), (vec![2], vec![2]));
+    assert_eq!(rows_not_under(&a, 2), vec![]);
+
+    // Both running nodes read everything with version 2 alone.
+    for node in [&a, &b] {
+        let token = bearer_login(node, "anna", PW);
+        for number in before.iter().chain([&new_a, &new_b]) {
+            assert!(raw_message(node, &token, number).contains("Subject: "), "{number} on {:?}", node.opts.node);
+        }
+    }
+    let verify = b.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "audit verify: {}", verify.stderr);
 }
