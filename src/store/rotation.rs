@@ -192,3 +192,86 @@ async fn counts_in(conn: &mut Conn, other_than: Option<u32>) -> Result<Vec<KeyCo
 pub fn audit_entry(actor: &str, action: &str, detail: String) -> AuditEntry {
     AuditEntry { at: now_millis(), actor: actor.into(), action: action.into(), object: Some("master.key".into()), detail: Some(detail) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::crypto::{DataKey, KeyRing};
+    use crate::store::directory::{Customer, parse_csv};
+    use crate::store::engine::on_db;
+    use crate::store::testing;
+
+    /// A table that gains a wrapped data key must be listed in `WRAPPED`, or rotation would leave
+    /// its rows behind (and retirement refuse for ever).
+    #[tokio::test]
+    async fn every_wrapped_key_column_of_the_schema_is_rotated() {
+        let (_dir, store) = testing::store().await;
+        let mut found: Vec<(String, String)> = on_db!(store.db(), pool => sqlx::query_as(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND p.name LIKE '%wrapped_key'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap());
+        found.sort();
+        let mut listed: Vec<(String, String)> = WRAPPED.iter().map(|w| (w.table.to_string(), w.wrapped_key.to_string())).collect();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
+
+    #[tokio::test]
+    async fn rewrap_covers_reset_codes_and_retirement_waits_for_the_last_row() {
+        let (dir, store) = testing::store().await;
+        let path = dir.path().join("master.key");
+        // An approved reset's sealed code, as access::resets seals it (the change id as AAD).
+        let binding = aad("reset-code", &7i64.to_be_bytes());
+        let key = DataKey::generate().unwrap();
+        let (key_id, wrapped) = store.keys.wrap(&key, &binding).unwrap();
+        let sealed = key.seal(&binding, b"the-code").unwrap();
+        on_db!(store.db(), pool => sqlx::query(
+            "INSERT INTO access_changes (id, kind, role, requester_id, requester, requested_at, status, code_key_id, code_wrapped_key, code_ct)
+             VALUES (7, 'user.reset', 'staff', 1, 'olga', 0, 'approved', $1, $2, $3)",
+        )
+        .bind(i64::from(key_id))
+        .bind(&wrapped)
+        .bind(&sealed)
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+        let customers: Vec<Customer> = parse_csv("address_or_domain,name,tier,tags\nana@customer.example,Ana,vip,\n").unwrap();
+        store.import_customers(&customers, "test").await.unwrap();
+
+        assert_eq!(KeyRing::add_version(&path).unwrap(), 2);
+        assert!(store.keys.reload().unwrap());
+        let entry = || audit_entry("test", "keys.retire", "keep=2".into());
+        match store.retire_keys(2, entry(), || KeyRing::retire_all_but(&path, 2)).await {
+            Err(RetireError::StillWrapped(still)) => assert_eq!(
+                still.left,
+                vec![KeyCount { table: "customers", key_id: 1, rows: 1 }, KeyCount { table: "access_changes", key_id: 1, rows: 1 }]
+            ),
+            other => panic!("retired with rows left: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(store.keys.versions().len(), 2, "nothing removed");
+        assert!(testing::audit_details(&store, "keys.retire").await.is_empty(), "a refusal is not a retirement");
+
+        assert_eq!(store.rewrap_batch(1).await.unwrap(), 1, "one per batch");
+        assert_eq!(store.rewrap_batch(10).await.unwrap(), 1);
+        assert_eq!(store.rewrap_batch(10).await.unwrap(), 0, "nothing left");
+        assert_eq!(store.retire_keys(2, entry(), || KeyRing::retire_all_but(&path, 2)).await.unwrap(), vec![1]);
+        assert_eq!(testing::audit_details(&store, "keys.retire").await, vec!["keep=2"]);
+        assert!(store.key_counts().await.unwrap().iter().all(|c| c.key_id == 2));
+
+        // With the new key file alone: the code and the directory open.
+        let ring = KeyRing::load(&path).unwrap();
+        assert_eq!(ring.versions().iter().map(|v| v.id).collect::<Vec<_>>(), vec![2]);
+        let (k, w, ct): (i64, Vec<u8>, Vec<u8>) = on_db!(store.db(), pool => sqlx::query_as(
+            "SELECT code_key_id, code_wrapped_key, code_ct FROM access_changes WHERE id = 7"
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap());
+        assert_eq!(ring.unwrap(k as u32, &w, &binding).unwrap().open(&binding, &ct).unwrap(), b"the-code");
+        assert_eq!(store.export_customers("test").await.unwrap().len(), 1);
+    }
+}
