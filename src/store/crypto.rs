@@ -4,8 +4,8 @@
 //! trace header) are sealed with AES-256-GCM under that key, with the message's row identity as
 //! associated data, so a ciphertext copied into another row fails to open. The data key is itself
 //! sealed ("wrapped") by a master key that lives in a file outside the database; rotating the
-//! master key re-wraps data keys only (`mailroom keys rotate`, src/store/rotation.rs). Look-ups by address or Message-ID use a keyed blind index
-//! (HMAC-SHA-256), never the clear text.
+//! master key re-wraps data keys only (`mailroom keys rotate`, src/store/rotation.rs). Look-ups
+//! by address or Message-ID use a keyed blind index (HMAC-SHA-256), never the clear text.
 //!
 //! Everything comes from aws-lc-rs, the same provider rustls uses, so there is one crypto library
 //! to audit and patch.
@@ -185,7 +185,7 @@ impl KeyRing {
                 reason: "its index_key differs from the one in use: the blind-index key cannot be rotated; keys not reloaded".into(),
             });
         }
-        let changed = fresh.created != old.created;
+        let changed = fresh.created != old.created || fresh.masters != old.masters;
         if changed {
             self.ring.store(Arc::new(fresh));
         }
