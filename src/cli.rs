@@ -12,9 +12,11 @@ use crate::store::{Store, StoreError};
 
 mod backup;
 mod dkim;
+mod keys;
 mod stats;
 use backup::{backup, backup_verify, restore};
 pub use dkim::DkimCommand;
+pub use keys::KeysCommand;
 
 #[derive(Parser)]
 #[command(name = "mailroom", version, about = "SMTP-native front door for customer mail: every message registered, encrypted, routed")]
@@ -153,6 +155,12 @@ pub enum Command {
     Dkim {
         #[command(subcommand)]
         command: DkimCommand,
+    },
+    /// Master key versions: `keys status`, `keys rotate` (re-wrap every data key under a new
+    /// version while the server runs, then retire the old ones), `keys add` (several nodes).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Make a verified backup the database of a data dir that has none yet. The key file must be
     /// in place first (it is not in the backup): restore refuses to run without it.
@@ -626,6 +634,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Restore { file, location } => restore(&file, &location).await,
         Command::Dkim { command } => dkim::run(command),
+        Command::Keys { command } => keys::run(command).await,
         Command::Rules { command: RulesCommand::Test { message, config, from, to, json } } => {
             rules_test(&message, config.as_deref(), from, to, json)
         }

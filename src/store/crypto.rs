@@ -4,17 +4,19 @@
 //! trace header) are sealed with AES-256-GCM under that key, with the message's row identity as
 //! associated data, so a ciphertext copied into another row fails to open. The data key is itself
 //! sealed ("wrapped") by a master key that lives in a file outside the database; rotating the
-//! master key re-wraps data keys only. Look-ups by address or Message-ID use a keyed blind index
-//! (HMAC-SHA-256), never the clear text.
+//! master key re-wraps data keys only (`mailroom keys rotate`, src/store/rotation.rs). Look-ups
+//! by address or Message-ID use a keyed blind index (HMAC-SHA-256), never the clear text.
 //!
 //! Everything comes from aws-lc-rs, the same provider rustls uses, so there is one crypto library
 //! to audit and patch.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -95,11 +97,43 @@ pub fn aad(kind: &str, uid: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// The master keys (current and older versions) and the blind-index key.
+/// The master keys (current and older versions) and the blind-index key, as read from the key
+/// file. Swappable: a running server takes over a rotated file (see [`KeyRing::refresh`]) while
+/// every handle keeps pointing at the same `KeyRing`.
 pub struct KeyRing {
+    path: PathBuf,
+    ring: ArcSwap<Ring>,
+    /// The key file as it was when `ring` was read: a different one means the file was replaced.
+    stamp: Mutex<Option<FileStamp>>,
+}
+
+/// One reading of the key file.
+struct Ring {
     current: u32,
     masters: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    created: BTreeMap<u32, String>,
+    /// Kept to refuse a reloaded file with another index key (every index would stop matching).
+    index_bytes: Zeroizing<[u8; 32]>,
     index_key: hmac::Key,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp { modified: meta.modified().ok(), len: meta.len(), inode: meta.ino() })
+}
+
+/// A master key version as the key file lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub id: u32,
+    pub created: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,26 +162,58 @@ impl KeyRing {
     }
 
     pub fn load(path: &Path) -> Result<KeyRing, CryptoError> {
-        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
-        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(fail(format!("is accessible by group or others (mode {mode:o}); run chmod 600")));
+        let stamp = stamp_of(path);
+        let ring = Ring::read(path)?;
+        Ok(KeyRing { path: path.to_path_buf(), ring: ArcSwap::from_pointee(ring), stamp: Mutex::new(stamp) })
+    }
+
+    /// Reads the key file again and puts it in force; on any error (or another index key) the
+    /// keys in force stay. Returns whether the master key versions changed.
+    pub fn reload(&self) -> Result<bool, CryptoError> {
+        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        self.reload_locked(&mut stamp)
+    }
+
+    fn reload_locked(&self, stamp: &mut Option<FileStamp>) -> Result<bool, CryptoError> {
+        // The stamp before the read: a file replaced during it is read again next time.
+        *stamp = stamp_of(&self.path);
+        let fresh = Ring::read(&self.path)?;
+        let old = self.ring.load();
+        if fresh.index_bytes.as_slice() != old.index_bytes.as_slice() {
+            return Err(CryptoError::KeyFile {
+                path: self.path.clone(),
+                reason: "its index_key differs from the one in use: the blind-index key cannot be rotated; keys not reloaded".into(),
+            });
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?);
-        let file: KeyFile = toml::from_str(&text).map_err(|e| fail(format!("malformed: {}", e.message())))?;
-        let decode = |what: &str, b64: &str| -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-            let bytes = Zeroizing::new(B64.decode(b64).map_err(|_| fail(format!("{what} is not base64")))?);
-            let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| fail(format!("{what} must be 32 bytes")))?;
-            Ok(Zeroizing::new(array))
-        };
-        let index = decode("index_key", &file.index_key)?;
-        let mut masters = BTreeMap::new();
-        for entry in &file.keys {
-            masters.insert(entry.id, decode(&format!("key {}", entry.id), &entry.key)?);
+        let changed = fresh.created != old.created || fresh.masters != old.masters;
+        if changed {
+            self.ring.store(Arc::new(fresh));
         }
-        let current = *masters.keys().next_back().ok_or_else(|| fail("contains no master key".into()))?;
-        Ok(KeyRing { current, masters, index_key: hmac::Key::new(hmac::HMAC_SHA256, index.as_ref()) })
+        Ok(changed)
+    }
+
+    /// Takes over the key file if it was replaced since it was read (`keys rotate` adds or
+    /// retires versions by replacing it): one `stat`, done before every wrap, so new data keys
+    /// are wrapped by the newest version as soon as the file has it.
+    pub fn refresh(&self) {
+        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if stamp_of(&self.path) == *stamp {
+            return;
+        }
+        match self.reload_locked(&mut stamp) {
+            Ok(true) => tracing::info!(key_file = %self.path.display(), current = self.current_id(), "master key file reloaded"),
+            Ok(false) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The master key versions in force, oldest first.
+    pub fn versions(&self) -> Vec<KeyVersion> {
+        self.ring.load().created.iter().map(|(id, created)| KeyVersion { id: *id, created: created.clone() }).collect()
     }
 
     fn create(path: &Path) -> Result<(), CryptoError> {
@@ -163,41 +229,69 @@ impl KeyRing {
 
     /// Adds a new master key version that wraps all new data keys from now on.
     pub fn add_version(path: &Path) -> Result<u32, CryptoError> {
-        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
-        let ring = Self::load(path)?;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?);
-        let mut file: KeyFile = toml::from_str(&text).map_err(|e| fail(format!("malformed: {}", e.message())))?;
+        let ring = Ring::read(path)?;
+        let mut file = read_key_file(path)?;
         let id = ring.current + 1;
         let master = DataKey::generate()?;
         file.keys.push(KeyFileEntry { id, created: chrono::Utc::now().to_rfc3339(), key: B64.encode(master.0.as_ref()) });
-        let tmp = path.with_extension("new");
-        let _ = std::fs::remove_file(&tmp);
-        write_key_file(&tmp, &file).map_err(|e| fail(format!("cannot write: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| fail(format!("cannot replace: {e}")))?;
+        replace_key_file(path, &file)?;
         Ok(id)
     }
 
+    /// Removes every master key version but `keep` from the key file (atomically). The caller
+    /// has made sure that no row is wrapped by them any more. Returns the removed versions.
+    pub fn retire_all_but(path: &Path, keep: u32) -> Result<Vec<u32>, CryptoError> {
+        let mut file = read_key_file(path)?;
+        if !file.keys.iter().any(|k| k.id == keep) {
+            return Err(CryptoError::KeyFile { path: path.to_path_buf(), reason: format!("has no master key {keep} to keep") });
+        }
+        let removed: Vec<u32> = file.keys.iter().map(|k| k.id).filter(|id| *id != keep).collect();
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        file.keys.retain(|k| k.id == keep);
+        replace_key_file(path, &file)?;
+        Ok(removed)
+    }
+
     pub fn current_id(&self) -> u32 {
-        self.current
+        self.ring.load().current
     }
 
     /// Wraps a data key under the current master key; `aad` binds it to its row.
     pub fn wrap(&self, data_key: &DataKey, aad: &[u8]) -> Result<(u32, Vec<u8>), CryptoError> {
-        let master = &self.masters[&self.current];
-        Ok((self.current, seal_with(master.as_ref(), &wrap_aad(self.current, aad), data_key.0.as_ref())?))
+        self.refresh();
+        let ring = self.ring.load();
+        let master = &ring.masters[&ring.current];
+        Ok((ring.current, seal_with(master.as_ref(), &wrap_aad(ring.current, aad), data_key.0.as_ref())?))
     }
 
+    /// Unwraps a data key. A version this ring does not hold makes it read the key file again
+    /// first: another process (`keys rotate`) may have re-wrapped the row under a newer one.
     pub fn unwrap(&self, key_id: u32, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, CryptoError> {
-        let master = self.masters.get(&key_id).ok_or(CryptoError::UnknownKey(key_id))?;
-        let plain = Zeroizing::new(open_with(master.as_ref(), &wrap_aad(key_id, aad), wrapped)?);
-        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Format)?;
-        Ok(DataKey(Zeroizing::new(key)))
+        match self.ring.load().unwrap(key_id, wrapped, aad) {
+            Err(CryptoError::UnknownKey(_)) => {
+                if let Err(e) = self.reload() {
+                    tracing::error!("{e}");
+                }
+                self.ring.load().unwrap(key_id, wrapped, aad)
+            }
+            other => other,
+        }
+    }
+
+    /// Re-wraps a wrapped data key under the current master key (key rotation); the data key
+    /// itself, and so everything sealed with it, stays.
+    pub fn rewrap(&self, key_id: u32, wrapped: &[u8], aad: &[u8]) -> Result<(u32, Vec<u8>), CryptoError> {
+        let key = self.unwrap(key_id, wrapped, aad)?;
+        self.wrap(&key, aad)
     }
 
     /// A full HMAC-SHA-256 under the index key, domain-separated by `kind`: for the audit chain,
     /// so that rewriting it takes the key file as well as write access to the database.
     pub fn mac(&self, kind: &str, parts: &[&[u8]]) -> Vec<u8> {
-        let mut ctx = hmac::Context::with_key(&self.index_key);
+        let ring = self.ring.load();
+        let mut ctx = hmac::Context::with_key(&ring.index_key);
         ctx.update(kind.as_bytes());
         ctx.update(&[0]);
         for part in parts {
@@ -209,7 +303,8 @@ impl KeyRing {
     /// A keyed, deterministic 16-byte token for equality look-ups without clear text.
     /// `kind` separates domains so an address and a Message-ID never collide.
     pub fn blind_index(&self, kind: &str, value: &[u8]) -> Vec<u8> {
-        let mut ctx = hmac::Context::with_key(&self.index_key);
+        let ring = self.ring.load();
+        let mut ctx = hmac::Context::with_key(&ring.index_key);
         ctx.update(kind.as_bytes());
         ctx.update(&[0]);
         ctx.update(value);
@@ -240,6 +335,62 @@ impl KeyRing {
     pub fn tag_index(&self, tag: &str) -> Vec<u8> {
         self.blind_index("case-tag", tag.as_bytes())
     }
+}
+
+impl Ring {
+    fn read(path: &Path) -> Result<Ring, CryptoError> {
+        let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(fail(format!("is accessible by group or others (mode {mode:o}); run chmod 600")));
+        }
+        let file = read_key_file(path)?;
+        let decode = |what: &str, b64: &str| -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            let bytes = Zeroizing::new(B64.decode(b64).map_err(|_| fail(format!("{what} is not base64")))?);
+            let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| fail(format!("{what} must be 32 bytes")))?;
+            Ok(Zeroizing::new(array))
+        };
+        let index_bytes = decode("index_key", &file.index_key)?;
+        let mut masters = BTreeMap::new();
+        let mut created = BTreeMap::new();
+        for entry in &file.keys {
+            if masters.insert(entry.id, decode(&format!("key {}", entry.id), &entry.key)?).is_some() {
+                return Err(fail(format!("lists master key {} twice", entry.id)));
+            }
+            created.insert(entry.id, entry.created.clone());
+        }
+        let current = *masters.keys().next_back().ok_or_else(|| fail("contains no master key".into()))?;
+        let index_key = hmac::Key::new(hmac::HMAC_SHA256, index_bytes.as_ref());
+        Ok(Ring { current, masters, created, index_bytes, index_key })
+    }
+
+    fn unwrap(&self, key_id: u32, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, CryptoError> {
+        let master = self.masters.get(&key_id).ok_or(CryptoError::UnknownKey(key_id))?;
+        let plain = Zeroizing::new(open_with(master.as_ref(), &wrap_aad(key_id, aad), wrapped)?);
+        let key: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Format)?;
+        Ok(DataKey(Zeroizing::new(key)))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<KeyFile, CryptoError> {
+    let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?);
+    toml::from_str(&text).map_err(|e| fail(format!("malformed: {}", e.message())))
+}
+
+/// Replaces the key file atomically: a new file beside it (0600, synced), renamed over it, the
+/// directory synced. A crash leaves either the old or the new file, never a mix.
+fn replace_key_file(path: &Path, file: &KeyFile) -> Result<(), CryptoError> {
+    let fail = |reason: String| CryptoError::KeyFile { path: path.to_path_buf(), reason };
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    write_key_file(&tmp, file).map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail(format!("cannot replace: {e}")))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail(format!("cannot sync its directory: {e}")))?;
+    }
+    Ok(())
 }
 
 /// A fresh row identity: time-ordered prefix (keeps the uid indexes append-mostly), random rest.
@@ -408,5 +559,61 @@ mod tests {
         assert_ne!(r1.tag_index("vip"), r2.tag_index("vip"), "keyed: another key file, another index");
         assert_ne!(r1.tag_index("vip"), r1.tag_index("VIP"));
         assert_ne!(r1.tag_index("x@y"), r1.blind_index("addr", b"x@y"), "separate from the address index");
+    }
+    #[test]
+    fn a_running_ring_takes_over_a_new_version_and_the_old_file_cannot_open_rewrapped_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let running = KeyRing::load_or_create(&path).unwrap();
+        let old_file = dir.path().join("old.key");
+        std::fs::copy(&path, &old_file).unwrap();
+        let row = running.new_row().unwrap();
+        assert_eq!(row.key_id, 1);
+        let binding = aad("dek", &row.uid);
+
+        // Another process (keys rotate) adds version 2 and re-wraps the row under it.
+        assert_eq!(KeyRing::add_version(&path).unwrap(), 2);
+        let rotate = KeyRing::load(&path).unwrap();
+        let (id, rewrapped) = rotate.rewrap(row.key_id, &row.wrapped_key, &binding).unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(KeyRing::retire_all_but(&path, 2).unwrap(), vec![1]);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!path.with_extension("new").exists());
+
+        // The running ring meets version 2 on unwrap and reads the file again.
+        let key = running.unwrap(id, &rewrapped, &binding).unwrap();
+        let sealed = row.seal("raw", b"body").unwrap();
+        assert_eq!(key.open(&aad("raw", &row.uid), &sealed).unwrap(), b"body");
+        // ... and wraps new data keys under it (it noticed the replaced file).
+        assert_eq!(running.new_row().unwrap().key_id, 2);
+        assert_eq!(running.versions().iter().map(|v| v.id).collect::<Vec<_>>(), vec![2]);
+        assert!(matches!(running.unwrap(1, &row.wrapped_key, &binding), Err(CryptoError::UnknownKey(1))));
+
+        // Only the old key file: the re-wrapped key does not open, not even claimed as version 1.
+        let old = KeyRing::load(&old_file).unwrap();
+        assert!(matches!(old.unwrap(2, &rewrapped, &binding), Err(CryptoError::UnknownKey(2))));
+        assert!(matches!(old.unwrap(1, &rewrapped, &binding), Err(CryptoError::Authentication)));
+        // Tampered: any flipped byte of the re-wrapped key fails.
+        for i in 1..rewrapped.len() {
+            let mut bad = rewrapped.clone();
+            bad[i] ^= 0x80;
+            assert!(matches!(rotate.unwrap(2, &bad, &binding), Err(CryptoError::Authentication)), "byte {i}");
+        }
+        // Bound to its version: claimed as another version it fails too.
+        assert!(rotate.unwrap(1, &rewrapped, &binding).is_err());
+    }
+
+    #[test]
+    fn a_reloaded_file_with_another_index_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let ring = KeyRing::load_or_create(&path).unwrap();
+        let index = ring.address_index("a@b");
+        std::fs::remove_file(&path).unwrap();
+        KeyRing::create(&path).unwrap();
+        assert!(matches!(ring.reload(), Err(CryptoError::KeyFile { .. })));
+        ring.refresh();
+        assert_eq!(ring.address_index("a@b"), index, "the keys in force stay");
+        assert!(KeyRing::retire_all_but(&path, 7).is_err(), "never removes the version to keep");
     }
 }

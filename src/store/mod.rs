@@ -30,6 +30,7 @@ pub mod presence;
 pub mod priority;
 pub mod record;
 pub mod roles;
+pub mod rotation;
 pub mod sessions;
 mod sqlite;
 #[cfg(test)]
