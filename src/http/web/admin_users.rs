@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_offers_lock_or_unlock_reset_and_remove_per_user() {
+    fn the_table_offers_lock_or_unlock_resets_and_remove_per_user() {
         let html = page(None);
         assert!(html.contains("<a href=\"/admin/users\">Users</a>"), "the officer's header links: {html}");
         assert!(html.contains("action=\"/admin/users/anna/lock\"") && !html.contains("action=\"/admin/users/anna/unlock\""), "{html}");
@@ -312,8 +312,9 @@ mod tests {
         assert!(html.contains("href=\"/admin/users/anna/remove\""));
         assert!(html.contains("name=\"role-support-agent\""), "role checkboxes: {html}");
         assert!(html.contains("<time datetime=\"2026-11-30T05:40:12.345Z\">2026-11-30 05:40 UTC</time>"), "{html}");
-        assert_eq!(html.matches("name=\"csrf\" value=\"TOKEN\"").count(), 1 + 1 + 3 + 3, "log out, add user, three forms per user");
+        assert_eq!(html.matches("name=\"csrf\" value=\"TOKEN\"").count(), 1 + 1 + 4 + 4, "log out, add user, four forms per user");
         assert!(html.contains("action=\"/admin/users/anna/email\""), "{html}");
+        assert!(html.contains("action=\"/admin/users/bert/two-factor/reset\""), "{html}");
     }
 
     #[test]
