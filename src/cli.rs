@@ -12,6 +12,7 @@ use crate::store::{Store, StoreError};
 
 mod backup;
 mod dkim;
+mod retention;
 mod stats;
 use backup::{backup, backup_verify, restore};
 pub use dkim::DkimCommand;
@@ -131,6 +132,26 @@ pub enum Command {
         /// CSV, one figure per row: section,name,measure,value.
         #[arg(long)]
         csv: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Erase everything stored of one customer address (crypto-shredding): the messages it sent
+    /// become tombstones (number, date, queue kept; key and content destroyed), and its case
+    /// participations, directory entry and mail to it go. Needs a security officer (--by);
+    /// cases under legal hold are skipped. Prints a receipt, which the audit log records.
+    Erase {
+        /// The customer's address.
+        #[arg(long)]
+        address: String,
+        /// The security officer who orders it (a user with the security-officer role).
+        #[arg(long, value_name = "OFFICER")]
+        by: String,
+        /// Print what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The receipt as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         location: Location,
     },
@@ -608,6 +629,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             stats::run(&from, &to, queue.as_deref(), format, &location).await
         }
+        Command::Erase { address, by, dry_run, json, location } => retention::erase(&address, &by, dry_run, json, &location).await,
         Command::User { command } => user_command(command).await,
         Command::Role { command } => role_command(command).await,
         Command::Change { command } => change_command(command).await,

@@ -28,6 +28,7 @@ mod postgres;
 pub mod preferences;
 pub mod presence;
 pub mod priority;
+pub mod purge;
 pub mod record;
 pub mod roles;
 pub mod sessions;
@@ -70,6 +71,9 @@ pub enum StoreError {
     BadNumber(String, String),
     #[error("no message is registered as {0}")]
     NotFound(String),
+    /// A tombstone: the registration exists, its content was destroyed (retention or erasure).
+    #[error("{} (received {}) was purged on {} by {}: its content no longer exists", .0.number, millis_to_rfc3339(.0.received_at), millis_to_rfc3339(.0.purged_at), .0.purged_by)]
+    Purged(Box<purge::Tombstone>),
     #[error("the store is shutting down")]
     Closed,
     #[error("commit failed, batch rolled back: {0}")]
@@ -313,7 +317,12 @@ impl Store {
         .bind(id)
         .fetch_optional(pool)
         .await?);
-        let (number, uid, key_id, wrapped_key, trace_ct, raw_ct) = row.ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let Some((number, uid, key_id, wrapped_key, trace_ct, raw_ct)) = row else {
+            return Err(match self.tombstone(id).await? {
+                Some(tombstone) => StoreError::Purged(Box::new(tombstone)),
+                None => StoreError::NotFound(format!("message #{id}")),
+            });
+        };
         let data_key = self.row_key(&uid, key_id, &wrapped_key)?;
         let mut raw = data_key.open(&aad("trace", &uid), &trace_ct)?;
         raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), &raw_ct)?)?);
