@@ -19,6 +19,7 @@ pub mod directory;
 pub mod engine;
 pub mod enrolment;
 pub mod health;
+pub mod holds;
 pub mod leases;
 mod listener;
 pub mod mailbox;
