@@ -5,7 +5,8 @@
 //! readable, the registration numbers are still all there (tombstones keep theirs), the audit
 //! chain verifies and names no address, the directory entry and queued mail to her are gone,
 //! and the store's bytes (SQLite file + WAL, or a pg_dump) no longer hold her messages' wrapped
-//! keys nor their ciphertexts. A backup of the store verifies (SQLite). A dry run changes
+//! keys nor their ciphertexts. A backup of the store verifies and `store copy` takes the
+//! tombstones to PostgreSQL (SQLite). A dry run changes
 //! nothing; a non-officer is refused; an unknown address erases nothing.
 
 mod common;
@@ -110,7 +111,7 @@ fn raw(server: &Server, token: &str, number: &str) -> (u16, Value) {
 
 #[test]
 fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
-    let server = Server::start(Opts { extra_toml: EXTRA.into(), ..Default::default() });
+    let mut server = Server::start(Opts { extra_toml: EXTRA.into(), ..Default::default() });
     server.add_user("anna", PW, &["support-agent"]);
     server.add_user("olga", PW, &["security-officer"]);
     let directory = server.root().join("directory.csv");
@@ -230,5 +231,17 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
         let verified = server.cli(&["backup", "verify", file.to_str().unwrap()]);
         assert!(verified.status.success(), "backup verify: {}{}", verified.stdout_str(), verified.stderr);
         assert!(verified.stdout_str().contains("purged          3"), "{}", verified.stdout_str());
+
+        // `store copy` takes the tombstones along as they are.
+        server.terminate_and_wait();
+        let pg = PgCluster::start();
+        let url = pg.database("copied");
+        let (dir, config) = (server.data_dir.to_str().unwrap(), server.config.to_str().unwrap());
+        let out = run_bin(&["store", "copy", "--from", dir, "--config", config, "--to", &url], std::time::Duration::from_secs(120));
+        assert!(out.status.success(), "store copy: {}{}", out.stdout_str(), out.stderr);
+        let copied = Database::Postgres(url);
+        let tombstones = copied.sql("SELECT number FROM messages WHERE purged_by = 'erasure' AND key_id = 0 ORDER BY id");
+        assert_eq!(tombstones, [a1.as_str(), a2.as_str(), a3.as_str()].join("\n"));
+        assert_eq!(copied.sql_i64("SELECT COUNT(*) FROM message_blobs"), 2, "Bob's two messages only");
     }
 }
