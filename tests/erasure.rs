@@ -105,6 +105,60 @@ fn imap_fetch(server: &Server, uid: u32) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A minimal IMAP client over implicit TLS (commands without literals; a response's literal
+/// lines are kept as lines, none starts with the tag).
+struct Imap {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    buf: Vec<u8>,
+    tag: u32,
+}
+
+impl Imap {
+    fn login(server: &Server) -> Imap {
+        use std::sync::Arc;
+        let tcp = std::net::TcpStream::connect(server.imaps_addr()).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from(HOST).unwrap().to_owned();
+        let conn = rustls::ClientConnection::new(Arc::new(tls_client_config(None)), name).unwrap();
+        let mut imap = Imap { tls: rustls::StreamOwned::new(conn, tcp), buf: Vec::new(), tag: 0 };
+        assert!(imap.line().starts_with("* OK"));
+        let (_, status) = imap.command(&format!("LOGIN anna \"{PW}\""));
+        assert!(status.starts_with("OK"), "{status}");
+        imap
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::Read;
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                return String::from_utf8_lossy(&line[..i]).into_owned();
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.tls.read(&mut chunk).expect("IMAP read");
+            assert!(n > 0, "IMAP connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// (untagged lines, tagged status without the tag).
+    fn command(&mut self, command: &str) -> (Vec<String>, String) {
+        use std::io::Write;
+        self.tag += 1;
+        let tag = format!("e{} ", self.tag);
+        self.tls.write_all(format!("{tag}{command}\r\n").as_bytes()).unwrap();
+        self.tls.flush().unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            if let Some(status) = line.strip_prefix(&tag) {
+                return (lines, status.to_string());
+            }
+            lines.push(line);
+        }
+    }
+}
+
 fn raw(server: &Server, token: &str, number: &str) -> (u16, Value) {
     api(server, "GET", &format!("/api/messages/{number}/raw"), Some(token), None)
 }
@@ -135,6 +189,11 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
     let detail = api_ok(&server, "GET", &format!("/api/cases/{shared}"), &token, None);
     assert_eq!(detail["messages"].as_array().unwrap().len(), 3, "{detail}");
     assert_eq!(imap_uids(&server).len(), 5);
+
+    // A staff session that has the queue open while the erasure happens.
+    let mut session = Imap::login(&server);
+    let (lines, status) = session.command("SELECT support");
+    assert!(status.starts_with("OK") && lines.iter().any(|l| l == "* 5 EXISTS"), "{lines:?} {status}");
 
     let mut erased: Vec<(String, Vec<u8>)> = [&a1, &a2, &a3].iter().flat_map(|n| sealed_bytes(&server, n)).collect();
     erased.push(("note's wrapped key".into(), entry_key));
@@ -186,6 +245,18 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
     let detail = api_ok(&server, "GET", &format!("/api/cases/{ana_only}"), &token, None);
     assert!(detail["messages"].as_array().unwrap().is_empty() && detail["entries"].as_array().unwrap().is_empty(), "{detail}");
     api_ok(&server, "GET", "/api/queues/support/cases?status=all&limit=200", &token, None);
+
+    // The open session: Ana's first message (sequence 1) is no longer served, the next NOOP
+    // expunges her three, and what is left is Bob's.
+    let (lines, status) = session.command("FETCH 1 (UID BODY.PEEK[HEADER.FIELDS (X-Mailroom-Registration)])");
+    assert!(status.starts_with("NO [EXPUNGEISSUED]") && !lines.iter().any(|l| l.contains(&a1)), "{lines:?} {status}");
+    let (lines, status) = session.command("NOOP");
+    assert!(status.starts_with("OK"), "{status}");
+    assert_eq!(lines.iter().filter(|l| l.ends_with(" EXPUNGE")).count(), 3, "{lines:?}");
+    let (lines, status) = session.command("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (X-Mailroom-Registration)])");
+    assert!(status.starts_with("OK"), "{status}");
+    let text = lines.join("\n");
+    assert!(text.contains(&b1) && text.contains(&b2) && !text.contains(&a2) && !text.contains(&a3), "{text}");
 
     // IMAP lists Bob's two messages only, and both open.
     let uids = imap_uids(&server);
