@@ -245,6 +245,15 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
     let detail = api_ok(&server, "GET", &format!("/api/cases/{ana_only}"), &token, None);
     assert!(detail["messages"].as_array().unwrap().is_empty() && detail["entries"].as_array().unwrap().is_empty(), "{detail}");
     api_ok(&server, "GET", "/api/queues/support/cases?status=all&limit=200", &token, None);
+    // The web page too: the shared case with Bob's message, Ana's own case empty, the list.
+    let (browser, _) = CurlBrowser::logged_in(&server, "anna", PW);
+    for (case, expect) in [(shared, Some(&b2)), (ana_only, None)] {
+        let page = browser.get(&format!("/cases/{case}"));
+        assert_eq!(page.status, 200, "case page {case}: {}", page.body);
+        assert!(expect.is_none_or(|n| page.body.contains(n.as_str())), "{}", page.body);
+        assert!(!page.body.contains("ana-secret"), "{}", page.body);
+    }
+    assert_eq!(browser.get("/queues/support").status, 200);
 
     // The open session: Ana's first message (sequence 1) is no longer served, the next NOOP
     // expunges her three, and what is left is Bob's.
