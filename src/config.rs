@@ -262,6 +262,7 @@ impl Settings {
             session_lifetime: config.access.session_lifetime,
             queues: self.queue_names(),
             category_codes: config.categories.iter().map(|c| c.code.clone()).collect(),
+            retention: config.retention.clone(),
         }
     }
 

@@ -5,8 +5,9 @@
 //! A policy with `keep_days = 0` purges the closed cases of its queue at the next run; open cases,
 //! other queues and a policy whose time has not come keep theirs; a dry run changes nothing; a
 //! held case is skipped (and reported) by retention and by erasure until an officer releases it;
-//! only an officer may hold; the server's own job purges under its lease; the audit chain
-//! verifies; a bad policy is refused naming file, line and key.
+//! only an officer may hold; the officer's page shows policies, holds and runs (403 for others);
+//! the server's own job purges under its lease; the audit chain verifies; a bad policy is refused
+//! naming file, line and key.
 
 mod common;
 
@@ -119,6 +120,19 @@ fn closed_cases_of_a_policy_are_purged_and_held_ones_kept_until_released() {
     // Nothing new expired: a second run purges nothing.
     let again = run_json(&server, &["retention", "run", "--json"]);
     assert_eq!(again[0]["messages"], json!([]));
+
+    // The officer's page lists the policies, the hold and the runs; anyone else gets 403.
+    let (officer, _) = CurlBrowser::logged_in(&server, "olga", PW);
+    let page = officer.get("/admin/retention");
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_page_headers("/admin/retention");
+    for needle in ["data-policy=\"support-closed\"", "data-policy=\"sales-a-month\"", &format!("data-hold=\"{held}\""), "matter 2026-17"] {
+        assert!(page.body.contains(needle), "{needle} in {}", page.body);
+    }
+    assert!(page.body.contains("data-action=\"retention.run\"") && page.body.contains("data-action=\"retention.purge\""), "{}", page.body);
+    assert!(page.body.contains("href=\"/admin/retention\""), "linked in the officer's navigation");
+    let (lead, _) = CurlBrowser::logged_in(&server, "lena", PW);
+    assert_eq!(lead.get("/admin/retention").status, 403);
 
     // Erasure skips the held case too, and says so.
     let erase = run_json(&server, &["erase", "--address", "hal@customer.example", "--by", "olga", "--json"]);
