@@ -540,7 +540,8 @@ pub enum RulesCommand {
 
 #[derive(Subcommand)]
 pub enum MessageCommand {
-    /// List registrations (number, time, size, protocol, TLS, queue), oldest first. No customer data.
+    /// List registrations (number, time, size, protocol, TLS, queue; `purged=` for a tombstone),
+    /// oldest first. No customer data.
     List {
         #[command(flatten)]
         location: Location,
@@ -616,14 +617,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     writeln!(
                         out,
-                        "{}  {}  {:>9}  {}  {:<10}  {}{}",
+                        "{}  {}  {:>9}  {}  {:<10}  {}{}{}",
                         m.number,
                         m.received_at,
                         m.size,
                         m.protocol,
                         m.queue,
                         m.tls.as_deref().unwrap_or("no-tls"),
-                        if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() }
+                        if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() },
+                        m.purged_by.as_deref().map(|by| format!("  purged={by}")).unwrap_or_default()
                     )?;
                 }
             }

@@ -275,9 +275,12 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
         assert!(ok && text.contains("bob-kept"), "UID {uid}: {text}");
     }
 
-    // Every registration is still listed, in order: the numbering has no gap.
-    let listed: Vec<String> = server.list_messages().into_iter().map(|m| m.number).collect();
-    assert_eq!(listed, [&a1, &b1, &a2, &b2, &a3].map(|n| n.to_string()));
+    // Every registration is still listed, in order: the numbering has no gap; tombstones say so.
+    let listed = server.list_messages();
+    let numbers: Vec<String> = listed.iter().map(|m| m.number.clone()).collect();
+    assert_eq!(numbers, [&a1, &b1, &a2, &b2, &a3].map(|n| n.to_string()));
+    let purged: Vec<bool> = listed.iter().map(|m| m.raw["purged_by"] == "erasure").collect();
+    assert_eq!(purged, [true, false, true, false, true], "{:?}", listed.iter().map(|m| &m.raw).collect::<Vec<_>>());
     assert_eq!(server.sql_i64("SELECT COUNT(*) FROM messages WHERE purged_by = 'erasure' AND key_id = 0 AND sender_idx IS NULL"), 3);
 
     // The directory entry and queued mail to Ana are gone.

@@ -119,8 +119,11 @@ pub struct MessageSummary {
     pub tags: Vec<String>,
     /// SPF/DKIM/DMARC summary ("spf=pass dkim=none dmarc=pass"), when checks ran.
     pub auth: Option<String>,
-    /// Every case the message opened or joined.
+    /// Every case the message opened or joined (none once purged).
     pub cases: Vec<CaseSummary>,
+    /// A tombstone's `purged_by`: the retention policy, or `erasure` (`store::purge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_by: Option<String>,
 }
 
 /// A case as listed for operators: routing and SLA, no customer data.
@@ -280,6 +283,7 @@ impl Store {
                 tags: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
                 auth: r.get(9),
                 cases: parse_cases(r.get::<Option<&str>, _>(10).unwrap_or("[]")),
+                purged_by: r.get(11),
             })
             .collect()
         });

@@ -125,7 +125,8 @@ pub(crate) const LIST_MESSAGES: &str =
     "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
             (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
                      'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam, 'tier', k.tier))
-             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
+             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id),
+            m.purged_by
      FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";
 
 /// The outbox worker's claim (`outbox::claim`): up to `$3` due rows, oldest first, taken in one
