@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 mod backup;
 mod dkim;
 mod keys;
+mod retention;
 mod stats;
 use backup::{backup, backup_verify, restore};
 pub use dkim::DkimCommand;
@@ -135,6 +136,37 @@ pub enum Command {
         csv: bool,
         #[command(flatten)]
         location: Location,
+    },
+    /// Erase everything stored of one customer address (crypto-shredding): the messages it sent
+    /// become tombstones (number, date, queue kept; key and content destroyed), and its case
+    /// participations, directory entry and mail to it go. Needs a security officer (--by);
+    /// cases under legal hold are skipped. Prints a receipt, which the audit log records.
+    Erase {
+        /// The customer's address.
+        #[arg(long)]
+        address: String,
+        /// The security officer who orders it (a user with the security-officer role).
+        #[arg(long, value_name = "OFFICER")]
+        by: String,
+        /// Print what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The receipt as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Legal hold of cases: a held case is skipped by retention and erasure until released.
+    /// Needs a security officer (--by); audited.
+    Case {
+        #[command(subcommand)]
+        command: CaseCommand,
+    },
+    /// Retention policies ([[retention]] in the configuration): run them now.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
     },
     /// The store as a whole: move it to another engine.
     Store {
@@ -434,6 +466,57 @@ pub enum AuditCommand {
 }
 
 #[derive(Subcommand)]
+pub enum CaseCommand {
+    /// Put the case(s) opened by a registration under legal hold.
+    Hold {
+        /// The registration number that opened the case, e.g. MR-2026-000123-4 (the check digit
+        /// may be left out).
+        number: String,
+        /// The security officer who orders it.
+        #[arg(long, value_name = "OFFICER")]
+        by: String,
+        /// Why (a matter or file reference; kept in the clear, in the case and the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Release the legal hold of the case(s) opened by a registration.
+    Release {
+        number: String,
+        #[arg(long, value_name = "OFFICER")]
+        by: String,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// List the cases under legal hold.
+    Holds {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Apply every [[retention]] policy now: crypto-shred the registrations of closed cases kept
+    /// longer than the policy says (cases under legal hold are skipped). Prints what each policy
+    /// purged; audited. The server does the same every `server.retention_every`.
+    Run {
+        /// Print what would be purged; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON report per policy, one per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum CustomersCommand {
     /// Add or replace entries from a CSV file: address_or_domain,name,tier,tags (tags split by ';').
     Import {
@@ -472,7 +555,8 @@ pub enum RulesCommand {
 
 #[derive(Subcommand)]
 pub enum MessageCommand {
-    /// List registrations (number, time, size, protocol, TLS, queue), oldest first. No customer data.
+    /// List registrations (number, time, size, protocol, TLS, queue; `purged=` for a tombstone),
+    /// oldest first. No customer data.
     List {
         #[command(flatten)]
         location: Location,
@@ -548,14 +632,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     writeln!(
                         out,
-                        "{}  {}  {:>9}  {}  {:<10}  {}{}",
+                        "{}  {}  {:>9}  {}  {:<10}  {}{}{}",
                         m.number,
                         m.received_at,
                         m.size,
                         m.protocol,
                         m.queue,
                         m.tls.as_deref().unwrap_or("no-tls"),
-                        if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() }
+                        if m.duplicate_count > 0 { format!("  retries={}", m.duplicate_count) } else { String::new() },
+                        m.purged_by.as_deref().map(|by| format!("  purged={by}")).unwrap_or_default()
                     )?;
                 }
             }
@@ -623,6 +708,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             stats::run(&from, &to, queue.as_deref(), format, &location).await
         }
+        Command::Erase { address, by, dry_run, json, location } => retention::erase(&address, &by, dry_run, json, &location).await,
+        Command::Case { command } => retention::case(command).await,
+        Command::Retention { command: RetentionCommand::Run { dry_run, json, location } } => retention::run(dry_run, json, &location).await,
         Command::User { command } => user_command(command).await,
         Command::Role { command } => role_command(command).await,
         Command::Change { command } => change_command(command).await,

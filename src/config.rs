@@ -92,6 +92,10 @@ pub struct Config {
     /// The SLA sweep: warnings, breaches, new urgent or VIP cases, staff notifications. Without
     /// this section there is no sweep.
     pub escalation: Option<crate::cases::escalation::EscalationConfig>,
+    /// Retention policies: how long the registrations of closed cases are kept (crypto-shredded
+    /// after). None: everything is kept.
+    #[serde(default)]
+    pub retention: Vec<crate::cases::retention::RetentionPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,15 +113,29 @@ pub struct ServerConfig {
     /// within about six. Default 1 minute.
     #[serde(default = "default_session_purge_every", with = "humantime_serde")]
     pub session_purge_every: std::time::Duration,
+    /// How often the `[[retention]]` policies run (on one node at a time, under a lease, like
+    /// the session purge). Default 1 hour.
+    #[serde(default = "default_retention_every", with = "humantime_serde")]
+    pub retention_every: std::time::Duration,
 }
 
 fn default_session_purge_every() -> std::time::Duration {
     std::time::Duration::from_secs(60)
 }
 
+fn default_retention_every() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { hostname: "localhost".into(), node: None, worker_threads: None, session_purge_every: default_session_purge_every() }
+        Self {
+            hostname: "localhost".into(),
+            node: None,
+            worker_threads: None,
+            session_purge_every: default_session_purge_every(),
+            retention_every: default_retention_every(),
+        }
     }
 }
 
@@ -268,6 +286,7 @@ impl Settings {
             session_lifetime: config.access.session_lifetime,
             queues: self.queue_names(),
             category_codes: config.categories.iter().map(|c| c.code.clone()).collect(),
+            retention: config.retention.clone(),
         }
     }
 
@@ -373,6 +392,9 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
     if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600)).contains(&config.server.session_purge_every) {
         return Err(err("server.session_purge_every", "must be between 1s and 24h".into()));
     }
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(7 * 24 * 3600)).contains(&config.server.retention_every) {
+        return Err(err("server.retention_every", "must be between 1s and 7 days".into()));
+    }
     config.limits.validate().map_err(within("limits"))?;
     config.lmtp.validate().map_err(within("lmtp"))?;
     config.storage.validate().map_err(within("storage"))?;
@@ -419,6 +441,7 @@ fn validate(name: &str, text: &str, config: Config, data_dir: &Path) -> Result<S
         }
     }
     validate_templates(&config.templates, &queue_names, &codes).map_err(within("templates"))?;
+    crate::cases::retention::validate(&config.retention, &queue_names, &codes).map_err(within("retention"))?;
     let calendar = Calendar::from_config(&config.sla).map_err(|e| err(e.key, e.reason))?;
     crate::access::config::validate_roles(&config.roles, &queue_names).map_err(within("roles"))?;
     let rules = RuleSet::compile(&config.rules, &queue_names, &codes, &config.sla.timezone).map_err(|e| {

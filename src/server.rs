@@ -249,6 +249,10 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         let escalator = crate::cases::escalation::Escalator::new(store.clone(), policy, cases.clone(), config.server.hostname.clone());
         tokio::spawn(run_escalation(escalator, store.clone(), lease_holder.clone(), shutdown.clone()))
     });
+    let retention = (!settings.config.retention.is_empty()).then(|| {
+        let policies = settings.config.retention.clone();
+        tokio::spawn(run_retention(store.clone(), policies, config.server.retention_every, lease_holder.clone(), shutdown.clone()))
+    });
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;
@@ -268,7 +272,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for task in [other_nodes, other_nodes_presence].into_iter().flatten() {
         let _ = task.await;
     }
-    for task in [outbox, escalation].into_iter().flatten() {
+    for task in [outbox, escalation, retention].into_iter().flatten() {
         let _ = task.await;
     }
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
@@ -376,6 +380,44 @@ async fn run_escalation(
         }
     }
     let release = crate::store::leases::release(&store, ESCALATION, &holder);
+    let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
+}
+
+/// The lease of the retention job; held for this many periods (renewed at each run).
+const RETENTION: &str = "retention";
+const RETENTION_LEASE_PERIODS: u32 = 3;
+
+/// The retention policies (`cases::retention`): every `server.retention_every`, the first time a
+/// minute after the start (not in the middle of a restart's recovery), on the node holding its
+/// lease. Each policy's purge is one transaction: a run cut short is finished by the next one.
+async fn run_retention(
+    store: Store,
+    policies: Vec<crate::cases::retention::RetentionPolicy>,
+    every: Duration,
+    holder: String,
+    mut shutdown: crate::shutdown::Shutdown,
+) {
+    let mut wait = every.min(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.reached(Phase::Draining) => break,
+        }
+        wait = every;
+        if !holds_lease(&store, RETENTION, &holder, every * RETENTION_LEASE_PERIODS).await {
+            continue;
+        }
+        let now = crate::store::now_millis();
+        match crate::cases::retention::run(&store, &policies, now, "system:retention", false, false).await {
+            Ok(reports) => {
+                for r in reports.iter().filter(|r| !r.messages.is_empty() || !r.held.is_empty()) {
+                    tracing::info!(policy = %r.purged_by, purged = r.messages.len(), cases = r.cases, held = r.held.len(), "retention");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the retention run failed (the next one retries)"),
+        }
+    }
+    let release = crate::store::leases::release(&store, RETENTION, &holder);
     let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
 }
 

@@ -38,6 +38,7 @@ pub mod presence;
 pub mod queues;
 pub mod reply;
 pub mod reply_form;
+pub mod retention;
 pub mod review;
 pub mod templates;
 pub mod undo;

@@ -5,7 +5,7 @@ use super::{CaseError, Cases};
 use crate::access::{Permission, Principal};
 use crate::intake::record::Record;
 use crate::store::cases::{CaseEntry, CaseMessage, CaseRow, HistoryEntry};
-use crate::store::now_millis;
+use crate::store::{StoreError, now_millis};
 
 /// A case with everything in it, as its reader sees it.
 #[derive(Debug, Clone)]
@@ -61,6 +61,15 @@ impl Cases {
         let format = &self.settings().reg_format;
         let (year, seq) = format.parse_number(number.trim(), true).map_err(|_| hidden())?;
         let id = store.message_id_by_registration(format.counter_year(year), seq).await.map_err(|_| hidden())?.ok_or_else(hidden)?;
+        // A tombstone has left every case's listing: it is told (410) to whoever may read the
+        // queue it was registered into, and hidden from everyone else like any message.
+        if let Some(tombstone) = store.tombstone(id).await? {
+            return Err(if who.can(&tombstone.queue, Permission::Read) {
+                StoreError::Purged(Box::new(tombstone)).into()
+            } else {
+                hidden()
+            });
+        }
         if !store.message_queues(id).await?.iter().any(|q| who.can(q, Permission::Read)) {
             return Err(hidden());
         }

@@ -77,6 +77,9 @@ fn print_summary(s: &VerifySummary) {
         s.messages,
         if numbering.is_empty() { "none yet".to_string() } else { numbering.join(", ") }
     );
+    if s.purged > 0 {
+        println!("purged          {} (tombstones: numbered, content destroyed by retention or erasure)", s.purged);
+    }
     println!("cases           {} ({} with sealed tags, decrypted)", s.cases, s.tagged_cases);
     println!("case entries    {} (decrypted)", s.case_entries);
     println!("outbox rows     {} (decrypted)", s.outbox);

@@ -94,6 +94,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("no message is registered as {what}")),
             StoreError::BadNumber(number, why) => ApiError::not_found(format!("{number:?} is not a registration number: {why}")),
+            // A registration whose content retention or erasure destroyed: gone for good.
+            e @ StoreError::Purged(_) => ApiError::new(StatusCode::GONE, "purged", e.to_string()),
             other => ApiError::internal(other),
         }
     }

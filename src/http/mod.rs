@@ -72,6 +72,8 @@ pub struct HttpSettings {
     pub queues: Vec<String>,
     /// The configured category codes: enums in the OpenAPI document.
     pub category_codes: Vec<String>,
+    /// `[[retention]]`, shown on the officer's retention page.
+    pub retention: Vec<crate::cases::retention::RetentionPolicy>,
 }
 
 /// The staff user of a request, filled in by the session extractor, for the log line.

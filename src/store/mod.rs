@@ -19,6 +19,7 @@ pub mod directory;
 pub mod engine;
 pub mod enrolment;
 pub mod health;
+pub mod holds;
 pub mod leases;
 mod listener;
 pub mod mailbox;
@@ -28,6 +29,7 @@ mod postgres;
 pub mod preferences;
 pub mod presence;
 pub mod priority;
+pub mod purge;
 pub mod record;
 pub mod roles;
 pub mod rotation;
@@ -71,6 +73,9 @@ pub enum StoreError {
     BadNumber(String, String),
     #[error("no message is registered as {0}")]
     NotFound(String),
+    /// A tombstone: the registration exists, its content was destroyed (retention or erasure).
+    #[error("{} (received {}) was purged on {} by {}: its content no longer exists", .0.number, millis_to_rfc3339(.0.received_at), millis_to_rfc3339(.0.purged_at), .0.purged_by)]
+    Purged(Box<purge::Tombstone>),
     #[error("the store is shutting down")]
     Closed,
     #[error("commit failed, batch rolled back: {0}")]
@@ -115,8 +120,11 @@ pub struct MessageSummary {
     pub tags: Vec<String>,
     /// SPF/DKIM/DMARC summary ("spf=pass dkim=none dmarc=pass"), when checks ran.
     pub auth: Option<String>,
-    /// Every case the message opened or joined.
+    /// Every case the message opened or joined (none once purged).
     pub cases: Vec<CaseSummary>,
+    /// A tombstone's `purged_by`: the retention policy, or `erasure` (`store::purge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_by: Option<String>,
 }
 
 /// A case as listed for operators: routing and SLA, no customer data.
@@ -276,6 +284,7 @@ impl Store {
                 tags: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
                 auth: r.get(9),
                 cases: parse_cases(r.get::<Option<&str>, _>(10).unwrap_or("[]")),
+                purged_by: r.get(11),
             })
             .collect()
         });
@@ -314,7 +323,12 @@ impl Store {
         .bind(id)
         .fetch_optional(pool)
         .await?);
-        let (number, uid, key_id, wrapped_key, trace_ct, raw_ct) = row.ok_or_else(|| StoreError::NotFound(format!("message #{id}")))?;
+        let Some((number, uid, key_id, wrapped_key, trace_ct, raw_ct)) = row else {
+            return Err(match self.tombstone(id).await? {
+                Some(tombstone) => StoreError::Purged(Box::new(tombstone)),
+                None => StoreError::NotFound(format!("message #{id}")),
+            });
+        };
         let data_key = self.row_key(&uid, key_id, &wrapped_key)?;
         let mut raw = data_key.open(&aad("trace", &uid), &trace_ct)?;
         raw.extend_from_slice(&codec::unpack(data_key.open(&aad("raw", &uid), &raw_ct)?)?);

@@ -89,7 +89,8 @@ pub(crate) const LIST_MESSAGES: &str =
     "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
             (SELECT json_agg(json_build_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
                      'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam, 'tier', k.tier))::text
-             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
+             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id),
+            m.purged_by
      FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";
 
 /// The outbox worker's claim, as `sqlite::CLAIM_OUTBOX`, with the rows locked by

@@ -46,6 +46,10 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_secs(30))
         // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
         .pragma("temp_store", "MEMORY")
+        // Every connection (and the writer's) zeroes what it frees: deleted or moved cells and
+        // freed pages. Without it a page split leaves old copies of rows (sealed data, wrapped
+        // keys) in unused page space, where erasure (`store::purge`) could not reach them.
+        .pragma("secure_delete", "ON")
         .disable_statement_logging()
 }
 
@@ -72,8 +76,9 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static
 }
 
 /// Makes SQLite zero the contents of deleted or overwritten rows on this connection, so clear
-/// text that is being sealed does not linger in free pages. Nothing on PostgreSQL (no such
-/// setting; a PostgreSQL database never held clear tags).
+/// text that is being sealed, or a key being destroyed, does not linger in free pages (every
+/// connection has it on since issue #12; the callers that need it say so). Nothing on PostgreSQL
+/// (no such setting; its old row versions wait for VACUUM).
 pub(crate) async fn secure_delete(conn: &mut Conn, on: bool) -> Result<(), sqlx::Error> {
     let sql = if on { "PRAGMA secure_delete = ON" } else { "PRAGMA secure_delete = OFF" };
     match conn {
@@ -84,12 +89,19 @@ pub(crate) async fn secure_delete(conn: &mut Conn, on: bool) -> Result<(), sqlx:
 }
 
 /// Copies the whole WAL into the database file and truncates it (what it held is gone from disk).
-/// Nothing on PostgreSQL (its WAL is the server's).
-pub(crate) async fn truncate_wal(db: &Db) -> Result<(), sqlx::Error> {
-    match db {
-        Db::Sqlite(pool) => sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.map(|_| ()),
-        Db::Postgres(_) => Ok(()),
+/// It waits (busy timeout) for readers on older snapshots, and tries a few times more when one
+/// still holds it back; false when the WAL could not be truncated. Nothing on PostgreSQL (its
+/// WAL is the server's).
+pub(crate) async fn truncate_wal(db: &Db) -> Result<bool, sqlx::Error> {
+    let Db::Sqlite(pool) = db else { return Ok(true) };
+    for _ in 0..5 {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(pool).await?;
+        if busy == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(false)
 }
 
 /// The writer's checkpoints on its own rusqlite connection: PASSIVE between commits (never
@@ -113,7 +125,8 @@ pub(crate) const LIST_MESSAGES: &str =
     "SELECT m.number, m.received_at, m.size, m.protocol, m.tls, m.parsed, m.duplicate_count, c.queue, m.tags, m.auth,
             (SELECT json_group_array(json_object('case', k.id, 'opening', k.opening_number, 'queue', k.queue, 'status', k.status,
                      'category', k.category, 'priority', k.priority, 'due_at', k.due_at, 'spam', k.spam, 'tier', k.tier))
-             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id)
+             FROM message_cases mc JOIN cases k ON k.id = mc.case_id WHERE mc.message_id = m.id),
+            m.purged_by
      FROM messages m JOIN cases c ON c.id = m.case_id ORDER BY m.id LIMIT $1";
 
 /// The outbox worker's claim (`outbox::claim`): up to `$3` due rows, oldest first, taken in one

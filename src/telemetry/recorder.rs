@@ -53,6 +53,11 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("mailroom_store_max_bytes", Kind::Gauge, "storage.max_database_size, when set"),
     ("mailroom_disk_free_bytes", Kind::Gauge, "Bytes free to mailroom on the data dir's filesystem"),
     ("mailroom_config_reloads_total", Kind::Counter, "Configuration reloads on SIGHUP, by result (ok, refused)"),
+    (
+        "mailroom_retention_purged_total",
+        Kind::Counter,
+        "Registrations crypto-shredded by the retention policies, by policy (the [[retention]] name)",
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

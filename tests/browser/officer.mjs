@@ -1,7 +1,7 @@
 // The security officer: "My queues" shows no queue and no customer content, only the officer
 // pages; through the header links: users → add a user (the one-time code shown once) → roles →
-// pending changes → audit log filtered by action → "Verify chain". Every page: axe, zero CSP
-// violations, screenshots at both widths, and no mail content anywhere.
+// pending changes → audit log filtered by action → "Verify chain" → retention. Every page: axe,
+// zero CSP violations, screenshots at both widths, and no mail content anywhere.
 
 import { assert, env, scenario, url } from './lib.mjs';
 
@@ -107,5 +107,15 @@ await scenario('officer', async ({ open, step }) => {
     assert.match(text, /Chain intact, \d+ entries\./, text);
     await assertNoMail('audit verified');
     await officer.checkPageAtBothWidths('officer-audit-verified');
+  });
+
+  await step('the retention page: no policy, no hold, nothing purged yet', async () => {
+    await page.getByRole('navigation', { name: 'Officer pages' }).getByRole('link', { name: 'Retention', exact: true }).click();
+    await page.waitForLoadState('load');
+    await page.getByRole('heading', { name: 'Retention and erasure', level: 1 }).waitFor();
+    assert.equal(await page.locator('[data-none="policies"]').count(), 1);
+    assert.equal(await page.locator('[data-none="holds"]').count(), 1);
+    await assertNoMail('retention');
+    await officer.checkPageAtBothWidths('officer-retention');
   });
 });

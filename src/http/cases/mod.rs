@@ -17,7 +17,7 @@ use super::HttpContext;
 use super::auth::Auth;
 use super::error::{ApiError, Json, Path};
 use super::openapi::doc::{
-    BadRequest, Conflict, ErrorBody, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable, UnsupportedMediaType,
+    BadRequest, Conflict, ErrorBody, Forbidden, Gone, Invalid, NotFound, TooLarge, Unauthenticated, Unavailable, UnsupportedMediaType,
 };
 use super::validate::{CaseId, CaseIdParam, tag_schema, text_schema};
 use crate::cases::CaseError;
@@ -104,12 +104,13 @@ pub async fn get_case(
     operation_id = "rawMessage",
     tag = "cases",
     summary = "Download a message as stored",
-    description = "Our Received: header followed by the bytes received, for a caller who may read a queue in which the message has a case. Audited as message.read.",
+    description = "Our Received: header followed by the bytes received, for a caller who may read a queue in which the message has a case. Audited as message.read. 410 (error purged) for a registration whose content retention or erasure destroyed, to a caller who may read the queue it was registered into.",
     params(("number" = String, Path, description = "registration number", min_length = 1)),
     responses(
         (status = 200, description = "the message", content_type = "message/rfc822", body = inline(RawMessage)),
         (status = 401, response = Unauthenticated),
         (status = 404, response = NotFound),
+        (status = 410, response = Gone),
     ),
 )]
 pub async fn raw_message(State(ctx): State<Arc<HttpContext>>, auth: Auth, Path(number): Path<String>) -> Result<Response, ApiError> {

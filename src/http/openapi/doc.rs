@@ -86,7 +86,7 @@ use crate::http::{app_passwords, auth, cases, enrol, notifications, queues, two_
             admin::Grant, answers::User, answers::Role, answers::Change, answers::Enrolment, answers::Pending, answers::NewAccount,
             answers::Reset, answers::CollectedCode, answers::AuditPage, answers::AuditCheck,
             case::Mailbox, case::Case, case::CaseListItem, case::Message, case::Entry, case::HistoryEntry, case::CaseDetail, case::ActionResult),
-        responses(BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
+        responses(BadRequest, Unauthenticated, Forbidden, NotFound, Gone, Conflict, TooLarge, UnsupportedMediaType, Invalid, Throttled, Unavailable),
     ),
     modifiers(&SecuritySchemes, &ResetBody, &AuthenticatedCanBeForbidden),
 )]
@@ -174,6 +174,7 @@ shared_responses! {
     Unauthenticated: error_response("no session, or it ended (logged out, expired, user locked or removed)");
     Forbidden: error_response("missing permission (error forbidden), CSRF check failed (error csrf), or the caller's role requires two-factor login and he has not enrolled yet (error two_factor_required)");
     NotFound: error_response("no such thing, or it is in a queue the caller may not read");
+    Gone: error_response("the registration exists but retention or erasure destroyed its content (error purged; the reason gives the dates and the policy)");
     Conflict: error_response("the current state does not allow it");
     TooLarge: error_response("the body is larger than http.max_body");
     UnsupportedMediaType: error_response("the body is not sent as application/json");

@@ -14,7 +14,8 @@
 //! * `stats`: the supervisors' statistics of a period, with its CSV download.
 //! * `queue`: a queue's cases, filtered, sorted and paged; `bulk`: one action on the ticked ones.
 //! * `admin`: what the security officer's pages share; `admin_users`, `admin_roles`,
-//!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain").
+//!   `admin_changes` (second-person approvals), `admin_audit` (the log, "Verify chain"),
+//!   `admin_retention` (policies, legal holds, the latest runs and erasures).
 //! * `case`: one case with its thread; `case_sla` its SLA line; `case_body` a message taken apart;
 //!   `case_parts` the HTML part and attachments under their own headers; `case_actions` the
 //!   action forms with collision detection.
@@ -26,6 +27,7 @@
 pub mod admin;
 pub mod admin_audit;
 pub mod admin_changes;
+pub mod admin_retention;
 pub mod admin_roles;
 pub mod admin_users;
 pub mod app_passwords;
@@ -91,6 +93,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router<Arc<HttpContext>> {
         .route("/admin/roles/{role}/grants", post(admin_roles::grants))
         .route("/admin/roles/{role}/members", post(admin_roles::add_member))
         .route("/admin/roles/{role}/members/{user}/remove", post(admin_roles::remove_member))
+        .route("/admin/retention", get(admin_retention::show))
         .route("/admin/changes", get(admin_changes::list))
         .route("/admin/changes/{id}/approve", post(admin_changes::approve))
         .route("/admin/changes/{id}/reject", post(admin_changes::reject))

@@ -22,6 +22,8 @@ const PAGE: i64 = 64;
 pub struct VerifySummary {
     pub schema_version: i64,
     pub messages: u64,
+    /// Registrations purged by retention or erasure (tombstones: numbered, nothing to open).
+    pub purged: u64,
     /// (counter year, last sequence number) of each numbering: every number 1..=last is present.
     pub numbering: Vec<(i64, i64)>,
     pub cases: u64,
@@ -105,7 +107,7 @@ async fn check(pool: &SqlitePool, keys: &KeyRing, key_file: &Path) -> Result<Ver
     };
     drop(conn);
 
-    let messages = messages(pool, keys).await?;
+    let (messages, purged) = messages(pool, keys).await?;
     let tagged_cases = case_tags(pool, keys).await?;
     let case_entries = sealed_rows(pool, keys, &CASE_ENTRIES).await?;
     let outbox = sealed_rows(pool, keys, &OUTBOX).await?;
@@ -116,6 +118,7 @@ async fn check(pool: &SqlitePool, keys: &KeyRing, key_file: &Path) -> Result<Ver
     Ok(VerifySummary {
         schema_version,
         messages,
+        purged,
         numbering,
         cases: cases as u64,
         tagged_cases,
@@ -156,23 +159,31 @@ async fn schema(pool: &SqlitePool) -> Result<i64, Problem> {
 }
 
 /// Every message: its data key unwraps, and its trace header, extracted record and raw bytes
-/// open (and decompress); a message without its raw bytes is a failure too.
-async fn messages(pool: &SqlitePool, keys: &KeyRing) -> Result<u64, Problem> {
-    type Row = (i64, String, Vec<u8>, i64, Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+/// open (and decompress); a message without its raw bytes is a failure too. A tombstone
+/// (`store::purge`) is valid when it holds nothing left to open. (opened, tombstones)
+async fn messages(pool: &SqlitePool, keys: &KeyRing) -> Result<(u64, u64), Problem> {
+    type Row = (i64, String, Vec<u8>, i64, Vec<u8>, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<i64>);
     let mut last = 0i64;
-    let mut count = 0u64;
+    let (mut count, mut purged) = (0u64, 0u64);
     loop {
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT m.id, m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, m.fields_ct, b.raw_ct
+            "SELECT m.id, m.number, m.uid, m.key_id, m.wrapped_key, m.trace_ct, m.fields_ct, b.raw_ct, m.purged_at
              FROM messages m LEFT JOIN message_blobs b ON b.message_id = m.id WHERE m.id > $1 ORDER BY m.id LIMIT $2",
         )
         .bind(last)
         .bind(PAGE)
         .fetch_all(pool)
         .await?;
-        let Some((id, ..)) = rows.last() else { return Ok(count) };
+        let Some((id, ..)) = rows.last() else { return Ok((count, purged)) };
         last = *id;
-        for (_, number, uid, key_id, wrapped_key, trace_ct, fields_ct, raw_ct) in rows {
+        for (_, number, uid, key_id, wrapped_key, trace_ct, fields_ct, raw_ct, purged_at) in rows {
+            if purged_at.is_some() {
+                if key_id != 0 || !wrapped_key.is_empty() || !trace_ct.is_empty() || !fields_ct.is_empty() || raw_ct.is_some() {
+                    return Err(problem(format!("message {number} is marked purged but still holds sealed data")));
+                }
+                purged += 1;
+                continue;
+            }
             let fail = |what: &str, e: &dyn std::fmt::Display| problem(format!("message {number}: {what}: {e}"));
             let key = unwrap(keys, key_id, &wrapped_key, &uid).map_err(|e| fail("its data key does not unwrap", &e))?;
             key.open(&aad("trace", &uid), &trace_ct).map_err(|e| fail("its trace header does not open", &e))?;
@@ -187,7 +198,8 @@ async fn messages(pool: &SqlitePool, keys: &KeyRing) -> Result<u64, Problem> {
     }
 }
 
-/// A table whose rows each carry `uid, key_id, wrapped_key` and one sealed column.
+/// A table whose rows each carry `uid, key_id, wrapped_key` and one sealed column (rows whose
+/// key was shredded, key_id 0, are skipped: nothing is left to open).
 struct Sealed {
     /// What a row is, for the error ("outbox row 12").
     what: &'static str,
@@ -200,12 +212,12 @@ struct Sealed {
 const CASE_ENTRIES: Sealed = Sealed {
     what: "case entry",
     kind: "entry",
-    sql: "SELECT id, uid, key_id, wrapped_key, body_ct FROM case_entries WHERE id > $1 ORDER BY id LIMIT $2",
+    sql: "SELECT id, uid, key_id, wrapped_key, body_ct FROM case_entries WHERE id > $1 AND key_id <> 0 ORDER BY id LIMIT $2",
 };
 const OUTBOX: Sealed = Sealed {
     what: "outbox row",
     kind: "outbox",
-    sql: "SELECT id, uid, key_id, wrapped_key, mail_ct FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+    sql: "SELECT id, uid, key_id, wrapped_key, mail_ct FROM outbox WHERE id > $1 AND key_id <> 0 ORDER BY id LIMIT $2",
 };
 const CUSTOMERS: Sealed = Sealed {
     what: "directory entry",

@@ -1,7 +1,7 @@
 //! The cases side on both engines: one scenario (listing in every order and filter, counts,
 //! statistics, dashboard, message reads, the IMAP view, a case change with a reply, its review and
-//! undo, sealing old clear tags, the outbox worker) run on SQLite and on PostgreSQL; the two
-//! transcripts must be the same.
+//! undo, sealing old clear tags, the outbox worker, legal hold, retention and erasure) run on
+//! SQLite and on PostgreSQL; the two transcripts must be the same.
 //!
 //! Needs a PostgreSQL server: `MAILROOM_TEST_PG_URL` (e.g. `postgres://postgres@localhost:5432/postgres`,
 //! or `tests/common/pg.rs`'s cluster once unit tests can use it). The test makes its own schema
@@ -348,6 +348,30 @@ async fn scenario(store: &Store) -> String {
         outbox::sealed_mail(store, a).await.unwrap().len()
     )
     .unwrap();
+    // Retention and erasure: a held case (2, moved to sales above) is reported, a closed one (4)
+    // shredded, its tombstones read.
+    let mut tx = store.db().begin_write().await.unwrap();
+    on_conn!(&mut tx, c => sqlx::query("UPDATE cases SET status = 'closed' WHERE id IN (2, 4)").execute(&mut *c).await.map(|_| ()).unwrap());
+    tx.commit().await.unwrap();
+    writeln!(out, "hold {:?}", store.set_hold("MR-2", Some("matter"), "op").await.unwrap()).unwrap();
+    let holds: Vec<_> = store.holds().await.unwrap().into_iter().map(|h| (h.case, h.opening, h.queue, h.reason)).collect();
+    writeln!(out, "holds {holds:?}").unwrap();
+    let scope = crate::store::purge::Scope::Closed { policy: "p".into(), queue: None, category: None, closed_before: i64::MAX / 4 };
+    for dry in [true, false] {
+        let r = store.purge(&scope, "op", "retention.purge", dry).await.unwrap();
+        writeln!(out, "purge dry={dry} {:?} cases={} outbox={} held={:?}", r.messages, r.cases, r.outbox, r.held).unwrap();
+    }
+    writeln!(out, "tombstone {:?}", store.tombstone(1).await.unwrap().map(|t| (t.number, t.purged_by, t.queue))).unwrap();
+    writeln!(out, "open purged {:?}", store.open_message(1).await.err().map(|e| e.to_string().contains("was purged"))).unwrap();
+    writeln!(
+        out,
+        "case 4 messages {:?} entries {}",
+        store.case_messages(4).await.unwrap().len(),
+        store.case_entries(4).await.unwrap().len()
+    )
+    .unwrap();
+    let r = store.purge(&crate::store::purge::Scope::Address("x@y".into()), "op", "erasure", false).await.unwrap();
+    writeln!(out, "erase {:?} outbox={} customers={} held={:?}", r.messages, r.outbox, r.customers, r.held).unwrap();
     writeln!(out, "checkpoint {:?}", store.checkpoint().await.is_ok()).unwrap();
     out
 }
@@ -365,6 +389,10 @@ async fn engines_agree_on_the_cases_side() {
     pg.close().await;
     drop_schema(&url, &schema).await;
     assert!(on_sqlite.lines().count() > 100, "the scenario ran");
+    for purged in ["purge dry=true [\"R-1\", \"R-3\", \"R-5\"] cases=1", "purge dry=false [\"R-1\", \"R-3\", \"R-5\"] cases=1"] {
+        assert!(on_sqlite.lines().any(|l| l.starts_with(purged) && l.ends_with("held=[\"MR-2\"]")), "{purged}:\n{on_sqlite}");
+    }
+    assert!(on_sqlite.contains("open purged Some(true)") && on_sqlite.contains("case 4 messages 0 entries 0"), "{on_sqlite}");
     for (line, (a, b)) in on_sqlite.lines().zip(on_postgres.lines()).enumerate() {
         assert_eq!(a, b, "line {line}: SQLite, then PostgreSQL");
     }

@@ -135,11 +135,12 @@ impl Store {
             .collect())
     }
 
-    /// Staff entries of a case, decrypted. Not audited: the caller audits the read of the case.
+    /// Staff entries of a case, decrypted (shredded ones, key_id 0, are gone: `store::purge`). Not
+    /// audited: the caller audits the read of the case.
     pub async fn case_entries(&self, case_id: i64) -> Result<Vec<CaseEntry>, StoreError> {
         let rows: Vec<EntryColumns> = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT e.id, e.at, e.author, e.kind, e.outbox_id, o.status, e.uid, e.key_id, e.wrapped_key, e.body_ct, e.state
-             FROM case_entries e LEFT JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = $1 ORDER BY e.id",
+             FROM case_entries e LEFT JOIN outbox o ON o.id = e.outbox_id WHERE e.case_id = $1 AND e.key_id <> 0 ORDER BY e.id",
         )
         .bind(case_id)
         .fetch_all(pool)

@@ -178,6 +178,8 @@ fn open_connection(store: &Store) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", true)?;
     // Sorting and temp indexes stay in memory: no clear-text scratch files on disk.
     conn.pragma_update(None, "temp_store", "memory")?;
+    // Freed and moved row contents are zeroed (see `sqlite::connect_options`).
+    conn.pragma_update(None, "secure_delete", "on")?;
     // Checkpoints run in a background task, never inside a commit that senders wait for; once a
     // checkpoint has caught up, the WAL restarts and is cut back to this size.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
