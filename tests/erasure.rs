@@ -306,6 +306,14 @@ fn erasing_an_address_shreds_its_messages_and_keeps_the_registrations() {
     assert!(kept.iter().all(|k| !found_in_store(&server, std::slice::from_ref(k)).is_empty()), "Bob's sealed bytes are still there");
     assert!(!server.log_text().contains(ANA), "the log names no address");
 
+    // A master key rotation afterwards passes over the tombstones (no key left to re-wrap) and
+    // retires the old version; Bob's messages still open.
+    let rotated = server.cli(&["keys", "rotate"]);
+    assert!(rotated.status.success(), "keys rotate after an erasure: {}{}", rotated.stdout_str(), rotated.stderr);
+    assert_eq!(server.sql_i64("SELECT COUNT(*) FROM messages WHERE key_id NOT IN (0, 2)"), 0, "live rows on version 2, tombstones 0");
+    let (status, _) = raw(&server, &token, &b2);
+    assert_eq!(status, 200, "Bob's message opens with the new key");
+
     // A fresh backup of the store with tombstones verifies (backups are SQLite's).
     if !server.sqlite_only("mailroom backup takes SQLite stores only") {
         let file = server.root().join("after-erasure.backup");

@@ -18,6 +18,9 @@ enum Binding {
     ResetCode,
 }
 
+/// A row whose data key crypto-shredding destroyed (`store::purge`) says `key_id = 0`: nothing is
+/// left to re-wrap, and no key version is needed for it (the queries below leave such rows out).
+///
 /// Every column pair that holds a wrapped data key (table and column names are these constants:
 /// the dynamic SQL below is made only from them, never from input). A new one belongs here, or rotation leaves
 /// its rows under a version that retirement then refuses to remove (tests/key_rotation.rs reads
@@ -90,7 +93,7 @@ impl Store {
             let rows: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = match w.binding {
                 Binding::Dek => {
                     let sql = format!(
-                        "SELECT {id}, uid, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> $1 ORDER BY {id} LIMIT $2",
+                        "SELECT {id}, uid, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 ORDER BY {id} LIMIT $2",
                         id = w.id,
                         k = w.key_id,
                         wk = w.wrapped_key,
@@ -100,7 +103,7 @@ impl Store {
                 }
                 Binding::ResetCode => {
                     let sql = format!(
-                        "SELECT {id}, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> $1 ORDER BY {id} LIMIT $2",
+                        "SELECT {id}, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 ORDER BY {id} LIMIT $2",
                         id = w.id,
                         k = w.key_id,
                         wk = w.wrapped_key,
@@ -175,7 +178,7 @@ async fn counts_in(conn: &mut Conn, other_than: Option<u32>) -> Result<Vec<KeyCo
     let mut out = Vec::new();
     for w in WRAPPED {
         let sql = format!(
-            "SELECT {k}, COUNT(*) FROM {t} WHERE {k} IS NOT NULL AND {k} <> $1 GROUP BY {k} ORDER BY {k}",
+            "SELECT {k}, COUNT(*) FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 GROUP BY {k} ORDER BY {k}",
             k = w.key_id,
             t = w.table
         );
