@@ -241,6 +241,15 @@ fn an_unassigned_case_warns_the_queue_staff_and_users_without_address_see_it_on_
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(server.sql_i64("SELECT COUNT(*) FROM notifications WHERE read_at IS NULL"), 2, "otto's own only");
 
+    // Lena loses the queue: her unread warning leaves her count and her list with it.
+    let (lena, home) = CurlBrowser::at_home(&server, "lena", PW);
+    assert!(home.body.contains("notifications-count\" aria-label=\"unread notifications\">1<"), "{}", home.body);
+    let out = server.cli(&["role", "revoke", "support-lead", "--user", "lena"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let home = lena.get("/notifications");
+    assert!(!home.body.contains("notifications-count") && !home.body.contains(&number), "{}", home.body);
+    assert_eq!(server.sql_i64("SELECT COUNT(*) FROM notifications WHERE read_at IS NULL"), 2, "kept, only not shown");
+
     // A bad address is refused by the CLI with a reason.
     let out = server.cli(&["user", "email", "otto", "not an address"]);
     assert!(!out.status.success());

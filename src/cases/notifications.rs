@@ -18,9 +18,11 @@ impl Cases {
         Ok(list)
     }
 
-    /// How many of my notifications are unread (the header's badge).
+    /// How many of my notifications are unread (the header's badge): of the queues I can still
+    /// read, as in the list, so a revoked grant leaves no count that opens to nothing.
     pub async fn unread_notifications(&self, who: &Principal) -> Result<i64, CaseError> {
-        Ok(notifications::unread(self.store(), who.user_id).await?)
+        let per_queue = notifications::unread_by_queue(self.store(), who.user_id).await?;
+        Ok(per_queue.into_iter().filter(|(queue, _)| who.can(queue, Permission::Read)).map(|(_, n)| n).sum())
     }
 
     /// Marks my notifications `ids` read (all of mine with None); returns how many changed.

@@ -126,12 +126,16 @@ pub async fn list(store: &Store, user_id: i64, limit: i64) -> Result<Vec<Notific
         .collect())
 }
 
-/// How many of a user's notifications are unread.
-pub async fn unread(store: &Store, user_id: i64) -> Result<i64, StoreError> {
-    Ok(on_db!(store.db(), pool => sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
-        .bind(user_id)
-        .fetch_one(pool)
-        .await?))
+/// How many of a user's notifications are unread, per queue of their case (the caller keeps the
+/// queues the user may still read, as the list does).
+pub async fn unread_by_queue(store: &Store, user_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(on_db!(store.db(), pool => sqlx::query_as(
+        "SELECT c.queue, COUNT(*) FROM notifications n JOIN cases c ON c.id = n.case_id
+         WHERE n.user_id = $1 AND n.read_at IS NULL GROUP BY c.queue",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?))
 }
 
 /// Marks a user's notifications read: `ids`, or all of them when None. Only his own rows; returns
