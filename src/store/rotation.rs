@@ -90,26 +90,26 @@ impl Store {
             if left == 0 {
                 break;
             }
+            // A reset code is bound to its row id, every other sealed row to its `uid`.
+            let uid = match w.binding {
+                Binding::Dek => "uid, ",
+                Binding::ResetCode => "",
+            };
+            let sql = format!(
+                "SELECT {id}, {uid}{k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 ORDER BY {id} LIMIT $2",
+                id = w.id,
+                k = w.key_id,
+                wk = w.wrapped_key,
+                t = w.table
+            );
+            let query = sqlx::AssertSqlSafe(sql);
             let rows: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = match w.binding {
                 Binding::Dek => {
-                    let sql = format!(
-                        "SELECT {id}, uid, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 ORDER BY {id} LIMIT $2",
-                        id = w.id,
-                        k = w.key_id,
-                        wk = w.wrapped_key,
-                        t = w.table
-                    );
-                    on_conn!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(current).bind(left).fetch_all(conn).await?)
+                    on_conn!(&mut tx, conn => sqlx::query_as(query).bind(current).bind(left).fetch_all(conn).await?)
                 }
                 Binding::ResetCode => {
-                    let sql = format!(
-                        "SELECT {id}, {k}, {wk} FROM {t} WHERE {k} IS NOT NULL AND {k} <> 0 AND {k} <> $1 ORDER BY {id} LIMIT $2",
-                        id = w.id,
-                        k = w.key_id,
-                        wk = w.wrapped_key,
-                        t = w.table
-                    );
-                    let rows: Vec<(i64, i64, Vec<u8>)> = on_conn!(&mut tx, conn => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(current).bind(left).fetch_all(conn).await?);
+                    let rows: Vec<(i64, i64, Vec<u8>)> =
+                        on_conn!(&mut tx, conn => sqlx::query_as(query).bind(current).bind(left).fetch_all(conn).await?);
                     rows.into_iter().map(|(id, k, wk)| (id, Vec::new(), k, wk)).collect()
                 }
             };
