@@ -75,15 +75,58 @@ pub struct Tombstone {
     pub queue: String,
 }
 
+/// How many messages one transaction of a retention run shreds at most. A first run over years of
+/// closed cases goes in many short transactions (each with its audit entry), so mail keeps being
+/// acknowledged between them and no audit entry lists more than this many numbers.
+pub const PURGE_BATCH: usize = 500;
+
 impl Store {
     /// Shreds what `scope` selects (module docs), audited as `action` by `actor`; a dry run
-    /// rolls everything back (and audits nothing).
+    /// rolls everything back (and audits nothing). A retention run commits every
+    /// [`PURGE_BATCH`] messages; an erasure (one customer) and a dry run are one transaction.
     pub async fn purge(&self, scope: &Scope, actor: &str, action: &str, dry_run: bool) -> Result<PurgeReport, StoreError> {
+        if dry_run || matches!(scope, Scope::Address(_)) {
+            return self.purge_batch(scope, actor, action, dry_run, None).await;
+        }
+        self.purge_in_batches(scope, actor, action, PURGE_BATCH).await
+    }
+
+    /// A retention run in transactions of at most `batch` messages, until one finds fewer; the
+    /// reports added up (the held cases as the first batch saw them).
+    pub async fn purge_in_batches(&self, scope: &Scope, actor: &str, action: &str, batch: usize) -> Result<PurgeReport, StoreError> {
+        let mut total = PurgeReport { purged_by: scope.purged_by().into(), ..PurgeReport::default() };
+        for round in 0.. {
+            let done = self.purge_batch(scope, actor, action, false, Some(batch)).await?;
+            let last = done.messages.len() < batch;
+            if round == 0 {
+                total.held = done.held;
+            }
+            total.messages.extend(done.messages);
+            total.cases += done.cases;
+            total.outbox += done.outbox;
+            total.participants += done.participants;
+            total.customers += done.customers;
+            if last {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// One transaction: at most `limit` messages (all with None).
+    async fn purge_batch(
+        &self,
+        scope: &Scope,
+        actor: &str,
+        action: &str,
+        dry_run: bool,
+        limit: Option<usize>,
+    ) -> Result<PurgeReport, StoreError> {
         let now = now_millis();
         let mut tx = self.db().begin_write().await?;
         // On already (every connection's default), said again: this is what it is for.
         sqlite::secure_delete(&mut tx, true).await?;
-        let mut report = self.purge_in(&mut tx, scope, now).await?;
+        let mut report = self.purge_in(&mut tx, scope, now, limit).await?;
         report.dry_run = dry_run;
         // A policy's run that found nothing leaves no trace (it runs every hour); an erasure's
         // receipt is recorded even when the address had nothing.
@@ -115,12 +158,12 @@ impl Store {
         Ok(report)
     }
 
-    async fn purge_in(&self, tx: &mut Conn, scope: &Scope, now: i64) -> Result<PurgeReport, StoreError> {
+    async fn purge_in(&self, tx: &mut Conn, scope: &Scope, now: i64, limit: Option<usize>) -> Result<PurgeReport, StoreError> {
         let mut report = PurgeReport { purged_by: scope.purged_by().into(), ..PurgeReport::default() };
         let (ids, held) = match scope {
             Scope::Address(address) => select_sender(tx, &self.keys.address_index(address)).await?,
             Scope::Closed { queue, category, closed_before, .. } => {
-                select_closed(tx, queue.as_deref(), category.as_deref(), *closed_before).await?
+                select_closed(tx, queue.as_deref(), category.as_deref(), *closed_before, limit).await?
             }
         };
         report.held = held;
@@ -236,18 +279,21 @@ async fn select_closed(
     queue: Option<&str>,
     category: Option<&str>,
     before: i64,
+    limit: Option<usize>,
 ) -> Result<(Vec<(i64, String)>, Vec<String>), StoreError> {
+    let limit = limit.map_or(i64::MAX, |n| n as i64);
     let ids: Vec<(i64, String)> = on_conn!(&mut *tx, c => sqlx::query_as(
         "SELECT DISTINCT m.id, m.number FROM cases k JOIN message_cases mc ON mc.case_id = k.id JOIN messages m ON m.id = mc.message_id
          WHERE k.status = 'closed' AND k.updated_at < $1 AND k.hold_at IS NULL
            AND ($2 IS NULL OR k.queue = $2) AND ($3 IS NULL OR k.category = $3) AND m.purged_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM message_cases o JOIN cases ok ON ok.id = o.case_id
                            WHERE o.message_id = m.id AND (ok.status <> 'closed' OR ok.updated_at >= $1 OR ok.hold_at IS NOT NULL))
-         ORDER BY m.id",
+         ORDER BY m.id LIMIT $4",
     )
     .bind(before)
     .bind(queue)
     .bind(category)
+    .bind(limit)
     .fetch_all(c)
     .await?);
     let held: Vec<String> = on_conn!(&mut *tx, c => sqlx::query_scalar(

@@ -358,9 +358,17 @@ async fn scenario(store: &Store) -> String {
     writeln!(out, "holds {holds:?}").unwrap();
     let scope = crate::store::purge::Scope::Closed { policy: "p".into(), queue: None, category: None, closed_before: i64::MAX / 4 };
     for dry in [true, false] {
-        let r = store.purge(&scope, "op", "retention.purge", dry).await.unwrap();
+        // The real run in transactions of two messages, [R-5].
+        let r = if dry {
+            store.purge(&scope, "op", "retention.purge", dry).await
+        } else {
+            store.purge_in_batches(&scope, "op", "retention.purge", 2).await
+        };
+        let r = r.unwrap();
         writeln!(out, "purge dry={dry} {:?} cases={} outbox={} held={:?}", r.messages, r.cases, r.outbox, r.held).unwrap();
     }
+    let batches = crate::store::audit::list(store, 0, 100, Some("retention.purge"), None).await.unwrap();
+    writeln!(out, "purge audited in {} entries", batches.len()).unwrap();
     writeln!(out, "tombstone {:?}", store.tombstone(1).await.unwrap().map(|t| (t.number, t.purged_by, t.queue))).unwrap();
     writeln!(out, "open purged {:?}", store.open_message(1).await.err().map(|e| e.to_string().contains("was purged"))).unwrap();
     writeln!(
@@ -393,6 +401,7 @@ async fn engines_agree_on_the_cases_side() {
         assert!(on_sqlite.lines().any(|l| l.starts_with(purged) && l.ends_with("held=[\"MR-2\"]")), "{purged}:\n{on_sqlite}");
     }
     assert!(on_sqlite.contains("open purged Some(true)") && on_sqlite.contains("case 4 messages 0 entries 0"), "{on_sqlite}");
+    assert!(on_sqlite.contains("purge audited in 2 entries"), "two transactions, one audit entry each: {on_sqlite}");
     for (line, (a, b)) in on_sqlite.lines().zip(on_postgres.lines()).enumerate() {
         assert_eq!(a, b, "line {line}: SQLite, then PostgreSQL");
     }
