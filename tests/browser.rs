@@ -228,6 +228,11 @@ fn agent_works_by_keyboard_then_switches_shortcuts_off_and_chooses_chinese() {
     run_scenario("keys");
 }
 
+#[test]
+fn agent_sets_up_two_factor_login_makes_an_app_password_and_logs_in_with_a_code() {
+    run_scenario("two_factor");
+}
+
 /// The case page: an HTML-only mail (shown in its sandboxed frame) in the agent's queue.
 const HTML_MAIL_SUBJECT: &str = "Browser test HTML mail";
 
