@@ -1,7 +1,7 @@
 //! Retention policies (`[[retention]]`): how long the registrations of closed cases of a queue
 //! and/or category are kept, counted from the case's closure. A run shreds what each policy has
-//! let expire through `store::purge` (one transaction and one audit entry per policy that found
-//! something); open cases are never touched, nor cases under legal hold (reported). The server
+//! let expire through `store::purge` (transactions of at most `PURGE_BATCH` messages, each with
+//! its audit entry); open cases are never touched, nor cases under legal hold (reported). The server
 //! runs it every `server.retention_every` on the node holding its lease; `mailroom retention
 //! run` runs it by hand (or `--dry-run`: what would go, nothing changed).
 //!
