@@ -243,23 +243,22 @@ impl Settings {
     /// names and the calendar's zone from it too.
     pub fn case_settings(&self) -> crate::cases::CaseSettings {
         let config = &self.config;
-        let settings = self;
         crate::cases::CaseSettings {
             queues: config
                 .queues
                 .iter()
                 .map(|q| crate::cases::QueueSetting {
                     name: q.name.clone(),
-                    address: settings.policy.queue_address(&q.name).map(str::to_string),
+                    address: self.policy.queue_address(&q.name).map(str::to_string),
                     review: q.review,
                 })
                 .collect(),
             categories: config.categories.iter().map(|c| crate::cases::Category { code: c.code.clone(), name: c.name.clone() }).collect(),
-            calendar: settings.policy.calendar.clone(),
+            calendar: self.policy.calendar.clone(),
             hostname: config.server.hostname.clone(),
             outbox_configured: config.outbox.is_some(),
-            own_addresses: settings.policy.own_addresses.clone(),
-            reg_format: settings.policy.reg_format.clone(),
+            own_addresses: self.policy.own_addresses.clone(),
+            reg_format: self.policy.reg_format.clone(),
             templates: config.templates.clone(),
             undo_window: std::time::Duration::from_secs(config.outbox.as_ref().map_or(0, |o| o.undo_seconds)),
             presence_expiry: config.http.presence_expiry,
