@@ -14,7 +14,7 @@ if [[ " $* " == *" --help "* || " $* " == *" -h "* ]]; then
     exec python3 "$repo/bench/bench.py" --help
 fi
 
-for tool in smtp-source smtp-sink; do
+for tool in smtp-sink; do
     if [[ ! -x "/usr/sbin/$tool" ]] && ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench: $tool not found; install Debian's postfix package (see .ci/run)" >&2
         exit 2
@@ -22,8 +22,8 @@ for tool in smtp-source smtp-sink; do
 done
 
 if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
-    echo "== cargo build --release"
-    cargo build --release
+    echo "== cargo build --release --bins --example loadgen"
+    cargo build --release --bins --example loadgen
 fi
 
 exec python3 "$repo/bench/bench.py" --repo "$repo" "$@"
