@@ -324,7 +324,10 @@ fn body(kind: Kind, rng: &mut Rng) -> Body {
         Kind::Legacy => {
             let (lang, charset, encoding) =
                 if rng.below(2) == 0 { (Lang::Zh, "gb2312", encoding_rs::GBK) } else { (Lang::Ru, "koi8-r", encoding_rs::KOI8_R) };
+            // Counted in UTF-8: KOI8-R halves Cyrillic; GB2312 takes 2 of UTF-8's 3 bytes per
+            // character, and base64 adds a third back.
             let target = rng.between(2048, 5120) - 400;
+            let target = if charset == "koi8-r" { target * 9 / 5 } else { target * 9 / 10 };
             let text = crlf(&text(rng, lang, target));
             let (encoded, _, unmappable) = encoding.encode(&text);
             assert!(!unmappable, "the word lists fit their legacy charsets");
@@ -418,6 +421,47 @@ fn body(kind: Kind, rng: &mut Rng) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(body: &Body) -> Vec<u8> {
+        let mut m = b"From: <a@example.org>\r\nMessage-ID: <1@x>\r\n".to_vec();
+        m.extend_from_slice(body.headers.as_bytes());
+        m.extend_from_slice(&body.bytes);
+        m
+    }
+
+    #[test]
+    fn every_kind_is_mail_a_client_reads_with_its_charset() {
+        let corpus = Corpus::new(mix("full", 0).unwrap(), 3);
+        let mut seen = vec![0; corpus.kinds()];
+        for i in 0..400 {
+            let (k, body) = corpus.pick(i);
+            seen[k] += 1;
+            let raw = message(body);
+            assert!(!raw.windows(3).any(|w| w == b"\n.\r" || w == b"\n.."), "no line may start with a dot");
+            let parsed = mail_parser::MessageParser::default().parse(&raw).expect("parses");
+            let subject = parsed.subject().expect("a subject").to_string();
+            let text = parsed.body_text(0).map(|t| t.to_string()).unwrap_or_default();
+            let non_ascii = |s: &str| s.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c) || ('\u{4E00}'..='\u{9FFF}').contains(&c));
+            match corpus.kind(k) {
+                Kind::Legacy => {
+                    assert!(non_ascii(&subject), "encoded word decodes: {subject}");
+                    assert!(non_ascii(&text), "GB2312/KOI8-R body decodes");
+                    assert!((1500..6000).contains(&raw.len()), "{}", raw.len());
+                }
+                Kind::Plain => assert!((1500..7000).contains(&raw.len()), "{}", raw.len()),
+                Kind::Alternative => {
+                    assert!(parsed.body_html(0).is_some() && !text.is_empty());
+                    assert!((6000..14000).contains(&raw.len()), "{}", raw.len());
+                }
+                Kind::Attachment(n) => {
+                    let a = parsed.attachments().next().expect("an attachment");
+                    assert_eq!(a.contents().len(), n);
+                }
+                Kind::X(_) => unreachable!(),
+            }
+        }
+        assert!(seen.iter().take(5).all(|n| *n > 0), "each common kind is sent: {seen:?}");
+    }
 
     #[test]
     fn same_seed_same_corpus() {
