@@ -71,6 +71,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         hostname: config.server.hostname.clone(),
         limits: config.limits.clone(),
         lmtp: config.lmtp.clone(),
+        memory: crate::smtp::memory::MessageMemory::new(config.limits.message_memory),
         intake: Intake::new(
             store.keys.clone(),
             writer,
