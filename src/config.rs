@@ -651,6 +651,19 @@ mod tests {
     }
 
     #[test]
+    fn message_memory_must_hold_the_largest_message() {
+        let s = load("").unwrap();
+        assert_eq!(s.config.limits.message_memory, 256 * 1024 * 1024);
+        let e = load("[limits]\nmax_message_size = 10485760\nmessage_memory = 41943039\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "limits.message_memory"), "{e}");
+        assert!(e.reason.contains("41943040"), "the reason names the minimum: {e}");
+        let s = load("[limits]\nmax_message_size = 10485760\nmessage_memory = 41943040\n").unwrap();
+        assert_eq!(s.config.limits.message_memory, 41_943_040);
+        let e = load("[limits]\nmessage_memory = \"lots\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "limits.message_memory"), "{e}");
+    }
+
+    #[test]
     fn login_timeout_is_still_accepted_as_prelogin_timeout() {
         let s = load("[imap]\nlogin_timeout = \"7s\"\n").unwrap();
         assert_eq!(s.config.imap.prelogin_timeout, Duration::from_secs(7));

@@ -333,3 +333,26 @@ fn failed_logins_and_a_lockout_are_counted_by_result_and_scope() {
     assert_eq!(sample(&text, "mailroom_login_lockouts_total", &[("scope", "user")]), Some(0.0), "no such user to lock: {text}");
     assert!(!text.contains("mallory"), "{text}");
 }
+
+#[test]
+fn the_memory_budget_is_a_gauge_and_its_refusals_are_counted() {
+    let max: u64 = 1 << 20;
+    let opts = Opts { max_message_size: max, limits_extra: format!("message_memory = {}", 4 * max), ..Opts::default() };
+    let (s, metrics) = start("", opts);
+    let before = scrape(metrics);
+    assert_eq!(sample(&before, "mailroom_smtp_memory_in_flight_bytes", &[]), Some(0.0), "{before}");
+    for at in ["mail", "data", "bdat"] {
+        assert_eq!(sample(&before, "mailroom_smtp_memory_refusals_total", &[("protocol", "smtp"), ("at", at)]), Some(0.0), "{before}");
+    }
+    // A holds the whole budget (a message of the largest size counts 4 times); B is turned away.
+    let mut a = s.smtp_session();
+    a.expect(&format!("MAIL FROM:<a@client.example.org> SIZE={max}"), "250 2.1.0 Sender OK");
+    let mut b = s.smtp_session();
+    b.expect("MAIL FROM:<b@client.example.org>", "452 4.3.1 Insufficient system storage, try again later");
+    let during = scrape(metrics);
+    assert_eq!(sample(&during, "mailroom_smtp_memory_in_flight_bytes", &[]), Some((4 * max) as f64), "{during}");
+    assert_eq!(count(&during, "mailroom_smtp_memory_refusals_total", &[("protocol", "smtp"), ("at", "mail")]), 1.0, "{during}");
+    a.expect("RSET", "250 2.0.0 OK");
+    let after = scrape(metrics);
+    assert_eq!(sample(&after, "mailroom_smtp_memory_in_flight_bytes", &[]), Some(0.0), "RSET gives it back: {after}");
+}

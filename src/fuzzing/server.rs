@@ -149,6 +149,7 @@ impl Server {
                 hostname: settings.config.server.hostname.clone(),
                 limits: settings.config.limits.clone(),
                 lmtp: settings.config.lmtp.clone(),
+                memory: crate::smtp::memory::MessageMemory::new(settings.config.limits.message_memory),
                 intake,
                 tls: tls.clone(),
                 shutdown: shutdown.clone(),

@@ -62,6 +62,9 @@ pub struct Limits {
     pub min_data_rate: u64,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Bytes of memory all SMTP and LMTP transactions together may hold for message data
+    /// (each message byte counts `smtp::memory::FACTOR` times); past it, 452 4.3.1.
+    pub message_memory: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             max_session_time: Duration::from_secs(30 * 60),
             min_data_rate: 500,
             shutdown_grace: Duration::from_secs(30),
+            message_memory: 256 * 1024 * 1024,
         }
     }
 }
@@ -101,6 +105,14 @@ impl Limits {
             if !ok {
                 return Err((key.into(), reason.into()));
             }
+        }
+        let largest = (self.max_message_size as u64).saturating_mul(super::memory::FACTOR);
+        if self.message_memory < largest {
+            let reason = format!(
+                "must be at least max_message_size × {} ({largest} bytes), so that the largest message allowed can be received",
+                super::memory::FACTOR
+            );
+            return Err(("message_memory".into(), reason));
         }
         for (key, value) in
             [("command_timeout", self.command_timeout), ("data_timeout", self.data_timeout), ("max_session_time", self.max_session_time)]

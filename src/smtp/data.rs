@@ -34,6 +34,8 @@ pub struct DataReceiver {
     pub total: usize,
     pub too_big: bool,
     pub line_too_long: bool,
+    /// Keeping nothing more (the memory budget could not hold it): the end is still looked for.
+    pub discarding: bool,
 }
 
 impl DataReceiver {
@@ -47,7 +49,15 @@ impl DataReceiver {
             total: 0,
             too_big: false,
             line_too_long: false,
+            discarding: false,
         }
+    }
+
+    /// Keeps nothing from here on and frees what was kept; the end of data is still found and
+    /// the limits still checked.
+    pub fn discard(&mut self) {
+        self.discarding = true;
+        self.message = Vec::new();
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -59,10 +69,10 @@ impl DataReceiver {
         if self.too_big {
             return;
         }
-        if self.message.len() + bytes.len() > self.max_size {
+        if self.total > self.max_size {
             self.too_big = true;
             self.message = Vec::new();
-        } else {
+        } else if !self.discarding {
             self.message.extend_from_slice(bytes);
         }
     }
@@ -248,5 +258,20 @@ mod tests {
         ok.extend_from_slice(b"\r\n.\r\n");
         assert!(r.feed(&ok).is_some());
         assert!(!r.line_too_long, "998 octets + CRLF is the RFC maximum");
+    }
+
+    #[test]
+    fn discarding_keeps_nothing_but_still_finds_the_end_and_the_size() {
+        let mut r = DataReceiver::new(20, 1 << 16);
+        assert_eq!(r.feed(b"0123456789"), None);
+        r.discard();
+        assert_eq!(r.feed(b"abc\r\n.\r\nNEXT"), Some(8));
+        assert!(!r.too_big);
+        assert_eq!(r.total, 15);
+        assert!(r.into_message().is_empty());
+        let mut r = DataReceiver::new(20, 1 << 16);
+        r.discard();
+        assert_eq!(r.feed(b"0123456789012345678901234\r\n.\r\n"), Some(30));
+        assert!(r.too_big, "the size limit still counts what was discarded");
     }
 }

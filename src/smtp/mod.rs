@@ -1,10 +1,12 @@
 //! SMTP (the MX) and LMTP (behind another MTA): listeners and sessions.
 //!
 //! `listen` runs the shared accept loop (`crate::net`) over one pool for every SMTP and LMTP
-//! listener; `session` runs one connection's state machine; `data` finds the end of DATA.
+//! listener; `session` runs one connection's state machine; `data` finds the end of DATA;
+//! `memory` is the budget for message bytes in flight.
 
 pub mod config;
 pub mod data;
+pub mod memory;
 pub mod observe;
 pub mod session;
 
@@ -24,6 +26,8 @@ pub struct SmtpContext {
     pub hostname: String,
     pub limits: Limits,
     pub lmtp: LmtpConfig,
+    /// `limits.message_memory`, shared by every session of every listener.
+    pub memory: memory::MessageMemory,
     pub intake: Intake,
     pub tls: TlsAcceptor,
     pub shutdown: Shutdown,

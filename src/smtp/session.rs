@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::SmtpContext;
 use super::data::DataReceiver;
+use super::memory::{self, Reservation};
 use crate::intake::Outcome;
 use crate::intake::{Envelope, Protocol, RecipientCheck};
 use crate::net::Stream;
@@ -51,6 +52,8 @@ struct Transaction {
     recipients: Vec<(String, String)>,
     /// The data received by BDAT so far; `Some` once the first BDAT arrived.
     bdat: Option<Vec<u8>>,
+    /// This transaction's share of `limits.message_memory`, held until its reply is sent.
+    memory: Reservation,
 }
 
 /// A final reply that refuses the message: status ("552 5.3.4") and text.
@@ -412,7 +415,16 @@ impl Session {
         if size > max {
             return self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"));
         }
-        self.tx = Some(Transaction { mail_from: address, smtputf8, recipients: Vec::new(), bdat: None });
+        // What SIZE= declares is reserved now, so a message that cannot fit is turned away
+        // before it is sent; without SIZE=, the first step must fit (a full budget takes no
+        // new transactions). Not a client error: it does not count against max_errors.
+        let first = if size > 0 { size } else { READ_CHUNK };
+        let Some(reservation) = self.ctx.memory.reserve(first as u64, max as u64) else {
+            memory_refused(self.protocol, "mail");
+            self.reply(memory::REPLY);
+            return Flow::Continue;
+        };
+        self.tx = Some(Transaction { mail_from: address, smtputf8, recipients: Vec::new(), bdat: None, memory: reservation });
         self.reply("250 2.1.0 Sender OK");
         Flow::Continue
     }
@@ -477,6 +489,17 @@ impl Session {
         let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
         let mut received = 0;
         loop {
+            let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
+            if receiver.too_big {
+                tx.memory.release();
+            } else if !receiver.discarding && !tx.memory.cover((receiver.total + self.buf.len()) as u64) {
+                // Unstuffing only shrinks: what is buffered bounds what feeding it adds.
+                // Over the budget: keep reading to the end (the session stays in sync) but
+                // keep nothing, and give back what this message held at once.
+                receiver.discard();
+                tx.memory.release();
+                memory_refused(self.protocol, "data");
+            }
             if let Some(consumed) = receiver.feed(&self.buf) {
                 self.buf.advance(consumed);
                 break;
@@ -495,6 +518,8 @@ impl Session {
             Err(self.too_big())
         } else if receiver.line_too_long {
             Err(("554 5.6.0", format!("Message contains a line longer than {max_line} bytes")))
+        } else if receiver.discarding {
+            Err(out_of_memory())
         } else {
             Ok(receiver.into_message())
         };
@@ -512,7 +537,17 @@ impl Session {
         let max = self.ctx.limits.max_message_size;
         let so_far = self.tx.as_ref().and_then(|tx| tx.bdat.as_ref()).map_or(0, Vec::len);
         let overflow = refusal.is_none() && so_far.saturating_add(size) > max;
-        let keep = refusal.is_none() && !overflow;
+        // The chunk's size is known before it is read: reserve it all now, or keep none of it.
+        let no_room =
+            refusal.is_none() && !overflow && !self.tx.as_mut().is_some_and(|tx| tx.memory.cover(so_far.saturating_add(size) as u64));
+        if no_room {
+            memory_refused(self.protocol, "bdat");
+            if let Some(tx) = self.tx.as_mut() {
+                tx.bdat = None;
+                tx.memory.release();
+            }
+        }
+        let keep = refusal.is_none() && !overflow && !no_room;
         let mut chunk = Vec::with_capacity(if keep { size.min(READ_CHUNK * 64) } else { 0 });
         let mut remaining = size;
         let limits = &self.ctx.limits;
@@ -537,11 +572,14 @@ impl Session {
             return Ok(self.error(refusal));
         }
         let end_of_data = Instant::now();
-        if overflow {
+        if overflow || no_room {
+            let refusal = if overflow { self.too_big() } else { out_of_memory() };
             if last {
-                return self.finish(Err(self.too_big()), end_of_data).await;
+                return self.finish(Err(refusal), end_of_data).await;
             }
-            let (status, text) = self.too_big();
+            // RFC 3030 §4.2: the transaction has failed; chunks already pipelined behind this
+            // one are read and refused (503), never stored.
+            let (status, text) = refusal;
             self.tx = None;
             self.reply(format!("{status} {text}"));
             return Ok(Flow::Continue);
@@ -629,6 +667,17 @@ impl Session {
         self.tx = None;
         Ok(())
     }
+}
+
+/// The final reply to a message the memory budget could not hold (see `smtp::memory`).
+fn out_of_memory() -> Refusal {
+    let (status, text) = memory::REPLY.split_at(9);
+    (status, text.trim_start().to_string())
+}
+
+/// A transaction was turned away by the memory budget: at MAIL, during DATA or at a BDAT chunk.
+fn memory_refused(protocol: Protocol, at: &'static str) {
+    metrics::counter!("mailroom_smtp_memory_refusals_total", "protocol" => protocol.name(), "at" => at).increment(1);
 }
 
 /// The time limits while message data is read (one DATA, or one BDAT chunk): no pause longer

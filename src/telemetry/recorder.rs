@@ -28,6 +28,16 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         Kind::Histogram,
         "End of data to the 250 reply (parse, classify, seal, commit), by protocol",
     ),
+    (
+        "mailroom_smtp_memory_in_flight_bytes",
+        Kind::Gauge,
+        "Budget bytes (limits.message_memory) held now by SMTP/LMTP transactions for their message data",
+    ),
+    (
+        "mailroom_smtp_memory_refusals_total",
+        Kind::Counter,
+        "Transactions answered 452 4.3.1 because limits.message_memory was full, by protocol and where (mail, data, bdat)",
+    ),
     ("mailroom_store_commits_total", Kind::Counter, "Group commits of the writer, by result"),
     ("mailroom_store_commit_duration_seconds", Kind::Histogram, "Duration of one group commit (begin to durable commit)"),
     ("mailroom_store_commit_messages", Kind::Histogram, "Messages registered per group commit"),
@@ -102,6 +112,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     for result in ["ok", "failed"] {
         metrics::counter!("mailroom_store_commits_total", "result" => result).increment(0);
+    }
+    metrics::gauge!("mailroom_smtp_memory_in_flight_bytes").set(0.0);
+    for protocol in ["smtp", "lmtp"] {
+        for at in ["mail", "data", "bdat"] {
+            metrics::counter!("mailroom_smtp_memory_refusals_total", "protocol" => protocol, "at" => at).increment(0);
+        }
     }
     for kind in ["warning", "breach", "new"] {
         metrics::counter!("mailroom_escalations_total", "kind" => kind).increment(0);
