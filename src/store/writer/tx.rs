@@ -17,6 +17,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::super::StoreError;
 use super::super::audit::{self, AuditEntry};
+use super::super::cases::counters::{self, Counted, Deltas, Key};
 use super::super::crypto::KeyRing;
 
 /// One batch's transaction, as a registration sees it.
@@ -25,6 +26,8 @@ pub struct WriteTx<'t> {
     pub(super) keys: &'t KeyRing,
     pub(super) now: chrono::DateTime<chrono::Utc>,
     pub(super) audit: &'t mut Vec<AuditEntry>,
+    /// The queue counters' changes of the batch's cases, applied once before the commit.
+    pub(super) counts: RefCell<Deltas>,
 }
 
 /// The batch's open write transaction on the store's engine.
@@ -229,6 +232,17 @@ impl WriteTx<'_> {
 
     /// Sets a case back to `open` and records why in its history (actor `intake`).
     pub fn reopen_case(&self, case_id: i64, at: i64, detail: &str) -> Result<(), StoreError> {
+        let before = fetch_optional!(
+            &self.engine,
+            (String, String, Option<i64>, Option<i64>),
+            "SELECT queue, status, assignee, due_at FROM cases WHERE id = $1",
+            case_id
+        );
+        if let Some((queue, status, assignee, due_at)) = before {
+            let before = Counted { queue, status, unassigned: assignee.is_none(), due_at };
+            let after = Counted { status: "open".into(), ..before.clone() };
+            self.counts.borrow_mut().change(&before, &after);
+        }
         execute!(&self.engine, "UPDATE cases SET status = 'open', resolved_at = NULL, updated_at = $1 WHERE id = $2", at, case_id);
         execute!(
             &self.engine,
@@ -254,6 +268,8 @@ impl WriteTx<'_> {
     /// Opens a case: allocates its id, inserts it with its tag index and its first participant;
     /// returns the id. On PostgreSQL one statement (one round trip under the sequencer lock).
     pub fn open_case(&self, case: &NewCase) -> Result<i64, StoreError> {
+        let counted = Counted { queue: case.queue.into(), status: "new".into(), unassigned: true, due_at: Some(case.due_at) };
+        self.counts.borrow_mut().add(&counted, 1);
         let key = case.tags.map(|t| &t.key);
         let no_index = Vec::new();
         let index: Vec<&[u8]> = case.tags.map_or(&no_index, |t| &t.index).iter().map(Vec::as_slice).collect();
@@ -475,6 +491,29 @@ impl WriteTx<'_> {
     /// Counts one more retry of message `id`.
     pub(super) fn count_retry(&self, id: i64) -> Result<(), StoreError> {
         execute!(&self.engine, "UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE id = $1", id);
+        Ok(())
+    }
+
+    /// Applies the batch's changes to the queue counters: one upsert per counter row changed
+    /// (a burst of mail into one queue changes a handful).
+    pub(super) fn apply_counts(&self) -> Result<(), StoreError> {
+        let deltas = self.counts.borrow();
+        for (key, n) in deltas.changed() {
+            match key {
+                Key::Count { queue, status, unassigned } => {
+                    execute!(&self.engine, counters::UPSERT_COUNT, queue.as_str(), status.as_str(), *unassigned, n);
+                    if n < 0 {
+                        execute!(&self.engine, counters::DROP_EMPTY_COUNT, queue.as_str(), status.as_str(), *unassigned);
+                    }
+                }
+                Key::Due { queue, width, start } => {
+                    execute!(&self.engine, counters::UPSERT_DUE, queue.as_str(), *width, *start, n);
+                    if n < 0 {
+                        execute!(&self.engine, counters::DROP_EMPTY_DUE, queue.as_str(), *width, *start);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
