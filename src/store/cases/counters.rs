@@ -151,7 +151,7 @@ pub const DUE_BEFORE: &str = "SELECT CAST(
      AS BIGINT)";
 
 /// Every counter row as the cases say it should be (as the migration fills them).
-pub const FULL_COUNTS: &str = "SELECT queue, status, CASE WHEN assignee IS NULL THEN 1 ELSE 0 END AS unassigned, COUNT(*)
+pub const FULL_COUNTS: &str = "SELECT queue, status, CAST(CASE WHEN assignee IS NULL THEN 1 ELSE 0 END AS BIGINT) AS unassigned, COUNT(*)
      FROM cases WHERE status IN ('new', 'open', 'waiting') GROUP BY 1, 2, 3";
 pub const FULL_BUCKETS: &str = "SELECT c.queue, w.width, c.due_at - ((c.due_at % w.width) + w.width) % w.width AS start, COUNT(*)
      FROM cases c,
