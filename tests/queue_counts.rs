@@ -73,9 +73,10 @@ fn assert_counts_right(server: &Server, lead: &str, step: &str) {
 
 #[test]
 fn counters_equal_a_full_count_after_every_step_of_a_random_sequence() {
-    let seed: u64 = std::env::var("QUEUE_COUNTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed: u64 = std::env::var("QUEUE_COUNTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("QUEUE_COUNTS_SEED={seed}");
     let mut rng = Rng(seed);
     let server = Server::start(Opts { extra_toml: EXTRA.into(), ..Default::default() });
@@ -93,10 +94,10 @@ fn counters_equal_a_full_count_after_every_step_of_a_random_sequence() {
             &message(&format!("{queue}@example.com"), "A question"),
         );
         let listed = api_ok(server, "GET", &format!("/api/queues/{queue}/cases?status=all&limit=200"), &lead, None);
-        let id = listed["items"].as_array().unwrap().iter().find(|i| i["opening"] == opening.as_str()).expect("the new case is listed")
-            ["id"]
-            .as_i64()
-            .unwrap();
+        let id =
+            listed["items"].as_array().unwrap().iter().find(|i| i["opening"] == opening.as_str()).expect("the new case is listed")["id"]
+                .as_i64()
+                .unwrap();
         Case { id, opening }
     };
     for queue in QUEUES {
@@ -141,7 +142,10 @@ fn counters_equal_a_full_count_after_every_step_of_a_random_sequence() {
             }
             7 => {
                 let queue = QUEUES[rng.below(2)];
-                (format!("transfer {id} to {queue}"), api(&server, "POST", &path("transfer"), Some(&lead), Some(json!({ "queue": queue }))).0)
+                (
+                    format!("transfer {id} to {queue}"),
+                    api(&server, "POST", &path("transfer"), Some(&lead), Some(json!({ "queue": queue }))).0,
+                )
             }
             8 => {
                 let to = ["urgent", "normal", "low"][rng.below(3)];

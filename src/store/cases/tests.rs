@@ -325,7 +325,12 @@ async fn a_check_finds_a_counter_off_by_one_and_a_recount_sets_it_right() {
     sqlx::query("UPDATE queue_counters SET n = n + 1 WHERE queue = 'support' AND status = 'open'").execute(store.sqlite()).await.unwrap();
     sqlx::query("DELETE FROM queue_due_buckets WHERE width = 1000 AND queue = 'sales'").execute(store.sqlite()).await.unwrap();
     let check = store.check_queue_counters().await.unwrap();
-    assert!(check.mismatches.iter().any(|m| matches!(&m.key, counters::Key::Count { queue, .. } if queue == "support") && m.kept == m.counted + 1));
+    assert!(
+        check
+            .mismatches
+            .iter()
+            .any(|m| matches!(&m.key, counters::Key::Count { queue, .. } if queue == "support") && m.kept == m.counted + 1)
+    );
     assert!(check.mismatches.iter().any(|m| matches!(&m.key, counters::Key::Due { width: 1000, .. }) && m.kept == 0 && m.counted > 0));
     let fixed = store.recount_queue_counters("test").await.unwrap();
     assert_eq!(fixed.mismatches.len(), check.mismatches.len(), "the recount reports what it found");

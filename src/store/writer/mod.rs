@@ -316,7 +316,8 @@ fn commit_batch(
     let answers = match backend {
         Backend::Sqlite(conn) => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut write = WriteTx { engine: Engine::Sqlite(&tx), keys: &store.keys, now, audit: &mut audit_entries, counts: Default::default() };
+            let mut write =
+                WriteTx { engine: Engine::Sqlite(&tx), keys: &store.keys, now, audit: &mut audit_entries, counts: Default::default() };
             let answers = write_batch(&mut write, numbering, &registrations, duplicate_window)?;
             tx.commit()?;
             answers
