@@ -162,6 +162,18 @@ fn counters_equal_a_full_count_after_every_step_of_a_random_sequence() {
     eprintln!("kinds of change done: {kinds_done:?}");
     assert!(kinds_done.len() >= 5, "the sequence changed too few kinds of things: {kinds_done:?}");
 
+    // Whatever the sequence did: a resolved case that the customer answers opens again.
+    let last = cases.last().unwrap();
+    api_ok(&server, "POST", &format!("/api/cases/{}/status", last.id), &lead, Some(json!({ "status": "resolved" })));
+    assert_counts_right(&server, &lead, "resolve the last case");
+    server.smtp_session().send_message(
+        "ann@client.example.org",
+        &["support@example.com"],
+        &message("support@example.com", &format!("Re: [{}] A question", last.opening)),
+    );
+    assert_eq!(server.sql_opt(&format!("SELECT status FROM cases WHERE id = {}", last.id)).as_deref(), Some("open"));
+    assert_counts_right(&server, &lead, "the customer answers the resolved case");
+
     // Removing a user unassigns his cases: they move to the unassigned counters.
     for case in &cases {
         api(&server, "POST", &format!("/api/cases/{}/assign", case.id), Some(&lead), Some(json!({ "user": "bob" })));

@@ -115,6 +115,22 @@ pub const UPSERT_DUE: &str = "INSERT INTO queue_due_buckets (queue, width, start
      ON CONFLICT (queue, width, start) DO UPDATE SET n = queue_due_buckets.n + excluded.n";
 pub const DROP_EMPTY_DUE: &str = "DELETE FROM queue_due_buckets WHERE queue = $1 AND width = $2 AND start = $3 AND n = 0";
 
+/// PostgreSQL, the writer's batch: every counter row ($1 … $4 as columns) and bucket ($5 … $8)
+/// at once (one round trip under the sequencer lock). Each key appears once.
+pub const UPSERT_ALL_POSTGRES: &str = "WITH c AS (
+         INSERT INTO queue_counters (queue, status, unassigned, n)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (queue, status, unassigned) DO UPDATE SET n = queue_counters.n + excluded.n)
+     INSERT INTO queue_due_buckets (queue, width, start, n)
+     SELECT * FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
+     ON CONFLICT (queue, width, start) DO UPDATE SET n = queue_due_buckets.n + excluded.n";
+/// PostgreSQL: the rows a batch took from ($1 … $3 counters, $4 … $6 buckets), if now empty.
+pub const DROP_ALL_EMPTY_POSTGRES: &str = "WITH c AS (
+         DELETE FROM queue_counters WHERE n = 0
+         AND (queue, status, unassigned) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])))
+     DELETE FROM queue_due_buckets WHERE n = 0
+     AND (queue, width, start) IN (SELECT * FROM unnest($4::text[], $5::bigint[], $6::bigint[]))";
+
 /// Applies `deltas` inside the write transaction `tx` (a [`crate::store::engine::Db::begin_write`]).
 pub async fn apply(tx: &mut Conn, deltas: &Deltas) -> Result<(), StoreError> {
     for (key, n) in deltas.changed() {

@@ -142,6 +142,30 @@ const OPEN_CASE: &str = concat!(
 );
 const INSERT_CASE_TAG: &str = "INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
+/// PostgreSQL: the counter rows of a batch as arrays, one per column (`unnest`).
+#[derive(Default)]
+struct CountColumns<'a>(Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<i64>);
+#[derive(Default)]
+struct DueColumns<'a>(Vec<&'a str>, Vec<i64>, Vec<i64>, Vec<i64>);
+
+impl<'a> CountColumns<'a> {
+    fn push(&mut self, queue: &'a str, status: &'a str, unassigned: i64, n: i64) {
+        self.0.push(queue);
+        self.1.push(status);
+        self.2.push(unassigned);
+        self.3.push(n);
+    }
+}
+
+impl<'a> DueColumns<'a> {
+    fn push(&mut self, queue: &'a str, width: i64, start: i64, n: i64) {
+        self.0.push(queue);
+        self.1.push(width);
+        self.2.push(start);
+        self.3.push(n);
+    }
+}
+
 /// A new message's row: its number and identity, the sealed parts, the lookup indexes.
 pub struct MessageRow<'a> {
     pub id: i64,
@@ -498,6 +522,53 @@ impl WriteTx<'_> {
     /// (a burst of mail into one queue changes a handful).
     pub(super) fn apply_counts(&self) -> Result<(), StoreError> {
         let deltas = self.counts.borrow();
+        if let Engine::Postgres { conn, rt } = &self.engine {
+            // One round trip under the sequencer lock for the upserts, one more only when a row
+            // went down (a case re-opened) and may now be empty.
+            if deltas.is_empty() {
+                return Ok(());
+            }
+            let (mut counts, mut dues) = (CountColumns::default(), DueColumns::default());
+            let (mut counts_down, mut dues_down) = (CountColumns::default(), DueColumns::default());
+            for (key, n) in deltas.changed() {
+                match key {
+                    Key::Count { queue, status, unassigned } => {
+                        counts.push(queue, status, *unassigned, n);
+                        if n < 0 {
+                            counts_down.push(queue, status, *unassigned, n);
+                        }
+                    }
+                    Key::Due { queue, width, start } => {
+                        dues.push(queue, *width, *start, n);
+                        if n < 0 {
+                            dues_down.push(queue, *width, *start, n);
+                        }
+                    }
+                }
+            }
+            let mut conn = conn.borrow_mut();
+            let query = sqlx::query(counters::UPSERT_ALL_POSTGRES)
+                .bind(&counts.0)
+                .bind(&counts.1)
+                .bind(&counts.2)
+                .bind(&counts.3)
+                .bind(&dues.0)
+                .bind(&dues.1)
+                .bind(&dues.2)
+                .bind(&dues.3);
+            rt.block_on(query.execute(pg(&mut conn)))?;
+            if !counts_down.0.is_empty() || !dues_down.0.is_empty() {
+                let query = sqlx::query(counters::DROP_ALL_EMPTY_POSTGRES)
+                    .bind(&counts_down.0)
+                    .bind(&counts_down.1)
+                    .bind(&counts_down.2)
+                    .bind(&dues_down.0)
+                    .bind(&dues_down.1)
+                    .bind(&dues_down.2);
+                rt.block_on(query.execute(pg(&mut conn)))?;
+            }
+            return Ok(());
+        }
         for (key, n) in deltas.changed() {
             match key {
                 Key::Count { queue, status, unassigned } => {
