@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::store::{Store, StoreError};
 
 mod backup;
+mod counts;
 mod dkim;
 mod keys;
 mod retention;
@@ -254,6 +255,15 @@ pub enum StoreCommand {
         /// The PostgreSQL database, `postgres://USER@HOST/DB` (password via PGPASSWORD or the URL).
         #[arg(long)]
         to: String,
+    },
+    /// Check the queue counters (what queue counts are read from) against a full count of the
+    /// cases; exit status 1 when a row differs. With --repair, rewrite them from the count.
+    Counts {
+        #[command(flatten)]
+        location: Location,
+        /// Rewrite the counters from a full count (audited as store.recount).
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -715,6 +725,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Role { command } => role_command(command).await,
         Command::Change { command } => change_command(command).await,
         Command::Store { command: StoreCommand::Copy { from, config, to } } => store_copy(Location { data_dir: from, config }, &to).await,
+        Command::Store { command: StoreCommand::Counts { location, repair } } => counts::run(&location, repair).await,
         Command::Backup { command: None, take } => backup(take).await,
         Command::Backup { command: Some(BackupCommand::Verify { file, key_file, data_dir, config }), take } => {
             anyhow::ensure!(take.to.is_none(), "--to belongs to `mailroom backup`, not to `backup verify`");

@@ -203,6 +203,8 @@ fn a_backup_taken_under_load_restores_every_number_acknowledged_before_it() {
     assert!(restored.stored_content(&first).ends_with(b"Hello.\r\n"));
     let audit = restored.cli(&["audit", "verify"]);
     assert!(audit.status.success() && audit.stdout_str().starts_with("audit chain intact"), "{}{}", audit.stdout_str(), audit.stderr);
+    let counts = restored.cli(&["store", "counts"]);
+    assert!(counts.status.success(), "the restored queue counters equal a full count: {}{}", counts.stdout_str(), counts.stderr);
     let restore_entry = restored.cli(&["audit", "list", "--action", "store.restore"]);
     assert!(restore_entry.stdout_str().contains("store.restore"), "{}", restore_entry.stdout_str());
     // The restored server takes mail and numbers on from the backup's last number.

@@ -3,7 +3,8 @@
 //! * every number that got a 250 is listed and `message show` returns exactly what was sent;
 //! * the numbers of the year are exactly 1..=max (no gaps, no duplicates);
 //! * every stored message decrypts and is a complete message some client sent (nothing
-//!   half-stored, nothing invented).
+//!   half-stored, nothing invented);
+//! * the queue counters equal a full count of the cases (`mailroom store counts`).
 
 mod common;
 
@@ -180,6 +181,10 @@ fn sigkill_during_load_loses_nothing_and_leaves_no_gaps() {
             assert_eq!(case["tags"], serde_json::json!([CRASH_TAG]), "{}: case tags after kill -9: {case}", l.number);
         }
     }
+
+    // The queue counters committed with their cases: equal to a full count after every kill.
+    let counts = s.cli(&["store", "counts"]);
+    assert!(counts.status.success(), "queue counters after kill -9: {}{}", counts.stdout_str(), counts.stderr);
 
     let listed: std::collections::HashSet<&str> = list.iter().map(|l| l.number.as_str()).collect();
     let lost: Vec<&String> = by_number.keys().filter(|n| !listed.contains(n.as_str())).collect();

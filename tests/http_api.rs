@@ -435,6 +435,7 @@ fn queue_listing_filters_sorts_and_pages_and_is_audited() {
     api.post(&format!("/api/cases/{}/status", c[4]), &lead, json!({ "status": "resolved" })).ok();
     // Time passes: case 5 (new) and case 3 (waiting on the customer) are past their due time.
     server.sql(&format!("UPDATE cases SET due_at = 1000 WHERE id IN ({}, {})", c[5], c[3]));
+    server.recount_queues();
 
     let queues = api.get("/api/queues", &anna).ok();
     assert_eq!(queues["queues"].as_array().unwrap().len(), 1, "anna reads support only: {queues}");

@@ -78,6 +78,7 @@ fn received_at(s: &Server, number: &str) -> chrono::DateTime<chrono::Utc> {
 
 fn set_status(s: &Server, opening: &str, status: &str) {
     s.sql(&format!("UPDATE cases SET status = {} WHERE opening_number = {};", sql_quote(status), sql_quote(opening)));
+    s.recount_queues();
 }
 
 #[test]

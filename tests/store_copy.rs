@@ -121,6 +121,7 @@ fn a_sqlite_store_copied_to_postgres_is_served_with_the_same_data_and_numbering(
     api_ok(&source, "POST", &format!("/api/cases/{case}/tags"), &anna, Some(json!({ "add": ["widget", "vip"] })));
     api_ok(&source, "POST", &format!("/api/cases/{case}/reply"), &anna, Some(json!({ "body": "Dear Ann,\nwe are on it." })));
     let view_before = api_ok(&source, "GET", &format!("/api/cases/{case}"), &anna, None);
+    let queues_before = api_ok(&source, "GET", "/api/queues", &anna, None);
     let numbers_in_case: Vec<&str> = view_before["messages"].as_array().unwrap().iter().map(|m| m["number"].as_str().unwrap()).collect();
     assert_eq!(numbers_in_case, [first.as_str(), follow_up.as_str()], "the follow-up joined the first message's case");
     let listed_before: Vec<Value> = source.list_messages().into_iter().map(|m| m.raw).collect();
@@ -176,6 +177,10 @@ fn a_sqlite_store_copied_to_postgres_is_served_with_the_same_data_and_numbering(
     assert_eq!(view_after, view_before, "the case as staff see it: messages, entries, history, assignee, tags");
     let verify = node.cli(&["audit", "verify"]);
     assert!(verify.status.success() && verify.stdout_str().starts_with("audit chain intact"), "{}{}", verify.stdout_str(), verify.stderr);
+    // The queue counters came with the rows: equal to a full count of the copied cases.
+    let counts = node.cli(&["store", "counts"]);
+    assert!(counts.status.success(), "{}{}", counts.stdout_str(), counts.stderr);
+    assert_eq!(api_ok(&node, "GET", "/api/queues", &anna, None), queues_before, "the same queue counts");
 
     // The next delivery continues the numbering and the message ids without a gap.
     let next = node.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("New", "", &unique_token("n-")));

@@ -320,6 +320,7 @@ fn my_queues_shows_exactly_my_queues_with_their_counts() {
     set(format!("UPDATE cases SET due_at = {}, status = 'waiting' WHERE id = {}", now - hour, ids[3]));
     let anna_id = server.sql_i64("SELECT id FROM users WHERE name = 'anna'");
     set(format!("UPDATE cases SET assignee = {anna_id} WHERE id = {}", ids[1]));
+    server.recount_queues();
 
     let (_, anna) = signed_in(&server, "anna");
     assert!(anna.body.contains("<a href=\"/queues/support\">support</a>"), "{}", anna.body);
@@ -386,6 +387,7 @@ fn the_queue_list_shows_exactly_the_queues_cases_with_their_columns() {
     set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 50 * hour, ids[0]));
     set(format!("UPDATE cases SET due_at = {}, priority = 'urgent', category = 'BZZX' WHERE id = {}", now - 2 * hour - 60_000, ids[1]));
     set(format!("UPDATE cases SET due_at = {} WHERE id = {}", now + 3 * hour + 60_000, ids[2]));
+    server.recount_queues();
 
     let (anna, _) = signed_in(&server, "anna");
     let page = anna.get("/queues/support");
@@ -453,6 +455,7 @@ fn queue_filters_bad_values_and_paging() {
     server.sql(&format!("UPDATE cases SET priority = 'low', category = 'BZZX' WHERE id = {}", ids[0]));
     server.sql(&format!("UPDATE cases SET due_at = 1000 WHERE id = {}", ids[1]));
     server.sql(&format!("UPDATE cases SET status = 'resolved' WHERE id = {}", ids[2]));
+    server.recount_queues();
     let (anna, _) = signed_in(&server, "anna");
 
     let only = |query: &str| -> Vec<i64> {
@@ -545,6 +548,7 @@ fn bulk_claim_reports_each_case_and_needs_the_csrf_token() {
 
     // The second case left this queue after the page was shown: claimed one, refused the other.
     server.sql(&format!("UPDATE cases SET queue = 'sales' WHERE id = {}", ids[1]));
+    server.recount_queues();
     let done = anna.post("/queues/support/bulk", &[form.clone(), vec![("csrf", csrf.as_str()), ("keep_assignee", "me")]].concat());
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(

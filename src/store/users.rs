@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use super::cases::ACTIVE;
+use super::cases::counters::{self, Deltas, Key};
 use super::engine::{on_conn, on_db};
 use super::tx::Tx;
 use super::{Store, StoreError};
@@ -269,9 +271,18 @@ impl Tx {
 
     /// Removes a user with its sessions, roles and reading state; its cases become unassigned.
     pub async fn remove_user(&mut self, user_id: i64) -> Result<(), StoreError> {
+        // Its active cases move to the unassigned counters (same transaction).
+        let unassigned: Vec<(String, String)> = on_conn!(self.engine(), c => {
+            sqlx::query_as("UPDATE cases SET assignee = NULL WHERE assignee = $1 RETURNING queue, status").bind(user_id).fetch_all(c).await?
+        });
+        let mut deltas = Deltas::default();
+        for (queue, status) in unassigned.into_iter().filter(|(_, status)| ACTIVE.contains(&status.as_str())) {
+            deltas.add_key(Key::Count { queue: queue.clone(), status: status.clone(), unassigned: 0 }, -1);
+            deltas.add_key(Key::Count { queue, status, unassigned: 1 }, 1);
+        }
+        counters::apply(self.engine(), &deltas).await?;
         on_conn!(self.engine(), c => {
             for statement in [
-                "UPDATE cases SET assignee = NULL WHERE assignee = $1",
                 "DELETE FROM sessions WHERE user_id = $1",
                 "DELETE FROM user_roles WHERE user_id = $1",
                 "DELETE FROM mailbox_flags WHERE user_id = $1",

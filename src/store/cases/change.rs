@@ -2,6 +2,7 @@
 //! so the caller's permission check, the update, the `case_history` row and the audit entry see
 //! one state and are stored together or not at all. Staff entries are sealed like messages.
 
+use super::counters::{self, Counted, Deltas};
 use super::tags::write_tags;
 use super::{CASE_BY_ID, CaseColumns, CaseKey, CaseRow, EntryBody};
 use crate::store::audit::{self, AuditEntry};
@@ -16,7 +17,8 @@ impl Store {
         let row: Option<CaseColumns> = on_conn!(&mut tx, c => sqlx::query_as(CASE_BY_ID).bind(id).fetch_optional(c).await?);
         let Some(row) = row else { return Ok(None) };
         let (case, key) = self.open_case(row.into())?;
-        Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), key, case, now: now_millis() }))
+        let counted_before = Counted::from(&case);
+        Ok(Some(CaseChange { store: self, tx, tags_before: case.tags.clone(), counted_before, key, case, now: now_millis() }))
     }
 }
 
@@ -27,6 +29,8 @@ pub struct CaseChange<'s> {
     pub(super) tx: Conn,
     /// The tags as read, so a commit re-seals them only when they changed.
     tags_before: Vec<String>,
+    /// The counted fields as read, so a commit moves the case in the queue counters.
+    counted_before: Counted,
     key: Option<CaseKey>,
     pub case: CaseRow,
     /// The time of the change (unix ms).
@@ -170,6 +174,9 @@ impl CaseChange<'_> {
                 .execute(&mut *c)
                 .await?;
         });
+        let mut deltas = Deltas::default();
+        deltas.change(&self.counted_before, &Counted::from(case));
+        counters::apply(&mut self.tx, &deltas).await?;
         let mut entries = vec![AuditEntry {
             at: self.now,
             actor: audit_actor.to_string(),

@@ -22,6 +22,7 @@
 //! * `change`: the write path ([`CaseChange`]).
 //! * `replies`: a reply's state, and taking its outbox row back within the undo window.
 //! * `tags`: sealing, storing and opening a case's tags.
+//! * `counters`: the queue counters kept with every change, which queue counts read.
 //! * `escalate`: what an SLA escalation writes inside a change (event mark, notifications, mail).
 //!
 //! SQL uses `$N` placeholders and runs on both engines (`engine::on_db!` / `on_conn!`). Dynamic
@@ -29,6 +30,7 @@
 //! the one it is executed on.
 
 mod change;
+pub mod counters;
 mod escalate;
 mod listing;
 mod period;

@@ -275,25 +275,66 @@ async fn queue_counts_match_a_count_in_memory_at_every_edge_of_the_day_ahead() {
     let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
         sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(store.sqlite()).await.unwrap();
     // Both edges of the day ahead on open support cases: 10 (new) due exactly now, 2 (open) due
-    // exactly a day later.
+    // exactly a day later; 4 (new) due on a day's first millisecond, 6 (open) on a second's last.
     let due_times: Vec<i64> = rows.iter().filter_map(|r| r.2).collect();
     let now = due_times[due_times.len() / 2];
-    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 10").bind(now).execute(store.sqlite()).await.unwrap();
-    sqlx::query("UPDATE cases SET due_at = $1 WHERE id = 2").bind(now + DUE_SOON).execute(store.sqlite()).await.unwrap();
+    for (id, due) in [(10, now), (2, now + DUE_SOON), (4, counters::bucket(now, DAY_MS) + DAY_MS), (6, counters::bucket(now, 1000) + 999)] {
+        sqlx::query("UPDATE cases SET due_at = $1 WHERE id = $2").bind(due).bind(id).execute(store.sqlite()).await.unwrap();
+    }
+    // The rows were written by hand: counters from a full count, as migration 0017 fills them.
+    store.recount_queue_counters("test").await.unwrap();
+    assert!(store.check_queue_counters().await.unwrap().mismatches.is_empty());
     let rows: Vec<(String, String, Option<i64>, Option<i64>)> =
         sqlx::query_as("SELECT queue, status, due_at, assignee FROM cases").fetch_all(store.sqlite()).await.unwrap();
+    // Every bucket edge (each width) around now, a day ahead and a due time, and a millisecond either side.
+    let mut times = vec![now, 0, 1, i64::from(i32::MAX)];
+    for t in [now, now + DUE_SOON, due_times[7], due_times[due_times.len() - 1]] {
+        for width in counters::WIDTHS {
+            let edge = counters::bucket(t, width);
+            times.extend([edge - 1, edge, edge + 1, edge + width - 1, edge + width]);
+        }
+    }
     for queue in ["support", "sales"] {
         let mine: Vec<_> = rows.iter().filter(|r| r.0 == queue).collect();
         let active = |r: &&&(String, String, Option<i64>, Option<i64>)| ACTIVE.contains(&r.1.as_str());
         let running = |r: &&&(String, String, Option<i64>, Option<i64>)| CLOCK_RUNNING.contains(&r.1.as_str());
-        let counts = store.queue_counts(queue, now).await.unwrap();
-        assert_eq!(counts.active, mine.iter().filter(active).count() as i64, "{queue}");
-        assert_eq!(counts.unassigned, mine.iter().filter(active).filter(|r| r.3.is_none()).count() as i64, "{queue}");
-        assert_eq!(counts.overdue, mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d < now)).count() as i64, "{queue}");
-        let due_soon = mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d >= now && d < now + DUE_SOON)).count() as i64;
-        assert_eq!(counts.due_soon, due_soon, "{queue}");
-        assert!(counts.unassigned > 0 && counts.unassigned < counts.active, "{queue}: the seed has both");
+        for &now in &times {
+            let counts = store.queue_counts(queue, now).await.unwrap();
+            assert_eq!(counts, store.queue_counts_by_scan(queue, now).await.unwrap(), "{queue} at {now}");
+            assert_eq!(counts.active, mine.iter().filter(active).count() as i64, "{queue}");
+            assert_eq!(counts.unassigned, mine.iter().filter(active).filter(|r| r.3.is_none()).count() as i64, "{queue}");
+            let overdue = mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d < now)).count() as i64;
+            assert_eq!(counts.overdue, overdue, "{queue} at {now}");
+            let due_soon = mine.iter().filter(running).filter(|r| r.2.is_some_and(|d| d >= now && d < now + DUE_SOON)).count() as i64;
+            assert_eq!(counts.due_soon, due_soon, "{queue} at {now}");
+            assert!(counts.unassigned > 0 && counts.unassigned < counts.active, "{queue}: the seed has both");
+        }
     }
+}
+
+#[tokio::test]
+async fn a_check_finds_a_counter_off_by_one_and_a_recount_sets_it_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    seed(&store, 60).await;
+    // Written by hand, past the counters: the check sees every row missing.
+    let check = store.check_queue_counters().await.unwrap();
+    assert!(check.rows > 0 && check.mismatches.len() == check.rows, "{check:?}");
+    store.recount_queue_counters("test").await.unwrap();
+    assert!(store.check_queue_counters().await.unwrap().mismatches.is_empty());
+    sqlx::query("UPDATE queue_counters SET n = n + 1 WHERE queue = 'support' AND status = 'open'").execute(store.sqlite()).await.unwrap();
+    sqlx::query("DELETE FROM queue_due_buckets WHERE width = 1000 AND queue = 'sales'").execute(store.sqlite()).await.unwrap();
+    let check = store.check_queue_counters().await.unwrap();
+    assert!(
+        check
+            .mismatches
+            .iter()
+            .any(|m| matches!(&m.key, counters::Key::Count { queue, .. } if queue == "support") && m.kept == m.counted + 1)
+    );
+    assert!(check.mismatches.iter().any(|m| matches!(&m.key, counters::Key::Due { width: 1000, .. }) && m.kept == 0 && m.counted > 0));
+    let fixed = store.recount_queue_counters("test").await.unwrap();
+    assert_eq!(fixed.mismatches.len(), check.mismatches.len(), "the recount reports what it found");
+    assert!(store.check_queue_counters().await.unwrap().mismatches.is_empty());
 }
 
 #[test]

@@ -17,6 +17,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::super::StoreError;
 use super::super::audit::{self, AuditEntry};
+use super::super::cases::counters::{self, Counted, Deltas, Key};
 use super::super::crypto::KeyRing;
 
 /// One batch's transaction, as a registration sees it.
@@ -25,6 +26,8 @@ pub struct WriteTx<'t> {
     pub(super) keys: &'t KeyRing,
     pub(super) now: chrono::DateTime<chrono::Utc>,
     pub(super) audit: &'t mut Vec<AuditEntry>,
+    /// The queue counters' changes of the batch's cases, applied once before the commit.
+    pub(super) counts: RefCell<Deltas>,
 }
 
 /// The batch's open write transaction on the store's engine.
@@ -139,6 +142,30 @@ const OPEN_CASE: &str = concat!(
 );
 const INSERT_CASE_TAG: &str = "INSERT INTO case_tags (case_id, tag_idx) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
+/// PostgreSQL: the counter rows of a batch as arrays, one per column (`unnest`).
+#[derive(Default)]
+struct CountColumns<'a>(Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<i64>);
+#[derive(Default)]
+struct DueColumns<'a>(Vec<&'a str>, Vec<i64>, Vec<i64>, Vec<i64>);
+
+impl<'a> CountColumns<'a> {
+    fn push(&mut self, queue: &'a str, status: &'a str, unassigned: i64, n: i64) {
+        self.0.push(queue);
+        self.1.push(status);
+        self.2.push(unassigned);
+        self.3.push(n);
+    }
+}
+
+impl<'a> DueColumns<'a> {
+    fn push(&mut self, queue: &'a str, width: i64, start: i64, n: i64) {
+        self.0.push(queue);
+        self.1.push(width);
+        self.2.push(start);
+        self.3.push(n);
+    }
+}
+
 /// A new message's row: its number and identity, the sealed parts, the lookup indexes.
 pub struct MessageRow<'a> {
     pub id: i64,
@@ -229,6 +256,17 @@ impl WriteTx<'_> {
 
     /// Sets a case back to `open` and records why in its history (actor `intake`).
     pub fn reopen_case(&self, case_id: i64, at: i64, detail: &str) -> Result<(), StoreError> {
+        let before = fetch_optional!(
+            &self.engine,
+            (String, String, Option<i64>, Option<i64>),
+            "SELECT queue, status, assignee, due_at FROM cases WHERE id = $1",
+            case_id
+        );
+        if let Some((queue, status, assignee, due_at)) = before {
+            let before = Counted { queue, status, unassigned: assignee.is_none(), due_at };
+            let after = Counted { status: "open".into(), ..before.clone() };
+            self.counts.borrow_mut().change(&before, &after);
+        }
         execute!(&self.engine, "UPDATE cases SET status = 'open', resolved_at = NULL, updated_at = $1 WHERE id = $2", at, case_id);
         execute!(
             &self.engine,
@@ -254,6 +292,8 @@ impl WriteTx<'_> {
     /// Opens a case: allocates its id, inserts it with its tag index and its first participant;
     /// returns the id. On PostgreSQL one statement (one round trip under the sequencer lock).
     pub fn open_case(&self, case: &NewCase) -> Result<i64, StoreError> {
+        let counted = Counted { queue: case.queue.into(), status: "new".into(), unassigned: true, due_at: Some(case.due_at) };
+        self.counts.borrow_mut().add(&counted, 1);
         let key = case.tags.map(|t| &t.key);
         let no_index = Vec::new();
         let index: Vec<&[u8]> = case.tags.map_or(&no_index, |t| &t.index).iter().map(Vec::as_slice).collect();
@@ -475,6 +515,76 @@ impl WriteTx<'_> {
     /// Counts one more retry of message `id`.
     pub(super) fn count_retry(&self, id: i64) -> Result<(), StoreError> {
         execute!(&self.engine, "UPDATE messages SET duplicate_count = duplicate_count + 1 WHERE id = $1", id);
+        Ok(())
+    }
+
+    /// Applies the batch's changes to the queue counters: one upsert per counter row changed
+    /// (a burst of mail into one queue changes a handful).
+    pub(super) fn apply_counts(&self) -> Result<(), StoreError> {
+        let deltas = self.counts.borrow();
+        if let Engine::Postgres { conn, rt } = &self.engine {
+            // One round trip under the sequencer lock for the upserts, one more only when a row
+            // went down (a case re-opened) and may now be empty.
+            if deltas.is_empty() {
+                return Ok(());
+            }
+            let (mut counts, mut dues) = (CountColumns::default(), DueColumns::default());
+            let (mut counts_down, mut dues_down) = (CountColumns::default(), DueColumns::default());
+            for (key, n) in deltas.changed() {
+                match key {
+                    Key::Count { queue, status, unassigned } => {
+                        counts.push(queue, status, *unassigned, n);
+                        if n < 0 {
+                            counts_down.push(queue, status, *unassigned, n);
+                        }
+                    }
+                    Key::Due { queue, width, start } => {
+                        dues.push(queue, *width, *start, n);
+                        if n < 0 {
+                            dues_down.push(queue, *width, *start, n);
+                        }
+                    }
+                }
+            }
+            let mut conn = conn.borrow_mut();
+            let query = sqlx::query(counters::UPSERT_ALL_POSTGRES)
+                .bind(&counts.0)
+                .bind(&counts.1)
+                .bind(&counts.2)
+                .bind(&counts.3)
+                .bind(&dues.0)
+                .bind(&dues.1)
+                .bind(&dues.2)
+                .bind(&dues.3);
+            rt.block_on(query.execute(pg(&mut conn)))?;
+            if !counts_down.0.is_empty() || !dues_down.0.is_empty() {
+                let query = sqlx::query(counters::DROP_ALL_EMPTY_POSTGRES)
+                    .bind(&counts_down.0)
+                    .bind(&counts_down.1)
+                    .bind(&counts_down.2)
+                    .bind(&dues_down.0)
+                    .bind(&dues_down.1)
+                    .bind(&dues_down.2);
+                rt.block_on(query.execute(pg(&mut conn)))?;
+            }
+            return Ok(());
+        }
+        for (key, n) in deltas.changed() {
+            match key {
+                Key::Count { queue, status, unassigned } => {
+                    execute!(&self.engine, counters::UPSERT_COUNT, queue.as_str(), status.as_str(), *unassigned, n);
+                    if n < 0 {
+                        execute!(&self.engine, counters::DROP_EMPTY_COUNT, queue.as_str(), status.as_str(), *unassigned);
+                    }
+                }
+                Key::Due { queue, width, start } => {
+                    execute!(&self.engine, counters::UPSERT_DUE, queue.as_str(), *width, *start, n);
+                    if n < 0 {
+                        execute!(&self.engine, counters::DROP_EMPTY_DUE, queue.as_str(), *width, *start);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
