@@ -6,6 +6,7 @@
 //!   literals; `login`: STARTTLS, LOGIN, AUTHENTICATE; `dispatch`: the command table;
 //!   `select`: LIST/LSUB, STATUS, SELECT/EXAMINE; `idle`: IDLE.
 //! * `mailbox`: the selected mailbox as the client knows it (sequence numbers, EXPUNGE/EXISTS).
+//! * `condstore`: the RFC 7162 syntax imap-codec does not parse (MODSEQ, CHANGEDSINCE …).
 //! * `fetch`: FETCH and STORE; `search`: SEARCH; `render`: the message as shown and its MIME
 //!   structure; `wire`: command framing (literals) and status lines.
 //!
@@ -14,6 +15,7 @@
 //! audited.
 
 pub mod config;
+mod condstore;
 mod dispatch;
 mod fetch;
 mod idle;
