@@ -516,7 +516,7 @@ fn changes_are_refused_with_cannot() {
     assert!(c.command("FETCH 7 (FLAGS)").status.starts_with("BAD"));
     // The mailbox is unchanged.
     let r = c.command("FETCH 1:* (FLAGS)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS ())"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS ($new))"]);
     assert!(c.command("SUBSCRIBE support").ok());
     assert!(c.command("EXAMINE support").status.starts_with("OK [READ-ONLY]"));
     assert!(c.command("STORE 1 +FLAGS (\\Seen)").status.starts_with("NO [READ-ONLY]"));
@@ -567,13 +567,16 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     let mut c = Imap::login(&s, "anna");
     let r = c.command("SELECT support");
     assert!(r.has("* 2 EXISTS") && r.has("* OK [UNSEEN 1]") && r.has("[UIDVALIDITY ") && r.has("* OK [UIDNEXT 3]"), "{r:?}");
-    assert!(r.has("* FLAGS (\\Seen \\Flagged $Junk)") && r.has("[PERMANENTFLAGS (\\Seen \\Flagged)]"), "{r:?}");
+    // The keywords a message may show (the case: category, priority, assignee, status) are
+    // announced, but only \Seen and \Flagged can be changed.
+    assert!(r.has("* FLAGS (\\Seen \\Flagged $Junk $BZZX $urgent $low $mine $new $open $waiting $resolved $closed)"), "{r:?}");
+    assert!(r.has("[PERMANENTFLAGS (\\Seen \\Flagged)]") && r.has("* OK [HIGHESTMODSEQ "), "{r:?}");
     assert!(r.status.starts_with("OK [READ-WRITE]"), "{r:?}");
 
     // Metadata only: nothing audited, nothing seen.
     let r = c.command("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)");
     assert_eq!(r.lines.len(), 2, "{r:?}");
-    assert!(r.lines[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "), "{r:?}");
+    assert!(r.lines[0].starts_with("* 1 FETCH (UID 1 FLAGS ($BZZX $urgent $new) RFC822.SIZE "), "{r:?}");
     assert!(r.lines[0].ends_with(" +0000\")"), "INTERNALDATE: {r:?}");
     let size_of_2: usize = r.lines[1].split("RFC822.SIZE ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(audit_reads(&s).is_empty());
@@ -627,14 +630,14 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     // Peeking did not set \Seen; BODY[] and RFC822 do, and say so.
     assert_eq!(c.command("SEARCH UNSEEN").lines, vec!["* SEARCH 1 2"]);
     let r = c.command("FETCH 1 (BODY[TEXT])");
-    assert!(r.lines[0].contains("FLAGS (\\Seen)"), "{r:?}");
+    assert!(r.lines[0].contains("FLAGS (\\Seen $BZZX $urgent $new)"), "{r:?}");
     assert_eq!(fetched(&r.raw[0], "BODY[TEXT]"), b"Buy now.\r\n");
     assert_eq!(c.command("SEARCH UNSEEN").lines, vec!["* SEARCH 2"]);
     let r = c.command("FETCH 2 (RFC822.HEADER)");
     assert!(!r.lines[0].contains("\\Seen"), "RFC822.HEADER is a peek: {r:?}");
     let r = c.command("FETCH 2 RFC822");
     assert_eq!(fetched(&r.raw[0], "RFC822"), &body[..]);
-    assert!(r.lines[0].contains("FLAGS (\\Seen)"), "{r:?}");
+    assert!(r.lines[0].contains("FLAGS (\\Seen $new)"), "{r:?}");
     let r = c.command("FETCH 1:2 FULL");
     assert!(r.lines.len() == 2 && r.lines[1].contains("ENVELOPE") && r.lines[1].contains("BODY ("), "{r:?}");
 
@@ -662,13 +665,13 @@ fn flags_are_per_user_and_search_finds_messages() {
     let mut c = Imap::login(&s, "anna");
     assert!(c.command("SELECT support").ok());
     let r = c.command("STORE 1 +FLAGS (\\Flagged \\Seen)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Seen \\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Seen \\Flagged $new))"]);
     let r = c.command("UID STORE 2 +FLAGS.SILENT (\\Seen)");
     assert!(r.ok() && r.lines.is_empty(), "{r:?}");
     let r = c.command("STORE 1 -FLAGS (\\Seen)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Flagged $new))"]);
     let r = c.command("STORE 2 FLAGS (\\Flagged)");
-    assert_eq!(r.lines, vec!["* 2 FETCH (FLAGS (\\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 2 FETCH (FLAGS (\\Flagged $BZZX $urgent $new))"]);
 
     let search = |c: &mut Imap, q: &str| -> String {
         let r = c.command(q);
@@ -704,7 +707,7 @@ fn flags_are_per_user_and_search_finds_messages() {
     deliver(&s, "support@example.com", "Casino bonus", "Win.\r\n");
     let r = c.command("NOOP");
     assert_eq!(r.lines, vec!["* 4 EXISTS"]);
-    assert_eq!(c.command("FETCH 4 (FLAGS)").lines, vec!["* 4 FETCH (FLAGS ($Junk))"]);
+    assert_eq!(c.command("FETCH 4 (FLAGS)").lines, vec!["* 4 FETCH (FLAGS ($Junk $new))"]);
     assert_eq!(search(&mut c, "SEARCH KEYWORD $Junk"), "* SEARCH 4");
     assert_eq!(search(&mut c, "SEARCH UNKEYWORD $Junk SUBJECT casino"), "* SEARCH");
     assert!(c.command("STORE 4 -FLAGS ($Junk)").status.starts_with("NO [CANNOT]"));
@@ -712,7 +715,10 @@ fn flags_are_per_user_and_search_finds_messages() {
     // Flags are personal: sam sees none of anna's.
     let mut sam = Imap::login(&s, "sam");
     assert!(sam.command("EXAMINE support").ok());
-    assert_eq!(sam.command("FETCH 1:3 (FLAGS)").lines, vec!["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())", "* 3 FETCH (FLAGS ())"]);
+    assert_eq!(
+        sam.command("FETCH 1:3 (FLAGS)").lines,
+        vec!["* 1 FETCH (FLAGS ($new))", "* 2 FETCH (FLAGS ($BZZX $urgent $new))", "* 3 FETCH (FLAGS ($new))"]
+    );
     let r = sam.command("FETCH 1 (BODY[])");
     assert!(!r.lines[0].contains("\\Seen"), "EXAMINE does not set \\Seen: {r:?}");
     // …but another session of anna's sees them change.
@@ -720,7 +726,7 @@ fn flags_are_per_user_and_search_finds_messages() {
     assert!(other.command("SELECT support").ok());
     assert!(c.command("STORE 3 +FLAGS (\\Seen)").ok());
     let r = other.command("NOOP");
-    assert_eq!(r.lines, vec!["* 3 FETCH (UID 3 FLAGS (\\Seen))"]);
+    assert_eq!(r.lines, vec!["* 3 FETCH (UID 3 FLAGS (\\Seen $new))"]);
 }
 
 #[test]
@@ -775,8 +781,8 @@ fn id_enable_and_unselect() {
     assert_eq!(r.lines, vec![format!("* ID (\"name\" \"mailroom\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION"))]);
     assert!(r.ok());
     let mut c = Imap::login(&s, "anna");
-    let r = c.command("ENABLE CONDSTORE");
-    assert_eq!(r.lines, vec!["* ENABLED"]);
+    let r = c.command("ENABLE CONDSTORE UTF8=ACCEPT");
+    assert_eq!(r.lines, vec!["* ENABLED CONDSTORE"]);
     assert!(c.command("SELECT support").ok());
     assert!(c.command("UNSELECT").ok());
     assert!(c.command("FETCH 1 (FLAGS)").status.starts_with("BAD"), "no mailbox selected");

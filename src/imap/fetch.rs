@@ -191,6 +191,7 @@ impl Session {
                 }
             }
             let (stamped, _) = self.ctx.access.store.mailbox_commit(principal.user_id, &seen, &audit, None).await?;
+            self.own_change(stamped);
             for (i, mut entry) in found {
                 let newly_seen = mark_seen && !entry.seen;
                 if newly_seen {
@@ -300,6 +301,7 @@ impl Session {
                 }
             }
             let (stamped, refused) = self.ctx.access.store.mailbox_commit(user_id, &updates, &[], unchanged_since).await?;
+            self.own_change(stamped);
             for (i, mut e) in found {
                 if refused.contains(&e.message_id) {
                     modified.push(if uid { e.uid } else { i as u32 + 1 });
@@ -323,6 +325,17 @@ impl Session {
             self.out.ok(tag, None, "STORE completed");
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl Session {
+    /// A flag change of this session's, answered by itself: not to be reported by `sync`.
+    fn own_change(&mut self, modseq: u64) {
+        if let Some(sel) = &mut self.selected
+            && modseq > 0
+        {
+            sel.own.push(modseq);
+        }
     }
 }
 

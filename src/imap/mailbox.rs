@@ -53,12 +53,15 @@ pub struct Selected {
     pub last_uid: u32,
     /// Changes up to this mod-sequence are reflected in the view.
     pub modseq: u64,
+    /// Mod-sequences of this session's own flag changes (STORE, implicit \\Seen), already
+    /// answered: not reported again as someone else's change.
+    pub own: Vec<u64>,
 }
 
 impl Selected {
     pub fn new(queue: String, read_only: bool, uids: Vec<u32>, modseq: u64) -> Selected {
         let last_uid = uids.last().copied().unwrap_or(0);
-        Selected { queue, read_only, uids, gone: BTreeSet::new(), last_uid, modseq }
+        Selected { queue, read_only, uids, gone: BTreeSet::new(), last_uid, modseq, own: Vec::new() }
     }
 
     pub fn exists(&self) -> u32 {
@@ -85,8 +88,10 @@ impl Selected {
             }
         }
         for e in &changes.changed {
+            let own = e.modseq as u64 <= self.modseq && self.own.contains(&(e.flags_modseq as u64));
             if let Some(i) = self.index(e.uid)
                 && !self.gone.contains(&e.uid)
+                && !own
             {
                 fetch(out, i, e);
             }
@@ -108,6 +113,8 @@ impl Selected {
             out.data(Data::Exists(self.exists()));
         }
         self.modseq = self.modseq.max(changes.modseq);
+        let known = self.modseq;
+        self.own.retain(|m| *m > known);
     }
 
     /// The view indexes a sequence set names, in mailbox order. None when a sequence number is
