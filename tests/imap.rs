@@ -764,4 +764,20 @@ fn mbsync_syncs_a_queue_and_then_only_what_is_new() {
     let log = mbsync(&config);
     assert_eq!(maildir_messages(&box_dir).len(), 3, "{log}");
     assert_eq!(audit_reads(&s).len(), reads + 1, "nothing fetched twice");
+
+    // A staff action changes the case (and so the keywords a client sees), never the message:
+    // mbsync fetches nothing again and its copies stay as they are.
+    let before = maildir_messages(&box_dir);
+    s.add_user("sam", PW, &["supervisor"]);
+    let sam = bearer_login(&s, "sam", PW);
+    let case = s.sql_i64("SELECT case_id FROM message_cases WHERE message_id = 1");
+    api_ok(&s, "POST", &format!("/api/cases/{case}/priority"), &sam, Some(serde_json::json!({ "priority": "low" })));
+    api_ok(&s, "POST", &format!("/api/cases/{case}/status"), &sam, Some(serde_json::json!({ "status": "waiting" })));
+    let log = mbsync(&config);
+    assert_eq!(maildir_messages(&box_dir), before, "{log}");
+    assert_eq!(audit_reads(&s).len(), reads + 1, "nothing fetched again");
+    let mut c = Imap::login(&s, "anna", PW);
+    assert!(c.command("EXAMINE support").ok());
+    let r = c.command("FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (X-Mailroom-Priority)])");
+    assert!(r.has("FLAGS ($BZZX $low $waiting)") && r.has("X-Mailroom-Priority: urgent"), "{r:?}");
 }
