@@ -261,6 +261,11 @@ fn staff_actions_change_keywords_not_the_message_imaplib() {
     // The same UID, the same bytes: the header still says what it said at delivery.
     assert_eq!(after["uid"], before["uid"]);
     assert_eq!(after["body_sha256"], before["body_sha256"]);
-    assert!(after["header"].as_str().unwrap().starts_with(&format!("X-Mailroom-Registration: {offer}\r\nX-Mailroom-Category: BZZX (Business enquiry)\r\nX-Mailroom-Priority: urgent\r\n")), "{after}");
+    assert!(
+        after["header"].as_str().unwrap().starts_with(&format!(
+            "X-Mailroom-Registration: {offer}\r\nX-Mailroom-Category: BZZX (Business enquiry)\r\nX-Mailroom-Priority: urgent\r\n"
+        )),
+        "{after}"
+    );
     assert!(after["modseq"].as_u64().unwrap() > before["modseq"].as_u64().unwrap(), "{before} {after}");
 }

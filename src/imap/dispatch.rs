@@ -219,7 +219,9 @@ impl Session {
                 self.out.no(tag, Some("CANNOT"), "Registered mail cannot be copied or moved here; transfer the case through the HTTP API");
                 Ok(Flow::Continue)
             }
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => self.fetch(tag, &sequence_set, macro_or_item_names, uid, &modifiers).await,
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => {
+                self.fetch(tag, &sequence_set, macro_or_item_names, uid, &modifiers).await
+            }
             CommandBody::Store { sequence_set, kind, response, flags, uid } => {
                 self.store(tag, &sequence_set, kind, response, &flags, uid, modifiers.unchanged_since).await
             }

@@ -158,7 +158,12 @@ impl Session {
         // next chunk is read (a million-message FETCH holds one chunk).
         for chunk in chunks(&targets) {
             let sel = self.selected.as_ref().expect("selected");
-            let entries = self.ctx.access.store.mailbox_range(&queue, principal.user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize]).await?;
+            let entries = self
+                .ctx
+                .access
+                .store
+                .mailbox_range(&queue, principal.user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize])
+                .await?;
             let mut found: Vec<(usize, MailboxEntry)> = Vec::with_capacity(chunk.len());
             for i in chunk {
                 let i = *i as usize;
@@ -279,7 +284,12 @@ impl Session {
         let mut modified: Vec<u32> = Vec::new();
         for chunk in chunks(&targets) {
             let sel = self.selected.as_ref().expect("selected");
-            let entries = self.ctx.access.store.mailbox_range(&queue, user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize]).await?;
+            let entries = self
+                .ctx
+                .access
+                .store
+                .mailbox_range(&queue, user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize])
+                .await?;
             let mut found: Vec<(usize, MailboxEntry)> = Vec::with_capacity(chunk.len());
             for i in chunk {
                 let i = *i as usize;

@@ -149,7 +149,11 @@ impl Selected {
             }
         } else {
             if n == 0
-                && set.0.as_ref().iter().any(|s| matches!(s, Sequence::Range(_, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, _)))
+                && set
+                    .0
+                    .as_ref()
+                    .iter()
+                    .any(|s| matches!(s, Sequence::Range(_, SeqOrUid::Asterisk) | Sequence::Range(SeqOrUid::Asterisk, _)))
             {
                 // "1:*" in an empty mailbox: nothing, rather than an error.
                 return Some(vec![]);
@@ -224,9 +228,8 @@ pub fn flags(entry: &MailboxEntry, user_id: i64) -> Vec<FlagFetch<'static>> {
 /// Every flag a message in a mailbox can show (SELECT's FLAGS): categories from the settings.
 pub fn all_flags(categories: impl Iterator<Item = String>) -> Vec<Flag<'static>> {
     let mut all = vec![Flag::Seen, Flag::Flagged, junk()];
-    let names = categories
-        .chain(["urgent", "low", "mine"].map(String::from))
-        .chain(crate::store::cases::STATUSES.iter().map(|s| s.to_string()));
+    let names =
+        categories.chain(["urgent", "low", "mine"].map(String::from)).chain(crate::store::cases::STATUSES.iter().map(|s| s.to_string()));
     all.extend(names.filter_map(|n| Atom::try_from(format!("${n}")).ok().map(Flag::Keyword)));
     all
 }

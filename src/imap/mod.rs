@@ -14,8 +14,8 @@
 //! (implicit, or after STARTTLS); every read of customer content is authorised by queue and
 //! audited.
 
-pub mod config;
 mod condstore;
+pub mod config;
 mod dispatch;
 mod fetch;
 mod idle;

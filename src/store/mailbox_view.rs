@@ -40,7 +40,8 @@ impl Store {
     /// The highest mod-sequence given out so far: HIGHESTMODSEQ of every mailbox (RFC 7162 allows
     /// a value above the mailbox's own highest; any later change gets a larger one).
     pub async fn mailbox_modseq(&self) -> Result<u64, StoreError> {
-        let v: i64 = on_db!(self.db(), pool => sqlx::query_scalar("SELECT value FROM counters WHERE name = 'modseq'").fetch_one(pool).await?);
+        let v: i64 =
+            on_db!(self.db(), pool => sqlx::query_scalar("SELECT value FROM counters WHERE name = 'modseq'").fetch_one(pool).await?);
         Ok(v.max(1) as u64)
     }
 

@@ -203,4 +203,3 @@ pub fn fetched<'a>(raw: &'a [u8], item: &str) -> &'a [u8] {
         panic!("no string after {item}: {:?}", show_bytes(raw))
     }
 }
-

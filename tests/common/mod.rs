@@ -49,8 +49,8 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    api::*, capture::*, cli::*, config::*, db::*, engine::*, files::*, imap::*, load::*, message::*, net::*, nodes::*, page::*, pg::*, regnum::*,
-    server::*, smtp::*, tls::*, wait::*, wire::*,
+    api::*, capture::*, cli::*, config::*, db::*, engine::*, files::*, imap::*, load::*, message::*, net::*, nodes::*, page::*, pg::*,
+    regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";

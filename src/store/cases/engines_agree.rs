@@ -254,7 +254,13 @@ async fn scenario(store: &Store) -> String {
     let modseq = store.mailbox_modseq().await.unwrap();
     writeln!(out, "modseq {modseq} uids {:?}", store.mailbox_uids_after("support", 0).await.unwrap()).unwrap();
     writeln!(out, "changed {:?}", store.mailbox_changed("support", 1, 1).await.unwrap().iter().map(|e| e.uid).collect::<Vec<_>>()).unwrap();
-    writeln!(out, "unseen {:?} first {:?}", store.mailbox_seen_uids("support", 1, false).await.unwrap(), store.mailbox_first_unseen("support", 1).await.unwrap()).unwrap();
+    writeln!(
+        out,
+        "unseen {:?} first {:?}",
+        store.mailbox_seen_uids("support", 1, false).await.unwrap(),
+        store.mailbox_first_unseen("support", 1).await.unwrap()
+    )
+    .unwrap();
     writeln!(out, "mbc {:?} {:?}", store.mailbox_counts("support", 1).await.unwrap(), store.mailbox_counts("sales", 1).await.unwrap())
         .unwrap();
     // A change.
@@ -270,7 +276,13 @@ async fn scenario(store: &Store) -> String {
     ch.case.tags = vec!["x".into(), "y".into()];
     ch.case.escalated = true;
     ch.commit("anna", "transfer", "to sales").await.unwrap();
-    writeln!(out, "departed {:?} sales {:?}", store.mailbox_departed("support", modseq).await.unwrap(), store.mailbox_uids_after("sales", 0).await.unwrap()).unwrap();
+    writeln!(
+        out,
+        "departed {:?} sales {:?}",
+        store.mailbox_departed("support", modseq).await.unwrap(),
+        store.mailbox_uids_after("sales", 0).await.unwrap()
+    )
+    .unwrap();
     writeln!(out, "case2 {:?}", {
         let mut c = store.case(2).await.unwrap().unwrap();
         c.updated_at = 0;
