@@ -46,6 +46,12 @@ class Server:
             text = f.read()
         text = re.sub(r"(?m)^max_connections = 1000 +# IMAP.*$", f"max_connections = {imap_limit}", text)
         text = re.sub(r"(?m)^max_connections_per_source = 50 .*$", f"max_connections_per_source = {imap_limit}", text)
+        text = re.sub(r"(?m)^max_unauthenticated = 100 .*$", "max_unauthenticated = 1000", text)
+        # All sessions come from 127.0.0.1: no share kept for other addresses.
+        text = re.sub(r"(?m)^reserved_percent = .*$", "reserved_percent = 0", text)
+        # A login in progress counts as a failure until its password is checked, per source:
+        # logins several at a time from one address would otherwise lock it out.
+        text = re.sub(r"(?m)^max_failures = \d+", "max_failures = 1000", text)
         with open(self.config, "w") as f:
             f.write(text)
         self.log = open(os.path.join(self.work, "server.log"), "w")
