@@ -4,11 +4,8 @@
 mod common;
 
 use common::*;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PW: &str = "correct horse battery";
@@ -78,202 +75,6 @@ Message-ID: <multi@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: multi
 // ---------------------------------------------------------------------------------------------
 // A raw IMAP client
 // ---------------------------------------------------------------------------------------------
-
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-    Gone,
-}
-
-impl Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(t) => &t.sock,
-            Conn::Gone => panic!("connection gone"),
-        }
-    }
-}
-
-struct Imap {
-    conn: Conn,
-    buf: Vec<u8>,
-    tag: u32,
-}
-
-/// A command's response: the untagged (and continuation) lines, literals inlined, and the
-/// tagged status without the tag ("OK [READ-WRITE] SELECT completed").
-#[derive(Debug)]
-struct Resp {
-    lines: Vec<String>,
-    raw: Vec<Vec<u8>>,
-    status: String,
-}
-
-impl Resp {
-    fn ok(&self) -> bool {
-        self.status.starts_with("OK")
-    }
-    fn has(&self, needle: &str) -> bool {
-        self.lines.iter().any(|l| l.contains(needle))
-    }
-}
-
-impl Imap {
-    fn connect(addr: SocketAddr) -> Imap {
-        let tcp = TcpStream::connect(addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Imap { conn: Conn::Plain(tcp), buf: Vec::new(), tag: 0 }
-    }
-
-    /// Connected to the implicit-TLS listener, greeting read.
-    fn tls(addr: SocketAddr) -> Imap {
-        let mut c = Imap::connect(addr);
-        c.handshake();
-        let greeting = c.line();
-        assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 "), "{greeting}");
-        c
-    }
-
-    /// Logged in as `user` over TLS.
-    fn login(s: &Server, user: &str) -> Imap {
-        let mut c = Imap::tls(s.imaps_addr());
-        let r = c.command(&format!("LOGIN {user} \"{PW}\""));
-        assert!(r.ok(), "login {user}: {r:?}");
-        c
-    }
-
-    fn handshake(&mut self) {
-        assert!(self.buf.is_empty(), "clear text before the handshake: {:?}", show_bytes(&self.buf));
-        let Conn::Plain(mut sock) = std::mem::replace(&mut self.conn, Conn::Gone) else { panic!("not plain") };
-        let name = rustls::pki_types::ServerName::try_from(HOST).unwrap().to_owned();
-        let mut tls = rustls::ClientConnection::new(Arc::new(tls_client_config(None)), name).unwrap();
-        while tls.is_handshaking() {
-            tls.complete_io(&mut sock).expect("TLS handshake");
-        }
-        self.conn = Conn::Tls(Box::new(rustls::StreamOwned::new(tls, sock)));
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let r = match &mut self.conn {
-            Conn::Plain(s) => s.write_all(bytes).and_then(|_| s.flush()),
-            Conn::Tls(t) => t.write_all(bytes).and_then(|_| t.flush()),
-            Conn::Gone => panic!("connection gone"),
-        };
-        r.expect("send");
-    }
-
-    /// More bytes; Ok(0) at EOF.
-    fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16384];
-        let n = match &mut self.conn {
-            Conn::Plain(s) => s.read(&mut chunk),
-            Conn::Tls(t) => match t.read(&mut chunk) {
-                // A peer that closes without close_notify: EOF all the same.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
-                other => other,
-            },
-            Conn::Gone => panic!("connection gone"),
-        };
-        let n = match n {
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
-            other => other?,
-        };
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// One response line with its literals, without the final CRLF; None at EOF.
-    fn try_line(&mut self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let nl = loop {
-                if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                    break i;
-                }
-                if self.fill().expect("read") == 0 {
-                    assert!(out.is_empty() && self.buf.is_empty(), "EOF inside a response: {:?}", show_bytes(&self.buf));
-                    return None;
-                }
-            };
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            assert!(line.ends_with(b"\r\n"), "response line without CRLF: {:?}", show_bytes(&line));
-            let line = &line[..line.len() - 2];
-            out.extend_from_slice(line);
-            match literal_len(line) {
-                Some(n) => {
-                    while self.buf.len() < n {
-                        assert!(self.fill().expect("read") > 0, "EOF inside a literal");
-                    }
-                    out.extend(self.buf.drain(..n));
-                }
-                None => return Some(out),
-            }
-        }
-    }
-
-    fn line(&mut self) -> String {
-        let line = self.try_line().expect("a response line, got EOF");
-        String::from_utf8_lossy(&line).into_owned()
-    }
-
-    /// Sends `tag command` and reads up to the tagged response.
-    fn command(&mut self, command: &str) -> Resp {
-        self.tag += 1;
-        let tag = format!("t{}", self.tag);
-        self.send(format!("{tag} {command}\r\n").as_bytes());
-        self.finish(&tag)
-    }
-
-    fn finish(&mut self, tag: &str) -> Resp {
-        let mut resp = Resp { lines: vec![], raw: vec![], status: String::new() };
-        loop {
-            let raw = self.try_line().unwrap_or_else(|| panic!("EOF before the tagged response; so far {resp:?}"));
-            let line = String::from_utf8_lossy(&raw).into_owned();
-            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
-                resp.status = status.to_string();
-                return resp;
-            }
-            resp.lines.push(line);
-            resp.raw.push(raw);
-        }
-    }
-
-    /// The server closes the connection: the remaining lines before EOF.
-    fn closed(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Some(l) = self.try_line() {
-            lines.push(String::from_utf8_lossy(&l).into_owned());
-        }
-        lines
-    }
-
-    fn set_read_timeout(&self, d: Duration) {
-        self.conn.tcp().set_read_timeout(Some(d)).unwrap();
-    }
-}
-
-fn literal_len(line: &[u8]) -> Option<usize> {
-    let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|b| *b == b'{')?;
-    std::str::from_utf8(&inner[open + 1..]).ok()?.parse().ok()
-}
-
-/// The literal (or quoted string) after `item` in a FETCH response line.
-fn fetched<'a>(raw: &'a [u8], item: &str) -> &'a [u8] {
-    let at = find(raw, item.as_bytes()).unwrap_or_else(|| panic!("{item} not in {:?}", show_bytes(raw))) + item.len();
-    let rest = &raw[at..];
-    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    if rest.starts_with(b"{") {
-        let close = rest.iter().position(|b| *b == b'}').unwrap();
-        let n: usize = std::str::from_utf8(&rest[1..close]).unwrap().parse().unwrap();
-        &rest[close + 1..close + 1 + n]
-    } else if let Some(q) = rest.strip_prefix(b"\"") {
-        &q[..q.iter().position(|b| *b == b'"').unwrap()]
-    } else {
-        panic!("no string after {item}: {:?}", show_bytes(raw))
-    }
-}
 
 fn audit_reads(s: &Server) -> Vec<serde_json::Value> {
     let out = s.cli(&["audit", "list", "--action", "message.read", "--json"]);
@@ -376,7 +177,7 @@ fn failed_logins_look_alike_and_end_the_connection_after_three() {
     let rest = c.closed();
     assert!(rest.iter().any(|l| l.starts_with("* BYE")), "{rest:?}");
     // The right password still works on a new connection.
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("LOGOUT").ok());
 }
 
@@ -390,7 +191,7 @@ fn login_timeout_and_idle_timeout_close_with_bye() {
     assert!(rest.iter().any(|l| l.starts_with("* BYE")), "{rest:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("SELECT support").ok());
     c.send(b"i1 IDLE\r\n");
     assert!(c.line().starts_with("+ "));
@@ -411,7 +212,7 @@ fn connections_over_the_limit_get_bye() {
 #[test]
 fn bye_on_shutdown() {
     let mut s = server();
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("SELECT support").ok());
     s.terminate();
     let rest = c.closed();
@@ -427,7 +228,7 @@ fn bye_on_shutdown() {
 fn mailboxes_are_the_queues_the_user_may_read() {
     let s = server();
     s.add_user("sam", PW, &["supervisor"]);
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     let r = c.command("LIST \"\" \"*\"");
     assert_eq!(r.lines, vec!["* LIST (\\HasNoChildren) \"/\" support"], "{r:?}");
     let r = c.command("LIST \"\" \"%\"");
@@ -446,7 +247,7 @@ fn mailboxes_are_the_queues_the_user_may_read() {
     let r = c.command("STATUS support (MESSAGES UNSEEN)");
     assert_eq!(r.lines, vec!["* STATUS support (MESSAGES 0 UNSEEN 0)"]);
 
-    let mut c = Imap::login(&s, "sam");
+    let mut c = Imap::login(&s, "sam", PW);
     let r = c.command("LIST \"\" \"*\"");
     let names: Vec<&str> = r.lines.iter().map(|l| l.rsplit(' ').next().unwrap()).collect();
     assert_eq!(names, vec!["support", "sales", "complaints"], "{r:?}");
@@ -460,7 +261,7 @@ fn mailboxes_are_the_queues_the_user_may_read() {
 fn revoked_grant_and_locked_user_take_effect_at_the_next_command() {
     let s = server();
     deliver(&s, "support@example.com", "Hello", "body\r\n");
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     let r = c.command("SELECT support");
     assert!(r.has("* 1 EXISTS"), "{r:?}");
     let out = s.cli(&["role", "revoke", "support-agent", "--queue", "support"]);
@@ -487,7 +288,7 @@ fn revoked_grant_and_locked_user_take_effect_at_the_next_command() {
 fn changes_are_refused_with_cannot() {
     let s = server();
     deliver(&s, "support@example.com", "Hello", "body\r\n");
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("SELECT support").ok());
     for cmd in [
         "COPY 1 support",
@@ -516,7 +317,7 @@ fn changes_are_refused_with_cannot() {
     assert!(c.command("FETCH 7 (FLAGS)").status.starts_with("BAD"));
     // The mailbox is unchanged.
     let r = c.command("FETCH 1:* (FLAGS)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS ())"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS ($new))"]);
     assert!(c.command("SUBSCRIBE support").ok());
     assert!(c.command("EXAMINE support").status.starts_with("OK [READ-ONLY]"));
     assert!(c.command("STORE 1 +FLAGS (\\Seen)").status.starts_with("NO [READ-ONLY]"));
@@ -564,16 +365,19 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     let s = server();
     let offer = deliver(&s, "support@example.com", "A special offer", "Buy now.\r\n");
     let multi = s.smtp_session().send_message("kim@customer.example", &["support@example.com"], MULTIPART.as_bytes());
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     let r = c.command("SELECT support");
     assert!(r.has("* 2 EXISTS") && r.has("* OK [UNSEEN 1]") && r.has("[UIDVALIDITY ") && r.has("* OK [UIDNEXT 3]"), "{r:?}");
-    assert!(r.has("* FLAGS (\\Seen \\Flagged $Junk)") && r.has("[PERMANENTFLAGS (\\Seen \\Flagged)]"), "{r:?}");
+    // The keywords a message may show (the case: category, priority, assignee, status) are
+    // announced, but only \Seen and \Flagged can be changed.
+    assert!(r.has("* FLAGS (\\Seen \\Flagged $Junk $BZZX $urgent $low $mine $new $open $waiting $resolved $closed)"), "{r:?}");
+    assert!(r.has("[PERMANENTFLAGS (\\Seen \\Flagged)]") && r.has("* OK [HIGHESTMODSEQ "), "{r:?}");
     assert!(r.status.starts_with("OK [READ-WRITE]"), "{r:?}");
 
     // Metadata only: nothing audited, nothing seen.
     let r = c.command("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)");
     assert_eq!(r.lines.len(), 2, "{r:?}");
-    assert!(r.lines[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "), "{r:?}");
+    assert!(r.lines[0].starts_with("* 1 FETCH (UID 1 FLAGS ($BZZX $urgent $new) RFC822.SIZE "), "{r:?}");
     assert!(r.lines[0].ends_with(" +0000\")"), "INTERNALDATE: {r:?}");
     let size_of_2: usize = r.lines[1].split("RFC822.SIZE ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(audit_reads(&s).is_empty());
@@ -627,14 +431,14 @@ fn fetch_shows_the_registration_and_audits_every_read() {
     // Peeking did not set \Seen; BODY[] and RFC822 do, and say so.
     assert_eq!(c.command("SEARCH UNSEEN").lines, vec!["* SEARCH 1 2"]);
     let r = c.command("FETCH 1 (BODY[TEXT])");
-    assert!(r.lines[0].contains("FLAGS (\\Seen)"), "{r:?}");
+    assert!(r.lines[0].contains("FLAGS (\\Seen $BZZX $urgent $new)"), "{r:?}");
     assert_eq!(fetched(&r.raw[0], "BODY[TEXT]"), b"Buy now.\r\n");
     assert_eq!(c.command("SEARCH UNSEEN").lines, vec!["* SEARCH 2"]);
     let r = c.command("FETCH 2 (RFC822.HEADER)");
     assert!(!r.lines[0].contains("\\Seen"), "RFC822.HEADER is a peek: {r:?}");
     let r = c.command("FETCH 2 RFC822");
     assert_eq!(fetched(&r.raw[0], "RFC822"), &body[..]);
-    assert!(r.lines[0].contains("FLAGS (\\Seen)"), "{r:?}");
+    assert!(r.lines[0].contains("FLAGS (\\Seen $new)"), "{r:?}");
     let r = c.command("FETCH 1:2 FULL");
     assert!(r.lines.len() == 2 && r.lines[1].contains("ENVELOPE") && r.lines[1].contains("BODY ("), "{r:?}");
 
@@ -659,16 +463,16 @@ fn flags_are_per_user_and_search_finds_messages() {
     let first = deliver(&s, "support@example.com", "Printer on fire", "It is burning.\r\n");
     deliver(&s, "support@example.com", "A special offer", "Cheap.\r\n");
     deliver(&s, "support@example.com", &format!("Long {}", "words ".repeat(10)), &"long body line\r\n".repeat(200));
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("SELECT support").ok());
     let r = c.command("STORE 1 +FLAGS (\\Flagged \\Seen)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Seen \\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Seen \\Flagged $new))"]);
     let r = c.command("UID STORE 2 +FLAGS.SILENT (\\Seen)");
     assert!(r.ok() && r.lines.is_empty(), "{r:?}");
     let r = c.command("STORE 1 -FLAGS (\\Seen)");
-    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Flagged $new))"]);
     let r = c.command("STORE 2 FLAGS (\\Flagged)");
-    assert_eq!(r.lines, vec!["* 2 FETCH (FLAGS (\\Flagged))"]);
+    assert_eq!(r.lines, vec!["* 2 FETCH (FLAGS (\\Flagged $BZZX $urgent $new))"]);
 
     let search = |c: &mut Imap, q: &str| -> String {
         let r = c.command(q);
@@ -704,23 +508,26 @@ fn flags_are_per_user_and_search_finds_messages() {
     deliver(&s, "support@example.com", "Casino bonus", "Win.\r\n");
     let r = c.command("NOOP");
     assert_eq!(r.lines, vec!["* 4 EXISTS"]);
-    assert_eq!(c.command("FETCH 4 (FLAGS)").lines, vec!["* 4 FETCH (FLAGS ($Junk))"]);
+    assert_eq!(c.command("FETCH 4 (FLAGS)").lines, vec!["* 4 FETCH (FLAGS ($Junk $new))"]);
     assert_eq!(search(&mut c, "SEARCH KEYWORD $Junk"), "* SEARCH 4");
     assert_eq!(search(&mut c, "SEARCH UNKEYWORD $Junk SUBJECT casino"), "* SEARCH");
     assert!(c.command("STORE 4 -FLAGS ($Junk)").status.starts_with("NO [CANNOT]"));
 
     // Flags are personal: sam sees none of anna's.
-    let mut sam = Imap::login(&s, "sam");
+    let mut sam = Imap::login(&s, "sam", PW);
     assert!(sam.command("EXAMINE support").ok());
-    assert_eq!(sam.command("FETCH 1:3 (FLAGS)").lines, vec!["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS ())", "* 3 FETCH (FLAGS ())"]);
+    assert_eq!(
+        sam.command("FETCH 1:3 (FLAGS)").lines,
+        vec!["* 1 FETCH (FLAGS ($new))", "* 2 FETCH (FLAGS ($BZZX $urgent $new))", "* 3 FETCH (FLAGS ($new))"]
+    );
     let r = sam.command("FETCH 1 (BODY[])");
     assert!(!r.lines[0].contains("\\Seen"), "EXAMINE does not set \\Seen: {r:?}");
     // …but another session of anna's sees them change.
-    let mut other = Imap::login(&s, "anna");
+    let mut other = Imap::login(&s, "anna", PW);
     assert!(other.command("SELECT support").ok());
     assert!(c.command("STORE 3 +FLAGS (\\Seen)").ok());
     let r = other.command("NOOP");
-    assert_eq!(r.lines, vec!["* 3 FETCH (UID 3 FLAGS (\\Seen))"]);
+    assert_eq!(r.lines, vec!["* 3 FETCH (UID 3 FLAGS (\\Seen $new))"]);
 }
 
 #[test]
@@ -729,7 +536,7 @@ fn new_mail_and_transferred_cases_are_reported() {
     s.add_user("sam", PW, &["supervisor"]);
     let first = deliver(&s, "support@example.com", "First", "one\r\n");
     deliver(&s, "support@example.com", "Second", "two\r\n");
-    let mut c = Imap::login(&s, "anna");
+    let mut c = Imap::login(&s, "anna", PW);
     assert!(c.command("SELECT support").ok());
 
     // IDLE: a new delivery shows up at once.
@@ -760,7 +567,7 @@ fn new_mail_and_transferred_cases_are_reported() {
     assert_eq!(r.lines.len(), 2, "{r:?}");
     assert!(r.lines[0].starts_with("* 1 FETCH (UID 2 ") && r.lines[1].starts_with("* 2 FETCH (UID 3 ") && r.has(&third), "{r:?}");
 
-    let mut sam = Imap::login(&s, "sam");
+    let mut sam = Imap::login(&s, "sam", PW);
     let r = sam.command("SELECT sales");
     assert!(r.has("* 1 EXISTS") && r.has("[UIDNEXT 5]"), "{r:?}");
     let r = sam.command("FETCH 1 (UID BODY.PEEK[HEADER.FIELDS (X-Mailroom-Registration)])");
@@ -774,9 +581,9 @@ fn id_enable_and_unselect() {
     let r = c.command("ID (\"name\" \"test\")");
     assert_eq!(r.lines, vec![format!("* ID (\"name\" \"mailroom\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION"))]);
     assert!(r.ok());
-    let mut c = Imap::login(&s, "anna");
-    let r = c.command("ENABLE CONDSTORE");
-    assert_eq!(r.lines, vec!["* ENABLED"]);
+    let mut c = Imap::login(&s, "anna", PW);
+    let r = c.command("ENABLE CONDSTORE UTF8=ACCEPT");
+    assert_eq!(r.lines, vec!["* ENABLED CONDSTORE"]);
     assert!(c.command("SELECT support").ok());
     assert!(c.command("UNSELECT").ok());
     assert!(c.command("FETCH 1 (FLAGS)").status.starts_with("BAD"), "no mailbox selected");
@@ -957,4 +764,20 @@ fn mbsync_syncs_a_queue_and_then_only_what_is_new() {
     let log = mbsync(&config);
     assert_eq!(maildir_messages(&box_dir).len(), 3, "{log}");
     assert_eq!(audit_reads(&s).len(), reads + 1, "nothing fetched twice");
+
+    // A staff action changes the case (and so the keywords a client sees), never the message:
+    // mbsync fetches nothing again and its copies stay as they are.
+    let before = maildir_messages(&box_dir);
+    s.add_user("sam", PW, &["supervisor"]);
+    let sam = bearer_login(&s, "sam", PW);
+    let case = s.sql_i64("SELECT case_id FROM message_cases WHERE message_id = 1");
+    api_ok(&s, "POST", &format!("/api/cases/{case}/priority"), &sam, Some(serde_json::json!({ "priority": "low" })));
+    api_ok(&s, "POST", &format!("/api/cases/{case}/status"), &sam, Some(serde_json::json!({ "status": "waiting" })));
+    let log = mbsync(&config);
+    assert_eq!(maildir_messages(&box_dir), before, "{log}");
+    assert_eq!(audit_reads(&s).len(), reads + 1, "nothing fetched again");
+    let mut c = Imap::login(&s, "anna", PW);
+    assert!(c.command("EXAMINE support").ok());
+    let r = c.command("FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (X-Mailroom-Priority)])");
+    assert!(r.has("FLAGS ($BZZX $low $waiting)") && r.has("X-Mailroom-Priority: urgent"), "{r:?}");
 }

@@ -5,9 +5,11 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::core::{Atom, NonEmptyVec};
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::response::{Capability, Data};
 use zeroize::Zeroize;
 
+use super::condstore;
 use super::session::{Flow, Handled, Session};
 use super::wire;
 
@@ -65,6 +67,9 @@ impl Session {
             }
             _ => {}
         }
+        // CONDSTORE syntax imap-codec 1.0 does not know.
+        let (line, modifiers) = condstore::extract(raw);
+        let raw = &line[..];
         let command = match CommandCodec::default().decode(raw) {
             Ok((b"", command)) => command,
             _ => {
@@ -128,6 +133,9 @@ impl Session {
             }
             _ => {}
         }
+        if modifiers.enables() {
+            self.condstore = true;
+        }
         // Logged in: the user as they are now.
         if !self.refresh_principal().await? {
             return Ok(Flow::Close);
@@ -145,9 +153,14 @@ impl Session {
                 self.out.ok(tag, None, "NOOP completed");
                 Ok(Flow::Continue)
             }
-            CommandBody::Enable { .. } => {
-                // Nothing this server offers needs enabling (no CONDSTORE, no UTF8=ACCEPT).
-                self.out.data(Data::Enabled { capabilities: vec![] });
+            CommandBody::Enable { capabilities } => {
+                // Of what can be enabled, only CONDSTORE is offered (no UTF8=ACCEPT).
+                let enabled: Vec<CapabilityEnable> =
+                    capabilities.as_ref().iter().filter(|c| matches!(c, CapabilityEnable::CondStore)).cloned().collect();
+                if !enabled.is_empty() {
+                    self.condstore = true;
+                }
+                self.out.data(Data::Enabled { capabilities: enabled });
                 self.out.ok(tag, None, "ENABLE completed");
                 Ok(Flow::Continue)
             }
@@ -206,11 +219,13 @@ impl Session {
                 self.out.no(tag, Some("CANNOT"), "Registered mail cannot be copied or moved here; transfer the case through the HTTP API");
                 Ok(Flow::Continue)
             }
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => self.fetch(tag, &sequence_set, macro_or_item_names, uid).await,
-            CommandBody::Store { sequence_set, kind, response, flags, uid } => {
-                self.store(tag, &sequence_set, kind, response, &flags, uid).await
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => {
+                self.fetch(tag, &sequence_set, macro_or_item_names, uid, &modifiers).await
             }
-            CommandBody::Search { charset, criteria, uid } => self.search(tag, charset, &criteria, uid).await,
+            CommandBody::Store { sequence_set, kind, response, flags, uid } => {
+                self.store(tag, &sequence_set, kind, response, &flags, uid, modifiers.unchanged_since).await
+            }
+            CommandBody::Search { charset, criteria, uid } => self.search(tag, charset, &criteria, uid, modifiers.search_modseq).await,
             _ => {
                 self.bad(Some(tag), "Command not supported");
                 Ok(Flow::Continue)

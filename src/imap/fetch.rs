@@ -1,6 +1,7 @@
-//! FETCH and STORE. Message content is decrypted on demand and rendered in memory (a few recent
-//! ones are kept per session); every FETCH that returns content is audited, one entry per
-//! message, all in one transaction, before any of it is sent.
+//! FETCH and STORE. The messages named are read from the store in UID-range chunks (`chunks`),
+//! each sent and flushed before the next is read. Message content is decrypted on demand and
+//! rendered in memory (a few recent ones are kept per session); every FETCH that returns content
+//! is audited, one entry per message, each chunk's in one transaction before any of it is sent.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -14,6 +15,7 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
 use zeroize::Zeroize;
 
+use super::condstore::Modifiers;
 use super::dispatch::EXPUNGE_REFUSED;
 use super::mailbox::{self, fetch_flags};
 use super::render::{self, Rendered};
@@ -118,7 +120,14 @@ impl Session {
         Ok((render::x_headers(&self.ctx.cases.settings(), entry).len() + trace + entry.size as usize) as u32)
     }
 
-    pub async fn fetch(&mut self, tag: &str, set: &SequenceSet, items: MacroOrMessageDataItemNames<'_>, uid: bool) -> Handled {
+    pub async fn fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &Modifiers,
+    ) -> Handled {
         let expanded;
         let mut items = match items {
             MacroOrMessageDataItemNames::Macro(m) => {
@@ -140,65 +149,89 @@ impl Session {
             self.bad(Some(tag), "Message sequence number out of range");
             return Ok(Flow::Continue);
         };
-        let ghosts = targets.iter().any(|i| sel.view[*i].gone);
-        let targets: Vec<usize> = targets.into_iter().filter(|i| !sel.view[*i].gone).collect();
+        let queue = sel.queue.clone();
         let content = items.iter().any(shows_content);
         let mark_seen = !sel.read_only && items.iter().any(sets_seen);
-
-        // Audit and implicit \Seen first, in one transaction: nothing is sent unless recorded.
-        let queue = sel.queue.clone();
-        let mut audit = Vec::new();
-        let mut seen = Vec::new();
-        for i in &targets {
-            let e = &sel.view[*i].entry;
-            if content {
-                audit.push(AuditEntry {
-                    at: crate::store::now_millis(),
-                    actor: principal.actor(),
-                    action: "message.read".into(),
-                    object: Some(e.number.clone()),
-                    detail: Some(format!("via=imap queue={queue}")),
-                });
+        let with_modseq = modifiers.modseq_item || modifiers.changed_since.is_some() || self.condstore;
+        let mut ghosts = false;
+        // In UID ranges, one chunk at a time: rows read, audited, sent and flushed before the
+        // next chunk is read (a million-message FETCH holds one chunk).
+        for chunk in chunks(&targets) {
+            let sel = self.selected.as_ref().expect("selected");
+            let entries = self
+                .ctx
+                .access
+                .store
+                .mailbox_range(&queue, principal.user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize])
+                .await?;
+            let mut found: Vec<(usize, MailboxEntry)> = Vec::with_capacity(chunk.len());
+            for i in chunk {
+                let i = *i as usize;
+                let uid = sel.uids[i];
+                match entries.binary_search_by_key(&uid, |e| e.uid) {
+                    Ok(at) if !sel.is_gone(i) => found.push((i, entries[at].clone())),
+                    // Left the mailbox (maybe not yet reported): nothing of it is served.
+                    _ => ghosts = true,
+                }
             }
-            if mark_seen && !e.seen {
-                seen.push(FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: true, flagged: e.flagged });
+            drop(entries);
+            if let Some(since) = modifiers.changed_since {
+                found.retain(|(_, e)| e.modseq() > since);
             }
-        }
-        self.ctx.access.store.mailbox_commit(principal.user_id, &seen, &audit).await?;
-        let newly_seen: Vec<usize> =
-            targets.iter().copied().filter(|i| mark_seen && !self.selected.as_ref().expect("selected").view[*i].entry.seen).collect();
-        if let Some(sel) = &mut self.selected {
-            for i in &newly_seen {
-                sel.view[*i].entry.seen = true;
+            // Audit and implicit \Seen first, in one transaction: nothing is sent unless recorded.
+            let mut audit = Vec::new();
+            let mut seen = Vec::new();
+            for (_, e) in &found {
+                if content {
+                    audit.push(AuditEntry {
+                        at: crate::store::now_millis(),
+                        actor: principal.actor(),
+                        action: "message.read".into(),
+                        object: Some(e.number.clone()),
+                        detail: Some(format!("via=imap queue={queue}")),
+                    });
+                }
+                if mark_seen && !e.seen {
+                    seen.push(FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: true, flagged: e.flagged });
+                }
             }
-        }
-
-        for i in targets {
-            let entry = self.selected.as_ref().expect("selected").view[i].entry.clone();
-            let needs_render = items.iter().any(shows_content);
-            let rendered = if needs_render { Some(self.rendered(&entry).await?) } else { None };
-            let mut out = Vec::with_capacity(items.len() + 1);
-            for item in &items {
-                out.push(match item {
-                    MessageDataItemName::Uid => MessageDataItem::Uid(NonZeroU32::new(entry.uid).expect("UIDs are positive")),
-                    MessageDataItemName::Flags => MessageDataItem::Flags(mailbox::flags(&entry)),
-                    MessageDataItemName::InternalDate => MessageDataItem::InternalDate(internal_date(entry.received_at)),
-                    MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(match &rendered {
-                        Some(r) => r.len() as u32,
-                        None => self.size(&entry).await?,
-                    }),
-                    item => content_item(item, rendered.as_deref().expect("rendered for content items")),
-                });
+            let (stamped, _) = self.ctx.access.store.mailbox_commit(principal.user_id, &seen, &audit, None).await?;
+            self.own_change(stamped);
+            for (i, mut entry) in found {
+                let newly_seen = mark_seen && !entry.seen;
+                if newly_seen {
+                    entry.seen = true;
+                    entry.flags_modseq = stamped as i64;
+                }
+                let needs_render = items.iter().any(shows_content);
+                let rendered = if needs_render { Some(self.rendered(&entry).await?) } else { None };
+                let mut out = Vec::with_capacity(items.len() + 1);
+                for item in &items {
+                    out.push(match item {
+                        MessageDataItemName::Uid => MessageDataItem::Uid(NonZeroU32::new(entry.uid).expect("UIDs are positive")),
+                        MessageDataItemName::Flags => MessageDataItem::Flags(mailbox::flags(&entry, principal.user_id)),
+                        MessageDataItemName::InternalDate => MessageDataItem::InternalDate(internal_date(entry.received_at)),
+                        MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(match &rendered {
+                            Some(r) => r.len() as u32,
+                            None => self.size(&entry).await?,
+                        }),
+                        item => content_item(item, rendered.as_deref().expect("rendered for content items")),
+                    });
+                }
+                let has_flags = items.contains(&MessageDataItemName::Flags);
+                if newly_seen && !has_flags {
+                    // RFC 3501 §6.4.5: the implicit \Seen is reported with the data.
+                    out.push(MessageDataItem::Flags(mailbox::flags(&entry, principal.user_id)));
+                }
+                let items = NonEmptyVec::try_from(out).expect("FETCH names at least one item");
+                let modseq = (modifiers.modseq_item || with_modseq && (has_flags || newly_seen)).then(|| entry.modseq());
+                self.out.fetch(Data::Fetch { seq: NonZeroU32::new(i as u32 + 1).expect("i + 1 > 0"), items }, modseq);
+                if self.out.buf.len() >= FLUSH_AT {
+                    self.flush().await?;
+                }
             }
-            if newly_seen.contains(&i) && !items.contains(&MessageDataItemName::Flags) {
-                // RFC 3501 §6.4.5: the implicit \Seen is reported with the data.
-                out.push(MessageDataItem::Flags(mailbox::flags(&entry)));
-            }
-            let items = NonEmptyVec::try_from(out).expect("FETCH names at least one item");
-            self.out.data(Data::Fetch { seq: NonZeroU32::new(i as u32 + 1).expect("i + 1 > 0"), items });
-            if self.out.buf.len() >= FLUSH_AT {
-                self.flush().await?;
-            }
+            // Between chunks: the client reads while the next chunk is read.
+            self.flush().await?;
         }
         if ghosts && !uid {
             self.out.no(tag, Some("EXPUNGEISSUED"), "Some of the messages have left this mailbox (their case was transferred)");
@@ -208,6 +241,7 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn store(
         &mut self,
         tag: &str,
@@ -216,6 +250,7 @@ impl Session {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
+        unchanged_since: Option<u64>,
     ) -> Handled {
         let (mut seen, mut flagged) = (false, false);
         for flag in flags {
@@ -226,14 +261,16 @@ impl Session {
                     self.out.no(tag, Some("CANNOT"), EXPUNGE_REFUSED);
                     return Ok(Flow::Continue);
                 }
+                // The keywords show the case; it is changed through the HTTP API or the web page.
                 _ => {
-                    self.out.no(tag, Some("CANNOT"), "Only \\Seen and \\Flagged can be set here");
+                    self.out.no(tag, Some("CANNOT"), "Only \\Seen and \\Flagged can be set here; keywords show the case and are read-only");
                     return Ok(Flow::Continue);
                 }
             }
         }
         let user_id = self.user_id();
-        let sel = self.selected.as_mut().expect("selected");
+        let with_modseq = self.condstore || unchanged_since.is_some();
+        let sel = self.selected.as_ref().expect("selected");
         if sel.read_only {
             self.out.no(tag, Some("READ-ONLY"), "The mailbox was opened with EXAMINE");
             return Ok(Flow::Continue);
@@ -242,39 +279,90 @@ impl Session {
             self.bad(Some(tag), "Message sequence number out of range");
             return Ok(Flow::Continue);
         };
-        let ghosts = targets.iter().any(|i| sel.view[*i].gone);
-        let targets: Vec<usize> = targets.into_iter().filter(|i| !sel.view[*i].gone).collect();
-        let mut updates = Vec::new();
-        for i in &targets {
-            let e = &sel.view[*i].entry;
-            let (s, f) = match kind {
-                StoreType::Replace => (seen, flagged),
-                StoreType::Add => (e.seen || seen, e.flagged || flagged),
-                StoreType::Remove => (e.seen && !seen, e.flagged && !flagged),
-            };
-            if (s, f) != (e.seen, e.flagged) {
-                updates.push((*i, FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: s, flagged: f }));
+        let queue = sel.queue.clone();
+        let mut ghosts = false;
+        let mut modified: Vec<u32> = Vec::new();
+        for chunk in chunks(&targets) {
+            let sel = self.selected.as_ref().expect("selected");
+            let entries = self
+                .ctx
+                .access
+                .store
+                .mailbox_range(&queue, user_id, sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize])
+                .await?;
+            let mut found: Vec<(usize, MailboxEntry)> = Vec::with_capacity(chunk.len());
+            for i in chunk {
+                let i = *i as usize;
+                match entries.binary_search_by_key(&sel.uids[i], |e| e.uid) {
+                    Ok(at) if !sel.is_gone(i) => found.push((i, entries[at].clone())),
+                    _ => ghosts = true,
+                }
+            }
+            let mut updates = Vec::new();
+            for (_, e) in &found {
+                let (s, f) = match kind {
+                    StoreType::Replace => (seen, flagged),
+                    StoreType::Add => (e.seen || seen, e.flagged || flagged),
+                    StoreType::Remove => (e.seen && !seen, e.flagged && !flagged),
+                };
+                // UNCHANGEDSINCE applies to every message named, even one that would not change.
+                if (s, f) != (e.seen, e.flagged) || unchanged_since.is_some() {
+                    updates.push(FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: s, flagged: f });
+                }
+            }
+            let (stamped, refused) = self.ctx.access.store.mailbox_commit(user_id, &updates, &[], unchanged_since).await?;
+            self.own_change(stamped);
+            for (i, mut e) in found {
+                if refused.contains(&e.message_id) {
+                    modified.push(if uid { e.uid } else { i as u32 + 1 });
+                    continue;
+                }
+                if let Some(u) = updates.iter().find(|u| u.message_id == e.message_id && u.case_id == e.case_id) {
+                    (e.seen, e.flagged) = (u.seen, u.flagged);
+                    e.flags_modseq = stamped as i64;
+                }
+                if response == StoreResponse::Answer {
+                    self.out.fetch(fetch_flags(i, &e, user_id, uid), with_modseq.then(|| e.modseq()));
+                }
             }
         }
-        let stored: Vec<FlagUpdate> = updates.iter().map(|(_, u)| *u).collect();
-        self.ctx.access.store.mailbox_commit(user_id, &stored, &[]).await?;
-        let sel = self.selected.as_mut().expect("selected");
-        for (i, u) in updates {
-            sel.view[i].entry.seen = u.seen;
-            sel.view[i].entry.flagged = u.flagged;
-        }
-        if response == StoreResponse::Answer {
-            for i in targets {
-                self.out.data(fetch_flags(i, &sel.view[i].entry, uid));
-            }
-        }
-        if ghosts && !uid {
+        if !modified.is_empty() {
+            let set = modified.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+            self.out.ok(tag, Some(&format!("MODIFIED {set}")), "Conditional STORE failed for some messages");
+        } else if ghosts && !uid {
             self.out.no(tag, Some("EXPUNGEISSUED"), "Some of the messages have left this mailbox (their case was transferred)");
         } else {
             self.out.ok(tag, None, "STORE completed");
         }
         Ok(Flow::Continue)
     }
+}
+
+impl Session {
+    /// A flag change of this session's, answered by itself: not to be reported by `sync`.
+    fn own_change(&mut self, modseq: u64) {
+        if let Some(sel) = &mut self.selected
+            && modseq > 0
+        {
+            sel.own.push(modseq);
+        }
+    }
+}
+
+/// View indexes per store read: a UID range of at most `CHUNK` messages of the view.
+const CHUNK: usize = 1000;
+
+/// `targets` (ascending view indexes) cut into runs whose first and last are less than `CHUNK`
+/// apart in the view, so each run is one bounded range read.
+pub fn chunks(targets: &[u32]) -> impl Iterator<Item = &[u32]> {
+    let mut rest = targets;
+    std::iter::from_fn(move || {
+        let first = *rest.first()?;
+        let n = rest.partition_point(|i| (*i - first) < CHUNK as u32);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 fn content_item(item: &MessageDataItemName, r: &Rendered) -> MessageDataItem<'static> {

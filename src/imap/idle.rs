@@ -10,8 +10,12 @@ use super::input::{Input, MAX_LINE};
 use super::session::{Flow, Handled, Session};
 use crate::shutdown::Phase;
 
-/// IDLE re-reads the mailbox this often even without a change notification.
-const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// IDLE re-checks the user and the mailbox this often even without a change notification (a
+/// safety net: commits wake it through `store.changes`, on PostgreSQL also other nodes' through
+/// LISTEN and `change_poll`), plus up to `IDLE_JITTER`, so that 10,000 idling sessions do not
+/// all query the store in the same second.
+const IDLE_RECHECK: Duration = Duration::from_secs(60);
+const IDLE_JITTER_MS: u64 = 20_000;
 /// … and at most this often, however many commits are notified.
 const IDLE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -26,11 +30,20 @@ impl Session {
         }
         self.out.line(b"+ idling");
         self.flush().await?;
+        // An idling session may wait for hours: it keeps no rendered messages and no output
+        // buffer grown by an earlier FETCH (10,000 of them must fit in 1 GiB).
+        self.cache.clear();
+        self.trace_lens = Default::default();
+        self.out.buf = Vec::new();
+        if self.buf.capacity() > 4096 {
+            self.buf = bytes::BytesMut::from(&self.buf[..]);
+        }
+        let recheck = IDLE_RECHECK + Duration::from_millis(jitter(self.peer.port()));
         let mut changes = self.ctx.access.store.changes.subscribe();
         let mut changes_open = true;
         let mut shutdown = self.ctx.shutdown.clone();
         let deadline = Instant::now() + self.ctx.settings.imap.idle_timeout;
-        let mut next_check = Instant::now() + IDLE_RECHECK;
+        let mut next_check = Instant::now() + recheck;
         loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf) {
                 let line = self.buf.split_to(pos + 1);
@@ -74,7 +87,7 @@ impl Session {
                 }
                 Wake::Recheck => {}
             }
-            next_check = Instant::now() + IDLE_RECHECK;
+            next_check = Instant::now() + recheck;
             if !self.refresh_principal().await? {
                 self.flush().await?;
                 return Ok(Flow::Close);
@@ -89,4 +102,9 @@ impl Session {
             self.flush().await?;
         }
     }
+}
+
+/// A session's share of `IDLE_JITTER_MS`, spread by its client port.
+fn jitter(port: u16) -> u64 {
+    u64::from(port).wrapping_mul(7919) % IDLE_JITTER_MS
 }

@@ -6,6 +6,7 @@
 //!   literals; `login`: STARTTLS, LOGIN, AUTHENTICATE; `dispatch`: the command table;
 //!   `select`: LIST/LSUB, STATUS, SELECT/EXAMINE; `idle`: IDLE.
 //! * `mailbox`: the selected mailbox as the client knows it (sequence numbers, EXPUNGE/EXISTS).
+//! * `condstore`: the RFC 7162 syntax imap-codec does not parse (MODSEQ, CHANGEDSINCE …).
 //! * `fetch`: FETCH and STORE; `search`: SEARCH; `render`: the message as shown and its MIME
 //!   structure; `wire`: command framing (literals) and status lines.
 //!
@@ -13,6 +14,7 @@
 //! (implicit, or after STARTTLS); every read of customer content is authorised by queue and
 //! audited.
 
+mod condstore;
 pub mod config;
 mod dispatch;
 mod fetch;

@@ -1,5 +1,6 @@
-//! SEARCH and UID SEARCH. Flags, UIDs, sequence numbers and dates come from the mailbox listing;
-//! sizes from RFC822.SIZE; text criteria decrypt and parse each candidate (case-insensitive
+//! SEARCH and UID SEARCH. SEEN/UNSEEN alone is one indexed read of the UIDs; anything else is
+//! evaluated over the mailbox in UID-range chunks (flags, keywords, UIDs, sequence numbers and
+//! dates from the rows; sizes from RFC822.SIZE); text criteria decrypt and parse each candidate (case-insensitive
 //! substring match on decoded header values and text parts), and such a search is audited.
 
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{HeaderValue, MessageParser, PartType};
 
-use super::mailbox::{JUNK, contains};
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+
+use super::mailbox::{contains, flags};
 use super::render::Rendered;
 use super::session::{Flow, Handled, Session};
 use crate::store::mailbox::MailboxEntry;
@@ -105,14 +108,14 @@ fn text(s: &AString) -> String {
     String::from_utf8_lossy(s.as_ref()).to_lowercase()
 }
 
-fn matches(key: &SearchKey, c: &Candidate, exists: u32, largest_uid: u32) -> bool {
+fn matches(key: &SearchKey, c: &Candidate, exists: u32, largest_uid: u32, user_id: i64) -> bool {
     let e = &c.entry;
     let doc = || c.doc.as_ref().expect("parsed for text criteria");
     let received = chrono::DateTime::from_timestamp_millis(e.received_at).unwrap_or_default().date_naive();
     match key {
-        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, exists, largest_uid)),
-        SearchKey::Not(k) => !matches(k, c, exists, largest_uid),
-        SearchKey::Or(a, b) => matches(a, c, exists, largest_uid) || matches(b, c, exists, largest_uid),
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, exists, largest_uid, user_id)),
+        SearchKey::Not(k) => !matches(k, c, exists, largest_uid, user_id),
+        SearchKey::Or(a, b) => matches(a, c, exists, largest_uid, user_id) || matches(b, c, exists, largest_uid, user_id),
         SearchKey::SequenceSet(set) => contains(set, c.seq, exists),
         SearchKey::Uid(set) => contains(set, e.uid, largest_uid),
         SearchKey::All | SearchKey::Old | SearchKey::Unanswered | SearchKey::Undeleted | SearchKey::Undraft => true,
@@ -122,8 +125,8 @@ fn matches(key: &SearchKey, c: &Candidate, exists: u32, largest_uid: u32) -> boo
         SearchKey::Unseen => !e.seen,
         SearchKey::Flagged => e.flagged,
         SearchKey::Unflagged => !e.flagged,
-        SearchKey::Keyword(k) => e.spam && k.inner().eq_ignore_ascii_case(JUNK),
-        SearchKey::Unkeyword(k) => !(e.spam && k.inner().eq_ignore_ascii_case(JUNK)),
+        SearchKey::Keyword(k) => has_keyword(e, user_id, k.inner()),
+        SearchKey::Unkeyword(k) => !has_keyword(e, user_id, k.inner()),
         SearchKey::Before(d) => received < *d.as_ref(),
         SearchKey::On(d) => received == *d.as_ref(),
         SearchKey::Since(d) => received >= *d.as_ref(),
@@ -149,8 +152,30 @@ fn matches(key: &SearchKey, c: &Candidate, exists: u32, largest_uid: u32) -> boo
     }
 }
 
+/// Whether the message shows keyword `k` (case-insensitive, as IMAP flags are).
+fn has_keyword(e: &MailboxEntry, user_id: i64, k: &str) -> bool {
+    flags(e, user_id).iter().any(|f| matches!(f, FlagFetch::Flag(Flag::Keyword(a)) if a.inner().eq_ignore_ascii_case(k)))
+}
+
+/// SEEN or UNSEEN alone (what clients ask most, e.g. for a count): Some(seen).
+fn seen_only(key: &SearchKey) -> Option<bool> {
+    match key {
+        SearchKey::Seen => Some(true),
+        SearchKey::Unseen => Some(false),
+        SearchKey::And(keys) if keys.as_ref().len() == 1 => seen_only(&keys.as_ref()[0]),
+        _ => None,
+    }
+}
+
 impl Session {
-    pub async fn search(&mut self, tag: &str, charset: Option<Charset<'_>>, criteria: &SearchKey<'_>, uid: bool) -> Handled {
+    pub async fn search(
+        &mut self,
+        tag: &str,
+        charset: Option<Charset<'_>>,
+        criteria: &SearchKey<'_>,
+        uid: bool,
+        modseq: Option<u64>,
+    ) -> Handled {
         if let Some(charset) = charset {
             let name = match &charset {
                 Charset::Atom(a) => a.inner().to_string(),
@@ -167,9 +192,8 @@ impl Session {
         let sel = self.selected.as_ref().expect("selected");
         let queue = sel.queue.clone();
         let exists = sel.exists();
-        let largest_uid = sel.view.last().map_or(0, |m| m.entry.uid);
-        let present: Vec<(u32, MailboxEntry)> =
-            sel.view.iter().enumerate().filter(|(_, m)| !m.gone).map(|(i, m)| (i as u32 + 1, m.entry.clone())).collect();
+        let largest_uid = sel.uids.last().copied().unwrap_or(0);
+        let mut highest = 0;
         if n.text {
             // Matching text reads customer content, even though none is sent back.
             self.ctx
@@ -178,18 +202,53 @@ impl Session {
                 .await?;
         }
         let mut found = Vec::new();
-        for (seq, entry) in present {
-            let rendered: Option<Arc<Rendered>> = if n.text { Some(self.rendered(&entry).await?) } else { None };
-            let size = match (&rendered, n.size) {
-                (Some(r), _) => r.len() as u32,
-                (None, true) => self.size(&entry).await?,
-                (None, false) => 0,
-            };
-            let doc = rendered.as_deref().map(Doc::new);
-            let candidate = Candidate { seq, entry, size, doc };
-            if matches(criteria, &candidate, exists, largest_uid) {
-                found.push(std::num::NonZeroU32::new(if uid { candidate.entry.uid } else { seq }).expect("positive"));
+        let user_id = self.user_id();
+        let since = modseq.unwrap_or(0);
+        if let (Some(seen), None) = (seen_only(criteria), modseq) {
+            // One indexed read of the UIDs, without the rest of the rows.
+            let sel = self.selected.as_ref().expect("selected");
+            for u in self.ctx.access.store.mailbox_seen_uids(&queue, user_id, seen).await? {
+                if let Some(i) = sel.index(u).filter(|i| !sel.is_gone(*i)) {
+                    found.push(std::num::NonZeroU32::new(if uid { u } else { i as u32 + 1 }).expect("positive"));
+                }
             }
+        } else {
+            let all: Vec<u32> = (0..exists).collect();
+            for chunk in super::fetch::chunks(&all) {
+                let sel = self.selected.as_ref().expect("selected");
+                let (lo, hi) = (sel.uids[chunk[0] as usize], sel.uids[*chunk.last().expect("not empty") as usize]);
+                let entries = self.ctx.access.store.mailbox_range(&queue, user_id, lo, hi).await?;
+                for entry in entries {
+                    let sel = self.selected.as_ref().expect("selected");
+                    let Some(i) = sel.index(entry.uid).filter(|i| !sel.is_gone(*i)) else { continue };
+                    if entry.modseq() < since {
+                        continue;
+                    }
+                    let seq = i as u32 + 1;
+                    let rendered: Option<Arc<Rendered>> = if n.text { Some(self.rendered(&entry).await?) } else { None };
+                    let size = match (&rendered, n.size) {
+                        (Some(r), _) => r.len() as u32,
+                        (None, true) => self.size(&entry).await?,
+                        (None, false) => 0,
+                    };
+                    let doc = rendered.as_deref().map(Doc::new);
+                    let candidate = Candidate { seq, entry, size, doc };
+                    if matches(criteria, &candidate, exists, largest_uid, user_id) {
+                        found.push(std::num::NonZeroU32::new(if uid { candidate.entry.uid } else { seq }).expect("positive"));
+                        highest = highest.max(candidate.entry.modseq());
+                    }
+                }
+            }
+        }
+        if let Some(since) = modseq
+            && !found.is_empty()
+        {
+            // RFC 7162 §3.1.5: the highest mod-sequence of the messages found, after the numbers.
+            self.out.data(Data::Search(found));
+            let end = self.out.buf.len() - 2;
+            self.out.buf.splice(end..end, format!(" (MODSEQ {})", highest.max(since)).into_bytes());
+            self.out.ok(tag, None, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
+            return Ok(Flow::Continue);
         }
         self.out.data(Data::Search(found));
         self.out.ok(tag, None, if uid { "UID SEARCH completed" } else { "SEARCH completed" });

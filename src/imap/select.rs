@@ -4,7 +4,7 @@
 use std::io;
 
 use imap_codec::imap_types::core::{Atom, QuotedChar};
-use imap_codec::imap_types::flag::{Flag, FlagNameAttribute};
+use imap_codec::imap_types::flag::FlagNameAttribute;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
@@ -63,6 +63,7 @@ impl Session {
         let store = &self.ctx.access.store;
         let (messages, unseen) = store.mailbox_counts(&queue, self.user_id()).await?;
         let mut values = Vec::new();
+        let mut highest = None;
         for item in items {
             values.push(match item {
                 StatusDataItemName::Messages => StatusDataItem::Messages(messages),
@@ -71,11 +72,21 @@ impl Session {
                 StatusDataItemName::UidNext => StatusDataItem::UidNext(nonzero(store.mailbox_uid_next().await?)),
                 StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nonzero(store.mailbox_uidvalidity(&queue).await?)),
                 StatusDataItemName::Deleted => StatusDataItem::Deleted(0),
+                StatusDataItemName::HighestModSeq => {
+                    highest = Some(store.mailbox_modseq().await?);
+                    continue;
+                }
                 _ => continue,
             });
         }
         let mailbox = Mailbox::try_from(queue).map_err(|_| io::Error::other("queue name is not a mailbox name"))?;
         self.out.data(Data::Status { mailbox, items: values.into() });
+        if let Some(highest) = highest {
+            // imap-types 1.0 parses HIGHESTMODSEQ but cannot encode it: it goes before the `)`.
+            let end = self.out.buf.len() - 3;
+            let item = if self.out.buf[end - 1] == b'(' { format!("HIGHESTMODSEQ {highest}") } else { format!(" HIGHESTMODSEQ {highest}") };
+            self.out.buf.splice(end..end, item.into_bytes());
+        }
         self.out.ok(tag, None, "STATUS completed");
         Ok(Flow::Continue)
     }
@@ -90,17 +101,23 @@ impl Session {
         };
         let store = &self.ctx.access.store;
         let uidvalidity = store.mailbox_uidvalidity(&queue).await?;
-        let entries = store.mailbox_entries(&queue, self.user_id()).await?;
+        // The counter first: anything written after it is reported again at the next command,
+        // never lost.
+        let modseq = store.mailbox_modseq().await?;
+        let uids = store.mailbox_uids_after(&queue, 0).await?;
         let uid_next = store.mailbox_uid_next().await?;
-        let sel = Selected::new(queue, read_only, entries);
-        self.out.data(Data::Flags(vec![Flag::Seen, Flag::Flagged, mailbox::junk()]));
+        let first_unseen = store.mailbox_first_unseen(&queue, self.user_id()).await?;
+        let sel = Selected::new(queue, read_only, uids, modseq);
+        let categories = self.ctx.cases.settings().categories.iter().map(|c| c.code.clone()).collect::<Vec<_>>();
+        self.out.data(Data::Flags(mailbox::all_flags(categories.into_iter())));
         self.out.data(Data::Exists(sel.exists()));
         self.out.data(Data::Recent(0));
-        if let Some(first) = sel.first_unseen() {
-            self.out.status(None, "OK", Some(&format!("UNSEEN {first}")), "First unseen message");
+        if let Some(first) = first_unseen.and_then(|uid| sel.index(uid)) {
+            self.out.status(None, "OK", Some(&format!("UNSEEN {}", first + 1)), "First unseen message");
         }
         self.out.status(None, "OK", Some(&format!("UIDVALIDITY {uidvalidity}")), "UIDs valid");
         self.out.status(None, "OK", Some(&format!("UIDNEXT {uid_next}")), "Predicted next UID");
+        self.out.status(None, "OK", Some(&format!("HIGHESTMODSEQ {modseq}")), "Highest");
         let permanent = if read_only { "PERMANENTFLAGS ()" } else { "PERMANENTFLAGS (\\Seen \\Flagged)" };
         self.out.status(None, "OK", Some(permanent), "Flags the user can change");
         self.out.ok(

@@ -21,7 +21,7 @@ use zeroize::Zeroize;
 use super::ImapContext;
 use super::fetch::Cache;
 use super::input::Input;
-use super::mailbox::Selected;
+use super::mailbox::{Changes, Selected, fetch_flags};
 use super::wire::{self, Out};
 use crate::access::{Permission, Principal};
 use crate::net::{Guard, Stream};
@@ -102,6 +102,9 @@ pub(super) struct Session {
     pub cache: Cache,
     /// Length of each message's trace header (RFC822.SIZE without decrypting the message).
     pub trace_lens: HashMap<i64, usize>,
+    /// CONDSTORE is enabled (ENABLE CONDSTORE, SELECT … (CONDSTORE), a FETCH with MODSEQ or
+    /// CHANGEDSINCE …): FETCH responses with FLAGS carry MODSEQ (RFC 7162 §3.1).
+    pub condstore: bool,
 }
 
 impl Session {
@@ -123,11 +126,12 @@ impl Session {
             prelogin: Some(prelogin),
             cache: Cache::default(),
             trace_lens: HashMap::new(),
+            condstore: false,
         }
     }
 
     pub(super) fn capabilities(&self) -> Vec<&'static str> {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "ID", "ENABLE", "IDLE", "UNSELECT"];
+        let mut caps = vec!["IMAP4rev1", "LITERAL+", "ID", "ENABLE", "IDLE", "UNSELECT", "CONDSTORE"];
         if self.principal.is_none() {
             if self.tls {
                 caps.extend(["SASL-IR", "AUTH=PLAIN"]);
@@ -264,12 +268,28 @@ impl Session {
         self.principal.as_ref().map_or(0, |p| p.user_id)
     }
 
-    /// Tells the client what changed in the selected mailbox (see `Selected::apply`).
+    /// Tells the client what changed in the selected mailbox (see `Selected::apply`): nothing
+    /// is read but the modseq counter unless something was written since the last time.
     pub async fn sync(&mut self, expunge: bool) -> Result<(), Failure> {
+        let user_id = self.user_id();
+        let condstore = self.condstore;
         let Some(sel) = &self.selected else { return Ok(()) };
-        let current = self.ctx.access.store.mailbox_entries(&sel.queue, self.user_id()).await?;
+        let store = &self.ctx.access.store;
+        let modseq = store.mailbox_modseq().await?;
+        if modseq <= sel.modseq && (sel.gone.is_empty() || !expunge) {
+            return Ok(());
+        }
+        let mut changes = Changes { modseq, ..Changes::default() };
+        if modseq > sel.modseq {
+            let (queue, since) = (sel.queue.as_str(), sel.modseq);
+            changes.departed = store.mailbox_departed(queue, since).await?;
+            changes.changed = store.mailbox_changed(queue, user_id, since).await?;
+            changes.new = store.mailbox_uids_after(queue, sel.last_uid).await?;
+        }
         if let Some(sel) = &mut self.selected {
-            sel.apply(current, expunge, &mut self.out);
+            sel.apply(changes, expunge, &mut self.out, |out, i, e| {
+                out.fetch(fetch_flags(i, e, user_id, true), condstore.then(|| e.modseq()));
+            });
         }
         Ok(())
     }

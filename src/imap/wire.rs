@@ -19,6 +19,17 @@ impl Out {
         self.buf.extend_from_slice(&ResponseCodec::default().encode(&Response::Data(data)).dump());
     }
 
+    /// A FETCH response, with `MODSEQ (n)` last when given (RFC 7162; imap-types 1.0 has no such
+    /// item): the encoded response ends with `)` CRLF, and the item goes before that `)`.
+    pub fn fetch(&mut self, data: Data<'_>, modseq: Option<u64>) {
+        self.data(data);
+        if let Some(modseq) = modseq {
+            debug_assert!(self.buf.ends_with(b")\r\n"));
+            let end = self.buf.len() - 3;
+            self.buf.splice(end..end, format!(" MODSEQ ({modseq})").into_bytes());
+        }
+    }
+
     /// `tag OK|NO|BAD [code] text`; untagged (`*`) when `tag` is None.
     pub fn status(&mut self, tag: Option<&str>, kind: &str, code: Option<&str>, text: &str) {
         self.buf.extend_from_slice(tag.unwrap_or("*").as_bytes());

@@ -7,11 +7,12 @@ use super::crypto::aad;
 use super::engine::{on_conn, on_db};
 use super::{Store, StoreError};
 
-/// One message as a mailbox shows it: where it is, what the case says about it, and the flags
-/// of the user who looks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One message as a mailbox shows it: where it is, the header values fixed when it got its UID,
+/// what the case says about it now (the keywords), and the flags of the user who looks.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct MailboxEntry {
     /// IMAP UID: allocated from the global message sequence when the message entered this queue.
+    #[sqlx(try_from = "i64")]
     pub uid: u32,
     pub message_id: i64,
     pub case_id: i64,
@@ -24,10 +25,26 @@ pub struct MailboxEntry {
     pub flagged: bool,
     /// The case is flagged as spam (shown as the `$Junk` keyword).
     pub spam: bool,
+    /// X-Mailroom-Category/Priority/Due: the case's values when the message got this UID.
+    pub x_category: Option<String>,
+    pub x_priority: String,
+    pub x_due: Option<i64>,
+    /// The case now: shown as keywords.
     pub category: Option<String>,
     pub priority: String,
-    /// Unix ms.
-    pub due_at: Option<i64>,
+    pub status: String,
+    pub assignee: Option<i64>,
+    /// RFC 7162: the last change of what everybody sees (keywords, placement) and of this user's
+    /// own flags; the message's mod-sequence for this user is the larger.
+    pub modseq: i64,
+    pub flags_modseq: i64,
+}
+
+impl MailboxEntry {
+    /// The message's mod-sequence as this user sees it.
+    pub fn modseq(&self) -> u64 {
+        self.modseq.max(self.flags_modseq).max(1) as u64
+    }
 }
 
 /// A flag change for one message, as stored per user.
@@ -70,54 +87,14 @@ impl Store {
         Ok(u32::try_from(last + 1).unwrap_or(u32::MAX))
     }
 
-    /// Every message in `queue`, in UID order, with `user_id`'s flags.
-    pub async fn mailbox_entries(&self, queue: &str, user_id: i64) -> Result<Vec<MailboxEntry>, StoreError> {
-        type Columns = (i64, i64, i64, String, i64, i64, i64, i64, i64, Option<String>, String, Option<i64>);
-        let rows: Vec<Columns> = on_db!(self.db(), pool => sqlx::query_as(
-            "SELECT mc.uid, mc.message_id, mc.case_id, m.number, m.received_at, m.size,
-                    COALESCE(f.seen, 0), COALESCE(f.flagged, 0), c.spam, c.category, c.priority, c.due_at
-             FROM cases c
-             JOIN message_cases mc ON mc.case_id = c.id
-             JOIN messages m ON m.id = mc.message_id
-             LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE c.queue = $2
-             ORDER BY mc.uid",
-        )
-        .bind(user_id)
-        .bind(queue)
-        .fetch_all(pool)
-        .await?);
-        Ok(rows
-            .into_iter()
-            .filter_map(|(uid, message_id, case_id, number, received_at, size, seen, flagged, spam, category, priority, due_at)| {
-                Some(MailboxEntry {
-                    // A UID beyond 32 bits cannot be shown over IMAP (4 billion registrations).
-                    uid: u32::try_from(uid).ok().filter(|uid| *uid > 0)?,
-                    message_id,
-                    case_id,
-                    number,
-                    received_at,
-                    size,
-                    seen: seen != 0,
-                    flagged: flagged != 0,
-                    spam: spam != 0,
-                    category,
-                    priority,
-                    due_at,
-                })
-            })
-            .collect())
-    }
-
     /// MESSAGES and UNSEEN of `queue` for `user_id` (STATUS), without listing the messages.
     pub async fn mailbox_counts(&self, queue: &str, user_id: i64) -> Result<(u32, u32), StoreError> {
         // A comparison is no number in PostgreSQL: CASE counts the unseen, the SUM cast to BIGINT.
         let (messages, unseen): (i64, i64) = on_db!(self.db(), pool => sqlx::query_as(
             "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN COALESCE(f.seen, 0) = 0 THEN 1 ELSE 0 END), 0) AS BIGINT)
-             FROM cases c
-             JOIN message_cases mc ON mc.case_id = c.id
+             FROM message_cases mc
              LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE c.queue = $2",
+             WHERE mc.queue = $2",
         )
         .bind(user_id)
         .bind(queue)
@@ -128,36 +105,70 @@ impl Store {
 
     /// Stores flag changes and audit entries in one transaction (a FETCH that sets \Seen and
     /// audits the reads commits once); reads' entries alone (`BODY.PEEK`) go with the writer's
-    /// next batch.
-    pub async fn mailbox_commit(&self, user_id: i64, flags: &[FlagUpdate], entries: &[AuditEntry]) -> Result<(), StoreError> {
+    /// next batch. The changed flags get one new mod-sequence (returned; 0 when nothing changed).
+    ///
+    /// `unchanged_since` (STORE UNCHANGEDSINCE, RFC 7162 §3.1.3): a message whose mod-sequence
+    /// for this user is above it now is left as it is and returned in the second list (its
+    /// message id), decided under the write lock.
+    pub async fn mailbox_commit(
+        &self,
+        user_id: i64,
+        flags: &[FlagUpdate],
+        entries: &[AuditEntry],
+        unchanged_since: Option<u64>,
+    ) -> Result<(u64, Vec<i64>), StoreError> {
         if flags.is_empty() {
-            return if entries.is_empty() { Ok(()) } else { self.append_audit(entries.to_vec()).await };
+            return if entries.is_empty() { Ok((0, vec![])) } else { self.append_audit(entries.to_vec()).await.map(|_| (0, vec![])) };
         }
         let mut tx = self.db.begin_write().await?;
+        let mut modified = Vec::new();
+        let mut written = 0;
+        let modseq: i64 = on_conn!(&mut tx, c => sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'modseq' RETURNING value")
+            .fetch_one(c)
+            .await?);
         for f in flags {
+            if let Some(limit) = unchanged_since {
+                let current: Option<i64> = on_conn!(&mut tx, c => sqlx::query_scalar(
+                    "SELECT CASE WHEN COALESCE(f.modseq, 0) > COALESCE(mc.modseq, 1) THEN f.modseq ELSE COALESCE(mc.modseq, 1) END
+                     FROM message_cases mc
+                     LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
+                     WHERE mc.case_id = $2 AND mc.message_id = $3",
+                )
+                .bind(user_id)
+                .bind(f.case_id)
+                .bind(f.message_id)
+                .fetch_optional(c)
+                .await?);
+                if current.is_some_and(|m| m as u64 > limit) {
+                    modified.push(f.message_id);
+                    continue;
+                }
+            }
+            written += 1;
             on_conn!(&mut tx, c => sqlx::query(
-                "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_id, case_id, message_id) DO UPDATE SET seen = excluded.seen, flagged = excluded.flagged",
+                "INSERT INTO mailbox_flags (user_id, case_id, message_id, seen, flagged, modseq) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (user_id, case_id, message_id) DO UPDATE SET seen = excluded.seen, flagged = excluded.flagged, modseq = excluded.modseq",
             )
             .bind(user_id)
             .bind(f.case_id)
             .bind(f.message_id)
             .bind(f.seen as i64)
             .bind(f.flagged as i64)
+            .bind(modseq)
             .execute(c)
             .await
             .map(|_| ())?);
         }
         audit::append(&self.keys, &mut tx, entries).await?;
-        if !flags.is_empty() {
+        if written > 0 {
             tx.notify_changes().await?;
         }
         tx.commit().await?;
-        if !flags.is_empty() {
+        if written > 0 {
             // The user's other sessions (another client, another device) show the new flags.
             self.changed();
         }
-        Ok(())
+        Ok((if written > 0 { modseq as u64 } else { 0 }, modified))
     }
 
     /// Length of our Received: header on message `id`, so RFC822.SIZE is known without

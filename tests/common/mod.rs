@@ -14,6 +14,7 @@
 //! * [`page`]: [`CurlBrowser`], the staff web page through `curl` (cookie jar, forms).
 //! * [`api`]: the JSON API through curl ([`api`], [`api_ok`], [`bearer_login`]).
 //! * [`capture`]: a capture SMTP server the outbox sends to ([`capture_smtp`]).
+//! * [`imap`]: [`Imap`], a raw IMAP client for exact protocol checks.
 //! * [`pg`]: [`PgCluster`], a throwaway PostgreSQL cluster (and its streaming standby) per test.
 //! * [`nodes`]: server processes (nodes) on one PostgreSQL database and the checks of the failure
 //!   tests; [`load`]: SMTP clients that keep sending to them, recording every 250 ([`Load`]).
@@ -31,6 +32,7 @@ mod config;
 mod db;
 mod engine;
 mod files;
+mod imap;
 mod load;
 mod message;
 mod net;
@@ -47,8 +49,8 @@ mod wire;
 // Each binary uses only some of these, hence the allow.
 #[allow(unused_imports)]
 pub use self::{
-    api::*, capture::*, cli::*, config::*, db::*, engine::*, files::*, load::*, message::*, net::*, nodes::*, page::*, pg::*, regnum::*,
-    server::*, smtp::*, tls::*, wait::*, wire::*,
+    api::*, capture::*, cli::*, config::*, db::*, engine::*, files::*, imap::*, load::*, message::*, net::*, nodes::*, page::*, pg::*,
+    regnum::*, server::*, smtp::*, tls::*, wait::*, wire::*,
 };
 
 pub const HOST: &str = "mx.example.com";

@@ -1,4 +1,7 @@
-//! Our `X-Mailroom-*` header fields, shown on top of every message.
+//! Our `X-Mailroom-*` header fields, shown on top of every message: the values fixed when the
+//! message got its UID in this mailbox (delivery or transfer), never the case's current ones:
+//! clients cache a message by UID and never fetch it again. The case now is shown as keywords
+//! (`imap::mailbox::flags`).
 
 use base64::Engine;
 
@@ -9,14 +12,14 @@ use crate::store::mailbox::MailboxEntry;
 /// Received: header + the message as received).
 pub fn x_headers(settings: &CaseSettings, entry: &MailboxEntry) -> String {
     let mut h = format!("X-Mailroom-Registration: {}\r\n", header_text(&entry.number));
-    if let Some(code) = &entry.category {
+    if let Some(code) = &entry.x_category {
         match settings.categories.iter().find(|c| &c.code == code).map(|c| &c.name) {
             Some(name) => h.push_str(&format!("X-Mailroom-Category: {} ({})\r\n", header_text(code), header_text(name))),
             None => h.push_str(&format!("X-Mailroom-Category: {}\r\n", header_text(code))),
         }
     }
-    h.push_str(&format!("X-Mailroom-Priority: {}\r\n", header_text(&entry.priority)));
-    if let Some(due) = entry.due_at.and_then(chrono::DateTime::from_timestamp_millis) {
+    h.push_str(&format!("X-Mailroom-Priority: {}\r\n", header_text(&entry.x_priority)));
+    if let Some(due) = entry.x_due.and_then(chrono::DateTime::from_timestamp_millis) {
         // In the business-hours calendar's zone: the deadline as the team counts it.
         h.push_str(&format!("X-Mailroom-Due: {}\r\n", due.with_timezone(&settings.calendar.timezone()).format("%a, %d %b %Y %H:%M:%S %z")));
     }

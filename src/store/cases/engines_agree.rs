@@ -247,14 +247,24 @@ async fn scenario(store: &Store) -> String {
     assert_eq!(v1, store.mailbox_uidvalidity("support").await.unwrap());
     writeln!(out, "uidnext {}", store.mailbox_uid_next().await.unwrap()).unwrap();
     store
-        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }], &[])
+        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }], &[], None)
         .await
         .unwrap();
     store
-        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }], &[])
+        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }], &[], Some(1))
         .await
         .unwrap();
-    writeln!(out, "mb {:?}", store.mailbox_entries("support", 1).await.unwrap()).unwrap();
+    writeln!(out, "mb {:?}", store.mailbox_range("support", 1, 1, u32::MAX).await.unwrap()).unwrap();
+    let modseq = store.mailbox_modseq().await.unwrap();
+    writeln!(out, "modseq {modseq} uids {:?}", store.mailbox_uids_after("support", 0).await.unwrap()).unwrap();
+    writeln!(out, "changed {:?}", store.mailbox_changed("support", 1, 1).await.unwrap().iter().map(|e| e.uid).collect::<Vec<_>>()).unwrap();
+    writeln!(
+        out,
+        "unseen {:?} first {:?}",
+        store.mailbox_seen_uids("support", 1, false).await.unwrap(),
+        store.mailbox_first_unseen("support", 1).await.unwrap()
+    )
+    .unwrap();
     writeln!(out, "mbc {:?} {:?}", store.mailbox_counts("support", 1).await.unwrap(), store.mailbox_counts("sales", 1).await.unwrap())
         .unwrap();
     // A change.
@@ -262,6 +272,7 @@ async fn scenario(store: &Store) -> String {
     ch.now = 7_000_000;
     ch.transfer("sales").await.unwrap();
     writeln!(out, "newest {:?}", ch.messages_newest_first().await.unwrap()).unwrap();
+
     let body = EntryBody { text: "hello".into(), ..Default::default() };
     let ob = ch.enqueue_mail(2, "reply", "a@b", "c@d", b"data", 7_500_000).await.unwrap();
     let e = ch.add_entry("reply", "anna", &body, Some(ob)).await.unwrap();
@@ -269,6 +280,13 @@ async fn scenario(store: &Store) -> String {
     ch.case.tags = vec!["x".into(), "y".into()];
     ch.case.escalated = true;
     ch.commit("anna", "transfer", "to sales").await.unwrap();
+    writeln!(
+        out,
+        "departed {:?} sales {:?}",
+        store.mailbox_departed("support", modseq).await.unwrap(),
+        store.mailbox_uids_after("sales", 0).await.unwrap()
+    )
+    .unwrap();
     writeln!(out, "case2 {:?}", {
         let mut c = store.case(2).await.unwrap().unwrap();
         c.updated_at = 0;
@@ -405,6 +423,11 @@ async fn engines_agree_on_the_cases_side() {
         assert!(on_sqlite.lines().any(|l| l.starts_with(purged) && l.ends_with("held=[\"MR-2\"]")), "{purged}:\n{on_sqlite}");
     }
     assert!(on_sqlite.contains("open purged Some(true)") && on_sqlite.contains("case 4 messages 0 entries 0"), "{on_sqlite}");
+    // The IMAP view's incremental reads: a flag change is a change, a transfer a departure.
+    for start in ["changed [", "departed [", "unseen ["] {
+        let line = on_sqlite.lines().find(|l| l.starts_with(start)).unwrap_or_default();
+        assert!(!line.starts_with(&format!("{start}]")) && !line.is_empty(), "{start}: {line}\n{on_sqlite}");
+    }
     assert!(on_sqlite.contains("purge audited in 2 entries"), "two transactions, one audit entry each: {on_sqlite}");
     for (line, (a, b)) in on_sqlite.lines().zip(on_postgres.lines()).enumerate() {
         assert_eq!(a, b, "line {line}: SQLite, then PostgreSQL");

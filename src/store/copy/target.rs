@@ -13,8 +13,10 @@ const POSTGRES_ONLY: &[&str] = &["sequencer"];
 
 /// Rows the migrations themselves insert (`WHERE` condition per table): a freshly migrated
 /// database has them and is still empty; the copy replaces them with the source's rows.
-const SEEDED: &[(&str, &str)] =
-    &[("counters", "name IN ('message', 'case') AND value = 0"), ("roles", "name = 'security-officer' AND created_at = 0")];
+const SEEDED: &[(&str, &str)] = &[
+    ("counters", "name IN ('message', 'case') AND value = 0 OR name = 'modseq' AND value = 1"),
+    ("roles", "name = 'security-officer' AND created_at = 0"),
+];
 
 /// How a column's values travel (every column of the schema is one of these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
