@@ -186,8 +186,9 @@ def main():
     ports = bench.make_config(os.path.join(args.repo, "deploy", "mailroom.toml"), config)
     smtp_port, http_port = ports["smtp"][0], ports["http"][0]
 
-    # A supervisor to list with (created before the server starts, through the admin CLI).
-    subprocess.run([binary, "user", "add", USER, "--role", "supervisor", "--password-stdin", "--data-dir", data_dir, "--config", config],
+    # An agent of the queue to list with (created before the server starts, through the admin CLI).
+    # Not a supervisor: the example config makes supervisors log in with a TOTP code too.
+    subprocess.run([binary, "user", "add", USER, "--role", "support-agent", "--password-stdin", "--data-dir", data_dir, "--config", config],
                    input=(PASSWORD + "\n").encode(), check=True, capture_output=True)
     server = bench.Server("mailroom", [binary, "serve", "--data-dir", data_dir, "--config", config], os.path.join(workdir, "server.log"))
     results = {}
