@@ -96,6 +96,10 @@ pub(crate) const LIST_MESSAGES: &str =
 /// The outbox worker's claim, as `sqlite::CLAIM_OUTBOX`, with the rows locked by
 /// `FOR UPDATE SKIP LOCKED`: a worker on another node skips rows already being claimed (it takes
 /// the next ones) instead of waiting for that transaction and then finding them taken.
+/// As `sqlite::MAILBOX_UID_PAGE`.
+pub(crate) const MAILBOX_UID_PAGE: &str = "SELECT string_agg(uid::text, ',' ORDER BY uid)
+     FROM (SELECT uid FROM message_cases WHERE queue = $1 AND uid > $2 ORDER BY uid LIMIT $3) AS page";
+
 pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', next_attempt_at = $1
      WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
                   ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)

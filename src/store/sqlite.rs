@@ -131,6 +131,11 @@ pub(crate) const LIST_MESSAGES: &str =
 
 /// The outbox worker's claim (`outbox::claim`): up to `$3` due rows, oldest first, taken in one
 /// statement under the write lock, conditional on their status.
+/// A page of a mailbox's UIDs (queue $1, above $2, at most $3) as one comma-separated text: a
+/// million rows one by one cost sqlx far more than SQLite takes to read them (`Store::mailbox_uids_after`).
+pub(crate) const MAILBOX_UID_PAGE: &str =
+    "SELECT group_concat(uid) FROM (SELECT uid FROM message_cases WHERE queue = $1 AND uid > $2 ORDER BY uid LIMIT $3)";
+
 pub(crate) const CLAIM_OUTBOX: &str = "UPDATE outbox SET status = 'sending', next_attempt_at = $1
      WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND next_attempt_at <= $2
                   ORDER BY next_attempt_at, id LIMIT $3)
