@@ -159,7 +159,8 @@ def fill(smtp_source, port, total_so_far, target, sessions, size, server, workdi
     # smtp-source sends at most a few hundred thousand per run comfortably; chunk it.
     while n > 0:
         chunk = min(n, 200_000)
-        r = bench.run_source(smtp_source, port, sessions, chunk, size, server, workdir, f"fill {chunk:,}")
+        client = bench.Client("smtp-source", smtp_source, "x", size, 1)
+        r = bench.run_source(client, port, sessions, chunk, server, workdir, f"fill {chunk:,}")
         if r["rc"] != 0:
             bench.die("smtp-source failed: " + r["stderr"][:300])
         n -= chunk
