@@ -119,7 +119,10 @@ async fn seed(store: &Store, n: i64) {
                 .execute(&mut *c)
                 .await
                 .unwrap();
-            sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES ($1, $2, $1)")
+            sqlx::query(
+                "INSERT INTO message_cases (message_id, case_id, uid, modseq, queue, x_category, x_priority, x_due)
+                 SELECT $1, id, $1, 1, queue, category, priority, due_at FROM cases WHERE id = $2",
+            )
                 .bind(m)
                 .bind(case_id)
                 .execute(&mut *c)

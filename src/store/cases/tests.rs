@@ -175,12 +175,14 @@ async fn transfer_gives_fresh_growing_uids_and_everything_commits_together() {
         .execute(store.sqlite())
         .await
         .unwrap();
-        sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, 2, ?)")
-            .bind(id)
-            .bind(id)
-            .execute(store.sqlite())
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO message_cases (message_id, case_id, uid, modseq, queue) SELECT ?, id, ?, 1, queue FROM cases WHERE id = 2",
+        )
+        .bind(id)
+        .bind(id)
+        .execute(store.sqlite())
+        .await
+        .unwrap();
     }
     let mut change = store.change_case(2).await.unwrap().unwrap();
     assert_eq!(change.case.queue, "support");

@@ -316,8 +316,15 @@ fn commit_batch(
     let answers = match backend {
         Backend::Sqlite(conn) => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut write =
-                WriteTx { engine: Engine::Sqlite(&tx), keys: &store.keys, now, audit: &mut audit_entries, counts: Default::default() };
+            let mut write = WriteTx {
+                engine: Engine::Sqlite(&tx),
+                keys: &store.keys,
+                now,
+                audit: &mut audit_entries,
+                counts: Default::default(),
+                modseq: Default::default(),
+                next_case: Default::default(),
+            };
             let answers = write_batch(&mut write, numbering, &registrations, duplicate_window)?;
             tx.commit()?;
             answers
@@ -331,7 +338,15 @@ fn commit_batch(
             let locked = Instant::now();
             let answers = {
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
-                let mut write = WriteTx { engine, keys: &store.keys, now, audit: &mut audit_entries, counts: Default::default() };
+                let mut write = WriteTx {
+                    engine,
+                    keys: &store.keys,
+                    now,
+                    audit: &mut audit_entries,
+                    counts: Default::default(),
+                    modseq: Default::default(),
+                    next_case: Default::default(),
+                };
                 write_batch(&mut write, numbering, &registrations, duplicate_window)?
             };
             // The other nodes' IMAP sessions in IDLE hear of the batch when it commits.
@@ -439,6 +454,7 @@ fn write_batch(
             });
         }
     }
+    write.finish_case_ids()?;
     write.apply_counts()?;
     write.append_audit()?;
     Ok(answers)

@@ -28,6 +28,12 @@ pub struct WriteTx<'t> {
     pub(super) audit: &'t mut Vec<AuditEntry>,
     /// The queue counters' changes of the batch's cases, applied once before the commit.
     pub(super) counts: RefCell<Deltas>,
+    /// The one IMAP modseq every message placed by this batch shares (RFC 7162 lets one change
+    /// give many messages the same value), taken when the first is placed: one counter update per
+    /// batch instead of one per message.
+    pub(super) modseq: std::cell::Cell<Option<i64>>,
+    /// SQLite: the next case id, once the batch has opened a case ([`WriteTx::next_case_id`]).
+    pub(super) next_case: std::cell::Cell<Option<i64>>,
 }
 
 /// The batch's open write transaction on the store's engine.
@@ -119,8 +125,15 @@ const INSERT_MESSAGE_FILED: &str = concat!(
     "WITH m AS (",
     insert_message!(),
     " RETURNING id), b AS (INSERT INTO message_blobs (message_id, raw_ct) SELECT id, $22 FROM m)
-     INSERT INTO message_cases (message_id, case_id, uid) SELECT m.id, c, m.id FROM m, unnest($23::bigint[]) AS c ON CONFLICT DO NOTHING"
+     INSERT INTO message_cases (message_id, case_id, uid, modseq, queue, x_category, x_priority, x_due)
+     SELECT m.id, c.id, m.id, $24, c.queue, c.category, c.priority, c.due_at FROM m, cases c WHERE c.id = ANY($23::bigint[])
+     ON CONFLICT DO NOTHING"
 );
+/// SQLite: a new message's filing under case $3 ($1 its id, $2 the batch's modseq), with the
+/// case's values its `X-Mailroom-*` headers show, stamped here rather than by the
+/// `message_cases_placed` trigger (which stamps only rows without a modseq).
+const FILE_UNDER_CASE: &str = "INSERT INTO message_cases (message_id, case_id, uid, modseq, queue, x_category, x_priority, x_due)
+     SELECT $1, id, $1, $2, queue, category, priority, due_at FROM cases WHERE id = $3";
 /// The columns of a new case's row, for both engines (their values differ: see the two uses).
 macro_rules! insert_case_columns {
     () => {
@@ -220,12 +233,53 @@ impl WriteTx<'_> {
         self.now
     }
 
-    /// Allocates `count` consecutive values of a counter; returns the first.
+    /// Allocates `count` consecutive values of a counter; returns the first. SQLite runs a
+    /// `RETURNING` clause like a trigger, with a statement journal (a copy of every page the
+    /// statement changes), so there the update and the read are two statements.
     pub fn allocate(&self, counter: &str, count: i64) -> Result<i64, StoreError> {
-        let (last,): (i64,) =
-            fetch_optional!(&self.engine, (i64,), "UPDATE counters SET value = value + $1 WHERE name = $2 RETURNING value", count, counter)
-                .ok_or_else(|| StoreError::BatchFailed(format!("no counter named {counter}")))?;
+        let last = match &self.engine {
+            Engine::Sqlite(_) => {
+                execute!(&self.engine, "UPDATE counters SET value = value + $1 WHERE name = $2", count, counter);
+                fetch_optional!(&self.engine, (i64,), "SELECT value FROM counters WHERE name = $1", counter)
+            }
+            Engine::Postgres { .. } => {
+                fetch_optional!(
+                    &self.engine,
+                    (i64,),
+                    "UPDATE counters SET value = value + $1 WHERE name = $2 RETURNING value",
+                    count,
+                    counter
+                )
+            }
+        };
+        let (last,) = last.ok_or_else(|| StoreError::BatchFailed(format!("no counter named {counter}")))?;
         Ok(last - count + 1)
+    }
+
+    /// SQLite: the next case id of the batch. Only the writer opens cases, and it holds the write
+    /// lock for the whole batch, so the counter is read once and written back once
+    /// ([`WriteTx::finish_case_ids`]) instead of updated per case.
+    fn next_case_id(&self) -> Result<i64, StoreError> {
+        let next = match self.next_case.get() {
+            Some(next) => next,
+            None => {
+                let (value,): (i64,) = fetch_optional!(&self.engine, (i64,), "SELECT value FROM counters WHERE name = 'case'")
+                    .ok_or_else(|| StoreError::BatchFailed("no counter named case".into()))?;
+                value + 1
+            }
+        };
+        self.next_case.set(Some(next + 1));
+        Ok(next)
+    }
+
+    /// The batch's modseq for new placements (see [`WriteTx::modseq`]).
+    fn batch_modseq(&self) -> Result<i64, StoreError> {
+        if let Some(modseq) = self.modseq.get() {
+            return Ok(modseq);
+        }
+        let modseq = self.allocate("modseq", 1)?;
+        self.modseq.set(Some(modseq));
+        Ok(modseq)
     }
 
     /// The cases (id, status) of the message registered as (counter year, sequence).
@@ -299,7 +353,7 @@ impl WriteTx<'_> {
         let index: Vec<&[u8]> = case.tags.map_or(&no_index, |t| &t.index).iter().map(Vec::as_slice).collect();
         match &self.engine {
             Engine::Sqlite(tx) => {
-                let id = self.allocate("case", 1)?;
+                let id = self.next_case_id()?;
                 tx.prepare_cached(INSERT_CASE)?.execute(params![
                     id,
                     case.opening_number,
@@ -376,12 +430,17 @@ impl WriteTx<'_> {
                     m.auth
                 ])?;
                 tx.prepare_cached("INSERT INTO message_blobs (message_id, raw_ct) VALUES ($1, $2)")?.execute(params![m.id, m.raw_ct])?;
+                let modseq = self.batch_modseq()?;
                 for case in m.cases {
-                    tx.prepare_cached("INSERT INTO message_cases (message_id, case_id, uid) VALUES ($1, $2, $1) ON CONFLICT DO NOTHING")?
-                        .execute(params![m.id, case])?;
+                    // The cases are distinct (placement de-duplicates them) and in this
+                    // transaction: a row not filed would be a message no mailbox shows.
+                    if tx.prepare_cached(FILE_UNDER_CASE)?.execute(params![m.id, modseq, case])? != 1 {
+                        return Err(StoreError::BatchFailed(format!("message {} was not filed under case {case}", m.id)));
+                    }
                 }
             }
             Engine::Postgres { conn, rt } => {
+                let modseq = self.batch_modseq()?; // before borrowing the connection: it uses it too
                 let mut conn = conn.borrow_mut();
                 let query = sqlx::query(INSERT_MESSAGE_FILED)
                     .bind(m.id)
@@ -406,7 +465,8 @@ impl WriteTx<'_> {
                     .bind(i64::from(m.automatic))
                     .bind(m.auth)
                     .bind(m.raw_ct)
-                    .bind(m.cases);
+                    .bind(m.cases)
+                    .bind(modseq);
                 rt.block_on(query.execute(pg(&mut conn)))?;
             }
         }
@@ -498,17 +558,31 @@ impl WriteTx<'_> {
         }
     }
 
+    /// Writes back the case counter after the batch opened cases (SQLite, see
+    /// [`WriteTx::next_case_id`]).
+    pub(super) fn finish_case_ids(&self) -> Result<(), StoreError> {
+        if let Some(next) = self.next_case.get() {
+            execute!(&self.engine, "UPDATE counters SET value = $1 WHERE name = 'case'", next - 1);
+        }
+        Ok(())
+    }
+
     /// Takes `count` registration numbers of counter year `year`; returns the first sequence.
+    /// (On SQLite without `RETURNING`, as in [`WriteTx::allocate`].)
     pub(super) fn take_numbers(&self, year: i32, count: i64) -> Result<i64, StoreError> {
-        let (last,): (i64,) = fetch_optional!(
-            &self.engine,
-            (i64,),
-            "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
-             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq",
-            i64::from(year),
-            count
-        )
-        .ok_or_else(|| StoreError::BatchFailed("reg_counters returned no row".into()))?;
+        const UPSERT: &str = "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
+             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq";
+        const UPSERT_RETURNING: &str = "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
+             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq";
+        let year = i64::from(year);
+        let last = match &self.engine {
+            Engine::Sqlite(_) => {
+                execute!(&self.engine, UPSERT, year, count);
+                fetch_optional!(&self.engine, (i64,), "SELECT last_seq FROM reg_counters WHERE year = $1", year)
+            }
+            Engine::Postgres { .. } => fetch_optional!(&self.engine, (i64,), UPSERT_RETURNING, year, count),
+        };
+        let (last,) = last.ok_or_else(|| StoreError::BatchFailed("reg_counters returned no row".into()))?;
         Ok(last - count + 1)
     }
 
