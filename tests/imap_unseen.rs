@@ -100,7 +100,8 @@ fn view(c: &mut Imap) -> View {
 
 /// The naive definition against the server's answers.
 fn check(who: &str, step: usize, op: &str, v: &View) {
-    let unseen: Vec<(usize, u32)> = v.messages.iter().enumerate().filter(|(_, (_, seen))| !seen).map(|(i, (uid, _))| (i + 1, *uid)).collect();
+    let unseen: Vec<(usize, u32)> =
+        v.messages.iter().enumerate().filter(|(_, (_, seen))| !seen).map(|(i, (uid, _))| (i + 1, *uid)).collect();
     let ctx = format!("{who}, step {step} ({op})");
     assert_eq!(v.uid_search, unseen.iter().map(|(_, u)| *u).collect::<Vec<_>>(), "UID SEARCH UNSEEN, {ctx}");
     assert_eq!(v.seq_search, unseen.iter().map(|(i, _)| *i).collect::<Vec<_>>(), "SEARCH UNSEEN, {ctx}");

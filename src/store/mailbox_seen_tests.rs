@@ -35,7 +35,13 @@ async fn store(dir: &std::path::Path) -> Store {
         .execute(db)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, ?, ?)").bind(id).bind(case).bind(id).execute(db).await.unwrap();
+        sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(case)
+            .bind(id)
+            .execute(db)
+            .await
+            .unwrap();
     }
     sqlx::query("UPDATE counters SET value = 12 WHERE name = 'message'").execute(db).await.unwrap();
     store

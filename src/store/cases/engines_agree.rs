@@ -247,11 +247,23 @@ async fn scenario(store: &Store) -> String {
     assert_eq!(v1, store.mailbox_uidvalidity("support").await.unwrap());
     writeln!(out, "uidnext {}", store.mailbox_uid_next().await.unwrap()).unwrap();
     store
-        .mailbox_commit(1, "support", &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }], &[], None)
+        .mailbox_commit(
+            1,
+            "support",
+            &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }],
+            &[],
+            None,
+        )
         .await
         .unwrap();
     store
-        .mailbox_commit(1, "support", &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }], &[], Some(1))
+        .mailbox_commit(
+            1,
+            "support",
+            &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }],
+            &[],
+            Some(1),
+        )
         .await
         .unwrap();
     writeln!(out, "mb {:?}", store.mailbox_range("support", 1, 1, u32::MAX).await.unwrap()).unwrap();
