@@ -195,8 +195,8 @@ fn unseen_answers_equal_the_flags_through_random_changes() {
             let before = watermark(&s, users[who]);
             let r = c.command(&op);
             assert!(r.ok(), "{op}: {r:?}");
-            if op == "STORE 1:* +FLAGS.SILENT (\\Seen)" {
-                // The watermark jumps to the queue's largest UID.
+            if op == "STORE 1:* +FLAGS.SILENT (\\Seen)" && current.messages.iter().any(|(_, seen)| !seen) {
+                // The STORE wrote: the watermark jumps to the queue's largest UID.
                 let top = s.sql_i64("SELECT COALESCE(MAX(uid), 0) FROM message_cases WHERE queue = 'support'");
                 assert_eq!(watermark(&s, users[who]), top, "step {step}: {op}");
             }
@@ -223,6 +223,15 @@ fn unseen_answers_equal_the_flags_through_random_changes() {
         for (i, user) in users.iter().enumerate() {
             let v = view(&mut sessions[i]);
             check(user, step, &op, &v);
+            // The watermark's rule itself: nothing unseen at or below it.
+            let below = s.sql_i64(&format!(
+                "SELECT COUNT(*) FROM message_cases mc
+                 LEFT JOIN mailbox_flags f ON f.case_id = mc.case_id AND f.message_id = mc.message_id
+                   AND f.user_id = (SELECT id FROM users WHERE name = '{user}')
+                 WHERE mc.queue = 'support' AND mc.uid <= {} AND COALESCE(f.seen, 0) = 0",
+                watermark(&s, user)
+            ));
+            assert_eq!(below, 0, "{user}, step {step} ({op}): unseen messages at or below the watermark");
         }
     }
     println!("{lowered} random \\Seen removals lowered a watermark");

@@ -30,6 +30,10 @@ macro_rules! unseen_above {
     };
 }
 
+/// UIDs between the watermark and the first unseen message (or the queue's top) above which a
+/// SELECT advances it: below, the walk it saves is not worth a write transaction.
+const STALE_GAP: i64 = 1_000;
+
 /// \Seen cleared on message ($2 case, $3 message) for user $1: each of the user's watermarks at
 /// or above the message's UID in its queue (where it is now) goes just below it.
 const LOWER: &str = "UPDATE mailbox_seen_through
@@ -88,14 +92,28 @@ impl Store {
             .await?))
     }
 
-    /// The smallest UID in `queue` that `user_id` has not seen (SELECT's UNSEEN).
+    /// The smallest UID in `queue` that `user_id` has not seen (SELECT's UNSEEN). A watermark
+    /// found far below it (the first unseen message left the queue, or a STORE changed nothing
+    /// and so advanced nothing) is advanced here, once, in a write transaction of its own.
     pub async fn mailbox_first_unseen(&self, queue: &str, user_id: i64) -> Result<Option<u32>, StoreError> {
-        let uid: Option<i64> = on_db!(self.db(), pool => sqlx::query_scalar(unseen_above!("SELECT mc.uid", " ORDER BY mc.uid LIMIT 1"))
-            .bind(user_id)
-            .bind(queue)
-            .fetch_optional(pool)
-            .await?);
-        Ok(uid.and_then(|u| u32::try_from(u).ok()).filter(|u| *u > 0))
+        let (through, first, top): (i64, Option<i64>, Option<i64>) = on_db!(self.db(), pool => sqlx::query_as(concat!(
+            "SELECT ",
+            through!(),
+            ", (",
+            unseen_above!("SELECT mc.uid", " ORDER BY mc.uid LIMIT 1"),
+            "), (SELECT MAX(uid) FROM message_cases WHERE queue = $2)"
+        ))
+        .bind(user_id)
+        .bind(queue)
+        .fetch_one(pool)
+        .await?);
+        let reach = first.map(|u| u - 1).or(top).unwrap_or(0);
+        if reach - through > STALE_GAP {
+            let mut tx = self.db.begin_write().await?;
+            advance(&mut tx, user_id, queue).await?;
+            tx.commit().await?;
+        }
+        Ok(first.and_then(|u| u32::try_from(u).ok()).filter(|u| *u > 0))
     }
 
     /// The UIDs in `queue` that `user_id` has not seen, ascending (SEARCH UNSEEN).
@@ -108,19 +126,28 @@ impl Store {
         Ok(rows.into_iter().filter_map(|u| u32::try_from(u).ok()).filter(|u| *u > 0).collect())
     }
 
-    /// MESSAGES and UNSEEN of `queue` for `user_id` (STATUS): a count of the queue's index and
-    /// of the unseen messages above the watermark.
+    /// MESSAGES of `queue` (STATUS): a count of the queue's `(queue, uid)` index.
+    pub async fn mailbox_message_count(&self, queue: &str) -> Result<u32, StoreError> {
+        let n: i64 = on_db!(self.db(), pool => sqlx::query_scalar("SELECT COUNT(*) FROM message_cases WHERE queue = $1")
+            .bind(queue)
+            .fetch_one(pool)
+            .await?);
+        Ok(n as u32)
+    }
+
+    /// UNSEEN of `queue` for `user_id` (STATUS): a count of the unseen messages above the watermark.
+    pub async fn mailbox_unseen_count(&self, queue: &str, user_id: i64) -> Result<u32, StoreError> {
+        let n: i64 = on_db!(self.db(), pool => sqlx::query_scalar(unseen_above!("SELECT COUNT(*)", ""))
+            .bind(user_id)
+            .bind(queue)
+            .fetch_one(pool)
+            .await?);
+        Ok(n as u32)
+    }
+
+    /// MESSAGES and UNSEEN of `queue` for `user_id`.
     pub async fn mailbox_counts(&self, queue: &str, user_id: i64) -> Result<(u32, u32), StoreError> {
-        let (messages, unseen): (i64, i64) = on_db!(self.db(), pool => sqlx::query_as(concat!(
-            "SELECT (SELECT COUNT(*) FROM message_cases WHERE queue = $2), (",
-            unseen_above!("SELECT COUNT(*)", ""),
-            ")"
-        ))
-        .bind(user_id)
-        .bind(queue)
-        .fetch_one(pool)
-        .await?);
-        Ok((messages as u32, unseen as u32))
+        Ok((self.mailbox_message_count(queue).await?, self.mailbox_unseen_count(queue, user_id).await?))
     }
 }
 

@@ -92,6 +92,15 @@ async fn the_watermark_advances_and_falls_with_the_flags() {
     let (w, first, unseen, counts) = view(&store).await;
     assert_eq!((w, first, unseen, counts), (3, Some(4), vec![4], (11, 1)));
 
+    // The first unseen message leaves the queue (a purge) far below the rest: nothing is
+    // written, so nothing advances, until a SELECT finds the watermark far below the top.
+    sqlx::query("UPDATE message_cases SET uid = uid + 2000 WHERE message_id BETWEEN 5 AND 10").execute(store.sqlite()).await.unwrap();
+    sqlx::query("DELETE FROM message_cases WHERE message_id = 11").execute(store.sqlite()).await.unwrap();
+    assert_eq!(store.mailbox_seen_through("support", 1).await.unwrap(), 3);
+    assert_eq!(store.mailbox_seen_uids("support", 1, false).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(store.mailbox_first_unseen("support", 1).await.unwrap(), None);
+    assert_eq!(store.mailbox_seen_through("support", 1).await.unwrap(), 2010);
+
     // Another user's watermark is another row, untouched.
     assert_eq!(store.mailbox_seen_through("support", 2).await.unwrap(), 0);
 }
