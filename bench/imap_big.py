@@ -11,6 +11,11 @@ counted (every message once) with the server's RSS peak while it runs, compared 
 before the SELECT (< 64 MB per selected mailbox), SEARCH UNSEEN, and the time from a new
 message's 250 to `* n EXISTS` in a second session that idles on the mailbox (a wake-up reads what
 is new, not the mailbox). Writes bench/results/imap.md.
+
+Then the unseen phase (the "seen through" watermark, store/mailbox_seen.rs): one STORE marks all
+but the last 10 messages \\Seen, and SELECT (with its [UNSEEN n]), UID SEARCH UNSEEN (10 hits) and
+STATUS (UNSEEN) are timed, each beside its target. Writes bench/results/imap-unseen.md
+(--unseen-out); run with --out elsewhere to keep imap.md's 1,000,000-message figures.
 """
 import argparse
 import datetime as dt
@@ -37,6 +42,7 @@ def main():
     ap.add_argument("--binary", default=os.path.join(REPO, "target", "release", "mailroom"))
     ap.add_argument("--data-root", default=os.path.join(REPO, "target"), help="where the temporary data dir goes")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "imap.md"))
+    ap.add_argument("--unseen-out", default=os.path.join(REPO, "bench", "results", "imap-unseen.md"))
     args = ap.parse_args()
     n = args.messages
     server = imapbench.Server(args.binary, data_root=args.data_root)
@@ -80,6 +86,28 @@ def main():
         w.sock.sendall(b"DONE\r\n")
         rss_after = server.rss_kib()
 
+        # Unseen phase: everything but the last 10 read in one STORE; the unseen answers then
+        # start at the watermark, so they cost the 10, not the mailbox.
+        total = n + 1
+        c.command("SELECT support")  # read-write again after the EXAMINE, and sees the new message
+        store_s, (status, _, _) = timed(lambda: c.command(f"STORE 1:{total - 10} +FLAGS.SILENT (\\Seen)"))
+        store_ok = status.startswith("OK")
+        sel_s, (status, _, lines) = timed(lambda: c.command("SELECT support", keep=20))
+        first = next((ln for ln in lines if ln.startswith("* OK [UNSEEN ")), "")
+        sel_ok = status.startswith("OK") and first.startswith(f"* OK [UNSEEN {total - 9}]")
+        search10_s, (status, _, found) = timed(lambda: c.command("UID SEARCH UNSEEN", keep=1))
+        hits = len(found[0].split()) - 2 if found else 0
+        search_ok = status.startswith("OK") and hits == 10
+        status_s, (status, _, found) = timed(lambda: c.command("STATUS support (UNSEEN)", keep=1))
+        status_ok = status.startswith("OK") and bool(found) and found[0].endswith("(UNSEEN 10)")
+        unseen_rows = [
+            (f"STORE 1:{total - 10:,} +FLAGS.SILENT (\\Seen)", f"{store_s:,.2f} s", "(once)", store_ok),
+            ("SELECT support, [UNSEEN n] after the watermark", f"{sel_s * 1000:,.0f} ms ({first.split('[')[1].split(']')[0] if first else 'no UNSEEN'})", "< 1 s", sel_ok and sel_s < 1),
+            ("UID SEARCH UNSEEN (10 hits)", f"{search10_s * 1000:,.1f} ms ({hits} found)", "< 50 ms", search_ok and search10_s < 0.05),
+            ("STATUS support (UNSEEN)", f"{status_s * 1000:,.1f} ms ({found[0] if found else '-'})", "< 50 ms", status_ok and status_s < 0.05),
+        ]
+        ok &= all(r[3] for r in unseen_rows)
+
         rows = [
             ("SELECT support", f"{select_s * 1000:,.0f} ms", "< 1 s", select_s < 1),
             ("EXAMINE support", f"{examine_s * 1000:,.0f} ms", "< 1 s", examine_s < 1),
@@ -99,6 +127,14 @@ def main():
         with open(args.out, "w") as f:
             f.write(head + table)
         print(f"written to {os.path.relpath(args.out, REPO)}")
+        unseen_table = "| measure | value | target | |\n|---|---|---|---|\n" + "".join(
+            f"| {name} | {value} | {target} | {'PASS' if good else 'FAIL'} |\n" for name, value, target, good in unseen_rows)
+        print()
+        print(unseen_table)
+        with open(args.unseen_out, "w") as f:
+            f.write(f"# IMAP UNSEEN on one mailbox of {total:,} messages, all but 10 seen ({dt.date.today()}, release build)\n\n"
+                    f"`bench/imap_big.py --messages {n}` (unseen phase; the STORE is one command)\n\n" + unseen_table)
+        print(f"written to {os.path.relpath(args.unseen_out, REPO)}")
     finally:
         server.stop(keep=not ok)
         if not ok:

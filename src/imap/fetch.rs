@@ -195,7 +195,7 @@ impl Session {
                     seen.push(FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: true, flagged: e.flagged });
                 }
             }
-            let (stamped, _) = self.ctx.access.store.mailbox_commit(principal.user_id, &seen, &audit, None).await?;
+            let (stamped, _) = self.ctx.access.store.mailbox_commit(principal.user_id, &queue, &seen, &audit, None).await?;
             self.own_change(stamped);
             for (i, mut entry) in found {
                 let newly_seen = mark_seen && !entry.seen;
@@ -310,7 +310,7 @@ impl Session {
                     updates.push(FlagUpdate { case_id: e.case_id, message_id: e.message_id, seen: s, flagged: f });
                 }
             }
-            let (stamped, refused) = self.ctx.access.store.mailbox_commit(user_id, &updates, &[], unchanged_since).await?;
+            let (stamped, refused) = self.ctx.access.store.mailbox_commit(user_id, &queue, &updates, &[], unchanged_since).await?;
             self.own_change(stamped);
             for (i, mut e) in found {
                 if refused.contains(&e.message_id) {

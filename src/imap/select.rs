@@ -61,14 +61,15 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let store = &self.ctx.access.store;
-        let (messages, unseen) = store.mailbox_counts(&queue, self.user_id()).await?;
+        // Each count only when asked for: MESSAGES counts the queue, UNSEEN what is above the
+        // user's watermark (a client polling UNSEEN pays for the unseen messages only).
         let mut values = Vec::new();
         let mut highest = None;
         for item in items {
             values.push(match item {
-                StatusDataItemName::Messages => StatusDataItem::Messages(messages),
+                StatusDataItemName::Messages => StatusDataItem::Messages(store.mailbox_message_count(&queue).await?),
                 StatusDataItemName::Recent => StatusDataItem::Recent(0),
-                StatusDataItemName::Unseen => StatusDataItem::Unseen(unseen),
+                StatusDataItemName::Unseen => StatusDataItem::Unseen(store.mailbox_unseen_count(&queue, self.user_id()).await?),
                 StatusDataItemName::UidNext => StatusDataItem::UidNext(nonzero(store.mailbox_uid_next().await?)),
                 StatusDataItemName::UidValidity => StatusDataItem::UidValidity(nonzero(store.mailbox_uidvalidity(&queue).await?)),
                 StatusDataItemName::Deleted => StatusDataItem::Deleted(0),

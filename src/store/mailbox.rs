@@ -5,6 +5,7 @@
 use super::audit::{self, AuditEntry};
 use super::crypto::aad;
 use super::engine::{on_conn, on_db};
+use super::mailbox_seen;
 use super::{Store, StoreError};
 
 /// One message as a mailbox shows it: where it is, the header values fixed when it got its UID,
@@ -87,22 +88,6 @@ impl Store {
         Ok(u32::try_from(last + 1).unwrap_or(u32::MAX))
     }
 
-    /// MESSAGES and UNSEEN of `queue` for `user_id` (STATUS), without listing the messages.
-    pub async fn mailbox_counts(&self, queue: &str, user_id: i64) -> Result<(u32, u32), StoreError> {
-        // A comparison is no number in PostgreSQL: CASE counts the unseen, the SUM cast to BIGINT.
-        let (messages, unseen): (i64, i64) = on_db!(self.db(), pool => sqlx::query_as(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN COALESCE(f.seen, 0) = 0 THEN 1 ELSE 0 END), 0) AS BIGINT)
-             FROM message_cases mc
-             LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE mc.queue = $2",
-        )
-        .bind(user_id)
-        .bind(queue)
-        .fetch_one(pool)
-        .await?);
-        Ok((messages as u32, unseen as u32))
-    }
-
     /// Stores flag changes and audit entries in one transaction (a FETCH that sets \Seen and
     /// audits the reads commits once); reads' entries alone (`BODY.PEEK`) go with the writer's
     /// next batch. The changed flags get one new mod-sequence (returned; 0 when nothing changed).
@@ -110,9 +95,14 @@ impl Store {
     /// `unchanged_since` (STORE UNCHANGEDSINCE, RFC 7162 §3.1.3): a message whose mod-sequence
     /// for this user is above it now is left as it is and returned in the second list (its
     /// message id), decided under the write lock.
+    ///
+    /// The user's "seen through" watermarks (store/mailbox_seen.rs) stay true in the same
+    /// transaction: lowered below a message whose \Seen is cleared, advanced in `queue` (the
+    /// mailbox the flags were set from) when \Seen was set.
     pub async fn mailbox_commit(
         &self,
         user_id: i64,
+        queue: &str,
         flags: &[FlagUpdate],
         entries: &[AuditEntry],
         unchanged_since: Option<u64>,
@@ -158,6 +148,12 @@ impl Store {
             .execute(c)
             .await
             .map(|_| ())?);
+            if !f.seen {
+                mailbox_seen::lower(&mut tx, user_id, f.case_id, f.message_id).await?;
+            }
+        }
+        if written > 0 && flags.iter().any(|f| f.seen) {
+            mailbox_seen::advance(&mut tx, user_id, queue).await?;
         }
         audit::append(&self.keys, &mut tx, entries).await?;
         if written > 0 {

@@ -126,31 +126,20 @@ impl Store {
         Ok(uids)
     }
 
-    /// The smallest UID in `queue` that `user_id` has not seen (SELECT's UNSEEN).
-    pub async fn mailbox_first_unseen(&self, queue: &str, user_id: i64) -> Result<Option<u32>, StoreError> {
-        let uid: Option<i64> = on_db!(self.db(), pool => sqlx::query_scalar(
-            "SELECT mc.uid FROM message_cases mc
-             LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE mc.queue = $2 AND COALESCE(f.seen, 0) = 0 ORDER BY mc.uid LIMIT 1",
-        )
-        .bind(user_id)
-        .bind(queue)
-        .fetch_optional(pool)
-        .await?);
-        Ok(uid.and_then(uid32))
-    }
-
     /// UIDs in `queue` that `user_id` has (`seen`) or has not seen, ascending (SEARCH SEEN/UNSEEN
-    /// as one indexed read, without the rest of the rows).
+    /// as one indexed read, without the rest of the rows). The unseen start at the user's
+    /// watermark (store/mailbox_seen.rs); the seen are most of the mailbox anyway.
     pub async fn mailbox_seen_uids(&self, queue: &str, user_id: i64, seen: bool) -> Result<Vec<u32>, StoreError> {
+        if !seen {
+            return self.mailbox_unseen_uids(queue, user_id).await;
+        }
         let rows: Vec<i64> = on_db!(self.db(), pool => sqlx::query_scalar(
             "SELECT mc.uid FROM message_cases mc
              LEFT JOIN mailbox_flags f ON f.user_id = $1 AND f.case_id = mc.case_id AND f.message_id = mc.message_id
-             WHERE mc.queue = $2 AND COALESCE(f.seen, 0) = $3 ORDER BY mc.uid",
+             WHERE mc.queue = $2 AND COALESCE(f.seen, 0) <> 0 ORDER BY mc.uid",
         )
         .bind(user_id)
         .bind(queue)
-        .bind(seen as i64)
         .fetch_all(pool)
         .await?);
         Ok(rows.into_iter().filter_map(uid32).collect())

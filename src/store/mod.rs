@@ -23,6 +23,7 @@ pub mod holds;
 pub mod leases;
 mod listener;
 pub mod mailbox;
+pub mod mailbox_seen;
 pub mod mailbox_view;
 pub mod notifications;
 pub mod outbox;

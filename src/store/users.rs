@@ -286,6 +286,7 @@ impl Tx {
                 "DELETE FROM sessions WHERE user_id = $1",
                 "DELETE FROM user_roles WHERE user_id = $1",
                 "DELETE FROM mailbox_flags WHERE user_id = $1",
+                "DELETE FROM mailbox_seen_through WHERE user_id = $1",
                 "DELETE FROM notifications WHERE user_id = $1",
                 "DELETE FROM users WHERE id = $1",
             ] {

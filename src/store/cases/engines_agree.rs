@@ -250,11 +250,23 @@ async fn scenario(store: &Store) -> String {
     assert_eq!(v1, store.mailbox_uidvalidity("support").await.unwrap());
     writeln!(out, "uidnext {}", store.mailbox_uid_next().await.unwrap()).unwrap();
     store
-        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }], &[], None)
+        .mailbox_commit(
+            1,
+            "support",
+            &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen: true, flagged: false }],
+            &[],
+            None,
+        )
         .await
         .unwrap();
     store
-        .mailbox_commit(1, &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }], &[], Some(1))
+        .mailbox_commit(
+            1,
+            "support",
+            &[crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 4, seen: true, flagged: true }],
+            &[],
+            Some(1),
+        )
         .await
         .unwrap();
     writeln!(out, "mb {:?}", store.mailbox_range("support", 1, 1, u32::MAX).await.unwrap()).unwrap();
@@ -270,6 +282,13 @@ async fn scenario(store: &Store) -> String {
     .unwrap();
     writeln!(out, "mbc {:?} {:?}", store.mailbox_counts("support", 1).await.unwrap(), store.mailbox_counts("sales", 1).await.unwrap())
         .unwrap();
+    // The "seen through" watermark: advanced by \Seen, lowered when it is cleared.
+    let flag = |seen| [crate::store::mailbox::FlagUpdate { case_id: 2, message_id: 2, seen, flagged: false }];
+    let through = store.mailbox_seen_through("support", 1).await.unwrap();
+    store.mailbox_commit(1, "support", &flag(false), &[], None).await.unwrap();
+    let lowered = (store.mailbox_seen_through("support", 1).await.unwrap(), store.mailbox_counts("support", 1).await.unwrap());
+    store.mailbox_commit(1, "support", &flag(true), &[], None).await.unwrap();
+    writeln!(out, "through {through} {lowered:?} {}", store.mailbox_seen_through("support", 1).await.unwrap()).unwrap();
     // A change.
     let mut ch = store.change_case(2).await.unwrap().unwrap();
     ch.now = 7_000_000;
