@@ -418,9 +418,11 @@ impl Session {
             return self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"));
         }
         // What SIZE= declares is reserved now, so a message that cannot fit is turned away
-        // before it is sent; without SIZE=, the first step must fit (a full budget takes no
-        // new transactions). Not a client error: it does not count against max_errors.
-        let first = if size > 0 { size } else { READ_CHUNK };
+        // before it is sent (plus one read chunk: the data's framing, dot-stuffing and the final
+        // dot, is counted before it is unstuffed, and growing by those few bytes would make a
+        // sized message a grower that can fail); without SIZE=, the first step must fit (a full
+        // budget takes no new transactions). Not a client error: not counted against max_errors.
+        let first = if size > 0 { size.saturating_add(READ_CHUNK) } else { READ_CHUNK };
         let Some(reservation) = self.ctx.memory.reserve(first as u64, max as u64) else {
             memory_refused(self.protocol, "mail");
             self.reply(memory::REPLY);
