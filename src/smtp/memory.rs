@@ -32,8 +32,9 @@ pub const FACTOR: u64 = 4;
 
 /// A reservation that has to grow grows by at least this many message bytes (one atomic update
 /// and one gauge update per step, not per read). The first reservation is exact, so a small
-/// message with `SIZE=` costs only its size.
-const STEP: u64 = 256 * 1024;
+/// message with `SIZE=` costs only its size. A DATA without `SIZE=` must be able to take one
+/// step before its 354 (see `smtp::session`).
+pub const STEP: u64 = 256 * 1024;
 
 /// The reply to a transaction the budget cannot hold now (RFC 1870 §6.1, RFC 3463 X.3.1).
 pub const REPLY: &str = "452 4.3.1 Insufficient system storage, try again later";

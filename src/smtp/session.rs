@@ -487,10 +487,14 @@ impl Session {
             self.tx = None;
             return Ok(self.error("503 5.5.1 DATA not allowed after BDAT"));
         }
-        if self.tx.as_ref().is_some_and(|tx| !tx.sized) && self.ctx.memory.exhausted() {
-            // The oldest grower is waiting for memory: a message of unknown size would only
-            // take its turn and be discarded, so refuse it before it is sent (RFC 5321 allows a
-            // 4xx to DATA). The transaction ends, as after a refused BDAT: RSET and MAIL work.
+        let exhausted = self.ctx.memory.exhausted();
+        if self.tx.as_mut().is_some_and(|tx| !tx.sized && (exhausted || !tx.memory.cover(memory::STEP))) {
+            // A message of unknown size is admitted only with room for one growth step taken
+            // now, and never while the oldest grower waits for memory: otherwise it would grow
+            // into a full budget, fail and be discarded after all its data was sent (with many
+            // such senders almost every transfer is wasted). Refused before the data instead
+            // (RFC 5321 allows a 4xx to DATA); the transaction ends, as after a refused BDAT:
+            // RSET and MAIL work.
             memory_refused(self.protocol, "data_command");
             self.tx = None;
             self.reply(memory::REPLY);
