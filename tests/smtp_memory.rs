@@ -329,15 +329,15 @@ fn a_flood_without_size_whose_clients_retry_is_stored_in_full() {
     // 60 sessions of 1.5–2 MiB (105 MiB in all) into an 8 MiB budget: room for one message of
     // the largest size at a time. Before growth by age this livelocked: every session grew
     // together, failed its next step, sent the rest for nothing and retried; main's code stored
-    // 4 of the 60 in these 120 s (56 clients gave up), this stores all in ~45 s on a loaded
-    // 2-core machine (see the eprintln).
+    // 4 of the 60 in 120 s (56 clients gave up), this stores all in 45–120 s on a 2-core
+    // machine loaded by other builds (see the eprintln). The bound is generous for that.
     let sessions = 60;
     let budget = 8 * MIB;
     let s = server(2 * MIB, budget);
     std::thread::sleep(Duration::from_millis(500));
     let (baseline_peak, _) = rss(s.pid());
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(120);
+    let deadline = started + Duration::from_secs(300);
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..sessions)
             .map(|i| {
