@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory flood (issue #13): many concurrent sessions each sending a large message.
 
-    bench/flood.py [--sessions 300] [--size-mb 10] [--budget-mib 256] [BINARY]
+    bench/flood.py [--no-size] [--sessions 300] [--size-mb 10] [--budget-mib 256] [BINARY]
                    (default BINARY: target/release/mailroom; build it with
                     CARGO_INCREMENTAL=0 cargo build --release)
 
@@ -9,13 +9,14 @@ Starts BINARY on a fresh data dir with the server's defaults (limits.message_mem
 max_message_size = 25 MiB), except max_connections_per_source (all sessions come from
 127.0.0.1). SESSIONS threads each connect at once and send one message of SIZE MB: headers with
 a distinct Message-ID and a random (incompressible) base64 attachment, generated while it is
-sent, declaring SIZE= as Postfix and smtplib do. A 4xx (452 4.3.1 at MAIL or after the data,
-421) is retried like an MTA would after a short pause (1-3 s, at most --max-attempts); a 5xx
+sent, declaring SIZE= as Postfix and smtplib do (--no-size: without it, so the server learns the
+size only as the data arrives; results then go to bench/results/flood-nosize.md). A 4xx (452 4.3.1 at MAIL,
+at DATA or after the data, 421) is retried like an MTA would after a short pause (1-3 s, at most --max-attempts); a 5xx
 or a dropped connection counts as a failure. The server's RSS (VmRSS every 20 ms, and VmHWM) is
 sampled throughout. Prints peak RSS beside the stated bound (baseline + budget + slack), the
 count of 250s and 4xx, the total time; checks that `message list --json` has exactly the
-numbers answered 250 and that three of them decrypt to the bytes sent; writes
-bench/results/flood.md. Exit status 1 when a check fails or the bound is exceeded.
+numbers answered 250 and that three of them decrypt to the bytes sent; writes the results
+file. Exit status 1 when a check fails or the bound is exceeded.
 """
 import argparse, base64, hashlib, json, os, random, resource, socket, subprocess, sys, tempfile, threading, time
 
@@ -36,8 +37,10 @@ ap.add_argument("--budget-mib", type=int, default=256, help="limits.message_memo
 ap.add_argument("--max-message-mib", type=int, default=25, help="limits.max_message_size in MiB (message_memory must be at least 4×)")
 ap.add_argument("--max-attempts", type=int, default=500, help="tries per message before giving up")
 ap.add_argument("--no-size", action="store_true", help="do not declare SIZE= at MAIL")
-ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "flood.md"))
+ap.add_argument("--out", default=None, help="default: bench/results/flood.md (flood-nosize.md with --no-size)")
 args = ap.parse_args()
+if args.out is None:
+    args.out = os.path.join(REPO, "bench", "results", "flood-nosize.md" if args.no_size else "flood.md")
 
 resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
 work = tempfile.mkdtemp(prefix="mr-flood-", dir=os.path.join(REPO, "target"))
@@ -149,7 +152,7 @@ def message_chunks(i, attempt_seed):
 
 
 results = [None] * args.sessions  # per session: (number, sha256, bytes) or ("FAIL", why)
-counts = {"250": 0, "452 at MAIL": 0, "452 after data": 0, "421": 0, "other 4xx": 0}
+counts = {"250": 0, "452 at MAIL": 0, "452 at DATA": 0, "452 after data": 0, "421": 0, "other 4xx": 0}
 count_lock = threading.Lock()
 
 
@@ -183,6 +186,12 @@ def send(i):
                 return
             code, line = s.cmd("RCPT TO:<support@example.com>")
             code, line = s.cmd("DATA") if code == 250 else (code, line)
+            if code == 452 and line.startswith("452 4.3.1"):
+                count("452 at DATA")
+                s.cmd("QUIT")
+                s.sock.close()
+                time.sleep(rng.uniform(1, 3))
+                continue
             if code != 354:
                 results[i] = ("FAIL", f"RCPT/DATA: {line}")
                 return

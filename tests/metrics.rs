@@ -341,9 +341,10 @@ fn the_memory_budget_is_a_gauge_and_its_refusals_are_counted() {
     let (s, metrics) = start("", opts);
     let before = scrape(metrics);
     assert_eq!(sample(&before, "mailroom_smtp_memory_in_flight_bytes", &[]), Some(0.0), "{before}");
-    for at in ["mail", "data", "bdat"] {
+    for at in ["mail", "data_command", "data", "bdat"] {
         assert_eq!(sample(&before, "mailroom_smtp_memory_refusals_total", &[("protocol", "smtp"), ("at", at)]), Some(0.0), "{before}");
     }
+    assert_eq!(sample(&before, "mailroom_smtp_memory_waits_total", &[]), Some(0.0), "{before}");
     // A holds the whole budget (a message of the largest size counts 4 times); B is turned away.
     let mut a = s.smtp_session();
     a.expect(&format!("MAIL FROM:<a@client.example.org> SIZE={max}"), "250 2.1.0 Sender OK");
@@ -355,4 +356,39 @@ fn the_memory_budget_is_a_gauge_and_its_refusals_are_counted() {
     a.expect("RSET", "250 2.0.0 OK");
     let after = scrape(metrics);
     assert_eq!(sample(&after, "mailroom_smtp_memory_in_flight_bytes", &[]), Some(0.0), "RSET gives it back: {after}");
+
+    // A holds half; C, without SIZE=, grows into the rest and, the oldest grower, waits for
+    // memory instead of failing; meanwhile B's DATA without SIZE= gets 452 before its data.
+    a.expect(&format!("MAIL FROM:<a@client.example.org> SIZE={}", max / 2), "250 2.1.0 Sender OK");
+    b.expect("MAIL FROM:<b@client.example.org>", "250 2.1.0 Sender OK");
+    b.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
+    let mut c = s.smtp_session();
+    c.set_read_timeout(Duration::from_secs(60));
+    c.expect("MAIL FROM:<c@client.example.org>", "250 2.1.0 Sender OK");
+    c.expect("RCPT TO:<support@example.com>", "250 2.1.5 Recipient OK");
+    c.expect("DATA", "354 End data with <CR><LF>.<CR><LF>");
+    let mut content = b"Subject: waits\r\n\r\n".to_vec();
+    while content.len() < (max * 3 / 4) as usize {
+        content.extend_from_slice(format!("{:076}\r\n", content.len()).as_bytes());
+    }
+    let wire = data_wire(&content);
+    let sender = std::thread::spawn(move || {
+        c.send(&wire);
+        c
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&scrape(metrics), "mailroom_smtp_memory_waits_total", &[]) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "C never waited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.expect("DATA", "452 4.3.1 Insufficient system storage, try again later");
+    let waiting = scrape(metrics);
+    assert_eq!(count(&waiting, "mailroom_smtp_memory_refusals_total", &[("protocol", "smtp"), ("at", "data_command")]), 1.0, "{waiting}");
+    assert_eq!(count(&waiting, "mailroom_smtp_memory_refusals_total", &[("at", "data")]), 0.0, "the waiter did not fail: {waiting}");
+    a.expect("RSET", "250 2.0.0 OK");
+    let mut c = sender.join().expect("C's data was sent");
+    registered(c.reply().line());
+    let done = scrape(metrics);
+    assert!(count(&done, "mailroom_smtp_memory_waits_total", &[]) >= 1.0, "{done}");
+    assert_eq!(sample(&done, "mailroom_smtp_memory_in_flight_bytes", &[]), Some(0.0), "the 250 gives it back: {done}");
 }

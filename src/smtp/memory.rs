@@ -8,9 +8,22 @@
 //! arrives; what does not fit gets `452 4.3.1` (the sender retries later) instead of the server
 //! growing. The reservation is a guard: dropping the transaction (reply sent, RSET, STARTTLS,
 //! disconnect) gives it back.
+//!
+//! Growth goes by age, so a flood without `SIZE=` cannot livelock (every session growing
+//! together until none can finish): a transaction takes a ticket from a monotonic counter when it
+//! first grows past its MAIL reservation, and the OLDEST ticket never fails for lack of memory:
+//! it waits ([`Reservation::grow`], its session not reading, so TCP holds the sender back) until
+//! enough is given back, up to the session's data timeout. While it waits every other take fails
+//! at once (younger growers discard and give back, new transactions get 452 before their data),
+//! so the budget drains towards it. Its ticket leaves when it finishes, fails or is dropped, and
+//! the next-oldest becomes the privileged one.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 /// Budget bytes charged per message byte: the copies a message has at its peak (received data,
 /// the compressed blob and the sealed blob during `intake::prepare`, plus allocator slack);
@@ -19,8 +32,9 @@ pub const FACTOR: u64 = 4;
 
 /// A reservation that has to grow grows by at least this many message bytes (one atomic update
 /// and one gauge update per step, not per read). The first reservation is exact, so a small
-/// message with `SIZE=` costs only its size.
-const STEP: u64 = 256 * 1024;
+/// message with `SIZE=` costs only its size. A DATA without `SIZE=` must be able to take one
+/// step before its 354 (see `smtp::session`).
+pub const STEP: u64 = 256 * 1024;
 
 /// The reply to a transaction the budget cannot hold now (RFC 1870 §6.1, RFC 3463 X.3.1).
 pub const REPLY: &str = "452 4.3.1 Insufficient system storage, try again later";
@@ -34,18 +48,38 @@ pub struct MessageMemory {
 struct Inner {
     limit: u64,
     used: AtomicU64,
+    /// Growers waiting for memory now (only the oldest ever waits): while one does, no one else
+    /// may take, so what is given back goes to it.
+    waiting: AtomicUsize,
+    /// The tickets of the transactions growing now; the first is the oldest.
+    growers: Mutex<Growers>,
+    /// Signalled when memory is given back or a ticket leaves.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Growers {
+    next: u64,
+    tickets: BTreeSet<u64>,
 }
 
 impl MessageMemory {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> MessageMemory {
-        MessageMemory { inner: Arc::new(Inner { limit, used: AtomicU64::new(0) }) }
+        let inner = Inner {
+            limit,
+            used: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            growers: Mutex::new(Growers::default()),
+            changed: Notify::new(),
+        };
+        MessageMemory { inner: Arc::new(inner) }
     }
 
     /// A reservation covering `message_bytes` (at most `cap`, the largest message allowed), or
-    /// None when the budget cannot hold it now.
+    /// None when the budget cannot hold it now (or the oldest grower is waiting for memory).
     pub fn reserve(&self, message_bytes: u64, cap: u64) -> Option<Reservation> {
-        let mut reservation = Reservation { inner: self.inner.clone(), charged: 0, cap };
+        let mut reservation = Reservation { inner: self.inner.clone(), charged: 0, cap, ticket: None };
         reservation.cover(message_bytes).then_some(reservation)
     }
 
@@ -53,11 +87,21 @@ impl MessageMemory {
     pub fn in_flight(&self) -> u64 {
         self.inner.used.load(Ordering::Relaxed)
     }
+
+    /// True while the oldest grower waits for memory: the budget is exhausted, so a new
+    /// transaction is better refused before its data than after.
+    pub fn exhausted(&self) -> bool {
+        self.inner.waiting.load(Ordering::Acquire) > 0
+    }
 }
 
 impl Inner {
-    /// Adds `bytes` if the total stays within the limit.
-    fn take(&self, bytes: u64) -> bool {
+    /// Adds `bytes` if the total stays within the limit and, unless `first` (the oldest
+    /// grower), no one is waiting for memory.
+    fn take(&self, bytes: u64, first: bool) -> bool {
+        if !first && self.waiting.load(Ordering::Acquire) > 0 {
+            return false;
+        }
         let taken = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(bytes).filter(|total| *total <= self.limit));
@@ -73,6 +117,50 @@ impl Inner {
     fn give(&self, bytes: u64) {
         let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
         metrics::gauge!("mailroom_smtp_memory_in_flight_bytes").set((before - bytes) as f64);
+        self.changed.notify_waiters();
+    }
+
+    fn growers(&self) -> std::sync::MutexGuard<'_, Growers> {
+        // The lock guards only a counter and a set: a panic cannot leave them half-updated.
+        self.growers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enter(&self) -> u64 {
+        let mut growers = self.growers();
+        let ticket = growers.next;
+        growers.next += 1;
+        growers.tickets.insert(ticket);
+        ticket
+    }
+
+    fn is_oldest(&self, ticket: u64) -> bool {
+        self.growers().tickets.first() == Some(&ticket)
+    }
+
+    fn leave(&self, ticket: u64) {
+        self.growers().tickets.remove(&ticket);
+        // The next-oldest may be waiting to learn that it is now first.
+        self.changed.notify_waiters();
+    }
+}
+
+/// Counts a waiting grower for as long as it waits, also when its future is dropped
+/// (disconnect, shutdown): a leaked count would refuse every other take for ever.
+struct Waiting(Arc<Inner>);
+
+impl Waiting {
+    fn start(inner: &Arc<Inner>) -> Waiting {
+        inner.waiting.fetch_add(1, Ordering::AcqRel);
+        metrics::counter!("mailroom_smtp_memory_waits_total").increment(1);
+        Waiting(inner.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+        // Takes refused while it waited may succeed now.
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -83,33 +171,83 @@ pub struct Reservation {
     charged: u64,
     /// The largest message allowed: a reservation never grows past it.
     cap: u64,
+    /// Its place among the growers, from its first growth until it is released.
+    ticket: Option<u64>,
 }
 
 impl Reservation {
     /// Grows the reservation to cover `message_bytes` in all (never past the cap; by a step at
     /// least, once something is held); false when the budget cannot hold even the bytes asked
-    /// for now (the reservation is then unchanged).
+    /// for now (the reservation is then unchanged). Never waits.
     pub fn cover(&mut self, message_bytes: u64) -> bool {
+        self.try_grow(message_bytes).unwrap_or(true)
+    }
+
+    /// [`cover`](Self::cover) by age: takes a ticket at the first growth; the oldest ticket
+    /// waits up to `patience` for memory to be given back instead of failing, any other fails
+    /// at once. False: the budget cannot hold it (the caller discards and releases, which also
+    /// passes the privilege on).
+    pub async fn grow(&mut self, message_bytes: u64, patience: Duration) -> bool {
+        if self.covers(message_bytes) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut waiting = None;
+        let inner = self.inner.clone();
+        loop {
+            // Registered before looking, so a give between the look and the wait is not missed.
+            let changed = inner.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.covers(message_bytes) {
+                return true;
+            }
+            let ticket = *self.ticket.get_or_insert_with(|| self.inner.enter());
+            if self.try_grow(message_bytes) != Some(false) {
+                return true;
+            }
+            if !self.inner.is_oldest(ticket) {
+                return false;
+            }
+            waiting.get_or_insert_with(|| Waiting::start(&self.inner));
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Whether `message_bytes` are covered already (nothing to take).
+    pub fn covers(&self, message_bytes: u64) -> bool {
+        message_bytes.min(self.cap) <= self.charged / FACTOR
+    }
+
+    /// None when nothing more is needed, else whether the growth was taken.
+    fn try_grow(&mut self, message_bytes: u64) -> Option<bool> {
         let needed = message_bytes.min(self.cap);
         let held = self.charged / FACTOR;
         if needed <= held {
-            return true;
+            return None;
         }
+        let first = self.ticket.is_some_and(|ticket| self.inner.is_oldest(ticket));
         let stepped = if held == 0 { needed } else { needed.max(held.saturating_add(STEP)).min(self.cap) };
         for target in [stepped, needed] {
-            if self.inner.take((target - held) * FACTOR) {
+            if self.inner.take((target - held) * FACTOR, first) {
                 self.charged = target * FACTOR;
-                return true;
+                return Some(true);
             }
         }
-        false
+        Some(false)
     }
 
-    /// Gives everything back now (the data is being discarded); the reservation stays usable.
+    /// Gives everything back now (the data is being discarded), and the ticket with it; the
+    /// reservation stays usable.
     pub fn release(&mut self) {
         if self.charged > 0 {
             self.inner.give(self.charged);
             self.charged = 0;
+        }
+        if let Some(ticket) = self.ticket.take() {
+            self.inner.leave(ticket);
         }
     }
 }
@@ -166,5 +304,95 @@ mod tests {
         assert!(third.cover(1), "released room is usable at once");
         drop((r, other, third));
         assert_eq!(memory.in_flight(), 0);
+    }
+
+    /// Long enough never to end in a test: a grower that should not wait would hang it.
+    const PATIENCE: Duration = Duration::from_secs(3600);
+
+    /// Polls until `memory` has a grower waiting (the spawned task got to its wait).
+    async fn until_waiting(memory: &MessageMemory) {
+        while !memory.exhausted() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// No ticket, no waiter and no byte left behind.
+    fn assert_empty(memory: &MessageMemory) {
+        assert_eq!(memory.in_flight(), 0);
+        assert!(!memory.exhausted());
+        assert!(memory.inner.growers().tickets.is_empty(), "a ticket leaked");
+    }
+
+    #[tokio::test]
+    async fn the_oldest_grower_waits_for_what_a_younger_one_gives_back_and_a_younger_one_fails_at_once() {
+        let memory = MessageMemory::new(2 * MIB * FACTOR);
+        let mut old = memory.reserve(STEP, 2 * MIB).expect("fits");
+        let mut young = memory.reserve(STEP, 2 * MIB).expect("fits");
+        assert!(old.grow(MIB, PATIENCE).await, "room: no wait");
+        assert!(young.grow(MIB, PATIENCE).await);
+        assert_eq!(memory.in_flight(), 2 * MIB * FACTOR, "full");
+        let waiter = tokio::spawn(async move { (old.grow(MIB + 1, PATIENCE).await, old) });
+        until_waiting(&memory).await;
+        assert!(!young.grow(MIB + 1, PATIENCE).await, "younger: fails at once, never waits");
+        assert!(memory.reserve(1, MIB).is_none(), "while the oldest waits nobody else takes");
+        assert!(!waiter.is_finished(), "the oldest is still waiting");
+        young.release();
+        let (grown, old) = waiter.await.expect("the waiter");
+        assert!(grown, "the oldest got what the younger one gave back");
+        assert_eq!(memory.in_flight(), (MIB + STEP) * FACTOR, "a full step");
+        assert!(!memory.exhausted());
+        assert!(young.grow(STEP, PATIENCE).await, "released, the younger one may start again");
+        drop((old, young));
+        assert_empty(&memory);
+    }
+
+    #[tokio::test]
+    async fn the_privilege_passes_to_the_next_oldest_when_the_oldest_is_dropped_while_waiting() {
+        let memory = MessageMemory::new(3 * MIB * FACTOR);
+        let mut a = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut b = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut c = memory.reserve(0, 4 * MIB).expect("empty");
+        for r in [&mut a, &mut b, &mut c] {
+            assert!(r.grow(MIB, PATIENCE).await);
+        }
+        // A waits, then its session ends (a disconnect drops the task in the middle of the wait).
+        let waiter = tokio::spawn(async move { a.grow(2 * MIB, PATIENCE).await });
+        until_waiting(&memory).await;
+        waiter.abort();
+        assert!(waiter.await.is_err(), "aborted");
+        assert!(!memory.exhausted(), "the dropped waiter is no longer counted");
+        assert_eq!(memory.in_flight(), 2 * MIB * FACTOR, "A's share is back");
+        // B is the oldest now: it waits rather than fail; C, younger, fails at once.
+        let waiter = tokio::spawn(async move { (b.grow(2 * MIB + STEP, PATIENCE).await, b) });
+        until_waiting(&memory).await;
+        assert!(!c.grow(MIB + 1, PATIENCE).await);
+        drop(c);
+        let (grown, b) = waiter.await.expect("the waiter");
+        assert!(grown);
+        assert_eq!(memory.in_flight(), (2 * MIB + STEP) * FACTOR);
+        // B finishes; a newcomer is then the oldest and may use the whole budget.
+        drop(b);
+        let mut d = memory.reserve(0, 4 * MIB).expect("empty");
+        assert!(d.grow(3 * MIB, PATIENCE).await);
+        drop(d);
+        assert_empty(&memory);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_gives_up_after_its_patience_and_nothing_leaks() {
+        let memory = MessageMemory::new(MIB * FACTOR);
+        let hog = memory.reserve(MIB, MIB).expect("all of it");
+        let mut old = memory.reserve(0, MIB).expect("empty");
+        assert!(!old.grow(1, Duration::from_millis(50)).await, "nothing was given back in time");
+        assert!(!memory.exhausted(), "no longer waiting");
+        old.release();
+        drop(hog);
+        assert_empty(&memory);
+        // The same through cover, which never waits and takes no ticket.
+        let mut r = memory.reserve(0, MIB).expect("empty");
+        assert!(r.cover(MIB));
+        assert!(!memory.reserve(0, MIB).expect("empty").cover(1));
+        drop(r);
+        assert_empty(&memory);
     }
 }

@@ -54,6 +54,8 @@ struct Transaction {
     bdat: Option<Vec<u8>>,
     /// This transaction's share of `limits.message_memory`, held until its reply is sent.
     memory: Reservation,
+    /// MAIL declared `SIZE=`: the reservation already covers the message.
+    sized: bool,
 }
 
 /// A final reply that refuses the message: status ("552 5.3.4") and text.
@@ -416,15 +418,18 @@ impl Session {
             return self.error(format!("552 5.3.4 Message size exceeds fixed limit of {max} bytes"));
         }
         // What SIZE= declares is reserved now, so a message that cannot fit is turned away
-        // before it is sent; without SIZE=, the first step must fit (a full budget takes no
-        // new transactions). Not a client error: it does not count against max_errors.
-        let first = if size > 0 { size } else { READ_CHUNK };
+        // before it is sent (plus one read chunk: the data's framing, dot-stuffing and the final
+        // dot, is counted before it is unstuffed, and growing by those few bytes would make a
+        // sized message a grower that can fail); without SIZE=, the first step must fit (a full
+        // budget takes no new transactions). Not a client error: not counted against max_errors.
+        let first = if size > 0 { size.saturating_add(READ_CHUNK) } else { READ_CHUNK };
         let Some(reservation) = self.ctx.memory.reserve(first as u64, max as u64) else {
             memory_refused(self.protocol, "mail");
             self.reply(memory::REPLY);
             return Flow::Continue;
         };
-        self.tx = Some(Transaction { mail_from: address, smtputf8, recipients: Vec::new(), bdat: None, memory: reservation });
+        let sized = size > 0;
+        self.tx = Some(Transaction { mail_from: address, smtputf8, recipients: Vec::new(), bdat: None, memory: reservation, sized });
         self.reply("250 2.1.0 Sender OK");
         Flow::Continue
     }
@@ -482,23 +487,44 @@ impl Session {
             self.tx = None;
             return Ok(self.error("503 5.5.1 DATA not allowed after BDAT"));
         }
+        let exhausted = self.ctx.memory.exhausted();
+        if self.tx.as_mut().is_some_and(|tx| !tx.sized && (exhausted || !tx.memory.cover(memory::STEP))) {
+            // A message of unknown size is admitted only with room for one growth step taken
+            // now, and never while the oldest grower waits for memory: otherwise it would grow
+            // into a full budget, fail and be discarded after all its data was sent (with many
+            // such senders almost every transfer is wasted). Refused before the data instead
+            // (RFC 5321 allows a 4xx to DATA); the transaction ends, as after a refused BDAT:
+            // RSET and MAIL work.
+            memory_refused(self.protocol, "data_command");
+            self.tx = None;
+            self.reply(memory::REPLY);
+            return Ok(Flow::Continue);
+        }
         self.reply("354 End data with <CR><LF>.<CR><LF>");
         self.flush().await?;
         let limits = &self.ctx.limits;
         let mut receiver = DataReceiver::new(limits.max_message_size, limits.max_data_line);
-        let pace = Pace::start(limits.data_timeout, limits.min_data_rate);
+        let mut pace = Pace::start(limits.data_timeout, limits.min_data_rate);
         let mut received = 0;
         loop {
-            let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
             if receiver.too_big {
-                tx.memory.release();
-            } else if !receiver.discarding && !tx.memory.cover((receiver.total + self.buf.len()) as u64) {
+                self.transaction().memory.release();
+            } else if !receiver.discarding {
                 // Unstuffing only shrinks: what is buffered bounds what feeding it adds.
-                // Over the budget: keep reading to the end (the session stays in sync) but
-                // keep nothing, and give back what this message held at once.
-                receiver.discard();
-                tx.memory.release();
-                memory_refused(self.protocol, "data");
+                let waited_from = Instant::now();
+                let grown = match self.grow((receiver.total + self.buf.len()) as u64).await {
+                    Ok(grown) => grown,
+                    Err(input) => return self.close_with(input).await,
+                };
+                // Time spent waiting for memory is ours, not the sender's slowness.
+                pace.pause(waited_from.elapsed());
+                if !grown {
+                    // Over the budget: keep reading to the end (the session stays in sync) but
+                    // keep nothing, and give back what this message held at once.
+                    receiver.discard();
+                    self.transaction().memory.release();
+                    memory_refused(self.protocol, "data");
+                }
             }
             if let Some(consumed) = receiver.feed(&self.buf) {
                 self.buf.advance(consumed);
@@ -537,9 +563,16 @@ impl Session {
         let max = self.ctx.limits.max_message_size;
         let so_far = self.tx.as_ref().and_then(|tx| tx.bdat.as_ref()).map_or(0, Vec::len);
         let overflow = refusal.is_none() && so_far.saturating_add(size) > max;
-        // The chunk's size is known before it is read: reserve it all now, or keep none of it.
-        let no_room =
-            refusal.is_none() && !overflow && !self.tx.as_mut().is_some_and(|tx| tx.memory.cover(so_far.saturating_add(size) as u64));
+        // The chunk's size is known before it is read: reserve it all now (the oldest grower
+        // waits for it, the chunk unread), or keep none of it.
+        let no_room = if refusal.is_none() && !overflow {
+            match self.grow(so_far.saturating_add(size) as u64).await {
+                Ok(grown) => !grown,
+                Err(input) => return self.close_with(input).await,
+            }
+        } else {
+            false
+        };
         if no_room {
             memory_refused(self.protocol, "bdat");
             if let Some(tx) = self.tx.as_mut() {
@@ -592,6 +625,28 @@ impl Session {
         }
         let data = tx.bdat.take().unwrap_or_default();
         self.finish(Ok(data), end_of_data).await
+    }
+
+    fn transaction(&mut self) -> &mut Transaction {
+        self.tx.as_mut().expect("data_refusal checked the transaction")
+    }
+
+    /// Grows the transaction's reservation to `bytes` by age (`smtp::memory`): the oldest grower
+    /// waits, not reading, so TCP holds its sender back, up to `data_timeout`; any other fails
+    /// at once. Err: the wait was cut short by a forced shutdown or the session time limit.
+    async fn grow(&mut self, bytes: u64) -> Result<bool, Input> {
+        let mut shutdown = self.ctx.shutdown.clone();
+        let patience = self.ctx.limits.data_timeout;
+        let session_deadline = self.session_deadline;
+        let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
+        if tx.memory.covers(bytes) {
+            return Ok(true);
+        }
+        tokio::select! {
+            grown = tx.memory.grow(bytes, patience) => Ok(grown),
+            _ = tokio::time::sleep_until(session_deadline) => Err(Input::SessionLimit),
+            _ = shutdown.reached(Phase::Forced) => Err(Input::Shutdown),
+        }
     }
 
     /// Ends a transaction: registers the message (or refuses it) and replies, once for SMTP and
@@ -675,7 +730,8 @@ fn out_of_memory() -> Refusal {
     (status, text.trim_start().to_string())
 }
 
-/// A transaction was turned away by the memory budget: at MAIL, during DATA or at a BDAT chunk.
+/// A transaction was turned away by the memory budget: at MAIL, at the DATA command, during
+/// DATA or at a BDAT chunk.
 fn memory_refused(protocol: Protocol, at: &'static str) {
     metrics::counter!("mailroom_smtp_memory_refusals_total", "protocol" => protocol.name(), "at" => at).increment(1);
 }
@@ -694,6 +750,11 @@ struct Pace {
 impl Pace {
     fn start(idle: Duration, min_rate: u64) -> Pace {
         Pace { started: Instant::now(), idle, min_rate }
+    }
+
+    /// Leaves `pause` (we were not reading) out of the transfer's time.
+    fn pause(&mut self, pause: Duration) {
+        self.started += pause;
     }
 
     /// The deadlines for the next read, `received` bytes into the transfer.

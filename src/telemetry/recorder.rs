@@ -36,7 +36,13 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     (
         "mailroom_smtp_memory_refusals_total",
         Kind::Counter,
-        "Transactions answered 452 4.3.1 because limits.message_memory was full, by protocol and where (mail, data, bdat)",
+        "Transactions answered 452 4.3.1 because limits.message_memory was full, by protocol and where (mail, data_command: \
+         before the data while the oldest grower waits, data: after it, bdat)",
+    ),
+    (
+        "mailroom_smtp_memory_waits_total",
+        Kind::Counter,
+        "Times the oldest growing transaction waited for message memory to be given back instead of failing",
     ),
     ("mailroom_store_commits_total", Kind::Counter, "Group commits of the writer, by result"),
     ("mailroom_store_commit_duration_seconds", Kind::Histogram, "Duration of one group commit (begin to durable commit)"),
@@ -114,8 +120,9 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!("mailroom_store_commits_total", "result" => result).increment(0);
     }
     metrics::gauge!("mailroom_smtp_memory_in_flight_bytes").set(0.0);
+    metrics::counter!("mailroom_smtp_memory_waits_total").increment(0);
     for protocol in ["smtp", "lmtp"] {
-        for at in ["mail", "data", "bdat"] {
+        for at in ["mail", "data_command", "data", "bdat"] {
             metrics::counter!("mailroom_smtp_memory_refusals_total", "protocol" => protocol, "at" => at).increment(0);
         }
     }
