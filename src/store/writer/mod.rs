@@ -316,15 +316,7 @@ fn commit_batch(
     let answers = match backend {
         Backend::Sqlite(conn) => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut write = WriteTx {
-                engine: Engine::Sqlite(&tx),
-                keys: &store.keys,
-                now,
-                audit: &mut audit_entries,
-                counts: Default::default(),
-                modseq: Default::default(),
-                next_case: Default::default(),
-            };
+            let mut write = WriteTx::new(Engine::Sqlite(&tx), &store.keys, now, &mut audit_entries);
             let answers = write_batch(&mut write, numbering, &registrations, duplicate_window)?;
             tx.commit()?;
             answers
@@ -338,15 +330,7 @@ fn commit_batch(
             let locked = Instant::now();
             let answers = {
                 let engine = Engine::Postgres { conn: RefCell::new(&mut conn), rt };
-                let mut write = WriteTx {
-                    engine,
-                    keys: &store.keys,
-                    now,
-                    audit: &mut audit_entries,
-                    counts: Default::default(),
-                    modseq: Default::default(),
-                    next_case: Default::default(),
-                };
+                let mut write = WriteTx::new(engine, &store.keys, now, &mut audit_entries);
                 write_batch(&mut write, numbering, &registrations, duplicate_window)?
             };
             // The other nodes' IMAP sessions in IDLE hear of the batch when it commits.
@@ -379,7 +363,7 @@ fn write_batch(
     batch: &[&dyn Registration],
     duplicate_window: Duration,
 ) -> Result<Vec<Answer>, StoreError> {
-    let now = write.now;
+    let now = write.now();
     let window_start = now.timestamp_millis() - duplicate_window.as_millis() as i64;
     let year = numbering.counter_year(now.year());
 

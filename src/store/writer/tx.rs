@@ -22,18 +22,18 @@ use super::super::crypto::KeyRing;
 
 /// One batch's transaction, as a registration sees it.
 pub struct WriteTx<'t> {
-    pub(super) engine: Engine<'t>,
-    pub(super) keys: &'t KeyRing,
-    pub(super) now: chrono::DateTime<chrono::Utc>,
-    pub(super) audit: &'t mut Vec<AuditEntry>,
+    engine: Engine<'t>,
+    keys: &'t KeyRing,
+    now: chrono::DateTime<chrono::Utc>,
+    audit: &'t mut Vec<AuditEntry>,
     /// The queue counters' changes of the batch's cases, applied once before the commit.
-    pub(super) counts: RefCell<Deltas>,
+    counts: RefCell<Deltas>,
     /// The one IMAP modseq every message placed by this batch shares (RFC 7162 lets one change
     /// give many messages the same value), taken when the first is placed: one counter update per
     /// batch instead of one per message.
-    pub(super) modseq: std::cell::Cell<Option<i64>>,
+    modseq: std::cell::Cell<Option<i64>>,
     /// SQLite: the next case id, once the batch has opened a case ([`WriteTx::next_case_id`]).
-    pub(super) next_case: std::cell::Cell<Option<i64>>,
+    next_case: std::cell::Cell<Option<i64>>,
 }
 
 /// The batch's open write transaction on the store's engine.
@@ -221,6 +221,18 @@ pub struct NewCase<'a> {
     pub tags: Option<&'a super::super::cases::SealedTags>,
     /// The sender (blind index), its first participant.
     pub participant: Option<&'a [u8]>,
+}
+
+impl<'t> WriteTx<'t> {
+    /// The batch's transaction, before its first statement.
+    pub(super) fn new(
+        engine: Engine<'t>,
+        keys: &'t KeyRing,
+        now: chrono::DateTime<chrono::Utc>,
+        audit: &'t mut Vec<AuditEntry>,
+    ) -> WriteTx<'t> {
+        WriteTx { engine, keys, now, audit, counts: Default::default(), modseq: Default::default(), next_case: Default::default() }
+    }
 }
 
 impl WriteTx<'_> {
