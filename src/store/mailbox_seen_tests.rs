@@ -35,13 +35,16 @@ async fn store(dir: &std::path::Path) -> Store {
         .execute(db)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO message_cases (message_id, case_id, uid) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(case)
-            .bind(id)
-            .execute(db)
-            .await
-            .unwrap();
+        // The writer stamps the queue and modseq of a placement (migration 0020); so does this.
+        sqlx::query(
+            "INSERT INTO message_cases (message_id, case_id, uid, modseq, queue) SELECT ?, id, ?, 1, queue FROM cases WHERE id = ?",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(case)
+        .execute(db)
+        .await
+        .unwrap();
     }
     sqlx::query("UPDATE counters SET value = 12 WHERE name = 'message'").execute(db).await.unwrap();
     store
