@@ -130,8 +130,8 @@ const INSERT_MESSAGE_FILED: &str = concat!(
      ON CONFLICT DO NOTHING"
 );
 /// SQLite: a new message's filing under case $3 ($1 its id, $2 the batch's modseq), with the
-/// case's values its `X-Mailroom-*` headers show, stamped here rather than by the
-/// `message_cases_placed` trigger (which stamps only rows without a modseq).
+/// case's queue and the values its `X-Mailroom-*` headers show (no trigger stamps them: see
+/// migration 0020).
 const FILE_UNDER_CASE: &str = "INSERT INTO message_cases (message_id, case_id, uid, modseq, queue, x_category, x_priority, x_due)
      SELECT $1, id, $1, $2, queue, category, priority, due_at FROM cases WHERE id = $3";
 /// The columns of a new case's row, for both engines (their values differ: see the two uses).
@@ -582,10 +582,14 @@ impl WriteTx<'_> {
     /// Takes `count` registration numbers of counter year `year`; returns the first sequence.
     /// (On SQLite without `RETURNING`, as in [`WriteTx::allocate`].)
     pub(super) fn take_numbers(&self, year: i32, count: i64) -> Result<i64, StoreError> {
-        const UPSERT: &str = "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
-             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq";
-        const UPSERT_RETURNING: &str = "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
-             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq RETURNING last_seq";
+        macro_rules! upsert {
+            () => {
+                "INSERT INTO reg_counters (year, last_seq) VALUES ($1, $2)
+             ON CONFLICT (year) DO UPDATE SET last_seq = reg_counters.last_seq + excluded.last_seq"
+            };
+        }
+        const UPSERT: &str = upsert!();
+        const UPSERT_RETURNING: &str = concat!(upsert!(), " RETURNING last_seq");
         let year = i64::from(year);
         let last = match &self.engine {
             Engine::Sqlite(_) => {
