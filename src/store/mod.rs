@@ -37,6 +37,8 @@ pub mod roles;
 pub mod rotation;
 pub mod sessions;
 mod sqlite;
+mod sqlite_pcache;
+mod sqlite_wal_buffer;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod two_factor;

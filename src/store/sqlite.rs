@@ -35,8 +35,15 @@ pub(crate) async fn open(path: &Path) -> Result<SqlitePool, super::StoreError> {
     Ok(pool)
 }
 
-pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
+/// Every SQLite connection's options start here: the page-cache wrapper must be in place before
+/// the first connection initialises SQLite (`sqlite_pcache`).
+fn new_options() -> SqliteConnectOptions {
+    super::sqlite_pcache::install();
     SqliteConnectOptions::new()
+}
+
+pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
+    new_options()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -58,7 +65,7 @@ pub(crate) fn connect_options(path: &Path) -> SqliteConnectOptions {
 /// other process can open it until this connection closes) and `query_only` (this connection
 /// cannot change it). Never creates the file.
 pub(crate) fn exclusive_read_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
+    new_options()
         .filename(path)
         .create_if_missing(false)
         .locking_mode(sqlx::sqlite::SqliteLockingMode::Exclusive)
@@ -153,7 +160,7 @@ pub(crate) async fn pages(pool: &SqlitePool) -> Result<(i64, i64, i64), sqlx::Er
 /// The options `mailroom backup` reads the live database with: read-only (it never writes the
 /// store), never created, waiting like any reader while another connection starts a checkpoint.
 pub(crate) fn snapshot_source_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
+    new_options()
         .filename(path)
         .create_if_missing(false)
         .read_only(true)
@@ -182,7 +189,7 @@ pub(crate) async fn snapshot_into(conn: &mut sqlx::SqliteConnection, target: &Pa
 /// The options a backup file is checked with: read-only and immutable (no lock, no -journal,
 /// -wal or -shm next to it: the file is only read, and nobody else writes a backup).
 pub(crate) fn backup_read_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
+    new_options()
         .filename(path)
         .create_if_missing(false)
         .read_only(true)

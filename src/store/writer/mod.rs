@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Datelike;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEntry;
@@ -170,7 +170,13 @@ enum Backend {
 }
 
 fn open_connection(store: &Store) -> Result<Connection, StoreError> {
-    let conn = Connection::open(&store.options.database_path)?;
+    // WAL writes gathered until each commit's sync (`sqlite_wal_buffer`); it relies on the
+    // `synchronous = FULL` set below.
+    let conn = if super::sqlite_wal_buffer::register() {
+        Connection::open_with_flags_and_vfs(&store.options.database_path, OpenFlags::default(), super::sqlite_wal_buffer::NAME)?
+    } else {
+        Connection::open(&store.options.database_path)?
+    };
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "wal")?;
     // FULL: the WAL is fsynced at every commit, so a 250 survives power loss, not just a crash.

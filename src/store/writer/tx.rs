@@ -126,8 +126,7 @@ const INSERT_MESSAGE_FILED: &str = concat!(
     insert_message!(),
     " RETURNING id), b AS (INSERT INTO message_blobs (message_id, raw_ct) SELECT id, $22 FROM m)
      INSERT INTO message_cases (message_id, case_id, uid, modseq, queue, x_category, x_priority, x_due)
-     SELECT m.id, c.id, m.id, $24, c.queue, c.category, c.priority, c.due_at FROM m, cases c WHERE c.id = ANY($23::bigint[])
-     ON CONFLICT DO NOTHING"
+     SELECT m.id, c.id, m.id, $24, c.queue, c.category, c.priority, c.due_at FROM m, cases c WHERE c.id = ANY($23::bigint[])"
 );
 /// SQLite: a new message's filing under case $3 ($1 its id, $2 the batch's modseq), with the
 /// case's queue and the values its `X-Mailroom-*` headers show (no trigger stamps them: see
@@ -453,6 +452,7 @@ impl WriteTx<'_> {
             }
             Engine::Postgres { conn, rt } => {
                 let modseq = self.batch_modseq()?; // before borrowing the connection: it uses it too
+                let filings = m.cases.len() as u64;
                 let mut conn = conn.borrow_mut();
                 let query = sqlx::query(INSERT_MESSAGE_FILED)
                     .bind(m.id)
@@ -479,7 +479,11 @@ impl WriteTx<'_> {
                     .bind(m.raw_ct)
                     .bind(m.cases)
                     .bind(modseq);
-                rt.block_on(query.execute(pg(&mut conn)))?;
+                // As on SQLite: every case must have filed the message (the statement's count is
+                // its last INSERT's, the filings).
+                if rt.block_on(query.execute(pg(&mut conn)))?.rows_affected() != filings {
+                    return Err(StoreError::BatchFailed(format!("message {} was not filed under all of its {filings} cases", m.id)));
+                }
             }
         }
         Ok(())
