@@ -141,8 +141,21 @@ fn flush(f: &mut WalFile) -> c_int {
     rc
 }
 
+/// The WAL file with its gathered bytes written out first, for every call that could observe the
+/// file's contents or size; the error of writing them otherwise.
+///
+/// # Safety
+/// As [`wal`].
+unsafe fn flushed<'a>(file: *mut ffi::sqlite3_file) -> Result<&'a mut WalFile, c_int> {
+    let f = unsafe { wal(file) };
+    match flush(f) {
+        ffi::SQLITE_OK => Ok(f),
+        rc => Err(rc),
+    }
+}
+
 unsafe extern "C" fn open(
-    vfs: *mut ffi::sqlite3_vfs,
+    _vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
     file: *mut ffi::sqlite3_file,
     flags: c_int,
@@ -150,7 +163,6 @@ unsafe extern "C" fn open(
 ) -> c_int {
     let unix = unix();
     let unix_open = unsafe { (*unix).xOpen.expect("unix has xOpen") };
-    let _ = vfs;
     if flags & ffi::SQLITE_OPEN_WAL == 0 {
         // Not a WAL: the `unix` file object takes the whole allocation, with its own methods.
         return unsafe { unix_open(unix, name, file, flags, out_flags) };
@@ -204,11 +216,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
 }
 
 unsafe extern "C" fn read(file: *mut ffi::sqlite3_file, data: *mut c_void, amount: c_int, offset: i64) -> c_int {
-    let f = unsafe { wal(file) };
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return ffi::SQLITE_IOERR_READ;
-    }
+    let Ok(f) = (unsafe { flushed(file) }) else { return ffi::SQLITE_IOERR_READ };
     unsafe { (inner_methods(f.inner).xRead.expect("unix has xRead"))(f.inner, data, amount, offset) }
 }
 
@@ -230,29 +238,26 @@ unsafe extern "C" fn write(file: *mut ffi::sqlite3_file, data: *const c_void, am
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let f = unsafe { wal(file) };
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
+    let f = match unsafe { flushed(file) } {
+        Ok(f) => f,
+        Err(rc) => return rc,
+    };
     unsafe { (inner_methods(f.inner).xTruncate.expect("unix has xTruncate"))(f.inner, size) }
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let f = unsafe { wal(file) };
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
+    let f = match unsafe { flushed(file) } {
+        Ok(f) => f,
+        Err(rc) => return rc,
+    };
     unsafe { (inner_methods(f.inner).xSync.expect("unix has xSync"))(f.inner, flags) }
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let f = unsafe { wal(file) };
-    let rc = flush(f);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
+    let f = match unsafe { flushed(file) } {
+        Ok(f) => f,
+        Err(rc) => return rc,
+    };
     unsafe { (inner_methods(f.inner).xFileSize.expect("unix has xFileSize"))(f.inner, size) }
 }
 
