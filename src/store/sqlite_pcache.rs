@@ -33,7 +33,11 @@ struct Default(ffi::sqlite3_pcache_methods2);
 unsafe impl Send for Default {}
 unsafe impl Sync for Default {}
 
-static DEFAULT: OnceLock<Option<Default>> = OnceLock::new();
+/// pcache1's methods, kept before ours are handed to SQLite: a connection opened on another
+/// thread may call ours as soon as SQLite has them.
+static PCACHE1: OnceLock<Default> = OnceLock::new();
+/// Whether SQLite took ours (set once, by the first `install`).
+static INSTALLED: OnceLock<bool> = OnceLock::new();
 /// Truncations skipped because no page at or above the limit could exist (tests look at it).
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -50,19 +54,20 @@ struct Cache {
 
 /// Installs the wrapper once per process; a no-op when SQLite is already initialised.
 pub(crate) fn install() {
-    DEFAULT.get_or_init(|| {
+    INSTALLED.get_or_init(|| {
         let mut default: ffi::sqlite3_pcache_methods2 = unsafe { std::mem::zeroed() };
         // SAFETY: both calls take a pointer to a methods struct, as documented for these options;
         // SQLite copies ours, and the struct outlives the calls.
         unsafe {
             if ffi::sqlite3_config(ffi::SQLITE_CONFIG_GETPCACHE2, &mut default as *mut ffi::sqlite3_pcache_methods2) != ffi::SQLITE_OK {
-                return None;
+                return false;
             }
+            let pcache1 = PCACHE1.get_or_init(|| Default(default));
             let ours = ffi::sqlite3_pcache_methods2 {
                 iVersion: 1,
-                pArg: default.pArg,
-                xInit: default.xInit,
-                xShutdown: default.xShutdown,
+                pArg: pcache1.0.pArg,
+                xInit: pcache1.0.xInit,
+                xShutdown: pcache1.0.xShutdown,
                 xCreate: Some(create),
                 xCachesize: Some(cachesize),
                 xPagecount: Some(pagecount),
@@ -73,12 +78,7 @@ pub(crate) fn install() {
                 xDestroy: Some(destroy),
                 xShrink: Some(shrink),
             };
-            // Stored before SQLite can call any of ours.
-            let stored = Default(default);
-            if ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, &ours as *const ffi::sqlite3_pcache_methods2) != ffi::SQLITE_OK {
-                return None;
-            }
-            Some(stored)
+            ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, &ours as *const ffi::sqlite3_pcache_methods2) == ffi::SQLITE_OK
         }
     });
 }
@@ -86,7 +86,7 @@ pub(crate) fn install() {
 /// Whether SQLite uses the wrapper in this process.
 #[cfg(test)]
 pub(crate) fn installed() -> bool {
-    matches!(DEFAULT.get(), Some(Some(_)))
+    INSTALLED.get() == Some(&true)
 }
 
 /// How many truncations the wrapper has skipped so far.
@@ -96,10 +96,10 @@ pub(crate) fn skipped() -> u64 {
 }
 
 fn methods() -> &'static ffi::sqlite3_pcache_methods2 {
-    match DEFAULT.get() {
-        Some(Some(d)) => &d.0,
-        // Our callbacks are registered only after DEFAULT holds pcache1's methods.
-        _ => unreachable!("page cache wrapper called before it was installed"),
+    match PCACHE1.get() {
+        Some(d) => &d.0,
+        // Our callbacks are handed to SQLite only after PCACHE1 holds pcache1's methods.
+        None => unreachable!("page cache wrapper called before it was installed"),
     }
 }
 
