@@ -36,6 +36,15 @@ const INITIAL_BUFFER: usize = 1024;
 /// Read granularity during DATA/BDAT.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// What a read is for: a command line fits in what is left of the small first buffer; message
+/// data is read a whole [`READ_CHUNK`] at a time (read into the remainder of the command buffer,
+/// a 10 KB message took a dozen reads of ~900 bytes).
+#[derive(Clone, Copy)]
+enum Room {
+    Command,
+    Data,
+}
+
 pub async fn run(ctx: Arc<SmtpContext>, socket: TcpStream, peer: SocketAddr, protocol: Protocol) {
     let mut session = Session::new(ctx, Stream::Plain(socket), peer, protocol);
     if let Err(e) = session.serve().await {
@@ -162,10 +171,15 @@ impl Session {
         result
     }
 
-    /// Reads more input, until the earliest of `deadlines` (answering with its reason) or the
-    /// session's own deadline. Returns early when shutdown reaches `interrupt_at`.
-    async fn read_more(&mut self, deadlines: &[(Instant, Input)], interrupt_at: Phase) -> io::Result<Input> {
-        if self.buf.capacity() - self.buf.len() < 512 {
+    /// Reads more input, at most what `room` asks to have free, until the earliest of `deadlines`
+    /// (answering with its reason) or the session's own deadline. Returns early when shutdown
+    /// reaches `interrupt_at`.
+    async fn read_more(&mut self, deadlines: &[(Instant, Input)], interrupt_at: Phase, room: Room) -> io::Result<Input> {
+        let wanted = match room {
+            Room::Command => 512,
+            Room::Data => READ_CHUNK,
+        };
+        if self.buf.capacity() - self.buf.len() < wanted {
             self.buf.reserve(READ_CHUNK);
         }
         let session_limit: (Instant, Input) = (self.session_deadline, Input::SessionLimit);
@@ -232,7 +246,7 @@ impl Session {
             // Between transactions shutdown interrupts at once; inside one (MAIL given, the
             // client is about to send data) only when forced.
             let interrupt_at = if self.tx.is_some() { Phase::Forced } else { Phase::Draining };
-            match self.read_more(&[(deadline, Input::Timeout)], interrupt_at).await? {
+            match self.read_more(&[(deadline, Input::Timeout)], interrupt_at, Room::Command).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(()),
                 other => {
@@ -532,7 +546,7 @@ impl Session {
             }
             received += self.buf.len() as u64;
             self.buf.clear();
-            match self.read_more(&pace.deadlines(received), Phase::Forced).await? {
+            match self.read_more(&pace.deadlines(received), Phase::Forced, Room::Data).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(Flow::Close),
                 other => return self.close_with(other).await,
@@ -595,7 +609,7 @@ impl Session {
             if remaining == 0 {
                 break;
             }
-            match self.read_more(&pace.deadlines((size - remaining) as u64), Phase::Forced).await? {
+            match self.read_more(&pace.deadlines((size - remaining) as u64), Phase::Forced, Room::Data).await? {
                 Input::Data => {}
                 Input::Eof => return Ok(Flow::Close),
                 other => return self.close_with(other).await,
