@@ -4,7 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -29,6 +29,30 @@ impl Stream {
         }
     }
 }
+
+impl Stream {
+    /// Resolves once the peer has closed its side of the connection or reset it, without
+    /// reading: for a session that has stopped reading on purpose (waiting for memory, so that
+    /// TCP holds the sender back) and would otherwise learn of a disconnect only when it reads
+    /// again. Looks at the socket's readiness as the runtime last saw it: a hang-up is noticed at
+    /// once when nothing is waiting to be read, else within [`HANG_UP_POLL`].
+    pub async fn peer_closed(&self) {
+        let socket = match self {
+            Stream::Plain(socket) => socket,
+            Stream::Tls(tls) => tls.get_ref().0,
+            Stream::Upgrading => return std::future::pending().await,
+        };
+        loop {
+            match socket.ready(Interest::READABLE).await {
+                Ok(ready) if !ready.is_read_closed() && !ready.is_error() => tokio::time::sleep(HANG_UP_POLL).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// How often [`Stream::peer_closed`] looks again while unread data keeps the socket readable.
+const HANG_UP_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {

@@ -647,17 +647,24 @@ impl Session {
 
     /// Grows the transaction's reservation to `bytes` by age (`smtp::memory`): the oldest grower
     /// waits, not reading, so TCP holds its sender back, up to `data_timeout`; any other fails
-    /// at once. Err: the wait was cut short by a forced shutdown or the session time limit.
+    /// at once. Err: the wait was cut short by a forced shutdown, the session time limit or the
+    /// client hanging up (its share and its privilege go to the next-oldest at once, not after
+    /// `data_timeout`).
     async fn grow(&mut self, bytes: u64) -> Result<bool, Input> {
         let mut shutdown = self.ctx.shutdown.clone();
         let patience = self.ctx.limits.data_timeout;
         let session_deadline = self.session_deadline;
-        let tx = self.tx.as_mut().expect("data_refusal checked the transaction");
+        let Session { tx, stream, .. } = self;
+        let tx = tx.as_mut().expect("data_refusal checked the transaction");
         if tx.memory.covers(bytes) {
             return Ok(true);
         }
+        // Biased: memory that is there at once is taken at once; the other branches only end a
+        // wait (a client that half-closed after its last byte is not turned away unless it waits).
         tokio::select! {
+            biased;
             grown = tx.memory.grow(bytes, patience) => Ok(grown),
+            _ = stream.peer_closed() => Err(Input::Eof),
             _ = tokio::time::sleep_until(session_deadline) => Err(Input::SessionLimit),
             _ = shutdown.reached(Phase::Forced) => Err(Input::Shutdown),
         }
