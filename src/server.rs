@@ -255,6 +255,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         let policies = settings.config.retention.clone();
         tokio::spawn(run_retention(store.clone(), policies, config.server.retention_every, lease_holder.clone(), shutdown.clone()))
     });
+    let departures = tokio::spawn(run_departure_prune(store.clone(), config.imap.departures_kept, lease_holder.clone(), shutdown.clone()));
     tracing::info!(data_dir = %settings.data_dir.display(), config = %settings.source, "mailroom ready");
 
     wait_for_signal().await;
@@ -274,6 +275,7 @@ pub async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     for task in [other_nodes, other_nodes_presence].into_iter().flatten() {
         let _ = task.await;
     }
+    let _ = departures.await;
     for task in [outbox, escalation, retention].into_iter().flatten() {
         let _ = task.await;
     }
@@ -420,6 +422,31 @@ async fn run_retention(
         }
     }
     let release = crate::store::leases::release(&store, RETENTION, &holder);
+    let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
+}
+
+/// The lease of the IMAP departure-record prune; held for this many periods.
+const DEPARTURES: &str = "mailbox_departures";
+const DEPARTURES_LEASE_PERIODS: u32 = 3;
+
+/// Prunes the IMAP view's departure records (`Store::prune_mailbox_departures`) every
+/// `imap.departures_kept`, on the node holding its lease, so `mailbox_expunged` holds one to two
+/// periods of transfers and purges instead of every one since the start.
+async fn run_departure_prune(store: Store, every: Duration, holder: String, mut shutdown: crate::shutdown::Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.reached(Phase::Draining) => break,
+        }
+        if !holds_lease(&store, DEPARTURES, &holder, every * DEPARTURES_LEASE_PERIODS).await {
+            continue;
+        }
+        match store.prune_mailbox_departures().await {
+            Ok(pruned) => tracing::debug!(pruned, "IMAP departure records pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning the IMAP departure records failed (the next period retries)"),
+        }
+    }
+    let release = crate::store::leases::release(&store, DEPARTURES, &holder);
     let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
 }
 

@@ -269,3 +269,55 @@ fn staff_actions_change_keywords_not_the_message_imaplib() {
     );
     assert!(after["modseq"].as_u64().unwrap() > before["modseq"].as_u64().unwrap(), "{before} {after}");
 }
+
+/// `mailbox_expunged` is pruned every `imap.departures_kept` (here 1 s): a session that sent no
+/// command while the record of a transfer was pruned still gets its EXPUNGE at the next command
+/// (it re-reads the UID list), and an IDLE session that kept up needs no such re-read.
+#[test]
+fn a_session_that_slept_through_the_pruning_of_departures_still_gets_its_expunge() {
+    let s = Server::start(Opts { extra_toml: STAFF.into(), imap_extra: "departures_kept = \"1s\"".into(), ..Opts::default() });
+    s.add_user("anna", PW, &["support-agent"]);
+    s.add_user("sam", PW, &["supervisor"]);
+    for subject in ["first", "second", "third", "fourth"] {
+        deliver(&s, subject);
+    }
+    let uids: Vec<u32> = s
+        .sql_rows("SELECT uid FROM message_cases WHERE queue = 'support' ORDER BY uid")
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    assert_eq!(uids.len(), 4);
+    let mut sleeper = Imap::login(&s, "anna", PW);
+    assert!(sleeper.command("SELECT support").has("* 4 EXISTS"));
+    let mut watcher = Imap::login(&s, "anna", PW);
+    assert!(watcher.command("SELECT support").ok());
+    watcher.send(b"w1 IDLE\r\n");
+    assert!(watcher.line().starts_with("+ "));
+
+    let sam = bearer_login(&s, "sam", PW);
+    api_ok(&s, "POST", &format!("/api/cases/{}/transfer", case_of(&s, uids[1])), &sam, Some(json!({ "queue": "sales" })));
+    idle_until(&mut watcher, "EXPUNGE", |l| l == "* 2 EXPUNGE");
+    watcher.send(b"DONE\r\n");
+    assert!(watcher.finish("w1").ok());
+    assert!(s.sql_i64("SELECT COUNT(*) FROM mailbox_expunged WHERE queue = 'support'") > 0, "the transfer is recorded");
+
+    // Two prune periods: the first marks the record, the second forgets it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.sql_i64("SELECT COUNT(*) FROM mailbox_expunged") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the departure records were never pruned");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The session that slept learns of it all the same, and of a message delivered since.
+    deliver(&s, "fifth");
+    let r = sleeper.command("NOOP");
+    assert!(r.has("* 2 EXPUNGE") && r.has("* 4 EXISTS"), "{r:?}");
+    let r = sleeper.command("UID FETCH 1:* (UID)");
+    let now: Vec<u32> = r.lines.iter().map(|l| uid_of(l)).collect();
+    assert_eq!(now.len(), 4);
+    assert_eq!(&now[..3], &[uids[0], uids[2], uids[3]]);
+    assert!(now[3] > uids[3]);
+    // A later transfer is recorded again and reported from the record.
+    api_ok(&s, "POST", &format!("/api/cases/{}/transfer", case_of(&s, uids[0])), &sam, Some(json!({ "queue": "sales" })));
+    let r = sleeper.command("NOOP");
+    assert!(r.has("* 1 EXPUNGE") && !r.has("* 3 EXPUNGE"), "{r:?}");
+}

@@ -29,6 +29,11 @@ pub struct ImapConfig {
     /// left at login, so idle unauthenticated connections cannot lock staff out); at most
     /// `max_connections` counts.
     pub max_unauthenticated: usize,
+    /// How long the record of a message leaving a mailbox (transfer, purge) is kept for open
+    /// sessions to report as EXPUNGE: records are pruned every this long, so each lives one to
+    /// two periods. A session that slept longer re-reads its mailbox's UID list once instead.
+    #[serde(with = "humantime_serde")]
+    pub departures_kept: Duration,
 }
 
 impl Default for ImapConfig {
@@ -42,6 +47,7 @@ impl Default for ImapConfig {
             max_connections: 1000,
             max_connections_per_source: 50,
             max_unauthenticated: 100,
+            departures_kept: Duration::from_secs(3600),
         }
     }
 }
@@ -49,8 +55,10 @@ impl Default for ImapConfig {
 impl ImapConfig {
     /// (key within `[imap]`, reason) for the first value that is wrong.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.prelogin_timeout < Duration::from_secs(1) {
-            return Err(("prelogin_timeout".into(), "must be at least 1s".into()));
+        for (key, value) in [("prelogin_timeout", self.prelogin_timeout), ("departures_kept", self.departures_kept)] {
+            if value < Duration::from_secs(1) {
+                return Err((key.into(), "must be at least 1s".into()));
+            }
         }
         for (key, value) in [
             ("max_connections", self.max_connections),

@@ -73,6 +73,19 @@ impl Selected {
         self.uids.binary_search(&uid).ok()
     }
 
+    /// The UIDs of the view that `now` (the mailbox's whole UID list, ascending) no longer has.
+    pub fn missing_from(&self, now: &[u32]) -> Vec<u32> {
+        let mut now = now.iter().peekable();
+        let mut missing = Vec::new();
+        for uid in &self.uids {
+            while now.next_if(|n| **n < *uid).is_some() {}
+            if now.next_if_eq(&uid).is_none() {
+                missing.push(*uid);
+            }
+        }
+        missing
+    }
+
     pub fn is_gone(&self, i: usize) -> bool {
         !self.gone.is_empty() && self.gone.contains(&self.uids[i])
     }
@@ -298,6 +311,15 @@ mod tests {
 
     fn set(s: &str) -> SequenceSet {
         SequenceSet::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn what_the_whole_list_no_longer_has_is_missing() {
+        let sel = Selected::new("support".into(), false, vec![3, 7, 9, 12], 1);
+        assert_eq!(sel.missing_from(&[3, 7, 9, 12, 15]), Vec::<u32>::new(), "new UIDs are not departures");
+        assert_eq!(sel.missing_from(&[1, 7, 10, 12]), vec![3, 9]);
+        assert_eq!(sel.missing_from(&[]), vec![3, 7, 9, 12]);
+        assert_eq!(Selected::new("support".into(), false, vec![], 1).missing_from(&[1, 2]), Vec::<u32>::new());
     }
 
     #[test]

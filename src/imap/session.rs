@@ -282,9 +282,20 @@ impl Session {
         let mut changes = Changes { modseq, ..Changes::default() };
         if modseq > sel.modseq {
             let (queue, since) = (sel.queue.as_str(), sel.modseq);
-            changes.departed = store.mailbox_departed(queue, since).await?;
+            match store.mailbox_departed(queue, since).await? {
+                Some(departed) => {
+                    changes.departed = departed;
+                    changes.new = store.mailbox_uids_after(queue, sel.last_uid).await?;
+                }
+                // The records since this session last looked were pruned (it slept through
+                // `imap.departures_kept`): what left is what the whole list no longer has.
+                None => {
+                    let now = store.mailbox_uids_after(queue, 0).await?;
+                    changes.departed = sel.missing_from(&now);
+                    changes.new = now.into_iter().filter(|uid| *uid > sel.last_uid).collect();
+                }
+            }
             changes.changed = store.mailbox_changed(queue, user_id, since).await?;
-            changes.new = store.mailbox_uids_after(queue, sel.last_uid).await?;
         }
         if let Some(sel) = &mut self.selected {
             sel.apply(changes, expunge, &mut self.out, |out, i, e| {

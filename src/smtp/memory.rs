@@ -10,15 +10,19 @@
 //! disconnect) gives it back.
 //!
 //! Growth goes by age, so a flood without `SIZE=` cannot livelock (every session growing
-//! together until none can finish): a transaction takes a ticket from a monotonic counter when it
-//! first grows past its MAIL reservation, and the OLDEST ticket never fails for lack of memory:
-//! it waits ([`Reservation::grow`], its session not reading, so TCP holds the sender back) until
-//! enough is given back, up to the session's data timeout. While it waits every other take fails
-//! at once (younger growers discard and give back, new transactions get 452 before their data),
-//! so the budget drains towards it. Its ticket leaves when it finishes, fails or is dropped, and
-//! the next-oldest becomes the privileged one.
+//! together until none can finish) and wastes few transfers: a transaction takes a ticket from a
+//! monotonic counter when it first grows past its MAIL reservation. A grower whose step does not
+//! fit WAITS ([`Reservation::grow`], its session not reading, so TCP holds the sender back) until
+//! enough is given back, up to the session's data timeout, and waiters are served in ticket order
+//! (a younger one never takes what an older one waits for); while anyone waits, new transactions
+//! get 452 before their data. The OLDEST ticket never fails for lack of memory: when it has to wait
+//! itself, every younger grower that comes to grow fails at once, and the waiters give way one at
+//! a time, the youngest first (each discards its message and gives its share back), until the
+//! oldest can go on; so the budget drains towards it and only as many transfers are thrown away as
+//! it needs. A ticket leaves when its transaction finishes, fails or is dropped, and the
+//! next-oldest becomes the privileged one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,12 +52,12 @@ pub struct MessageMemory {
 struct Inner {
     limit: u64,
     used: AtomicU64,
-    /// Growers waiting for memory now (only the oldest ever waits): while one does, no one else
-    /// may take, so what is given back goes to it.
+    /// Growers waiting for memory now (a copy of `growers.waiting.len()` for the lock-free
+    /// checks): while any waits, no new transaction may take.
     waiting: AtomicUsize,
-    /// The tickets of the transactions growing now; the first is the oldest.
+    /// The tickets of the transactions growing now and of those waiting; the first is the oldest.
     growers: Mutex<Growers>,
-    /// Signalled when memory is given back or a ticket leaves.
+    /// Signalled when memory is given back, a ticket leaves or a wait starts or ends.
     changed: Notify,
 }
 
@@ -61,6 +65,36 @@ struct Inner {
 struct Growers {
     next: u64,
     tickets: BTreeSet<u64>,
+    /// The waiting tickets, each with the budget bytes it waits for.
+    waiting: BTreeMap<u64, u64>,
+}
+
+impl Growers {
+    fn oldest(&self) -> Option<u64> {
+        self.tickets.first().copied()
+    }
+
+    /// What the oldest grower waits for, when it waits.
+    fn starved(&self) -> Option<u64> {
+        let (first, short) = self.waiting.first_key_value()?;
+        (self.oldest() == Some(*first)).then_some(*short)
+    }
+
+    /// Whether `ticket` may take now: the oldest always; another only while the oldest is not
+    /// waiting and no older grower waits (waiters are served in ticket order).
+    fn may_take(&self, ticket: u64) -> bool {
+        self.oldest() == Some(ticket)
+            || (self.starved().is_none() && self.waiting.first_key_value().is_none_or(|(first, _)| *first >= ticket))
+    }
+
+    /// Whether `ticket`, which could not take, must fail instead of waiting: only while the oldest
+    /// waits for more than is free, and then a grower not waiting yet at once, a waiter when it
+    /// is the youngest one (one at a time: each gives its share back before the next looks).
+    fn gives_way(&self, ticket: u64, free: u64) -> bool {
+        self.starved().is_some_and(|short| short > free)
+            && self.oldest() != Some(ticket)
+            && (!self.waiting.contains_key(&ticket) || self.waiting.last_key_value().is_some_and(|(last, _)| *last == ticket))
+    }
 }
 
 impl MessageMemory {
@@ -77,7 +111,7 @@ impl MessageMemory {
     }
 
     /// A reservation covering `message_bytes` (at most `cap`, the largest message allowed), or
-    /// None when the budget cannot hold it now (or the oldest grower is waiting for memory).
+    /// None when the budget cannot hold it now (or a grower is waiting for memory).
     pub fn reserve(&self, message_bytes: u64, cap: u64) -> Option<Reservation> {
         let mut reservation = Reservation { inner: self.inner.clone(), charged: 0, cap, ticket: None };
         reservation.cover(message_bytes).then_some(reservation)
@@ -88,18 +122,22 @@ impl MessageMemory {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    /// True while the oldest grower waits for memory: the budget is exhausted, so a new
-    /// transaction is better refused before its data than after.
+    /// True while a grower waits for memory: the budget is exhausted, so a new transaction is
+    /// better refused before its data than after.
     pub fn exhausted(&self) -> bool {
         self.inner.waiting.load(Ordering::Acquire) > 0
     }
 }
 
 impl Inner {
-    /// Adds `bytes` if the total stays within the limit and, unless `first` (the oldest
-    /// grower), no one is waiting for memory.
-    fn take(&self, bytes: u64, first: bool) -> bool {
-        if !first && self.waiting.load(Ordering::Acquire) > 0 {
+    /// Adds `bytes` if the total stays within the limit and `ticket` may take now: a grower by
+    /// age ([`Growers::may_take`]), a new transaction (no ticket) only while no one waits.
+    fn take(&self, bytes: u64, ticket: Option<u64>) -> bool {
+        let allowed = match ticket {
+            None => self.waiting.load(Ordering::Acquire) == 0,
+            Some(ticket) => self.growers().may_take(ticket),
+        };
+        if !allowed {
             return false;
         }
         let taken = self
@@ -133,34 +171,49 @@ impl Inner {
         ticket
     }
 
-    fn is_oldest(&self, ticket: u64) -> bool {
-        self.growers().tickets.first() == Some(&ticket)
+    /// Runs `change` on the growers, then publishes how many wait and wakes the waiters to look
+    /// again.
+    fn regroup(&self, change: impl FnOnce(&mut Growers)) {
+        {
+            let mut growers = self.growers();
+            change(&mut growers);
+            self.waiting.store(growers.waiting.len(), Ordering::Release);
+        }
+        self.changed.notify_waiters();
     }
 
     fn leave(&self, ticket: u64) {
-        self.growers().tickets.remove(&ticket);
         // The next-oldest may be waiting to learn that it is now first.
-        self.changed.notify_waiters();
+        self.regroup(|growers| {
+            growers.tickets.remove(&ticket);
+        });
     }
 }
 
-/// Counts a waiting grower for as long as it waits, also when its future is dropped
-/// (disconnect, shutdown): a leaked count would refuse every other take for ever.
-struct Waiting(Arc<Inner>);
+/// Marks a grower as waiting for as long as it waits, also when its future is dropped
+/// (disconnect, shutdown): a leaked mark would refuse every other take for ever.
+struct Waiting {
+    inner: Arc<Inner>,
+    ticket: u64,
+}
 
 impl Waiting {
-    fn start(inner: &Arc<Inner>) -> Waiting {
-        inner.waiting.fetch_add(1, Ordering::AcqRel);
+    fn start(inner: &Arc<Inner>, ticket: u64, short: u64) -> Waiting {
+        inner.regroup(|growers| {
+            growers.waiting.insert(ticket, short);
+        });
         metrics::counter!("mailroom_smtp_memory_waits_total").increment(1);
-        Waiting(inner.clone())
+        Waiting { inner: inner.clone(), ticket }
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
         // Takes refused while it waited may succeed now.
-        self.0.changed.notify_waiters();
+        let ticket = self.ticket;
+        self.inner.regroup(|growers| {
+            growers.waiting.remove(&ticket);
+        });
     }
 }
 
@@ -183,10 +236,10 @@ impl Reservation {
         self.try_grow(message_bytes).unwrap_or(true)
     }
 
-    /// [`cover`](Self::cover) by age: takes a ticket at the first growth; the oldest ticket
-    /// waits up to `patience` for memory to be given back instead of failing, any other fails
-    /// at once. False: the budget cannot hold it (the caller discards and releases, which also
-    /// passes the privilege on).
+    /// [`cover`](Self::cover) by age: takes a ticket at the first growth and waits up to
+    /// `patience`, in ticket order, for memory to be given back; the oldest ticket never gives
+    /// way, a younger one does while the oldest waits ([`Growers::gives_way`]). False: the budget
+    /// cannot hold it (the caller discards and releases, which also passes its place on).
     pub async fn grow(&mut self, message_bytes: u64, patience: Duration) -> bool {
         if self.covers(message_bytes) {
             return true;
@@ -206,10 +259,15 @@ impl Reservation {
             if self.try_grow(message_bytes) != Some(false) {
                 return true;
             }
-            if !self.inner.is_oldest(ticket) {
+            let free = self.inner.limit.saturating_sub(self.inner.used.load(Ordering::Acquire));
+            if self.inner.growers().gives_way(ticket, free) {
+                // At once, not when the caller gets to it: the next waiter to look must see it.
+                drop(waiting);
+                self.release();
                 return false;
             }
-            waiting.get_or_insert_with(|| Waiting::start(&self.inner));
+            let short = (message_bytes.min(self.cap) - self.charged / FACTOR) * FACTOR;
+            waiting.get_or_insert_with(|| Waiting::start(&self.inner, ticket, short));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return false;
             }
@@ -228,10 +286,9 @@ impl Reservation {
         if needed <= held {
             return None;
         }
-        let first = self.ticket.is_some_and(|ticket| self.inner.is_oldest(ticket));
         let stepped = if held == 0 { needed } else { needed.max(held.saturating_add(STEP)).min(self.cap) };
         for target in [stepped, needed] {
-            if self.inner.take((target - held) * FACTOR, first) {
+            if self.inner.take((target - held) * FACTOR, self.ticket) {
                 self.charged = target * FACTOR;
                 return Some(true);
             }
@@ -333,10 +390,9 @@ mod tests {
         assert_eq!(memory.in_flight(), 2 * MIB * FACTOR, "full");
         let waiter = tokio::spawn(async move { (old.grow(MIB + 1, PATIENCE).await, old) });
         until_waiting(&memory).await;
-        assert!(!young.grow(MIB + 1, PATIENCE).await, "younger: fails at once, never waits");
         assert!(memory.reserve(1, MIB).is_none(), "while the oldest waits nobody else takes");
         assert!(!waiter.is_finished(), "the oldest is still waiting");
-        young.release();
+        assert!(!young.grow(MIB + 1, PATIENCE).await, "younger: fails at once, never waits, and gives its share back");
         let (grown, old) = waiter.await.expect("the waiter");
         assert!(grown, "the oldest got what the younger one gave back");
         assert_eq!(memory.in_flight(), (MIB + STEP) * FACTOR, "a full step");
@@ -375,6 +431,79 @@ mod tests {
         let mut d = memory.reserve(0, 4 * MIB).expect("empty");
         assert!(d.grow(3 * MIB, PATIENCE).await);
         drop(d);
+        assert_empty(&memory);
+    }
+
+    /// Polls until `n` growers wait for memory.
+    async fn until_waiting_n(memory: &MessageMemory, n: usize) {
+        while memory.inner.growers().waiting.len() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn younger_growers_wait_in_age_order_while_the_oldest_goes_on() {
+        let memory = MessageMemory::new(3 * MIB * FACTOR);
+        let mut old = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut y1 = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut y2 = memory.reserve(0, 4 * MIB).expect("empty");
+        for r in [&mut old, &mut y1, &mut y2] {
+            assert!(r.grow(MIB, PATIENCE).await);
+        }
+        // Full. The younger ones wait (their sessions stop reading) instead of throwing their
+        // transfers away; new transactions are refused meanwhile.
+        let first = tokio::spawn(async move { (y1.grow(MIB + 3 * MIB / 4, PATIENCE).await, y1) });
+        until_waiting_n(&memory, 1).await;
+        let second = tokio::spawn(async move { (y2.grow(MIB + MIB / 2, PATIENCE).await, y2) });
+        until_waiting_n(&memory, 2).await;
+        assert!(memory.exhausted());
+        assert!(memory.reserve(1, MIB).is_none(), "while growers wait no new transaction takes");
+        // The oldest finishes: its MiB goes to the elder waiter first, though the younger one's
+        // smaller step would have fitted too.
+        drop(old);
+        let (grown, y1) = first.await.expect("the elder waiter");
+        assert!(grown);
+        assert_eq!(memory.in_flight(), (MIB + 3 * MIB / 4 + MIB) * FACTOR);
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "the younger waiter still waits: a quarter MiB is not its half");
+        drop(y1);
+        let (grown, y2) = second.await.expect("the younger waiter");
+        assert!(grown);
+        drop(y2);
+        assert_empty(&memory);
+    }
+
+    #[tokio::test]
+    async fn when_the_oldest_must_wait_the_youngest_waiter_gives_way_first() {
+        let memory = MessageMemory::new(4 * MIB * FACTOR);
+        let mut old = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut y1 = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut y2 = memory.reserve(0, 4 * MIB).expect("empty");
+        let mut y3 = memory.reserve(0, 4 * MIB).expect("empty");
+        for r in [&mut old, &mut y1, &mut y2] {
+            assert!(r.grow(MIB, PATIENCE).await);
+        }
+        assert!(y3.grow(MIB / 2, PATIENCE).await);
+        // Half a MiB free: y1 and y2 wait for more than that, y1 first.
+        let first = tokio::spawn(async move { (y1.grow(2 * MIB, PATIENCE).await, y1) });
+        until_waiting_n(&memory, 1).await;
+        let second = tokio::spawn(async move { (y2.grow(MIB + 3 * MIB / 4, PATIENCE).await, y2) });
+        until_waiting_n(&memory, 2).await;
+        // The oldest needs a MiB more: it waits, and the youngest waiter, y2, gives way.
+        let oldest = tokio::spawn(async move { (old.grow(2 * MIB, PATIENCE).await, old) });
+        let (grown, mut y2) = second.await.expect("the youngest waiter");
+        assert!(!grown, "the youngest waiter gives way to the oldest");
+        assert_eq!((y2.charged, y2.ticket), (0, None), "and gives its share and its ticket back at once");
+        assert!(!first.is_finished(), "the elder waiter still waits");
+        y2.release();
+        let (grown, old) = oldest.await.expect("the oldest");
+        assert!(grown, "what y2 gave back went to the oldest");
+        assert!(!first.is_finished(), "y1 kept its place and its share");
+        // The oldest finishes: y1, now the oldest, gets its MiB.
+        drop(old);
+        let (grown, y1) = first.await.expect("y1");
+        assert!(grown);
+        drop((y1, y2, y3));
         assert_empty(&memory);
     }
 

@@ -504,7 +504,7 @@ impl Session {
         let exhausted = self.ctx.memory.exhausted();
         if self.tx.as_mut().is_some_and(|tx| !tx.sized && (exhausted || !tx.memory.cover(memory::STEP))) {
             // A message of unknown size is admitted only with room for one growth step taken
-            // now, and never while the oldest grower waits for memory: otherwise it would grow
+            // now, and never while a grower waits for memory: otherwise it would grow
             // into a full budget, fail and be discarded after all its data was sent (with many
             // such senders almost every transfer is wasted). Refused before the data instead
             // (RFC 5321 allows a 4xx to DATA); the transaction ends, as after a refused BDAT:
@@ -577,8 +577,8 @@ impl Session {
         let max = self.ctx.limits.max_message_size;
         let so_far = self.tx.as_ref().and_then(|tx| tx.bdat.as_ref()).map_or(0, Vec::len);
         let overflow = refusal.is_none() && so_far.saturating_add(size) > max;
-        // The chunk's size is known before it is read: reserve it all now (the oldest grower
-        // waits for it, the chunk unread), or keep none of it.
+        // The chunk's size is known before it is read: reserve it all now (waiting for it by
+        // age, the chunk unread), or keep none of it.
         let no_room = if refusal.is_none() && !overflow {
             match self.grow(so_far.saturating_add(size) as u64).await {
                 Ok(grown) => !grown,
@@ -645,11 +645,11 @@ impl Session {
         self.tx.as_mut().expect("data_refusal checked the transaction")
     }
 
-    /// Grows the transaction's reservation to `bytes` by age (`smtp::memory`): the oldest grower
-    /// waits, not reading, so TCP holds its sender back, up to `data_timeout`; any other fails
-    /// at once. Err: the wait was cut short by a forced shutdown, the session time limit or the
-    /// client hanging up (its share and its privilege go to the next-oldest at once, not after
-    /// `data_timeout`).
+    /// Grows the transaction's reservation to `bytes` by age (`smtp::memory`): a grower whose
+    /// step does not fit waits its turn, not reading, so TCP holds its sender back, up to
+    /// `data_timeout`; a younger one fails instead when the oldest needs its share. Err: the wait
+    /// was cut short by a forced shutdown, the session time limit or the client hanging up (its
+    /// share and its place go to the others at once, not after `data_timeout`).
     async fn grow(&mut self, bytes: u64) -> Result<bool, Input> {
         let mut shutdown = self.ctx.shutdown.clone();
         let patience = self.ctx.limits.data_timeout;

@@ -4,7 +4,7 @@
 //! `modseq` counter, stamped by the triggers of migrations/*/0018_imap_modseq.sql (placements,
 //! transfers, purges, case changes) and by `mailbox_commit` (a user's flags).
 
-use super::engine::on_db;
+use super::engine::{on_conn, on_db};
 use super::mailbox::MailboxEntry;
 use super::{Store, StoreError};
 
@@ -109,21 +109,78 @@ impl Store {
         .await?))
     }
 
-    /// UIDs that left `queue` (transfer, purge) with a mod-sequence above `since`, ascending.
-    pub async fn mailbox_departed(&self, queue: &str, since: u64) -> Result<Vec<u32>, StoreError> {
-        let mut uids: Vec<u32> = on_db!(self.db(), pool => sqlx::query_scalar::<_, i64>(
-            "SELECT uid FROM mailbox_expunged WHERE queue = $1 AND modseq > $2",
+    /// UIDs that left `queue` (transfer, purge) with a mod-sequence above `since`, ascending;
+    /// None when some of those records may have been pruned already
+    /// ([`Store::prune_mailbox_departures`]): the caller then compares the mailbox's UID list with
+    /// its own. One statement, so the records and the prune mark are read at one instant.
+    pub async fn mailbox_departed(&self, queue: &str, since: u64) -> Result<Option<Vec<u32>>, StoreError> {
+        let rows: Vec<i64> = on_db!(self.db(), pool => sqlx::query_scalar(
+            "SELECT uid FROM mailbox_expunged WHERE queue = $1 AND modseq > $2
+             UNION ALL
+             SELECT -1 FROM counters WHERE name = 'expunged_pruned' AND value > $2",
         )
         .bind(queue)
         .bind(since as i64)
         .fetch_all(pool)
-        .await?)
-        .into_iter()
-        .filter_map(uid32)
-        .collect();
+        .await?);
+        if rows.contains(&-1) {
+            return Ok(None);
+        }
+        let mut uids: Vec<u32> = rows.into_iter().filter_map(uid32).collect();
         uids.sort_unstable();
         uids.dedup();
-        Ok(uids)
+        Ok(Some(uids))
+    }
+
+    /// Forgets the departure records that the previous pass marked: deletes those up to the
+    /// mod-sequence it noted, then notes the current one for the next pass. Run every
+    /// `imap.departures_kept`, a record lives one to two periods; a session that last looked
+    /// before what was pruned re-reads its UID list once ([`Store::mailbox_departed`] says so).
+    /// The mark goes first, in the transaction of the first chunk; the chunks keep each write
+    /// lock short. Returns how many records went.
+    pub async fn prune_mailbox_departures(&self) -> Result<u64, StoreError> {
+        const CHUNK: i64 = 10_000;
+        let mut tx = self.db().begin_unsequenced().await?;
+        let mark: i64 = on_conn!(&mut tx, c => sqlx::query_scalar(
+            "SELECT COALESCE((SELECT value FROM counters WHERE name = 'expunged_mark'), 0)"
+        )
+        .fetch_one(c)
+        .await?);
+        on_conn!(&mut tx, c => sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ('expunged_pruned', $1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value WHERE excluded.value > counters.value"
+        )
+        .bind(mark)
+        .execute(c)
+        .await
+        .map(|_| ())?);
+        let mut deleted = 0;
+        loop {
+            let n = on_conn!(&mut tx, c => sqlx::query(
+                "DELETE FROM mailbox_expunged WHERE (queue, modseq, uid) IN
+                     (SELECT queue, modseq, uid FROM mailbox_expunged WHERE modseq <= $1 LIMIT $2)"
+            )
+            .bind(mark)
+            .bind(CHUNK)
+            .execute(c)
+            .await?
+            .rows_affected());
+            deleted += n;
+            if n < CHUNK as u64 {
+                break;
+            }
+            tx.commit().await?;
+            tx = self.db().begin_unsequenced().await?;
+        }
+        on_conn!(&mut tx, c => sqlx::query(
+            "INSERT INTO counters (name, value) SELECT 'expunged_mark', value FROM counters WHERE name = 'modseq'
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        )
+        .execute(c)
+        .await
+        .map(|_| ())?);
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// UIDs in `queue` that `user_id` has (`seen`) or has not seen, ascending (SEARCH SEEN/UNSEEN

@@ -37,12 +37,12 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
         "mailroom_smtp_memory_refusals_total",
         Kind::Counter,
         "Transactions answered 452 4.3.1 because limits.message_memory was full, by protocol and where (mail, data_command: \
-         before the data while the oldest grower waits, data: after it, bdat)",
+         before the data while a grower waits, data: after it, bdat)",
     ),
     (
         "mailroom_smtp_memory_waits_total",
         Kind::Counter,
-        "Times the oldest growing transaction waited for message memory to be given back instead of failing",
+        "Times a growing transaction waited (its turn by age) for message memory to be given back instead of failing",
     ),
     ("mailroom_store_commits_total", Kind::Counter, "Group commits of the writer, by result"),
     ("mailroom_store_commit_duration_seconds", Kind::Histogram, "Duration of one group commit (begin to durable commit)"),
