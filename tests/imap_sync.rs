@@ -93,6 +93,14 @@ fn modseq_of(resp: &Resp) -> u64 {
     line.split("[HIGHESTMODSEQ ").nth(1).unwrap().split(']').next().unwrap().parse().unwrap()
 }
 
+/// The UIDs of the messages filed in `queue`, ascending, as the database has them.
+fn uids_in(s: &Server, queue: &str) -> Vec<u32> {
+    s.sql_rows(&format!("SELECT uid FROM message_cases WHERE queue = '{queue}' ORDER BY uid"))
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect()
+}
+
 fn case_of(s: &Server, uid: u32) -> i64 {
     s.sql_i64(&format!("SELECT case_id FROM message_cases WHERE uid = {uid}"))
 }
@@ -115,11 +123,7 @@ fn idle_until(c: &mut Imap, what: &str, pred: impl Fn(&str) -> bool) -> Vec<Stri
 fn a_big_mailbox_is_complete_and_synced_incrementally() {
     let s = server();
     fill(&s, BIG);
-    let stored: Vec<u32> = s
-        .sql_rows("SELECT mc.uid FROM message_cases mc JOIN cases c ON c.id = mc.case_id WHERE c.queue = 'support' ORDER BY mc.uid")
-        .into_iter()
-        .map(|r| r[0].parse().unwrap())
-        .collect();
+    let stored = uids_in(&s, "support");
     assert_eq!(stored.len(), BIG);
 
     let mut c = Imap::login(&s, "anna", PW);
@@ -281,11 +285,7 @@ fn a_session_that_slept_through_the_pruning_of_departures_still_gets_its_expunge
     for subject in ["first", "second", "third", "fourth"] {
         deliver(&s, subject);
     }
-    let uids: Vec<u32> = s
-        .sql_rows("SELECT uid FROM message_cases WHERE queue = 'support' ORDER BY uid")
-        .into_iter()
-        .map(|r| r[0].parse().unwrap())
-        .collect();
+    let uids = uids_in(&s, "support");
     assert_eq!(uids.len(), 4);
     let mut sleeper = Imap::login(&s, "anna", PW);
     assert!(sleeper.command("SELECT support").has("* 4 EXISTS"));

@@ -402,15 +402,19 @@ mod tests {
         assert_empty(&memory);
     }
 
+    /// `N` reservations (of at most 4 MiB), each grown to `each` bytes in turn: tickets in order.
+    async fn growers<const N: usize>(memory: &MessageMemory, each: u64) -> [Reservation; N] {
+        let mut all = std::array::from_fn(|_| memory.reserve(0, 4 * MIB).expect("empty"));
+        for r in &mut all {
+            assert!(r.grow(each, PATIENCE).await);
+        }
+        all
+    }
+
     #[tokio::test]
     async fn the_privilege_passes_to_the_next_oldest_when_the_oldest_is_dropped_while_waiting() {
         let memory = MessageMemory::new(3 * MIB * FACTOR);
-        let mut a = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut b = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut c = memory.reserve(0, 4 * MIB).expect("empty");
-        for r in [&mut a, &mut b, &mut c] {
-            assert!(r.grow(MIB, PATIENCE).await);
-        }
+        let [mut a, mut b, mut c] = growers(&memory, MIB).await;
         // A waits, then its session ends (a disconnect drops the task in the middle of the wait).
         let waiter = tokio::spawn(async move { a.grow(2 * MIB, PATIENCE).await });
         until_waiting(&memory).await;
@@ -444,12 +448,7 @@ mod tests {
     #[tokio::test]
     async fn younger_growers_wait_in_age_order_while_the_oldest_goes_on() {
         let memory = MessageMemory::new(3 * MIB * FACTOR);
-        let mut old = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut y1 = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut y2 = memory.reserve(0, 4 * MIB).expect("empty");
-        for r in [&mut old, &mut y1, &mut y2] {
-            assert!(r.grow(MIB, PATIENCE).await);
-        }
+        let [old, mut y1, mut y2] = growers(&memory, MIB).await;
         // Full. The younger ones wait (their sessions stop reading) instead of throwing their
         // transfers away; new transactions are refused meanwhile.
         let first = tokio::spawn(async move { (y1.grow(MIB + 3 * MIB / 4, PATIENCE).await, y1) });
@@ -476,14 +475,8 @@ mod tests {
     #[tokio::test]
     async fn when_the_oldest_must_wait_the_youngest_waiter_gives_way_first() {
         let memory = MessageMemory::new(4 * MIB * FACTOR);
-        let mut old = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut y1 = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut y2 = memory.reserve(0, 4 * MIB).expect("empty");
-        let mut y3 = memory.reserve(0, 4 * MIB).expect("empty");
-        for r in [&mut old, &mut y1, &mut y2] {
-            assert!(r.grow(MIB, PATIENCE).await);
-        }
-        assert!(y3.grow(MIB / 2, PATIENCE).await);
+        let [mut old, mut y1, mut y2] = growers(&memory, MIB).await;
+        let [y3] = growers(&memory, MIB / 2).await;
         // Half a MiB free: y1 and y2 wait for more than that, y1 first.
         let first = tokio::spawn(async move { (y1.grow(2 * MIB, PATIENCE).await, y1) });
         until_waiting_n(&memory, 1).await;
