@@ -216,6 +216,13 @@ fn condstore_returns_exactly_what_changed() {
     // SEARCH MODSEQ finds the same, with the highest mod-sequence.
     let r = c.command(&format!("UID SEARCH MODSEQ {}", since + 1));
     assert!(r.lines[0].starts_with(&format!("* SEARCH {} {} {} (MODSEQ ", uids[9], uids[19], uids[39])), "{r:?}");
+    // Anywhere in the criteria, with RFC 7162's entry name: inside OR and NOT, twice.
+    let r = c.command(&format!("UID SEARCH OR MODSEQ {} UID {}", since + 1, uids[0]));
+    assert!(r.lines[0].starts_with(&format!("* SEARCH {} {} {} {} (MODSEQ ", uids[0], uids[9], uids[19], uids[39])), "{r:?}");
+    let r = c.command(&format!("UID SEARCH UID {}:{} NOT MODSEQ \"/flags/\\\\seen\" all {}", uids[8], uids[10], since + 1));
+    assert!(r.lines[0].starts_with(&format!("* SEARCH {} {} (MODSEQ ", uids[8], uids[10])), "{r:?}");
+    let r = c.command(&format!("SEARCH (MODSEQ {} MODSEQ 1) SUBJECT \"MODSEQ 5\"", since + 1));
+    assert!(r.ok() && r.lines == vec!["* SEARCH"], "no subject says MODSEQ 5: {r:?}");
 
     // STORE UNCHANGEDSINCE: message 10 changed after `since`, so it is not stored; 11 is.
     let r = c.command(&format!("STORE 10,11 (UNCHANGEDSINCE {since}) +FLAGS (\\Flagged)"));

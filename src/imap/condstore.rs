@@ -1,7 +1,10 @@
 //! CONDSTORE (RFC 7162) syntax that imap-codec 1.0 does not parse: the `(CONDSTORE)` SELECT
 //! parameter, the `MODSEQ` FETCH item, the `(CHANGEDSINCE n)` FETCH and `(UNCHANGEDSINCE n)`
 //! STORE modifiers and the `MODSEQ n` search key. They are taken out of the command line before
-//! the codec sees it and handed to the handler next to the parsed command.
+//! the codec sees it and handed to the handler next to the parsed command. A `MODSEQ n` search
+//! key may stand anywhere in the criteria (inside OR, NOT, parentheses, several times): each is
+//! replaced by a keyword the codec parses where the key stood, [`modseq_key`], which the search
+//! reads back as the key (no client can name it: it carries a per-process random part).
 
 use std::sync::LazyLock;
 
@@ -18,7 +21,8 @@ pub struct Modifiers {
     pub changed_since: Option<u64>,
     /// STORE … (UNCHANGEDSINCE n) ….
     pub unchanged_since: Option<u64>,
-    /// SEARCH … MODSEQ n … (messages with a mod-sequence of at least n).
+    /// SEARCH … MODSEQ n …: the search used the key (the numbers stand in the criteria as
+    /// [`modseq_key`]s; this is the smallest of them).
     pub search_modseq: Option<u64>,
 }
 
@@ -38,8 +42,39 @@ static FETCH: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^(\S+ (?:UID )?FETCH .
 static FETCH_LINE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\S+ (?:UID )?FETCH \S+ "));
 static MODSEQ_ITEM: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)(^|[ (])MODSEQ([ )\r\n])"));
 static STORE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^(\S+ (?:UID )?STORE \S+) \(UNCHANGEDSINCE (\d{1,19})\)([^\n]*\n)$"));
-static SEARCH: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(?i)^(\S+ (?:UID )?SEARCH [^\r\n]*?)\bMODSEQ (?:"[^"]*" (?:priv|shared|all) )?(\d{1,19})([^\n]*\n)$"#));
+static SEARCH_LINE: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)^\S+ (?:UID )?SEARCH "));
+static SEARCH_MODSEQ: LazyLock<Regex> = LazyLock::new(|| re(r#"(?i)\bMODSEQ (?:"[^"]*" (?:priv|shared|all) )?(\d{1,19})\b"#));
+
+/// The keyword a `MODSEQ n` search key becomes; [`modseq_of_key`] reads it back.
+pub fn modseq_key(n: u64) -> String {
+    format!("{}{n}", *KEY_PREFIX)
+}
+
+/// The `n` of a keyword made by [`modseq_key`].
+pub fn modseq_of_key(keyword: &str) -> Option<u64> {
+    keyword.strip_prefix(KEY_PREFIX.as_str())?.parse().ok()
+}
+
+static KEY_PREFIX: LazyLock<String> = LazyLock::new(|| {
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut nonce).expect("the system's random source");
+    format!("$mailroom-modseq-{}-", nonce.iter().map(|b| format!("{b:02x}")).collect::<String>())
+});
+
+/// Whether `at` in `line` is outside a quoted string (a `MODSEQ` in `SUBJECT "…"` is text).
+fn unquoted(line: &[u8], at: usize) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for b in &line[..at] {
+        match (quoted, escaped, b) {
+            (true, false, b'\\') => escaped = true,
+            (_, true, _) => escaped = false,
+            (_, false, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
 
 /// The command without our extensions' syntax, and what it asked for. A line that does not use
 /// them is returned as is.
@@ -69,9 +104,21 @@ pub fn extract(raw: &[u8]) -> (Vec<u8>, Modifiers) {
     } else if let Some(c) = STORE.captures(&line) {
         m.unchanged_since = number(&c[2]);
         line = [&c[1], &c[3]].concat();
-    } else if let Some(c) = SEARCH.captures(&line) {
-        m.search_modseq = number(&c[2]);
-        line = [&c[1], b"ALL", &c[3]].concat();
+    } else if SEARCH_LINE.is_match(&line) {
+        let mut rewritten = Vec::with_capacity(line.len());
+        let mut last = 0;
+        for c in SEARCH_MODSEQ.captures_iter(&line) {
+            let whole = c.get(0).expect("the match");
+            let Some(n) = number(&c[1]).filter(|_| unquoted(&line, whole.start())) else { continue };
+            m.search_modseq = Some(m.search_modseq.map_or(n, |k| k.min(n)));
+            rewritten.extend_from_slice(&line[last..whole.start()]);
+            rewritten.extend_from_slice(format!("KEYWORD {}", modseq_key(n)).as_bytes());
+            last = whole.end();
+        }
+        if m.search_modseq.is_some() {
+            rewritten.extend_from_slice(&line[last..]);
+            line = rewritten;
+        }
     }
     (line, m)
 }
@@ -100,7 +147,12 @@ mod tests {
         let (l, m) = ex("a UID STORE 1:5 (UNCHANGEDSINCE 7) +FLAGS.SILENT (\\Seen)\r\n");
         assert_eq!((l.as_str(), m.unchanged_since), ("a UID STORE 1:5 +FLAGS.SILENT (\\Seen)\r\n", Some(7)));
         let (l, m) = ex("a SEARCH UNSEEN MODSEQ 40\r\n");
-        assert_eq!((l.as_str(), m.search_modseq), ("a SEARCH UNSEEN ALL\r\n", Some(40)));
+        assert_eq!((l, m.search_modseq), (format!("a SEARCH UNSEEN KEYWORD {}\r\n", modseq_key(40)), Some(40)));
+        // Anywhere, several times, with the entry name of RFC 7162; not inside a quoted string.
+        let (l, m) = ex("a UID SEARCH OR MODSEQ 7 NOT (MODSEQ \"/flags/\\\\seen\" all 9 SUBJECT \"MODSEQ 3\")\r\n");
+        let (k7, k9) = (modseq_key(7), modseq_key(9));
+        assert_eq!((l, m.search_modseq), (format!("a UID SEARCH OR KEYWORD {k7} NOT (KEYWORD {k9} SUBJECT \"MODSEQ 3\")\r\n"), Some(7)));
+        assert_eq!((modseq_of_key(&k9), modseq_of_key("$mailroom-modseq-9"), modseq_of_key("urgent")), (Some(9), None, None));
         let (l, m) = ex("a NOOP\r\n");
         assert_eq!((l.as_str(), m.enables()), ("a NOOP\r\n", false));
         // A mailbox called MODSEQ is not an item.

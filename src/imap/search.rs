@@ -125,7 +125,11 @@ fn matches(key: &SearchKey, c: &Candidate, exists: u32, largest_uid: u32, user_i
         SearchKey::Unseen => !e.seen,
         SearchKey::Flagged => e.flagged,
         SearchKey::Unflagged => !e.flagged,
-        SearchKey::Keyword(k) => has_keyword(e, user_id, k.inner()),
+        // Or a `MODSEQ n` key, wherever it stood (`condstore::modseq_key`).
+        SearchKey::Keyword(k) => match super::condstore::modseq_of_key(k.inner()) {
+            Some(n) => e.modseq() >= n,
+            None => has_keyword(e, user_id, k.inner()),
+        },
         SearchKey::Unkeyword(k) => !has_keyword(e, user_id, k.inner()),
         SearchKey::Before(d) => received < *d.as_ref(),
         SearchKey::On(d) => received == *d.as_ref(),
@@ -203,7 +207,6 @@ impl Session {
         }
         let mut found = Vec::new();
         let user_id = self.user_id();
-        let since = modseq.unwrap_or(0);
         if let (Some(seen), None) = (seen_only(criteria), modseq) {
             // One indexed read of the UIDs, without the rest of the rows.
             let sel = self.selected.as_ref().expect("selected");
@@ -221,9 +224,6 @@ impl Session {
                 for entry in entries {
                     let sel = self.selected.as_ref().expect("selected");
                     let Some(i) = sel.index(entry.uid).filter(|i| !sel.is_gone(*i)) else { continue };
-                    if entry.modseq() < since {
-                        continue;
-                    }
                     let seq = i as u32 + 1;
                     let rendered: Option<Arc<Rendered>> = if n.text { Some(self.rendered(&entry).await?) } else { None };
                     let size = match (&rendered, n.size) {
@@ -240,13 +240,11 @@ impl Session {
                 }
             }
         }
-        if let Some(since) = modseq
-            && !found.is_empty()
-        {
+        if modseq.is_some() && !found.is_empty() {
             // RFC 7162 §3.1.5: the highest mod-sequence of the messages found, after the numbers.
             self.out.data(Data::Search(found));
             let end = self.out.buf.len() - 2;
-            self.out.buf.splice(end..end, format!(" (MODSEQ {})", highest.max(since)).into_bytes());
+            self.out.buf.splice(end..end, format!(" (MODSEQ {highest})").into_bytes());
             self.out.ok(tag, None, if uid { "UID SEARCH completed" } else { "SEARCH completed" });
             return Ok(Flow::Continue);
         }
