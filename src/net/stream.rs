@@ -28,9 +28,7 @@ impl Stream {
             _ => None,
         }
     }
-}
 
-impl Stream {
     /// Resolves once the peer has closed its side of the connection or reset it, without
     /// reading: for a session that has stopped reading on purpose (waiting for memory, so that
     /// TCP holds the sender back) and would otherwise learn of a disconnect only when it reads

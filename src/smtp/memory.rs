@@ -16,10 +16,10 @@
 //! enough is given back, up to the session's data timeout, and waiters are served in ticket order
 //! (a younger one never takes what an older one waits for); while anyone waits, new transactions
 //! get 452 before their data. The OLDEST ticket never fails for lack of memory: when it has to wait
-//! itself, every younger grower that comes to grow fails at once, and the waiters give way one at
-//! a time, the youngest first (each discards its message and gives its share back), until the
-//! oldest can go on; so the budget drains towards it and only as many transfers are thrown away as
-//! it needs. A ticket leaves when its transaction finishes, fails or is dropped, and the
+//! itself, and for as long as what is free does not cover its step, a younger grower that comes
+//! to grow fails at once and the waiters give way one at a time, the youngest first (each
+//! discards its message and gives its share back at once); so the budget drains towards it and
+//! only as many transfers are thrown away as it needs. A ticket leaves when its transaction finishes, fails or is dropped, and the
 //! next-oldest becomes the privileged one.
 
 use std::collections::{BTreeMap, BTreeSet};
