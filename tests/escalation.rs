@@ -205,8 +205,14 @@ fn warnings_and_breaches_are_mailed_once_to_staff_escalated_and_listed() {
     let notification = items[0]["id"].as_i64().unwrap();
     let (_, marked) = api(&server, "POST", "/api/notifications/read", &otto, Some(&format!(r#"{{"ids":[{notification}]}}"#)));
     assert_eq!(marked["marked"].as_i64(), Some(0), "otto cannot mark anna's: {marked}");
-    let (status, marked) = api(&server, "POST", "/api/notifications/read", &anna, Some("{}"));
+    // An id written as a float with nothing after the point is still that id (JSON Schema's
+    // integer); a fraction is a 422 naming it.
+    let (status, marked) = api(&server, "POST", "/api/notifications/read", &anna, Some(&format!(r#"{{"ids":[{notification}.0, 1e3]}}"#)));
     assert_eq!((status, marked["marked"].as_i64(), marked["unread"].as_i64()), (200, Some(1), Some(0)), "{marked}");
+    let (status, refused) = api(&server, "POST", "/api/notifications/read", &anna, Some(r#"{"ids":[1.5]}"#));
+    assert!(status == 422 && refused["reason"].as_str().is_some_and(|r| r.contains("1.5 is not a whole number")), "{status} {refused}");
+    let (status, marked) = api(&server, "POST", "/api/notifications/read", &anna, Some("{}"));
+    assert_eq!((status, marked["marked"].as_i64(), marked["unread"].as_i64()), (200, Some(0), Some(0)), "already read: {marked}");
     let (_, list) = api(&server, "GET", "/api/notifications", &anna, None);
     assert!(list["items"][0]["read_at"].is_string(), "{list}");
 }

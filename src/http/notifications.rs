@@ -66,6 +66,7 @@ pub struct NotificationList {
 pub struct MarkRead {
     /// These notifications of mine; absent: all of mine.
     #[schema(max_items = 500)]
+    #[serde(default, deserialize_with = "super::validate::whole_numbers")]
     ids: Option<Vec<i64>>,
 }
 

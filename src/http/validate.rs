@@ -29,6 +29,25 @@ impl<'de> Deserialize<'de> for CaseId {
     }
 }
 
+/// A list of whole numbers in a JSON body (`#[serde(deserialize_with = "validate::whole_numbers")]`):
+/// JSON Schema's `integer`, which the document declares, is any number with no fractional part,
+/// so `7.0` is one as much as `7` (a client that writes every number as a float, as schemathesis
+/// found, is not wrong). A fraction or a number beyond `i64` is refused, naming it; so is a float
+/// of 2^53 or more, where a float no longer tells one whole number from the next (an integer
+/// literal beyond `i64` reaches us as such a float).
+pub fn whole_numbers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    let Some(numbers) = Option::<Vec<serde_json::Number>>::deserialize(d)? else { return Ok(None) };
+    numbers.iter().map(whole_number::<D::Error>).collect::<Result<Vec<_>, _>>().map(Some)
+}
+
+fn whole_number<E: serde::de::Error>(n: &serde_json::Number) -> Result<i64, E> {
+    // 2^53: below it every whole f64 is exactly one integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_i64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < EXACT).map(|f| f as i64))
+        .ok_or_else(|| E::custom(format!("{n} is not a whole number from {} to {}", i64::MIN, i64::MAX)))
+}
+
 /// The case id parameter of a path, as the document declares it.
 pub struct CaseIdParam;
 
@@ -149,6 +168,28 @@ mod tests {
         }
         assert!(crate::access::check_role_name(&"a".repeat(64)).is_ok() && crate::access::check_role_name(&"a".repeat(65)).is_err());
         assert!(crate::access::check_user_name("").is_err());
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats_but_fractions_and_overflow_are_refused() {
+        #[derive(Deserialize, Debug)]
+        struct Body {
+            #[serde(default, deserialize_with = "whole_numbers")]
+            ids: Option<Vec<i64>>,
+        }
+        let ids = |json: &str| serde_json::from_str::<Body>(json).map(|b| b.ids).map_err(|e| e.to_string());
+        assert_eq!(
+            ids(r#"{"ids": [1, -2, 3.0, -4.0, 3259390927381336.0, 9223372036854775807]}"#).unwrap(),
+            Some(vec![1, -2, 3, -4, 3259390927381336, i64::MAX])
+        );
+        assert_eq!(ids("{}").unwrap(), None);
+        assert_eq!(ids(r#"{"ids": null}"#).unwrap(), None);
+        assert!(ids(r#"{"ids": [1.5]}"#).unwrap_err().contains("1.5 is not a whole number"));
+        assert!(ids(r#"{"ids": [9223372036854775808]}"#).is_err(), "beyond i64");
+        assert!(ids(r#"{"ids": [-9223372036854775809]}"#).is_err(), "below i64 (it arrives as the float -2^63)");
+        assert!(ids(r#"{"ids": [9007199254740992.0]}"#).is_err(), "a float too large to name one whole number");
+        assert!(ids(r#"{"ids": [1e19]}"#).is_err(), "beyond i64, as a float");
+        assert!(ids(r#"{"ids": ["1"]}"#).is_err(), "a string is not a number");
     }
 
     #[test]
