@@ -22,8 +22,8 @@ pub struct Modifiers {
     /// STORE … (UNCHANGEDSINCE n) ….
     pub unchanged_since: Option<u64>,
     /// SEARCH … MODSEQ n …: the search used the key (the numbers stand in the criteria as
-    /// [`modseq_key`]s; this is the smallest of them).
-    pub search_modseq: Option<u64>,
+    /// [`modseq_key`]s), so its answer names the highest mod-sequence found.
+    pub search_modseq: bool,
 }
 
 impl Modifiers {
@@ -110,12 +110,12 @@ pub fn extract(raw: &[u8]) -> (Vec<u8>, Modifiers) {
         for c in SEARCH_MODSEQ.captures_iter(&line) {
             let whole = c.get(0).expect("the match");
             let Some(n) = number(&c[1]).filter(|_| unquoted(&line, whole.start())) else { continue };
-            m.search_modseq = Some(m.search_modseq.map_or(n, |k| k.min(n)));
+            m.search_modseq = true;
             rewritten.extend_from_slice(&line[last..whole.start()]);
             rewritten.extend_from_slice(format!("KEYWORD {}", modseq_key(n)).as_bytes());
             last = whole.end();
         }
-        if m.search_modseq.is_some() {
+        if m.search_modseq {
             rewritten.extend_from_slice(&line[last..]);
             line = rewritten;
         }
@@ -147,11 +147,11 @@ mod tests {
         let (l, m) = ex("a UID STORE 1:5 (UNCHANGEDSINCE 7) +FLAGS.SILENT (\\Seen)\r\n");
         assert_eq!((l.as_str(), m.unchanged_since), ("a UID STORE 1:5 +FLAGS.SILENT (\\Seen)\r\n", Some(7)));
         let (l, m) = ex("a SEARCH UNSEEN MODSEQ 40\r\n");
-        assert_eq!((l, m.search_modseq), (format!("a SEARCH UNSEEN KEYWORD {}\r\n", modseq_key(40)), Some(40)));
+        assert_eq!((l, m.search_modseq), (format!("a SEARCH UNSEEN KEYWORD {}\r\n", modseq_key(40)), true));
         // Anywhere, several times, with the entry name of RFC 7162; not inside a quoted string.
         let (l, m) = ex("a UID SEARCH OR MODSEQ 7 NOT (MODSEQ \"/flags/\\\\seen\" all 9 SUBJECT \"MODSEQ 3\")\r\n");
         let (k7, k9) = (modseq_key(7), modseq_key(9));
-        assert_eq!((l, m.search_modseq), (format!("a UID SEARCH OR KEYWORD {k7} NOT (KEYWORD {k9} SUBJECT \"MODSEQ 3\")\r\n"), Some(7)));
+        assert_eq!((l, m.search_modseq), (format!("a UID SEARCH OR KEYWORD {k7} NOT (KEYWORD {k9} SUBJECT \"MODSEQ 3\")\r\n"), true));
         assert_eq!((modseq_of_key(&k9), modseq_of_key("$mailroom-modseq-9"), modseq_of_key("urgent")), (Some(9), None, None));
         let (l, m) = ex("a NOOP\r\n");
         assert_eq!((l.as_str(), m.enables()), ("a NOOP\r\n", false));

@@ -172,14 +172,7 @@ fn seen_only(key: &SearchKey) -> Option<bool> {
 }
 
 impl Session {
-    pub async fn search(
-        &mut self,
-        tag: &str,
-        charset: Option<Charset<'_>>,
-        criteria: &SearchKey<'_>,
-        uid: bool,
-        modseq: Option<u64>,
-    ) -> Handled {
+    pub async fn search(&mut self, tag: &str, charset: Option<Charset<'_>>, criteria: &SearchKey<'_>, uid: bool, modseq: bool) -> Handled {
         if let Some(charset) = charset {
             let name = match &charset {
                 Charset::Atom(a) => a.inner().to_string(),
@@ -207,7 +200,7 @@ impl Session {
         }
         let mut found = Vec::new();
         let user_id = self.user_id();
-        if let (Some(seen), None) = (seen_only(criteria), modseq) {
+        if let (Some(seen), false) = (seen_only(criteria), modseq) {
             // One indexed read of the UIDs, without the rest of the rows.
             let sel = self.selected.as_ref().expect("selected");
             for u in self.ctx.access.store.mailbox_seen_uids(&queue, user_id, seen).await? {
@@ -240,7 +233,7 @@ impl Session {
                 }
             }
         }
-        if modseq.is_some() && !found.is_empty() {
+        if modseq && !found.is_empty() {
             // RFC 7162 §3.1.5: the highest mod-sequence of the messages found, after the numbers.
             self.out.data(Data::Search(found));
             let end = self.out.buf.len() - 2;
