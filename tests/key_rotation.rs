@@ -420,6 +420,9 @@ fn several_nodes_take_a_version_added_to_a_copy_then_one_rotation_retires_the_ol
     assert_eq!((versions_in(&next), versions_in(&key_a)), (vec![1, 2], vec![1]));
     install(&next, &key_a);
     install(&next, &key_b);
+    // A node looks at its key file at most every 200 ms (`KeyRing::refresh`): node b's last look
+    // may have come just before the copy went in (CI once took both sends within that window).
+    std::thread::sleep(Duration::from_millis(300));
     // Both running nodes wrap with it now (no restart), and read each other's mail.
     let new_a = a.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("after-a"));
     let new_b = b.smtp_session().send_message(CUSTOMER, &["support@example.com"], &message("after-b"));
