@@ -2,6 +2,7 @@
 
 use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 
+use super::structure;
 use crate::store::record::{Attachment, Mailbox, Record};
 
 fn mailboxes(address: Option<&Address>) -> Vec<Mailbox> {
@@ -20,22 +21,32 @@ fn ids(value: &HeaderValue) -> Vec<String> {
 
 /// Fills the message-derived part of a record. The envelope part is set by the caller.
 ///
-/// The record needs the headers; only a message that can carry attachments (see
-/// `headers_suffice`) is parsed in full, which also decodes every text part and costs several
-/// times more.
+/// The record needs the headers and, for a message that can carry attachments (see
+/// `headers_suffice`), each attachment's name, type and size: the MIME structure gives those
+/// (`structure`), and only what the walk cannot mirror exactly is parsed in full, which decodes
+/// every part and costs several times more.
 pub fn extract(raw: &[u8]) -> Record {
-    extract_with_headers(raw, MessageParser::default().parse_headers(raw).as_ref())
+    let headers = structure::parse_headers(raw);
+    extract_with_headers(raw, headers.message.as_ref(), headers.body)
 }
 
 /// The same, for a caller that already parsed the header block (and uses it for more).
-pub fn extract_with_headers(raw: &[u8], headers: Option<&Message>) -> Record {
+pub fn extract_with_headers<'x>(raw: &'x [u8], headers: Option<&Message<'x>>, body: structure::Body<'x>) -> Record {
     // No header block (e.g. the data starts with a blank line or binary junk) does not mean no
     // message: the full parser may still find a body, and the record must say what it says.
-    let Some(headers) = headers else { return MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_default() };
+    let Some(headers) = headers else { return full_parse(raw) };
     if headers_suffice(headers) {
         return from_message(headers);
     }
-    MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_else(|| from_message(headers))
+    if let Some(attachments) = headers.parts.first().and_then(|root| structure::attachments(raw, root, body)) {
+        return Record { attachments, ..from_message(headers) };
+    }
+    full_parse(raw)
+}
+
+/// The record from mail-parser's full parse: what the shortcuts above must agree with.
+pub fn full_parse(raw: &[u8]) -> Record {
+    MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_default()
 }
 
 /// Whether the message is one inline text body that mail-parser would never list as an
@@ -44,7 +55,7 @@ pub fn extract_with_headers(raw: &[u8], headers: Option<&Message>) -> Record {
 /// single `text/plain` body stays text even when its transfer encoding is broken, but an
 /// `text/html` body that fails to decode is listed as an attachment, so only an identity
 /// encoding qualifies for that one. (Found by the `extract` fuzz target.)
-fn headers_suffice(m: &Message) -> bool {
+pub fn headers_suffice(m: &Message) -> bool {
     let inline = m.content_disposition().is_none_or(|cd| !cd.is_attachment());
     let identity =
         m.content_transfer_encoding().is_none_or(|e| !e.eq_ignore_ascii_case("base64") && !e.eq_ignore_ascii_case("quoted-printable"));

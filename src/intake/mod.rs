@@ -15,12 +15,14 @@ pub mod extract;
 pub mod policy;
 /// The record type is stored sealed, so it lives in the store; extraction is intake's.
 pub mod record {
-    pub use super::extract::{extract, extract_with_headers};
+    pub use super::extract::{extract, extract_with_headers, full_parse};
+    pub use super::structure::parse_headers;
     pub use crate::store::record::*;
 }
 pub mod regnum;
 pub mod rules;
 pub mod sla;
+pub mod structure;
 mod submission;
 
 pub use policy::Policy;
@@ -301,8 +303,9 @@ fn prepare(
 
     // The header block is parsed once here and serves the record, the rules and the
     // acknowledgement decision.
-    let headers = mail_parser::MessageParser::default().parse_headers(data);
-    let mut record = record::extract_with_headers(data, headers.as_ref());
+    let parsed = record::parse_headers(data);
+    let headers = parsed.message;
+    let mut record = record::extract_with_headers(data, headers.as_ref(), parsed.body);
     record.envelope_from = envelope.mail_from.clone();
     record.envelope_to = envelope.recipients.iter().map(|(a, _)| a.clone()).collect();
     record.helo = envelope.helo.clone();
