@@ -1,6 +1,6 @@
 //! Extraction of the basic record (`store::record::Record`) from a message with mail-parser.
 
-use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders};
 
 use super::structure;
 use crate::store::record::{Attachment, Mailbox, Record};
@@ -49,6 +49,19 @@ pub fn full_parse(raw: &[u8]) -> Record {
     MessageParser::default().parse(raw).map(|m| from_message(&m)).unwrap_or_default()
 }
 
+/// How the record lists an attachment: the full parse and the structure walk both go through
+/// here, so they name and type it alike.
+pub(super) fn attachment(part: &MessagePart, size: usize) -> Attachment {
+    Attachment {
+        name: part.attachment_name().map(str::to_string),
+        content_type: part.content_type().map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        }),
+        size,
+    }
+}
+
 /// Whether the message is one inline text body that mail-parser would never list as an
 /// attachment, so the header block alone gives the full parse's record. Its rules: only
 /// `text/plain` and `text/html` are inline text (any other text subtype is an attachment); a
@@ -83,17 +96,7 @@ fn from_message(m: &Message) -> Record {
         message_id: m.message_id().map(str::to_string),
         in_reply_to: ids(m.in_reply_to()),
         references: ids(m.references()),
-        attachments: m
-            .attachments()
-            .map(|part| Attachment {
-                name: part.attachment_name().map(str::to_string),
-                content_type: part.content_type().map(|ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                    None => ct.ctype().to_string(),
-                }),
-                size: part.contents().len(),
-            })
-            .collect(),
+        attachments: m.attachments().map(|part| attachment(part, part.contents().len())).collect(),
         automatic: is_automatic(m),
         ..Record::default()
     }

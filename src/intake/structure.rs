@@ -181,14 +181,7 @@ pub fn attachments<'x>(raw: &'x [u8], root: &MessagePart<'x>, body: Body<'x>) ->
                 skip_body(raw, &mut stream, encoding, boundary)?;
             } else {
                 let size = body_size(raw, &mut stream, encoding, boundary)?;
-                found.push(Attachment {
-                    name: part.attachment_name().map(str::to_string),
-                    content_type: content_type.map(|ct| match ct.subtype() {
-                        Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                        None => ct.ctype().to_string(),
-                    }),
-                    size,
-                });
+                found.push(super::extract::attachment(part, size));
             }
             if state.boundary.is_none() {
                 // A single-part message: its body ran to the end.
