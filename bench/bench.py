@@ -104,6 +104,9 @@ def wait_banner(port, proc, timeout, what):
     return f"{what} did not answer on 127.0.0.1:{port} within {timeout}s ({last})"
 
 
+WRITER_THREAD = "mailroom-writer"  # the group-commit writer's thread name (src/store/writer/mod.rs)
+
+
 def proc_cpu_seconds(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -112,6 +115,37 @@ def proc_cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def thread_cpu_seconds(pid, comm):
+    """CPU seconds of the process's threads named `comm` (e.g. mailroom's group-commit writer)."""
+    total = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return float("nan")
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+        except OSError:
+            continue
+        total += proc_cpu_seconds(f"{pid}/task/{tid}")
+    return total
+
+
+def proc_written_bytes(pid):
+    """Bytes the process passed to write system calls on files (`wchar`: the WAL, the checkpoint
+    into the database, logs; sockets are written with send(2), which it does not count)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def cpu_snapshot():
@@ -267,6 +301,8 @@ def run_source(client, port, sessions, messages, server, workdir, label):
     errpath = os.path.join(workdir, "client.err")
     outpath = os.path.join(workdir, "client.out")
     srv_cpu0 = server.cpu()
+    writer0 = thread_cpu_seconds(server.pid, WRITER_THREAD)
+    wchar0 = proc_written_bytes(server.pid)
     off0 = server.log_offset()
     mach0 = cpu_snapshot()
     with open(errpath, "wb") as err, open(outpath, "wb") as out:
@@ -276,6 +312,8 @@ def run_source(client, port, sessions, messages, server, workdir, label):
         wall = time.monotonic() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     srv_cpu1 = server.cpu()
+    writer1 = thread_cpu_seconds(server.pid, WRITER_THREAD)
+    wchar1 = proc_written_bytes(server.pid)
     mach = cpu_shares(mach0, cpu_snapshot())
     with open(errpath, "rb") as f:
         errtext = f.read().decode("utf-8", "replace").strip()
@@ -291,6 +329,8 @@ def run_source(client, port, sessions, messages, server, workdir, label):
         "label": label, "sessions": sessions, "messages": messages,
         "wall": wall, "rate": messages / wall if wall > 0 else float("nan"), "rc": rc,
         "source_cpu": ru.ru_utime + ru.ru_stime, "server_cpu": srv_cpu1 - srv_cpu0,
+        "writer_cpu": writer1 - writer0,
+        "written": wchar1 - wchar0 if wchar0 is not None and wchar1 is not None else None,
         "log_from": off0, "machine": mach, "argv": " ".join(argv[:-1]) + " 127.0.0.1:PORT", "stderr": errtext,
         "client": report,
     }
@@ -765,12 +805,14 @@ def main():
     md.append("| TLS | off (smtp-source has no STARTTLS; loadgen does not use it, for the same load on both servers) |")
     md.append("")
     md.append("| pass | sessions | messages | msg/s | p50 ms | p99 ms | max ms | server CPU µs/msg "
-              "| client CPU µs/msg | client p99 ms | machine busy / steal / iowait % |")
-    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| of which writer | written KB/msg | client CPU µs/msg | client p99 ms | machine busy / steal / iowait % |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r, lat in rows:
         md.append(f"| {name} | {r['sessions']} | {r['messages']:,} | {fmt(r['rate'])} | "
                   f"{fmt(lat['p50'], 2) if lat else '–'} | {fmt(lat['p99'], 2) if lat else '–'} | "
                   f"{fmt(lat['max'], 1) if lat else '–'} | {fmt(per_msg_us(r['server_cpu'], r['messages']))} | "
+                  f"{fmt(per_msg_us(r['writer_cpu'], r['messages'])) if lat else '–'} | "
+                  f"{fmt(r['written'] / r['messages'] / 1024, 1) if lat and r.get('written') is not None else '–'} | "
                   f"{fmt(per_msg_us(r['source_cpu'], r['messages']))} | "
                   f"{fmt(r['client'].get('latency_ms', {}).get('p99'), 2) if r.get('client') else '–'} | "
                   + (f"{r['machine']['busy']:.0f} / {r['machine']['steal']:.0f} / {r['machine']['iowait']:.0f} |"

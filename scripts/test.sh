@@ -120,10 +120,11 @@ section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 section "cargo test --locked (SQLite)"
 cargo test --locked "$@"
-# The whole suite again with every test server on PostgreSQL (tests/common/engine.rs: a fresh
-# database per server in one throwaway cluster per test binary).
-section "MAILROOM_TEST_DATABASE=postgres cargo test --locked (PostgreSQL)"
-MAILROOM_TEST_DATABASE=postgres cargo test --locked "$@"
+# The integration tests again with every test server on PostgreSQL (tests/common/engine.rs: a
+# fresh database per server in one throwaway cluster per test binary). The unit tests, doctests
+# and tests/fuzz_corpus.rs do not use the engine under test: they ran above, once.
+section "MAILROOM_TEST_DATABASE=postgres cargo test --locked --test '*' (PostgreSQL)"
+MAILROOM_TEST_DATABASE=postgres cargo test --locked --test '*' "$@"
 
 # The library's own PostgreSQL tests (the engines return the same rows; a listing page reads about
 # a page of rows in EXPLAIN ANALYZE) are #[ignore]d without MAILROOM_TEST_PG_URL: a unit test cannot

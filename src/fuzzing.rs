@@ -16,6 +16,11 @@ mod replies;
 mod server;
 mod smtp;
 
+/// Throws away the server the socket targets share (see [`server::restart`]).
+pub fn restart_server() {
+    server::restart()
+}
+
 /// The SMTP/LMTP session byte stream through `smtp::session::run` (see `smtp` for the input
 /// layout and the invariants).
 pub fn smtp_session(input: &[u8]) {

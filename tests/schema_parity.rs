@@ -130,3 +130,62 @@ async fn postgres_audit_ids_stay_consecutive_through_rollbacks() {
     assert_eq!(locked, 1);
     assert!(sqlx::query("INSERT INTO sequencer (id) VALUES (2)").execute(&mut conn).await.is_err());
 }
+
+/// migrations/sqlite/0021 rebuilds message_cases and case_participants as WITHOUT ROWID tables and
+/// drops messages (case_id): a store made before it keeps every row, and the triggers that named a
+/// placement by its rowid still record the expunge and stamp the moved row's modseq.
+#[tokio::test]
+async fn sqlite_0021_keeps_the_rows_and_the_triggers_of_the_tables_it_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = sqlite_db(&dir).await;
+    mailroom::store::MIGRATOR.run_to(20, &mut lite).await.expect("SQLite migrations up to 0020");
+    sqlx::raw_sql(
+        "INSERT INTO cases (id, opening_number, queue, opened_at, updated_at) VALUES (1, 'MR-1', 'support', 0, 0), (2, 'MR-2', 'sales', 0, 0);
+         INSERT INTO messages (id, uid, number, reg_year, reg_seq, received_at, size, protocol, parsed, case_id, key_id, wrapped_key, trace_ct, fields_ct, dedupe_idx)
+             VALUES (1, x'01', 'MR-1', 2026, 1, 0, 1, 'smtp', 1, 1, 1, x'00', x'00', x'00', x'01'),
+                    (2, x'02', 'MR-2', 2026, 2, 0, 1, 'smtp', 1, 2, 1, x'00', x'00', x'00', x'02');
+         INSERT INTO message_cases (message_id, case_id, uid, queue, modseq, x_category, x_priority, x_due)
+             VALUES (1, 1, 1, 'support', 5, 'TSJJ', 'urgent', 7), (2, 1, 2, 'support', 5, NULL, 'normal', NULL), (2, 2, 2, 'sales', 6, NULL, 'low', 9);
+         INSERT INTO case_participants (case_id, address_idx) VALUES (1, x'aa'), (1, x'bb'), (2, x'aa');",
+    )
+    .execute(&mut lite)
+    .await
+    .unwrap();
+    let placements =
+        "SELECT message_id, case_id, uid, queue, modseq, x_category, x_priority, x_due FROM message_cases ORDER BY message_id, case_id";
+    type Placement = (i64, i64, i64, String, i64, Option<String>, Option<String>, Option<i64>);
+    let participants = "SELECT case_id, hex(address_idx) FROM case_participants ORDER BY case_id, address_idx";
+    let before: Vec<Placement> = sqlx::query_as(placements).fetch_all(&mut lite).await.unwrap();
+    let before_participants: Vec<(i64, String)> = sqlx::query_as(participants).fetch_all(&mut lite).await.unwrap();
+    assert_eq!((before.len(), before_participants.len()), (3, 3));
+
+    mailroom::store::MIGRATOR.run(&mut lite).await.expect("the rest of the SQLite migrations");
+    assert_eq!(sqlx::query_as::<_, Placement>(placements).fetch_all(&mut lite).await.unwrap(), before);
+    assert_eq!(sqlx::query_as::<_, (i64, String)>(participants).fetch_all(&mut lite).await.unwrap(), before_participants);
+    for select_rowid in ["SELECT rowid FROM message_cases", "SELECT rowid FROM case_participants"] {
+        let rowid = sqlx::raw_sql(select_rowid).execute(&mut lite).await;
+        assert!(rowid.is_err(), "{select_rowid}: the table is WITHOUT ROWID");
+    }
+    let gone: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'messages_case'").fetch_one(&mut lite).await.unwrap();
+    assert_eq!(gone, 0);
+
+    // A transfer of message 1's placement: the expunge of its old (queue, uid) and the row's new
+    // modseq come from the same bump of the counter.
+    sqlx::raw_sql("UPDATE message_cases SET queue = 'sales', uid = 3 WHERE message_id = 1 AND case_id = 1")
+        .execute(&mut lite)
+        .await
+        .unwrap();
+    let modseq: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'modseq'").fetch_one(&mut lite).await.unwrap();
+    let expunged: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT queue, uid, modseq FROM mailbox_expunged").fetch_all(&mut lite).await.unwrap();
+    assert_eq!(expunged, [("support".to_string(), 1, modseq)]);
+    let moved: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT message_id, modseq FROM message_cases WHERE modseq = $1").bind(modseq).fetch_all(&mut lite).await.unwrap();
+    assert_eq!(moved, [(1, modseq)], "only the moved placement takes the new modseq");
+    // A case's change of queue reaches its placements through cases_imap_visible, re-created.
+    sqlx::raw_sql("UPDATE cases SET queue = 'billing' WHERE id = 2").execute(&mut lite).await.unwrap();
+    let queue: String =
+        sqlx::query_scalar("SELECT queue FROM message_cases WHERE message_id = 2 AND case_id = 2").fetch_one(&mut lite).await.unwrap();
+    assert_eq!(queue, "billing");
+}

@@ -114,9 +114,11 @@ pub struct Server {
     uses: u64,
 }
 
+/// The process's server, made by the first [`with`] that needs it.
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
 /// Runs `f` with the process's server, making (or remaking) it first when needed.
 pub fn with<R>(f: impl FnOnce(&Server) -> R) -> R {
-    static SERVER: Mutex<Option<Server>> = Mutex::new(None);
     // A panic while the server was borrowed is a finding, already reported; the server is fine.
     let mut slot = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     if slot.as_ref().is_some_and(|s| s.uses >= MAX_USES) {
@@ -125,6 +127,15 @@ pub fn with<R>(f: impl FnOnce(&Server) -> R) -> R {
     let server = slot.get_or_insert_with(Server::start);
     server.uses += 1;
     f(server)
+}
+
+/// Throws the process's server away: the next input starts on a fresh store holding only the
+/// seed messages, as a fuzzer running one target does. The corpus replay calls it before each
+/// target, so one target's registrations (thousands from the SMTP and DATA corpora) do not make
+/// the next one's IMAP mailbox, and its time, depend on the order the targets ran in.
+pub fn restart() {
+    let old = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(old);
 }
 
 impl Server {

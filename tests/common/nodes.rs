@@ -76,6 +76,17 @@ pub fn assert_rows_consistent(server: &Server, stored: usize) {
     assert_eq!(server.sql("SELECT sum(last_seq) FROM reg_counters"), n, "the counter names the last number, nothing reserved");
 }
 
+/// For tests whose work does not depend on the engine under test (they keep no store of the
+/// suite's, or always a SQLite one of their own): they run in the SQLite pass only, since the
+/// PostgreSQL pass would repeat the same work. True (with the reason printed) when skipped.
+pub fn sqlite_pass_only(test: &str) -> bool {
+    if !postgres_run() {
+        return false;
+    }
+    eprintln!("{test}: skipped in the PostgreSQL pass; it does not use the engine under test and ran in the SQLite pass");
+    true
+}
+
 /// For tests that start PostgreSQL clusters of their own and do the same in both passes of the
 /// suite: they run in the PostgreSQL pass only. True (with the reason printed) when skipped.
 pub fn postgres_pass_only(test: &str) -> bool {
