@@ -122,9 +122,17 @@ section "cargo test --locked (SQLite)"
 cargo test --locked "$@"
 # The integration tests again with every test server on PostgreSQL (tests/common/engine.rs: a
 # fresh database per server in one throwaway cluster per test binary). The unit tests, doctests
-# and tests/fuzz_corpus.rs do not use the engine under test: they ran above, once.
-section "MAILROOM_TEST_DATABASE=postgres cargo test --locked --test '*' (PostgreSQL)"
-MAILROOM_TEST_DATABASE=postgres cargo test --locked --test '*' "$@"
+# and tests/fuzz_corpus.rs do not use the engine under test: they ran above, once. Arguments that
+# choose targets themselves (e.g. `--test imap`) replace the `--test '*'`.
+pg_targets=(--test '*')
+for arg in "$@"; do
+    [[ $arg == -- ]] && break
+    case $arg in
+        --test | --test=* | --lib | --doc | --bins | --bin | --bin=* | --tests | --examples | --example | --example=* | --all-targets) pg_targets=() ;;
+    esac
+done
+section "MAILROOM_TEST_DATABASE=postgres cargo test --locked ${pg_targets[*]} $* (PostgreSQL)"
+MAILROOM_TEST_DATABASE=postgres cargo test --locked "${pg_targets[@]}" "$@"
 
 # The library's own PostgreSQL tests (the engines return the same rows; a listing page reads about
 # a page of rows in EXPLAIN ANALYZE) are #[ignore]d without MAILROOM_TEST_PG_URL: a unit test cannot
