@@ -53,11 +53,15 @@ fn worth_compressing(raw: &[u8]) -> bool {
 
 pub fn pack(raw: &[u8], compression: Compression) -> Vec<u8> {
     if compression == Compression::Lz4 && worth_compressing(raw) {
-        let compressed = lz4_flex::compress_prepend_size(raw);
-        if compressed.len() < raw.len() {
-            let mut out = Vec::with_capacity(1 + compressed.len());
-            out.push(LZ4);
-            out.extend_from_slice(&compressed);
+        // Compressed straight behind the codec byte and the size (`compress_prepend_size`'s
+        // layout), instead of into a buffer of its own that would then be copied.
+        let mut out = vec![0u8; 1 + 4 + lz4_flex::block::get_maximum_output_size(raw.len())];
+        out[0] = LZ4;
+        out[1..5].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+        if let Ok(written) = lz4_flex::block::compress_into(raw, &mut out[5..])
+            && 4 + written < raw.len()
+        {
+            out.truncate(5 + written);
             return out;
         }
     }
@@ -104,6 +108,8 @@ mod tests {
         assert!(pack(&text, Compression::Lz4).len() < text.len() / 4, "repetitive text must shrink");
         assert_eq!(pack(&random, Compression::Lz4)[0], RAW, "incompressible data is stored as is");
         assert_eq!(pack(&text, Compression::None).len(), text.len() + 1);
+        // Stored bodies keep `compress_prepend_size`'s layout, whatever buffer they are built in.
+        assert_eq!(pack(&text, Compression::Lz4)[1..], lz4_flex::compress_prepend_size(&text)[..]);
     }
 
     #[test]

@@ -65,16 +65,24 @@ impl DataKey {
 
 fn seal_with(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let key = RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| CryptoError::Format)?;
+    // Sealed in place in the output (format, nonce, ciphertext, tag): the plaintext is copied
+    // once, which for a message body is most of the cost besides the cipher itself.
     let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
     out.push(FORMAT_V1);
     out.extend_from_slice(&[0u8; NONCE_LEN]);
-    let mut body = Vec::with_capacity(plaintext.len() + TAG_LEN);
-    body.extend_from_slice(plaintext);
-    let nonce = key.seal_in_place_append_tag(Aad::from(aad), &mut body).map_err(|_| CryptoError::Random)?;
-    out[1..1 + NONCE_LEN].copy_from_slice(nonce.as_ref());
-    out.extend_from_slice(&body);
-    body.zeroize();
-    Ok(out)
+    out.extend_from_slice(plaintext);
+    match key.seal_in_place_separate_tag(Aad::from(aad), &mut out[1 + NONCE_LEN..]) {
+        Ok((nonce, tag)) => {
+            out[1..1 + NONCE_LEN].copy_from_slice(nonce.as_ref());
+            out.extend_from_slice(tag.as_ref());
+            Ok(out)
+        }
+        Err(_) => {
+            // Nothing was sealed: the copy is still clear text.
+            out.zeroize();
+            Err(CryptoError::Random)
+        }
+    }
 }
 
 fn open_with(key: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
