@@ -5,6 +5,9 @@
 //!
 //!   extractbench [--mix 10k|full] [--seed 1] [--messages 20000]
 
+#[path = "../common/args.rs"]
+#[allow(dead_code)]
+mod args;
 #[path = "../loadgen/corpus.rs"]
 #[allow(dead_code)]
 mod corpus;
@@ -17,26 +20,13 @@ use mailroom::intake::record::{extract, full_parse, parse_headers};
 use mailroom::intake::structure;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-    };
-    let mix = arg("--mix", "10k");
-    let seed: u64 = arg("--seed", "1").parse().expect("--seed is a number");
-    let messages: u64 = arg("--messages", "20000").parse().expect("--messages is a number");
-    let kinds = corpus::mix(&mix, 0).unwrap_or_else(|e| panic!("{e}"));
-    let corpus = corpus::Corpus::new(kinds, seed);
+    let mail = args::mail();
+    let (messages, corpus) = (mail.messages, &mail.corpus);
 
     // The messages as the server receives them (without our trace header), grouped by kind.
     let mut by_kind: Vec<Vec<Vec<u8>>> = vec![Vec::new(); corpus.kinds()];
     for i in 0..messages {
-        let (k, body) = corpus.pick(i);
-        let mut raw = format!(
-            "Date: Wed, 02 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{i}.{seed}@bench.example>\r\nTo: support@example.com\r\n{}",
-            body.headers
-        )
-        .into_bytes();
-        raw.extend_from_slice(&body.bytes);
+        let (k, raw) = mail.message(i, "support@example.com");
         by_kind[k].push(raw);
     }
 

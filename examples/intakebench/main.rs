@@ -9,6 +9,8 @@
 //!               [--concurrency 32] [--data-dir DIR] [--config deploy/mailroom.toml]
 //!               [--to support@example.com]
 
+#[path = "../common/args.rs"]
+mod args;
 #[path = "../loadgen/corpus.rs"]
 #[allow(dead_code)]
 mod corpus;
@@ -56,15 +58,11 @@ fn commits(metrics: &metrics_exporter_prometheus::PrometheusHandle) -> u64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-    };
-    let mix = arg("--mix", "10k");
-    let seed: u64 = arg("--seed", "1").parse().expect("--seed is a number");
-    let messages: u64 = arg("--messages", "20000").parse().expect("--messages is a number");
-    let warmup: u64 = arg("--warmup", "1000").parse().expect("--warmup is a number");
-    let concurrency: usize = arg("--concurrency", "32").parse().expect("--concurrency is a number");
+    use args::{arg, number};
+    let mail = Arc::new(args::mail());
+    let (mix, messages) = (mail.mix.clone(), mail.messages);
+    let warmup: u64 = number("--warmup", "1000");
+    let concurrency: usize = number("--concurrency", "32");
     let config = PathBuf::from(arg("--config", "deploy/mailroom.toml"));
     let data_dir = PathBuf::from(arg("--data-dir", "target/bench-data/intakebench"));
     // The benchmark's recipient (bench/bench.py), one of deploy/mailroom.toml's queue addresses.
@@ -72,7 +70,6 @@ fn main() {
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).expect("creating the data dir");
 
-    let corpus = Arc::new(corpus::Corpus::new(corpus::mix(&mix, 0).unwrap_or_else(|e| panic!("{e}")), seed));
     let metrics = mailroom::telemetry::recorder::install().expect("metrics recorder");
     // One thread, as `server.session_threads()` gives on 2 cores.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
@@ -99,16 +96,7 @@ fn main() {
         let intake = Intake::new(store.keys.clone(), writer, settings.policy.clone(), None, Directory::default());
 
         // The messages as a session hands them to intake: our trace header is added by intake.
-        let message = |i: u64| {
-            let (_, body) = corpus.pick(i);
-            let mut raw = format!(
-                "Date: Thu, 03 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{i}.{seed}@bench.example>\r\nTo: {queue_address}\r\n{}",
-                body.headers
-            )
-            .into_bytes();
-            raw.extend_from_slice(&body.bytes);
-            raw
-        };
+        let message = |i: u64| mail.message(i, &queue_address).1;
         let check = intake.check_recipient(&queue_address);
         let mailroom::intake::RecipientCheck::Accept(queue) = check else { panic!("{queue_address} is not accepted: {check:?}") };
         let envelope = Envelope {
