@@ -104,7 +104,7 @@ def wait_banner(port, proc, timeout, what):
     return f"{what} did not answer on 127.0.0.1:{port} within {timeout}s ({last})"
 
 
-WRITER_THREAD = "mailroom-writer"  # the group-commit writer's thread name (src/store/writer/mod.rs)
+WRITER_THREAD = "mailroom-writer"  # the group-commit writer's thread name (THREAD_NAME in src/store/writer/mod.rs)
 
 
 def proc_cpu_seconds(pid):

@@ -20,7 +20,7 @@ use crate::store::{Store, writer};
 
 /// How often committed WAL pages are moved into the database file: often, so that each
 /// checkpoint's fsync of the database file is small and never stalls a commit for long.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The customer directory is re-read every this many checkpoint ticks (2 s).
 const DIRECTORY_REFRESH_TICKS: u64 = 10;
 /// The session purge (every `server.session_purge_every`, the first time at the first tick: what

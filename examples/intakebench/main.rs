@@ -82,13 +82,13 @@ fn main() {
             settings.config.registration.duplicate_window,
         )
         .expect("starting the writer");
-        // The server's background checkpointer (`server::serve`, every 200 ms): without it the
-        // writer would do all of the checkpoint's copying itself.
+        // The server's background checkpointer (`server::serve`): without it the writer would do
+        // all of the checkpoint's copying itself.
         let checkpointer = {
             let store = store.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::time::sleep(mailroom::server::CHECKPOINT_EVERY).await;
                     let _ = store.checkpoint().await;
                 }
             })
@@ -142,6 +142,7 @@ fn main() {
         let total: u64 = by_thread.iter().map(|(_, ns)| ns).sum();
         let main_thread = std::fs::read_to_string("/proc/self/comm").unwrap_or_default().trim().to_string();
         let of = |name: &str| by_thread.iter().filter(|(n, _)| n == name).map(|(_, ns)| *ns).sum::<u64>();
+        let writer = of(mailroom::store::writer::THREAD_NAME);
         let commits = commits_after - commits_before;
         println!(
             "| {mix} | {concurrency} | {messages} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
@@ -149,8 +150,8 @@ fn main() {
             messages as f64 / commits.max(1) as f64,
             per_message(total),
             per_message(of(&main_thread)),
-            per_message(of("mailroom-writer")),
-            per_message(total - of(&main_thread) - of("mailroom-writer")),
+            per_message(writer),
+            per_message(total - of(&main_thread) - writer),
             (written_after - written_before) as f64 / 1024.0 / messages as f64,
         );
         if std::env::var_os("INTAKEBENCH_THREADS").is_some() {
